@@ -1,0 +1,100 @@
+"""The ``tprompt`` command line.
+
+Commands live in ``commands/``, one module per area, each with a
+``register(app)``; this module holds the app, the global options and the one
+place where errors become a line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+try:  # typer >= 0.20 vendors click
+    from typer._click import exceptions as _click_exc
+except ImportError:  # pragma: no cover - older typer on real click
+    from click import exceptions as _click_exc
+
+from . import __version__
+from .commands._common import DEFAULT_DB, ExitCode, Settings, err
+from .errors import TPromptError
+
+#: Modules under ``tprompt.commands`` that add commands, in help order.
+COMMAND_MODULES: tuple[str, ...] = (
+    "history",
+)
+
+app = typer.Typer(
+    name="tprompt",
+    help="Transfer-Prompting with an event log: optimize prompts on source tasks, transfer them "
+    "to a target task, and pause, resume, replay, fork and inspect every run.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tprompt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    db: Optional[Path] = typer.Option(
+        None,
+        "--db",
+        envvar="TPROMPT_DB",
+        help=f"The tprompt database (SQLite). Default: ./{DEFAULT_DB}.",
+        show_default=False,
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    ctx.obj = Settings(db=db or Path(DEFAULT_DB))
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"{__package__}.commands.{_name}").register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tprompt`` script; returns (and exits with) the exit code."""
+    try:
+        result = app(args=argv, prog_name="tprompt", standalone_mode=False)
+        code = int(result) if isinstance(result, int) else 0
+    except TPromptError as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True, emoji=False)
+        code = exc.exit_code
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        err.print("interrupted")
+        code = ExitCode.INTERRUPTED
+    except _click_exc.ClickException as exc:
+        exc.show(file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        code = ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # stdout closed early (e.g. piped into `head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = ExitCode.OK
+    if __name__ == "__main__" or argv is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    main()

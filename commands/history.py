@@ -1,0 +1,165 @@
+"""Reading the log: ``runs``, ``events``, ``replay`` (state at a seq)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..stores import RunState
+from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, settings, shorten
+
+
+def runs(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
+    """List the runs in the database, oldest first.
+
+    Example: tprompt runs --json
+    """
+    if not settings(ctx).db.exists():
+        if json_:
+            print_json([])
+        else:
+            err.print(f"no runs yet: {settings(ctx).db} does not exist")
+        return
+    with open_log(ctx) as log:
+        rows = log.runs()
+        data = []
+        for row in rows:
+            state = log.state(row.run_id)
+            best = state.best("target") or state.best("source")
+            data.append(
+                {
+                    "run_id": row.run_id,
+                    "parent_run_id": row.parent_run_id,
+                    "parent_seq": row.parent_seq,
+                    "status": row.status,
+                    "name": row.name,
+                    "source_tasks": list(state.source_tasks),
+                    "target_task": state.target_task,
+                    "events": state.last_seq,
+                    "best_objective": best.objective if best else None,
+                    "created_at": row.created_at,
+                }
+            )
+    if json_:
+        print_json(data)
+        return
+    table = Table(title=f"runs in {settings(ctx).db}")
+    for col in ("run", "status", "source → target", "events", "best", "parent", "created"):
+        table.add_column(col)
+    for d in data:
+        parent = f"{d['parent_run_id']}@{d['parent_seq']}" if d["parent_run_id"] else ""
+        table.add_row(
+            d["run_id"],
+            d["status"],
+            Text(f"{', '.join(d['source_tasks'])} → {d['target_task'] or ''}"),
+            str(d["events"]),
+            fmt_num(d["best_objective"]),
+            parent,
+            d["created_at"][:19].replace("T", " "),
+        )
+    out.print(table)
+
+
+def events(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """List a run's events (its fork ancestors' included): seq, type, payload.
+
+    Example: tprompt events r-1a2b3c --json
+    """
+    with open_log(ctx) as log:
+        run_id = log.resolve(run)
+        rows = list(log.events(run_id))
+    if json_:
+        print_json(
+            [
+                {
+                    "run_id": e.run_id,
+                    "seq": e.seq,
+                    "event_id": e.event_id,
+                    "type": e.type,
+                    "schema_version": e.schema_version,
+                    "created_at": e.created_at.isoformat(),
+                    "payload": e.event.model_dump(mode="json"),
+                }
+                for e in rows
+            ]
+        )
+        return
+    table = Table(title=f"events of {run_id}")
+    table.add_column("seq", justify="right")
+    table.add_column("type")
+    table.add_column("run")
+    table.add_column("payload", overflow="ellipsis", no_wrap=True)
+    for e in rows:
+        payload = e.event.model_dump_json(exclude={"type"})
+        table.add_row(str(e.seq), e.type, "" if e.run_id == run_id else e.run_id, Text(shorten(payload, 100)))
+    out.print(table)
+
+
+def replay(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    to: Optional[int] = typer.Option(None, "--to", help="Show the state after this seq (default: the last)."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Show a run's state as it was after any event: stage, step, history, best prompts.
+
+    Example: tprompt replay r-1a2b3c --to 12
+    """
+    with open_log(ctx) as log:
+        run_id = log.resolve(run)
+        state = log.state(run_id, upto=to)
+    if json_:
+        print_json(state_json(state))
+        return
+    print_state(state)
+
+
+def state_json(state: RunState) -> dict:
+    data = state.model_dump(mode="json")
+    data["history"] = {
+        stage: [s.model_dump(mode="json") for s in state.history(stage)] for stage in ("source", "target")
+    }
+    return data
+
+
+def print_state(state: RunState) -> None:
+    out.print(
+        f"[bold]{state.run_id}[/] at seq {state.last_seq}: status [bold]{state.status}[/],"
+        f" stage {state.stage or '-'}, step {state.step}"
+    )
+    out.print(Text(f"source tasks: {', '.join(state.source_tasks) or '-'}   target task: {state.target_task or '-'}"))
+    if state.parent_run_id:
+        out.print(f"forked from {state.parent_run_id} at seq {state.parent_seq}")
+    for stage in ("source", "target"):
+        hist = state.history(stage)
+        if not hist:
+            continue
+        table = Table(title=f"{stage} history (best last)")
+        table.add_column("prompt")
+        table.add_column("step", justify="right")
+        table.add_column("task")
+        table.add_column("objective", justify="right")
+        table.add_column("accuracy", justify="right")
+        table.add_column("text", overflow="fold")
+        for s in hist:
+            table.add_row(
+                s.prompt_id, str(s.step), s.task, fmt_num(s.objective), fmt_num(s.metrics.get("accuracy")), Text(shorten(s.text, 90))
+            )
+        out.print(table)
+    if state.pending:
+        out.print(f"{len(state.pending)} candidate(s) proposed in the step in flight")
+    if state.error:
+        out.print(Text(f"error: {state.error}"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("runs")(runs)
+    app.command("events")(events)
+    app.command("replay")(replay)

@@ -1,0 +1,166 @@
+"""The one exception tree of tprompt.
+
+Every error a user can cause or meet derives from :class:`TPromptError`. Each
+carries a short ``code``, a ``hint`` saying what to do, and ``is_retryable``.
+The CLI prints ``str(error)`` (message plus hint) on one line and exits with
+``error.exit_code``: 1 for a failure of the data or environment, 2 for a
+mistake in what the user asked.
+"""
+
+from __future__ import annotations
+
+
+class TPromptError(Exception):
+    """Root of every tprompt error."""
+
+    code: str = "tprompt"
+    exit_code: int = 1
+    is_retryable: bool = False
+
+    def __init__(self, message: str, *, hint: str | None = None, **fields: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.fields = fields
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class UsageError(TPromptError):
+    """The user asked for something that cannot be done as asked."""
+
+    code = "usage"
+    exit_code = 2
+
+
+# --- store -----------------------------------------------------------------
+
+
+class StoreError(TPromptError):
+    code = "store"
+
+
+class NotATPromptDatabase(StoreError):
+    code = "store.not_tprompt"
+
+
+class SchemaTooNew(StoreError):
+    code = "store.schema_too_new"
+
+
+class DatabaseLocked(StoreError):
+    code = "store.locked"
+    is_retryable = True
+
+
+class ReadOnlyDatabase(StoreError):
+    code = "store.read_only"
+
+
+class ConflictError(StoreError):
+    """Someone else appended to the run first: the expected seq was taken."""
+
+    code = "store.conflict"
+    is_retryable = True
+
+
+class UnknownRun(StoreError, UsageError):
+    code = "store.unknown_run"
+    exit_code = 2
+
+
+class SeqOutOfRange(StoreError, UsageError):
+    code = "store.seq_out_of_range"
+    exit_code = 2
+
+
+class CorruptEvent(StoreError):
+    """A stored event cannot be read: bad JSON, unknown type, newer schema."""
+
+    code = "store.corrupt_event"
+
+
+# --- models ------------------------------------------------------------------
+
+
+class BackendError(TPromptError):
+    code = "backend"
+
+
+class UnknownModel(BackendError, UsageError):
+    code = "backend.unknown_model"
+    exit_code = 2
+
+
+class ModelUnavailable(BackendError):
+    code = "backend.unavailable"
+
+
+class MissingExtra(BackendError):
+    code = "backend.missing_extra"
+
+
+class MissingCredentials(BackendError):
+    code = "backend.missing_credentials"
+
+
+class TransientBackendError(BackendError):
+    code = "backend.transient"
+    is_retryable = True
+
+
+class ModelCallFailed(BackendError):
+    """A model call still failed after its retries; the run can be resumed."""
+
+    code = "backend.call_failed"
+
+
+# --- tasks and config ----------------------------------------------------------
+
+
+class TaskError(TPromptError):
+    code = "task"
+    exit_code = 2
+
+
+class UnknownTask(TaskError):
+    code = "task.unknown"
+
+
+class BadTaskFile(TaskError):
+    code = "task.bad_file"
+
+
+class ConfigError(UsageError):
+    code = "config"
+
+
+__all__ = (
+    "TPromptError",
+    "UsageError",
+    "StoreError",
+    "NotATPromptDatabase",
+    "SchemaTooNew",
+    "DatabaseLocked",
+    "ReadOnlyDatabase",
+    "ConflictError",
+    "UnknownRun",
+    "SeqOutOfRange",
+    "CorruptEvent",
+    "BackendError",
+    "UnknownModel",
+    "ModelUnavailable",
+    "MissingExtra",
+    "MissingCredentials",
+    "TransientBackendError",
+    "ModelCallFailed",
+    "TaskError",
+    "UnknownTask",
+    "BadTaskFile",
+    "ConfigError",
+)

@@ -1,0 +1,61 @@
+"""Schema of the tprompt database and its migrations (``PRAGMA user_version``).
+
+Each migration is a function run once, in order, inside one transaction; the
+database's ``user_version`` is the number of migrations applied. Add new ones at
+the end of :data:`MIGRATIONS`; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+#: ``PRAGMA application_id`` of a tprompt database ("tprt").
+APPLICATION_ID = 0x74707274
+
+
+def _run_all(conn: sqlite3.Connection, statements: list[str]) -> None:
+    # Not executescript(): it would commit the migration's transaction.
+    for statement in statements:
+        conn.execute(statement)
+
+
+def _m1_event_log(conn: sqlite3.Connection) -> None:
+    _run_all(
+        conn,
+        [
+            """CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            parent_run_id TEXT REFERENCES runs(run_id),
+            parent_seq INTEGER,
+            status TEXT NOT NULL,
+            name TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+            """CREATE TABLE events (
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            seq INTEGER NOT NULL,
+            event_id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            schema_version INTEGER NOT NULL,
+            payload TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        )""",
+            "CREATE INDEX events_type ON events(type)",
+            "CREATE INDEX runs_parent ON runs(parent_run_id)",
+            # The library never changes an event once written; these triggers
+            # make that hold for anyone else who opens the file too.
+            "CREATE TRIGGER events_no_update BEFORE UPDATE ON events"
+            " BEGIN SELECT RAISE(ABORT, 'tprompt events are immutable'); END",
+            "CREATE TRIGGER events_no_delete BEFORE DELETE ON events"
+            " BEGIN SELECT RAISE(ABORT, 'tprompt events are immutable'); END",
+        ],
+    )
+
+
+Migration = Callable[[sqlite3.Connection], None]
+
+#: Every migration, in order. ``user_version`` == ``len(MIGRATIONS)`` when current.
+MIGRATIONS: list[Migration] = [_m1_event_log]

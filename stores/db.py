@@ -1,0 +1,152 @@
+"""Opening a tprompt database: WAL, busy timeout, migrations, error translation.
+
+Writers open with :func:`open_database`; readers (``tprompt ui``, listings) pass
+``readonly=True`` and never write, not even a migration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlite_utils
+
+from ..errors import (
+    DatabaseLocked,
+    NotATPromptDatabase,
+    ReadOnlyDatabase,
+    SchemaTooNew,
+    StoreError,
+)
+from ._schema import APPLICATION_ID, MIGRATIONS
+
+BUSY_TIMEOUT_S = 30.0
+
+
+def open_database(
+    path: str | os.PathLike[str] = ":memory:",
+    *,
+    readonly: bool = False,
+    timeout: float = BUSY_TIMEOUT_S,
+) -> sqlite_utils.Database:
+    """Open (and, if writable, create or migrate) a tprompt database.
+
+    Raises:
+        NotATPromptDatabase: the file is not SQLite, or is another program's.
+        SchemaTooNew: written by a newer tprompt.
+        ReadOnlyDatabase: a write was needed but the file cannot be written.
+        DatabaseLocked: another process holds the lock past the timeout.
+    """
+    name = str(path)
+    memory = name == ":memory:"
+    if readonly and not memory:
+        if not Path(name).exists():
+            raise StoreError(
+                f"no tprompt database at {name}",
+                hint="pass --db PATH or set TPROMPT_DB to an existing database",
+            )
+        uri = f"file:{Path(name).resolve()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+    else:
+        if not memory and Path(name).exists() and not os.access(name, os.W_OK):
+            raise ReadOnlyDatabase(
+                f"database {name} is read-only",
+                hint="make it writable or pass --db to another file",
+            )
+        conn = sqlite3.connect(name, timeout=timeout, check_same_thread=False)
+    # We manage transactions ourselves (BEGIN IMMEDIATE for appends).
+    conn.isolation_level = None
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        _check_and_migrate(conn, name, readonly=readonly)
+        if not readonly and not memory:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise translate(exc, name) from exc
+    except Exception:
+        conn.close()
+        raise
+    return sqlite_utils.Database(conn)
+
+
+def _check_and_migrate(conn: sqlite3.Connection, name: str, *, readonly: bool) -> None:
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if app_id != APPLICATION_ID and (tables or version):
+        raise NotATPromptDatabase(
+            f"{name} is an SQLite database, but not a tprompt one",
+            hint="pass --db to a tprompt database or to a new file",
+        )
+    if version > len(MIGRATIONS):
+        raise SchemaTooNew(
+            f"{name} has schema version {version}; this tprompt knows up to {len(MIGRATIONS)}",
+            hint="upgrade tprompt",
+        )
+    if version == len(MIGRATIONS):
+        return
+    if readonly:
+        if app_id != APPLICATION_ID:
+            raise NotATPromptDatabase(f"{name} is not a tprompt database (it is empty)")
+        raise ReadOnlyDatabase(
+            f"{name} needs a schema upgrade (version {version} -> {len(MIGRATIONS)}) and is open read-only",
+            hint="run any writing tprompt command on it once, e.g. `tprompt runs`",
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Re-read inside the lock: another process may have migrated meanwhile.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            migration(conn)
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def translate(exc: sqlite3.Error, name: str = "the database") -> StoreError:
+    """Turn an sqlite3 error into the matching tprompt store error."""
+    text = str(exc)
+    low = text.lower()
+    if "locked" in low or "busy" in low:
+        return DatabaseLocked(
+            f"{name} is locked by another process",
+            hint="wait for it to finish or raise the busy timeout",
+        )
+    if "readonly" in low or "read-only" in low:
+        return ReadOnlyDatabase(
+            f"{name} is read-only", hint="make it writable or pass --db to another file"
+        )
+    if "not a database" in low or "malformed" in low or "encrypted" in low:
+        return NotATPromptDatabase(
+            f"{name} is not a tprompt database ({text})",
+            hint="pass --db to a tprompt database or to a new file",
+        )
+    return StoreError(f"{name}: {text}")
+
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection, name: str = "the database") -> Iterator[sqlite3.Connection]:
+    """One write transaction taken with ``BEGIN IMMEDIATE``; rolled back on error."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise translate(exc, name) from exc
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        conn.execute("ROLLBACK")
+        raise translate(exc, name) from exc

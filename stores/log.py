@@ -1,0 +1,484 @@
+"""The append-only event log: the single source of truth of every run.
+
+A run's history is its ancestors' events up to each fork point, read through
+(never copied), followed by its own. Seqs continue across a fork: a run forked
+at seq N writes its own events from N+1, so a history is gapless from 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import ConflictError, CorruptEvent, SeqOutOfRange, StoreError, UnknownRun
+from .db import immediate, open_database, translate
+from .events import (
+    EVENT_ADAPTER,
+    EVENT_TYPES,
+    UPCASTERS,
+    Event,
+    RunCreated,
+    RunForked,
+    StoredEvent,
+)
+
+#: How an event type changes the ``runs.status`` column (a cached view).
+_STATUS_AFTER = {
+    "run.created": "created",
+    "run.forked": "created",
+    "stage.started": "running",
+    "run.resumed": "running",
+    "run.paused": "paused",
+    "run.completed": "completed",
+    "run.failed": "failed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One row of the ``runs`` table."""
+
+    run_id: str
+    parent_run_id: str | None
+    parent_seq: int | None
+    status: str
+    name: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A slice of one run's own events that belongs to a history."""
+
+    run_id: str
+    first_seq: int
+    last_seq: int | None  # None: to the end
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def new_run_id() -> str:
+    return "r-" + uuid.uuid4().hex[:10]
+
+
+class EventLog:
+    """Append and read events of runs in one SQLite database.
+
+    One instance per thread or process is the simple rule; an instance also
+    serializes its own use with a lock, so sharing one across threads is safe.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        readonly: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        self.path = str(path)
+        self.readonly = readonly
+        self.db = open_database(path, readonly=readonly, timeout=timeout)
+        self.conn: sqlite3.Connection = self.db.conn
+        self._lock = threading.RLock()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs ------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        created: RunCreated,
+        *,
+        run_id: str | None = None,
+        event_id: str | None = None,
+    ) -> str:
+        """Create a run whose first event (seq 1) is ``created``; returns its id.
+
+        Creating the same ``run_id`` with the same ``event_id`` again is a no-op.
+        """
+        run_id = run_id or new_run_id()
+        event_id = event_id or f"{run_id}:created"
+        with self._lock, immediate(self.conn, self.path):
+            row = self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                stamp = now_iso()
+                self.conn.execute(
+                    "INSERT INTO runs (run_id, parent_run_id, parent_seq, status, name, created_at, updated_at)"
+                    " VALUES (?, NULL, NULL, 'created', ?, ?, ?)",
+                    (run_id, created.name, stamp, stamp),
+                )
+            self._append_locked(run_id, [created], expected_seq=None, event_ids=[event_id])
+        return run_id
+
+    def fork(
+        self,
+        parent_run_id: str,
+        at_seq: int,
+        *,
+        config: dict[str, Any],
+        target_task: str,
+        from_prompt_id: str | None = None,
+        run_id: str | None = None,
+        name: str | None = None,
+    ) -> str:
+        """Start a new run whose history is the parent's up to ``at_seq``.
+
+        Nothing is copied: the cost is one row and one event, whatever the
+        parent's length.
+
+        Raises:
+            UnknownRun: no such parent.
+            SeqOutOfRange: ``at_seq`` is not in the parent's history.
+        """
+        run_id = run_id or new_run_id()
+        with self._lock, immediate(self.conn, self.path):
+            parent_last = self._last_seq_locked(parent_run_id)
+            if not 1 <= at_seq <= parent_last:
+                raise SeqOutOfRange(
+                    f"run {parent_run_id} has events 1..{parent_last}; cannot fork at seq {at_seq}",
+                    hint="pick a seq from `tprompt events RUN`",
+                    run_id=parent_run_id,
+                    seq=at_seq,
+                )
+            stamp = now_iso()
+            self.conn.execute(
+                "INSERT INTO runs (run_id, parent_run_id, parent_seq, status, name, created_at, updated_at)"
+                " VALUES (?, ?, ?, 'created', ?, ?, ?)",
+                (run_id, parent_run_id, at_seq, name, stamp, stamp),
+            )
+            forked = RunForked(
+                parent_run_id=parent_run_id,
+                parent_seq=at_seq,
+                from_prompt_id=from_prompt_id,
+                config=config,
+                target_task=target_task,
+            )
+            self._append_locked(run_id, [forked], expected_seq=at_seq + 1, event_ids=[f"{run_id}:forked"])
+        return run_id
+
+    def run(self, run_id: str) -> RunRow:
+        """The ``runs`` row of ``run_id`` (a unique prefix of it is accepted)."""
+        with self._lock:
+            run_id = self.resolve(run_id)
+            row = self.conn.execute(
+                "SELECT run_id, parent_run_id, parent_seq, status, name, created_at, updated_at"
+                " FROM runs WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+        return RunRow(*row)
+
+    def runs(self) -> list[RunRow]:
+        """Every run, oldest first."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT run_id, parent_run_id, parent_seq, status, name, created_at, updated_at"
+                " FROM runs ORDER BY created_at, run_id"
+            ).fetchall()
+        return [RunRow(*row) for row in rows]
+
+    def resolve(self, run_id: str) -> str:
+        """The full id of a run given its id or a unique prefix of it.
+
+        Raises:
+            UnknownRun: no run, or more than one, matches.
+        """
+        with self._lock:
+            if self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                return run_id
+            escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            matches = [
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\' LIMIT 3", (escaped + "%",)
+                )
+            ]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise UnknownRun(
+                f"no run {run_id!r} in {self.path}",
+                hint="`tprompt runs` lists the runs",
+                run_id=run_id,
+            )
+        raise UnknownRun(
+            f"{run_id!r} matches several runs ({', '.join(matches)}, ...)",
+            hint="give more of the run id",
+            run_id=run_id,
+        )
+
+    # -- appending ---------------------------------------------------------------------
+
+    def append(
+        self,
+        run_id: str,
+        events: Sequence[Event],
+        *,
+        expected_seq: int | None = None,
+        event_ids: Sequence[str | None] | None = None,
+    ) -> list[StoredEvent]:
+        """Append ``events`` to ``run_id`` in one transaction.
+
+        Args:
+            expected_seq: the seq the first new event must get; if another
+                writer got there first, :class:`ConflictError` is raised and
+                nothing is written.
+            event_ids: idempotency keys; an event whose id is already stored is
+                skipped (appending the same event twice leaves one).
+
+        Returns:
+            The events written (duplicates skipped), with their envelopes.
+        """
+        if event_ids is not None and len(event_ids) != len(events):
+            raise ValueError("event_ids must match events one to one")
+        with self._lock, immediate(self.conn, self.path):
+            return self._append_locked(run_id, events, expected_seq=expected_seq, event_ids=event_ids)
+
+    def _append_locked(
+        self,
+        run_id: str,
+        events: Sequence[Event],
+        *,
+        expected_seq: int | None,
+        event_ids: Sequence[str | None] | None,
+    ) -> list[StoredEvent]:
+        ids = [e or uuid.uuid4().hex for e in (event_ids or [None] * len(events))]
+        if len(set(ids)) != len(ids):
+            raise ValueError("event_ids must be distinct within one append")
+        existing = self._existing_ids(ids)
+        fresh = [(eid, ev) for eid, ev in zip(ids, events) if eid not in existing]
+        if not fresh:
+            return []
+        last = self._last_seq_locked(run_id)
+        if expected_seq is not None and expected_seq != last + 1:
+            raise ConflictError(
+                f"run {run_id}: expected to write seq {expected_seq}, but the next seq is {last + 1}",
+                hint="another writer appended first; reload the run and retry",
+                run_id=run_id,
+                seq=expected_seq,
+            )
+        stamp = now_iso()
+        rows = []
+        stored = []
+        for offset, (eid, ev) in enumerate(fresh, start=1):
+            seq = last + offset
+            rows.append((run_id, seq, eid, ev.type, ev.schema_version, ev.model_dump_json(), stamp))
+            stored.append(
+                StoredEvent.model_construct(
+                    run_id=run_id,
+                    seq=seq,
+                    event_id=eid,
+                    type=ev.type,
+                    schema_version=ev.schema_version,
+                    created_at=datetime.fromisoformat(stamp),
+                    event=ev,
+                )
+            )
+        try:
+            self.conn.executemany(
+                "INSERT INTO events (run_id, seq, event_id, type, schema_version, payload, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(
+                f"run {run_id}: seq {last + 1} was taken by another writer",
+                hint="reload the run and retry",
+                run_id=run_id,
+                seq=last + 1,
+            ) from exc
+        status = None
+        for _, ev in fresh:
+            status = _STATUS_AFTER.get(ev.type, status)
+        if status is not None:
+            self.conn.execute(
+                "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?", (status, stamp, run_id)
+            )
+        else:
+            self.conn.execute("UPDATE runs SET updated_at = ? WHERE run_id = ?", (stamp, run_id))
+        return stored
+
+    def _existing_ids(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                r[0] for r in self.conn.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
+            )
+        return found
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def last_seq(self, run_id: str) -> int:
+        """The seq of the last event in ``run_id``'s history (0 if none)."""
+        with self._lock:
+            return self._last_seq_locked(run_id)
+
+    def _last_seq_locked(self, run_id: str) -> int:
+        row = self.conn.execute("SELECT parent_seq FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UnknownRun(f"no run {run_id!r} in {self.path}", hint="`tprompt runs` lists the runs", run_id=run_id)
+        own = self.conn.execute("SELECT max(seq) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0]
+        if own is not None:
+            return int(own)
+        return int(row[0] or 0)
+
+    def lineage(self, run_id: str) -> list[Segment]:
+        """The segments of ``run_id``'s history, oldest ancestor first."""
+        segments: list[Segment] = []
+        upto: int | None = None
+        current: str | None = run_id
+        seen: set[str] = set()
+        with self._lock:
+            while current is not None:
+                if current in seen:  # pragma: no cover - only a hand-edited file could loop
+                    raise StoreError(f"run {run_id}: its fork lineage loops at {current}")
+                seen.add(current)
+                row = self.conn.execute(
+                    "SELECT parent_run_id, parent_seq FROM runs WHERE run_id = ?", (current,)
+                ).fetchone()
+                if row is None:
+                    raise UnknownRun(
+                        f"no run {current!r} in {self.path}", hint="`tprompt runs` lists the runs", run_id=current
+                    )
+                parent, parent_seq = row
+                segments.append(Segment(current, (parent_seq or 0) + 1, upto))
+                upto, current = parent_seq, parent
+        segments.reverse()
+        return segments
+
+    def events(self, run_id: str, *, upto: int | None = None, after: int = 0) -> Iterator[StoredEvent]:
+        """The events of ``run_id``'s history with ``after < seq <= upto``, in order.
+
+        Raises:
+            CorruptEvent: a stored payload cannot be read; names the run and seq.
+        """
+        for row in self.raw_events(run_id, upto=upto, after=after):
+            yield decode_row(*row)
+
+    def raw_events(
+        self, run_id: str, *, upto: int | None = None, after: int = 0
+    ) -> Iterator[tuple[str, int, str, str, int, str, str]]:
+        """Rows ``(run_id, seq, event_id, type, schema_version, payload, created_at)`` undecoded."""
+        for seg in self.lineage(run_id):
+            lo = max(seg.first_seq, after + 1)
+            hi = seg.last_seq
+            if upto is not None:
+                hi = upto if hi is None else min(hi, upto)
+            if hi is not None and hi < lo:
+                continue
+            sql = (
+                "SELECT run_id, seq, event_id, type, schema_version, payload, created_at"
+                " FROM events WHERE run_id = ? AND seq >= ?"
+            )
+            params: list[Any] = [seg.run_id, lo]
+            if hi is not None:
+                sql += " AND seq <= ?"
+                params.append(hi)
+            sql += " ORDER BY seq"
+            with self._lock:
+                try:
+                    rows = self.conn.execute(sql, params).fetchall()
+                except sqlite3.Error as exc:
+                    raise translate(exc, self.path) from exc
+            yield from rows
+
+    def check_seq(self, run_id: str, seq: int) -> None:
+        """Raise :class:`SeqOutOfRange` unless ``seq`` is in ``run_id``'s history."""
+        last = self.last_seq(run_id)
+        if not 1 <= seq <= last:
+            raise SeqOutOfRange(
+                f"run {run_id} has events 1..{last}; there is no seq {seq}",
+                hint="`tprompt events RUN` lists them",
+                run_id=run_id,
+                seq=seq,
+            )
+
+    def state(self, run_id: str, *, upto: int | None = None) -> RunState:
+        """The run's state after the event ``upto`` (the last one by default)."""
+        from .projection import fold
+
+        run_id = self.resolve(run_id)
+        if upto is not None:
+            self.check_seq(run_id, upto)
+        return fold(self.events(run_id, upto=upto), run_id=run_id)
+
+
+def decode_row(
+    run_id: str, seq: int, event_id: str, type_: str, schema_version: int, payload: str, created_at: str
+) -> StoredEvent:
+    """Validate one stored row into a :class:`StoredEvent`, upcasting old payloads."""
+    cls = EVENT_TYPES.get(type_)
+    if cls is None:
+        raise CorruptEvent(
+            f"run {run_id} seq {seq}: unknown event type {type_!r}",
+            hint="written by a newer tprompt? upgrade it",
+            run_id=run_id,
+            seq=seq,
+        )
+    current = cls.schema_version
+    try:
+        if schema_version == current:
+            event = EVENT_ADAPTER.validate_json(payload)
+        elif schema_version > current:
+            raise CorruptEvent(
+                f"run {run_id} seq {seq}: {type_} has schema version {schema_version}, this tprompt reads up to {current}",
+                hint="upgrade tprompt",
+                run_id=run_id,
+                seq=seq,
+            )
+        else:
+            data = json.loads(payload)
+            for version in range(schema_version, current):
+                upcast = UPCASTERS.get((type_, version))
+                if upcast is None:
+                    raise CorruptEvent(
+                        f"run {run_id} seq {seq}: no upcaster for {type_} v{version}", run_id=run_id, seq=seq
+                    )
+                data = upcast(data)
+            event = EVENT_ADAPTER.validate_python(data)
+    except (ValidationError, ValueError) as exc:
+        first = str(exc).splitlines()[0]
+        raise CorruptEvent(
+            f"run {run_id} seq {seq}: stored {type_} payload is invalid ({first})",
+            hint="the file was edited or damaged; other runs are still readable",
+            run_id=run_id,
+            seq=seq,
+        ) from exc
+    if event.type != type_:
+        raise CorruptEvent(
+            f"run {run_id} seq {seq}: payload says {event.type!r} but the row says {type_!r}", run_id=run_id, seq=seq
+        )
+    return StoredEvent.model_construct(
+        run_id=run_id,
+        seq=seq,
+        event_id=event_id,
+        type=type_,
+        schema_version=schema_version,
+        created_at=datetime.fromisoformat(created_at),
+        event=event,
+    )
+
+
+from .projection import RunState  # noqa: E402  (circular: projection imports events only)

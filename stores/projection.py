@@ -1,0 +1,315 @@
+"""Run state as a pure fold of the event log.
+
+``apply(state, event) -> state`` never does I/O. ``fold`` folds many events in
+linear time through a private mutable builder, then freezes the result once,
+so projecting 100,000 events does not copy the state 100,000 times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .events import (
+    CandidateScored,
+    Metrics,
+    PromptCandidate,
+    PromptTested,
+    RunCreated,
+    RunFailed,
+    RunForked,
+    RunPaused,
+    Stage,
+    StageCompleted,
+    StageStarted,
+    StepCompleted,
+    StepProposed,
+    StoredEvent,
+    TransferSelected,
+)
+
+Status = Literal["new", "created", "running", "paused", "completed", "failed"]
+
+
+class ScoredPrompt(BaseModel):
+    """A prompt's score on one task at one step of a stage."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt_id: str
+    text: str
+    stage: Stage
+    step: int
+    task: str
+    n_examples: int
+    metrics: Metrics
+    objective: float
+    rung: int = 0
+    eliminated: bool = False
+    seq: int = 0
+
+
+class TestResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: str
+    prompt_id: str
+    text: str
+    task: str
+    n_examples: int
+    metrics: Metrics
+    objective: float
+    seq: int = 0
+
+
+class RunState(BaseModel):
+    """Everything known about a run after some prefix of its events."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str = ""
+    status: Status = "new"
+    last_seq: int = 0
+    event_count: int = 0
+    config: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = None
+    source_tasks: tuple[str, ...] = ()
+    target_task: str | None = None
+    original_prompt: PromptCandidate | None = None
+    parent_run_id: str | None = None
+    parent_seq: int | None = None
+    from_prompt_id: str | None = None
+    stage: Stage | None = None
+    stages_completed: tuple[Stage, ...] = ()
+    #: last step completed in the current stage (0 before the first)
+    step: int = 0
+    #: candidates proposed in the step in flight, not yet all scored
+    pending: tuple[PromptCandidate, ...] = ()
+    scores: tuple[ScoredPrompt, ...] = ()
+    prompts: dict[str, str] = Field(default_factory=dict)
+    top_k: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    transferred: tuple[PromptCandidate, ...] = ()
+    tested: dict[str, TestResult] = Field(default_factory=dict)
+    scorer_calls: dict[str, int] = Field(default_factory=dict)
+    proposer_calls: dict[str, int] = Field(default_factory=dict)
+    error: str | None = None
+
+    # -- derived views (pure) --------------------------------------------------
+
+    def stage_scores(self, stage: Stage, *, include_eliminated: bool = True) -> list[ScoredPrompt]:
+        return [s for s in self.scores if s.stage == stage and (include_eliminated or not s.eliminated)]
+
+    def history(self, stage: Stage) -> list[ScoredPrompt]:
+        """Best full score per prompt in ``stage``, sorted ascending (best last).
+
+        A prompt scored on several tasks (several source tasks) counts with the
+        mean objective over its tasks at its deepest rung.
+        """
+        by_prompt: dict[str, list[ScoredPrompt]] = {}
+        for s in self.scores:
+            if s.stage == stage:
+                by_prompt.setdefault(s.prompt_id, []).append(s)
+        best: list[ScoredPrompt] = []
+        for items in by_prompt.values():
+            deepest = max(i.rung for i in items)
+            at = [i for i in items if i.rung == deepest]
+            mean = sum(i.objective for i in at) / len(at)
+            first = at[-1]
+            best.append(first.model_copy(update={"objective": mean}))
+        best.sort(key=lambda s: (s.objective, -s.seq))
+        return best
+
+    def best(self, stage: Stage) -> ScoredPrompt | None:
+        hist = self.history(stage)
+        return hist[-1] if hist else None
+
+
+class _Builder:
+    """Mutable twin of :class:`RunState` used while folding."""
+
+    def __init__(self, state: RunState) -> None:
+        self.data: dict[str, Any] = dict(state.__dict__)
+        self.scores = list(state.scores)
+        self.prompts = dict(state.prompts)
+        self.top_k = dict(state.top_k)
+        self.tested = dict(state.tested)
+        self.scorer_calls = dict(state.scorer_calls)
+        self.proposer_calls = dict(state.proposer_calls)
+        self.pending = list(state.pending)
+        self.pending_scored: set[str] = set()
+
+    def freeze(self) -> RunState:
+        data = dict(self.data)
+        data.update(
+            scores=tuple(self.scores),
+            prompts=self.prompts,
+            top_k=self.top_k,
+            tested=self.tested,
+            scorer_calls=self.scorer_calls,
+            proposer_calls=self.proposer_calls,
+            pending=tuple(self.pending),
+        )
+        return RunState.model_construct(**data)
+
+
+def _created(b: _Builder, se: StoredEvent) -> None:
+    ev: RunCreated = se.event  # type: ignore[assignment]
+    b.data.update(
+        status="created",
+        config=ev.config,
+        name=ev.name,
+        source_tasks=tuple(ev.source_tasks),
+        target_task=ev.target_task,
+        original_prompt=ev.original_prompt,
+    )
+    b.prompts[ev.original_prompt.prompt_id] = ev.original_prompt.text
+
+
+def _forked(b: _Builder, se: StoredEvent) -> None:
+    ev: RunForked = se.event  # type: ignore[assignment]
+    b.data.update(
+        status="created",
+        config=ev.config,
+        target_task=ev.target_task,
+        parent_run_id=ev.parent_run_id,
+        parent_seq=ev.parent_seq,
+        from_prompt_id=ev.from_prompt_id,
+        error=None,
+    )
+    b.tested = {}
+
+
+def _stage_started(b: _Builder, se: StoredEvent) -> None:
+    ev: StageStarted = se.event  # type: ignore[assignment]
+    b.data.update(status="running", stage=ev.stage, step=0)
+    b.pending = []
+
+
+def _proposed(b: _Builder, se: StoredEvent) -> None:
+    ev: StepProposed = se.event  # type: ignore[assignment]
+    b.pending = list(ev.candidates)
+    b.proposer_calls[ev.stage] = b.proposer_calls.get(ev.stage, 0) + len(ev.call_ids)
+    for c in ev.candidates:
+        b.prompts[c.prompt_id] = c.text
+
+
+def _scored(b: _Builder, se: StoredEvent) -> None:
+    ev: CandidateScored = se.event  # type: ignore[assignment]
+    b.scores.append(
+        ScoredPrompt(
+            prompt_id=ev.prompt_id,
+            text=ev.text,
+            stage=ev.stage,
+            step=ev.step,
+            task=ev.task,
+            n_examples=ev.n_examples,
+            metrics=ev.metrics,
+            objective=ev.objective,
+            rung=ev.rung,
+            eliminated=ev.eliminated,
+            seq=se.seq,
+        )
+    )
+    b.prompts[ev.prompt_id] = ev.text
+    b.scorer_calls[ev.stage] = b.scorer_calls.get(ev.stage, 0) + ev.scorer_calls
+
+
+def _step_completed(b: _Builder, se: StoredEvent) -> None:
+    ev: StepCompleted = se.event  # type: ignore[assignment]
+    b.data["step"] = ev.step
+    b.pending = []
+
+
+def _stage_completed(b: _Builder, se: StoredEvent) -> None:
+    ev: StageCompleted = se.event  # type: ignore[assignment]
+    b.top_k[ev.stage] = tuple(ev.top_k)
+    done = tuple(b.data["stages_completed"])
+    if ev.stage not in done:
+        b.data["stages_completed"] = done + (ev.stage,)
+    b.pending = []
+
+
+def _transfer(b: _Builder, se: StoredEvent) -> None:
+    ev: TransferSelected = se.event  # type: ignore[assignment]
+    b.data["transferred"] = tuple(ev.prompts)
+    b.data["target_task"] = ev.target_task
+    for c in ev.prompts:
+        b.prompts[c.prompt_id] = c.text
+
+
+def _tested(b: _Builder, se: StoredEvent) -> None:
+    ev: PromptTested = se.event  # type: ignore[assignment]
+    b.tested[ev.role] = TestResult(
+        role=ev.role,
+        prompt_id=ev.prompt_id,
+        text=ev.text,
+        task=ev.task,
+        n_examples=ev.n_examples,
+        metrics=ev.metrics,
+        objective=ev.objective,
+        seq=se.seq,
+    )
+    b.scorer_calls["test"] = b.scorer_calls.get("test", 0) + ev.scorer_calls
+
+
+def _paused(b: _Builder, se: StoredEvent) -> None:
+    _ = se.event  # RunPaused
+    b.data["status"] = "paused"
+
+
+def _resumed(b: _Builder, se: StoredEvent) -> None:
+    b.data.update(status="running", error=None)
+
+
+def _completed(b: _Builder, se: StoredEvent) -> None:
+    b.data["status"] = "completed"
+
+
+def _failed(b: _Builder, se: StoredEvent) -> None:
+    ev: RunFailed = se.event  # type: ignore[assignment]
+    b.data.update(status="failed", error=ev.error)
+
+
+_HANDLERS: dict[str, Callable[[_Builder, StoredEvent], None]] = {
+    "run.created": _created,
+    "run.forked": _forked,
+    "stage.started": _stage_started,
+    "step.proposed": _proposed,
+    "candidate.scored": _scored,
+    "step.completed": _step_completed,
+    "stage.completed": _stage_completed,
+    "transfer.selected": _transfer,
+    "prompt.tested": _tested,
+    "run.paused": _paused,
+    "run.resumed": _resumed,
+    "run.completed": _completed,
+    "run.failed": _failed,
+}
+
+_ = RunPaused  # re-exported type used by handlers' docs
+
+
+def fold(events: Iterable[StoredEvent], *, run_id: str = "", state: RunState | None = None) -> RunState:
+    """Fold ``events`` (in seq order) onto ``state`` (a fresh one by default)."""
+    b = _Builder(state if state is not None else RunState(run_id=run_id))
+    if run_id:
+        b.data["run_id"] = run_id
+    count = b.data["event_count"]
+    last = b.data["last_seq"]
+    for se in events:
+        _HANDLERS[se.type](b, se)
+        count += 1
+        last = se.seq
+    b.data["event_count"] = count
+    b.data["last_seq"] = last
+    return b.freeze()
+
+
+def apply(state: RunState, event: StoredEvent) -> RunState:
+    """The state after one more event. Pure: ``state`` is not changed."""
+    return fold([event], state=state)
+
+
+__all__ = ("RunState", "ScoredPrompt", "TestResult", "apply", "fold")
