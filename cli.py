@@ -27,6 +27,7 @@ from .errors import TPromptError
 #: Modules under ``tprompt.commands`` that add commands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
     "history",
+    "fork",
 )
 
 app = typer.Typer(

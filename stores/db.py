@@ -26,11 +26,35 @@ from ._schema import APPLICATION_ID, MIGRATIONS
 BUSY_TIMEOUT_S = 30.0
 
 
+def default_busy_timeout() -> float:
+    """Seconds to wait for another writer's lock: ``TPROMPT_BUSY_TIMEOUT`` or 30."""
+    raw = os.environ.get("TPROMPT_BUSY_TIMEOUT")
+    if not raw:
+        return BUSY_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise StoreError(
+            f"TPROMPT_BUSY_TIMEOUT={raw!r} is not a number of seconds", hint="e.g. TPROMPT_BUSY_TIMEOUT=5"
+        ) from None
+    return max(value, 0.0)
+
+
+def _write_protected(name: str) -> bool:
+    # os.access says "writable" to root whatever the mode bits; a file with no
+    # write bit at all was marked read-only on purpose, so honour that too.
+    try:
+        no_write_bits = not (os.stat(name).st_mode & 0o222)
+    except OSError:
+        return False
+    return no_write_bits or not os.access(name, os.W_OK)
+
+
 def open_database(
     path: str | os.PathLike[str] = ":memory:",
     *,
     readonly: bool = False,
-    timeout: float = BUSY_TIMEOUT_S,
+    timeout: float | None = None,
 ) -> sqlite_utils.Database:
     """Open (and, if writable, create or migrate) a tprompt database.
 
@@ -39,7 +63,11 @@ def open_database(
         SchemaTooNew: written by a newer tprompt.
         ReadOnlyDatabase: a write was needed but the file cannot be written.
         DatabaseLocked: another process holds the lock past the timeout.
+
+    ``timeout`` (seconds) defaults to :func:`default_busy_timeout`.
     """
+    if timeout is None:
+        timeout = default_busy_timeout()
     name = str(path)
     memory = name == ":memory:"
     if readonly and not memory:
@@ -51,7 +79,7 @@ def open_database(
         uri = f"file:{Path(name).resolve()}?mode=ro"
         conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
     else:
-        if not memory and Path(name).exists() and not os.access(name, os.W_OK):
+        if not memory and Path(name).exists() and _write_protected(name):
             raise ReadOnlyDatabase(
                 f"database {name} is read-only",
                 hint="make it writable or pass --db to another file",

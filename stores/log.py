@@ -85,7 +85,7 @@ class EventLog:
         path: str | os.PathLike[str] = ":memory:",
         *,
         readonly: bool = False,
-        timeout: float = 30.0,
+        timeout: float | None = None,
     ) -> None:
         self.path = str(path)
         self.readonly = readonly
