@@ -170,11 +170,21 @@ def immediate(conn: sqlite3.Connection, name: str = "the database") -> Iterator[
         raise translate(exc, name) from exc
     try:
         yield conn
+    except sqlite3.Error as exc:
+        # e.g. "attempt to write a readonly database": a store error, not a traceback.
+        _rollback(conn)
+        raise translate(exc, name) from exc
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
     try:
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise translate(exc, name) from exc
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back by itself (e.g. after SQLITE_FULL).
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")

@@ -364,7 +364,11 @@ class EventLog:
                     )
                 parent, parent_seq = row
                 segments.append(Segment(current, (parent_seq or 0) + 1, upto))
-                upto, current = parent_seq, parent
+                # A fork of a fork made below the grandparent's fork point sees
+                # only the ancestors' events up to the lowest fork point so far.
+                if parent_seq is not None:
+                    upto = parent_seq if upto is None else min(upto, parent_seq)
+                current = parent
         segments.reverse()
         return segments
 

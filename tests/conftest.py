@@ -1,0 +1,46 @@
+"""Fixtures shared by the whole test suite (keep them generic)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tprompt.stores import EventLog, PromptCandidate, RunCreated, prompt_id_of
+
+
+def run_created(name: str | None = None, *, target_task: str = "target", **config: object) -> RunCreated:
+    """A minimal valid first event of a run."""
+    text = "Answer the question."
+    return RunCreated(
+        config=dict(config),
+        source_tasks=["source"],
+        target_task=target_task,
+        original_prompt=PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="original"),
+        name=name,
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Where a test's file database goes (not created)."""
+    return tmp_path / "tprompt.db"
+
+
+@pytest.fixture(params=["memory", "file"])
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventLog]:
+    """An empty EventLog, once in memory and once on a file: every store test runs on both."""
+    path = ":memory:" if request.param == "memory" else tmp_path / "store.db"
+    with EventLog(path) as opened:
+        yield opened
+
+
+@pytest.fixture
+def new_run() -> Callable[..., str]:
+    """``new_run(log, name=None, **config) -> run_id``: create a run with a valid first event."""
+
+    def make(log: EventLog, name: str | None = None, **config: object) -> str:
+        return log.create_run(run_created(name, **config))
+
+    return make
