@@ -55,7 +55,25 @@ def _m1_event_log(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m2_run_requests(conn: sqlite3.Connection) -> None:
+    # Requests to a running run from another process (``tprompt pause``). Not
+    # events: the run's own process turns a request into ``run.paused``.
+    _run_all(
+        conn,
+        [
+            """CREATE TABLE run_requests (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            handled_at TEXT
+        )""",
+            "CREATE INDEX run_requests_open ON run_requests(run_id, handled_at)",
+        ],
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 #: Every migration, in order. ``user_version`` == ``len(MIGRATIONS)`` when current.
-MIGRATIONS: list[Migration] = [_m1_event_log]
+MIGRATIONS: list[Migration] = [_m1_event_log, _m2_run_requests]

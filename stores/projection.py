@@ -83,8 +83,12 @@ class RunState(BaseModel):
     from_prompt_id: str | None = None
     stage: Stage | None = None
     stages_completed: tuple[Stage, ...] = ()
-    #: last step completed in the current stage (0 before the first)
-    step: int = 0
+    #: last step completed in the current stage (-1 before step 0, the seed prompts)
+    step: int = -1
+    #: the step proposed and not yet completed, if any
+    in_flight: int | None = None
+    #: the evaluator's stop rule ended the current stage early
+    stage_stopped: bool = False
     #: candidates proposed in the step in flight, not yet all scored
     pending: tuple[PromptCandidate, ...] = ()
     scores: tuple[ScoredPrompt, ...] = ()
@@ -97,6 +101,9 @@ class RunState(BaseModel):
     error: str | None = None
 
     # -- derived views (pure) --------------------------------------------------
+
+    def step_scores(self, stage: Stage, step: int) -> list[ScoredPrompt]:
+        return [s for s in self.scores if s.stage == stage and s.step == step]
 
     def stage_scores(self, stage: Stage, *, include_eliminated: bool = True) -> list[ScoredPrompt]:
         return [s for s in self.scores if s.stage == stage and (include_eliminated or not s.eliminated)]
@@ -183,13 +190,14 @@ def _forked(b: _Builder, se: StoredEvent) -> None:
 
 def _stage_started(b: _Builder, se: StoredEvent) -> None:
     ev: StageStarted = se.event  # type: ignore[assignment]
-    b.data.update(status="running", stage=ev.stage, step=0)
+    b.data.update(status="running", stage=ev.stage, step=-1, in_flight=None, stage_stopped=False)
     b.pending = []
 
 
 def _proposed(b: _Builder, se: StoredEvent) -> None:
     ev: StepProposed = se.event  # type: ignore[assignment]
     b.pending = list(ev.candidates)
+    b.data["in_flight"] = ev.step
     b.proposer_calls[ev.stage] = b.proposer_calls.get(ev.stage, 0) + len(ev.call_ids)
     for c in ev.candidates:
         b.prompts[c.prompt_id] = c.text
@@ -218,7 +226,9 @@ def _scored(b: _Builder, se: StoredEvent) -> None:
 
 def _step_completed(b: _Builder, se: StoredEvent) -> None:
     ev: StepCompleted = se.event  # type: ignore[assignment]
-    b.data["step"] = ev.step
+    b.data.update(step=ev.step, in_flight=None)
+    if ev.stop:
+        b.data["stage_stopped"] = True
     b.pending = []
 
 

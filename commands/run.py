@@ -1,0 +1,257 @@
+"""Running the graph: ``run``, ``resume``, ``pause``, ``show``."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import UsageError
+from ..graph import Runner, create_run, load_config_file, make_config
+from ..stores import EventLog, RunState
+from ..stores.control import mark_handled, pause_requested, request_pause
+from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
+from ._progress import RunProgress
+
+METRICS = ("accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n", "brier")
+ROLE_LABELS = {"original": "original prompt", "best_source": "best source prompt", "best_target": "best target prompt"}
+
+
+def execute(log: EventLog, run_id: str, *, json_: bool) -> RunState:
+    """Run or continue ``run_id`` in this process with progress and Ctrl-C = pause."""
+    mark_handled(log, run_id)  # a stale pause request must not stop a fresh start
+    runner = Runner(log, run_id, hooks=None, pause_check=lambda: pause_requested(log.conn, run_id))
+    progress = RunProgress(enabled=err.is_terminal and not json_)
+    runner.hooks = progress
+    interrupts = 0
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            raise KeyboardInterrupt
+        err.print("pausing: the work in flight is abandoned, its model calls stay cached (Ctrl-C again to quit now)")
+        runner.request_pause()
+
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        with progress:
+            state = runner.run()
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    if state.status == "paused":
+        mark_handled(log, run_id)
+    return state
+
+
+def report(state: RunState, *, json_: bool) -> None:
+    """The final table (or where the run stands) on stdout."""
+    if json_:
+        print_json(
+            {
+                "run_id": state.run_id,
+                "status": state.status,
+                "last_seq": state.last_seq,
+                "target_task": state.target_task,
+                "table": [
+                    {"role": r.role, "prompt_id": r.prompt_id, "prompt": r.text, "task": r.task, "n_examples": r.n_examples,
+                     "objective": r.objective, **r.metrics}
+                    for r in (state.tested.get(k) for k in ROLE_LABELS) if r is not None
+                ],
+            }
+        )
+        return
+    if state.status == "paused":
+        err.print(f"run {state.run_id} paused at seq {state.last_seq}; continue with: tprompt resume {state.run_id}")
+    elif state.status == "failed":
+        err.print(Text(f"run {state.run_id} failed: {state.error}; after fixing the cause: tprompt resume {state.run_id}"))
+    if state.tested:
+        out.print(result_table(state))
+    out.print(f"run [bold]{state.run_id}[/] {state.status} ({state.last_seq} events)")
+
+
+def result_table(state: RunState) -> Table:
+    first = next(iter(state.tested.values()))
+    table = Table(title=f"{state.target_task}: held-out test split ({first.n_examples} examples)")
+    table.add_column("prompt")
+    for m in METRICS:
+        table.add_column(m, justify="right")
+    table.add_column("objective", justify="right")
+    table.add_column("text", overflow="fold", max_width=50)
+    for role, label in ROLE_LABELS.items():
+        r = state.tested.get(role)
+        if r is None:
+            continue
+        table.add_row(label, *(fmt_num(r.metrics.get(m)) for m in METRICS), fmt_num(r.objective), Text(shorten(r.text, 120)))
+    return table
+
+
+def _options(**given: Any) -> dict[str, Any]:
+    return {k: v for k, v in given.items() if v is not None and v != []}
+
+
+def run(
+    ctx: typer.Context,
+    source: Optional[list[str]] = typer.Option(None, "--source", help="Source task (repeat for several). Default: ai2_science."),
+    target: Optional[str] = typer.Option(None, "--target", help="Target task. Default: arc_challenge."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model spec for both proposer and scorer (default: smollm2)."),
+    proposer: Optional[str] = typer.Option(None, "--proposer", help="Model spec of the reference LLM that writes prompts."),
+    scorer: Optional[str] = typer.Option(None, "--scorer", help="Model spec of the scorer LLM."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimization steps per stage."),
+    candidates: Optional[int] = typer.Option(None, "--candidates", help="Candidates per step."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Source prompts transferred to the target."),
+    examples: Optional[int] = typer.Option(None, "--examples", help="Training examples per candidate score."),
+    test_examples: Optional[int] = typer.Option(None, "--test-examples", help="Held-out examples in the final table."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="auto, generate or logprob."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="full, or racing (successive halving)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="The original prompt to start from."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of sampling."),
+    name: Optional[str] = typer.Option(None, "--name", help="A label for the run."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A TOML or JSON file of run settings (options override it)."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Optimize a prompt on source task(s), transfer it to a target task, and test all three.
+
+    With no options: a small demo on the embedded model (ai2_science -> arc_challenge).
+    Ctrl-C pauses; `tprompt resume RUN` continues, also after a crash.
+
+    Example: tprompt run --source bbh/navigate --target bbh/web_of_lies --model fake --steps 3
+    """
+    values: dict[str, Any] = load_config_file(config) if config else {}
+    if model is not None:
+        values["proposer"] = values["scorer"] = model
+    values.update(
+        _options(
+            source_tasks=source, target_task=target, proposer=proposer, scorer=scorer, steps=steps,
+            candidates=candidates, top_k=top_k, examples=examples, test_examples=test_examples, mode=mode,
+            budget=budget, original_prompt=prompt, seed=seed, name=name,
+        )
+    )
+    cfg = make_config(values, where=str(config) if config else "options")
+    with open_log(ctx, readonly=False) as log:
+        run_id = create_run(log, cfg)
+        if not json_:
+            err.print(f"run {run_id} created in {log.path}")
+        state = execute(log, run_id, json_=json_)
+    report(state, json_=json_)
+
+
+def resume(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Continue a paused, failed or killed run from its last committed event.
+
+    Model calls it already made come from the cache for free.
+
+    Example: tprompt resume r-1a2b3c
+    """
+    with open_log(ctx, readonly=False) as log:
+        run_id = log.resolve(run)
+        state = log.state(run_id)
+        if state.status == "completed":
+            err.print(f"run {run_id} is already completed")
+        else:
+            state = execute(log, run_id, json_=json_)
+    report(state, json_=json_)
+
+
+def pause(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+) -> None:
+    """Ask a run that is running in another terminal to pause at the next safe point.
+
+    Example: tprompt pause r-1a2b3c
+    """
+    with open_log(ctx, readonly=False) as log:
+        run_id = log.resolve(run)
+        state = log.state(run_id)
+        if state.status in ("completed", "failed", "paused"):
+            raise UsageError(f"run {run_id} is {state.status}; there is nothing to pause")
+        request_pause(log, run_id)
+    err.print(f"pause requested for {run_id}; its process pauses after the work in flight")
+
+
+def show(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Config, lineage, best prompts per stage with metrics, scorer calls and transfer gain.
+
+    Example: tprompt show r-1a2b3c --json
+    """
+    with open_log(ctx) as log:
+        run_id = log.resolve(run)
+        state = log.state(run_id)
+        lineage = [(s.run_id, s.first_seq, s.last_seq) for s in log.lineage(run_id)]
+    data = summary(state)
+    data["lineage"] = [{"run_id": r, "first_seq": a, "last_seq": b} for r, a, b in lineage]
+    if json_:
+        print_json(data)
+        return
+    out.print(f"[bold]{state.run_id}[/] {state.status}, {state.last_seq} events" + (f", name {state.name}" if state.name else ""))
+    if state.parent_run_id:
+        out.print(f"forked from {state.parent_run_id} at seq {state.parent_seq}" + (f" from prompt {state.from_prompt_id}" if state.from_prompt_id else ""))
+    out.print(Text(f"source: {', '.join(state.source_tasks) or '-'}  ->  target: {state.target_task}"))
+    cfg = Table(title="config", show_header=False)
+    for key, value in state.config.items():
+        cfg.add_row(key, Text(str(value)))
+    out.print(cfg)
+    best = Table(title="best prompts per stage (training examples)")
+    for col in ("stage", "prompt", "step", *METRICS, "objective", "scorer calls", "text"):
+        best.add_column(col)
+    for stage in ("source", "target"):
+        b = state.best(stage)
+        if b is None:
+            continue
+        best.add_row(stage, b.prompt_id, str(b.step), *(fmt_num(b.metrics.get(m)) for m in METRICS), fmt_num(b.objective),
+                     str(state.scorer_calls.get(stage, 0)), Text(shorten(b.text, 60)))
+    out.print(best)
+    if state.tested:
+        out.print(result_table(state))
+    if data["transfer_gain"] is not None:
+        out.print(f"transfer gain on the test split (objective, best target - original): {data['transfer_gain']:+.3f}")
+
+
+def summary(state: RunState) -> dict[str, Any]:
+    gain = None
+    if "best_target" in state.tested and "original" in state.tested:
+        gain = state.tested["best_target"].objective - state.tested["original"].objective
+    return {
+        "run_id": state.run_id,
+        "status": state.status,
+        "name": state.name,
+        "last_seq": state.last_seq,
+        "config": state.config,
+        "parent_run_id": state.parent_run_id,
+        "parent_seq": state.parent_seq,
+        "from_prompt_id": state.from_prompt_id,
+        "source_tasks": list(state.source_tasks),
+        "target_task": state.target_task,
+        "best": {
+            stage: (b.model_dump(mode="json") if (b := state.best(stage)) else None) for stage in ("source", "target")
+        },
+        "top_k": {k: list(v) for k, v in state.top_k.items()},
+        "scorer_calls": state.scorer_calls,
+        "proposer_calls": state.proposer_calls,
+        "tested": {k: v.model_dump(mode="json") for k, v in state.tested.items()},
+        "transfer_gain": gain,
+        "error": state.error,
+    }
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("resume")(resume)
+    app.command("pause")(pause)
+    app.command("show")(show)

@@ -1,0 +1,129 @@
+"""One typed configuration for a Transfer-Prompting run.
+
+Everything a run needs to be re-executed is in :class:`RunConfig`; it is stored
+whole in the ``run.created`` event, so ``replay --rerun`` and ``resume`` need
+nothing but the log.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import ConfigError
+
+DEFAULT_ORIGINAL_PROMPT = "Answer the question."
+
+Mode = Literal["auto", "generate", "logprob"]
+Budget = Literal["full", "racing"]
+
+
+class RunConfig(BaseModel):
+    """The knobs of a run. Defaults are the small demo that runs in minutes on a 2-core CPU."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str | None = Field(None, description="A label for the run.")
+    source_tasks: list[str] = Field(
+        default_factory=lambda: ["ai2_science"], description="Stage-1 task(s): bundled names or paths."
+    )
+    target_task: str = Field("arc_challenge", description="Stage-2 task: a bundled name or a path.")
+    original_prompt: str = Field(DEFAULT_ORIGINAL_PROMPT, description="The prompt the optimization starts from.")
+    proposer: str = Field("smollm2", description="Model spec of the reference LLM that writes prompts.")
+    scorer: str = Field("smollm2", description="Model spec of the scorer LLM that answers under them.")
+    proposer_temperature: float = Field(1.0, ge=0.0, le=2.0)
+    proposer_max_tokens: int = Field(96, ge=8, le=2048)
+    scorer_temperature: float = Field(0.0, ge=0.0, le=2.0)
+    mode: Mode = Field(
+        "auto",
+        description="Scoring mode: generate (verbalized answers), logprob (option probabilities, MC tasks on "
+        "local models), auto (logprob where possible).",
+    )
+    steps: int = Field(2, ge=1, le=1000, description="Optimization steps per stage.")
+    target_steps: int | None = Field(None, ge=1, le=1000, description="Steps of stage 2 (default: steps).")
+    candidates: int = Field(3, ge=1, le=64, description="Candidates the proposer writes per step.")
+    top_k: int = Field(2, ge=1, le=64, description="Source prompts transferred to the target stage.")
+    examples: int = Field(16, ge=1, le=10_000, description="Training examples each candidate is scored on.")
+    test_examples: int = Field(40, ge=1, le=10_000, description="Held-out test examples for the final table.")
+    history_size: int = Field(20, ge=1, le=200, description="Earlier (prompt, score) pairs shown to the proposer.")
+    exemplars: int = Field(3, ge=0, le=20, description="Task examples shown in the reference prompt.")
+    max_prompt_chars: int = Field(800, ge=20, le=20_000, description="Longer candidates are rejected.")
+    patience: int | None = Field(
+        None, ge=1, description="Stop a stage after this many steps without improvement (default: never)."
+    )
+    budget: Budget = Field(
+        "full",
+        description="full: every candidate on all examples; racing: successive halving from a small batch.",
+    )
+    racing_rungs: int = Field(3, ge=2, le=6, description="Rungs of successive halving when budget=racing.")
+    transfer: bool = Field(True, description="False: stage 2 starts from the original prompt (OPRO baseline).")
+    weights: dict[str, float] = Field(default_factory=dict, description="Objective weights overriding defaults.")
+    seed: int = Field(0, description="Seed of example sampling and of the proposer's sampling.")
+    concurrency: int = Field(4, ge=1, le=64, description="Candidates scored at once on API backends.")
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if not self.source_tasks and self.transfer:
+            raise ValueError("source_tasks is empty: give at least one source task (or set transfer = false)")
+        if not self.original_prompt.strip():
+            raise ValueError("original_prompt is empty")
+        history_max = 1 + self.steps * self.candidates
+        if self.top_k > history_max:
+            raise ValueError(
+                f"top_k={self.top_k} is larger than the source history can be "
+                f"(1 original + {self.steps} steps x {self.candidates} candidates = {history_max})"
+            )
+        return self
+
+    @property
+    def stage2_steps(self) -> int:
+        return self.target_steps or self.steps
+
+    def stage_steps(self, stage: str) -> int:
+        return self.steps if stage == "source" else self.stage2_steps
+
+
+def make_config(values: dict[str, Any], *, where: str = "options") -> RunConfig:
+    """Validate ``values`` into a :class:`RunConfig`; one clear ConfigError on any problem."""
+    unknown = [k for k in values if k not in RunConfig.model_fields]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, list(RunConfig.model_fields), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(RunConfig.model_fields)
+        raise ConfigError(f"{where}: unknown key {key!r}", hint=hint, key=key)
+    try:
+        return RunConfig(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ())) or "config"
+        msg = first.get("msg", str(exc)).removeprefix("Value error, ")
+        raise ConfigError(f"{where}: {loc}: {msg}") from exc
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML or JSON config file into a dict (validated later by :func:`make_config`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        text = p.read_text(encoding="utf-8")
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {p}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p}: expected a table of keys at the top level")
+    # Allow the run keys under a [run] table as well as at the top level.
+    if set(data) == {"run"} and isinstance(data["run"], dict):
+        data = data["run"]
+    return data
+
+
+__all__ = ("Budget", "DEFAULT_ORIGINAL_PROMPT", "Mode", "RunConfig", "load_config_file", "make_config")
