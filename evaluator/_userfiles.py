@@ -1,0 +1,235 @@
+"""Loading a user's own task from JSONL, CSV or a folder (format: docs/tasks.md).
+
+Every bad row raises :class:`BadTaskFile` naming the file and the line, unless
+``skip_bad_rows`` is set; then the row is left out and its reason kept in
+``Task.warnings``. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadTaskFile
+from .tasks import LETTERS, Example, Task, infer_kind
+
+#: Share of rows that go to train when a single file has no ``split`` column.
+TRAIN_FRACTION = 0.2
+
+
+class _Rows:
+    """Collects rows and problems of one task, file by file."""
+
+    def __init__(self, skip_bad_rows: bool) -> None:
+        self.skip = skip_bad_rows
+        self.rows: list[tuple[Example, str | None, str]] = []  # (example, split or None, where)
+        self.warnings: list[str] = []
+        self.ids: set[str] = set()
+        self.mc: bool | None = None  # whether rows have options, fixed by the first good row
+
+    def bad(self, where: str, reason: str) -> None:
+        if not self.skip:
+            raise BadTaskFile(
+                f"{where}: {reason}",
+                hint="fix the row, or pass --skip-bad-rows to skip bad rows (they are listed)",
+                where=where,
+            )
+        self.warnings.append(f"{where}: {reason} (row skipped)")
+
+    def add(self, data: Any, where: str, default_id: str) -> None:
+        if not isinstance(data, dict):
+            return self.bad(where, "a row must be an object with question/answer fields")
+        question = data.get("question")
+        if not isinstance(question, str) or not question.strip():
+            return self.bad(where, "missing or empty 'question'")
+        if "answer" not in data or data["answer"] is None or str(data["answer"]).strip() == "":
+            return self.bad(where, "missing or empty 'answer'")
+        answer = str(data["answer"]).strip()
+        choices = data.get("choices")
+        if choices is not None:
+            if (
+                not isinstance(choices, (list, tuple))
+                or len(choices) < 2
+                or len(choices) > len(LETTERS)
+                or not all(isinstance(c, (str, int, float)) and str(c).strip() for c in choices)
+            ):
+                return self.bad(where, "'choices' must be a list of 2 to 26 non-empty option texts, or null")
+            choices = tuple(str(c).strip() for c in choices)
+            letters = LETTERS[: len(choices)]
+            if answer.upper() in letters and len(answer) == 1:
+                answer = answer.upper()
+            elif answer in choices:  # the option text instead of its letter
+                answer = letters[choices.index(answer)]
+            else:
+                return self.bad(
+                    where, f"answer {answer!r} is not one of the option letters {', '.join(letters)}"
+                )
+        is_mc = choices is not None
+        if self.mc is not None and is_mc != self.mc:
+            kind = "have options" if self.mc else "have no options"
+            return self.bad(where, f"the first rows {kind}, this one does not match (mixed task)")
+        split = data.get("split")
+        if split is not None and split not in ("train", "test"):
+            return self.bad(where, f"'split' must be 'train' or 'test', not {split!r}")
+        row_id = str(data["id"]) if data.get("id") not in (None, "") else default_id
+        if row_id in self.ids:
+            return self.bad(where, f"duplicate id {row_id!r}")
+        answer_text = data.get("answer_text")
+        if is_mc and not answer_text:
+            answer_text = choices[LETTERS.index(answer)]
+        example = Example(
+            id=row_id,
+            question=question.strip(),
+            choices=choices,
+            answer=answer,
+            answer_text=str(answer_text) if answer_text is not None else None,
+        )
+        self.mc = is_mc
+        self.ids.add(row_id)
+        self.rows.append((example, split, where))
+
+
+def _read_jsonl(path: Path, acc: _Rows, forced_split: str | None = None) -> None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadTaskFile(f"{path}: not UTF-8 text ({exc.reason})", where=str(path)) from exc
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            acc.bad(where, f"invalid JSON ({exc.msg})")
+            continue
+        if forced_split is not None and isinstance(data, dict):
+            data = {**data, "split": forced_split}
+        acc.add(data, where, f"{path.stem}-{lineno}")
+
+
+def _parse_choices_cell(cell: str) -> list[str] | None | str:
+    """A CSV choices cell: a JSON list, or options separated by '|'; empty = no options."""
+    cell = cell.strip()
+    if not cell:
+        return None
+    if cell.startswith("["):
+        try:
+            value = json.loads(cell)
+        except json.JSONDecodeError:
+            return "the choices cell starts with '[' but is not a JSON list"
+        return value if isinstance(value, list) else "the choices cell is not a JSON list"
+    return [c.strip() for c in cell.split("|")]
+
+
+def _read_csv(path: Path, acc: _Rows, forced_split: str | None = None) -> None:
+    try:
+        fh = path.open(encoding="utf-8-sig", newline="")
+        with fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in ("question", "answer") if c not in header]
+            if missing:
+                raise BadTaskFile(
+                    f"{path}:1: the CSV header lacks column(s) {', '.join(missing)}",
+                    hint="columns: question, answer, and optionally choices, id, split",
+                    where=f"{path}:1",
+                )
+            reader.fieldnames = header
+            for raw in reader:
+                where = f"{path}:{reader.line_num}"
+                if None in raw:
+                    acc.bad(where, "more cells than header columns")
+                    continue
+                data: dict[str, Any] = {k: (v or "").strip() for k, v in raw.items()}
+                choices = _parse_choices_cell(data.get("choices", ""))
+                if isinstance(choices, str):
+                    acc.bad(where, choices)
+                    continue
+                data["choices"] = choices
+                data["split"] = forced_split or data.get("split") or None
+                acc.add(data, where, f"{path.stem}-{reader.line_num}")
+    except UnicodeDecodeError as exc:
+        raise BadTaskFile(f"{path}: not UTF-8 text ({exc.reason})", where=str(path)) from exc
+    except csv.Error as exc:
+        raise BadTaskFile(f"{path}: malformed CSV ({exc})", where=str(path)) from exc
+
+
+def _read(path: Path, acc: _Rows, forced_split: str | None = None) -> None:
+    if path.suffix.lower() == ".csv":
+        _read_csv(path, acc, forced_split)
+    else:
+        _read_jsonl(path, acc, forced_split)
+
+
+def _hash_split(rows: list[Example]) -> tuple[list[Example], list[Example]]:
+    """Deterministic split of a file without a split column: rows ordered by
+    sha256 of their id; the first 20% (at least one) are train, the rest test."""
+    ordered = sorted(rows, key=lambda r: hashlib.sha256(r.id.encode()).hexdigest())
+    n_train = max(1, round(len(ordered) * TRAIN_FRACTION))
+    train_ids = {r.id for r in ordered[:n_train]}
+    return [r for r in rows if r.id in train_ids], [r for r in rows if r.id not in train_ids]
+
+
+def load_user_task(path: Path, *, skip_bad_rows: bool = False) -> Task:
+    """Load a task from a JSONL/CSV file or a folder holding train/test files."""
+    acc = _Rows(skip_bad_rows)
+    if path.is_dir():
+        files = {}
+        for split in ("train", "test"):
+            for ext in (".jsonl", ".csv"):
+                if (path / f"{split}{ext}").exists():
+                    files[split] = path / f"{split}{ext}"
+                    break
+            else:
+                raise BadTaskFile(
+                    f"{path}: a task folder needs {split}.jsonl (or {split}.csv)",
+                    hint="see docs/tasks.md",
+                    where=str(path),
+                )
+        for split, file in files.items():
+            _read(file, acc, forced_split=split)
+    else:
+        _read(path, acc)
+    rows = [r for r, _, _ in acc.rows]
+    if not rows:
+        raise BadTaskFile(f"{path}: no usable rows", hint="see docs/tasks.md for the row format", where=str(path))
+    splits = [s for _, s, _ in acc.rows]
+    if all(s is None for s in splits):
+        if len(rows) < 2:
+            raise BadTaskFile(f"{path}: a task needs at least 2 rows (one train, one test)", where=str(path))
+        train, test = _hash_split(rows)
+    else:
+        for _, s, where in acc.rows:
+            if s is None:
+                raise BadTaskFile(
+                    f"{where}: some rows have a 'split' and this one does not",
+                    hint="give every row a split, or none (then the file is split 20/80 by id hash)",
+                    where=where,
+                )
+        train = [r for r, s, _ in acc.rows if s == "train"]
+        test = [r for r, s, _ in acc.rows if s == "test"]
+        for name, part in (("train", train), ("test", test)):
+            if not part:
+                raise BadTaskFile(f"{path}: the {name} split has no rows", where=str(path))
+    kind, space = infer_kind(train + test)
+    if kind == "choice":
+        desc = "Answer each question by choosing one of the lettered options."
+    elif kind == "number":
+        desc = "Answer each question with a number."
+    elif space:
+        desc = f"Answer each question with one of: {', '.join(space)}."
+    else:
+        desc = "Answer each question with a short answer."
+    return Task(
+        name=str(path),
+        description=desc,
+        kind=kind,
+        answer_space=space,
+        train=tuple(train),
+        test=tuple(test),
+        warnings=tuple(acc.warnings),
+    )

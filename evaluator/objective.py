@@ -1,0 +1,90 @@
+"""One objective from many metrics, and the Pareto front of a set of candidates.
+
+The objective is a weighted mean of "goodness" terms in [0, 1]:
+accuracy, IFR, 1 - ECE, AUROC, PR-N, PR-P and 1 - Brier. Default weights
+(:class:`ObjectiveWeights`): accuracy 0.5, IFR 0.2, 1-ECE 0.1, AUROC 0.1,
+PR-N 0.05, PR-P 0.05, 1-Brier 0. Change them with ``ObjectiveWeights(...)``
+(or the run config).
+
+An undefined metric (None, e.g. AUROC when every answer is correct) is left
+out and the remaining weights are renormalized, so the objective stays in
+[0, 1] and is never NaN. If every weighted metric is undefined the objective
+is 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .metrics import HIGHER_IS_BETTER, METRIC_NAMES
+
+T = TypeVar("T")
+
+
+class ObjectiveWeights(BaseModel):
+    """Weights of the metrics in the objective (non-negative, not all zero)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    accuracy: float = Field(0.5, ge=0, description="weight of accuracy")
+    ifr: float = Field(0.2, ge=0, description="weight of the instruction-following rate")
+    ece: float = Field(0.1, ge=0, description="weight of 1 - expected calibration error")
+    auroc: float = Field(0.1, ge=0, description="weight of AUROC (confidence separates right from wrong)")
+    pr_n: float = Field(0.05, ge=0, description="weight of AUPRC with correct answers positive")
+    pr_p: float = Field(0.05, ge=0, description="weight of AUPRC with wrong answers positive")
+    brier: float = Field(0.0, ge=0, description="weight of 1 - Brier score")
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> ObjectiveWeights:
+        if sum(self.model_dump().values()) <= 0:
+            raise ValueError("at least one objective weight must be positive")
+        return self
+
+
+def _goodness(name: str, value: float) -> float:
+    return value if HIGHER_IS_BETTER[name] else 1.0 - value
+
+
+def objective(metrics: dict[str, float | None], weights: ObjectiveWeights | None = None) -> float:
+    """The weighted mean of the defined metrics' goodness (see the module doc)."""
+    w = (weights or ObjectiveWeights()).model_dump()
+    total = 0.0
+    weight_sum = 0.0
+    for name, weight in w.items():
+        value = metrics.get(name)
+        if weight <= 0 or value is None or value != value:  # None or NaN: undefined
+            continue
+        total += weight * _goodness(name, float(value))
+        weight_sum += weight
+    return total / weight_sum if weight_sum > 0 else 0.0
+
+
+#: Metrics the Pareto front is taken over by default.
+PARETO_METRICS: tuple[str, ...] = ("accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n")
+
+
+def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+
+def pareto_front(items: Sequence[T], key: Callable[[T], dict[str, float | None]],
+                 metrics: Iterable[str] = PARETO_METRICS) -> list[T]:
+    """The items no other item dominates over ``metrics`` (in input order).
+
+    Lower-is-better metrics (ECE, Brier) are flipped; an undefined metric
+    counts as worse than any defined value. Items with equal metrics are all kept.
+    """
+    names = [m for m in metrics if m in METRIC_NAMES]
+    vectors = []
+    for item in items:
+        values = key(item)
+        vec = []
+        for name in names:
+            v = values.get(name)
+            vec.append(float("-inf") if v is None or v != v else _goodness(name, float(v)))
+        vectors.append(vec)
+    return [item for i, item in enumerate(items)
+            if not any(_dominates(vectors[j], vectors[i]) for j in range(len(items)) if j != i)]

@@ -1,0 +1,66 @@
+"""The scorer's user message, declared as data (a template with a version).
+
+The candidate prompt is the system message; the user message is built here from
+the question, its lettered options and the demanded answer format. The version
+is part of every transcript, so a changed template never reuses stale cache
+entries by accident (the text itself is in the cache key anyway).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .tasks import LETTERS, Example, Task
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerTemplate:
+    """The user message the scorer model answers under a candidate prompt."""
+
+    version: str
+    question: str  # {question}
+    options: str  # {options}: one "A) text" per line
+    format_choice: str  # {letters}
+    format_number: str
+    format_space: str  # {space}
+    format_free: str
+    format_logprob: str  # {letters}: logprob mode reads the answer letter directly
+
+
+SCORER_TEMPLATE = ScorerTemplate(
+    version="scorer-v1",
+    question="Question: {question}",
+    options="Options:\n{options}",
+    format_choice=(
+        "Reply in exactly this format:\nAnswer: <one letter from {letters}>\n"
+        "Confidence: <0-100>%"
+    ),
+    format_number="Reply in exactly this format:\nAnswer: <a number>\nConfidence: <0-100>%",
+    format_space="Reply in exactly this format:\nAnswer: <one of {space}>\nConfidence: <0-100>%",
+    format_free="Reply in exactly this format:\nAnswer: <your short answer>\nConfidence: <0-100>%",
+    format_logprob="Reply with the letter of the correct option ({letters}).",
+)
+
+
+def options_block(choices: tuple[str, ...]) -> str:
+    """``A) first\\nB) second ...``."""
+    return "\n".join(f"{LETTERS[i]}) {c}" for i, c in enumerate(choices))
+
+
+def scorer_user_message(example: Example, task: Task, *, logprob: bool = False,
+                        template: ScorerTemplate = SCORER_TEMPLATE) -> str:
+    """The question, its options and the demanded answer format, as one user message."""
+    parts = [template.question.format(question=example.question)]
+    if example.choices:
+        parts.append(template.options.format(options=options_block(example.choices)))
+        letters = ", ".join(LETTERS[: len(example.choices)])
+        fmt = template.format_logprob if logprob else template.format_choice
+        parts.append(fmt.format(letters=letters))
+    elif task.kind == "number":
+        parts.append(template.format_number)
+    elif task.answer_space:
+        space = " / ".join(task.answer_space)
+        parts.append(template.format_space.format(space=space) if not logprob else f"Reply with one of {space}.")
+    else:
+        parts.append(template.format_free)
+    return "\n\n".join(parts)

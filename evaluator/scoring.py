@@ -1,0 +1,231 @@
+"""Scoring a prompt: ask the scorer model, parse its answers, compute the metrics.
+
+Two modes:
+
+* ``generate`` (any backend): the model writes "Answer: ..." and
+  "Confidence: ...%"; the confidence is the verbalized one and IFR is the share
+  of answers in that format. An unparseable answer is wrong with confidence 0.
+* ``logprob`` (backends with ``supports_option_probs``; tasks with options or a
+  fixed answer space): the answer is the most probable option after
+  "Answer: ", the confidence its probability (renormalized over the options).
+  The model cannot leave the format, so IFR is 1 by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import UsageError
+from .metrics import compute_metrics
+from .objective import ObjectiveWeights, objective
+from .parsing import is_correct, parse_output, MISSING_CONFIDENCE
+from .prompts import SCORER_TEMPLATE, scorer_user_message
+from .tasks import LETTERS, Example, Task
+
+if TYPE_CHECKING:  # the agents package imports nothing from here; keep it that way at runtime too
+    from ..agents import ChatBackend, Recorder
+
+ScoreMode = Literal["generate", "logprob"]
+
+#: Longest answer the scorer may write in generate mode (tokens). The format
+#: needs ~10; the slack lets a prompt that asks for brief reasoning still finish.
+SCORER_MAX_TOKENS = 96
+
+#: Shown with logprob-mode results.
+LOGPROB_IFR_NOTE = "IFR is 1 by construction in logprob mode (the answer is read from option probabilities)"
+
+
+class ScoredAnswer(BaseModel):
+    """One answer of the scorer, parsed and judged."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    example_id: str
+    raw: str
+    parsed: str | None
+    followed_format: bool
+    correct: bool
+    confidence: float
+    gold: str | None = None
+    call_id: str | None = None
+    cache_hit: bool = False
+
+
+class Evaluation(BaseModel):
+    """A prompt's scores on a set of examples."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: str
+    n_examples: int
+    mode: ScoreMode
+    metrics: dict[str, float | None]
+    objective: float
+    scorer_calls: int  # requests made for this evaluation (cache hits included)
+    answers: tuple[ScoredAnswer, ...]
+    cache_hits: int = 0
+    notes: tuple[str, ...] = ()
+
+    @property
+    def n_parsed(self) -> int:
+        return sum(a.parsed is not None for a in self.answers)
+
+    @property
+    def n_correct(self) -> int:
+        return sum(a.correct for a in self.answers)
+
+
+def check_mode(mode: str, task: Task, model: ChatBackend | None = None) -> None:
+    """Raise UsageError unless ``mode`` can score ``task`` on ``model``."""
+    if mode not in ("generate", "logprob"):
+        raise UsageError(f"unknown scoring mode {mode!r}", hint="use 'generate' or 'logprob'")
+    if mode == "logprob":
+        if task.kind == "number" or (task.kind == "string" and not task.answer_space):
+            raise UsageError(
+                f"logprob mode needs a multiple-choice task; {task.name} has {task.kind} answers",
+                hint="use --mode generate",
+            )
+        if model is not None and not getattr(model, "supports_option_probs", False):
+            raise UsageError(
+                f"model {model.spec} cannot give option probabilities",
+                hint="use --mode generate, or a local model (smollm2, hf:...)",
+            )
+
+
+def _options(example: Example, task: Task) -> tuple[str, ...]:
+    if example.choices:
+        return tuple(LETTERS[: len(example.choices)])
+    return tuple(task.answer_space or ())
+
+
+def _messages(prompt: str, example: Example, task: Task, logprob: bool) -> tuple[tuple[str, str], ...]:
+    user = scorer_user_message(example, task, logprob=logprob)
+    if prompt.strip():
+        return (("system", prompt), ("user", user))
+    return (("user", user),)
+
+
+def score_prompt(
+    prompt: str,
+    examples: Sequence[Example],
+    *,
+    task: Task,
+    model: ChatBackend,
+    recorder: Recorder,
+    mode: ScoreMode = "generate",
+    weights: ObjectiveWeights | None = None,
+    agent: str = "scorer",
+    run_id: str | None = None,
+    step: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 8,
+    max_tokens: int = SCORER_MAX_TOKENS,
+) -> Evaluation:
+    """Score ``prompt`` (the system message) on ``examples`` of ``task``.
+
+    Every model call goes through ``recorder`` (cached; one transcript row per
+    request). ``progress(done, total)`` is called after each batch. Raises
+    UsageError when ``mode`` does not fit the task or model.
+    """
+    check_mode(mode, task, model)
+    examples = list(examples)
+    total = len(examples)
+    logprob = mode == "logprob"
+    answers: list[ScoredAnswer] = []
+    if progress:
+        progress(0, total)
+    for start in range(0, total, max(1, batch_size)):
+        batch = examples[start : start + max(1, batch_size)]
+        if logprob:
+            answers.extend(_score_logprob(prompt, batch, task, model, recorder, agent, run_id, step))
+        else:
+            answers.extend(_score_generate(prompt, batch, task, model, recorder, agent, run_id, step, max_tokens))
+        if progress:
+            progress(len(answers), total)
+    metrics = compute_metrics(
+        [a.correct for a in answers], [a.confidence for a in answers], [a.followed_format for a in answers]
+    )
+    return Evaluation(
+        task=task.name,
+        n_examples=total,
+        mode=mode,
+        metrics=metrics,
+        objective=objective(metrics, weights),
+        scorer_calls=len(answers),
+        cache_hits=sum(a.cache_hit for a in answers),
+        answers=tuple(answers),
+        notes=(LOGPROB_IFR_NOTE,) if logprob else (),
+    )
+
+
+def _score_generate(prompt, batch, task, model, recorder, agent, run_id, step, max_tokens) -> list[ScoredAnswer]:
+    from ..agents import ChatRequest
+
+    requests = [
+        ChatRequest(messages=_messages(prompt, ex, task, False), temperature=0.0, max_tokens=max_tokens)
+        for ex in batch
+    ]
+    results = recorder.chat(model, requests, agent=agent, run_id=run_id, step=step)
+    out = []
+    for ex, res in zip(batch, results):
+        parsed = parse_output(res.text, kind=task.kind, choices=ex.choices, answer_space=task.answer_space)
+        if parsed.answer is None:
+            confidence = 0.0  # unparseable: wrong, and no confidence to credit
+        elif parsed.confidence is None:
+            confidence = MISSING_CONFIDENCE
+        else:
+            confidence = parsed.confidence
+        out.append(
+            ScoredAnswer(
+                example_id=ex.id,
+                raw=res.text,
+                parsed=parsed.answer,
+                followed_format=parsed.followed_format,
+                correct=is_correct(parsed.answer, ex, task),
+                confidence=confidence,
+                gold=_gold(ex, task),
+                call_id=res.call_id,
+                cache_hit=res.cache_hit,
+            )
+        )
+    return out
+
+
+def _score_logprob(prompt, batch, task, model, recorder, agent, run_id, step) -> list[ScoredAnswer]:
+    from ..agents import OptionsRequest
+
+    requests = [
+        OptionsRequest(messages=_messages(prompt, ex, task, True), options=_options(ex, task), answer_prefix="Answer: ")
+        for ex in batch
+    ]
+    results = recorder.option_probs(model, requests, agent=agent, run_id=run_id, step=step)
+    out = []
+    for ex, req, res in zip(batch, requests, results):
+        best = max(range(len(res.probs)), key=lambda i: res.probs[i])
+        parsed = req.options[best]
+        out.append(
+            ScoredAnswer(
+                example_id=ex.id,
+                raw=" ".join(f"{o}={p:.3f}" for o, p in zip(req.options, res.probs)),
+                parsed=parsed,
+                followed_format=True,
+                correct=is_correct(parsed, ex, task),
+                confidence=float(min(max(res.probs[best], 0.0), 1.0)),
+                gold=_gold(ex, task),
+                call_id=res.call_id,
+                cache_hit=res.cache_hit,
+            )
+        )
+    return out
+
+
+def _gold(example: Example, task: Task) -> str | None:
+    from .parsing import gold_answer
+
+    return gold_answer(example, task)
+
+
+__all__ = ("ScoredAnswer", "Evaluation", "score_prompt", "check_mode", "SCORER_TEMPLATE", "ScoreMode")
