@@ -163,7 +163,7 @@ def parse_string(value: str, answer_space: tuple[str, ...] | None) -> str | None
     if first in space:
         return answer_space[space.index(first)]
     hits = [i for i, s in enumerate(space) if re.search(rf"(?<!\w){re.escape(s)}(?!\w)", norm)]
-    if len(hits) == 1:
+    if len(hits) == 1 and not re.search(rf"\bnot {re.escape(space[hits[0]])}(?!\w)", norm):
         return answer_space[hits[0]]
     return None
 
@@ -174,7 +174,8 @@ def parse_value(value: str, *, kind: AnswerKind, choices: tuple[str, ...] | None
     if kind == "choice":
         return parse_choice(value, choices or ())
     if kind == "number":
-        return canonical_number(_clean(value))
+        # "3 + 5 = 8": the result after the last "="; otherwise the first number ("18 kids").
+        return canonical_number(_clean(value.rsplit("=", 1)[-1]))
     return parse_string(value, answer_space)
 
 
