@@ -73,7 +73,51 @@ def _m2_run_requests(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m3_llm_cache_and_transcripts(conn: sqlite3.Connection) -> None:
+    # Bodies (messages, responses) are stored once by sha256 and shared by every
+    # transcript row and cache entry that names them, so forks copy nothing.
+    _run_all(
+        conn,
+        [
+            """CREATE TABLE bodies (
+            hash TEXT PRIMARY KEY,
+            body TEXT NOT NULL
+        )""",
+            """CREATE TABLE llm_cache (
+            cache_key TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            model TEXT NOT NULL,
+            response_hash TEXT NOT NULL REFERENCES bodies(hash),
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            cost REAL,
+            created_at TEXT NOT NULL
+        )""",
+            """CREATE TABLE transcripts (
+            call_id TEXT PRIMARY KEY,
+            run_id TEXT,
+            seq INTEGER,
+            step TEXT,
+            agent TEXT NOT NULL,
+            model TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            cache_key TEXT NOT NULL,
+            request_hash TEXT NOT NULL REFERENCES bodies(hash),
+            response_hash TEXT REFERENCES bodies(hash),
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            latency_s REAL NOT NULL,
+            cache_hit INTEGER NOT NULL,
+            cost REAL,
+            error TEXT,
+            created_at TEXT NOT NULL
+        )""",
+            "CREATE INDEX transcripts_run ON transcripts(run_id, seq)",
+        ],
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 #: Every migration, in order. ``user_version`` == ``len(MIGRATIONS)`` when current.
-MIGRATIONS: list[Migration] = [_m1_event_log, _m2_run_requests]
+MIGRATIONS: list[Migration] = [_m1_event_log, _m2_run_requests, _m3_llm_cache_and_transcripts]
