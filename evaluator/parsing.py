@@ -86,9 +86,16 @@ def parse_choice(value: str, choices: tuple[str, ...]) -> str | None:
         return None
     norm = _norm_text(v)
     texts = [_norm_text(c) for c in choices]
-    # Exact option text first, so an option like "A cat" is not read as letter A.
-    if norm in texts and texts.count(norm) == 1:
-        return letters[texts.index(norm)]
+    # A bare letter is a letter, even when an option reads "c" (the speed of light).
+    m = re.fullmatch(r"[\(\[]?([A-Za-z])[\)\].]?", v)
+    if m and m.group(1).upper() in letters:
+        return m.group(1).upper()
+    # The option text next, so an option like "A cat" is not read as letter A; compared
+    # exactly, then ignoring case, then ignoring punctuation ("-1" vs "1" must stay apart).
+    for form in (lambda t: " ".join(t.split()), lambda t: " ".join(t.casefold().split()), _norm_text):
+        forms = [form(_clean(c)) for c in choices]
+        if forms.count(form(v)) == 1:
+            return letters[forms.index(form(v))]
     # A bracketed, punctuated or bare letter: "(b)", "B)", "B. Paris", "C: ...", "b".
     m = re.match(r"^[\(\[]?([A-Za-z])(?:[\)\]]|[.:,]|\s+[-–]\s|$)", v)
     if m and m.group(1).upper() in letters:
@@ -201,7 +208,7 @@ def parse_confidence(text: str) -> float | None:
 
 def _strip_confidence(value: str) -> str:
     """Cut a confidence written on the answer line ("B, confidence 80%")."""
-    return re.split(r"(?i)[\s,;(]*\bconfidence\b", value, maxsplit=1)[0]
+    return re.split(r"(?i)[\s,;(]*\bconfidence\b(?:\s+level)?\s*(?:is|of|[:=])?\s*[*_`]*\s*(?=\d|\.\d)", value, maxsplit=1)[0]
 
 
 def parse_output(text: str, *, kind: AnswerKind, choices: tuple[str, ...] | None = None,
