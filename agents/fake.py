@@ -1,0 +1,153 @@
+"""The ``fake`` model: deterministic, offline and fast, for tests, CI and demos.
+
+Its answers depend only on the request and its seed. It cannot know gold
+answers: scorer answers are honestly pseudo-random (about 1 in 10 off-format),
+proposer answers are instructions assembled from a phrase vocabulary chosen by
+the request hash. Spec options, comma separated: ``seed=N``, ``delay=S``
+(seconds per request, so tests can kill a run mid-flight), ``transient=N``
+(the first N calls raise a retryable error), ``fail=1`` (every call fails).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Sequence
+
+from ..errors import BackendError, TransientBackendError, UnknownModel
+from .backend import ChatBackend
+from .types import ChatRequest, OptionsRequest
+
+_OPENINGS = (
+    "Read the question carefully",
+    "Think step by step",
+    "Consider each option in turn",
+    "Recall the relevant facts first",
+    "Work through the problem methodically",
+    "Identify what the question is really asking",
+    "Break the problem into smaller parts",
+    "Restate the question in your own words",
+)
+_MIDDLES = (
+    "eliminate the options that contradict known facts",
+    "check your reasoning against the question's details",
+    "prefer the answer supported by the strongest evidence",
+    "watch for words like NOT, EXCEPT and ALWAYS",
+    "compare the remaining choices side by side",
+    "estimate before you compute",
+    "verify each intermediate result",
+    "be honest about how sure you are",
+)
+_ENDINGS = (
+    "then give your final answer and how confident you are.",
+    "then answer in the required format with a calibrated confidence.",
+    "and state a confidence that reflects your real certainty.",
+    "then commit to one answer and rate your confidence from 0 to 100%.",
+)
+_OPTION_LINE = re.compile(r"^\s*\(?([A-J])[).:]\s", re.MULTILINE)
+
+
+def _digest(*parts: object) -> int:
+    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+class FakeBackend(ChatBackend):
+    """Deterministic stand-in for a chat model; never a silent fallback for a real one."""
+
+    supports_option_probs = True
+    revision = "fake-v1"
+
+    def __init__(self, spec: str = "fake") -> None:
+        self.spec = spec
+        self.seed = 0
+        self.delay = 0.0
+        self.transient = 0
+        self.fail = False
+        _, _, options = spec.partition(":")
+        for item in filter(None, (p.strip() for p in options.split(","))):
+            key, _, value = item.partition("=")
+            try:
+                if key == "seed":
+                    self.seed = int(value)
+                elif key == "delay":
+                    self.delay = float(value)
+                elif key == "transient":
+                    self.transient = int(value)
+                elif key == "fail":
+                    self.fail = value not in ("", "0", "false")
+                else:
+                    raise ValueError(key)
+            except ValueError:
+                raise UnknownModel(
+                    f"bad fake model option {item!r} in {spec!r}",
+                    hint="use fake, fake:seed=3, fake:delay=0.2 or fake:seed=3,delay=0.2",
+                ) from None
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    def _enter_call(self, count: int) -> None:
+        with self._lock:
+            self._calls += 1
+            calls = self._calls
+        if self.fail:
+            raise BackendError(f"the fake model {self.spec} fails every call (fail=1)")
+        if calls <= self.transient:
+            raise TransientBackendError(f"the fake model {self.spec}: transient failure {calls} of {self.transient}")
+        if self.delay:
+            time.sleep(self.delay * count)
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[tuple[str, int, int]]:
+        self._enter_call(len(requests))
+        results = []
+        for req in requests:
+            text = self._answer(req)
+            if req.stop:
+                cuts = [text.find(s) for s in req.stop if s and s in text]
+                if cuts:
+                    text = text[: min(cuts)]
+            words = text.split()
+            if len(words) > req.max_tokens:
+                text = " ".join(words[: req.max_tokens])
+            prompt_tokens = sum(len(c.split()) for _, c in req.messages)
+            results.append((text, prompt_tokens, len(text.split())))
+        return results
+
+    def option_probs(self, requests: Sequence[OptionsRequest]) -> list[tuple[tuple[float, ...], int]]:
+        self._enter_call(len(requests))
+        results = []
+        for req in requests:
+            if not req.options:
+                raise BackendError("an options request needs at least one option")
+            logits = [((_digest(self.seed, req.messages, req.answer_prefix, opt) % 1000) / 250.0) for opt in req.options]
+            top = max(logits)
+            weights = [math.exp(x - top) for x in logits]
+            total = sum(weights)
+            prompt_tokens = sum(len(c.split()) for _, c in req.messages) + len(req.answer_prefix.split())
+            results.append((tuple(w / total for w in weights), prompt_tokens))
+        return results
+
+    def _answer(self, req: ChatRequest) -> str:
+        h = _digest(self.seed, req.messages, req.temperature, req.top_p, req.seed, req.sample_index)
+        if any("<INS>" in content for _, content in req.messages):
+            return "<INS>" + self._instruction(h) + "</INS>"
+        question = req.messages[-1][1]
+        letters = _OPTION_LINE.findall(question)
+        answer = letters[h % len(letters)] if letters else str((h >> 8) % 100)
+        confidence = 30 + 5 * ((h >> 16) % 14)
+        if (h >> 24) % 10 == 0:  # deliberately off-format, so IFR < 1
+            return f"I think it is probably {answer}, but I am not sure."
+        return f"Answer: {answer}\nConfidence: {confidence}%"
+
+    @staticmethod
+    def _instruction(h: int) -> str:
+        opening = _OPENINGS[h % len(_OPENINGS)]
+        middle = _MIDDLES[(h >> 8) % len(_MIDDLES)]
+        second = _MIDDLES[(h >> 16) % len(_MIDDLES)]
+        ending = _ENDINGS[(h >> 24) % len(_ENDINGS)]
+        parts = [opening, middle] + ([second] if second != middle and (h >> 32) % 2 else [])
+        return ", ".join(parts) + ", " + ending

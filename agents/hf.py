@@ -1,0 +1,421 @@
+"""The transformers backend: the embedded SmolLM2 and any ``hf:`` causal LM.
+
+Two primitives, both built for a small CPU:
+
+* :meth:`TransformersBackend.option_probs` scores answer options from a single
+  forward pass per batch (``logits_to_keep``: only the last positions reach the
+  vocabulary projection). Requests with the same system prompt share a token
+  prefix whose KV cache is computed once and expanded across each batch, and
+  batches are grouped by length so little compute goes to padding.
+* :meth:`TransformersBackend.generate` decodes a batch together (left padding,
+  the same prefix sharing for the prefill), greedy at temperature 0, sampled
+  otherwise with a generator per request seeded from ``seed`` and
+  ``sample_index`` so answers are reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import BackendError, ModelUnavailable
+from .backend import ChatBackend
+from .types import ChatRequest, Message, OptionsRequest
+
+#: Tokens (batch rows x padded length) in one forward pass; bigger batches
+#: buy little on a CPU and cost memory.
+TOKEN_BUDGET = 1536
+MAX_BATCH = 32
+#: A shared prefix shorter than this is not worth a separate pass.
+MIN_SHARED_PREFIX = 8
+
+_threads_set = False
+
+
+def set_torch_threads() -> None:
+    """Use every core once per process (torch's default can be half of them)."""
+    global _threads_set
+    if _threads_set:
+        return
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    _threads_set = True
+
+
+@dataclass
+class ForwardStats:
+    """What the forward passes of this backend cost; the benchmark reads it."""
+
+    forward_calls: int = 0
+    tokens: int = 0  # real tokens run through the model (shared prefixes once)
+    padded_tokens: int = 0  # tokens including padding
+    context_tokens: int = 0  # sum over tokens of their attention context (for FLOP counts)
+    logit_rows: int = 0  # positions projected onto the vocabulary
+
+    def reset(self) -> None:
+        self.forward_calls = self.tokens = self.padded_tokens = self.context_tokens = self.logit_rows = 0
+
+
+@dataclass
+class _Row:
+    """One sequence to run: score ``targets`` at its last positions, or decode from its end."""
+
+    index: int
+    ids: list[int]
+    group: object
+    keep: int = 1
+    targets: list[list[int]] = field(default_factory=list)
+
+
+class TransformersBackend(ChatBackend):
+    """A transformers causal LM on the CPU (fp32)."""
+
+    supports_option_probs = True
+
+    def __init__(self, source: str | os.PathLike[str], *, spec: str, revision: str | None = None) -> None:
+        set_torch_threads()
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        self.spec = spec
+        self._torch = torch
+        quiet = not _stderr_is_tty()
+        if quiet:
+            hf_logging.disable_progress_bar()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(source))
+            self.model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailable(
+                f"cannot load the transformers model {source} ({str(exc).splitlines()[0]})",
+                hint="give a local directory with config.json and weights, or a hub id reachable from here",
+            ) from exc
+        finally:
+            if quiet:
+                hf_logging.enable_progress_bar()
+        self.model.eval()
+        self.revision = revision or _revision_of(source, self.model)
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id or 0
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self.stats = ForwardStats()
+        self._lock = threading.RLock()
+
+    # -- text <-> tokens -----------------------------------------------------------
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """The prompt text the model sees: chat template plus the assistant turn opening."""
+        return self.tokenizer.apply_chat_template(
+            [{"role": r, "content": c} for r, c in messages], tokenize=False, add_generation_prompt=True
+        )
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text (the chat template already holds the special tokens)."""
+        if not texts:
+            return []
+        return list(self.tokenizer(list(texts), add_special_tokens=False)["input_ids"])
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode([text])[0])
+
+    # -- option probabilities --------------------------------------------------------
+
+    def option_probs(self, requests: Sequence[OptionsRequest]) -> list[tuple[tuple[float, ...], int]]:
+        """Probability of each option after the prompt and answer prefix, renormalized over the options.
+
+        A multi-token option's probability is the product of its tokens'
+        probabilities; options are compared on the tokens after their longest
+        common tokenized prefix (so "Answer: " + "A" is scored as " A").
+        """
+        torch = self._torch
+        rows: list[_Row] = []
+        plans: list[tuple[list[int], int]] = []  # per request: option -> row slot, prompt tokens
+        for i, req in enumerate(requests):
+            if not req.options:
+                raise BackendError("an options request needs at least one option")
+            context = self.render(req.messages) + req.answer_prefix
+            full = self.encode([context + opt for opt in req.options])
+            cut = _common_prefix_len(full)
+            # Every option must keep at least one token of its own to be scored.
+            cut = min(cut, min(len(f) for f in full) - 1)
+            if cut < 1:
+                raise BackendError("an options request needs a non-empty prompt")
+            rests = [f[cut:] for f in full]
+            group = _group_key(req.messages)
+            if all(len(r) == 1 for r in rests):
+                slot = len(rows)
+                rows.append(_Row(slot, full[0][:cut], group, 1, [[r[0] for r in rests]]))
+                plans.append(([slot] * len(rests), cut))
+            else:
+                slots = []
+                for rest in rests:
+                    slots.append(len(rows))
+                    rows.append(_Row(len(rows), full[0][:cut] + rest[:-1], group, len(rest), [[t] for t in rest]))
+                plans.append((slots, cut))
+        logprobs = self._score_rows(rows)
+        results: list[tuple[tuple[float, ...], int]] = []
+        for req, (slots, prompt_tokens) in zip(requests, plans):
+            if len(set(slots)) == 1:
+                scores = torch.tensor(logprobs[slots[0]])
+            else:
+                scores = torch.tensor([sum(logprobs[s]) for s in slots])
+            probs = torch.softmax(scores.double(), dim=0).tolist()
+            results.append((tuple(probs), prompt_tokens))
+        return results
+
+    def _score_rows(self, rows: list[_Row]) -> list[list[float]]:
+        """Log-probs of each row's targets: row.targets[j] are scored at position -keep+j."""
+        torch = self._torch
+        out: list[list[float]] = [[] for _ in rows]
+        with self._lock, torch.inference_mode():
+            for group_rows in _by_group(rows):
+                prefix_len, prefix_kv = self._prefix(group_rows)
+                for batch in _batches(group_rows, prefix_len):
+                    keep = max(r.keep for r in batch)
+                    logits, _, _, _ = self._forward(batch, prefix_len, prefix_kv, keep)
+                    logp = torch.log_softmax(logits.float(), dim=-1)
+                    for b, row in enumerate(batch):
+                        values: list[float] = []
+                        for j, targets in enumerate(row.targets):
+                            pos = keep - row.keep + j
+                            values.extend(logp[b, pos, targets].tolist())
+                        out[row.index] = values
+        return out
+
+    # -- generation ----------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[tuple[str, int, int]]:
+        """Decode every request in batches; returns (text, prompt_tokens, completion_tokens)."""
+        prompts = self.encode([self.render(r.messages) for r in requests])
+        rows = [_Row(i, ids, _group_key(r.messages)) for i, (r, ids) in enumerate(zip(requests, prompts))]
+        results: list[tuple[str, int, int] | None] = [None] * len(requests)
+        with self._lock, self._torch.inference_mode():
+            for group_rows in _by_group(rows):
+                prefix_len, prefix_kv = self._prefix(group_rows)
+                # Decoding keeps a cache per row, so batches stay modest.
+                for batch in _batches(group_rows, prefix_len, max_batch=8):
+                    for row, (text, n) in zip(batch, self._decode(batch, [requests[r.index] for r in batch], prefix_len, prefix_kv)):
+                        results[row.index] = (text, len(row.ids), n)
+        return [r for r in results if r is not None]
+
+    def _decode(
+        self, batch: list[_Row], reqs: list[ChatRequest], prefix_len: int, prefix_kv
+    ) -> list[tuple[str, int]]:
+        torch = self._torch
+        logits, cache, mask, last_pos = self._forward(batch, prefix_len, prefix_kv, 1)
+        n = len(batch)
+        generators = []
+        for req in reqs:
+            gen = torch.Generator()
+            gen.manual_seed(_sample_seed(req))
+            generators.append(gen)
+        produced: list[list[int]] = [[] for _ in range(n)]
+        texts: list[str | None] = [None] * n
+        active = list(range(n))  # batch positions still decoding, in cache order
+        limit = max(r.max_tokens for r in reqs)
+        for _ in range(limit):
+            step_logits = logits[:, -1, :].float()
+            next_ids = []
+            still = []
+            for k, b in enumerate(active):
+                token = _pick(step_logits[k], reqs[b], generators[b], torch)
+                req = reqs[b]
+                if token in self.eos_ids:
+                    texts[b] = self._finish(produced[b], req.stop)
+                    continue
+                produced[b].append(token)
+                text = self.tokenizer.decode(produced[b], skip_special_tokens=True)
+                if any(s and s in text for s in req.stop) or len(produced[b]) >= req.max_tokens:
+                    texts[b] = self._finish(produced[b], req.stop)
+                    continue
+                still.append(k)
+                next_ids.append(token)
+            if not still:
+                break
+            if len(still) < len(active):
+                keep_idx = torch.tensor(still)
+                cache.batch_select_indices(keep_idx)
+                mask = mask[keep_idx]
+                last_pos = last_pos[keep_idx]
+                active = [active[k] for k in still]
+            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype)], dim=1)
+            last_pos = last_pos + 1
+            out = self.model(
+                input_ids=torch.tensor(next_ids).unsqueeze(1),
+                attention_mask=mask,
+                position_ids=last_pos.unsqueeze(1),
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            self.stats.forward_calls += 1
+            self.stats.tokens += len(active)
+            self.stats.padded_tokens += len(active)
+            logits, cache = out.logits, out.past_key_values
+        for b in range(n):
+            if texts[b] is None:
+                texts[b] = self._finish(produced[b], reqs[b].stop)
+        return [(texts[b] or "", len(produced[b])) for b in range(n)]
+
+    def _finish(self, tokens: list[int], stop: tuple[str, ...]) -> str:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        cuts = [text.find(s) for s in stop if s and s in text]
+        return text[: min(cuts)] if cuts else text
+
+    # -- the shared machinery --------------------------------------------------------------
+
+    def _prefix(self, rows: list[_Row]):
+        """The longest token prefix shared by ``rows`` and its KV cache (computed once)."""
+        torch = self._torch
+        length = _common_prefix_len([r.ids for r in rows])
+        # Each row must keep at least one token of its own after the prefix.
+        length = min(length, min(len(r.ids) for r in rows) - 1)
+        if length < MIN_SHARED_PREFIX or len(rows) < 2:
+            return 0, None
+        ids = torch.tensor([rows[0].ids[:length]])
+        from transformers import DynamicCache
+
+        out = self.model(input_ids=ids, past_key_values=DynamicCache(config=self.model.config), use_cache=True, logits_to_keep=1)
+        self.stats.forward_calls += 1
+        self.stats.tokens += length
+        self.stats.padded_tokens += length
+        self.stats.context_tokens += length * (length + 1) // 2
+        self.stats.logit_rows += 1
+        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return length, kv
+
+    def _forward(self, batch: list[_Row], prefix_len: int, prefix_kv, keep: int):
+        """Run the rows' tokens after the prefix, left-padded, on a copy of the prefix cache.
+
+        Returns (logits of the last ``keep`` positions, cache, attention mask, last position ids).
+        """
+        torch = self._torch
+        from transformers import DynamicCache
+
+        suffixes = [r.ids[prefix_len:] for r in batch]
+        width = max(len(s) for s in suffixes)
+        n = len(batch)
+        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        suffix_mask = torch.zeros((n, width), dtype=torch.long)
+        for b, s in enumerate(suffixes):
+            input_ids[b, width - len(s) :] = torch.tensor(s)
+            suffix_mask[b, width - len(s) :] = 1
+        # Positions continue after the prefix and skip the padding in between.
+        position_ids = prefix_len + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([torch.ones((n, prefix_len), dtype=torch.long), suffix_mask], dim=1)
+        if prefix_kv is None:
+            cache = DynamicCache(config=self.model.config)
+        else:
+            cache = DynamicCache([(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv])
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=keep,
+        )
+        real = sum(len(s) for s in suffixes)
+        self.stats.forward_calls += 1
+        self.stats.tokens += real
+        self.stats.padded_tokens += n * width
+        self.stats.context_tokens += sum(prefix_len * len(s) + len(s) * (len(s) + 1) // 2 for s in suffixes)
+        self.stats.logit_rows += n * keep
+        return out.logits, out.past_key_values, mask, position_ids[:, -1]
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _stderr_is_tty() -> bool:
+    import sys
+
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _revision_of(source: str | os.PathLike[str], model) -> str:
+    path = Path(source)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for name in sorted(p.name for p in path.iterdir() if p.is_file()):
+            stat = (path / name).stat()
+            digest.update(f"{name}:{stat.st_size};".encode())
+        config = path / "config.json"
+        if config.is_file():
+            digest.update(config.read_bytes())
+        return "dir-" + digest.hexdigest()[:16]
+    commit = getattr(model.config, "_commit_hash", None)
+    return f"hub-{commit}" if commit else "hub-" + hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    if not seqs:
+        return 0
+    first = seqs[0]
+    length = min(len(s) for s in seqs)
+    for other in seqs[1:]:
+        i = 0
+        while i < length and other[i] == first[i]:
+            i += 1
+        length = i
+    return length
+
+
+def _group_key(messages: Sequence[Message]) -> object:
+    # Requests with the same system prompt share a token prefix; others rarely do.
+    return messages[0][1] if messages and messages[0][0] == "system" else None
+
+
+def _by_group(rows: list[_Row]) -> list[list[_Row]]:
+    groups: dict[object, list[_Row]] = {}
+    for row in rows:
+        groups.setdefault(row.group, []).append(row)
+    return list(groups.values())
+
+
+def _batches(rows: list[_Row], prefix_len: int, *, max_batch: int = MAX_BATCH) -> list[list[_Row]]:
+    """Rows sorted by length and cut into batches within the token budget."""
+    ordered = sorted(rows, key=lambda r: len(r.ids))
+    batches: list[list[_Row]] = []
+    current: list[_Row] = []
+    for row in ordered:
+        width = len(row.ids) - prefix_len
+        if current and ((len(current) + 1) * width > TOKEN_BUDGET or len(current) >= max_batch):
+            batches.append(current)
+            current = []
+        current.append(row)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _sample_seed(req: ChatRequest) -> int:
+    text = json.dumps([req.seed, req.sample_index, list(req.messages)], ensure_ascii=False)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") & ((1 << 63) - 1)
+
+
+def _pick(logits, req: ChatRequest, generator, torch) -> int:
+    if req.temperature <= 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits / req.temperature, dim=-1)
+    if req.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        cumulative = torch.cumsum(sorted_probs, dim=-1)
+        drop = cumulative - sorted_probs > req.top_p
+        sorted_probs[drop] = 0.0
+        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+    return int(torch.multinomial(probs, 1, generator=generator))

@@ -1,0 +1,264 @@
+"""The recorder: every model call goes through here.
+
+A request's cache key is the sha256 of its canonical JSON: model spec and
+revision, kind, messages and every sampling parameter including the sample
+index. A hit returns the stored answer with no model call; misses of one call
+go to the model in one batch. Every request, hit or miss, becomes one
+transcript row, and the rows of one call are written in one transaction.
+Transient model errors are retried with backoff; a call that still fails is
+recorded as failed rows and raised as :class:`ModelCallFailed`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlite_utils
+
+from ..errors import BackendError, ModelCallFailed
+from ..stores.log import EventLog
+from ..stores.transcripts import NewCall, TranscriptStore, body_hash, canonical_json
+from .backend import ChatBackend
+from .types import ChatRequest, ChatResult, OptionsRequest, OptionsResult, check_messages
+
+
+def chat_request_body(model: ChatBackend, request: ChatRequest) -> dict[str, Any]:
+    """The canonical form of a chat request: what is hashed and stored."""
+    return {
+        "kind": "chat",
+        "model": model.spec,
+        "revision": model.revision,
+        "messages": [list(m) for m in request.messages],
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "top_p": request.top_p,
+        "stop": list(request.stop),
+        "seed": request.seed,
+        "sample_index": request.sample_index,
+    }
+
+
+def options_request_body(model: ChatBackend, request: OptionsRequest) -> dict[str, Any]:
+    """The canonical form of an options request."""
+    return {
+        "kind": "options",
+        "model": model.spec,
+        "revision": model.revision,
+        "messages": [list(m) for m in request.messages],
+        "options": list(request.options),
+        "answer_prefix": request.answer_prefix,
+    }
+
+
+def cache_key(body: dict[str, Any]) -> str:
+    """sha256 of the canonical (sorted-key) JSON of a request body."""
+    return body_hash(canonical_json(body))
+
+
+def new_call_id() -> str:
+    return "c-" + uuid.uuid4().hex[:12]
+
+
+class Recorder:
+    """Cache lookups, model calls and transcript rows for one database.
+
+    Args:
+        db: a database path (the recorder opens its own connection, so it can
+            share the file with an :class:`EventLog` writing at the same time),
+            an :class:`EventLog` (its file, or its connection if in memory), or
+            an open ``sqlite_utils.Database``.
+        run_id: the run every call belongs to unless a call says otherwise.
+        retries: attempts after the first for retryable errors.
+        backoff_s: the first retry's wait; it doubles each time.
+
+    Attributes:
+        model_calls: requests actually sent to a model (misses).
+        requests: every request seen (hits + misses).
+    """
+
+    def __init__(
+        self,
+        db: str | os.PathLike[str] | sqlite_utils.Database | EventLog,
+        *,
+        run_id: str | None = None,
+        retries: int = 4,
+        backoff_s: float = 0.5,
+    ) -> None:
+        if isinstance(db, EventLog):
+            if db.path == ":memory:":
+                self.store = TranscriptStore(db.db)
+                self.store._lock = db._lock  # one connection: one lock
+            else:
+                self.store = TranscriptStore(db.path)
+        else:
+            self.store = TranscriptStore(db)
+        self.run_id = run_id
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.model_calls = 0
+        self.requests = 0
+        self._count_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the recorder's own connection (not a shared one)."""
+        self.store.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the two kinds of call -------------------------------------------------------
+
+    def chat(
+        self,
+        model: ChatBackend,
+        requests: Sequence[ChatRequest],
+        *,
+        agent: str,
+        run_id: str | None = None,
+        step: str | None = None,
+        seq: int | None = None,
+    ) -> list[ChatResult]:
+        """Answer chat requests, from the cache where possible; order of results == order of requests.
+
+        Raises:
+            ModelCallFailed: the model failed after retries; the failure is recorded.
+        """
+        for req in requests:
+            check_messages(req.messages)
+        bodies = [chat_request_body(model, r) for r in requests]
+        raw = self._run(model, "chat", list(requests), bodies, model.generate, agent, run_id, step, seq)
+        return [
+            ChatResult(text=resp, call_id=cid, cache_hit=hit, prompt_tokens=pt, completion_tokens=ct, latency_s=lat)
+            for resp, cid, hit, pt, ct, lat in raw
+        ]
+
+    def option_probs(
+        self,
+        model: ChatBackend,
+        requests: Sequence[OptionsRequest],
+        *,
+        agent: str,
+        run_id: str | None = None,
+        step: str | None = None,
+        seq: int | None = None,
+    ) -> list[OptionsResult]:
+        """Probability of each answer option per request (see :class:`OptionsRequest`).
+
+        Raises:
+            ModelCallFailed: the model failed after retries (or cannot score options).
+        """
+        for req in requests:
+            check_messages(req.messages)
+        bodies = [options_request_body(model, r) for r in requests]
+
+        def call(batch: Sequence[OptionsRequest]) -> list[tuple[str, int, int]]:
+            return [(canonical_json(list(probs)), pt, 0) for probs, pt in model.option_probs(batch)]
+
+        raw = self._run(model, "options", list(requests), bodies, call, agent, run_id, step, seq)
+        import json
+
+        return [
+            OptionsResult(probs=tuple(json.loads(resp)), call_id=cid, cache_hit=hit, prompt_tokens=pt, latency_s=lat)
+            for resp, cid, hit, pt, _ct, lat in raw
+        ]
+
+    # -- shared machinery ------------------------------------------------------------------
+
+    def _run(
+        self,
+        model: ChatBackend,
+        kind: str,
+        requests: list[Any],
+        bodies: list[dict[str, Any]],
+        call: Callable[[Sequence[Any]], list[tuple[str, int, int]]],
+        agent: str,
+        run_id: str | None,
+        step: str | None,
+        seq: int | None,
+    ) -> list[tuple[str, str, bool, int, int, float]]:
+        run_id = run_id if run_id is not None else self.run_id
+        started = time.perf_counter()
+        texts = [canonical_json(b) for b in bodies]
+        keys = [body_hash(t) for t in texts]
+        cached = self.store.lookup(keys)
+        lookup_s = (time.perf_counter() - started) / max(1, len(requests))
+        # Identical requests within one call are sent once.
+        miss_index: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if key not in cached and key not in miss_index:
+                miss_index[key] = i
+        misses = list(miss_index.values())
+        answers: dict[str, tuple[str, int, int]] = {}
+        miss_latency = 0.0
+        error: BaseException | None = None
+        if misses:
+            t0 = time.perf_counter()
+            try:
+                outputs = self._call_with_retries(call, [requests[i] for i in misses])
+            except BackendError as exc:
+                error = exc
+            else:
+                for i, output in zip(misses, outputs):
+                    answers[keys[i]] = output
+            miss_latency = (time.perf_counter() - t0) / len(misses)
+            with self._count_lock:
+                self.model_calls += len(misses)
+        with self._count_lock:
+            self.requests += len(requests)
+
+        first_miss = set(misses)
+        rows: list[NewCall] = []
+        results = []
+        for i, (key, text) in enumerate(zip(keys, texts)):
+            call_id = new_call_id()
+            common = dict(call_id=call_id, run_id=run_id, seq=seq, step=step, agent=agent, model=model.spec,
+                          kind=kind, cache_key=key, request=text)
+            if key in cached:
+                entry = cached[key]
+                rows.append(NewCall(**common, response=entry.response, prompt_tokens=entry.prompt_tokens,
+                                    completion_tokens=entry.completion_tokens, latency_s=lookup_s, cache_hit=True,
+                                    cost=entry.cost))
+                results.append((entry.response, call_id, True, entry.prompt_tokens, entry.completion_tokens, lookup_s))
+            elif error is not None:
+                rows.append(NewCall(**common, response=None, prompt_tokens=None, completion_tokens=None,
+                                    latency_s=miss_latency if i in first_miss else 0.0, cache_hit=False,
+                                    error=f"{type(error).__name__}: {error}"))
+            else:
+                response, pt, ct = answers[key]
+                hit = i not in first_miss  # a duplicate of a request answered in this same call
+                latency = miss_latency if not hit else lookup_s
+                rows.append(NewCall(**common, response=response, prompt_tokens=pt, completion_tokens=ct,
+                                    latency_s=latency, cache_hit=hit))
+                results.append((response, call_id, hit, pt, ct, latency))
+        self.store.record(rows)
+        if error is not None:
+            failed = [r.call_id for r in rows if r.error]
+            raise ModelCallFailed(
+                f"model {model.spec} failed for {len(misses)} request(s) of agent {agent}: {error}",
+                hint="the failure is recorded (`tprompt transcript RUN`); fix the cause and resume the run",
+                call_ids=failed,
+            ) from error
+        return results
+
+    def _call_with_retries(self, call, batch):
+        attempt = 0
+        while True:
+            try:
+                outputs = call(batch)
+            except BackendError as exc:
+                if not exc.is_retryable or attempt >= self.retries:
+                    raise
+                time.sleep(self.backoff_s * (2**attempt))
+                attempt += 1
+                continue
+            if len(outputs) != len(batch):
+                raise BackendError(f"the model returned {len(outputs)} answers for {len(batch)} requests")
+            return outputs

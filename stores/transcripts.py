@@ -1,0 +1,242 @@
+"""The LLM-call cache and transcripts: content-addressed bodies, one row per call.
+
+Bodies (the request's messages and parameters, the response) are stored once
+under their sha256 and named by hash from ``llm_cache`` and ``transcripts``, so
+a fork, a resumed run and a re-run share them. Writes take ``BEGIN IMMEDIATE``
+on the store's own connection, so other writers (the event log) can work on
+the same file at the same time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from .db import immediate, open_database, translate
+from .log import now_iso
+
+
+def canonical_json(data: Any) -> str:
+    """JSON with sorted keys and no spaces: equal data gives equal text."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def body_hash(text: str) -> str:
+    """The content address of a body."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """A stored answer: the response body and its token counts."""
+
+    response: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptRow:
+    """One model call as it is listed (bodies are loaded on demand)."""
+
+    call_id: str
+    run_id: str | None
+    seq: int | None
+    step: str | None
+    agent: str
+    model: str
+    kind: str
+    cache_key: str
+    request_hash: str
+    response_hash: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_s: float
+    cache_hit: bool
+    cost: float | None
+    error: str | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    """What the recorder writes for one call."""
+
+    call_id: str
+    run_id: str | None
+    seq: int | None
+    step: str | None
+    agent: str
+    model: str
+    kind: str
+    cache_key: str
+    request: str  # canonical JSON body
+    response: str | None  # None when the call failed
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_s: float
+    cache_hit: bool
+    cost: float | None = None
+    error: str | None = None
+
+
+_COLUMNS = (
+    "call_id, run_id, seq, step, agent, model, kind, cache_key, request_hash, response_hash,"
+    " prompt_tokens, completion_tokens, latency_s, cache_hit, cost, error, created_at"
+)
+
+
+class TranscriptStore:
+    """Cache lookups and transcript rows in a tprompt database.
+
+    Args:
+        db: a path (opened here, with its own connection), or an open
+            ``sqlite_utils.Database`` / ``sqlite3.Connection`` to share.
+    """
+
+    def __init__(self, db: str | os.PathLike[str] | sqlite_utils.Database | sqlite3.Connection, *, readonly: bool = False) -> None:
+        if isinstance(db, sqlite_utils.Database):
+            self.conn = db.conn
+            self.path = getattr(db.conn, "_tprompt_path", "the database")
+            self._owned = False
+        elif isinstance(db, sqlite3.Connection):
+            self.conn = db
+            self.path = "the database"
+            self._owned = False
+        else:
+            self.path = str(db)
+            self.conn = open_database(db, readonly=readonly).conn
+            self._owned = True
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        """Close the connection if this store opened it."""
+        if self._owned:
+            self.conn.close()
+
+    # -- cache -------------------------------------------------------------------------
+
+    def lookup(self, keys: Iterable[str]) -> dict[str, CacheEntry]:
+        """The cached answers among ``keys``."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, CacheEntry] = {}
+        with self._lock:
+            try:
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    for key, body, pt, ct, cost in self.conn.execute(
+                        "SELECT c.cache_key, b.body, c.prompt_tokens, c.completion_tokens, c.cost"
+                        f" FROM llm_cache c JOIN bodies b ON b.hash = c.response_hash WHERE c.cache_key IN ({marks})",
+                        chunk,
+                    ):
+                        found[key] = CacheEntry(body, pt, ct, cost)
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from exc
+        return found
+
+    def record(self, calls: Sequence[NewCall]) -> None:
+        """Write the calls (bodies, cache entries of successful misses, transcript rows) in one transaction."""
+        if not calls:
+            return
+        stamp = now_iso()
+        bodies: dict[str, str] = {}
+        cache_rows = []
+        rows = []
+        for call in calls:
+            req_hash = body_hash(call.request)
+            bodies[req_hash] = call.request
+            resp_hash = None
+            if call.response is not None:
+                resp_hash = body_hash(call.response)
+                bodies[resp_hash] = call.response
+                if not call.cache_hit and call.error is None:
+                    cache_rows.append(
+                        (call.cache_key, call.kind, call.model, resp_hash, call.prompt_tokens or 0,
+                         call.completion_tokens or 0, call.cost, stamp)
+                    )
+            rows.append(
+                (call.call_id, call.run_id, call.seq, call.step, call.agent, call.model, call.kind, call.cache_key,
+                 req_hash, resp_hash, call.prompt_tokens, call.completion_tokens, call.latency_s,
+                 int(call.cache_hit), call.cost, call.error, stamp)
+            )
+        with self._lock, immediate(self.conn, self.path):
+            try:
+                self.conn.executemany("INSERT OR IGNORE INTO bodies (hash, body) VALUES (?, ?)", list(bodies.items()))
+                self.conn.executemany(
+                    "INSERT OR IGNORE INTO llm_cache (cache_key, kind, model, response_hash, prompt_tokens,"
+                    " completion_tokens, cost, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    cache_rows,
+                )
+                self.conn.executemany(
+                    f"INSERT OR IGNORE INTO transcripts ({_COLUMNS}) VALUES ({','.join('?' * 17)})", rows
+                )
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from exc
+
+    # -- reading -----------------------------------------------------------------------
+
+    def rows(
+        self,
+        segments: Sequence[tuple[str, int, int | None]],
+        *,
+        agent: str | None = None,
+    ) -> list[TranscriptRow]:
+        """Transcript rows of a history given as ``(run_id, first_seq, last_seq)`` segments.
+
+        The last segment is the run itself: all its rows are included (also
+        calls made before any seq was known). An ancestor segment contributes
+        the calls made up to its fork point (``seq <= last_seq``).
+        """
+        result: list[TranscriptRow] = []
+        with self._lock:
+            for index, (run_id, _first, last) in enumerate(segments):
+                sql = f"SELECT {_COLUMNS} FROM transcripts WHERE run_id = ?"
+                params: list[Any] = [run_id]
+                if last is not None and index < len(segments) - 1:
+                    sql += " AND seq IS NOT NULL AND seq <= ?"
+                    params.append(last)
+                if agent:
+                    sql += " AND agent = ?"
+                    params.append(agent)
+                sql += " ORDER BY created_at, rowid"
+                try:
+                    result.extend(_row(r) for r in self.conn.execute(sql, params))
+                except sqlite3.Error as exc:
+                    raise translate(exc, self.path) from exc
+        return result
+
+    def call(self, call_id: str) -> TranscriptRow | None:
+        """One row by its call id or a unique prefix of it."""
+        with self._lock:
+            rows = self.conn.execute(
+                f"SELECT {_COLUMNS} FROM transcripts WHERE call_id = ? OR call_id LIKE ? ESCAPE '\\' LIMIT 2",
+                (call_id, call_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"),
+            ).fetchall()
+        exact = [r for r in rows if r[0] == call_id]
+        if exact:
+            return _row(exact[0])
+        return _row(rows[0]) if len(rows) == 1 else None
+
+    def body(self, hash_: str | None) -> str | None:
+        """A stored body by hash."""
+        if hash_ is None:
+            return None
+        with self._lock:
+            row = self.conn.execute("SELECT body FROM bodies WHERE hash = ?", (hash_,)).fetchone()
+        return row[0] if row else None
+
+
+def _row(values: Sequence[Any]) -> TranscriptRow:
+    values = list(values)
+    values[13] = bool(values[13])
+    return TranscriptRow(*values)
