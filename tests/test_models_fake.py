@@ -1,0 +1,158 @@
+"""The fake model, spec parsing, and the error paths of API providers (no network)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import pytest
+
+from tprompt.agents import ChatRequest, OptionsRequest, get_model
+from tprompt.agents.api import classify
+from tprompt.agents.fake import FakeBackend
+from tprompt.errors import (
+    BackendError,
+    MissingCredentials,
+    MissingExtra,
+    TransientBackendError,
+    UnknownModel,
+)
+
+QUESTION = "Which is a mammal?\nA) shark\nB) whale\nC) trout\nD) eel"
+
+
+def scorer_request(i: int = 0, **kw) -> ChatRequest:
+    return ChatRequest(messages=(("system", "Answer with a letter."), ("user", f"{QUESTION}\n#{i}")), **kw)
+
+
+def test_same_request_same_answer_across_instances_and_order():
+    a, b = FakeBackend("fake"), FakeBackend("fake")
+    reqs = [scorer_request(i) for i in range(20)]
+    forward = a.generate(reqs)
+    backward = b.generate(list(reversed(reqs)))
+    assert forward == list(reversed(backward))
+
+
+def test_seed_changes_answers():
+    reqs = [scorer_request(i) for i in range(30)]
+    assert FakeBackend("fake:seed=1").generate(reqs) != FakeBackend("fake:seed=2").generate(reqs)
+
+
+def test_scorer_answers_use_the_listed_letters_and_are_sometimes_off_format():
+    answers = [t for t, _, _ in FakeBackend("fake").generate([scorer_request(i) for i in range(200)])]
+    formatted = [re.fullmatch(r"Answer: ([A-D])\nConfidence: (\d+)%", t) for t in answers]
+    good = [m for m in formatted if m]
+    assert 0.75 <= len(good) / len(answers) < 1.0
+    assert {m.group(1) for m in good} == {"A", "B", "C", "D"}
+    assert all(0 <= int(m.group(2)) <= 100 for m in good)
+
+
+def test_numeric_question_gets_a_number():
+    text, _, _ = FakeBackend("fake").generate([ChatRequest(messages=(("user", "What is 2+3?"),))])[0]
+    assert re.search(r"\d+", text)
+
+
+def test_proposer_requests_get_distinct_instructions_per_sample():
+    meta = (("user", "History: ... Write a new instruction between <INS> and </INS>."),)
+    texts = [t for t, _, _ in FakeBackend("fake").generate(
+        [ChatRequest(messages=meta, temperature=1.0, sample_index=i) for i in range(8)])]
+    assert all(t.startswith("<INS>") and t.endswith("</INS>") for t in texts)
+    assert len(set(texts)) >= 6
+
+
+def test_stop_and_max_tokens_are_honored():
+    fake = FakeBackend("fake")
+    text, _, n = fake.generate([scorer_request(1, stop=("\n",))])[0]
+    assert "\n" not in text
+    text, _, n = fake.generate([ChatRequest(messages=(("user", "Write <INS></INS>"),), max_tokens=3)])[0]
+    assert n <= 3 and len(text.split()) <= 3
+
+
+def test_option_probs_sum_to_one_and_are_deterministic():
+    fake = FakeBackend("fake")
+    reqs = [OptionsRequest(messages=(("user", f"{QUESTION} {i}"),), options=("A", "B", "C", "D")) for i in range(10)]
+    first = fake.option_probs(reqs)
+    assert first == fake.option_probs(reqs)
+    for probs, prompt_tokens in first:
+        assert sum(probs) == pytest.approx(1.0)
+        assert all(p > 0 for p in probs)
+        assert prompt_tokens > 0
+    assert len({p for p, _ in first}) > 1
+
+
+def test_delay_is_per_request():
+    import time
+
+    fake = FakeBackend("fake:delay=0.05")
+    t0 = time.perf_counter()
+    fake.generate([scorer_request(i) for i in range(4)])
+    assert time.perf_counter() - t0 >= 0.2
+
+
+def test_transient_and_fail_options():
+    fake = FakeBackend("fake:transient=1")
+    with pytest.raises(TransientBackendError) as info:
+        fake.generate([scorer_request()])
+    assert info.value.is_retryable
+    assert fake.generate([scorer_request()])
+    with pytest.raises(BackendError):
+        FakeBackend("fake:fail=1").generate([scorer_request()])
+
+
+@pytest.mark.parametrize("spec", ["fake:speed=3", "fake:seed=x", "nonsense", "hf:", "openai:", "mystery:model"])
+def test_bad_specs_are_unknown_models(spec):
+    with pytest.raises(UnknownModel):
+        get_model(spec)
+
+
+def test_get_model_shares_one_instance_per_spec():
+    assert get_model("fake:seed=9") is get_model("fake:seed=9")
+    assert get_model("fake:seed=9") is not get_model("fake:seed=8")
+
+
+def test_fake_chat_model_is_a_langchain_chat_model():
+    from langchain_core.language_models import BaseChatModel
+
+    model = get_model("fake").chat_model
+    assert isinstance(model, BaseChatModel)
+    reply = model.invoke([("system", "Answer with a letter."), ("user", QUESTION)])
+    direct = get_model("fake").generate([ChatRequest(messages=(("system", "Answer with a letter."), ("user", QUESTION)))])
+    assert reply.content == direct[0][0]
+    assert reply.usage_metadata["output_tokens"] == direct[0][2]
+
+
+def test_api_provider_without_package_names_the_extra(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "langchain_openai" else real(name, *a))
+    with pytest.raises(MissingExtra) as info:
+        get_model("openai:gpt-4o-mini")
+    assert "pip install 'tprompt[openai]'" in str(info.value)
+
+
+def test_api_provider_without_key_names_the_variable(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "langchain_anthropic" else real(name, *a))
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(MissingCredentials) as info:
+        get_model("anthropic:claude-haiku-4-5")
+    assert "ANTHROPIC_API_KEY" in str(info.value)
+
+
+def test_provider_errors_are_classified_and_redacted(monkeypatch):
+    secret = "sk-test-SECRET0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+
+    class RateLimitError(Exception):
+        pass
+
+    class AuthenticationError(Exception):
+        status_code = 401
+
+    transient = classify(RateLimitError("slow down"), "openai:x")
+    assert isinstance(transient, TransientBackendError) and transient.is_retryable
+    fatal = classify(AuthenticationError(f"Incorrect API key provided: {secret}"), "openai:x")
+    assert not fatal.is_retryable
+    assert secret not in str(fatal)
+    server = Exception("boom")
+    server.status_code = 503  # type: ignore[attr-defined]
+    assert classify(server, "openai:x").is_retryable
