@@ -26,8 +26,11 @@ from .errors import TPromptError
 
 #: Modules under ``tprompt.commands`` that add commands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
+    "run",
     "history",
     "fork",
+    "evaluate",
+    "transcripts",
 )
 
 app = typer.Typer(

@@ -122,4 +122,66 @@ def _source_stage_end(log: EventLog, run_id: str, state: RunState, prompt_id: st
     )
 
 
-__all__ = ("create_run", "fork_run", "preflight")
+
+
+def comparable_events(log: EventLog, run_id: str, *, own_only: bool = False) -> list[tuple[str, dict[str, Any]]]:
+    """A run's events as (type, payload) without what differs between two executions.
+
+    Dropped: envelope ids and timestamps, transcript call ids, and the
+    pause/resume/failure marks (where a run was interrupted is not its result).
+    """
+    rows = []
+    for se in log.events(run_id):
+        if own_only and se.run_id != run_id:
+            continue
+        if se.type in ("run.paused", "run.resumed", "run.failed", "run.forked"):
+            continue
+        exclude = {"call_ids"} & set(type(se.event).model_fields)
+        rows.append((se.type, se.event.model_dump(mode="json", exclude=exclude)))
+    return rows
+
+
+def rerun_check(log: EventLog, run_id: str, *, hooks: Any = None) -> tuple[bool, str]:
+    """Re-execute ``run_id`` from its config in a scratch copy of the database.
+
+    The copy has the same LLM cache, so a deterministic run replays for free;
+    the original database is not written. Returns (same, explanation).
+    """
+    import sqlite3
+    import tempfile
+
+    from .runner import Runner
+
+    run_id = log.resolve(run_id)
+    original = log.state(run_id)
+    with tempfile.TemporaryDirectory(prefix="tprompt-rerun-") as tmp:
+        scratch_path = f"{tmp}/rerun.db"
+        dest = sqlite3.connect(scratch_path)
+        log.conn.backup(dest)
+        dest.close()
+        with EventLog(scratch_path) as scratch:
+            if original.parent_run_id is not None:
+                assert original.parent_seq is not None
+                new_id = scratch.fork(
+                    original.parent_run_id,
+                    original.parent_seq,
+                    config=original.config,
+                    target_task=original.target_task or "",
+                    from_prompt_id=original.from_prompt_id,
+                )
+            else:
+                new_id = create_run(scratch, RunConfig(**original.config))
+            Runner(scratch, new_id, hooks=hooks).run()
+            again = comparable_events(scratch, new_id, own_only=original.parent_run_id is not None)
+        before = comparable_events(log, run_id, own_only=original.parent_run_id is not None)
+    if original.status != "completed":
+        again = again[: len(before)]
+    for i, (a, b) in enumerate(zip(before, again)):
+        if a != b:
+            return False, f"event {i + 1} differs: recorded {a[0]} {a[1]}, re-run {b[0]} {b[1]}"
+    if len(before) != len(again):
+        return False, f"recorded {len(before)} events, the re-run produced {len(again)}"
+    return True, f"the re-run produced the same {len(before)} events"
+
+
+__all__ = ("comparable_events", "create_run", "fork_run", "preflight", "rerun_check")

@@ -1,0 +1,293 @@
+"""The Transfer-Prompting graph end to end on the fake model: event sequence,
+crash and resume, pause and resume, fork onto another target, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tprompt.errors import ConfigError, UnknownTask, UsageError
+from tprompt.graph import Runner, comparable_events, create_run, fork_run, make_config
+from tprompt.stores import EventLog
+
+SMALL = dict(
+    source_tasks=["bbh/navigate"],
+    target_task="bbh/web_of_lies",
+    proposer="fake",
+    scorer="fake",
+    steps=2,
+    candidates=3,
+    top_k=2,
+    examples=4,
+    test_examples=5,
+    mode="generate",
+)
+
+
+
+
+
+def comparable(log: EventLog, run_id: str) -> list[tuple[str, dict]]:
+    """(type, payload) of a run's events without ids, timestamps and pause/resume marks."""
+    return comparable_events(log, run_id)
+
+
+def run_in_process(db: Path | str, **overrides: object) -> tuple[EventLog, str]:
+    log = EventLog(db)
+    run_id = create_run(log, make_config({**SMALL, **overrides}))
+    Runner(log, run_id).run()
+    return log, run_id
+
+
+def tprompt(db: Path, *args: str, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TPROMPT_DB": str(db)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tprompt.cli", *args], capture_output=True, text=True, env=env, timeout=300, **kw
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tprompt {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def cli_args(**overrides: object) -> list[str]:
+    cfg = {**SMALL, **overrides}
+    args = []
+    for task in cfg["source_tasks"]:
+        args += ["--source", task]
+    args += ["--target", cfg["target_task"], "--proposer", cfg["proposer"], "--scorer", cfg["scorer"]]
+    for key in ("steps", "candidates", "top_k", "examples", "test_examples", "mode"):
+        args += ["--" + key.replace("_", "-"), str(cfg[key])]
+    return args
+
+
+def test_run_event_sequence_follows_the_config(tmp_path: Path) -> None:
+    log, run_id = run_in_process(tmp_path / "t.db")
+    events = list(log.events(run_id))
+    types = [e.type for e in events]
+    assert types[0] == "run.created" and types[-1] == "run.completed"
+    for stage in ("source", "target"):
+        proposed = [e.event for e in events if e.type == "step.proposed" and e.event.stage == stage]
+        assert [p.step for p in proposed] == [0, 1, 2]
+        for p in proposed:
+            scored = [
+                e.event for e in events if e.type == "candidate.scored" and e.event.stage == stage and e.event.step == p.step
+            ]
+            assert sorted(s.prompt_id for s in scored) == sorted(c.prompt_id for c in p.candidates)
+            assert all(s.n_examples == SMALL["examples"] for s in scored)
+            if p.step > 0:
+                assert len(p.candidates) + len(p.rejected) == SMALL["candidates"]
+        completed = [e.event for e in events if e.type == "step.completed" and e.event.stage == stage]
+        assert [c.step for c in completed] == [0, 1, 2]
+    assert types.count("stage.completed") == 2
+    transfer = [e.event for e in events if e.type == "transfer.selected"]
+    assert len(transfer) == 1 and 1 <= len(transfer[0].prompts) <= SMALL["top_k"]
+    tested = [e.event for e in events if e.type == "prompt.tested"]
+    assert [t.role for t in tested] == ["original", "best_source", "best_target"]
+    assert all(t.task == "bbh/web_of_lies" and t.split == "test" and t.n_examples == 5 for t in tested)
+    state = log.state(run_id)
+    assert state.status == "completed"
+    # The target stage starts from the transferred prompts.
+    assert [c.prompt_id for c in state.transferred] == list(state.top_k["source"])[: SMALL["top_k"]]
+    seqs = [e.seq for e in events]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_second_identical_run_makes_no_model_calls(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    log, first = run_in_process(db)
+    log2 = EventLog(db)
+    second = create_run(log2, make_config(SMALL))
+    runner = Runner(log2, second)
+    runner.run()
+    assert runner.recorder.model_calls == 0
+    assert comparable(log, first) == comparable(log2, second)
+
+
+def test_racing_uses_fewer_scorer_calls(tmp_path: Path) -> None:
+    _, full_id = run_in_process(tmp_path / "a.db", examples=8, candidates=4)
+    log, race_id = run_in_process(tmp_path / "b.db", examples=8, candidates=4, budget="racing")
+    full = EventLog(tmp_path / "a.db").state(full_id)
+    race = log.state(race_id)
+    assert race.status == "completed"
+    for stage in ("source", "target"):
+        assert race.scorer_calls[stage] < full.scorer_calls[stage]
+    rungs = {s.rung for s in race.scores if s.step > 0}
+    assert rungs == {0, 1, 2}
+
+
+def test_transfer_off_is_the_target_only_baseline(tmp_path: Path) -> None:
+    log, run_id = run_in_process(tmp_path / "t.db", transfer=False)
+    types = [e.type for e in log.events(run_id)]
+    assert "transfer.selected" not in types
+    state = log.state(run_id)
+    assert state.stages_completed == ("target",)
+    assert set(state.tested) == {"original", "best_target"}
+
+
+@pytest.mark.parametrize("kill_after", [3, 9, 17, 30])
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, kill_after: int) -> None:
+    reference_log, reference = run_in_process(tmp_path / "ref.db", scorer="fake:delay=0.02")
+    db = tmp_path / "crash.db"
+    env = {**os.environ, "TPROMPT_DB": str(db)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tprompt.cli", "run", "--json", *cli_args(scorer="fake:delay=0.02")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if db.exists():
+                try:
+                    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+                        count = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+                except sqlite3.Error:
+                    count = 0
+                if count >= kill_after:
+                    break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    log = EventLog(db)
+    (run,) = log.runs()
+    assert log.state(run.run_id).status != "completed"
+    out = tprompt(db, "resume", run.run_id, "--json")
+    assert json.loads(out.stdout)["status"] == "completed"
+    assert comparable(log, run.run_id) == comparable(reference_log, reference)
+
+
+def test_pause_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    reference_log, reference = run_in_process(tmp_path / "ref.db")
+    log = EventLog(tmp_path / "p.db")
+    run_id = create_run(log, make_config(SMALL))
+    runner = Runner(log, run_id)
+    calls = {"n": 0}
+
+    def pause_after_a_while() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 6
+
+    runner._pause_check = pause_after_a_while
+    state = runner.run()
+    assert state.status == "paused"
+    assert [e.type for e in log.events(run_id)][-1] == "run.paused"
+    resumed = Runner(log, run_id).run()
+    assert resumed.status == "completed"
+    assert comparable(log, run_id) == comparable(reference_log, reference)
+
+
+def test_ctrl_c_pauses_and_exits_zero(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    env = {**os.environ, "TPROMPT_DB": str(db)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tprompt.cli", "run", "--json", *cli_args(scorer="fake:delay=0.05")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and not db.exists():
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert json.loads(stdout)["status"] == "paused"
+    assert "Traceback" not in stderr
+    out = tprompt(db, "resume", json.loads(stdout)["run_id"], "--json")
+    assert json.loads(out.stdout)["status"] == "completed"
+
+
+def test_fork_from_source_prompt_onto_another_target(tmp_path: Path) -> None:
+    log, parent = run_in_process(tmp_path / "t.db")
+    before = comparable(log, parent)
+    parent_state = log.state(parent)
+    prompt = parent_state.history("source")[0].prompt_id  # not the best: any source prompt
+    child = fork_run(log, parent, from_prompt_id=prompt, overrides={"target_task": "bbh/navigate"})
+    Runner(log, child).run()
+    child_state = log.state(child)
+    assert child_state.status == "completed"
+    assert child_state.target_task == "bbh/navigate"
+    assert [c.prompt_id for c in child_state.transferred] == [prompt]
+    fork_point = child_state.parent_seq
+    parent_events = [(e.seq, e.event_id) for e in log.events(parent, upto=fork_point)]
+    child_events = list(log.events(child))
+    assert [(e.seq, e.event_id) for e in child_events[:fork_point]] == parent_events
+    assert all(e.run_id == child for e in child_events[fork_point:])
+    assert child_events[fork_point].type == "run.forked"
+    assert comparable(log, parent) == before  # the parent is untouched
+
+
+def test_fork_at_seq_continues_from_that_state(tmp_path: Path) -> None:
+    log, parent = run_in_process(tmp_path / "t.db")
+    mid = next(e.seq for e in log.events(parent) if e.type == "step.completed" and e.event.step == 1)
+    child = fork_run(log, parent, at_seq=mid, overrides={"steps": 3})
+    state = Runner(log, child).run()
+    assert state.status == "completed"
+    source_steps = [e.event.step for e in log.events(child) if e.type == "step.completed" and e.event.stage == "source"]
+    assert source_steps == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"target_task": "no_such_task"}, UnknownTask),
+        ({"scorer": "nonsense-model"}, UsageError),
+        ({"steps": 0}, ConfigError),
+        ({"steps": -2}, ConfigError),
+        ({"top_k": 50}, ConfigError),
+        ({"stpes": 2}, ConfigError),
+    ],
+)
+def test_bad_input_fails_before_anything_is_written(tmp_path: Path, overrides: dict, error: type) -> None:
+    log = EventLog(tmp_path / "t.db")
+    with pytest.raises(error):
+        create_run(log, make_config({**SMALL, **overrides}))
+    assert log.runs() == []
+
+
+def test_cli_bad_input_one_line_and_nothing_written(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('stpes = 3\nscorer = "fake"\n')
+    for args in (
+        ["run", "--model", "fake", "--target", "nope"],
+        ["run", "--model", "fake", "--steps", "0"],
+        ["run", "--model", "fake", "--top-k", "99"],
+        ["run", "--model", "what:ever"],
+        ["run", "--config", str(cfg)],
+    ):
+        proc = tprompt(db, *args, check=False)
+        assert proc.returncode in (1, 2), args
+        assert "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert proc.stdout == ""
+    if db.exists():
+        assert EventLog(db).runs() == []
+    assert "did you mean 'steps'" in tprompt(db, "run", "--config", str(cfg), check=False).stderr
+
+
+def test_cli_run_show_replay_json(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    out = tprompt(db, "run", "--json", *cli_args())
+    data = json.loads(out.stdout)
+    assert data["status"] == "completed"
+    assert [r["role"] for r in data["table"]] == ["original", "best_source", "best_target"]
+    assert {"accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n", "objective"} <= set(data["table"][0])
+    show = json.loads(tprompt(db, "show", data["run_id"], "--json").stdout)
+    assert show["scorer_calls"]["source"] > 0 and show["transfer_gain"] is not None
+    replay = json.loads(tprompt(db, "replay", data["run_id"], "--to", "5", "--json").stdout)
+    assert replay["last_seq"] == 5
