@@ -262,6 +262,16 @@ def _recover(body: str, *, kind: AnswerKind, choices: tuple[str, ...] | None,
             m = re.match(r"^[\(\[]([A-Za-z])[\)\]]", line)
             if m and m.group(1).upper() in letters:
                 return m.group(1).upper()
+        # "I think it is probably C": one lone capital letter among the options' letters
+        # ("I" as a pronoun and "A" as an article don't count).
+        lone = {
+            m.group(1)
+            for m in re.finditer(r"(?<![\w'])([A-Z])(?![\w'])", body)
+            if m.group(1) in letters
+            and not (m.group(1) in "AI" and re.match(r"\s+[a-z]", body[m.end():]))
+        }
+        if len(lone) == 1:
+            return lone.pop()
         return _by_text(_norm_text(body), [_norm_text(c) for c in choices], letters)
     for line in (lines[-1], lines[0]):
         parsed = parse_string(line, answer_space)

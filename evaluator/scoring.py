@@ -35,7 +35,7 @@ ScoreMode = Literal["generate", "logprob"]
 SCORER_MAX_TOKENS = 96
 
 #: Shown with logprob-mode results.
-LOGPROB_IFR_NOTE = "IFR is 1 by construction in logprob mode (the answer is read from option probabilities)"
+LOGPROB_IFR_NOTE = "IFR is 1 by construction in logprob mode (answers are read from option probabilities)"
 
 
 class ScoredAnswer(BaseModel):

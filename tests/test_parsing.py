@@ -30,6 +30,8 @@ CHOICES = ("Paris", "London", "Berlin", "Madrid")
         ("The answer is (b).", "B", False),  # recovered from free text: not the format
         ("I think it is London.\nConfidence: 0.7", "B", False),
         ("B", "B", False),
+        ("I think it is probably C, but I am not sure.", "C", False),
+        ("A good guess would be D or maybe B.", None, False),  # two letters: no guess
         ("(c) Berlin", "C", False),
         ("Answer: E", None, False),  # letter outside the options
         ("I am not sure.", None, False),
