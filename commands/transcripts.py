@@ -31,7 +31,8 @@ def transcript(
         store = TranscriptStore(log.db)
         if call:
             row = store.call(call)
-            if row is None or row.run_id not in {s[0] for s in segments}:
+            # A parent's calls after the fork point are not part of this run's history.
+            if row is None or row.call_id not in {r.call_id for r in store.rows(segments)}:
                 raise UsageError(
                     f"no call {call!r} in the history of run {run_id}",
                     hint=f"`tprompt transcript {run_id}` lists its calls",
@@ -45,17 +46,23 @@ def transcript(
         print_json([_row_json(r) for r in rows])
         return
     table = Table(title=f"model calls of {run_id}" + (f" (agent {agent})" if agent else ""))
-    for col, justify in (("call", "left"), ("run", "left"), ("seq", "right"), ("step", "left"), ("agent", "left"),
-                         ("model", "left"), ("kind", "left"), ("tokens in/out", "right"), ("latency s", "right"),
-                         ("cache", "left"), ("status", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    # Columns that would be empty for every row are left out, so the table fits a terminal.
+    show_run = any(r.run_id != run_id for r in rows)
+    show_step = any(r.step for r in rows)
+    columns = [("call", "left")] + ([("run", "left")] if show_run else []) + [("seq", "right")]
+    columns += ([("step", "left")] if show_step else []) + [("agent", "left"), ("model", "left"), ("kind", "left"),
+                ("tokens in/out", "right"), ("s", "right"), ("cache", "left"), ("status", "left")]
+    for col, justify in columns:
+        # Ids and names are what a user copies: never wrapped.
+        table.add_column(col, justify=justify, no_wrap=col in ("call", "run", "agent"))  # type: ignore[arg-type]
     for r in rows:
         tokens = f"{r.prompt_tokens if r.prompt_tokens is not None else '-'}/{r.completion_tokens if r.completion_tokens is not None else '-'}"
-        table.add_row(
-            r.call_id, "" if r.run_id == run_id else (r.run_id or ""), "" if r.seq is None else str(r.seq),
-            r.step or "", r.agent, r.model, r.kind, tokens, fmt_num(r.latency_s, 3),
+        cells = [r.call_id] + ([r.run_id or ""] if show_run else []) + ["" if r.seq is None else str(r.seq)]
+        cells += ([r.step or ""] if show_step else []) + [
+            r.agent, r.model, r.kind, tokens, fmt_num(r.latency_s, 2),
             "hit" if r.cache_hit else "miss", Text(shorten(r.error, 50)) if r.error else "ok",
-        )
+        ]
+        table.add_row(*cells)
     out.print(table)
     calls = sum(not r.cache_hit for r in rows)
     out.print(f"{len(rows)} calls, {calls} sent to a model, {len(rows) - calls} from the cache")
