@@ -1,0 +1,256 @@
+"""The tprompt terminal UI: the app and :func:`create_app`, the one factory used by the CLI and the tests.
+
+The app reads the database through a read-only :class:`EventLog` and polls it
+on a timer, so it never blocks a writer (another ``tprompt run``, or the runs it
+starts itself). Runs started, resumed or forked from the UI execute in Textual
+thread workers, each with its own writable :class:`EventLog`.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from ..errors import TPromptError
+from ..stores import EventLog, RunState, StoredEvent
+from ..stores.control import mark_handled, pause_requested, request_pause
+
+
+class _Progress:
+    """Runner hooks that keep the latest progress line for the run screen to poll."""
+
+    def __init__(self, app: TPromptApp, run_id: str) -> None:
+        self.app = app
+        self.run_id = run_id
+
+    def on_event(self, stored: StoredEvent, state: RunState) -> None:
+        pass  # the screens poll the log; nothing to push
+
+    def on_examples(self, label: str, done: int, total: int) -> None:
+        self.app.progress[self.run_id] = f"{label}: {done}/{total}"
+
+
+class TPromptApp(App[None]):
+    """Runs browser, run view, transcripts; new run, pause, resume and fork by key."""
+
+    CSS_PATH = "tprompt.tcss"
+    TITLE = "tprompt"
+    SUB_TITLE = "Transfer-Prompting runs"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("n", "new_run", "New run"),
+    ]
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        *,
+        run_id: str | None = None,
+        poll_interval: float = 0.5,
+        cursor_blink: bool = True,
+    ) -> None:
+        super().__init__()
+        self.db_path = Path(db_path)
+        self.store = EventLog(self.db_path, readonly=True)
+        self.initial_run = self.store.resolve(run_id) if run_id else None
+        self.poll_interval = poll_interval
+        self.cursor_blink = cursor_blink
+        #: runs executing in this process (their Runner, to pause them directly)
+        self.runners: dict[str, Any] = {}
+        #: latest progress line per run executing here
+        self.progress: dict[str, str] = {}
+        self._runners_lock = threading.Lock()
+
+    def on_mount(self) -> None:
+        from .screens.runs import RunsScreen
+
+        self.push_screen(RunsScreen())
+        if self.initial_run:
+            self.open_run(self.initial_run)
+
+    def on_unmount(self) -> None:
+        # Runs started here stop at their next safe point, recorded as paused
+        # (resumable), instead of being cut off mid-transaction.
+        with self._runners_lock:
+            for runner in self.runners.values():
+                runner.request_pause()
+        self.store.close()
+
+    # -- navigation -----------------------------------------------------------------
+
+    def open_run(self, run_id: str) -> None:
+        """Show the run view of ``run_id`` on top of the current screen."""
+        from .screens.run import RunScreen
+
+        self.push_screen(RunScreen(run_id))
+
+    def no_blink(self, root: Any) -> None:
+        """Apply the app's cursor-blink setting to the inputs and text areas under ``root``."""
+        for widget in root.query("Input, TextArea"):
+            widget.cursor_blink = self.cursor_blink
+
+    # -- actions --------------------------------------------------------------------------
+
+    def action_new_run(self) -> None:
+        from .screens.modals import NewRunScreen
+
+        def chosen(values: dict[str, Any] | None) -> None:
+            if values is not None:
+                self.start_new_run(values)
+
+        self.push_screen(NewRunScreen(), chosen)
+
+    def is_running_here(self, run_id: str) -> bool:
+        with self._runners_lock:
+            return run_id in self.runners
+
+    def pause_run(self, run_id: str) -> None:
+        """Pause a run: directly if it runs in this app, else by a request to its process."""
+        with self._runners_lock:
+            runner = self.runners.get(run_id)
+        if runner is not None:
+            runner.request_pause()
+            self.notify(f"pausing {run_id} after the work in flight", markup=False)
+            return
+        status = self.store.run(run_id).status
+        if status in ("completed", "failed", "paused"):
+            self.notify(f"run {run_id} is {status}; nothing to pause", severity="warning", markup=False)
+            return
+        try:
+            with EventLog(self.db_path) as writer:
+                request_pause(writer, run_id)
+        except TPromptError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        self.notify(f"pause requested for {run_id}; its process pauses after the work in flight", markup=False)
+
+    def resume_run(self, run_id: str) -> None:
+        """Run (or continue) ``run_id`` in a worker of this app."""
+        if self.is_running_here(run_id):
+            self.notify(f"run {run_id} is already running here", severity="warning", markup=False)
+            return
+        status = self.store.run(run_id).status
+        if status == "completed":
+            self.notify(f"run {run_id} is already completed", severity="warning", markup=False)
+            return
+        if status == "running":
+            self.notify(
+                f"run {run_id} looks running (another process?); resuming it here",
+                severity="warning",
+                markup=False,
+            )
+        self.execute_run(run_id)
+
+    @work(thread=True, group="runs")
+    def execute_run(self, run_id: str) -> None:
+        """Worker: execute ``run_id`` with its own writable log until it completes or pauses."""
+        from ..graph import Runner
+
+        try:
+            with EventLog(self.db_path) as writer:
+                mark_handled(writer, run_id)  # a stale pause request must not stop a fresh start
+                runner = Runner(
+                    writer,
+                    run_id,
+                    hooks=_Progress(self, run_id),
+                    pause_check=lambda: pause_requested(writer.conn, run_id),
+                )
+                with self._runners_lock:
+                    self.runners[run_id] = runner
+                try:
+                    state = runner.run()
+                finally:
+                    with self._runners_lock:
+                        self.runners.pop(run_id, None)
+                    self.progress.pop(run_id, None)
+                if state.status == "paused":
+                    mark_handled(writer, run_id)
+            self.call_from_thread(self.notify, f"run {run_id} {state.status}", markup=False)
+        except TPromptError as exc:
+            self.call_from_thread(self.notify, f"run {run_id}: {exc}", severity="error", markup=False)
+        except Exception as exc:  # a bug must not kill the UI; the run has recorded run.failed
+            self.call_from_thread(
+                self.notify, f"run {run_id} failed: {type(exc).__name__}: {exc}", severity="error", markup=False
+            )
+
+    @work(thread=True, group="runs")
+    def start_new_run(self, values: dict[str, Any]) -> None:
+        """Worker: validate and create a run from the form, open it, and execute it."""
+        from ..graph import create_run, make_config
+
+        try:
+            config = make_config(values, where="new run")
+            with EventLog(self.db_path) as writer:
+                run_id = create_run(writer, config)
+        except TPromptError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", markup=False)
+            return
+        self.call_from_thread(self._open_and_run, run_id)
+
+    def _open_and_run(self, run_id: str) -> None:
+        self.open_run(run_id)
+        self.execute_run(run_id)
+
+    @work(thread=True, group="runs")
+    def fork(
+        self,
+        run_id: str,
+        *,
+        at_seq: int | None,
+        from_prompt_id: str | None,
+        target_task: str,
+        start: bool,
+    ) -> None:
+        """Worker: fork ``run_id`` onto ``target_task``, open the new run, optionally execute it."""
+        from ..graph import fork_run
+
+        try:
+            with EventLog(self.db_path) as writer:
+                new_id = fork_run(
+                    writer,
+                    run_id,
+                    at_seq=at_seq,
+                    from_prompt_id=from_prompt_id,
+                    overrides={"target_task": target_task},
+                )
+        except TPromptError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", markup=False)
+            return
+        self.call_from_thread(self._after_fork, new_id, start)
+
+    def _after_fork(self, run_id: str, start: bool) -> None:
+        self.notify(f"forked: {run_id}", markup=False)
+        self.open_run(run_id)
+        if start:
+            self.execute_run(run_id)
+
+
+def create_app(
+    db_path: str | Path,
+    run_id: str | None = None,
+    *,
+    poll_interval: float = 0.5,
+    cursor_blink: bool = True,
+) -> TPromptApp:
+    """The terminal UI on the database at ``db_path``, opening ``run_id`` if given.
+
+    A missing database is created (empty) first, so a new user can start a run
+    from the UI. ``poll_interval`` is how often (seconds) it looks for new events;
+    tests pass ``cursor_blink=False`` for repeatable screenshots.
+
+    Raises:
+        StoreError: the file is not a usable tprompt database.
+        UnknownRun: ``run_id`` names no run.
+    """
+    path = Path(db_path)
+    if not path.exists():
+        EventLog(path).close()  # create and migrate; the app itself only reads
+    return TPromptApp(path, run_id=run_id, poll_interval=poll_interval, cursor_blink=cursor_blink)
+
+
+__all__ = ("TPromptApp", "create_app")

@@ -1,0 +1,329 @@
+"""What the screens show, computed from the event log without any Textual.
+
+Pure functions and small caches over :class:`~tprompt.stores.EventLog` reads,
+so the view logic is testable on its own and the widgets only lay it out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..stores import EventLog, RunState, StoredEvent, apply
+from ..stores.projection import ScoredPrompt
+
+#: Metric columns, in the order of the CLI's result table; others follow sorted.
+METRICS: tuple[str, ...] = ("accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n", "brier")
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A number for a table cell: fixed digits, "-" when undefined."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def one_line(text: str, width: int = 80) -> str:
+    """``text`` on one line of at most ``width`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One row of the runs browser."""
+
+    run_id: str
+    name: str | None
+    status: str
+    source_tasks: tuple[str, ...]
+    target_task: str
+    proposer: str
+    scorer: str
+    best_objective: float | None
+    best_stage: str | None
+    created_at: str
+    parent_run_id: str | None
+    parent_seq: int | None
+    last_seq: int
+
+    @property
+    def models(self) -> str:
+        return self.proposer if self.proposer == self.scorer else f"{self.proposer} / {self.scorer}"
+
+    def matches(self, needle: str) -> bool:
+        """Case-insensitive filter over every shown column."""
+        if not needle:
+            return True
+        hay = " ".join(
+            [
+                self.run_id,
+                self.name or "",
+                self.status,
+                *self.source_tasks,
+                self.target_task,
+                self.models,
+                self.parent_run_id or "",
+                self.created_at,
+            ]
+        ).lower()
+        return all(word in hay for word in needle.lower().split())
+
+
+def best_of(state: RunState) -> tuple[float | None, str | None]:
+    """The best objective of a run so far and its stage (target preferred, as it is the goal)."""
+    for stage in ("target", "source"):
+        best = state.best(stage)  # type: ignore[arg-type]
+        if best is not None:
+            return best.objective, stage
+    return None, None
+
+
+def summarize(state: RunState, created_at: str) -> RunSummary:
+    """A :class:`RunSummary` from a run's folded state."""
+    cfg = state.config
+    objective, stage = best_of(state)
+    return RunSummary(
+        run_id=state.run_id,
+        name=cfg.get("name") or state.name,
+        status=state.status,
+        source_tasks=tuple(state.source_tasks),
+        target_task=state.target_task or str(cfg.get("target_task", "")),
+        proposer=str(cfg.get("proposer", "")),
+        scorer=str(cfg.get("scorer", "")),
+        best_objective=objective,
+        best_stage=stage,
+        created_at=created_at,
+        parent_run_id=state.parent_run_id,
+        parent_seq=state.parent_seq,
+        last_seq=state.last_seq,
+    )
+
+
+class RunsModel:
+    """The runs browser's data, refolded only for runs whose row changed.
+
+    Polling it every second costs one small query while nothing changes.
+    """
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self._cache: dict[str, tuple[str, RunSummary]] = {}
+        self._stamp: tuple[Any, ...] | None = None
+
+    def changed(self) -> bool:
+        """True when some run was added or written since the last :meth:`summaries`."""
+        return self._fingerprint() != self._stamp
+
+    def _fingerprint(self) -> tuple[Any, ...]:
+        with self.log._lock:
+            row = self.log.conn.execute("SELECT count(*), max(updated_at) FROM runs").fetchone()
+            seq = self.log.conn.execute("SELECT count(*) FROM events").fetchone()
+        return (row[0], row[1], seq[0])
+
+    def summaries(self) -> list[RunSummary]:
+        """Every run, oldest first (a run written since the last call is refolded)."""
+        self._stamp = self._fingerprint()
+        out: list[RunSummary] = []
+        for row in self.log.runs():
+            key = f"{row.updated_at}|{row.status}"
+            cached = self._cache.get(row.run_id)
+            if cached is None or cached[0] != key or cached[1].last_seq != self.log.last_seq(row.run_id):
+                state = self.log.state(row.run_id)
+                cached = (key, summarize(state, row.created_at))
+                self._cache[row.run_id] = cached
+            out.append(cached[1])
+        return out
+
+
+class RunFollower:
+    """A run's events and state, extended incrementally as the run grows."""
+
+    def __init__(self, log: EventLog, run_id: str) -> None:
+        self.log = log
+        self.run_id = log.resolve(run_id)
+        self.events: list[StoredEvent] = []
+        self.state = RunState(run_id=self.run_id)
+
+    def poll(self) -> list[StoredEvent]:
+        """Read the events appended since the last poll; returns them (often none)."""
+        after = self.state.last_seq
+        fresh = list(self.log.events(self.run_id, after=after))
+        for se in fresh:
+            self.state = apply(self.state, se)
+        if fresh:
+            # apply() keeps run_id only when given it; the fold's run_id is ours.
+            self.state = self.state.model_copy(update={"run_id": self.run_id})
+        self.events.extend(fresh)
+        return fresh
+
+    def state_at(self, seq: int) -> RunState:
+        """The replay view: the run's state right after event ``seq``."""
+        from ..stores import fold
+
+        return fold((se for se in self.events if se.seq <= seq), run_id=self.run_id)
+
+
+# -- one-line descriptions of events -----------------------------------------------
+
+
+def where(se: StoredEvent) -> str:
+    """Stage and step of an event ("source 2", "target", "") for the timeline."""
+    ev = se.event
+    stage = getattr(ev, "stage", None)
+    step = getattr(ev, "step", None)
+    if stage is None:
+        return ""
+    return stage if step is None else f"{stage} {step}"
+
+
+def describe(se: StoredEvent) -> str:
+    """A plain one-line summary of an event (model text included verbatim; render it literally)."""
+    ev: Any = se.event
+    t = se.type
+    if t == "run.created":
+        return f"{', '.join(ev.source_tasks) or '-'} -> {ev.target_task}"
+    if t == "run.forked":
+        base = f"from {ev.parent_run_id} at seq {ev.parent_seq} onto {ev.target_task}"
+        return base + (f" (prompt {ev.from_prompt_id})" if ev.from_prompt_id else "")
+    if t == "stage.started":
+        return ", ".join(ev.tasks)
+    if t == "step.proposed":
+        text = f"{len(ev.candidates)} candidate(s)"
+        if ev.rejected:
+            text += f", {len(ev.rejected)} rejected"
+        return text
+    if t == "candidate.scored":
+        rung = f" rung {ev.rung}" if ev.rung else ""
+        return f"{ev.prompt_id} on {ev.task}{rung}: {fmt(ev.objective)} ({ev.n_examples} ex)"
+    if t == "step.completed":
+        stop = " (stop)" if ev.stop else ""
+        return f"best {ev.best_prompt_id or '-'} {fmt(ev.best_objective)}{stop}"
+    if t == "stage.completed":
+        return "top-k " + ", ".join(ev.top_k)
+    if t == "transfer.selected":
+        return f"{len(ev.prompts)} prompt(s) -> {ev.target_task}"
+    if t == "prompt.tested":
+        return f"{ev.role} {ev.prompt_id}: {fmt(ev.objective)} on {ev.n_examples} test ex"
+    if t == "run.paused":
+        return ev.reason
+    if t == "run.failed":
+        return one_line(ev.error, 60)
+    return ""
+
+
+def payload_json(se: StoredEvent) -> str:
+    """The event's envelope and payload as indented JSON (for the detail pane)."""
+    data = {
+        "run_id": se.run_id,
+        "seq": se.seq,
+        "type": se.type,
+        "event_id": se.event_id,
+        "payload": se.event.model_dump(mode="json"),
+    }
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def state_digest(state: RunState) -> str:
+    """The replay view: a readable digest of a run's state after some seq."""
+    lines = [
+        f"status: {state.status}   events: {state.last_seq}",
+        f"stage: {state.stage or '-'}   step: {state.step}"
+        + (f"   in flight: step {state.in_flight}" if state.in_flight is not None else ""),
+        f"source: {', '.join(state.source_tasks) or '-'}   target: {state.target_task or '-'}",
+    ]
+    if state.pending:
+        lines.append(f"pending candidates: {', '.join(c.prompt_id for c in state.pending)}")
+    for stage in ("source", "target"):
+        best = state.best(stage)  # type: ignore[arg-type]
+        if best is not None:
+            lines.append(f"best {stage}: {best.prompt_id} {fmt(best.objective)} (step {best.step})")
+            lines.append("  " + one_line(best.text, 200))
+        if stage in state.top_k:
+            lines.append(f"top-k {stage}: {', '.join(state.top_k[stage])}")
+    calls = {k: v for k, v in state.scorer_calls.items() if v}
+    if calls:
+        lines.append("scorer calls: " + ", ".join(f"{k} {v}" for k, v in calls.items()))
+    for role, tested in state.tested.items():
+        lines.append(f"test {role}: {tested.prompt_id} {fmt(tested.objective)}")
+    if state.error:
+        lines.append(f"error: {state.error}")
+    return "\n".join(lines)
+
+
+# -- scores -------------------------------------------------------------------------
+
+
+def metric_names(scores: Iterable[ScoredPrompt]) -> list[str]:
+    """The metric columns to show: the known ones in order, then any others."""
+    seen: set[str] = set()
+    for s in scores:
+        seen.update(s.metrics)
+    return [m for m in METRICS if m in seen] + sorted(seen - set(METRICS))
+
+
+@dataclass(frozen=True, slots=True)
+class Curve:
+    """Per step of one stage: every candidate's objective and the best so far."""
+
+    stage: str
+    steps: list[int] = field(default_factory=list)
+    candidates: list[list[float]] = field(default_factory=list)
+    best: list[float] = field(default_factory=list)
+
+
+def score_curve(state: RunState, stage: str) -> Curve:
+    """The score curve of ``stage``: candidates per step (deepest rung, mean over tasks) and best so far."""
+    per_step: dict[int, dict[str, list[ScoredPrompt]]] = {}
+    for s in state.stage_scores(stage):  # type: ignore[arg-type]
+        per_step.setdefault(s.step, {}).setdefault(s.prompt_id, []).append(s)
+    curve = Curve(stage=stage)
+    running = float("-inf")
+    for step in sorted(per_step):
+        values = []
+        for items in per_step[step].values():
+            deepest = max(i.rung for i in items)
+            at = [i.objective for i in items if i.rung == deepest]
+            values.append(sum(at) / len(at))
+        running = max(running, max(values))
+        curve.steps.append(step)
+        curve.candidates.append(values)
+        curve.best.append(running)
+    return curve
+
+
+def best_prompts(state: RunState) -> list[tuple[str, ScoredPrompt]]:
+    """(label, prompt) for the best prompts per stage: the stage's top-k when closed, else its best."""
+    rows: list[tuple[str, ScoredPrompt]] = []
+    for stage in ("source", "target"):
+        hist = state.history(stage)  # type: ignore[arg-type]
+        if not hist:
+            continue
+        by_id = {h.prompt_id: h for h in hist}
+        ids = list(state.top_k.get(stage, ())) or [hist[-1].prompt_id]
+        for rank, pid in enumerate(ids, start=1):
+            if pid in by_id:
+                rows.append((f"{stage} #{rank}", by_id[pid]))
+    return rows
+
+
+__all__ = (
+    "Curve",
+    "METRICS",
+    "RunFollower",
+    "RunSummary",
+    "RunsModel",
+    "best_of",
+    "best_prompts",
+    "describe",
+    "fmt",
+    "metric_names",
+    "one_line",
+    "payload_json",
+    "score_curve",
+    "state_digest",
+    "summarize",
+    "where",
+)

@@ -1,0 +1,251 @@
+"""Modal screens: the new-run form, the fork dialog, the prompt diff."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+from ...errors import TPromptError
+from ..data import fmt, one_line
+from ..widgets import diff_text
+
+
+def _task_names() -> list[str]:
+    try:
+        from ...evaluator import list_tasks
+
+        return [t.name for t in list_tasks()]
+    except Exception:  # the suggestions are a convenience; the run validates the name
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class ForkRequest:
+    """What the fork dialog returns: a fork point (seq or source prompt) and the target."""
+
+    at_seq: int | None
+    from_prompt_id: str | None
+    target_task: str
+    start: bool
+
+
+class ForkScreen(ModalScreen[ForkRequest | None]):
+    """Fork a run at the selected event, or from one of its source prompts, onto a target task."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        seq: int,
+        sources: list[tuple[str, float, str]],
+        target_task: str,
+        preselect: str | None = None,
+        source_done: bool = True,
+    ) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.seq = seq
+        self.sources = sources if source_done else []
+        self.source_done = source_done
+        self.target_task = target_task
+        self.preselect = preselect
+
+    def compose(self) -> ComposeResult:
+        options: list[tuple[Text, str]] = [(Text(f"after event seq {self.seq}"), "seq")]
+        for pid, objective, text in self.sources:
+            options.append((Text(f"source prompt {pid} ({fmt(objective)}): {one_line(text, 50)}"), pid))
+        initial = self.preselect if self.preselect in {p for p, _, _ in self.sources} else "seq"
+        with Vertical(id="fork-dialog", classes="dialog"):
+            yield Static(Text(f"Fork {self.run_id}", style="bold"))
+            yield Label("fork point")
+            yield Select(options, value=initial, allow_blank=False, id="fork-point")
+            if not self.source_done:
+                yield Static(Text("(source prompts can be picked once the source stage is done)", style="dim"))
+            yield Label("target task")
+            yield Input(
+                value=self.target_task,
+                placeholder="bundled task name or path",
+                suggester=SuggestFromList(_task_names(), case_sensitive=False),
+                id="fork-target",
+            )
+            yield Checkbox("run the fork now", value=True, id="fork-start")
+            yield Static(id="fork-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Fork", variant="primary", id="fork-ok")
+                yield Button("Cancel", id="fork-cancel")
+
+    def on_mount(self) -> None:
+        app: Any = self.app
+        app.no_blink(self)
+        self.query_one("#fork-target", Input).focus()
+
+    def _submit(self) -> None:
+        target = self.query_one("#fork-target", Input).value.strip()
+        if not target:
+            self.query_one("#fork-error", Static).update(Text("give a target task", style="red"))
+            return
+        point = self.query_one("#fork-point", Select).value
+        start = self.query_one("#fork-start", Checkbox).value
+        if point == "seq":
+            self.dismiss(ForkRequest(at_seq=self.seq, from_prompt_id=None, target_task=target, start=start))
+        else:
+            self.dismiss(ForkRequest(at_seq=None, from_prompt_id=str(point), target_task=target, start=start))
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "fork-ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+#: (config key, label) of the new-run form's text fields, in order.
+FORM_FIELDS: tuple[tuple[str, str], ...] = (
+    ("name", "name"),
+    ("source_tasks", "source tasks (comma-separated)"),
+    ("target_task", "target task"),
+    ("proposer", "proposer model"),
+    ("scorer", "scorer model"),
+    ("steps", "steps per stage"),
+    ("candidates", "candidates per step"),
+    ("top_k", "top-k transferred"),
+    ("examples", "training examples"),
+    ("test_examples", "test examples"),
+    ("original_prompt", "original prompt"),
+)
+_INT_FIELDS = {"steps", "candidates", "top_k", "examples", "test_examples"}
+
+
+def _defaults() -> dict[str, str]:
+    from ...graph.config import RunConfig
+
+    values: dict[str, str] = {}
+    default = RunConfig()
+    for key, _ in FORM_FIELDS:
+        value = getattr(default, key)
+        if value is None:
+            values[key] = ""
+        elif isinstance(value, list):
+            values[key] = ", ".join(value)
+        else:
+            values[key] = str(value)
+    return values
+
+
+class NewRunScreen(ModalScreen[dict[str, Any] | None]):
+    """The new-run form; returns validated RunConfig values (or None when cancelled)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, initial: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.initial = {**_defaults(), **(initial or {})}
+
+    def compose(self) -> ComposeResult:
+        tasks = _task_names()
+        with Vertical(id="new-run-dialog", classes="dialog"):
+            yield Static(Text("New run", style="bold"))
+            with VerticalScroll(id="new-run-fields"):
+                with Grid(id="new-run-grid"):
+                    for key, label in FORM_FIELDS:
+                        yield Label(label)
+                        suggester = SuggestFromList(tasks, case_sensitive=False) if "task" in key else None
+                        yield Input(value=self.initial.get(key, ""), id=f"new-{key}", suggester=suggester)
+                    yield Label("scoring mode")
+                    yield Select(
+                        [(Text(m), m) for m in ("auto", "generate", "logprob")],
+                        value=self.initial.get("mode", "auto"),
+                        allow_blank=False,
+                        id="new-mode",
+                    )
+            yield Static(id="new-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Start", variant="primary", id="new-ok")
+                yield Button("Cancel", id="new-cancel")
+
+    def on_mount(self) -> None:
+        app: Any = self.app
+        app.no_blink(self)
+        self.query_one("#new-source_tasks", Input).focus()
+
+    def values(self) -> dict[str, Any]:
+        """The form as RunConfig values (empty fields keep the defaults)."""
+        values: dict[str, Any] = {}
+        for key, _ in FORM_FIELDS:
+            raw = self.query_one(f"#new-{key}", Input).value.strip()
+            if not raw:
+                continue
+            if key == "source_tasks":
+                values[key] = [t.strip() for t in raw.split(",") if t.strip()]
+            elif key in _INT_FIELDS:
+                values[key] = int(raw) if raw.lstrip("-").isdigit() else raw
+            else:
+                values[key] = raw
+        values["mode"] = self.query_one("#new-mode", Select).value
+        return values
+
+    def _submit(self) -> None:
+        from ...graph.config import make_config
+
+        values = self.values()
+        try:
+            make_config(values, where="new run")
+        except TPromptError as exc:
+            self.query_one("#new-error", Static).update(Text(str(exc), style="red"))
+            return
+        self.dismiss(values)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "new-ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class DiffScreen(ModalScreen[None]):
+    """A unified (and word) diff of two prompts."""
+
+    BINDINGS = [Binding("escape", "close", "Close"), Binding("q", "close", "Close", show=False)]
+
+    def __init__(self, a: tuple[str, str], b: tuple[str, str]) -> None:
+        super().__init__()
+        self.a = a
+        self.b = b
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="diff-dialog", classes="dialog"):
+            title = Text("diff  ", style="bold")
+            title.append(f"- {self.a[0]}", style="red")
+            title.append("   ")
+            title.append(f"+ {self.b[0]}", style="green")
+            yield Static(title)
+            with VerticalScroll():
+                yield Static(diff_text(self.a[1], self.b[1], a_label=self.a[0], b_label=self.b[0]), id="diff-body")
+            yield Static(Text("esc to close", style="dim"))
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+__all__ = ("DiffScreen", "ForkRequest", "ForkScreen", "NewRunScreen")

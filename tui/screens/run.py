@@ -1,0 +1,472 @@
+"""The run view: timeline with replay, score curve, candidates, best prompts, transcripts.
+
+Every model-generated string (prompts, answers, errors) reaches the screen as
+a rich ``Text`` or through a ``TextArea``, never as markup, so a prompt full of
+``[bold]`` or ``[/]`` shows literally and cannot break rendering.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Select,
+    Static,
+    TabbedContent,
+    TabPane,
+    TextArea,
+)
+
+from ..data import (
+    RunFollower,
+    best_prompts,
+    describe,
+    fmt,
+    metric_names,
+    one_line,
+    payload_json,
+    score_curve,
+    state_digest,
+    where,
+)
+from ..transcripts import Transcripts, system_prompt
+from ..widgets import Row, ScorePlot, SortedTable
+
+_TYPE_STYLE = {
+    "run.created": "bold",
+    "run.forked": "bold magenta",
+    "stage.started": "bold cyan",
+    "stage.completed": "bold cyan",
+    "step.proposed": "yellow",
+    "candidate.scored": "",
+    "step.completed": "green",
+    "transfer.selected": "magenta",
+    "prompt.tested": "bold green",
+    "run.paused": "cyan",
+    "run.resumed": "cyan",
+    "run.completed": "bold green",
+    "run.failed": "bold red",
+}
+
+EVENT_COLUMNS = ("seq", "where", "event", "summary")
+CALL_COLUMNS = ("#", "agent", "step", "model", "kind", "tokens in", "tokens out", "latency s", "cache")
+BEST_COLUMNS = ("rank", "prompt", "step", "objective", "text")
+
+
+class RunScreen(Screen[None]):
+    """Everything about one run; follows it live while it grows."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Runs"),
+        Binding("1", "tab('tab-timeline')", "Timeline"),
+        Binding("2", "tab('tab-scores')", "Scores"),
+        Binding("3", "tab('tab-candidates')", "Candidates"),
+        Binding("4", "tab('tab-transcripts')", "Calls"),
+        Binding("r", "resume", "Run/resume"),
+        Binding("p", "pause", "Pause"),
+        Binding("f", "fork", "Fork"),
+        Binding("m", "mark", "Mark"),
+        Binding("d", "diff", "Diff"),
+    ]
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.follower: RunFollower | None = None
+        self.transcripts: Transcripts | None = None
+        self.marked: tuple[str, str] | None = None  # (label, text) of the prompt marked for a diff
+        self._metrics: list[str] = []
+        self._calls_index: dict[str, Any] = {}
+
+    # -- layout ------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="run-head")
+        with TabbedContent(initial="tab-timeline", id="run-tabs"):
+            with TabPane("Timeline", id="tab-timeline"):
+                with Horizontal():
+                    yield SortedTable(id="events", sort_column=0)
+                    with Vertical(id="event-side"):
+                        yield Static(id="replay-title")
+                        yield Static(id="replay")
+                        yield TextArea(id="payload", read_only=True, soft_wrap=True, show_cursor=False)
+            with TabPane("Scores", id="tab-scores"):
+                yield Static(Text("objective per step", style="bold"), classes="pane-title")
+                yield ScorePlot(id="plot")
+                yield Static(Text("best prompts per stage", style="bold"), classes="pane-title")
+                yield SortedTable(id="best")
+            with TabPane("Candidates", id="tab-candidates"):
+                yield SortedTable(id="candidates")
+                with VerticalScroll(id="candidate-box"):
+                    yield Static(id="candidate-text")
+            with TabPane("Transcripts", id="tab-transcripts"):
+                with Horizontal(id="call-filters"):
+                    yield Select([], prompt="agent", id="call-agent")
+                    yield Select([], prompt="step", id="call-step")
+                    yield Input(placeholder="search messages and responses", id="call-search")
+                yield SortedTable(id="calls")
+                with VerticalScroll(id="call-box"):
+                    yield Static(id="call-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app: Any = self.app
+        app.no_blink(self)
+        self.follower = RunFollower(app.store, self.run_id)
+        self.run_id = self.follower.run_id
+        self.transcripts = Transcripts(app.store, self.run_id)
+        self.query_one("#events", SortedTable).set_columns(EVENT_COLUMNS)
+        self.query_one("#best", SortedTable).set_columns(BEST_COLUMNS)
+        self.query_one("#calls", SortedTable).set_columns(CALL_COLUMNS)
+        self.poll(initial=True)
+        self.query_one("#events", SortedTable).focus()
+        self.set_interval(app.poll_interval, self.poll)
+
+    # -- live data ------------------------------------------------------------------------
+
+    def poll(self, initial: bool = False) -> None:
+        """Fold the events appended since the last poll and refresh what changed."""
+        assert self.follower is not None and self.transcripts is not None
+        fresh = self.follower.poll()
+        if fresh or initial:
+            self._show_events(follow_tail=not initial)
+            self._show_scores()
+            self._show_candidates()
+        if self.transcripts.refresh() or initial:
+            self._show_calls_filters()
+            self._show_calls()
+        self._show_head()
+
+    def _show_head(self) -> None:
+        assert self.follower is not None
+        app: Any = self.app
+        s = self.follower.state
+        head = Text()
+        head.append(self.run_id, style="bold")
+        head.append(f"  {s.status}", style="bold yellow" if s.status == "running" else "")
+        if s.name:
+            head.append("  ")
+            head.append(s.name)
+        head.append(f"  {', '.join(s.source_tasks) or '-'} -> {s.target_task or '-'}")
+        cfg = s.config
+        if cfg:
+            head.append(f"  models {cfg.get('proposer')} / {cfg.get('scorer')}", style="dim")
+        head.append(f"  {s.last_seq} events")
+        if s.parent_run_id:
+            head.append(f"  fork of {s.parent_run_id}@{s.parent_seq}", style="magenta")
+        line = app.progress.get(self.run_id)
+        if line:
+            head.append("\n")
+            head.append(line, style="italic")
+        elif app.is_running_here(self.run_id):
+            head.append("\nrunning here", style="italic")
+        self.query_one("#run-head", Static).update(head)
+
+    def _show_events(self, *, follow_tail: bool) -> None:
+        assert self.follower is not None
+        table = self.query_one("#events", SortedTable)
+        at_tail = table.row_count == 0 or table.cursor_row >= table.row_count - 1
+        rows = [
+            Row(
+                key=str(se.seq),
+                values=(se.seq, where(se), se.type, describe(se)),
+                cells=(
+                    Text(str(se.seq), justify="right", style="dim" if se.run_id != self.run_id else ""),
+                    Text(where(se)),
+                    Text(se.type, style=_TYPE_STYLE.get(se.type, "")),
+                    Text(describe(se)),
+                ),
+            )
+            for se in self.follower.events
+        ]
+        table.set_rows(rows)
+        if follow_tail and at_tail and table.row_count and table.sort_column in (None, 0) and not table.reverse:
+            table.move_cursor(row=table.row_count - 1, animate=False)
+        self._show_event_detail()
+
+    def _selected_seq(self) -> int | None:
+        key = self.query_one("#events", SortedTable).current_key()
+        return int(key) if key else None
+
+    def _show_event_detail(self) -> None:
+        assert self.follower is not None
+        seq = self._selected_seq()
+        if seq is None:
+            return
+        se = next((e for e in self.follower.events if e.seq == seq), None)
+        if se is None:
+            return
+        inherited = f" (inherited from {se.run_id})" if se.run_id != self.run_id else ""
+        self.query_one("#replay-title", Static).update(
+            Text(f"state after seq {seq}{inherited}", style="bold")
+        )
+        self.query_one("#replay", Static).update(Text(state_digest(self.follower.state_at(seq))))
+        area = self.query_one("#payload", TextArea)
+        text = payload_json(se)
+        if area.text != text:
+            area.load_text(text)
+
+    def _show_scores(self) -> None:
+        assert self.follower is not None
+        state = self.follower.state
+        self.query_one(ScorePlot).set_curves([score_curve(state, "source"), score_curve(state, "target")])
+        rows = []
+        for label, sp in best_prompts(state):
+            rows.append(
+                Row(
+                    key=f"{label}|{sp.prompt_id}",
+                    values=(label, sp.prompt_id, sp.step, sp.objective, sp.text),
+                    cells=(Text(label), Text(sp.prompt_id), Text(str(sp.step)), Text(fmt(sp.objective)),
+                           Text(one_line(sp.text, 200))),
+                )
+            )
+        self.query_one("#best", SortedTable).set_rows(rows)
+
+    def _show_candidates(self) -> None:
+        assert self.follower is not None
+        state = self.follower.state
+        metrics = metric_names(state.scores)
+        table = self.query_one("#candidates", SortedTable)
+        if metrics != self._metrics or not table.columns:
+            self._metrics = metrics
+            table.set_columns(["stage", "step", "prompt", "task", "rung", "n", *metrics, "objective", "text"])
+        rows = []
+        for s in state.scores:
+            values = (s.stage, s.step, s.prompt_id, s.task, s.rung, s.n_examples,
+                      *(s.metrics.get(m) for m in metrics), s.objective, s.text)
+            cells = (
+                Text(s.stage), Text(str(s.step)), Text(s.prompt_id), Text(s.task),
+                Text(str(s.rung) + ("x" if s.eliminated else "")), Text(str(s.n_examples)),
+                *(Text(fmt(s.metrics.get(m)), justify="right") for m in metrics),
+                Text(fmt(s.objective), justify="right", style="bold"),
+                Text(one_line(s.text, 60)),
+            )
+            rows.append(Row(key=str(s.seq), values=values, cells=cells))
+        table.set_rows(rows)
+        self._show_candidate_text()
+
+    def _candidate_under_cursor(self) -> Any:
+        assert self.follower is not None
+        key = self.query_one("#candidates", SortedTable).current_key()
+        if key is None:
+            return None
+        return next((s for s in self.follower.state.scores if str(s.seq) == key), None)
+
+    def _show_candidate_text(self) -> None:
+        s = self._candidate_under_cursor()
+        if s is None:
+            return
+        text = Text()
+        text.append(f"{s.prompt_id} ({s.stage} step {s.step}, {s.task})\n", style="bold")
+        text.append(s.text)
+        self.query_one("#candidate-text", Static).update(text)
+
+    # -- transcripts ------------------------------------------------------------------------
+
+    def _show_calls_filters(self) -> None:
+        assert self.transcripts is not None
+        for sel_id, values in (("#call-agent", self.transcripts.agents()), ("#call-step", self.transcripts.steps())):
+            select = self.query_one(sel_id, Select)
+            current = select.value
+            options = [(Text(v), v) for v in values]
+            if [v for _, v in options] != getattr(select, "_tp_values", None):
+                select._tp_values = [v for _, v in options]  # type: ignore[attr-defined]
+                with select.prevent(Select.Changed):
+                    select.set_options(options)
+                    if current in values:
+                        select.value = current
+
+    def _call_filter(self) -> dict[str, Any]:
+        agent = self.query_one("#call-agent", Select).value
+        step = self.query_one("#call-step", Select).value
+        return {
+            "agent": agent if isinstance(agent, str) else None,
+            "step": step if isinstance(step, str) else None,
+            "search": self.query_one("#call-search", Input).value,
+        }
+
+    def _show_calls(self) -> None:
+        assert self.transcripts is not None
+        rows = []
+        self._calls_index = {}
+        for number, r in enumerate(self.transcripts.filtered(**self._call_filter()), start=1):
+            self._calls_index[r.call_id] = r
+            rows.append(
+                Row(
+                    key=r.call_id,
+                    values=(number, r.agent, r.step or "", r.model, r.kind, r.prompt_tokens, r.completion_tokens,
+                            r.latency_s, r.cache_hit),
+                    cells=(
+                        Text(str(number), justify="right"), Text(r.agent), Text(r.step or ""), Text(r.model),
+                        Text(r.kind), Text(str(r.prompt_tokens if r.prompt_tokens is not None else "-"), justify="right"),
+                        Text(str(r.completion_tokens if r.completion_tokens is not None else "-"), justify="right"),
+                        Text(f"{r.latency_s:.3f}", justify="right"),
+                        Text("hit" if r.cache_hit else "miss", style="green" if r.cache_hit else "yellow"),
+                    ),
+                )
+            )
+        self.query_one("#calls", SortedTable).set_rows(rows)
+        self._show_call_detail()
+
+    def _call_under_cursor(self) -> Any:
+        key = self.query_one("#calls", SortedTable).current_key()
+        return self._calls_index.get(key) if key else None
+
+    def _show_call_detail(self) -> None:
+        assert self.transcripts is not None
+        row = self._call_under_cursor()
+        box = self.query_one("#call-detail", Static)
+        if row is None:
+            box.update(Text("no calls" if not self.transcripts.rows else "no call matches the filter", style="dim"))
+            return
+        detail = self.transcripts.detail(row)
+        text = Text()
+        text.append(f"call {row.call_id}  {row.agent}  {row.model}  step {row.step or '-'}", style="bold")
+        text.append(
+            f"\ntokens {row.prompt_tokens} in / {row.completion_tokens} out  latency {row.latency_s:.3f}s  "
+            f"cache {'hit' if row.cache_hit else 'miss'}",
+            style="dim",
+        )
+        params = ", ".join(f"{k}={v}" for k, v in detail.params.items() if k not in ("kind", "model", "revision"))
+        if params:
+            text.append(f"\n{params}", style="dim")
+        needle = self._call_filter()["search"].strip()
+        for role, content in detail.messages:
+            text.append(f"\n\n[{role}]\n", style="bold cyan")
+            text.append(_highlighted(content, needle))
+        text.append("\n\n[response]\n", style="bold green")
+        if row.error:
+            text.append(row.error, style="red")
+        text.append(_highlighted(detail.response or "", needle))
+        box.update(text)
+
+    # -- events from widgets ------------------------------------------------------------------
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        table_id = event.data_table.id
+        if table_id == "events":
+            self._show_event_detail()
+        elif table_id == "candidates":
+            self._show_candidate_text()
+        elif table_id == "calls":
+            self._show_call_detail()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        self._show_calls()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "call-search":
+            self._show_calls()
+
+    # -- actions ------------------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        focus = {"tab-timeline": "#events", "tab-scores": "#best", "tab-candidates": "#candidates",
+                 "tab-transcripts": "#calls"}[tab]
+        self.query_one(focus, SortedTable).focus()
+
+    def action_resume(self) -> None:
+        app: Any = self.app
+        app.resume_run(self.run_id)
+
+    def action_pause(self) -> None:
+        app: Any = self.app
+        app.pause_run(self.run_id)
+
+    def _prompt_under_cursor(self) -> tuple[str, str] | None:
+        """(label, text) of the prompt the active tab points at, for mark/diff and fork."""
+        assert self.follower is not None
+        tab = self.query_one(TabbedContent).active
+        if tab == "tab-candidates":
+            s = self._candidate_under_cursor()
+            return (f"{s.prompt_id} ({s.stage} {s.step})", s.text) if s else None
+        if tab == "tab-scores":
+            key = self.query_one("#best", SortedTable).current_key()
+            for label, sp in best_prompts(self.follower.state):
+                if key == f"{label}|{sp.prompt_id}":
+                    return (f"{sp.prompt_id} ({label})", sp.text)
+            return None
+        if tab == "tab-transcripts":
+            row = self._call_under_cursor()
+            if row is None or self.transcripts is None:
+                return None
+            return (f"call {row.call_id[:10]} ({row.agent})", system_prompt(self.transcripts.detail(row)))
+        return None
+
+    def action_mark(self) -> None:
+        picked = self._prompt_under_cursor()
+        if picked is None:
+            self.notify("mark a prompt in Scores, Candidates or Transcripts", severity="warning")
+            return
+        self.marked = picked
+        self.notify(f"marked {picked[0]}; move to another prompt and press d to diff", markup=False)
+
+    def action_diff(self) -> None:
+        from .modals import DiffScreen
+
+        picked = self._prompt_under_cursor()
+        if self.marked is None or picked is None:
+            self.notify("press m on one prompt, then d on another", severity="warning")
+            return
+        self.app.push_screen(DiffScreen(self.marked, picked))
+
+    def action_fork(self) -> None:
+        from .modals import ForkRequest, ForkScreen
+
+        assert self.follower is not None
+        state = self.follower.state
+        sources = [(h.prompt_id, h.objective, h.text) for h in reversed(state.history("source"))]
+        preselect = None
+        picked = self._prompt_under_cursor()
+        if picked is not None:
+            preselect = next((pid for pid, _, text in sources if text == picked[1]), None)
+        seq = self._selected_seq() or state.last_seq
+
+        def chosen(req: ForkRequest | None) -> None:
+            if req is None:
+                return
+            app: Any = self.app
+            app.fork(
+                self.run_id,
+                at_seq=req.at_seq,
+                from_prompt_id=req.from_prompt_id,
+                target_task=req.target_task,
+                start=req.start,
+            )
+
+        self.app.push_screen(
+            ForkScreen(
+                run_id=self.run_id,
+                seq=seq,
+                sources=sources,
+                target_task=state.target_task or "",
+                preselect=preselect,
+                source_done="source" in state.stages_completed,
+            ),
+            chosen,
+        )
+
+
+def _highlighted(content: str, needle: str) -> Text:
+    """``content`` as literal Text with every (case-insensitive) occurrence of ``needle`` highlighted."""
+    text = Text(content)
+    if needle:
+        text.highlight_words([needle], style="black on yellow", case_sensitive=False)
+    return text

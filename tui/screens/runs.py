@@ -1,0 +1,126 @@
+"""The runs browser: every run in the database, sortable, filterable, updated live."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from ..data import RunsModel, RunSummary, fmt
+from ..widgets import Row, SortedTable
+
+COLUMNS = ("run", "name", "status", "source", "target", "models", "best", "created", "parent")
+
+_STATUS_STYLE = {
+    "running": "bold yellow",
+    "completed": "green",
+    "paused": "cyan",
+    "failed": "bold red",
+    "created": "dim",
+}
+
+
+def summary_row(s: RunSummary) -> Row:
+    """A runs-table row; every cell is literal Text (names and tasks are user data)."""
+    parent = f"{s.parent_run_id}@{s.parent_seq}" if s.parent_run_id else ""
+    best = fmt(s.best_objective) + (f" {s.best_stage[0]}" if s.best_stage else "")
+    created = s.created_at[:19].replace("T", " ")
+    return Row(
+        key=s.run_id,
+        values=(
+            s.run_id, s.name or "", s.status, ", ".join(s.source_tasks), s.target_task, s.models,
+            s.best_objective, s.created_at, s.parent_run_id or "",
+        ),
+        cells=(
+            Text(s.run_id, style="bold"),
+            Text(s.name or ""),
+            Text(s.status, style=_STATUS_STYLE.get(s.status, "")),
+            Text(", ".join(s.source_tasks) or "-"),
+            Text(s.target_task),
+            Text(s.models),
+            Text(best, justify="right"),
+            Text(created),
+            Text(parent),
+        ),
+    )
+
+
+class RunsScreen(Screen[None]):
+    """A table of runs; Enter opens one. Polls the database for new runs and events."""
+
+    BINDINGS = [
+        Binding("enter", "open_run", "Open", show=True),
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("f5", "reload", "Reload", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: RunsModel | None = None
+        self.summaries: list[RunSummary] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter runs (id, task, model, status...)  /", id="runs-filter")
+        yield SortedTable(id="runs-table", sort_column=7, reverse=True)
+        yield Static(id="runs-count")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app: Any = self.app
+        app.no_blink(self)
+        self.model = RunsModel(app.store)
+        table = self.query_one(SortedTable)
+        table.set_columns(COLUMNS)
+        self.reload()
+        table.focus()
+        self.set_interval(app.poll_interval, self.poll)
+
+    def poll(self) -> None:
+        if self.model is not None and self.model.changed():
+            self.reload()
+
+    def reload(self) -> None:
+        assert self.model is not None
+        self.summaries = self.model.summaries()
+        self.show()
+
+    def show(self) -> None:
+        needle = self.query_one("#runs-filter", Input).value
+        shown = [s for s in self.summaries if s.matches(needle)]
+        self.query_one(SortedTable).set_rows([summary_row(s) for s in shown])
+        count = f"{len(shown)} of {len(self.summaries)} runs" if needle else f"{len(self.summaries)} runs"
+        self.query_one("#runs-count", Static).update(Text(count, style="dim"))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "runs-filter":
+            self.show()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.query_one(SortedTable).focus()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        app: Any = self.app
+        app.open_run(str(event.row_key.value))
+
+    def action_open_run(self) -> None:
+        key = self.query_one(SortedTable).current_key()
+        if key:
+            app: Any = self.app
+            app.open_run(key)
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#runs-filter", Input).focus()
+
+    def action_clear_filter(self) -> None:
+        self.query_one("#runs-filter", Input).value = ""
+        self.query_one(SortedTable).focus()
+
+    def action_reload(self) -> None:
+        self.reload()

@@ -1,0 +1,114 @@
+"""The transcript viewer's data: a run's LLM calls, their bodies, filters and search.
+
+A thin adapter over :class:`~tprompt.stores.transcripts.TranscriptStore` on the
+app's read-only connection; bodies are loaded once per hash and kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..stores import EventLog
+from ..stores.transcripts import TranscriptRow, TranscriptStore
+
+
+@dataclass(frozen=True, slots=True)
+class CallDetail:
+    """One call opened: its messages (role, text), the response and the sampling parameters."""
+
+    row: TranscriptRow
+    messages: list[tuple[str, str]]
+    response: str | None
+    params: dict[str, Any]
+
+
+class Transcripts:
+    """Every LLM call of one run's history, with cached bodies.
+
+    Args:
+        log: the app's (read-only) event log; its connection is shared.
+        run_id: the run.
+    """
+
+    def __init__(self, log: EventLog, run_id: str) -> None:
+        self.log = log
+        self.run_id = run_id
+        self.store = TranscriptStore(log.conn)
+        self.rows: list[TranscriptRow] = []
+        self._bodies: dict[str, str | None] = {}
+
+    def refresh(self) -> bool:
+        """Re-read the rows; True if there are new ones."""
+        segments = [(s.run_id, s.first_seq, s.last_seq) for s in self.log.lineage(self.run_id)]
+        with self.log._lock:
+            rows = self.store.rows(segments)
+        changed = len(rows) != len(self.rows)
+        self.rows = rows
+        return changed
+
+    def body(self, hash_: str | None) -> str | None:
+        if hash_ is None:
+            return None
+        if hash_ not in self._bodies:
+            with self.log._lock:
+                self._bodies[hash_] = self.store.body(hash_)
+        return self._bodies[hash_]
+
+    def detail(self, row: TranscriptRow) -> CallDetail:
+        """The call's messages, response and parameters (the stored request body, parsed)."""
+        raw = self.body(row.request_hash) or "{}"
+        try:
+            request = json.loads(raw)
+        except json.JSONDecodeError:
+            request = {"messages": [["?", raw]]}
+        messages = [(str(m[0]), str(m[1])) for m in request.get("messages", []) if len(m) == 2]
+        params = {k: v for k, v in request.items() if k != "messages"}
+        return CallDetail(row=row, messages=messages, response=self.body(row.response_hash), params=params)
+
+    def agents(self) -> list[str]:
+        return sorted({r.agent for r in self.rows})
+
+    def steps(self) -> list[str]:
+        return sorted({r.step for r in self.rows if r.step}, key=_step_order)
+
+    def filtered(
+        self, *, agent: str | None = None, step: str | None = None, search: str = ""
+    ) -> list[TranscriptRow]:
+        """The rows of ``agent`` at ``step`` whose messages or response contain ``search`` (any case)."""
+        needle = search.strip().lower()
+        out = []
+        for row in self.rows:
+            if agent and row.agent != agent:
+                continue
+            if step and row.step != step:
+                continue
+            if needle and not self._contains(row, needle):
+                continue
+            out.append(row)
+        return out
+
+    def _contains(self, row: TranscriptRow, needle: str) -> bool:
+        detail = self.detail(row)
+        hay = [text for _, text in detail.messages]
+        hay.append(detail.response or "")
+        return any(needle in text.lower() for text in hay)
+
+
+def _step_order(step: str) -> tuple[int, int, str]:
+    # "source:2" < "source:10" < "target:0" < "test"
+    stage, _, number = step.partition(":")
+    rank = {"source": 0, "target": 1, "test": 2}.get(stage, 3)
+    return (rank, int(number) if number.isdigit() else -1, step)
+
+
+def system_prompt(detail: CallDetail) -> str:
+    """The call's system message (the candidate prompt for scorer calls), or its first message."""
+    for role, text in detail.messages:
+        if role == "system":
+            return text
+    return detail.messages[0][1] if detail.messages else ""
+
+
+__all__ = ("CallDetail", "Transcripts", "system_prompt")

@@ -1,0 +1,269 @@
+"""Widgets shared by the screens: a table sorted by our own values, the score plot, diff text."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.widgets import DataTable
+
+from .data import Curve, fmt
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A table row: its key, the values it sorts by (one per column) and the cells shown."""
+
+    key: str
+    values: tuple[Any, ...]
+    cells: tuple[Text | str, ...]
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    # None (an undefined metric) sorts after everything, numbers before text.
+    if value is None:
+        return (2, 0)
+    if isinstance(value, (int, float)):
+        return (0, value)
+    return (1, str(value).lower())
+
+
+class SortedTable(DataTable[Any]):
+    """A row-cursor DataTable that sorts by the raw value of a column.
+
+    Click a header, or press ``s`` to sort by the next column and ``S`` to flip
+    the order. Refilling keeps the cursor on the same row key, so a table that
+    is refreshed while the user reads it does not jump.
+    """
+
+    BINDINGS = [
+        Binding("s", "next_sort", "Sort"),
+        Binding("S", "flip_sort", "Reverse", show=False),
+    ]
+
+    def __init__(self, *, sort_column: int | None = None, reverse: bool = False, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.sort_column = sort_column
+        self.reverse = reverse
+        self._rows: list[Row] = []
+        self._labels: list[str] = []
+
+    def set_columns(self, labels: Sequence[str]) -> None:
+        """(Re)define the columns; existing rows are dropped."""
+        if list(labels) == self._labels:
+            return
+        self._labels = list(labels)
+        self.clear(columns=True)
+        for i, label in enumerate(labels):
+            self.add_column(Text(label), key=str(i))
+
+    def set_rows(self, rows: Sequence[Row]) -> None:
+        """Replace the rows and redraw (sorted), keeping the cursor on its row."""
+        self._rows = list(rows)
+        self._refill()
+
+    @property
+    def rows_shown(self) -> list[Row]:
+        return list(self._ordered())
+
+    def _ordered(self) -> list[Row]:
+        if self.sort_column is None:
+            return list(self._rows)
+        col = self.sort_column
+        return sorted(self._rows, key=lambda r: _sort_key(r.values[col]), reverse=self.reverse)
+
+    def current_key(self) -> str | None:
+        """The key of the row under the cursor, if any."""
+        if not self.row_count:
+            return None
+        try:
+            return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        except Exception:  # cursor outside the table while it is being refilled
+            return None
+
+    def _refill(self) -> None:
+        keep = self.current_key()
+        scroll = self.scroll_y
+        self.clear(columns=False)
+        for row in self._ordered():
+            self.add_row(*row.cells, key=row.key)
+        if keep is not None:
+            try:
+                self.move_cursor(row=self.get_row_index(keep), animate=False)
+            except Exception:  # the row is gone
+                pass
+        self.scroll_y = scroll
+        self._update_header_labels()
+
+    def _update_header_labels(self) -> None:
+        for i, label in enumerate(self._labels):
+            column = self.columns.get(str(i))  # type: ignore[call-overload]
+            if column is None:
+                continue
+            mark = ""
+            if self.sort_column == i:
+                mark = " ▼" if self.reverse else " ▲"
+            column.label = Text(label + mark)
+        self.refresh()
+
+    def sort_by(self, column: int, *, reverse: bool | None = None) -> None:
+        """Sort by ``column`` (clicking the same column again flips the order)."""
+        if reverse is None:
+            reverse = (not self.reverse) if self.sort_column == column else False
+        self.sort_column = column
+        self.reverse = reverse
+        self._refill()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        self.sort_by(int(str(event.column_key.value)))
+
+    def action_next_sort(self) -> None:
+        if not self._labels:
+            return
+        nxt = 0 if self.sort_column is None else (self.sort_column + 1) % len(self._labels)
+        self.sort_by(nxt, reverse=False)
+
+    def action_flip_sort(self) -> None:
+        self.sort_by(self.sort_column or 0, reverse=not self.reverse)
+
+
+class ScorePlot(Widget):
+    """Objective per step: every candidate (·) and the best so far (●), per stage.
+
+    Drawn with plain characters so it is cheap, deterministic in snapshots and
+    needs no plotting library.
+    """
+
+    DEFAULT_CSS = """
+    ScorePlot { height: 14; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.curves: list[Curve] = []
+
+    def set_curves(self, curves: Sequence[Curve]) -> None:
+        self.curves = [c for c in curves if c.steps]
+        self.refresh()
+
+    def render(self) -> Text:
+        return plot_text(self.curves, self.size.width, self.size.height)
+
+
+_STAGE_STYLE = {"source": "cyan", "target": "magenta"}
+
+
+def plot_text(curves: Sequence[Curve], width: int, height: int) -> Text:
+    """The score plot as rich Text of ``width`` x ``height`` cells."""
+    if not curves:
+        return Text("no scored candidates yet", style="dim")
+    columns: list[tuple[str, int, list[float], float]] = []
+    for curve in curves:
+        for step, values, best in zip(curve.steps, curve.candidates, curve.best):
+            columns.append((curve.stage, step, values, best))
+    values = [v for _, _, vs, b in columns for v in (*vs, b)]
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.05, hi + 0.05
+    label_w = 7
+    rows = max(3, height - 3)  # x labels, legend
+    plot_w = max(10, width - label_w - 1)
+    gap = max(1, min(8, plot_w // max(1, len(columns))))
+    grid: list[list[tuple[str, str]]] = [[(" ", "")] * plot_w for _ in range(rows)]
+
+    def y_of(v: float) -> int:
+        return rows - 1 - round((v - lo) / (hi - lo) * (rows - 1))
+
+    prev: tuple[int, int] | None = None
+    for i, (stage, _step, vs, best) in enumerate(columns):
+        x = i * gap + gap // 2
+        if x >= plot_w:
+            break
+        style = _STAGE_STYLE.get(stage, "white")
+        for v in vs:
+            grid[y_of(v)][x] = ("·", style)
+        by = y_of(best)
+        if prev is not None and prev[1] == by:
+            for xx in range(prev[0] + 1, x):
+                if grid[by][xx][0] == " ":
+                    grid[by][xx] = ("─", "green")
+        grid[by][x] = ("●", "bold green")
+        prev = (x, by)
+    out = Text()
+    for r, line in enumerate(grid):
+        if r == 0:
+            label = fmt(hi)
+        elif r == rows - 1:
+            label = fmt(lo)
+        elif r == rows // 2:
+            label = fmt((hi + lo) / 2)
+        else:
+            label = ""
+        out.append(label.rjust(label_w - 1) + " │", style="dim")
+        for ch, style in line:
+            out.append(ch, style=style or None)
+        out.append("\n")
+    out.append(" " * (label_w - 1) + " └" + "─" * plot_w + "\n", style="dim")
+    axis = [" "] * plot_w
+    for i, (stage, step, _vs, _b) in enumerate(columns):
+        x = i * gap + gap // 2
+        tag = f"{stage[0]}{step}"
+        if x + len(tag) <= plot_w and all(c == " " for c in axis[x : x + len(tag) + 1]):
+            axis[x : x + len(tag)] = list(tag)
+    out.append(" " * (label_w + 1) + "".join(axis) + "\n", style="dim")
+    out.append(" " * (label_w + 1))
+    out.append("· candidate (", style="dim")
+    out.append("source", style="cyan")
+    out.append(" / ", style="dim")
+    out.append("target", style="magenta")
+    out.append(")  ", style="dim")
+    out.append("● best so far", style="bold green")
+    return out
+
+
+def diff_text(a: str, b: str, *, a_label: str = "a", b_label: str = "b") -> Text:
+    """A unified diff of two prompts, word-wrapped lines, as literal styled Text."""
+    out = Text()
+    lines = list(
+        difflib.unified_diff(
+            a.splitlines() or [""], b.splitlines() or [""], fromfile=a_label, tofile=b_label, lineterm="", n=3
+        )
+    )
+    if not lines:
+        return Text("the two prompts are identical", style="dim")
+    for line in lines:
+        if line.startswith(("+++", "---")):
+            style = "bold"
+        elif line.startswith("@@"):
+            style = "cyan"
+        elif line.startswith("+"):
+            style = "green"
+        elif line.startswith("-"):
+            style = "red"
+        else:
+            style = ""
+        out.append(line, style=style or None)
+        out.append("\n")
+    # Single-line prompts differ in words more than in lines: add a word diff.
+    if len(a.splitlines()) <= 1 and len(b.splitlines()) <= 1:
+        out.append("\nword diff:\n", style="bold")
+        sm = difflib.SequenceMatcher(a=a.split(), b=b.split())
+        aw, bw = a.split(), b.split()
+        for op, i1, i2, j1, j2 in sm.get_opcodes():
+            if op == "equal":
+                out.append(" ".join(aw[i1:i2]) + " ")
+            if op in ("delete", "replace"):
+                out.append(" ".join(aw[i1:i2]) + " ", style="red strike")
+            if op in ("insert", "replace"):
+                out.append(" ".join(bw[j1:j2]) + " ", style="green underline")
+    return out
+
+
+
+__all__ = ("Row", "ScorePlot", "SortedTable", "diff_text", "plot_text")
