@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fork",
     "evaluate",
     "transcripts",
+    "ui",
 )
 
 app = typer.Typer(

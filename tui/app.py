@@ -16,7 +16,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
-from ..errors import TPromptError
+from ..errors import ReadOnlyDatabase, TPromptError
 from ..stores import EventLog, RunState, StoredEvent
 from ..stores.control import mark_handled, pause_requested, request_pause
 
@@ -250,6 +250,12 @@ def create_app(
     path = Path(db_path)
     if not path.exists():
         EventLog(path).close()  # create and migrate; the app itself only reads
+    else:
+        try:
+            EventLog(path, readonly=True).close()
+        except ReadOnlyDatabase:
+            # An older schema: migrate it once (fails clearly if the file is write-protected).
+            EventLog(path).close()
     return TPromptApp(path, run_id=run_id, poll_interval=poll_interval, cursor_blink=cursor_blink)
 
 
