@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import UsageError
 from .metrics import compute_metrics
 from .objective import ObjectiveWeights, objective
-from .parsing import is_correct, parse_output, MISSING_CONFIDENCE
+from .parsing import MISSING_CONFIDENCE, gold_answer, is_correct, parse_output
 from .prompts import SCORER_TEMPLATE, scorer_user_message
 from .tasks import LETTERS, Example, Task
 
@@ -186,7 +186,7 @@ def _score_generate(prompt, batch, task, model, recorder, agent, run_id, step, m
                 followed_format=parsed.followed_format,
                 correct=is_correct(parsed.answer, ex, task),
                 confidence=confidence,
-                gold=_gold(ex, task),
+                gold=gold_answer(ex, task),
                 call_id=res.call_id,
                 cache_hit=res.cache_hit,
             )
@@ -214,18 +214,12 @@ def _score_logprob(prompt, batch, task, model, recorder, agent, run_id, step) ->
                 followed_format=True,
                 correct=is_correct(parsed, ex, task),
                 confidence=float(min(max(res.probs[best], 0.0), 1.0)),
-                gold=_gold(ex, task),
+                gold=gold_answer(ex, task),
                 call_id=res.call_id,
                 cache_hit=res.cache_hit,
             )
         )
     return out
-
-
-def _gold(example: Example, task: Task) -> str | None:
-    from .parsing import gold_answer
-
-    return gold_answer(example, task)
 
 
 __all__ = ("ScoredAnswer", "Evaluation", "score_prompt", "check_mode", "SCORER_TEMPLATE", "ScoreMode")

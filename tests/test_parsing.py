@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tprompt.evaluator import MISSING_CONFIDENCE, parse_output
 from tprompt.evaluator.parsing import canonical_number, is_correct, parse_confidence
@@ -142,3 +144,29 @@ def test_is_correct_compares_numbers_by_value_and_strings_normalized():
     assert not is_correct(None, ex, num)
     free = Task(name="t", description="", kind="string", train=(), test=())
     assert is_correct("paris", Example(id="2", question="q", answer="Paris."), free)
+
+
+# --- round trips on random well-formed outputs -----------------------------------
+
+
+@given(st.integers(2, 10).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n - 1))),
+       st.integers(0, 100), st.sampled_from(["Answer: {l}", "answer: ({l})", "**Answer:** {l}.", "Answer: {l}) opt"]))
+def test_choice_round_trip(n_and_index, percent, template):
+    n, index = n_and_index
+    choices = tuple(f"option number {i}" for i in range(n))
+    letter = "ABCDEFGHIJ"[index]
+    text = template.format(l=letter) + f"\nConfidence: {percent}%"
+    parsed = parse_output(text, kind="choice", choices=choices)
+    assert parsed.answer == letter and parsed.followed_format
+    assert parsed.confidence == pytest.approx(percent / 100)
+
+
+@given(st.integers(-10**9, 10**9), st.sampled_from(["{:,}", "{}", "${:,}", "{} apples", "{:,}.00"]))
+def test_number_round_trip(value, fmt):
+    if fmt.startswith("$") and value < 0:
+        fmt = "-$" + "{:,}".format(abs(value))
+        text = f"Answer: {fmt}"
+    else:
+        text = "Answer: " + fmt.format(value)
+    parsed = parse_output(text, kind="number")
+    assert parsed.answer == str(value) and parsed.followed_format
