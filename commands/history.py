@@ -92,13 +92,19 @@ def events(
         )
         return
     table = Table(title=f"events of {run_id}")
-    table.add_column("seq", justify="right")
-    table.add_column("type")
-    table.add_column("run")
-    table.add_column("payload", overflow="ellipsis", no_wrap=True)
+    inherited = any(e.run_id != run_id for e in rows)
+    table.add_column("seq", justify="right", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    if inherited:
+        table.add_column("from run", no_wrap=True)
+    table.add_column("payload", no_wrap=True)
+    room = max(20, out.width - (60 if inherited else 32))
     for e in rows:
-        payload = e.event.model_dump_json(exclude={"type"})
-        table.add_row(str(e.seq), e.type, "" if e.run_id == run_id else e.run_id, Text(shorten(payload, 100)))
+        payload = Text(shorten(e.event.model_dump_json(exclude={"type"}), room))
+        if inherited:
+            table.add_row(str(e.seq), e.type, "" if e.run_id == run_id else e.run_id, payload)
+        else:
+            table.add_row(str(e.seq), e.type, payload)
     out.print(table)
 
 

@@ -61,6 +61,12 @@ class RunConfig(BaseModel):
         description="full: every candidate on all examples; racing: successive halving from a small batch.",
     )
     racing_rungs: int = Field(3, ge=2, le=6, description="Rungs of successive halving when budget=racing.")
+    scorer_budget: int | None = Field(
+        None,
+        ge=1,
+        description="Cap on scorer calls on training examples over both stages; when reached, the stage in "
+        "flight ends (so arms of an experiment can get the same budget).",
+    )
     transfer: bool = Field(True, description="False: stage 2 starts from the original prompt (OPRO baseline).")
     weights: dict[str, float] = Field(default_factory=dict, description="Objective weights overriding defaults.")
     seed: int = Field(0, description="Seed of example sampling and of the proposer's sampling.")

@@ -207,9 +207,24 @@ class Runner:
         s = self.state
         if s.in_flight is not None:
             return "score" if self._next_score_jobs() else "evaluate"
-        if s.stage_stopped or s.step >= self.config.stage_steps(stage):
+        if s.stage_stopped or s.step >= self.config.stage_steps(stage) or self.budget_spent():
             return "evaluate"  # closes the stage
         return "propose"
+
+    def budget_left(self) -> int | None:
+        """Scorer calls on training examples still allowed (None: no cap)."""
+        if self.config.scorer_budget is None:
+            return None
+        used = self.state.scorer_calls.get("source", 0) + self.state.scorer_calls.get("target", 0)
+        return max(0, self.config.scorer_budget - used)
+
+    def budget_spent(self) -> bool:
+        """True when not even the cheapest scoring job fits in the budget left."""
+        left = self.budget_left()
+        if left is None:
+            return False
+        cheapest = self._rung_sizes()[0] if self.config.budget == "racing" else self.config.examples
+        return left < cheapest
 
     def test_roles(self) -> list[str]:
         return ["original", "best_source", "best_target"] if self.config.transfer else ["original", "best_target"]
@@ -351,6 +366,9 @@ class Runner:
                 if (c.prompt_id, t, rung) not in done
             ]
             if todo:
+                left = self.budget_left()
+                if left is not None and todo[0].new_calls > left:
+                    return []  # budget spent: the step closes with what is scored
                 return todo
             if rung < len(sizes) - 1:
                 ranked = sorted(
@@ -369,7 +387,7 @@ class Runner:
         if s.in_flight is not None:
             step = s.in_flight
             best = s.best(stage)
-            stop = self._patience_exhausted(stage, step)
+            stop = self._patience_exhausted(stage, step) or self.budget_spent()
             events.append(
                 StepCompleted(
                     stage=stage,

@@ -27,7 +27,9 @@ def prompt_id_of(text: str) -> str:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN/inf would be written as JSON null and make the run unreadable: refuse
+    # them when the event is built (undefined metrics are None).
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class PromptCandidate(_Frozen):

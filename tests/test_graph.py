@@ -291,3 +291,12 @@ def test_cli_run_show_replay_json(tmp_path: Path) -> None:
     assert show["scorer_calls"]["source"] > 0 and show["transfer_gain"] is not None
     replay = json.loads(tprompt(db, "replay", data["run_id"], "--to", "5", "--json").stdout)
     assert replay["last_seq"] == 5
+
+
+def test_scorer_budget_caps_training_calls(tmp_path: Path) -> None:
+    log, run_id = run_in_process(tmp_path / "t.db", steps=50, scorer_budget=40)
+    state = log.state(run_id)
+    assert state.status == "completed"
+    used = state.scorer_calls["source"] + state.scorer_calls.get("target", 0)
+    assert used <= 40
+    assert used > 40 - SMALL["examples"]  # stopped only when another candidate would not fit
