@@ -117,7 +117,28 @@ def _m3_llm_cache_and_transcripts(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m4_experiments(conn: sqlite3.Connection) -> None:
+    # An experiment is a named grid of runs. Its cells are ordinary runs found
+    # by name (``runs.name``) and config, so only the experiment itself needs a row.
+    _run_all(
+        conn,
+        [
+            """CREATE TABLE experiments (
+            experiment_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            config TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        ],
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 #: Every migration, in order. ``user_version`` == ``len(MIGRATIONS)`` when current.
-MIGRATIONS: list[Migration] = [_m1_event_log, _m2_run_requests, _m3_llm_cache_and_transcripts]
+MIGRATIONS: list[Migration] = [
+    _m1_event_log,
+    _m2_run_requests,
+    _m3_llm_cache_and_transcripts,
+    _m4_experiments,
+]
