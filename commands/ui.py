@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ._common import settings
+from ..errors import UsageError
+from ._common import err, settings
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 140x40") from None
+    if not (40 <= width <= 400 and 10 <= height <= 200):
+        raise UsageError(f"--size {text!r}: width 40..400 and height 10..200")
+    return width, height
 
 
 def ui(
     ctx: typer.Context,
     run: Optional[str] = typer.Argument(None, help="Open this run (id or unique prefix) directly."),
     poll: float = typer.Option(0.5, "--poll", min=0.05, help="Seconds between looks for new events."),
+    screenshot: Optional[Path] = typer.Option(
+        None, "--screenshot", help="Do not open the UI: save an SVG screenshot of it to this file and exit."
+    ),
+    size: str = typer.Option("140x40", "--size", help="Terminal size of --screenshot, WIDTHxHEIGHT."),
+    keys: Optional[list[str]] = typer.Option(
+        None, "--key", help="With --screenshot: press these keys first (repeat), e.g. --key 2."
+    ),
 ) -> None:
     """Open the terminal UI: runs, live score curves, event timeline with replay, transcripts, fork.
 
@@ -23,8 +42,12 @@ def ui(
     Example: tprompt ui r-1a2b3c
     """
     # Imported here so the other commands never load Textual.
-    from ..tui import create_app
+    from ..tui import create_app, export_screenshot
 
+    if screenshot is not None:
+        path = export_screenshot(settings(ctx).db, screenshot, run, size=_size(size), keys=tuple(keys or ()))
+        err.print(f"saved {path}")
+        return
     app = create_app(settings(ctx).db, run, poll_interval=poll)
     app.run()
 

@@ -85,6 +85,8 @@ def build_recorded_db(path: Path) -> Path:
         # Latency is measured wall-clock time; pin it for the screenshots.
         with log.conn:
             log.conn.execute("UPDATE transcripts SET latency_s = 0.125")
+        # Everything into the main file, so a plain copy of it is complete.
+        log.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return path
 
 

@@ -3,6 +3,6 @@
 Only front ends import this package; the core never does.
 """
 
-from .app import TPromptApp, create_app
+from .app import TPromptApp, create_app, export_screenshot
 
-__all__ = ("TPromptApp", "create_app")
+__all__ = ("TPromptApp", "create_app", "export_screenshot")

@@ -84,10 +84,13 @@ class TPromptApp(App[None]):
     # -- navigation -----------------------------------------------------------------
 
     def open_run(self, run_id: str) -> None:
-        """Show the run view of ``run_id`` on top of the current screen."""
+        """Show the run view of ``run_id`` (in place of the run view shown, if any; Esc goes back to the runs)."""
         from .screens.run import RunScreen
 
-        self.push_screen(RunScreen(run_id))
+        if isinstance(self.screen, RunScreen):
+            self.switch_screen(RunScreen(run_id))
+        else:
+            self.push_screen(RunScreen(run_id))
 
     def no_blink(self, root: Any) -> None:
         """Apply the app's cursor-blink setting to the inputs and text areas under ``root``."""
@@ -259,4 +262,32 @@ def create_app(
     return TPromptApp(path, run_id=run_id, poll_interval=poll_interval, cursor_blink=cursor_blink)
 
 
-__all__ = ("TPromptApp", "create_app")
+def export_screenshot(
+    db_path: str | Path,
+    out: str | Path,
+    run_id: str | None = None,
+    *,
+    size: tuple[int, int] = (140, 40),
+    keys: tuple[str, ...] = (),
+) -> Path:
+    """Run the app headless at ``size``, press ``keys``, and save an SVG screenshot to ``out``.
+
+    The SVG is the app's own export (what a terminal of that size shows).
+    """
+    out = Path(out)
+    app = create_app(db_path, run_id, cursor_blink=False)
+
+    async def autopilot(pilot: Any) -> None:
+        await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+        await pilot.pause()
+        app.save_screenshot(filename=out.name, path=str(out.parent.resolve()))
+        app.exit()
+
+    app.run(headless=True, size=size, auto_pilot=autopilot)
+    return out
+
+
+__all__ = ("TPromptApp", "create_app", "export_screenshot")

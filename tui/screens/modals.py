@@ -117,7 +117,7 @@ class ForkScreen(ModalScreen[ForkRequest | None]):
 #: (config key, label) of the new-run form's text fields, in order.
 FORM_FIELDS: tuple[tuple[str, str], ...] = (
     ("name", "name"),
-    ("source_tasks", "source tasks (comma-separated)"),
+    ("source_tasks", "source tasks (a, b)"),
     ("target_task", "target task"),
     ("proposer", "proposer model"),
     ("scorer", "scorer model"),
@@ -165,13 +165,16 @@ class NewRunScreen(ModalScreen[dict[str, Any] | None]):
                     for key, label in FORM_FIELDS:
                         yield Label(label)
                         suggester = SuggestFromList(tasks, case_sensitive=False) if "task" in key else None
-                        yield Input(value=self.initial.get(key, ""), id=f"new-{key}", suggester=suggester)
+                        yield Input(
+                            value=self.initial.get(key, ""), id=f"new-{key}", suggester=suggester, compact=True
+                        )
                     yield Label("scoring mode")
                     yield Select(
                         [(Text(m), m) for m in ("auto", "generate", "logprob")],
                         value=self.initial.get("mode", "auto"),
                         allow_blank=False,
                         id="new-mode",
+                        compact=True,
                     )
             yield Static(id="new-error")
             with Horizontal(classes="buttons"):

@@ -1,0 +1,434 @@
+"""Pilot tests of the terminal UI against recorded databases (fake model, fixed ids)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _tui_db import DEMO_RUN, FORK_RUN, MARKUP_PROMPT, MARKUP_RUN, build_recorded_db, deterministic, screen_text
+from conftest import run_created
+from textual.widgets import Checkbox, Input, Select, TextArea
+
+from tprompt.stores import EventLog, PromptCandidate, prompt_id_of
+from tprompt.stores.control import pause_requested
+from tprompt.stores.events import CandidateScored, StageStarted, StepProposed
+from tprompt.tui import TPromptApp, create_app
+from tprompt.tui.screens.modals import DiffScreen, ForkScreen, NewRunScreen
+from tprompt.tui.screens.run import RunScreen
+from tprompt.tui.screens.runs import RunsScreen
+from tprompt.tui.widgets import SortedTable
+
+SIZE = (150, 45)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def recorded_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("recorded") / "recorded.db"
+    with pytest.MonkeyPatch.context() as mp:
+        deterministic(mp)
+        build_recorded_db(path)
+    return path
+
+
+@pytest.fixture
+def recorded(recorded_master: Path, tmp_path: Path) -> Path:
+    """A private copy of the recorded database (tests may write to it)."""
+    path = tmp_path / "tprompt.db"
+    shutil.copy(recorded_master, path)
+    return path
+
+
+async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Let the app run until ``condition()`` holds (fails the test after ``timeout`` seconds)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("timed out waiting for the UI")
+        await pilot.pause(0.05)
+
+
+def table(app: TPromptApp, selector: str) -> SortedTable:
+    return app.screen.query_one(selector, SortedTable)
+
+
+def keys_of(t: SortedTable) -> list[str]:
+    return [r.key for r in t.rows_shown]
+
+
+async def open_run(pilot: Any, app: TPromptApp, run_id: str) -> RunScreen:
+    runs = table(app, "#runs-table")
+    runs.move_cursor(row=runs.get_row_index(run_id))
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+    await pilot.pause()
+    screen = app.screen
+    assert isinstance(screen, RunScreen) and screen.run_id == run_id
+    return screen
+
+
+async def test_browser_to_run_to_event_to_transcript(recorded: Path) -> None:
+    app = create_app(recorded, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        runs = table(app, "#runs-table")
+        assert sorted(keys_of(runs)) == sorted([DEMO_RUN, FORK_RUN, MARKUP_RUN])
+        # filter: only the fork mentions boolean_expressions
+        await pilot.press("slash")
+        await pilot.press(*"boolean")
+        assert keys_of(runs) == [FORK_RUN]
+        await pilot.press("escape")
+        assert len(keys_of(runs)) == 3
+
+        screen = await open_run(pilot, app, DEMO_RUN)
+        events = table(app, "#events")
+        n_events = EventLog(recorded, readonly=True).last_seq(DEMO_RUN)
+        assert events.row_count == n_events
+        # select the 4th event: its payload and the state replayed to it
+        events.focus()
+        events.move_cursor(row=0)
+        await pilot.press("down", "down", "down")
+        await pilot.pause()
+        assert events.current_key() == "4"
+        payload = app.screen.query_one("#payload", TextArea).text
+        assert '"seq": 4' in payload and '"type": "candidate.scored"' in payload
+        text = screen_text(app)
+        assert "state after seq 4" in text
+        with EventLog(recorded, readonly=True) as log:
+            at4 = log.state(DEMO_RUN, upto=4)
+        assert f"events: {at4.last_seq}" in text and at4.status in text
+
+        # transcripts: every call, filter by agent, search in the text
+        await pilot.press("4")
+        await pilot.pause()
+        calls = table(app, "#calls")
+        all_calls = calls.row_count
+        assert all_calls > 0
+        screen.query_one("#call-agent", Select).value = "proposer"
+        await pilot.pause()
+        proposer_calls = calls.row_count
+        assert 0 < proposer_calls < all_calls
+        assert all(screen._calls_index[k].agent == "proposer" for k in keys_of(calls))
+        assert "[system]" in screen_text(app) or "[user]" in screen_text(app)
+        screen.query_one("#call-agent", Select).clear()
+        screen.query_one("#call-step", Select).value = "source:1"
+        await pilot.pause()
+        assert {screen._calls_index[k].step for k in keys_of(calls)} == {"source:1"}
+        screen.query_one("#call-step", Select).clear()
+        screen.query_one("#call-search", Input).value = "<INS>"
+        await pilot.pause()
+        found = calls.row_count
+        assert 0 < found < all_calls
+        screen.query_one("#call-search", Input).value = "no such text anywhere 12345"
+        await pilot.pause()
+        assert calls.row_count == 0
+        assert "no call matches the filter" in screen_text(app)
+
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+
+
+async def test_sorting_tables(recorded: Path) -> None:
+    app = create_app(recorded, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        runs = table(app, "#runs-table")
+        runs.sort_by(0, reverse=False)
+        await pilot.pause()
+        assert keys_of(runs) == sorted([DEMO_RUN, FORK_RUN, MARKUP_RUN])
+        await pilot.press("S")  # flip
+        assert keys_of(runs) == sorted([DEMO_RUN, FORK_RUN, MARKUP_RUN], reverse=True)
+        await open_run(pilot, app, DEMO_RUN)
+        await pilot.press("3")
+        cands = table(app, "#candidates")
+        objective_col = cands._labels.index("objective")
+        cands.sort_by(objective_col, reverse=True)
+        await pilot.pause()
+        values = [r.values[objective_col] for r in cands.rows_shown]
+        assert values == sorted(values, reverse=True) and len(values) > 3
+        step_col = cands._labels.index("step")
+        cands.sort_by(step_col)
+        steps = [r.values[step_col] for r in cands.rows_shown]
+        assert steps == sorted(steps)
+
+
+async def test_fork_from_ui_opens_the_new_run(recorded: Path) -> None:
+    app = create_app(recorded, cursor_blink=False, poll_interval=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await open_run(pilot, app, DEMO_RUN)
+        with EventLog(recorded, readonly=True) as log:
+            best = log.state(DEMO_RUN).best("source")
+        assert best is not None
+        # the best-prompts tab: its first row is the best source prompt; fork from it
+        await pilot.press("2")
+        best_table = table(app, "#best")
+        best_table.move_cursor(row=0)
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, ForkScreen))
+        modal = app.screen
+        assert modal.query_one("#fork-point", Select).value == best.prompt_id
+        target = modal.query_one("#fork-target", Input)
+        target.value = "bbh/causal_judgement"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run_id != DEMO_RUN)
+        new_id = app.screen.run_id
+        await app.workers.wait_for_complete()
+        with EventLog(recorded, readonly=True) as log:
+            state = log.state(new_id)
+        assert state.parent_run_id == DEMO_RUN
+        assert state.from_prompt_id == best.prompt_id
+        assert state.target_task == "bbh/causal_judgement"
+        assert state.status == "completed"
+        # the new run's view follows it to the end without a restart
+        await wait_for(pilot, lambda: app.screen.follower.state.status == "completed")
+        assert "completed" in screen_text(app)
+        # and the runs browser lists it
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: new_id in keys_of(table(app, "#runs-table")))
+
+
+async def test_fork_at_selected_event(recorded: Path) -> None:
+    app = create_app(recorded, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await open_run(pilot, app, DEMO_RUN)
+        events = table(app, "#events")
+        events.move_cursor(row=5)  # seq 6
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, ForkScreen))
+        assert app.screen.query_one("#fork-point", Select).value == "seq"
+        app.screen.query_one("#fork-start", Checkbox).value = False
+        app.screen.query_one("#fork-target", Input).value = "bbh/navigate"
+        await pilot.click("#fork-ok")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run_id != DEMO_RUN)
+        await app.workers.wait_for_complete()
+        with EventLog(recorded, readonly=True) as log:
+            row = log.run(app.screen.run_id)
+        assert (row.parent_run_id, row.parent_seq, row.status) == (DEMO_RUN, 6, "created")
+
+
+async def test_fork_errors_are_shown_not_raised(recorded: Path) -> None:
+    app = create_app(recorded, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await open_run(pilot, app, DEMO_RUN)
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, ForkScreen))
+        app.screen.query_one("#fork-target", Input).value = "no/such_task"
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, RunScreen) and app.screen.run_id == DEMO_RUN
+        assert any("no/such_task" in str(n.message) for n in app._notifications)
+        assert len(EventLog(recorded, readonly=True).runs()) == 3
+
+
+async def test_live_events_appear_without_restart(db_path: Path) -> None:
+    with EventLog(db_path) as writer:
+        first = writer.create_run(run_created("live"), run_id="r-live000001")
+    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert keys_of(table(app, "#runs-table")) == [first]
+        # another process creates a run: the browser shows it
+        with EventLog(db_path) as writer:
+            writer.create_run(run_created("second"), run_id="r-live000002")
+        await wait_for(pilot, lambda: len(keys_of(table(app, "#runs-table"))) == 2)
+
+        await open_run(pilot, app, first)
+        assert table(app, "#events").row_count == 1
+        text = "Think step by step."
+        cand = PromptCandidate(prompt_id=prompt_id_of(text), text=text)
+        with EventLog(db_path) as writer:
+            writer.append(first, [StageStarted(stage="source", tasks=["source"])])
+            writer.append(first, [StepProposed(stage="source", step=1, candidates=[cand])])
+        await wait_for(pilot, lambda: table(app, "#events").row_count == 3)
+        # the cursor was on the last event, so it follows the tail
+        assert table(app, "#events").current_key() == "3"
+        with EventLog(db_path) as writer:
+            writer.append(
+                first,
+                [
+                    CandidateScored(
+                        stage="source", step=1, prompt_id=cand.prompt_id, text=text, task="source",
+                        n_examples=4, metrics={"accuracy": 0.75, "ifr": 1.0}, objective=0.6,
+                    )
+                ],
+            )
+        await wait_for(pilot, lambda: table(app, "#candidates").row_count == 1)
+        assert "running" in screen_text(app)
+        await pilot.press("2")
+        await pilot.pause()
+        assert "0.600" in screen_text(app)
+
+
+async def test_new_run_form_runs_in_a_worker_and_dashboard_follows(db_path: Path) -> None:
+    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
+        form = app.screen
+        fields = {
+            "name": "from the form", "source_tasks": "bbh/navigate", "target_task": "bbh/web_of_lies",
+            "proposer": "fake", "scorer": "fake", "steps": "1", "candidates": "2", "top_k": "1",
+            "examples": "3", "test_examples": "3",
+        }
+        # a bad value first: the form says why and stays open
+        form.query_one("#new-steps", Input).value = "0"
+        await pilot.click("#new-ok")
+        await pilot.pause()
+        assert isinstance(app.screen, NewRunScreen)
+        assert "new run: steps" in screen_text(app)
+        for key, value in fields.items():
+            form.query_one(f"#new-{key}", Input).value = value
+        form.query_one("#new-mode", Select).value = "generate"
+        await pilot.pause(0.3)  # a Button ignores a second click within its 0.2 s press effect
+        await pilot.click("#new-ok")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.follower.state.status == "completed")
+        await app.workers.wait_for_complete()
+        state = screen.follower.state
+        assert state.name == "from the form" and state.config["steps"] == 1
+        assert table(app, "#candidates").row_count == len(state.scores) > 0
+
+
+async def test_pause_and_resume_a_run_started_here(db_path: Path) -> None:
+    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        values = {
+            "source_tasks": ["bbh/navigate"], "target_task": "bbh/web_of_lies", "proposer": "fake:delay=0.02",
+            "scorer": "fake:delay=0.02", "steps": 2, "candidates": 2, "top_k": 1, "examples": 4,
+            "test_examples": 3, "mode": "generate",
+        }
+        app.start_new_run(values)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+        screen = app.screen
+        await wait_for(pilot, lambda: app.is_running_here(screen.run_id))
+        await pilot.press("p")
+        await wait_for(pilot, lambda: screen.follower.state.status == "paused")
+        await app.workers.wait_for_complete()
+        assert not app.is_running_here(screen.run_id)
+        paused_at = screen.follower.state.last_seq
+        await pilot.press("r")
+        await wait_for(pilot, lambda: screen.follower.state.status == "completed", timeout=60)
+        await app.workers.wait_for_complete()
+        types = [se.type for se in screen.follower.events]
+        assert "run.paused" in types and "run.resumed" in types
+        assert screen.follower.state.last_seq > paused_at
+
+
+async def test_pause_of_a_run_in_another_process_is_a_request(db_path: Path) -> None:
+    with EventLog(db_path) as writer:
+        run_id = writer.create_run(run_created("elsewhere"), run_id="r-else000001")
+        writer.append(run_id, [StageStarted(stage="source", tasks=["source"])])
+    app = create_app(db_path, run_id, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.press("p")
+        await pilot.pause()
+    with EventLog(db_path) as log:
+        assert pause_requested(log.conn, run_id)
+
+
+async def test_markup_in_prompts_and_answers_renders_literally(recorded: Path) -> None:
+    app = create_app(recorded, cursor_blink=False)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        assert "[b]markup[/b]" in screen_text(app)  # run name in the browser
+        await open_run(pilot, app, MARKUP_RUN)
+        assert "[b]markup[/b]" in screen_text(app)  # run head
+        await pilot.press("2")
+        await pilot.pause()
+        assert MARKUP_PROMPT in screen_text(app)  # best prompts
+        await pilot.press("3")
+        cands = table(app, "#candidates")
+        cands.move_cursor(row=0)
+        await pilot.pause()
+        assert MARKUP_PROMPT in screen_text(app)  # full candidate text
+        # diff the markup prompt against another one: still literal
+        await pilot.press("m")
+        cands.move_cursor(row=1)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen))
+        shown = screen_text(app)
+        assert "-" + MARKUP_PROMPT in shown
+        await pilot.press("escape")
+        await pilot.press("4")
+        calls = table(app, "#calls")
+        first_scorer = next(k for k in keys_of(calls) if app.screen._calls_index[k].agent == "scorer")
+        calls.move_cursor(row=calls.get_row_index(first_scorer))
+        await pilot.pause()
+        assert MARKUP_PROMPT in screen_text(app)  # the system message of a scorer call
+        # a search for a markup fragment is literal too (no regex, no markup)
+        app.screen.query_one("#call-search", Input).value = "[/]"
+        await pilot.pause()
+        assert calls.row_count > 0
+
+
+async def test_markup_in_model_answers_and_errors(db_path: Path) -> None:
+    """Text written straight into the log (as a model could) never styles or crashes the UI."""
+    nasty = "[/] [bold red]boom[/ [link=file:///etc/passwd]x[/link] [@click=app.quit]q[/]"
+    with EventLog(db_path) as writer:
+        run_id = writer.create_run(run_created(nasty), run_id="r-nasty00001")
+        cand = PromptCandidate(prompt_id=prompt_id_of(nasty), text=nasty)
+        writer.append(run_id, [StageStarted(stage="source", tasks=[nasty])])
+        writer.append(run_id, [StepProposed(stage="source", step=0, candidates=[cand])])
+        writer.append(
+            run_id,
+            [CandidateScored(stage="source", step=0, prompt_id=cand.prompt_id, text=nasty, task=nasty,
+                             n_examples=1, metrics={"accuracy": 1.0}, objective=1.0)],
+        )
+    app = create_app(db_path, cursor_blink=False)
+    async with app.run_test(size=(220, 50)) as pilot:
+        await pilot.pause()
+        await open_run(pilot, app, run_id)
+        for tab in ("1", "2", "3", "4"):
+            await pilot.press(tab)
+            await pilot.pause()
+        await pilot.press("3")
+        await pilot.pause()
+        assert nasty in screen_text(app)
+        assert app.is_running  # the [@click=app.quit] did nothing
+
+
+async def test_screenshot_command(recorded: Path, tmp_path: Path) -> None:
+    from tprompt.cli import main
+
+    out = tmp_path / "shot.svg"
+    code = await asyncio.to_thread(
+        main, ["--db", str(recorded), "ui", DEMO_RUN, "--screenshot", str(out), "--size", "120x35", "--key", "2"]
+    )
+    assert code == 0
+    svg = out.read_text()
+    assert svg.startswith("<svg") and "objective" in svg and DEMO_RUN in svg
+
+
+def test_ui_command_unknown_run_is_one_line_error(recorded: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tprompt.cli import main
+
+    code = main(["--db", str(recorded), "ui", "r-nope"])
+    assert code != 0
+    assert "no run 'r-nope'" in capsys.readouterr().err
+
+
+def test_create_app_makes_a_missing_database(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    app = create_app(path)
+    assert path.exists() and app.store.readonly and app.store.runs() == []
+    app.store.close()
