@@ -1,76 +1,81 @@
-"""``tprompt fork RUN --at SEQ``: a new run branching off any event of another.
+"""``tprompt fork``: a new run branching off any event, or any source prompt, of another.
 
-The fork's history is the parent's events up to ``SEQ``, read through (not
-copied), followed by its own ``run.forked`` event.
+The fork's history is the parent's events up to the fork point, read through
+(not copied), followed by its own ``run.forked`` event. Unless ``--no-start``,
+the fork then runs here, like ``tprompt run``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
 from ..errors import StoreError
-from ..stores import EventLog
+from ..graph import fork_run
 from ._common import JSON_OPTION, err, open_log, out, print_json, settings
-
-
-def fork_run(
-    log: EventLog,
-    run_id: str,
-    at_seq: int,
-    *,
-    target_task: str | None = None,
-    config_overrides: dict[str, Any] | None = None,
-    from_prompt_id: str | None = None,
-) -> str:
-    """Fork ``run_id`` (id or unique prefix) at ``at_seq``; returns the new run's id.
-
-    The fork starts from the parent's state after ``at_seq``: its config is
-    that state's config updated with ``config_overrides``, and its target task
-    is ``target_task`` or the state's.
-
-    Raises:
-        UnknownRun: no such run.
-        SeqOutOfRange: ``at_seq`` is not in the run's history.
-    """
-    parent = log.resolve(run_id)
-    state = log.state(parent, upto=at_seq)
-    config = dict(state.config)
-    if config_overrides:
-        config.update(config_overrides)
-    return log.fork(
-        parent,
-        at_seq,
-        config=config,
-        target_task=target_task or state.target_task or "",
-        from_prompt_id=from_prompt_id,
-    )
+from .run import execute, report
 
 
 def fork(
     ctx: typer.Context,
     run: str = typer.Argument(..., help="Run id (or a unique prefix) to fork."),
-    at: int = typer.Option(..., "--at", help="Fork after this seq of the run's history."),
+    at: Optional[int] = typer.Option(None, "--at", help="Fork after this seq of the run's history."),
+    from_prompt: Optional[str] = typer.Option(
+        None, "--from-prompt", help="Fork from this source prompt (id or prefix): the target stage starts from it."
+    ),
+    target: Optional[str] = typer.Option(None, "--target", help="Target task of the fork (default: the parent's)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Steps per stage."),
+    target_steps: Optional[int] = typer.Option(None, "--target-steps", help="Steps of the target stage."),
+    candidates: Optional[int] = typer.Option(None, "--candidates", help="Candidates per step."),
+    examples: Optional[int] = typer.Option(None, "--examples", help="Training examples per candidate score."),
+    test_examples: Optional[int] = typer.Option(None, "--test-examples", help="Held-out examples in the final table."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model spec for both proposer and scorer."),
+    proposer: Optional[str] = typer.Option(None, "--proposer", help="Model spec of the proposer."),
+    scorer: Optional[str] = typer.Option(None, "--scorer", help="Model spec of the scorer."),
+    no_start: bool = typer.Option(False, "--no-start", help="Only create the fork; run it later with `tprompt resume`."),
     json_: bool = JSON_OPTION,
 ) -> None:
-    """Start a new run whose history is RUN's events up to seq AT; prints the new run id.
+    """Branch a run at any event or from any source prompt, onto a (possibly different) target; prints the new id.
 
-    Example: tprompt fork r-1a2b3c --at 12
+    Example: tprompt fork r-1a2b3c --from-prompt p-9f8e --target medqa_usmle --steps 3
     """
     path = settings(ctx).db
     # Opening a missing file for writing would create an empty database.
     if not path.exists():
         raise StoreError(f"no tprompt database at {path}", hint="pass --db PATH or set TPROMPT_DB")
+    overrides: dict[str, Any] = {}
+    if model is not None:
+        overrides["proposer"] = overrides["scorer"] = model
+    for key, value in (
+        ("target_task", target), ("steps", steps), ("target_steps", target_steps), ("candidates", candidates),
+        ("examples", examples), ("test_examples", test_examples), ("proposer", proposer), ("scorer", scorer),
+    ):
+        if value is not None:
+            overrides[key] = value
     with open_log(ctx, readonly=False) as log:
         parent = log.resolve(run)
-        new_id = fork_run(log, parent, at)
+        new_id = fork_run(
+            log, parent, at_seq=at, from_prompt_id=from_prompt, overrides=overrides,
+            validate=not no_start or bool(overrides),
+        )
+        point = log.run(new_id).parent_seq
+        if no_start:
+            if json_:
+                print_json({"run_id": new_id, "parent_run_id": parent, "parent_seq": point})
+            else:
+                out.print(new_id)
+                if err.is_terminal:
+                    err.print(f"forked {parent} at seq {point}; `tprompt resume {new_id}` runs it")
+            return
+        if not json_:
+            out.print(new_id)
+            err.print(f"forked {parent} at seq {point}; running it")
+        state = execute(log, new_id, json_=json_)
     if json_:
-        print_json({"run_id": new_id, "parent_run_id": parent, "parent_seq": at})
-        return
-    out.print(new_id)
-    if err.is_terminal:
-        err.print(f"forked {parent} at seq {at}; `tprompt replay {new_id}` shows it")
+        report(state, json_=True)
+    else:
+        report(state, json_=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -62,11 +62,15 @@ def fork_run(
     at_seq: int | None = None,
     from_prompt_id: str | None = None,
     overrides: dict[str, Any] | None = None,
+    validate: bool = True,
 ) -> str:
     """Branch ``run_id`` at a seq, or from one of its source prompts onto a (new) target.
 
-    With ``from_prompt_id`` the fork point is the end of the parent's source
-    stage and the target stage is seeded with exactly that prompt.
+    The fork's config is the parent's (as of the fork point) updated with
+    ``overrides``. With ``from_prompt_id`` the fork point is the end of the
+    parent's source stage and the target stage is seeded with exactly that
+    prompt. ``validate=False`` skips checking that the fork can run (tasks,
+    models), for forks only meant to be inspected.
 
     Raises:
         UnknownRun, SeqOutOfRange, UsageError (no such prompt, or no fork point), ConfigError.
@@ -74,10 +78,8 @@ def fork_run(
     run_id = log.resolve(run_id)
     if (at_seq is None) == (from_prompt_id is None):
         raise UsageError("give exactly one of --at SEQ or --from-prompt PROMPT_ID")
-    parent = log.state(run_id)
-    if not parent.config:
-        raise UsageError(f"run {run_id} has no configuration; it cannot be forked")
     if from_prompt_id is not None:
+        parent = log.state(run_id)
         from_prompt_id = _resolve_prompt(parent, from_prompt_id)
         at_seq = _source_stage_end(log, run_id, parent, from_prompt_id)
     assert at_seq is not None
@@ -85,17 +87,23 @@ def fork_run(
     at_state = log.state(run_id, upto=at_seq)
     values = dict(at_state.config)
     values.update(overrides or {})
-    config = make_config(values, where="fork options")
-    if from_prompt_id is not None and not config.transfer:
-        raise UsageError("--from-prompt needs transfer on")
-    preflight(config)
+    target = str(values.get("target_task") or at_state.target_task or "")
+    if validate:
+        if not at_state.config:
+            raise UsageError(f"run {run_id} has no run configuration, so a fork of it cannot run", hint="use --no-start")
+        config = make_config(values, where="fork options")
+        if from_prompt_id is not None and not config.transfer:
+            raise UsageError("--from-prompt needs transfer on")
+        preflight(config)
+        values = config.model_dump(mode="json")
+        target = config.target_task
     return log.fork(
         run_id,
         at_seq,
-        config=config.model_dump(mode="json"),
-        target_task=config.target_task,
+        config=values,
+        target_task=target,
         from_prompt_id=from_prompt_id,
-        name=config.name,
+        name=values.get("name"),
     )
 
 

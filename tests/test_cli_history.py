@@ -101,7 +101,7 @@ def test_tables_go_to_stdout(cli, filled) -> None:
 
 def test_fork_prints_new_run_id_and_takes_parent_state(cli, filled) -> None:
     db, run = filled
-    code, out, err = cli("--db", str(db), "fork", "r-demo", "--at", "3")
+    code, out, err = cli("--db", str(db), "fork", "r-demo", "--at", "3", "--no-start")
     assert code == 0 and err == ""
     child = out.strip()
     with EventLog(db, readonly=True) as log:
@@ -110,7 +110,7 @@ def test_fork_prints_new_run_id_and_takes_parent_state(cli, filled) -> None:
         assert state.config == {"model": "fake"} and state.target_task == "target"
         assert [s.prompt_id for s in state.scores] == ["p-1"]
 
-    code, out, err = cli("--db", str(db), "fork", child, "--at", "4", "--json")
+    code, out, err = cli("--db", str(db), "fork", child, "--at", "4", "--no-start", "--json")
     assert code == 0 and err == ""
     made = json.loads(out)
     assert (made["parent_run_id"], made["parent_seq"]) == (child, 4)
@@ -119,14 +119,14 @@ def test_fork_prints_new_run_id_and_takes_parent_state(cli, filled) -> None:
 
 
 def test_fork_run_function_overrides(filled) -> None:
-    from tprompt.commands.fork import fork_run
+    from tprompt.graph import fork_run
 
     db, run = filled
     with EventLog(db) as log:
-        child = fork_run(log, "r-demo", 2, target_task="medqa", config_overrides={"steps": 3}, from_prompt_id="p-2")
+        child = fork_run(log, "r-demo", at_seq=2, overrides={"target_task": "medqa", "steps": 3}, validate=False)
         state = log.state(child)
-    assert state.target_task == "medqa" and state.from_prompt_id == "p-2"
-    assert state.config == {"model": "fake", "steps": 3}
+    assert state.target_task == "medqa"
+    assert state.config == {"model": "fake", "steps": 3, "target_task": "medqa"}
 
 
 def test_runs_on_missing_database_is_empty(cli, tmp_path: Path) -> None:
@@ -146,7 +146,7 @@ def test_every_command_has_help_with_an_example(cli) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["events", "r-nope"], ["replay", "r-nope"], ["fork", "r-nope", "--at", "1"], ["events", "r-nope", "--json"]],
+    [["events", "r-nope"], ["replay", "r-nope"], ["fork", "r-nope", "--at", "1", "--no-start"], ["events", "r-nope", "--json"]],
 )
 def test_unknown_run(cli, filled, args) -> None:
     db, _ = filled
@@ -156,7 +156,7 @@ def test_unknown_run(cli, filled, args) -> None:
 
 
 @pytest.mark.parametrize("args", [["replay", "{run}", "--to", "6"], ["replay", "{run}", "--to", "0"],
-                                  ["fork", "{run}", "--at", "99"], ["fork", "{run}", "--at", "0", "--json"]])
+                                  ["fork", "{run}", "--at", "99", "--no-start"], ["fork", "{run}", "--at", "0", "--no-start", "--json"]])
 def test_seq_out_of_range(cli, filled, args) -> None:
     db, run = filled
     before = counts(db)
@@ -178,7 +178,7 @@ def _other_app(path: Path) -> None:
 
 @pytest.mark.parametrize("make", [_text_file, _other_app], ids=["text", "other-sqlite"])
 @pytest.mark.parametrize(
-    "args", [["runs"], ["runs", "--json"], ["events", "r-1"], ["replay", "r-1"], ["fork", "r-1", "--at", "1"]]
+    "args", [["runs"], ["runs", "--json"], ["events", "r-1"], ["replay", "r-1"], ["fork", "r-1", "--at", "1", "--no-start"]]
 )
 def test_not_a_tprompt_database(cli, tmp_path: Path, make, args) -> None:
     db = tmp_path / "foreign.db"
@@ -188,7 +188,7 @@ def test_not_a_tprompt_database(cli, tmp_path: Path, make, args) -> None:
     assert snapshot(db) == before
 
 
-@pytest.mark.parametrize("args", [["events", "r-1"], ["replay", "r-1"], ["fork", "r-1", "--at", "1"]])
+@pytest.mark.parametrize("args", [["events", "r-1"], ["replay", "r-1"], ["fork", "r-1", "--at", "1", "--no-start"]])
 def test_missing_database(cli, tmp_path: Path, args) -> None:
     db = tmp_path / "missing.db"
     assert_one_error_line(*cli("--db", str(db), *args), exit_code=1, says="no tprompt database")
@@ -212,7 +212,7 @@ def test_read_only_file_for_fork(cli, filled) -> None:
     db, run = filled
     db.chmod(0o444)
     before = snapshot(db)
-    assert_one_error_line(*cli("--db", str(db), "fork", run, "--at", "2"), exit_code=1, says="read-only")
+    assert_one_error_line(*cli("--db", str(db), "fork", run, "--at", "2", "--no-start"), exit_code=1, says="read-only")
     assert snapshot(db) == before
     # Reading a read-only file is fine.
     assert cli("--db", str(db), "events", run, "--json")[0] == 0
@@ -225,7 +225,7 @@ def test_locked_database(cli, filled, monkeypatch: pytest.MonkeyPatch) -> None:
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        assert_one_error_line(*cli("--db", str(db), "fork", run, "--at", "2", "--json"), exit_code=1, says="locked")
+        assert_one_error_line(*cli("--db", str(db), "fork", run, "--at", "2", "--no-start", "--json"), exit_code=1, says="locked")
         # WAL: readers are not blocked by a writer.
         code, out, _ = cli("--db", str(db), "events", run, "--json")
         assert code == 0 and len(json.loads(out)) == 5
@@ -233,10 +233,10 @@ def test_locked_database(cli, filled, monkeypatch: pytest.MonkeyPatch) -> None:
         holder.execute("ROLLBACK")
         holder.close()
     assert counts(db) == before
-    assert cli("--db", str(db), "fork", run, "--at", "2")[0] == 0
+    assert cli("--db", str(db), "fork", run, "--at", "2", "--no-start")[0] == 0
 
 
 def test_bad_busy_timeout_env(cli, filled, monkeypatch: pytest.MonkeyPatch) -> None:
     db, run = filled
     monkeypatch.setenv("TPROMPT_BUSY_TIMEOUT", "soon")
-    assert_one_error_line(*cli("--db", str(db), "fork", run, "--at", "2"), exit_code=1, says="TPROMPT_BUSY_TIMEOUT")
+    assert_one_error_line(*cli("--db", str(db), "fork", run, "--at", "2", "--no-start"), exit_code=1, says="TPROMPT_BUSY_TIMEOUT")

@@ -19,8 +19,8 @@ from tprompt.graph import Runner, comparable_events, create_run, fork_run, make_
 from tprompt.stores import EventLog
 
 SMALL = dict(
-    source_tasks=["bbh/navigate"],
-    target_task="bbh/web_of_lies",
+    source_tasks=["ai2_science"],
+    target_task="arc_challenge",
     proposer="fake",
     scorer="fake",
     steps=2,
@@ -91,7 +91,7 @@ def test_run_event_sequence_follows_the_config(tmp_path: Path) -> None:
     assert len(transfer) == 1 and 1 <= len(transfer[0].prompts) <= SMALL["top_k"]
     tested = [e.event for e in events if e.type == "prompt.tested"]
     assert [t.role for t in tested] == ["original", "best_source", "best_target"]
-    assert all(t.task == "bbh/web_of_lies" and t.split == "test" and t.n_examples == 5 for t in tested)
+    assert all(t.task == "arc_challenge" and t.split == "test" and t.n_examples == 5 for t in tested)
     state = log.state(run_id)
     assert state.status == "completed"
     # The target stage starts from the transferred prompts.
@@ -216,11 +216,11 @@ def test_fork_from_source_prompt_onto_another_target(tmp_path: Path) -> None:
     before = comparable(log, parent)
     parent_state = log.state(parent)
     prompt = parent_state.history("source")[0].prompt_id  # not the best: any source prompt
-    child = fork_run(log, parent, from_prompt_id=prompt, overrides={"target_task": "bbh/navigate"})
+    child = fork_run(log, parent, from_prompt_id=prompt, overrides={"target_task": "mmlu/anatomy"})
     Runner(log, child).run()
     child_state = log.state(child)
     assert child_state.status == "completed"
-    assert child_state.target_task == "bbh/navigate"
+    assert child_state.target_task == "mmlu/anatomy"
     assert [c.prompt_id for c in child_state.transferred] == [prompt]
     fork_point = child_state.parent_seq
     parent_events = [(e.seq, e.event_id) for e in log.events(parent, upto=fork_point)]
