@@ -120,7 +120,8 @@ def test_plot_text_fits_and_marks_best() -> None:
     text = plot_text(curves, 60, 12)
     lines = text.plain.splitlines()
     assert len(lines) == 12 and max(len(line) for line in lines) <= 60
-    assert text.plain.count("●") == 3 + 1 and  # three steps and the legend; "0.600" in text.plain and "0.100" in text.plain
+    assert text.plain.count("●") == 3 + 1  # three steps and the legend
+    assert "0.600" in text.plain and "0.100" in text.plain
     assert "s0" in text.plain and "t0" in text.plain
     assert "no scored" in plot_text([], 60, 12).plain
 
