@@ -1,0 +1,80 @@
+"""Snapshots (pytest-textual-snapshot) of the main screens on the recorded database.
+
+The database is built with fixed run ids, a fake clock, counted call ids and
+the deterministic ``fake`` model; cursors do not blink. After an intended change
+of the UI (or of the fake model's output) refresh them with
+``pytest tests/test_tui_snapshots.py --snapshot-update`` and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _tui_db import DEMO_RUN, MARKUP_RUN, build_recorded_db, deterministic
+
+from tprompt.tui import create_app
+from tprompt.tui.widgets import SortedTable
+
+SIZE = (140, 40)
+
+
+@pytest.fixture(scope="module")
+def recorded_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("snapshots") / "recorded.db"
+    with pytest.MonkeyPatch.context() as mp:
+        deterministic(mp)
+        build_recorded_db(path)
+    return path
+
+
+@pytest.fixture
+def recorded(recorded_master: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "tprompt.db"
+    shutil.copy(recorded_master, path)
+    return path
+
+
+def _cursor(selector: str, row: int) -> Any:
+    async def run_before(pilot: Any) -> None:
+        await pilot.pause()
+        pilot.app.screen.query_one(selector, SortedTable).move_cursor(row=row, animate=False)
+        await pilot.pause()
+
+    return run_before
+
+
+def test_runs_browser(snap_compare: Any, recorded: Path) -> None:
+    assert snap_compare(create_app(recorded, cursor_blink=False), terminal_size=SIZE)
+
+
+def test_run_timeline_with_replay(snap_compare: Any, recorded: Path) -> None:
+    app = create_app(recorded, DEMO_RUN, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=_cursor("#events", 6))
+
+
+def test_run_scores(snap_compare: Any, recorded: Path) -> None:
+    app = create_app(recorded, DEMO_RUN, cursor_blink=False)
+    assert snap_compare(app, press=["2"], terminal_size=SIZE)
+
+
+def test_run_candidates(snap_compare: Any, recorded: Path) -> None:
+    app = create_app(recorded, DEMO_RUN, cursor_blink=False)
+    assert snap_compare(app, press=["3"], terminal_size=SIZE)
+
+
+def test_run_transcripts(snap_compare: Any, recorded: Path) -> None:
+    app = create_app(recorded, DEMO_RUN, cursor_blink=False)
+    assert snap_compare(app, press=["4"], terminal_size=SIZE, run_before=_cursor("#calls", 4))
+
+
+def test_fork_dialog(snap_compare: Any, recorded: Path) -> None:
+    app = create_app(recorded, DEMO_RUN, cursor_blink=False)
+    assert snap_compare(app, press=["2", "f"], terminal_size=SIZE)
+
+
+def test_markup_run_candidates_render_literally(snap_compare: Any, recorded: Path) -> None:
+    app = create_app(recorded, MARKUP_RUN, cursor_blink=False)
+    assert snap_compare(app, press=["3"], terminal_size=SIZE)
