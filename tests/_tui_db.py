@@ -26,8 +26,8 @@ MARKUP_RUN = "r-markup0001"
 
 DEMO_CONFIG: dict[str, Any] = {
     "name": "demo",
-    "source_tasks": ["bbh/navigate"],
-    "target_task": "bbh/web_of_lies",
+    "source_tasks": ["ai2_science"],
+    "target_task": "arc_challenge",
     "proposer": "fake",
     "scorer": "fake",
     "steps": 2,
@@ -35,7 +35,9 @@ DEMO_CONFIG: dict[str, Any] = {
     "top_k": 2,
     "examples": 4,
     "test_examples": 5,
-    "mode": "generate",
+    # logprob on these multiple-choice tasks: the fake model's option
+    # probabilities give candidates different scores, so the plot has a shape.
+    "mode": "auto",
 }
 
 
@@ -68,12 +70,12 @@ def build_recorded_db(path: Path) -> Path:
         source_end = next(se.seq for se in log.events(DEMO_RUN) if se.type == "stage.completed")
         best_source = state.best("source")
         assert best_source is not None
-        config = dict(state.config, target_task="bbh/boolean_expressions", name="fork")
+        config = dict(state.config, target_task="mmlu/college_biology", name="fork")
         log.fork(
             DEMO_RUN,
             source_end,
             config=config,
-            target_task="bbh/boolean_expressions",
+            target_task="mmlu/college_biology",
             from_prompt_id=best_source.prompt_id,
             run_id=FORK_RUN,
             name="fork",

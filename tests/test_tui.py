@@ -84,9 +84,9 @@ async def test_browser_to_run_to_event_to_transcript(recorded: Path) -> None:
         await pilot.pause()
         runs = table(app, "#runs-table")
         assert sorted(keys_of(runs)) == sorted([DEMO_RUN, FORK_RUN, MARKUP_RUN])
-        # filter: only the fork mentions boolean_expressions
+        # filter: only the fork mentions college_biology
         await pilot.press("slash")
-        await pilot.press(*"boolean")
+        await pilot.press(*"biology")
         assert keys_of(runs) == [FORK_RUN]
         await pilot.press("escape")
         assert len(keys_of(runs)) == 3
@@ -353,12 +353,9 @@ async def test_markup_in_prompts_and_answers_renders_literally(recorded: Path) -
         assert "[b]markup[/b]" in screen_text(app)  # run name in the browser
         await open_run(pilot, app, MARKUP_RUN)
         assert "[b]markup[/b]" in screen_text(app)  # run head
-        await pilot.press("2")
-        await pilot.pause()
-        assert MARKUP_PROMPT in screen_text(app)  # best prompts
         await pilot.press("3")
         cands = table(app, "#candidates")
-        cands.move_cursor(row=0)
+        cands.move_cursor(row=0)  # step 0: the original prompt
         await pilot.pause()
         assert MARKUP_PROMPT in screen_text(app)  # full candidate text
         # diff the markup prompt against another one: still literal

@@ -147,7 +147,8 @@ def test_transcripts_filter_and_search(recorded: Path, tmp_path: Path) -> None:
         assert scorer and all(r.agent == "scorer" for r in scorer)
         detail = tr.detail(scorer[0])
         assert detail.messages[0][0] == "system" and system_prompt(detail) == "Answer the question."
-        assert detail.response and detail.params["temperature"] == 0.0
-        hits = tr.filtered(search="CONFIDENCE:")
-        assert hits and len(hits) < len(tr.rows) + 1
+        assert detail.response and detail.params["kind"] in ("chat", "options")
+        hits = tr.filtered(search="HARMFUL TO AN ECOSYSTEM")  # any case
+        assert 0 < len(hits) < len(tr.rows)
+        assert all("harmful to an ecosystem" in " ".join(t for _, t in tr.detail(r).messages) for r in hits)
         assert tr.filtered(search="zzz-not-there") == []

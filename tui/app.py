@@ -57,7 +57,11 @@ class TPromptApp(App[None]):
         super().__init__()
         self.db_path = Path(db_path)
         self.store = EventLog(self.db_path, readonly=True)
-        self.initial_run = self.store.resolve(run_id) if run_id else None
+        try:
+            self.initial_run = self.store.resolve(run_id) if run_id else None
+        except BaseException:
+            self.store.close()
+            raise
         self.poll_interval = poll_interval
         self.cursor_blink = cursor_blink
         #: runs executing in this process (their Runner, to pause them directly)

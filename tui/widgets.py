@@ -181,10 +181,13 @@ def plot_text(curves: Sequence[Curve], width: int, height: int) -> Text:
         return rows - 1 - round((v - lo) / (hi - lo) * (rows - 1))
 
     prev: tuple[int, int] | None = None
+    prev_stage = None
     for i, (stage, _step, vs, best) in enumerate(columns):
         x = i * gap + gap // 2
         if x >= plot_w:
             break
+        if stage != prev_stage:
+            prev, prev_stage = None, stage  # each stage has its own best line
         style = _STAGE_STYLE.get(stage, "white")
         for v in vs:
             grid[y_of(v)][x] = ("·", style)
