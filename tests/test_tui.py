@@ -429,3 +429,25 @@ def test_create_app_makes_a_missing_database(tmp_path: Path) -> None:
     app = create_app(path)
     assert path.exists() and app.store.readonly and app.store.runs() == []
     app.store.close()
+
+
+async def test_quitting_pauses_runs_started_here(db_path: Path) -> None:
+    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.start_new_run(
+            {
+                "source_tasks": ["ai2_science"], "target_task": "arc_challenge", "proposer": "fake:delay=0.05",
+                "scorer": "fake:delay=0.05", "steps": 3, "candidates": 3, "examples": 8, "mode": "generate",
+            }
+        )
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.is_running_here(app.screen.run_id))
+        run_id = app.screen.run_id
+        await pilot.press("q")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    with EventLog(db_path, readonly=True) as log:
+        while log.run(run_id).status != "paused":
+            assert loop.time() < deadline, "the run was not paused on quit"
+            await asyncio.sleep(0.05)
+        assert log.state(run_id).status == "paused"
