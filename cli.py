@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "transcripts",
     "ui",
+    "experiment",
 )
 
 app = typer.Typer(

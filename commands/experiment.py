@@ -1,0 +1,235 @@
+"""Experiments and reports: ``experiment CONFIG`` and ``report (RUN | EXPERIMENT)``."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import UnknownRun
+from ..graph.experiment import (
+    ARM_LABELS,
+    CellRun,
+    Experiment,
+    find_experiment,
+    load_experiment_file,
+    plan_experiment,
+    run_experiment,
+)
+from ..stores import EventLog, RunState
+from ..stores.control import mark_handled, pause_requested
+from ._common import JSON_OPTION, err, open_log, out, print_json
+from ._progress import RunProgress
+
+
+def _cell_row(cell_run: CellRun, state: RunState | None) -> dict[str, Any]:
+    calls = state.scorer_calls if state else {}
+    return {
+        "cell": cell_run.cell.key,
+        "arm": cell_run.arm,
+        "seed": cell_run.seed,
+        "run_id": state.run_id if state else None,
+        "status": state.status if state else "not started",
+        "train_scorer_calls": calls.get("source", 0) + calls.get("target", 0),
+        "budget": cell_run.cell.budget,
+    }
+
+
+def _execute_with_progress(json_: bool):
+    def execute(log: EventLog, run_id: str, cell_run: CellRun, index: int, total: int) -> RunState:
+        from ..graph import Runner
+
+        mark_handled(log, run_id)  # a stale pause request must not stop a fresh start
+        if not json_:
+            err.print(f"[{index}/{total}] {cell_run.cell.key}  {ARM_LABELS[cell_run.arm]}  seed {cell_run.seed}  ({run_id})")
+        runner = Runner(log, run_id, pause_check=lambda: pause_requested(log.conn, run_id))
+        progress = RunProgress(enabled=err.is_terminal and not json_)
+        runner.hooks = progress
+        interrupts = 0
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            nonlocal interrupts
+            interrupts += 1
+            if interrupts > 1:
+                raise KeyboardInterrupt
+            err.print("pausing: rerun the same `tprompt experiment` command to continue")
+            runner.request_pause()
+
+        old_int = signal.signal(signal.SIGINT, on_signal)
+        old_term = signal.signal(signal.SIGTERM, on_signal)
+        try:
+            with progress:
+                state = runner.run()
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+        if state.status == "paused":
+            mark_handled(log, run_id)
+        return state
+
+    return execute
+
+
+def experiment(
+    ctx: typer.Context,
+    config: Path = typer.Argument(..., help="Experiment file (TOML, YAML or JSON): the grid to run."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and list the runs without running anything."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Run a grid of Transfer-Prompting runs against the original prompt and target-only optimization.
+
+    Every cell (model x source tasks x target x budget) gets, per seed, a target-only run and a
+    Transfer-Prompting run with the same budget of training scorer calls; each is a normal run in
+    the database. Rerunning the same command resumes: finished runs are skipped, unfinished ones
+    continue where they stopped. Then `tprompt report NAME` writes the tables and plots.
+
+    Example: tprompt experiment examples/experiment-smollm2.toml
+    """
+    planned = plan_experiment(load_experiment_file(config), where=str(config))
+    if dry_run:
+        rows = [_cell_row(r, None) | {"name": r.name} for r in planned.runs]
+        if json_:
+            print_json({"name": planned.name, "runs": rows})
+        else:
+            _print_wide([_runs_table(planned, [(r, None) for r in planned.runs])])
+        return
+
+    def skipped(cell_run: CellRun, state: RunState, index: int, total: int) -> None:
+        if not json_:
+            err.print(f"[{index}/{total}] {cell_run.cell.key}  {ARM_LABELS[cell_run.arm]}  seed {cell_run.seed}: "
+                      f"done ({state.run_id})")
+
+    with open_log(ctx, readonly=False) as log:
+        if not json_:
+            err.print(f"experiment {planned.name}: {len(planned.runs)} runs in {log.path}")
+        recorded, _visited = run_experiment(log, planned, execute=_execute_with_progress(json_), on_skip=skipped)
+        states = [(r, _state_of(log, r)) for r in recorded.runs]
+    done = sum(1 for _, s in states if s is not None and s.status == "completed")
+    if json_:
+        print_json(
+            {
+                "experiment_id": recorded.experiment_id,
+                "name": recorded.name,
+                "completed": done,
+                "total": len(states),
+                "runs": [_cell_row(r, s) for r, s in states],
+            }
+        )
+        return
+    _print_wide([_runs_table(recorded, states)])
+    if done == len(states):
+        out.print(f"experiment [bold]{recorded.name}[/] complete; write the report with: "
+                  f"tprompt report {recorded.name} --out DIR")
+    else:
+        out.print(f"experiment [bold]{recorded.name}[/]: {done}/{len(states)} runs complete; "
+                  f"continue with: tprompt experiment {config}")
+
+
+def _state_of(log: EventLog, cell_run: CellRun) -> RunState | None:
+    from ..graph.experiment import find_cell_run
+
+    run_id = find_cell_run(log, cell_run)
+    return log.state(run_id) if run_id else None
+
+
+def _runs_table(experiment: Experiment, states: list[tuple[CellRun, RunState | None]]) -> Table:
+    table = Table(title=f"experiment {experiment.name}")
+    for col in ("cell", "arm", "seed", "run", "status", "train scorer calls / budget"):
+        table.add_column(col)
+    for cell_run, state in states:
+        row = _cell_row(cell_run, state)
+        table.add_row(
+            Text(row["cell"]),
+            ARM_LABELS[cell_run.arm],
+            str(cell_run.seed),
+            row["run_id"] or "-",
+            row["status"],
+            f"{row['train_scorer_calls']} / {row['budget']}",
+        )
+    return table
+
+
+def report(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="An experiment name or id, or a run id (or a unique prefix)."),
+    out_dir: Optional[Path] = typer.Option(
+        None, "--out", help="Directory for report.md and the PNG plots. Default: ./report-<name>."
+    ),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Write a Markdown report with tables and PNG plots for an experiment or a single run.
+
+    Tables per model and dataset: every metric on the held-out test split for each arm (original
+    prompt, target-only optimization, Transfer-Prompting), mean and spread over seeds, and the change
+    against the original prompt. Plots: score curves per step, reliability diagrams, the Pareto front.
+    The tables are also printed here.
+
+    Example: tprompt report smollm2-demo --out docs/results/smollm2-demo
+    """
+    from ..graph.report import build_report, report_json, write_report
+
+    with open_log(ctx) as log:
+        target = find_experiment(log, ref)
+        if target is None:
+            try:
+                run_id = log.resolve(ref)
+            except UnknownRun:
+                raise UnknownRun(
+                    f"no experiment or run {ref!r} in {log.path}",
+                    hint="`tprompt history` lists runs; experiments are named by their config's `name`",
+                ) from None
+            rep = build_report(log, run_id=run_id)
+        else:
+            rep = build_report(log, experiment=target)
+        directory = out_dir or Path(f"report-{rep.slug}")
+        written = write_report(log, rep, directory)
+    if json_:
+        print_json(report_json(rep) | {"out": str(directory), "files": [str(p) for p in written]})
+        return
+    _print_wide(terminal_tables(rep))
+    for note in rep.notes:
+        err.print(Text(note))
+    err.print(f"report written to {directory / 'report.md'} ({len(written)} files)")
+
+
+def _print_wide(tables: list[Table]) -> None:
+    # A pipe or a file gets whole rows rather than 80 columns of wrapped cells.
+    width = out.width
+    if not out.is_terminal:
+        out.width = 220
+    try:
+        for table in tables:
+            out.print(table)
+    finally:
+        out.width = width
+
+
+def terminal_tables(rep: Any) -> list[Table]:
+    """The report's tables for the terminal: per group, values and changes against the original."""
+    from ..graph.report import COLUMNS, table_rows
+
+    tables = []
+    for group in rep.groups:
+        values, changes = table_rows(group)
+        title = f"{group.title}\ntest split, {group.n_test()} examples per seed, seeds {', '.join(map(str, group.seeds)) or '-'}"
+        table = Table(title=Text(title))
+        for col in ("arm", "n", *COLUMNS):
+            table.add_column(col, justify="left" if col == "arm" else "right")
+        for row in values:
+            table.add_row(*row)
+        if changes:
+            table.add_section()
+            for row in changes:
+                table.add_row(*row)
+        tables.append(table)
+    return tables
+
+
+def register(app: typer.Typer) -> None:
+    app.command("experiment")(experiment)
+    app.command("report")(report)

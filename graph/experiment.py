@@ -1,0 +1,479 @@
+"""Experiments: a named grid of runs that compares Transfer-Prompting with its baselines.
+
+An experiment config names models, source task sets, target tasks, seeds and
+scorer-call budgets. Each *cell* (model x source set x target x budget) gets,
+per seed, two runs under the same budget of training scorer calls:
+
+* ``target_only`` -- the OPRO baseline: ``transfer=False``, the target stage
+  starts from the original prompt;
+* ``transfer`` -- Transfer-Prompting: source stage, top-k transfer, target stage.
+
+The third arm, the original prompt, needs no run: every run tests the original
+prompt on the same held-out examples (``prompt.tested`` role ``original``).
+
+Cells are ordinary runs in the event log, named ``<experiment>/<cell>/<arm>/s<seed>``
+and carrying their whole config, so they can be browsed, forked and resumed
+like any run. Running an experiment again finds its runs by name and config:
+finished ones are skipped, unfinished ones are resumed, missing ones are
+created. The experiment itself is one row of the ``experiments`` table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import ConfigError, UnknownRun
+from ..stores import EventLog
+from ..stores.db import immediate, translate
+from ..stores.log import now_iso
+from ..stores.projection import RunState
+from .config import RunConfig, make_config
+
+Arm = Literal["target_only", "transfer"]
+
+#: The optimization arms, in the order they are run and reported.
+ARMS: tuple[Arm, ...] = ("target_only", "transfer")
+
+#: How arms are labelled in tables (the original prompt is the third arm).
+ARM_LABELS: dict[str, str] = {
+    "original": "original prompt",
+    "target_only": "target-only (OPRO)",
+    "transfer": "Transfer-Prompting",
+}
+
+#: Run keys an experiment sets per cell; giving them under [run] is a mistake.
+_CELL_KEYS = ("name", "source_tasks", "target_task", "proposer", "scorer", "seed", "transfer", "scorer_budget")
+
+
+class ModelPair(BaseModel):
+    """The proposer (reference LLM) and scorer of one model row of the grid."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str | None = Field(None, description="Label in run names and tables (default: the scorer spec).")
+    proposer: str = Field("smollm2", description="Model spec that writes candidate prompts.")
+    scorer: str | None = Field(None, description="Model spec that answers the questions (default: the proposer).")
+
+    @property
+    def scorer_spec(self) -> str:
+        return self.scorer or self.proposer
+
+    @property
+    def label(self) -> str:
+        return self.name or self.scorer_spec
+
+
+class ExperimentConfig(BaseModel):
+    """A grid of runs. See docs/experiments.md for the file format."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(..., min_length=1, description="Identifies the experiment in the database.")
+    description: str | None = None
+    models: list[ModelPair] = Field(default_factory=lambda: [ModelPair()], min_length=1)
+    sources: list[list[str]] = Field(default_factory=lambda: [["ai2_science"]], min_length=1)
+    targets: list[str] = Field(..., min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    budgets: list[int] | None = Field(
+        None, description="Scorer-call budgets (training examples, both stages); default: one, the transfer "
+        "arm's full cost under the run settings."
+    )
+    run: dict[str, Any] = Field(default_factory=dict, description="RunConfig settings shared by every run.")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: Any) -> Any:
+        # "smollm2" is shorthand for proposer = scorer = "smollm2".
+        if isinstance(value, list):
+            return [{"proposer": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _sources(cls, value: Any) -> Any:
+        # "ai2_science" is shorthand for the one-task set ["ai2_science"].
+        if isinstance(value, list):
+            return [[v] if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentConfig:
+        if "/" in self.name or not self.name.strip():
+            raise ValueError(f"name {self.name!r}: use a non-empty name without '/'")
+        for key in _CELL_KEYS:
+            if key in self.run:
+                raise ValueError(f"run.{key} is set per cell by the experiment; use the grid keys instead")
+        if "patience" in self.run and self.run["patience"] is not None:
+            raise ValueError("run.patience would end arms before they spend their budget; leave it out")
+        for group in ("models", "sources", "targets", "seeds", "budgets"):
+            values = getattr(self, group) or []
+            keys = [json.dumps(v.model_dump() if isinstance(v, BaseModel) else v) for v in values]
+            if len(set(keys)) != len(keys):
+                raise ValueError(f"{group} lists the same entry twice")
+        labels = [m.label for m in self.models]
+        if len(set(labels)) != len(labels):
+            raise ValueError("two models have the same label; give them distinct `name`s")
+        if any(not s for s in self.sources):
+            raise ValueError("sources holds an empty task set")
+        if self.budgets is not None and any(b < 1 for b in self.budgets):
+            raise ValueError("budgets must be positive numbers of scorer calls")
+        return self
+
+    def fingerprint(self) -> str:
+        """A hash of the config: an experiment name stands for one grid."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One target cell of the grid: model x source set x target x budget."""
+
+    model: str
+    sources: tuple[str, ...]
+    target: str
+    budget: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}:{'+'.join(self.sources)}->{self.target}:b{self.budget}"
+
+
+@dataclass(frozen=True, slots=True)
+class CellRun:
+    """One run of the grid: a cell's arm under one seed."""
+
+    experiment: str
+    cell: Cell
+    arm: Arm
+    seed: int
+    config: RunConfig
+
+    @property
+    def name(self) -> str:
+        return self.config.name or ""
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    """A validated experiment: its config, where it came from and its planned runs."""
+
+    config: ExperimentConfig
+    cells: tuple[Cell, ...]
+    runs: tuple[CellRun, ...]
+    experiment_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+# -- loading and planning -----------------------------------------------------------------
+
+
+def load_experiment_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML, YAML or JSON experiment file into a dict (validated by :func:`plan_experiment`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"experiment file {p} does not exist")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"experiment file {p}: {exc}") from exc
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".json":
+            data = json.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError as exc:  # pragma: no cover - pyyaml comes with transformers
+                raise ConfigError("YAML experiment files need PyYAML", hint="pip install pyyaml, or use TOML") from exc
+            data = yaml.safe_load(text)
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the parsers' own error types differ; all mean "not a valid file"
+        raise ConfigError(f"experiment file {p}: {exc}".splitlines()[0]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"experiment file {p}: expected a table of keys at the top level")
+    data.setdefault("name", p.stem)
+    return data
+
+
+def transfer_cost(config: RunConfig, n_sources: int) -> int:
+    """Training scorer calls of a transfer run with every step full (the default budget)."""
+    per_step = config.candidates * config.examples
+    source = n_sources * (config.examples + config.steps * per_step)
+    target = config.top_k * config.examples + config.stage2_steps * per_step
+    return source + target
+
+
+def _steps_to_spend(config: RunConfig, budget: int) -> int:
+    # An upper bound on the target steps that can spend ``budget``: every
+    # non-empty step scores at least one candidate on its cheapest rung. The
+    # budget, not this bound, ends the stage.
+    cheapest = config.examples
+    if config.budget == "racing":
+        cheapest = max(1, math.ceil(config.examples / 2 ** (config.racing_rungs - 1)))
+    return min(1000, math.ceil(budget / cheapest) + 1)
+
+
+def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Experiment:
+    """Validate an experiment config and expand its grid into runs.
+
+    Raises:
+        ConfigError: an unknown key, a bad value, or a budget too small for the
+            transfer arm to reach its target stage.
+    """
+    try:
+        config = ExperimentConfig(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ())) or "config"
+        msg = first.get("msg", str(exc)).removeprefix("Value error, ")
+        hint = None
+        if first.get("type") == "extra_forbidden":
+            hint = "known keys: " + ", ".join(ExperimentConfig.model_fields)
+        raise ConfigError(f"{where}: {loc}: {msg}", hint=hint) from exc
+    base = make_config(dict(config.run), where=f"{where} [run]")
+    cells: list[Cell] = []
+    for model in config.models:
+        for sources in config.sources:
+            for target in config.targets:
+                default = transfer_cost(base, len(sources))
+                for budget in config.budgets or [default]:
+                    cells.append(Cell(model.label, tuple(sources), target, budget))
+    minimum = {}
+    for cell in cells:
+        if base.budget == "full":
+            # Source stage, re-scoring the transferred prompts, and one target step.
+            need = len(cell.sources) * (base.examples + base.steps * base.candidates * base.examples)
+            need += base.top_k * base.examples + base.candidates * base.examples
+            if cell.budget < need:
+                minimum[cell.key] = need
+    if minimum:
+        key, need = next(iter(minimum.items()))
+        raise ConfigError(
+            f"{where}: budget of cell {key} is too small: the transfer arm needs {need} scorer calls to reach "
+            "one target step",
+            hint="raise budgets, or lower run.steps / candidates / examples / top_k",
+        )
+    models = {m.label: m for m in config.models}
+    runs: list[CellRun] = []
+    for seed in config.seeds:  # seeds outermost: a partial experiment has whole seeds
+        for cell in cells:
+            model = models[cell.model]
+            for arm in ARMS:
+                values_ = dict(config.run)
+                values_.update(
+                    name=f"{config.name}/{cell.key}/{arm}/s{seed}",
+                    source_tasks=list(cell.sources) if arm == "transfer" else [],
+                    target_task=cell.target,
+                    proposer=model.proposer,
+                    scorer=model.scorer_spec,
+                    seed=seed,
+                    transfer=arm == "transfer",
+                    scorer_budget=cell.budget,
+                    target_steps=_steps_to_spend(base, cell.budget),
+                )
+                run_config = make_config(values_, where=f"{where} cell {cell.key} ({arm}, seed {seed})")
+                runs.append(CellRun(config.name, cell, arm, seed, run_config))
+    return Experiment(config=config, cells=tuple(cells), runs=tuple(runs))
+
+
+# -- the experiments table ------------------------------------------------------------------
+
+
+def _has_table(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'experiments'").fetchone()
+    return row is not None
+
+
+def record_experiment(log: EventLog, experiment: Experiment) -> Experiment:
+    """Store the experiment (once) and return it with its id.
+
+    Raises:
+        ConfigError: an experiment of that name exists with a different grid.
+    """
+    config_json = json.dumps(experiment.config.model_dump(mode="json"), sort_keys=True)
+    try:
+        with immediate(log.conn, log.path):
+            row = log.conn.execute(
+                "SELECT experiment_id, config FROM experiments WHERE name = ?", (experiment.name,)
+            ).fetchone()
+            if row is None:
+                exp_id = "x-" + uuid.uuid4().hex[:10]
+                log.conn.execute(
+                    "INSERT INTO experiments (experiment_id, name, config, created_at) VALUES (?, ?, ?, ?)",
+                    (exp_id, experiment.name, config_json, now_iso()),
+                )
+            else:
+                exp_id, stored = row
+                if json.loads(stored) != json.loads(config_json):
+                    raise ConfigError(
+                        f"experiment {experiment.name!r} already exists in {log.path} with a different config",
+                        hint="give the changed grid a new `name` (finished cells are found by name)",
+                    )
+    except sqlite3.Error as exc:
+        raise translate(exc, log.path) from exc
+    return Experiment(experiment.config, experiment.cells, experiment.runs, exp_id)
+
+
+def list_experiments(log: EventLog) -> list[tuple[str, str, str]]:
+    """``(experiment_id, name, created_at)`` of every stored experiment, oldest first."""
+    if not _has_table(log.conn):
+        return []
+    return [tuple(r) for r in log.conn.execute(
+        "SELECT experiment_id, name, created_at FROM experiments ORDER BY created_at"
+    )]
+
+
+def find_experiment(log: EventLog, ref: str) -> Experiment | None:
+    """The stored experiment named ``ref`` (or with that id or id prefix), planned again; None if none."""
+    if not _has_table(log.conn):
+        return None
+    rows = log.conn.execute(
+        "SELECT experiment_id, config FROM experiments WHERE name = ? OR experiment_id = ?", (ref, ref)
+    ).fetchall()
+    if not rows and ref.startswith("x-"):
+        rows = log.conn.execute(
+            "SELECT experiment_id, config FROM experiments WHERE experiment_id LIKE ?", (ref + "%",)
+        ).fetchall()
+    if len(rows) > 1:
+        raise UnknownRun(f"{ref!r} matches several experiments", hint="give more of the id")
+    if not rows:
+        return None
+    exp_id, config_json = rows[0]
+    planned = plan_experiment(json.loads(config_json), where=f"experiment {ref}")
+    return Experiment(planned.config, planned.cells, planned.runs, exp_id)
+
+
+# -- cells as runs ---------------------------------------------------------------------------
+
+
+def find_cell_run(log: EventLog, cell_run: CellRun) -> str | None:
+    """The id of the run recorded for ``cell_run`` (found by name and config), or None.
+
+    Raises:
+        ConfigError: a run of that name exists but with another config.
+    """
+    rows = log.conn.execute(
+        "SELECT run_id FROM runs WHERE name = ? AND parent_run_id IS NULL ORDER BY created_at, run_id",
+        (cell_run.name,),
+    ).fetchall()
+    wanted = cell_run.config.model_dump(mode="json")
+    for (run_id,) in rows:
+        state = log.state(run_id)
+        try:
+            have = RunConfig(**state.config).model_dump(mode="json")
+        except ValidationError:
+            continue
+        if have == wanted:
+            return run_id
+    if rows:
+        raise ConfigError(
+            f"run {rows[0][0]} is named {cell_run.name!r} but has another config",
+            hint="rename the experiment, or use another --db",
+        )
+    return None
+
+
+def cell_states(log: EventLog, experiment: Experiment) -> Iterator[tuple[CellRun, RunState | None]]:
+    """Each planned run with its state (None: not started yet)."""
+    for cell_run in experiment.runs:
+        run_id = find_cell_run(log, cell_run)
+        yield cell_run, (log.state(run_id) if run_id else None)
+
+
+Execute = Callable[[EventLog, str, CellRun, int, int], RunState]
+
+
+def _default_execute(log: EventLog, run_id: str, cell_run: CellRun, index: int, total: int) -> RunState:
+    from .runner import Runner
+
+    return Runner(log, run_id).run()
+
+
+def run_experiment(
+    log: EventLog,
+    experiment: Experiment,
+    *,
+    execute: Execute | None = None,
+    on_skip: Callable[[CellRun, RunState, int, int], None] | None = None,
+) -> tuple[Experiment, list[tuple[CellRun, RunState]]]:
+    """Record ``experiment`` and run its cells in order; finished cells are skipped.
+
+    Each cell is created (``create_run``) when missing and run or resumed with
+    ``execute(log, run_id, cell_run, index, total)`` (default: a plain
+    :class:`Runner`). The loop stops at the first run that does not complete
+    (paused): rerunning continues from there.
+
+    Returns:
+        the recorded experiment and ``(cell run, state)`` of the runs visited.
+
+    Raises:
+        whatever ``execute`` raises (a failed run stays resumable).
+    """
+    from .api import create_run, preflight
+
+    execute = execute or _default_execute
+    checked: set[tuple[str, str, str]] = set()
+    for cell_run in experiment.runs:
+        key = (cell_run.config.proposer, cell_run.config.scorer, cell_run.config.target_task)
+        if key not in checked:  # unknown tasks and models fail before anything runs
+            preflight(cell_run.config)
+            checked.add(key)
+    experiment = record_experiment(log, experiment)
+    visited: list[tuple[CellRun, RunState]] = []
+    total = len(experiment.runs)
+    for index, cell_run in enumerate(experiment.runs, start=1):
+        run_id = find_cell_run(log, cell_run)
+        if run_id is not None:
+            state = log.state(run_id)
+            if state.status == "completed":
+                if on_skip is not None:
+                    on_skip(cell_run, state, index, total)
+                visited.append((cell_run, state))
+                continue
+        else:
+            run_id = create_run(log, cell_run.config)
+        state = execute(log, run_id, cell_run, index, total)
+        visited.append((cell_run, state))
+        if state.status != "completed":
+            break
+    return experiment, visited
+
+
+__all__ = (
+    "ARMS",
+    "ARM_LABELS",
+    "Arm",
+    "Cell",
+    "CellRun",
+    "Experiment",
+    "ExperimentConfig",
+    "ModelPair",
+    "cell_states",
+    "find_cell_run",
+    "find_experiment",
+    "list_experiments",
+    "load_experiment_file",
+    "plan_experiment",
+    "record_experiment",
+    "run_experiment",
+    "transfer_cost",
+)

@@ -1,0 +1,527 @@
+"""Reports: the numbers of an experiment (or one run) as tables, Markdown and plots.
+
+Everything here reads the event log; nothing is written to the database. The
+test-split rows come from the runs' ``prompt.tested`` events. Reliability
+diagrams need each answer's confidence, which events do not keep: the answers
+are replayed from the LLM cache (the same requests the run made, looked up by
+cache key, never sent to a model), so a report costs no model calls.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import TPromptError
+from ..evaluator import METRIC_NAMES, HIGHER_IS_BETTER, ObjectiveWeights, load_task, score_prompt
+from ..stores import EventLog
+from ..stores.projection import RunState
+from .config import RunConfig
+from .experiment import ARM_LABELS, Experiment, cell_states
+
+#: Table columns: every metric of the evaluator, then the objective.
+COLUMNS: tuple[str, ...] = (*METRIC_NAMES, "objective")
+
+#: Labels of single-run roles.
+ROLE_LABELS: dict[str, str] = {
+    "original": "original prompt",
+    "best_source": "best source prompt",
+    "best_target": "best target prompt",
+    **{k: v for k, v in ARM_LABELS.items() if k != "original"},
+}
+
+_BETTER = {**HIGHER_IS_BETTER, "objective": True}
+
+
+@dataclass(frozen=True, slots=True)
+class ArmSample:
+    """One arm's test-split result under one seed."""
+
+    arm: str
+    seed: int
+    run_id: str
+    values: dict[str, float | None]
+    n_test: int
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """Mean and sample standard deviation of the defined values (sd None for fewer than two)."""
+
+    mean: float | None
+    sd: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float | None]) -> Stat:
+        xs = [float(v) for v in values if v is not None and not math.isnan(v)]
+        if not xs:
+            return cls(None, None, 0)
+        return cls(statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else None, len(xs))
+
+
+@dataclass(frozen=True, slots=True)
+class RunRef:
+    """A run that belongs to a group, for plots and the run list."""
+
+    arm: str
+    seed: int
+    run_id: str
+    status: str
+    train_calls: int
+
+
+@dataclass
+class Group:
+    """One table: a model and a dataset (source set -> target), under one budget."""
+
+    title: str
+    model: str
+    sources: tuple[str, ...]
+    target: str
+    budget: int | None
+    arms: list[str]
+    samples: list[ArmSample] = field(default_factory=list)
+    runs: list[RunRef] = field(default_factory=list)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({s.seed for s in self.samples})
+
+    def arm_samples(self, arm: str) -> list[ArmSample]:
+        return [s for s in self.samples if s.arm == arm]
+
+    def summary(self, arm: str) -> dict[str, Stat]:
+        """Mean and spread over seeds of each column for ``arm``."""
+        rows = self.arm_samples(arm)
+        return {c: Stat.of([r.values.get(c) for r in rows]) for c in COLUMNS}
+
+    def change(self, arm: str, base: str = "original") -> dict[str, Stat]:
+        """Mean and spread over seeds of the paired per-seed difference ``arm - base``."""
+        base_by_seed = {s.seed: s for s in self.arm_samples(base)}
+        out: dict[str, Stat] = {}
+        for c in COLUMNS:
+            diffs: list[float | None] = []
+            for s in self.arm_samples(arm):
+                b = base_by_seed.get(s.seed)
+                if b is None or s.values.get(c) is None or b.values.get(c) is None:
+                    continue
+                diffs.append(float(s.values[c]) - float(b.values[c]))  # type: ignore[arg-type]
+            out[c] = Stat.of(diffs)
+        return out
+
+    def n_test(self) -> int:
+        return max((s.n_test for s in self.samples), default=0)
+
+
+@dataclass
+class Report:
+    """What a report holds before it is rendered."""
+
+    kind: str  # "experiment" or "run"
+    name: str
+    slug: str
+    groups: list[Group]
+    description: str | None = None
+    ref_id: str | None = None
+    complete: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+# -- building --------------------------------------------------------------------------------
+
+
+def _train_calls(state: RunState) -> int:
+    return state.scorer_calls.get("source", 0) + state.scorer_calls.get("target", 0)
+
+
+def _sample(arm: str, seed: int, state: RunState, role: str) -> ArmSample | None:
+    row = state.tested.get(role)
+    if row is None:
+        return None
+    values: dict[str, float | None] = {m: row.metrics.get(m) for m in METRIC_NAMES}
+    values["objective"] = row.objective
+    return ArmSample(arm, seed, state.run_id, values, row.n_examples, row.text)
+
+
+def build_report(log: EventLog, *, experiment: Experiment | None = None, run_id: str | None = None) -> Report:
+    """Collect the test-split results of an experiment's cells, or of one run.
+
+    Give exactly one of ``experiment`` and ``run_id``.
+    """
+    if (experiment is None) == (run_id is None):
+        raise ValueError("give exactly one of experiment and run_id")
+    if run_id is not None:
+        return _run_report(log, log.resolve(run_id))
+    assert experiment is not None
+    groups: dict[str, Group] = {}
+    complete = True
+    for cell in experiment.cells:
+        title = f"{cell.model} · {' + '.join(cell.sources)} → {cell.target} · budget {cell.budget} scorer calls"
+        groups[cell.key] = Group(title, cell.model, cell.sources, cell.target, cell.budget,
+                                 ["original", "target_only", "transfer"])
+    originals: set[tuple[str, int]] = set()
+    for cell_run, state in cell_states(log, experiment):
+        group = groups[cell_run.cell.key]
+        if state is None:
+            complete = False
+            continue
+        group.runs.append(RunRef(cell_run.arm, cell_run.seed, state.run_id, state.status, _train_calls(state)))
+        if state.status != "completed":
+            complete = False
+        sample = _sample(cell_run.arm, cell_run.seed, state, "best_target")
+        if sample is not None:
+            group.samples.append(sample)
+        # The original prompt's row: identical in both arms of a seed (same
+        # prompt, same test examples); take the first one found.
+        if (cell_run.cell.key, cell_run.seed) not in originals:
+            original = _sample("original", cell_run.seed, state, "original")
+            if original is not None:
+                group.samples.append(original)
+                originals.add((cell_run.cell.key, cell_run.seed))
+    notes = []
+    if not complete:
+        notes.append("The experiment is not complete: rows cover the finished runs only.")
+    name = experiment.name
+    return Report("experiment", name, _slug(name), list(groups.values()), experiment.config.description,
+                  experiment.experiment_id, complete, notes)
+
+
+def _run_report(log: EventLog, run_id: str) -> Report:
+    state = log.state(run_id)
+    config = state.config
+    seed = int(config.get("seed", 0))
+    sources = tuple(state.source_tasks)
+    target = state.target_task or config.get("target_task", "?")
+    model = config.get("scorer", "?")
+    title = f"{model} · {' + '.join(sources) or '(no source stage)'} → {target}"
+    roles = ["original", "best_source", "best_target"] if config.get("transfer", True) else ["original", "best_target"]
+    group = Group(title, model, sources, target, config.get("scorer_budget"), roles)
+    for role in roles:
+        sample = _sample(role, seed, state, role)
+        if sample is not None:
+            group.samples.append(sample)
+    group.runs.append(RunRef("transfer" if config.get("transfer", True) else "target_only", seed, run_id,
+                             state.status, _train_calls(state)))
+    notes = []
+    if state.status != "completed":
+        notes.append(f"Run {run_id} is {state.status}: the table holds only what it has tested so far.")
+    notes.append("One run, one seed: there is no spread; differences on few test examples are noisy.")
+    return Report("run", state.name or run_id, _slug(run_id), [group], None, run_id, state.status == "completed", notes)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "report"
+
+
+# -- numbers as text -------------------------------------------------------------------------
+
+
+def fmt_stat(stat: Stat, *, signed: bool = False) -> str:
+    """``0.412 ± 0.031`` (``n/a`` when undefined; no ± for one value)."""
+    if stat.mean is None:
+        return "n/a"
+    text = f"{stat.mean:+.3f}" if signed else f"{stat.mean:.3f}"
+    if stat.sd is not None:
+        text += f" ± {stat.sd:.3f}"
+    return text
+
+
+def table_rows(group: Group) -> tuple[list[list[str]], list[list[str]]]:
+    """The two tables of a group as text: (arm values, changes against the original prompt)."""
+    values = []
+    for arm in group.arms:
+        if not group.arm_samples(arm):
+            continue
+        summary = group.summary(arm)
+        values.append([ROLE_LABELS.get(arm, arm), str(len(group.arm_samples(arm)))] + [fmt_stat(summary[c]) for c in COLUMNS])
+    changes = []
+    for arm in group.arms[1:]:
+        if not group.arm_samples(arm) or not group.arm_samples("original"):
+            continue
+        change = group.change(arm)
+        changes.append([ROLE_LABELS.get(arm, arm) + " − original", str(change["objective"].n)]
+                       + [fmt_stat(change[c], signed=True) for c in COLUMNS])
+    if "transfer" in group.arms and group.arm_samples("transfer") and group.arm_samples("target_only"):
+        change = group.change("transfer", base="target_only")
+        changes.append(["Transfer-Prompting − target-only", str(change["objective"].n)]
+                       + [fmt_stat(change[c], signed=True) for c in COLUMNS])
+    return values, changes
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(report: Report, *, images: dict[int, list[tuple[str, str]]] | None = None,
+                    database: str | None = None) -> str:
+    """The report as Markdown. ``images[i]`` lists (caption, file name) for group ``i``."""
+    images = images or {}
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = [f"# {'Experiment' if report.kind == 'experiment' else 'Run'} report: {report.name}", ""]
+    if report.description:
+        out += [report.description.strip(), ""]
+    meta = [f"{'experiment' if report.kind == 'experiment' else 'run'} id `{report.ref_id}`", f"generated {stamp}"]
+    if database:
+        meta.append(f"database `{database}`")
+    out += [", ".join(meta) + ".", ""]
+    out += [
+        "Values are on the held-out test split of the target task: mean ± sample standard deviation over "
+        "seeds (no ± with one seed). Higher is better except for ECE and Brier. The change rows are the "
+        "mean ± sd of the per-seed paired difference; `n` counts seeds.",
+        "",
+    ]
+    for note in report.notes:
+        out += [f"> {note}", ""]
+    header = ["arm", "n", *COLUMNS]
+    for i, group in enumerate(report.groups):
+        out += [f"## {group.title}", ""]
+        seeds = ", ".join(str(s) for s in group.seeds) or "-"
+        out += [f"Test examples per seed: {group.n_test()}; seeds: {seeds}.", ""]
+        values, changes = table_rows(group)
+        if not values:
+            out += ["No finished runs yet.", ""]
+            continue
+        out += [_md_table(header, values), ""]
+        if changes:
+            out += ["Change against the original prompt (and Transfer-Prompting against target-only):", ""]
+            out += [_md_table(["comparison", "n", *COLUMNS], changes), ""]
+        for caption, name in images.get(i, []):
+            out += [f"![{caption}]({name})", ""]
+        best = [s for s in group.samples if s.arm not in ("original",) and s.text]
+        if best:
+            out += ["<details><summary>Prompts tested</summary>", ""]
+            for s in sorted(best, key=lambda s: (group.arms.index(s.arm) if s.arm in group.arms else 9, s.seed)):
+                text = " ".join(s.text.split())
+                out += [f"- {ROLE_LABELS.get(s.arm, s.arm)}, seed {s.seed} (`{s.run_id}`): {text}"]
+            out += ["", "</details>", ""]
+    out += ["## Runs", ""]
+    rows = []
+    for group in report.groups:
+        for r in group.runs:
+            budget = str(group.budget) if group.budget is not None else "-"
+            rows.append([group.title.split(" · budget")[0], ROLE_LABELS.get(r.arm, r.arm), str(r.seed), f"`{r.run_id}`",
+                         r.status, str(r.train_calls), budget])
+    out += [_md_table(["cell", "arm", "seed", "run", "status", "train scorer calls", "budget"], rows), ""]
+    return "\n".join(out)
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    """The report's numbers as plain data (for ``--json``)."""
+    groups = []
+    for group in report.groups:
+        groups.append(
+            {
+                "title": group.title,
+                "model": group.model,
+                "sources": list(group.sources),
+                "target": group.target,
+                "budget": group.budget,
+                "seeds": group.seeds,
+                "arms": {
+                    arm: {c: {"mean": st.mean, "sd": st.sd, "n": st.n} for c, st in group.summary(arm).items()}
+                    for arm in group.arms if group.arm_samples(arm)
+                },
+                "change_vs_original": {
+                    arm: {c: {"mean": st.mean, "sd": st.sd, "n": st.n} for c, st in group.change(arm).items()}
+                    for arm in group.arms[1:] if group.arm_samples(arm)
+                },
+                "samples": [
+                    {"arm": s.arm, "seed": s.seed, "run_id": s.run_id, "n_test": s.n_test, **s.values}
+                    for s in group.samples
+                ],
+                "runs": [
+                    {"arm": r.arm, "seed": r.seed, "run_id": r.run_id, "status": r.status, "train_scorer_calls": r.train_calls}
+                    for r in group.runs
+                ],
+            }
+        )
+    return {"kind": report.kind, "name": report.name, "id": report.ref_id, "complete": report.complete,
+            "notes": report.notes, "groups": groups}
+
+
+# -- data for plots --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CurvePoint:
+    stage: str
+    step: int
+    best: float  # best objective of the stage so far (training examples)
+    calls: int  # training scorer calls so far, both stages
+
+
+def score_curve(log: EventLog, run_id: str) -> list[CurvePoint]:
+    """Best-so-far objective after each completed step, per stage, with the calls spent so far."""
+    points: list[CurvePoint] = []
+    calls = 0
+    deepest: dict[tuple[str, str], int] = {}
+    objective: dict[tuple[str, str], list[float]] = {}
+    for se in log.events(run_id):
+        ev = se.event
+        if se.type == "candidate.scored":
+            calls += ev.scorer_calls
+            key = (ev.stage, ev.prompt_id)
+            if ev.rung > deepest.get(key, -1):
+                deepest[key] = ev.rung
+                objective[key] = []
+            if ev.rung == deepest[key]:
+                objective[key].append(ev.objective)
+        elif se.type == "step.completed":
+            best = max((statistics.fmean(v) for (stage, _), v in objective.items() if stage == ev.stage and v),
+                       default=None)
+            if best is not None:
+                points.append(CurvePoint(ev.stage, ev.step, best, calls))
+    return points
+
+
+def candidate_points(log: EventLog, run_id: str, stage: str = "target") -> list[dict[str, float | None]]:
+    """Metrics (and objective) of every full-set candidate score of ``stage`` (training examples)."""
+    state = log.state(run_id)
+    result = []
+    for s in state.stage_scores(stage):
+        if s.eliminated:
+            continue
+        result.append({**s.metrics, "objective": s.objective})
+    return result
+
+
+class _CacheOnly:
+    """A stand-in recorder that answers only from the LLM cache and writes nothing."""
+
+    class Missing(Exception):
+        pass
+
+    def __init__(self, log: EventLog) -> None:
+        from ..stores.transcripts import TranscriptStore
+
+        self.store = TranscriptStore(log.conn)
+
+    def _lookup(self, bodies: list[dict[str, Any]]) -> list[str]:
+        from ..agents.recorder import cache_key
+
+        keys = [cache_key(b) for b in bodies]
+        found = self.store.lookup(keys)
+        if any(k not in found for k in keys):
+            raise self.Missing()
+        return [found[k].response for k in keys]
+
+    def chat(self, model, requests, **_: Any):
+        from ..agents.recorder import chat_request_body
+        from ..agents.types import ChatResult
+
+        texts = self._lookup([chat_request_body(model, r) for r in requests])
+        return [ChatResult(text=t, call_id="", cache_hit=True, prompt_tokens=0, completion_tokens=0, latency_s=0.0)
+                for t in texts]
+
+    def option_probs(self, model, requests, **_: Any):
+        from ..agents.recorder import options_request_body
+        from ..agents.types import OptionsResult
+
+        texts = self._lookup([options_request_body(model, r) for r in requests])
+        return [OptionsResult(probs=tuple(json.loads(t)), call_id="", cache_hit=True, prompt_tokens=0, latency_s=0.0)
+                for t in texts]
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelStub:
+    """What a cache key needs of a model: its spec and revision. Never called."""
+
+    spec: str
+    revision: str
+    supports_option_probs: bool = True
+
+
+def _scorer_revision(log: EventLog, run_id: str, spec: str) -> str | None:
+    row = log.conn.execute(
+        "SELECT b.body FROM transcripts t JOIN bodies b ON b.hash = t.request_hash"
+        " WHERE t.run_id = ? AND t.agent = 'scorer' AND t.model = ? LIMIT 1",
+        (run_id, spec),
+    ).fetchone()
+    if row is None:
+        return None
+    try:
+        return json.loads(row[0]).get("revision")
+    except (ValueError, AttributeError):
+        return None
+
+
+def replay_test_answers(log: EventLog, run_id: str, role: str) -> tuple[list[bool], list[float]] | None:
+    """(correct, confidence) per test example of a run's tested ``role``, replayed from the cache.
+
+    None when the run has not tested the role or its answers are not in the cache.
+    """
+    state = log.state(run_id)
+    row = state.tested.get(role)
+    if row is None or not state.config:
+        return None
+    try:
+        config = RunConfig(**state.config)
+        task = load_task(row.task)
+    except (TPromptError, ValueError):
+        return None
+    revision = _scorer_revision(log, run_id, config.scorer)
+    if revision is None:
+        return None
+    examples = task.sample(config.test_examples, split="test", seed=config.seed)
+    model = _ModelStub(config.scorer, revision)
+    modes = ["logprob", "generate"] if config.mode == "auto" else [config.mode]
+    for mode in modes:
+        try:
+            ev = score_prompt(row.text, examples, task=task, model=model, recorder=_CacheOnly(log),  # type: ignore[arg-type]
+                              mode=mode, weights=ObjectiveWeights(**config.weights))  # type: ignore[arg-type]
+        except (_CacheOnly.Missing, TPromptError):
+            continue
+        return [a.correct for a in ev.answers], [a.confidence for a in ev.answers]
+    return None
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def write_report(log: EventLog, report: Report, directory: str | Path) -> list[Path]:
+    """Write ``report.md`` and the PNG plots into ``directory``; returns the files written."""
+    from .plots import plot_group
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    images: dict[int, list[tuple[str, str]]] = {}
+    for i, group in enumerate(report.groups):
+        files = plot_group(log, group, directory, prefix=f"{i + 1:02d}-{_slug(group.target)}")
+        images[i] = [(caption, path.name) for caption, path in files]
+        written += [path for _, path in files]
+    md = directory / "report.md"
+    md.write_text(render_markdown(report, images=images, database=log.path), encoding="utf-8")
+    written.insert(0, md)
+    return written
+
+
+__all__ = (
+    "COLUMNS",
+    "ArmSample",
+    "CurvePoint",
+    "Group",
+    "Report",
+    "RunRef",
+    "Stat",
+    "build_report",
+    "candidate_points",
+    "fmt_stat",
+    "render_markdown",
+    "report_json",
+    "score_curve",
+    "table_rows",
+    "replay_test_answers",
+    "write_report",
+)
