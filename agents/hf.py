@@ -15,6 +15,7 @@ Two primitives, both built for a small CPU:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,10 +32,37 @@ from .types import ChatRequest, Message, OptionsRequest
 #: buy little on a CPU and cost memory.
 TOKEN_BUDGET = 1536
 MAX_BATCH = 32
+#: Tokens in one packed scoring pass. The mask is dense (pack x pack), so
+#: attention work grows with the square; a few hundred keeps it small next to
+#: the matmuls while those stay big enough to run at full speed.
+PACK_TOKENS = 256
 #: A shared prefix shorter than this is not worth a separate pass.
 MIN_SHARED_PREFIX = 8
 
+#: Below this many tokens a forward pass runs on one thread: splitting tiny
+#: matmuls across cores costs more in synchronization than it saves, and on a
+#: busy machine threads spin waiting for a core (measured here: 4x slower).
+SMALL_FORWARD_TOKENS = 64
+
 _threads_set = False
+
+
+def cpu_threads() -> int:
+    """Threads for big forward passes: ``TPROMPT_TORCH_THREADS``, else every core the machine can spare.
+
+    When other processes keep cores busy (1-minute load above the core
+    count, our own threads included), torch's threads wait on each other for
+    a core at every operation; half the cores is then faster than all.
+    """
+    given = os.environ.get("TPROMPT_TORCH_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    cores = max(1, os.cpu_count() or 1)
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - platforms without a load average
+        return cores
+    return cores if load < cores + 0.5 else max(1, cores // 2)
 
 
 def set_torch_threads() -> None:
@@ -44,8 +72,23 @@ def set_torch_threads() -> None:
         return
     import torch
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(cpu_threads())
     _threads_set = True
+
+
+@contextlib.contextmanager
+def _threads_for(tokens: int):
+    import torch
+
+    wanted = 1 if tokens < SMALL_FORWARD_TOKENS else cpu_threads()
+    before = torch.get_num_threads()
+    if wanted != before:
+        torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        if wanted != before:
+            torch.set_num_threads(before)
 
 
 @dataclass
@@ -181,17 +224,56 @@ class TransformersBackend(ChatBackend):
         with self._lock, torch.inference_mode():
             for group_rows in _by_group(rows):
                 prefix_len, prefix_kv = self._prefix(group_rows)
-                for batch in _batches(group_rows, prefix_len):
-                    keep = max(r.keep for r in batch)
-                    logits, _, _, _ = self._forward(batch, prefix_len, prefix_kv, keep)
+                for chunk in _packs(group_rows, prefix_len):
+                    logits = self._forward_packed(chunk, prefix_len, prefix_kv)
                     logp = torch.log_softmax(logits.float(), dim=-1)
-                    for b, row in enumerate(batch):
+                    at = 0
+                    for row in chunk:
                         values: list[float] = []
-                        for j, targets in enumerate(row.targets):
-                            pos = keep - row.keep + j
-                            values.extend(logp[b, pos, targets].tolist())
+                        for targets in row.targets:
+                            values.extend(logp[at, targets].tolist())
+                            at += 1
                         out[row.index] = values
         return out
+
+    def _forward_packed(self, chunk: list[_Row], prefix_len: int, prefix_kv):
+        """Run the rows' tokens after the prefix packed into one sequence: no padding at all.
+
+        A block-diagonal causal mask keeps the rows apart (each sees the shared
+        prefix and its own earlier tokens); position ids restart after the
+        prefix for every row. Returns the logits of each row's last ``keep``
+        positions, rows in order.
+        """
+        torch = self._torch
+        from transformers import DynamicCache
+
+        suffixes = [r.ids[prefix_len:] for r in chunk]
+        lengths = torch.tensor([len(s) for s in suffixes])
+        total = int(lengths.sum())
+        input_ids = torch.tensor([t for s in suffixes for t in s]).unsqueeze(0)
+        segment = torch.repeat_interleave(torch.arange(len(chunk)), lengths)
+        starts = torch.cumsum(lengths, 0) - lengths
+        local = torch.arange(total) - starts[segment]
+        own = (segment[:, None] == segment[None, :]) & (local[None, :] <= local[:, None])
+        mask = torch.cat([torch.ones(total, prefix_len, dtype=torch.bool), own], dim=1)[None, None]
+        ends = torch.cumsum(lengths, 0)
+        keep_idx = torch.cat([torch.arange(int(e) - r.keep, int(e)) for e, r in zip(ends, chunk)])
+        cache = DynamicCache(list(prefix_kv)) if prefix_kv is not None else DynamicCache(config=self.model.config)
+        with _threads_for(total):
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=(prefix_len + local).unsqueeze(0),
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=keep_idx,
+            )
+        self.stats.forward_calls += 1
+        self.stats.tokens += total
+        self.stats.padded_tokens += total
+        self.stats.context_tokens += sum(prefix_len * n + n * (n + 1) // 2 for n in lengths.tolist())
+        self.stats.logit_rows += len(keep_idx)
+        return out.logits[0]
 
     # -- generation ----------------------------------------------------------------------
 
@@ -222,8 +304,18 @@ class TransformersBackend(ChatBackend):
             generators.append(gen)
         produced: list[list[int]] = [[] for _ in range(n)]
         texts: list[str | None] = [None] * n
-        active = list(range(n))  # batch positions still decoding, in cache order
         limit = max(r.max_tokens for r in reqs)
+        # One token per row per step: too little work to split across cores.
+        with _threads_for(n):
+            texts = self._decode_steps(logits, cache, mask, last_pos, reqs, generators, produced, texts, limit)
+        for b in range(n):
+            if texts[b] is None:
+                texts[b] = self._finish(produced[b], reqs[b].stop)
+        return [(texts[b] or "", len(produced[b])) for b in range(n)]
+
+    def _decode_steps(self, logits, cache, mask, last_pos, reqs, generators, produced, texts, limit):
+        torch = self._torch
+        active = list(range(len(reqs)))  # batch positions still decoding, in cache order
         for _ in range(limit):
             step_logits = logits[:, -1, :].float()
             next_ids = []
@@ -263,10 +355,7 @@ class TransformersBackend(ChatBackend):
             self.stats.tokens += len(active)
             self.stats.padded_tokens += len(active)
             logits, cache = out.logits, out.past_key_values
-        for b in range(n):
-            if texts[b] is None:
-                texts[b] = self._finish(produced[b], reqs[b].stop)
-        return [(texts[b] or "", len(produced[b])) for b in range(n)]
+        return texts
 
     def _finish(self, tokens: list[int], stop: tuple[str, ...]) -> str:
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
@@ -286,7 +375,10 @@ class TransformersBackend(ChatBackend):
         ids = torch.tensor([rows[0].ids[:length]])
         from transformers import DynamicCache
 
-        out = self.model(input_ids=ids, past_key_values=DynamicCache(config=self.model.config), use_cache=True, logits_to_keep=1)
+        with _threads_for(length):
+            out = self.model(
+                input_ids=ids, past_key_values=DynamicCache(config=self.model.config), use_cache=True, logits_to_keep=1
+            )
         self.stats.forward_calls += 1
         self.stats.tokens += length
         self.stats.padded_tokens += length
@@ -318,14 +410,15 @@ class TransformersBackend(ChatBackend):
             cache = DynamicCache(config=self.model.config)
         else:
             cache = DynamicCache([(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv])
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=position_ids,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=keep,
-        )
+        with _threads_for(n * width):
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=keep,
+            )
         real = sum(len(s) for s in suffixes)
         self.stats.forward_calls += 1
         self.stats.tokens += real
@@ -401,6 +494,23 @@ def _batches(rows: list[_Row], prefix_len: int, *, max_batch: int = MAX_BATCH) -
     if current:
         batches.append(current)
     return batches
+
+
+def _packs(rows: list[_Row], prefix_len: int) -> list[list[_Row]]:
+    """Rows cut into packs of about PACK_TOKENS tokens after the prefix (a long row alone)."""
+    packs: list[list[_Row]] = []
+    current: list[_Row] = []
+    size = 0
+    for row in rows:
+        n = len(row.ids) - prefix_len
+        if current and size + n > PACK_TOKENS:
+            packs.append(current)
+            current, size = [], 0
+        current.append(row)
+        size += n
+    if current:
+        packs.append(current)
+    return packs
 
 
 def _sample_seed(req: ChatRequest) -> int:
