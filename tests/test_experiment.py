@@ -60,6 +60,22 @@ def tprompt(db: Path, *args: str, check: bool = True) -> subprocess.CompletedPro
     return proc
 
 
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """``cli(db, *args) -> (exit code, stdout, stderr)``: the CLI in this process (no interpreter start-up)."""
+    from tprompt.cli import main
+
+    def run(db: Path, *args: str, check: bool = True) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["--db", str(db), *args])
+        captured = capsys.readouterr()
+        if check and code != 0:
+            raise AssertionError(f"tprompt {' '.join(args)} exited {code}:\n{captured.err}")
+        return code, captured.out, captured.err
+
+    return run
+
+
 def train_scorer_calls(db: Path, run_id: str) -> int:
     """Scorer calls on training examples of one run, counted from its transcript rows."""
     with sqlite3.connect(db) as conn:
@@ -153,11 +169,11 @@ def test_report_contains_every_cell(finished: tuple[Path, object], tmp_path: Pat
             assert [s.seed for s in sorted(group.arm_samples(arm), key=lambda s: s.seed)] == [0, 1]
 
 
-def test_report_cli_prints_tables_and_json(finished: tuple[Path, object], tmp_path: Path) -> None:
+def test_report_cli_prints_tables_and_json(finished: tuple[Path, object], tmp_path: Path, cli) -> None:
     db, _ = finished
-    proc = tprompt(db, "report", "grid", "--out", str(tmp_path / "r"))
-    assert "Transfer-Prompting" in proc.stdout and "arc_challenge" in proc.stdout and "mmlu/anatomy" in proc.stdout
-    data = json.loads(tprompt(db, "report", "grid", "--out", str(tmp_path / "r2"), "--json").stdout)
+    _, stdout, _ = cli(db, "report", "grid", "--out", str(tmp_path / "r"))
+    assert "Transfer-Prompting" in stdout and "arc_challenge" in stdout and "mmlu/anatomy" in stdout
+    data = json.loads(cli(db, "report", "grid", "--out", str(tmp_path / "r2"), "--json")[1])
     assert data["kind"] == "experiment" and data["complete"] is True
     assert {g["target"] for g in data["groups"]} == {"arc_challenge", "mmlu/anatomy"}
     group = data["groups"][0]
@@ -192,7 +208,7 @@ def test_reliability_answers_replay_the_tested_metrics(finished: tuple[Path, obj
             assert metrics["ece"] == pytest.approx(row.metrics["ece"])
 
 
-def test_report_of_one_run(tmp_path: Path) -> None:
+def test_report_of_one_run(tmp_path: Path, cli) -> None:
     db = tmp_path / "one.db"
     with EventLog(db) as log:
         run_id = create_run(log, make_config({
@@ -200,8 +216,8 @@ def test_report_of_one_run(tmp_path: Path) -> None:
             "steps": 1, "candidates": 2, "examples": 4, "test_examples": 6, "mode": "logprob",
         }))
         Runner(log, run_id).run()
-    proc = tprompt(db, "report", run_id, "--out", str(tmp_path / "r"))
-    assert "best source prompt" in proc.stdout and "best target prompt" in proc.stdout
+    _, stdout, _ = cli(db, "report", run_id, "--out", str(tmp_path / "r"))
+    assert "best source prompt" in stdout and "best target prompt" in stdout
     text = (tmp_path / "r" / "report.md").read_text()
     assert text.startswith("# Run report") and run_id in text and "best target prompt − original" in text
     assert sorted(p.suffix for p in (tmp_path / "r").iterdir()) == [".md", ".png", ".png", ".png"]
@@ -272,11 +288,11 @@ def test_experiment_resumes_after_kill_without_rerunning_finished_cells(tmp_path
     assert {r["run_id"] for r in data["runs"]} == set(after)
 
 
-def test_rerunning_a_finished_experiment_runs_nothing(finished: tuple[Path, object], tmp_path: Path) -> None:
+def test_rerunning_a_finished_experiment_runs_nothing(finished: tuple[Path, object], tmp_path: Path, cli) -> None:
     db, _ = finished
     with EventLog(db, readonly=True) as log:
         before = {r.run_id: log.state(r.run_id).event_count for r in log.runs()}
-    data = json.loads(tprompt(db, "experiment", str(write_toml(tmp_path / "grid.toml", GRID)), "--json").stdout)
+    data = json.loads(cli(db, "experiment", str(write_toml(tmp_path / "grid.toml", GRID)), "--json")[1])
     assert data["completed"] == 8
     with EventLog(db, readonly=True) as log:
         assert {r.run_id: log.state(r.run_id).event_count for r in log.runs()} == before
@@ -299,34 +315,35 @@ def test_bad_experiment_configs(change: dict, message: str) -> None:
         plan_experiment({**GRID, **change})
 
 
-def test_changed_grid_under_the_same_name_is_refused(tmp_path: Path) -> None:
+def test_changed_grid_under_the_same_name_is_refused(tmp_path: Path, cli) -> None:
     db = tmp_path / "x.db"
     first = write_toml(tmp_path / "a.toml", {**GRID, "name": "same", "targets": ["arc_challenge"], "seeds": [0]})
-    tprompt(db, "experiment", str(first))
+    cli(db, "experiment", str(first))
     second = write_toml(tmp_path / "b.toml", {**GRID, "name": "same", "targets": ["mmlu/anatomy"], "seeds": [0]})
-    proc = tprompt(db, "experiment", str(second), check=False)
-    assert proc.returncode == 2
-    assert "already exists" in proc.stderr and "Traceback" not in proc.stderr
+    code, _, stderr = cli(db, "experiment", str(second), check=False)
+    assert code == 2
+    assert "already exists" in stderr and "Traceback" not in stderr
 
 
-def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+def test_cli_errors_are_one_line(tmp_path: Path, cli) -> None:
     db = tmp_path / "x.db"
-    proc = tprompt(db, "experiment", str(tmp_path / "missing.toml"), check=False)
-    assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    code, _, stderr = cli(db, "experiment", str(tmp_path / "missing.toml"), check=False)
+    assert code == 2 and "does not exist" in stderr
     bad = tmp_path / "bad.toml"
     bad.write_text("name = [\n")
-    proc = tprompt(db, "experiment", str(bad), check=False)
-    assert proc.returncode == 2 and "bad.toml" in proc.stderr
-    proc = tprompt(db, "experiment", str(write_toml(tmp_path / "t.toml", {**GRID, "targets": ["no_such_task"]})),
-                   check=False)
-    assert proc.returncode != 0 and "no_such_task" in proc.stderr and "Traceback" not in proc.stderr
-    assert not any(True for _ in EventLog(db).runs())  # nothing was started
-    tprompt(db, "run", "--model", "fake", "--steps", "1", "--examples", "2", "--test-examples", "2")
-    proc = tprompt(db, "report", "nothing-here", check=False)
-    assert proc.returncode == 2 and "no experiment or run" in proc.stderr
+    code, _, stderr = cli(db, "experiment", str(bad), check=False)
+    assert code == 2 and "bad.toml" in stderr
+    code, _, stderr = cli(db, "experiment", str(write_toml(tmp_path / "t.toml", {**GRID, "targets": ["no_such_task"]})),
+                          check=False)
+    assert code != 0 and "no_such_task" in stderr and len(stderr.strip().splitlines()) <= 3
+    with EventLog(db) as log:
+        assert log.runs() == []  # nothing was started
+    cli(db, "run", "--model", "fake", "--steps", "1", "--examples", "2", "--test-examples", "2")
+    code, _, stderr = cli(db, "report", "nothing-here", check=False)
+    assert code == 2 and "no experiment or run" in stderr
 
 
-def test_yaml_and_dry_run(tmp_path: Path) -> None:
+def test_yaml_and_dry_run(tmp_path: Path, cli) -> None:
     path = tmp_path / "grid.yaml"
     path.write_text(
         "models: [fake]\nsources: [ai2_science, [ai2_science, mmlu/anatomy]]\ntargets: [arc_challenge]\n"
@@ -336,5 +353,5 @@ def test_yaml_and_dry_run(tmp_path: Path) -> None:
     assert values["name"] == "grid"  # the file name when the file gives none
     planned = plan_experiment(values)
     assert len(planned.cells) == 2 * 2 and len(planned.runs) == 4 * 3 * 2
-    data = json.loads(tprompt(tmp_path / "x.db", "experiment", str(path), "--dry-run", "--json").stdout)
+    data = json.loads(cli(tmp_path / "x.db", "experiment", str(path), "--dry-run", "--json")[1])
     assert len(data["runs"]) == 24 and not (tmp_path / "x.db").exists()
