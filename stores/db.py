@@ -122,10 +122,9 @@ def _check_and_migrate(conn: sqlite3.Connection, name: str, *, readonly: bool) -
     if readonly:
         if app_id != APPLICATION_ID:
             raise NotATPromptDatabase(f"{name} is not a tprompt database (it is empty)")
-        raise ReadOnlyDatabase(
-            f"{name} needs a schema upgrade (version {version} -> {len(MIGRATIONS)}) and is open read-only",
-            hint="run any writing tprompt command on it once, e.g. `tprompt runs`",
-        )
+        # Migrations only add tables: a reader can use an older file as it is
+        # (the next writer upgrades it); what the old file lacks reads as empty.
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         # Re-read inside the lock: another process may have migrated meanwhile.
