@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..stores import EventLog, RunState, StoredEvent, apply
+from ..stores import EventLog, RunState, StoredEvent, apply, fold
 from ..stores.projection import ScoredPrompt
 
 #: Metric columns, in the order of the CLI's result table; others follow sorted.
@@ -103,14 +103,15 @@ def summarize(state: RunState, created_at: str) -> RunSummary:
 
 
 class RunsModel:
-    """The runs browser's data, refolded only for runs whose row changed.
+    """The runs browser's data, folded incrementally: each poll reads only new events.
 
-    Polling it every second costs one small query while nothing changes.
+    Polling it every half second costs one small query while nothing changes.
     """
 
     def __init__(self, log: EventLog) -> None:
         self.log = log
-        self._cache: dict[str, tuple[str, RunSummary]] = {}
+        self._states: dict[str, RunState] = {}
+        self._summaries: dict[str, tuple[str, RunSummary]] = {}
         self._stamp: tuple[Any, ...] | None = None
 
     def changed(self) -> bool:
@@ -124,46 +125,56 @@ class RunsModel:
         return (row[0], row[1], seq[0])
 
     def summaries(self) -> list[RunSummary]:
-        """Every run, oldest first (a run written since the last call is refolded)."""
+        """Every run, oldest first (a run written since the last call gets its new events folded)."""
         self._stamp = self._fingerprint()
         out: list[RunSummary] = []
         for row in self.log.runs():
             key = f"{row.updated_at}|{row.status}"
-            cached = self._cache.get(row.run_id)
-            if cached is None or cached[0] != key or cached[1].last_seq != self.log.last_seq(row.run_id):
-                state = self.log.state(row.run_id)
+            cached = self._summaries.get(row.run_id)
+            if cached is None or cached[0] != key:
+                state = self._states.get(row.run_id) or RunState(run_id=row.run_id)
+                state = fold(self.log.events(row.run_id, after=state.last_seq), run_id=row.run_id, state=state)
+                self._states[row.run_id] = state
                 cached = (key, summarize(state, row.created_at))
-                self._cache[row.run_id] = cached
+                self._summaries[row.run_id] = cached
             out.append(cached[1])
         return out
 
 
 class RunFollower:
-    """A run's events and state, extended incrementally as the run grows."""
+    """A run's events and state, extended incrementally as the run grows.
+
+    Keeps the state every :data:`CHECKPOINT_EVERY` events, so the replay view
+    of any seq folds at most that many events.
+    """
+
+    CHECKPOINT_EVERY = 256
 
     def __init__(self, log: EventLog, run_id: str) -> None:
         self.log = log
         self.run_id = log.resolve(run_id)
         self.events: list[StoredEvent] = []
         self.state = RunState(run_id=self.run_id)
+        self._checkpoints: dict[int, RunState] = {}
 
     def poll(self) -> list[StoredEvent]:
         """Read the events appended since the last poll; returns them (often none)."""
-        after = self.state.last_seq
-        fresh = list(self.log.events(self.run_id, after=after))
+        fresh = list(self.log.events(self.run_id, after=self.state.last_seq))
         for se in fresh:
             self.state = apply(self.state, se)
-        if fresh:
-            # apply() keeps run_id only when given it; the fold's run_id is ours.
-            self.state = self.state.model_copy(update={"run_id": self.run_id})
+            if se.seq % self.CHECKPOINT_EVERY == 0:
+                self._checkpoints[se.seq] = self.state
         self.events.extend(fresh)
         return fresh
 
     def state_at(self, seq: int) -> RunState:
         """The replay view: the run's state right after event ``seq``."""
-        from ..stores import fold
-
-        return fold((se for se in self.events if se.seq <= seq), run_id=self.run_id)
+        base_seq = (seq // self.CHECKPOINT_EVERY) * self.CHECKPOINT_EVERY
+        base = self._checkpoints.get(base_seq)
+        if base is None:
+            base_seq, base = 0, RunState(run_id=self.run_id)
+        # A history is gapless from seq 1, so events[i] has seq i + 1.
+        return fold(self.events[base_seq:seq], run_id=self.run_id, state=base)
 
 
 # -- one-line descriptions of events -----------------------------------------------
