@@ -355,3 +355,19 @@ def test_yaml_and_dry_run(tmp_path: Path, cli) -> None:
     assert len(planned.cells) == 2 * 2 and len(planned.runs) == 4 * 3 * 2
     data = json.loads(cli(tmp_path / "x.db", "experiment", str(path), "--dry-run", "--json")[1])
     assert len(data["runs"]) == 24 and not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("name", ["experiment-smollm2.toml", "experiment-api.toml"])
+def test_shipped_example_configs_plan(name: str) -> None:
+    path = Path(__file__).resolve().parents[1] / "examples" / name
+    planned = plan_experiment(load_experiment_file(path), where=name)
+    assert planned.runs and {r.arm for r in planned.runs} == {"target_only", "transfer"}
+    for cell in planned.cells:
+        arms = [r for r in planned.runs if r.cell == cell]
+        assert {r.config.scorer_budget for r in arms} == {cell.budget}
+
+
+def test_commands_have_help_with_an_example(cli, tmp_path: Path) -> None:
+    for command in ("experiment", "report"):
+        code, out, _ = cli(tmp_path / "x.db", command, "--help")
+        assert code == 0 and "Example: tprompt " + command in " ".join(out.split())
