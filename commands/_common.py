@@ -36,8 +36,9 @@ class Settings:
     db: Path
 
 
-#: Data goes to stdout; everything else to stderr.
-out = Console(soft_wrap=False, highlight=False)
+#: Data goes to stdout; everything else to stderr. Piped output has no width
+#: to respect, so tables are not squeezed into rich's default 80 columns.
+out = Console(soft_wrap=False, highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON on stdout and nothing else.")

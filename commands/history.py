@@ -112,12 +112,29 @@ def replay(
     ctx: typer.Context,
     run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
     to: Optional[int] = typer.Option(None, "--to", help="Show the state after this seq (default: the last)."),
+    rerun: bool = typer.Option(
+        False,
+        "--rerun",
+        help="Re-execute the run from its config in a scratch copy of the database (same LLM cache) "
+        "and check that it produces the same events. The database is not written.",
+    ),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Show a run's state as it was after any event: stage, step, history, best prompts.
 
     Example: tprompt replay r-1a2b3c --to 12
     """
+    if rerun:
+        from ..graph import rerun_check
+
+        with open_log(ctx) as log:
+            run_id = log.resolve(run)
+            same, why = rerun_check(log, run_id)
+        if json_:
+            print_json({"run_id": run_id, "same": same, "detail": why})
+        else:
+            (out if same else err).print(Text(f"{run_id}: {why}"))
+        raise typer.Exit(0 if same else 1)
     with open_log(ctx) as log:
         run_id = log.resolve(run)
         state = log.state(run_id, upto=to)

@@ -8,6 +8,7 @@ from types import FrameType
 from typing import Any, Optional
 
 import typer
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -19,7 +20,7 @@ from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, short
 from ._progress import RunProgress
 
 METRICS = ("accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n", "brier")
-ROLE_LABELS = {"original": "original prompt", "best_source": "best source prompt", "best_target": "best target prompt"}
+ROLE_LABELS = {"original": "original", "best_source": "best source", "best_target": "best target"}
 
 
 def execute(log: EventLog, run_id: str, *, json_: bool) -> RunState:
@@ -74,23 +75,36 @@ def report(state: RunState, *, json_: bool) -> None:
         err.print(Text(f"run {state.run_id} failed: {state.error}; after fixing the cause: tprompt resume {state.run_id}"))
     if state.tested:
         out.print(result_table(state))
+        for line in prompt_list(state):
+            out.print(line)
     out.print(f"run [bold]{state.run_id}[/] {state.status} ({state.last_seq} events)")
 
 
 def result_table(state: RunState) -> Table:
+    """Metrics of the tested prompts; the prompt texts go in :func:`prompt_list`."""
     first = next(iter(state.tested.values()))
-    table = Table(title=f"{state.target_task}: held-out test split ({first.n_examples} examples)")
-    table.add_column("prompt")
+    table = Table(
+        title=f"{state.target_task}: held-out test split ({first.n_examples} examples)", box=box.SIMPLE_HEAD, pad_edge=False
+    )
+    table.add_column("prompt", no_wrap=True)
     for m in METRICS:
-        table.add_column(m, justify="right")
-    table.add_column("objective", justify="right")
-    table.add_column("text", overflow="fold", max_width=50)
+        table.add_column(m, justify="right", no_wrap=True)
+    table.add_column("objective", justify="right", no_wrap=True)
     for role, label in ROLE_LABELS.items():
         r = state.tested.get(role)
         if r is None:
             continue
-        table.add_row(label, *(fmt_num(r.metrics.get(m)) for m in METRICS), fmt_num(r.objective), Text(shorten(r.text, 120)))
+        table.add_row(label, *(fmt_num(r.metrics.get(m)) for m in METRICS), fmt_num(r.objective))
     return table
+
+
+def prompt_list(state: RunState) -> list[Text]:
+    lines = []
+    for role, label in ROLE_LABELS.items():
+        r = state.tested.get(role)
+        if r is not None:
+            lines.append(Text.assemble((f"{label} prompt ({r.prompt_id}): ", "bold"), shorten(r.text, 400)))
+    return lines
 
 
 def _options(**given: Any) -> dict[str, Any]:
@@ -219,6 +233,8 @@ def show(
     out.print(best)
     if state.tested:
         out.print(result_table(state))
+        for line in prompt_list(state):
+            out.print(line)
     if data["transfer_gain"] is not None:
         out.print(f"transfer gain on the test split (objective, best target - original): {data['transfer_gain']:+.3f}")
 

@@ -300,3 +300,27 @@ def test_scorer_budget_caps_training_calls(tmp_path: Path) -> None:
     used = state.scorer_calls["source"] + state.scorer_calls.get("target", 0)
     assert used <= 40
     assert used > 40 - SMALL["examples"]  # stopped only when another candidate would not fit
+
+
+def test_replay_rerun_reproduces_the_events(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    log, run_id = run_in_process(db)
+    size = db.stat().st_size
+    proc = tprompt(db, "replay", run_id, "--rerun", "--json")
+    data = json.loads(proc.stdout)
+    assert data["same"] is True, data
+    assert len(EventLog(db).runs()) == 1  # the scratch copy took the re-run, not the database
+    assert db.stat().st_size == size
+    from tprompt.graph import rerun_check
+
+    fork = fork_run(log, run_id, at_seq=4, overrides={"steps": 1})
+    Runner(log, fork).run()
+    assert rerun_check(log, fork)[0] is True
+    # A run whose recorded events are not what its config produces does not match.
+    forged = create_run(log, make_config(SMALL))
+    recorded = [e.event for e in log.events(run_id)][1:]
+    tampered = next(i for i, ev in enumerate(recorded) if ev.type == "candidate.scored")
+    recorded[tampered] = recorded[tampered].model_copy(update={"objective": 0.987654})
+    log.append(forged, recorded)
+    same, why = rerun_check(log, forged)
+    assert same is False and "0.987654" in why
