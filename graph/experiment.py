@@ -431,9 +431,10 @@ def run_experiment(
     from .api import create_run, preflight
 
     execute = execute or _default_execute
-    checked: set[tuple[str, str, str]] = set()
+    checked: set[tuple[Any, ...]] = set()
     for cell_run in experiment.runs:
-        key = (cell_run.config.proposer, cell_run.config.scorer, cell_run.config.target_task)
+        c = cell_run.config
+        key = (c.proposer, c.scorer, tuple(c.source_tasks), c.target_task, c.mode)
         if key not in checked:  # unknown tasks and models fail before anything runs
             preflight(cell_run.config)
             checked.add(key)

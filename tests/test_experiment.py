@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tprompt.errors import ConfigError
+from tprompt.errors import ConfigError, UnknownTask
 from tprompt.evaluator import compute_metrics
 from tprompt.graph import Runner, create_run, make_config
 from tprompt.graph.experiment import (
@@ -371,3 +371,10 @@ def test_commands_have_help_with_an_example(cli, tmp_path: Path) -> None:
     for command in ("experiment", "report"):
         code, out, _ = cli(tmp_path / "x.db", command, "--help")
         assert code == 0 and "Example: tprompt " + command in " ".join(out.split())
+
+
+def test_unknown_source_task_fails_before_any_run(tmp_path: Path) -> None:
+    with EventLog(tmp_path / "x.db") as log:
+        with pytest.raises(UnknownTask, match="no_such_source"):
+            run_experiment(log, plan_experiment({**GRID, "sources": ["no_such_source"]}))
+        assert log.runs() == []
