@@ -216,6 +216,8 @@ def terminal_tables(rep: Any) -> list[Table]:
     tables = []
     for group in rep.groups:
         values, changes = table_rows(group)
+        if not values:
+            continue  # no finished runs in this cell yet
         title = f"{group.title}\ntest split, {group.n_test()} examples per seed, seeds {', '.join(map(str, group.seeds)) or '-'}"
         table = Table(title=Text(title))
         for col in ("arm", "n", *COLUMNS):

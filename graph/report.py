@@ -229,7 +229,8 @@ def fmt_stat(stat: Stat, *, signed: bool = False) -> str:
     """``0.412 ± 0.031`` (``n/a`` when undefined; no ± for one value)."""
     if stat.mean is None:
         return "n/a"
-    text = f"{stat.mean:+.3f}" if signed else f"{stat.mean:.3f}"
+    mean = round(stat.mean, 3) + 0.0  # no "-0.000"
+    text = f"{mean:+.3f}" if signed else f"{mean:.3f}"
     if stat.sd is not None:
         text += f" ± {stat.sd:.3f}"
     return text
