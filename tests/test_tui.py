@@ -305,6 +305,13 @@ async def test_new_run_form_runs_in_a_worker_and_dashboard_follows(db_path: Path
         state = screen.follower.state
         assert state.name == "from the form" and state.config["steps"] == 1
         assert table(app, "#candidates").row_count == len(state.scores) > 0
+        assert table(app, "#events").row_count == state.last_seq
+        # the calls were appended while the run ran: the table has every one, numbered in order
+        with EventLog(db_path, readonly=True) as log:
+            n_calls = log.conn.execute("SELECT count(*) FROM transcripts WHERE run_id = ?", (state.run_id,)).fetchone()[0]
+        await pilot.press("4")
+        await wait_for(pilot, lambda: table(app, "#calls").row_count == n_calls > 0)
+        assert [r.values[0] for r in table(app, "#calls").rows_shown] == list(range(1, n_calls + 1))
 
 
 async def test_pause_and_resume_a_run_started_here(db_path: Path) -> None:

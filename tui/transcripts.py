@@ -13,6 +13,19 @@ from typing import Any
 from ..stores import EventLog
 from ..stores.transcripts import TranscriptRow, TranscriptStore
 
+#: The transcript columns, in :class:`TranscriptRow` order (read here directly
+#: so a poll can ask for only the rows added since the last one).
+_COLUMNS = (
+    "call_id, run_id, seq, step, agent, model, kind, cache_key, request_hash, response_hash,"
+    " prompt_tokens, completion_tokens, latency_s, cache_hit, cost, error, created_at"
+)
+
+
+def _row(values: Any) -> TranscriptRow:
+    values = list(values)
+    values[13] = bool(values[13])
+    return TranscriptRow(*values)
+
 
 @dataclass(frozen=True, slots=True)
 class CallDetail:
@@ -38,15 +51,35 @@ class Transcripts:
         self.store = TranscriptStore(log.conn)
         self.rows: list[TranscriptRow] = []
         self._bodies: dict[str, str | None] = {}
+        self._last_rowid = 0
+        self._loaded_ancestors = False
 
-    def refresh(self) -> bool:
-        """Re-read the rows; True if there are new ones."""
-        segments = [(s.run_id, s.first_seq, s.last_seq) for s in self.log.lineage(self.run_id)]
+    def refresh(self) -> list[TranscriptRow]:
+        """Read the calls recorded since the last refresh; returns them (often none).
+
+        Ancestors' calls (a fork's history) are read once, up to the fork
+        point; the run's own calls are read incrementally by rowid, so polling
+        a long run stays cheap.
+        """
+        fresh: list[TranscriptRow] = []
         with self.log._lock:
-            rows = self.store.rows(segments)
-        changed = len(rows) != len(self.rows)
-        self.rows = rows
-        return changed
+            if not self._loaded_ancestors:
+                for seg in self.log.lineage(self.run_id)[:-1]:
+                    sql = f"SELECT {_COLUMNS} FROM transcripts WHERE run_id = ?"
+                    params: list[Any] = [seg.run_id]
+                    if seg.last_seq is not None:
+                        sql += " AND seq IS NOT NULL AND seq <= ?"
+                        params.append(seg.last_seq)
+                    fresh.extend(_row(r) for r in self.log.conn.execute(sql + " ORDER BY rowid", params))
+                self._loaded_ancestors = True
+            for rowid, *values in self.log.conn.execute(
+                f"SELECT rowid, {_COLUMNS} FROM transcripts WHERE run_id = ? AND rowid > ? ORDER BY rowid",
+                (self.run_id, self._last_rowid),
+            ):
+                self._last_rowid = rowid
+                fresh.append(_row(values))
+        self.rows.extend(fresh)
+        return fresh
 
     def body(self, hash_: str | None) -> str | None:
         if hash_ is None:
@@ -74,12 +107,17 @@ class Transcripts:
         return sorted({r.step for r in self.rows if r.step}, key=_step_order)
 
     def filtered(
-        self, *, agent: str | None = None, step: str | None = None, search: str = ""
+        self,
+        *,
+        agent: str | None = None,
+        step: str | None = None,
+        search: str = "",
+        rows: list[TranscriptRow] | None = None,
     ) -> list[TranscriptRow]:
-        """The rows of ``agent`` at ``step`` whose messages or response contain ``search`` (any case)."""
+        """The rows (all, or ``rows``) of ``agent`` at ``step`` whose messages or response contain ``search`` (any case)."""
         needle = search.strip().lower()
         out = []
-        for row in self.rows:
+        for row in self.rows if rows is None else rows:
             if agent and row.agent != agent:
                 continue
             if step and row.step != step:

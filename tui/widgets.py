@@ -60,12 +60,26 @@ class SortedTable(DataTable[Any]):
         self._labels = list(labels)
         self.clear(columns=True)
         for i, label in enumerate(labels):
-            self.add_column(Text(label), key=str(i))
+            # Two spare cells: the column is then wide enough for a sort mark.
+            self.add_column(Text(label + "  "), key=str(i))
+        self._update_header_labels()
 
     def set_rows(self, rows: Sequence[Row]) -> None:
         """Replace the rows and redraw (sorted), keeping the cursor on its row."""
         self._rows = list(rows)
         self._refill()
+
+    def extend(self, rows: Sequence[Row]) -> None:
+        """Add rows at the end: appended in place when unsorted, else a sorted refill."""
+        rows = list(rows)
+        if not rows:
+            return
+        self._rows.extend(rows)
+        if self.sort_column is not None:
+            self._refill()
+            return
+        for row in rows:
+            self.add_row(*row.cells, key=row.key)
 
     @property
     def rows_shown(self) -> list[Row]:
@@ -105,7 +119,7 @@ class SortedTable(DataTable[Any]):
             column = self.columns.get(str(i))  # type: ignore[call-overload]
             if column is None:
                 continue
-            mark = ""
+            mark = "  "
             if self.sort_column == i:
                 mark = " ▼" if self.reverse else " ▲"
             column.label = Text(label + mark)

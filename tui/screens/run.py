@@ -85,6 +85,7 @@ class RunScreen(Screen[None]):
         self.transcripts: Transcripts | None = None
         self.marked: tuple[str, str] | None = None  # (label, text) of the prompt marked for a diff
         self._metrics: list[str] = []
+        self._candidates_shown = 0
         self._calls_index: dict[str, Any] = {}
 
     # -- layout ------------------------------------------------------------------------
@@ -95,7 +96,7 @@ class RunScreen(Screen[None]):
         with TabbedContent(initial="tab-timeline", id="run-tabs"):
             with TabPane("Timeline", id="tab-timeline"):
                 with Horizontal():
-                    yield SortedTable(id="events", sort_column=0)
+                    yield SortedTable(id="events")
                     with Vertical(id="event-side"):
                         yield Static(id="replay-title")
                         yield Static(id="replay")
@@ -135,16 +136,21 @@ class RunScreen(Screen[None]):
     # -- live data ------------------------------------------------------------------------
 
     def poll(self, initial: bool = False) -> None:
-        """Fold the events appended since the last poll and refresh what changed."""
+        """Fold the events appended since the last poll and show what changed.
+
+        Tables grow by appending the new rows, so following a long run does
+        not redraw its whole history every poll.
+        """
         assert self.follower is not None and self.transcripts is not None
         fresh = self.follower.poll()
         if fresh or initial:
-            self._show_events(follow_tail=not initial)
+            self._show_events(fresh, follow_tail=not initial)
             self._show_scores()
             self._show_candidates()
-        if self.transcripts.refresh() or initial:
+        new_calls = self.transcripts.refresh()
+        if new_calls or initial:
             self._show_calls_filters()
-            self._show_calls()
+            self._show_calls(new_calls if not initial else None)
         self._show_head()
 
     def _show_head(self) -> None:
@@ -172,25 +178,23 @@ class RunScreen(Screen[None]):
             head.append("\nrunning here", style="italic")
         self.query_one("#run-head", Static).update(head)
 
-    def _show_events(self, *, follow_tail: bool) -> None:
-        assert self.follower is not None
+    def _event_row(self, se: Any) -> Row:
+        return Row(
+            key=str(se.seq),
+            values=(se.seq, where(se), se.type, describe(se)),
+            cells=(
+                Text(str(se.seq), justify="right", style="dim" if se.run_id != self.run_id else ""),
+                Text(where(se)),
+                Text(se.type, style=_TYPE_STYLE.get(se.type, "")),
+                Text(describe(se)),
+            ),
+        )
+
+    def _show_events(self, fresh: list[Any], *, follow_tail: bool) -> None:
         table = self.query_one("#events", SortedTable)
         at_tail = table.row_count == 0 or table.cursor_row >= table.row_count - 1
-        rows = [
-            Row(
-                key=str(se.seq),
-                values=(se.seq, where(se), se.type, describe(se)),
-                cells=(
-                    Text(str(se.seq), justify="right", style="dim" if se.run_id != self.run_id else ""),
-                    Text(where(se)),
-                    Text(se.type, style=_TYPE_STYLE.get(se.type, "")),
-                    Text(describe(se)),
-                ),
-            )
-            for se in self.follower.events
-        ]
-        table.set_rows(rows)
-        if follow_tail and at_tail and table.row_count and table.sort_column in (None, 0) and not table.reverse:
+        table.extend([self._event_row(se) for se in fresh])
+        if follow_tail and at_tail and table.row_count and table.sort_column is None:
             table.move_cursor(row=table.row_count - 1, animate=False)
         self._show_event_detail()
 
@@ -238,22 +242,27 @@ class RunScreen(Screen[None]):
         metrics = metric_names(state.scores)
         table = self.query_one("#candidates", SortedTable)
         if metrics != self._metrics or not table.columns:
+            # New metric columns: rebuild the table from scratch.
             self._metrics = metrics
             table.set_columns(["stage", "step", "prompt", "task", "rung", "n", *metrics, "objective", "text"])
-        rows = []
-        for s in state.scores:
-            values = (s.stage, s.step, s.prompt_id, s.task, s.rung, s.n_examples,
-                      *(s.metrics.get(m) for m in metrics), s.objective, s.text)
-            cells = (
-                Text(s.stage), Text(str(s.step)), Text(s.prompt_id), Text(s.task),
-                Text(str(s.rung) + ("x" if s.eliminated else "")), Text(str(s.n_examples)),
-                *(Text(fmt(s.metrics.get(m)), justify="right") for m in metrics),
-                Text(fmt(s.objective), justify="right", style="bold"),
-                Text(one_line(s.text, 60)),
-            )
-            rows.append(Row(key=str(s.seq), values=values, cells=cells))
-        table.set_rows(rows)
+            self._candidates_shown = 0
+            table.set_rows([])
+        table.extend([self._candidate_row(s, metrics) for s in state.scores[self._candidates_shown :]])
+        self._candidates_shown = len(state.scores)
         self._show_candidate_text()
+
+    @staticmethod
+    def _candidate_row(s: Any, metrics: list[str]) -> Row:
+        values = (s.stage, s.step, s.prompt_id, s.task, s.rung, s.n_examples,
+                  *(s.metrics.get(m) for m in metrics), s.objective, s.text)
+        cells = (
+            Text(s.stage), Text(str(s.step)), Text(s.prompt_id), Text(s.task),
+            Text(str(s.rung) + ("x" if s.eliminated else "")), Text(str(s.n_examples)),
+            *(Text(fmt(s.metrics.get(m)), justify="right") for m in metrics),
+            Text(fmt(s.objective), justify="right", style="bold"),
+            Text(one_line(s.text, 60)),
+        )
+        return Row(key=str(s.seq), values=values, cells=cells)
 
     def _candidate_under_cursor(self) -> Any:
         assert self.follower is not None
@@ -295,11 +304,18 @@ class RunScreen(Screen[None]):
             "search": self.query_one("#call-search", Input).value,
         }
 
-    def _show_calls(self) -> None:
+    def _show_calls(self, fresh: list[Any] | None = None) -> None:
+        """Show the calls matching the filters: all of them, or only append the ``fresh`` ones."""
         assert self.transcripts is not None
+        table = self.query_one("#calls", SortedTable)
+        if fresh is None:
+            self._calls_index = {}
+            matching = self.transcripts.filtered(**self._call_filter())
+        else:
+            matching = self.transcripts.filtered(**self._call_filter(), rows=fresh)
         rows = []
-        self._calls_index = {}
-        for number, r in enumerate(self.transcripts.filtered(**self._call_filter()), start=1):
+        for r in matching:
+            number = len(self._calls_index) + 1
             self._calls_index[r.call_id] = r
             rows.append(
                 Row(
@@ -315,7 +331,10 @@ class RunScreen(Screen[None]):
                     ),
                 )
             )
-        self.query_one("#calls", SortedTable).set_rows(rows)
+        if fresh is None:
+            table.set_rows(rows)
+        else:
+            table.extend(rows)
         self._show_call_detail()
 
     def _call_under_cursor(self) -> Any:
