@@ -16,6 +16,7 @@ from tprompt.tui.data import (
     RunFollower,
     RunsModel,
     best_prompts,
+    best_scored,
     describe,
     metric_names,
     payload_json,
@@ -154,3 +155,18 @@ def test_transcripts_filter_and_search(recorded: Path, tmp_path: Path) -> None:
         assert 0 < len(hits) < len(tr.rows)
         assert all("harmful to an ecosystem" in " ".join(t for _, t in tr.detail(r).messages) for r in hits)
         assert tr.filtered(search="zzz-not-there") == []
+
+
+def test_best_scored_agrees_with_the_projection(recorded: Path) -> None:
+    with EventLog(recorded, readonly=True) as log:
+        for run in log.runs():
+            for seq in range(1, log.last_seq(run.run_id) + 1):
+                state = log.state(run.run_id, upto=seq)
+                for stage in ("source", "target"):
+                    expected = state.best(stage)
+                    found = best_scored(state, stage)
+                    if expected is None:
+                        assert found is None
+                    else:
+                        assert found is not None
+                        assert (found[0].prompt_id, found[1]) == (expected.prompt_id, expected.objective)

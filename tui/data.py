@@ -72,12 +72,34 @@ class RunSummary:
         return all(word in hay for word in needle.lower().split())
 
 
+def best_scored(state: RunState, stage: str) -> tuple[ScoredPrompt, float] | None:
+    """``state.best(stage)`` as (score row, objective), without building the whole sorted history.
+
+    Same rule as :meth:`RunState.history`: a prompt counts with the mean
+    objective over its tasks at its deepest rung; ties go to the earlier seq.
+    The replay pane calls this on every cursor move, so it must stay cheap.
+    """
+    by_prompt: dict[str, list[ScoredPrompt]] = {}
+    for s in state.scores:
+        if s.stage == stage:
+            by_prompt.setdefault(s.prompt_id, []).append(s)
+    best: tuple[tuple[float, int], ScoredPrompt, float] | None = None
+    for items in by_prompt.values():
+        deepest = max(i.rung for i in items)
+        at = [i for i in items if i.rung == deepest]
+        mean = sum(i.objective for i in at) / len(at)
+        key = (mean, -at[-1].seq)
+        if best is None or key > best[0]:
+            best = (key, at[-1], mean)
+    return (best[1], best[2]) if best else None
+
+
 def best_of(state: RunState) -> tuple[float | None, str | None]:
     """The best objective of a run so far and its stage (target preferred, as it is the goal)."""
     for stage in ("target", "source"):
-        best = state.best(stage)  # type: ignore[arg-type]
-        if best is not None:
-            return best.objective, stage
+        found = best_scored(state, stage)
+        if found is not None:
+            return found[1], stage
     return None, None
 
 
@@ -248,9 +270,10 @@ def state_digest(state: RunState) -> str:
     if state.pending:
         lines.append(f"pending candidates: {', '.join(c.prompt_id for c in state.pending)}")
     for stage in ("source", "target"):
-        best = state.best(stage)  # type: ignore[arg-type]
-        if best is not None:
-            lines.append(f"best {stage}: {best.prompt_id} {fmt(best.objective)} (step {best.step})")
+        found = best_scored(state, stage)
+        if found is not None:
+            best, objective = found
+            lines.append(f"best {stage}: {best.prompt_id} {fmt(objective)} (step {best.step})")
             lines.append("  " + one_line(best.text, 200))
         if stage in state.top_k:
             lines.append(f"top-k {stage}: {', '.join(state.top_k[stage])}")
@@ -327,6 +350,7 @@ __all__ = (
     "RunSummary",
     "RunsModel",
     "best_of",
+    "best_scored",
     "best_prompts",
     "describe",
     "fmt",
