@@ -93,7 +93,8 @@ async def test_browser_to_run_to_event_to_transcript(recorded: Path) -> None:
 
         screen = await open_run(pilot, app, DEMO_RUN)
         events = table(app, "#events")
-        n_events = EventLog(recorded, readonly=True).last_seq(DEMO_RUN)
+        with EventLog(recorded, readonly=True) as log:
+            n_events = log.last_seq(DEMO_RUN)
         assert events.row_count == n_events
         # select the 4th event: its payload and the state replayed to it
         events.focus()
@@ -233,7 +234,8 @@ async def test_fork_errors_are_shown_not_raised(recorded: Path) -> None:
         await pilot.pause()
         assert isinstance(app.screen, RunScreen) and app.screen.run_id == DEMO_RUN
         assert any("no/such_task" in str(n.message) for n in app._notifications)
-        assert len(EventLog(recorded, readonly=True).runs()) == 3
+        with EventLog(recorded, readonly=True) as log:
+            assert len(log.runs()) == 3
 
 
 async def test_live_events_appear_without_restart(db_path: Path) -> None:
@@ -458,3 +460,63 @@ async def test_quitting_pauses_runs_started_here(db_path: Path) -> None:
             assert loop.time() < deadline, "the run was not paused on quit"
             await asyncio.sleep(0.05)
         assert log.state(run_id).status == "paused"
+
+
+async def test_a_run_in_another_process_shows_up_live(db_path: Path) -> None:
+    import subprocess
+    import sys
+
+    EventLog(db_path).close()
+    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert table(app, "#runs-table").row_count == 0
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tprompt.cli", "--db", str(db_path), "run", "--source", "ai2_science",
+             "--target", "arc_challenge", "--model", "fake:delay=0.01", "--steps", "2", "--examples", "4",
+             "--test-examples", "4", "--json"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        try:
+            await wait_for(pilot, lambda: table(app, "#runs-table").row_count == 1, timeout=60)
+            runs = table(app, "#runs-table")
+            runs.move_cursor(row=0)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+            screen = app.screen
+            seen_at_open = screen.follower.state.last_seq
+            await wait_for(pilot, lambda: screen.follower.state.status == "completed", timeout=120)
+            assert table(app, "#events").row_count == screen.follower.state.last_seq >= seen_at_open
+        finally:
+            _, stderr = await asyncio.to_thread(proc.communicate, timeout=120)
+        assert proc.returncode == 0, stderr.decode()
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "completed" in screen_text(app))
+
+
+async def test_resuming_a_run_marked_running_needs_a_second_press(db_path: Path) -> None:
+    # A run left "running" by a killed process (or running elsewhere): r warns first, r again resumes.
+    from tprompt.graph import create_run, make_config
+
+    with EventLog(db_path) as writer:
+        run_id = create_run(
+            writer,
+            make_config({"source_tasks": ["ai2_science"], "target_task": "arc_challenge", "proposer": "fake",
+                         "scorer": "fake", "steps": 1, "candidates": 1, "top_k": 1, "examples": 2,
+                         "test_examples": 2}),
+            run_id="r-kill000002",
+        )
+        writer.append(run_id, [StageStarted(stage="source", tasks=["ai2_science"])])
+    app = create_app(db_path, run_id, cursor_blink=False, poll_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.press("r")
+        await pilot.pause()
+        assert not app.is_running_here(run_id)
+        assert any("press r again" in str(n.message) for n in app._notifications)
+        with EventLog(db_path, readonly=True) as log:
+            assert log.last_seq(run_id) == 2  # nothing written yet
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.screen.follower.state.status == "completed", timeout=60)
+        await app.workers.wait_for_complete()
+        assert "run.resumed" in [se.type for se in app.screen.follower.events]

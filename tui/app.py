@@ -69,6 +69,7 @@ class TPromptApp(App[None]):
         #: latest progress line per run executing here
         self.progress: dict[str, str] = {}
         self._runners_lock = threading.Lock()
+        self._confirm_resume: str | None = None
 
     def on_mount(self) -> None:
         from .screens.runs import RunsScreen
@@ -145,12 +146,18 @@ class TPromptApp(App[None]):
         if status == "completed":
             self.notify(f"run {run_id} is already completed", severity="warning", markup=False)
             return
-        if status == "running":
+        if status == "running" and self._confirm_resume != run_id:
+            # Another process may be writing it; two writers would conflict.
+            # A killed process leaves "running" behind too, so ask once more.
+            self._confirm_resume = run_id
             self.notify(
-                f"run {run_id} looks running (another process?); resuming it here",
+                f"run {run_id} is marked running: another process may be running it. "
+                "If that process is gone, press r again to resume it here.",
                 severity="warning",
                 markup=False,
             )
+            return
+        self._confirm_resume = None
         self.execute_run(run_id)
 
     @work(thread=True, group="runs")
