@@ -303,7 +303,7 @@ def render_markdown(report: Report, *, images: dict[int, list[tuple[str, str]]] 
         if best:
             out += ["<details><summary>Prompts tested</summary>", ""]
             for s in sorted(best, key=lambda s: (group.arms.index(s.arm) if s.arm in group.arms else 9, s.seed)):
-                text = " ".join(s.text.split())
+                text = " ".join(s.text.split()).replace("<", "&lt;")  # inside <details>: no stray tags
                 out += [f"- {ROLE_LABELS.get(s.arm, s.arm)}, seed {s.seed} (`{s.run_id}`): {text}"]
             out += ["", "</details>", ""]
     out += ["## Runs", ""]
