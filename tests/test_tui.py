@@ -520,3 +520,29 @@ async def test_resuming_a_run_marked_running_needs_a_second_press(db_path: Path)
         await wait_for(pilot, lambda: app.screen.follower.state.status == "completed", timeout=60)
         await app.workers.wait_for_complete()
         assert "run.resumed" in [se.type for se in app.screen.follower.events]
+
+
+async def test_a_damaged_event_is_reported_not_fatal(db_path: Path) -> None:
+    with EventLog(db_path) as writer:
+        good = writer.create_run(run_created("good"), run_id="r-good000001")
+        bad = writer.create_run(run_created("bad"), run_id="r-bad0000001")
+        writer.append(bad, [StageStarted(stage="source", tasks=["source"])])
+        # a row no tprompt would write: the payload is not a valid event
+        writer.conn.execute(
+            "INSERT INTO events (run_id, seq, event_id, type, schema_version, payload, created_at)"
+            " VALUES (?, 3, 'broken', 'candidate.scored', 1, '{\"type\": \"candidate.scored\"}', '2026-01-01')",
+            (bad,),
+        )
+    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        runs = table(app, "#runs-table")
+        assert sorted(keys_of(runs)) == sorted([good, bad])
+        assert "unreadable" in screen_text(app)
+        await open_run(pilot, app, bad)
+        # the events before the damaged one are shown, and why it stops there
+        assert table(app, "#events").row_count == 2
+        assert "seq 3" in screen_text(app) and "invalid" in screen_text(app)
+        await pilot.press("escape")
+        await open_run(pilot, app, good)
+        assert table(app, "#events").row_count == 1

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..stores import EventLog, RunState, StoredEvent, apply, fold
+from ..errors import TPromptError
+from ..stores import EventLog, RunRow, RunState, StoredEvent, apply, fold
 from ..stores.projection import ScoredPrompt
 
 #: Metric columns, in the order of the CLI's result table; others follow sorted.
@@ -48,6 +49,8 @@ class RunSummary:
     parent_run_id: str | None
     parent_seq: int | None
     last_seq: int
+    #: why the run's events could not be read (a damaged row), if so
+    error: str | None = None
 
     @property
     def models(self) -> str:
@@ -155,12 +158,38 @@ class RunsModel:
             cached = self._summaries.get(row.run_id)
             if cached is None or cached[0] != key:
                 state = self._states.get(row.run_id) or RunState(run_id=row.run_id)
-                state = fold(self.log.events(row.run_id, after=state.last_seq), run_id=row.run_id, state=state)
+                try:
+                    state = fold(self.log.events(row.run_id, after=state.last_seq), run_id=row.run_id, state=state)
+                except TPromptError as exc:
+                    # One damaged run must not hide the others.
+                    cached = (key, _unreadable(row, exc))
+                    self._summaries[row.run_id] = cached
+                    out.append(cached[1])
+                    continue
                 self._states[row.run_id] = state
                 cached = (key, summarize(state, row.created_at))
                 self._summaries[row.run_id] = cached
             out.append(cached[1])
         return out
+
+
+def _unreadable(row: RunRow, exc: TPromptError) -> RunSummary:
+    return RunSummary(
+        run_id=row.run_id,
+        name=row.name,
+        status="unreadable",
+        source_tasks=(),
+        target_task="",
+        proposer="",
+        scorer="",
+        best_objective=None,
+        best_stage=None,
+        created_at=row.created_at,
+        parent_run_id=row.parent_run_id,
+        parent_seq=row.parent_seq,
+        last_seq=0,
+        error=str(exc),
+    )
 
 
 class RunFollower:
@@ -178,14 +207,25 @@ class RunFollower:
         self.events: list[StoredEvent] = []
         self.state = RunState(run_id=self.run_id)
         self._checkpoints: dict[int, RunState] = {}
+        #: why reading stopped early at the last poll (a damaged event), if it did
+        self.error: str | None = None
 
     def poll(self) -> list[StoredEvent]:
-        """Read the events appended since the last poll; returns them (often none)."""
-        fresh = list(self.log.events(self.run_id, after=self.state.last_seq))
-        for se in fresh:
-            self.state = apply(self.state, se)
-            if se.seq % self.CHECKPOINT_EVERY == 0:
-                self._checkpoints[se.seq] = self.state
+        """Read the events appended since the last poll; returns them (often none).
+
+        A damaged event stops the reading there: the events before it are
+        kept, and :attr:`error` says what is wrong (the next poll tries again).
+        """
+        fresh: list[StoredEvent] = []
+        self.error = None
+        try:
+            for se in self.log.events(self.run_id, after=self.state.last_seq):
+                self.state = apply(self.state, se)
+                if se.seq % self.CHECKPOINT_EVERY == 0:
+                    self._checkpoints[se.seq] = self.state
+                fresh.append(se)
+        except TPromptError as exc:
+            self.error = str(exc)
         self.events.extend(fresh)
         return fresh
 

@@ -26,6 +26,7 @@ from textual.widgets import (
     TextArea,
 )
 
+from ...errors import TPromptError
 from ..data import (
     RunFollower,
     best_prompts,
@@ -86,6 +87,7 @@ class RunScreen(Screen[None]):
         self.marked: tuple[str, str] | None = None  # (label, text) of the prompt marked for a diff
         self._metrics: list[str] = []
         self._candidates_shown = 0
+        self.error: str | None = None
         self._calls_index: dict[str, Any] = {}
 
     # -- layout ------------------------------------------------------------------------
@@ -143,11 +145,20 @@ class RunScreen(Screen[None]):
         """
         assert self.follower is not None and self.transcripts is not None
         fresh = self.follower.poll()
+        try:
+            new_calls = self.transcripts.refresh()
+        except TPromptError as exc:  # e.g. the file became unreadable
+            new_calls = []
+            self.follower.error = self.follower.error or str(exc)
+        # A damaged event or an unreadable file: show what was read, say why it stops there.
+        if self.follower.error != self.error:
+            self.error = self.follower.error
+            if self.error:
+                self.notify(self.error, severity="error", markup=False)
         if fresh or initial:
             self._show_events(fresh, follow_tail=not initial)
             self._show_scores()
             self._show_candidates()
-        new_calls = self.transcripts.refresh()
         if new_calls or initial:
             self._show_calls_filters()
             self._show_calls(new_calls if not initial else None)
@@ -171,7 +182,10 @@ class RunScreen(Screen[None]):
         if s.parent_run_id:
             head.append(f"  fork of {s.parent_run_id}@{s.parent_seq}", style="magenta")
         line = app.progress.get(self.run_id)
-        if line:
+        if self.error:
+            head.append("\n")
+            head.append(self.error, style="bold red")
+        elif line:
             head.append("\n")
             head.append(line, style="italic")
         elif app.is_running_here(self.run_id):

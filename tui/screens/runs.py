@@ -10,7 +10,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from ..data import RunsModel, RunSummary, fmt
+from ...errors import TPromptError
+from ..data import RunsModel, RunSummary, fmt, one_line
 from ..widgets import Row, SortedTable
 
 COLUMNS = ("run", "name", "status", "source", "target", "models", "best", "created", "parent")
@@ -20,6 +21,7 @@ _STATUS_STYLE = {
     "completed": "green",
     "paused": "cyan",
     "failed": "bold red",
+    "unreadable": "bold red",
     "created": "dim",
 }
 
@@ -40,7 +42,7 @@ def summary_row(s: RunSummary) -> Row:
             Text(s.name or ""),
             Text(s.status, style=_STATUS_STYLE.get(s.status, "")),
             Text(", ".join(s.source_tasks) or "-"),
-            Text(s.target_task),
+            Text(s.target_task if s.error is None else one_line(s.error, 60)),
             Text(s.models),
             Text(best, justify="right"),
             Text(created),
@@ -63,6 +65,7 @@ class RunsScreen(Screen[None]):
         super().__init__()
         self.model: RunsModel | None = None
         self.summaries: list[RunSummary] = []
+        self._error: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -82,8 +85,16 @@ class RunsScreen(Screen[None]):
         self.set_interval(app.poll_interval, self.poll)
 
     def poll(self) -> None:
-        if self.model is not None and self.model.changed():
-            self.reload()
+        try:
+            if self.model is not None and self.model.changed():
+                self.reload()
+        except TPromptError as exc:  # e.g. the file was replaced or locked: say so, keep polling
+            message = str(exc)
+            if message != self._error:
+                self._error = message
+                self.notify(message, severity="error", markup=False)
+            return
+        self._error = None
 
     def reload(self) -> None:
         assert self.model is not None
