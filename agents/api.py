@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,7 +38,7 @@ _RETRYABLE_NAMES = (
 
 
 class ApiBackend(ChatBackend):
-    """A chat model behind a provider API; requests are sent concurrently with ``batch``."""
+    """A chat model behind a provider API; requests with equal parameters go out together with ``batch``."""
 
     supports_option_probs = False
 
@@ -125,6 +126,4 @@ def _redact(text: str) -> str:
         value = os.environ.get(var) if var else None
         if value and len(value) >= 6:
             text = text.replace(value, "***")
-    import re
-
     return re.sub(r"\b(sk|pk|key|api)[-_][A-Za-z0-9_\-]{8,}", "***", text)

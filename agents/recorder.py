@@ -11,6 +11,7 @@ recorded as failed rows and raised as :class:`ModelCallFailed`.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -163,8 +164,6 @@ class Recorder:
             return [(canonical_json(list(probs)), pt, 0) for probs, pt in model.option_probs(batch)]
 
         raw = self._run(model, "options", list(requests), bodies, call, agent, run_id, step, seq)
-        import json
-
         return [
             OptionsResult(probs=tuple(json.loads(resp)), call_id=cid, cache_hit=hit, prompt_tokens=pt, latency_s=lat)
             for resp, cid, hit, pt, _ct, lat in raw

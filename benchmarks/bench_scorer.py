@@ -49,21 +49,21 @@ def user_text(example: dict) -> str:
     return f"{example['question']}\n{choices}"
 
 
-def matmul_flops(threads: int, size: int = 1024, seconds: float = 2.0) -> float:
-    """Best fp32 matmul FLOP/s of this machine over a few timed rounds."""
+def matmul_rounds(threads: int, size: int = 1024, seconds: float = 1.5) -> list[float]:
+    """fp32 matmul FLOP/s of this machine, one figure per timed round of 4 matmuls."""
     import torch
 
     torch.set_num_threads(threads)
     a, b = torch.randn(size, size), torch.randn(size, size)
     torch.matmul(a, b)
-    best = 0.0
+    rounds = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         t0 = time.perf_counter()
         for _ in range(4):
             torch.matmul(a, b)
-        best = max(best, 4 * 2 * size**3 / (time.perf_counter() - t0))
-    return best
+        rounds.append(4 * 2 * size**3 / (time.perf_counter() - t0))
+    return rounds
 
 
 def model_flops(model, stats) -> float:
@@ -99,7 +99,8 @@ def main() -> None:
         )
 
     backend.option_probs([options_request(ex) for ex in warmup])
-    peak = matmul_flops(cpu_threads())
+    threads = cpu_threads()
+    rounds = matmul_rounds(threads)
 
     # Fast path: every example in one call, as the scorer sends them.
     backend.stats.reset()
@@ -108,6 +109,11 @@ def main() -> None:
     fast_s = time.perf_counter() - t0
     stats = backend.stats
     fast_flops = model_flops(backend.model, stats) / fast_s
+    # Measured on both sides of the fast path: on a machine shared with other
+    # processes the FLOP/s on offer changes from second to second.
+    rounds += matmul_rounds(threads)
+    peak = max(rounds)
+    typical = sorted(rounds)[len(rounds) // 2]
     fast_correct = sum(
         LETTERS[max(range(len(p)), key=p.__getitem__)] == ex["answer"] for (p, _), ex in zip(scored, examples)
     )
@@ -128,7 +134,8 @@ def main() -> None:
     n = len(examples)
     figures = {
         "examples": n,
-        "threads": cpu_threads(),
+        "threads": threads,
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
         "model_load_s": round(load_s, 2),
         "fast_examples_per_s": round(n / fast_s, 2),
@@ -143,6 +150,8 @@ def main() -> None:
         "matmul_gflops": round(peak / 1e9, 1),
         "fast_path_gflops": round(fast_flops / 1e9, 1),
         "share_of_flop_bound": round(fast_flops / peak, 3),
+        "matmul_gflops_median": round(typical / 1e9, 1),
+        "share_of_median_matmul": round(fast_flops / typical, 3),
         "fast_accuracy": round(fast_correct / n, 3),
         "naive_accuracy": round(naive_correct / n, 3),
         "naive_parsed": round(parsed / n, 3),
@@ -158,6 +167,8 @@ def main() -> None:
     print(f"  speedup: {figures['speedup']:.2f}x   (target >= 2.5x)")
     print(f"  fp32 matmul peak: {figures['matmul_gflops']:.1f} GFLOP/s; fast path: {figures['fast_path_gflops']:.1f}"
           f" GFLOP/s = {100 * figures['share_of_flop_bound']:.0f}% of the FLOP bound   (target >= 70%)")
+    print(f"  (median matmul round {figures['matmul_gflops_median']:.1f} GFLOP/s: fast path at"
+          f" {100 * figures['share_of_median_matmul']:.0f}% of it; 1-min load average {figures['load_average_1min']})")
     print(f"  accuracy: fast {figures['fast_accuracy']:.3f}, naive {figures['naive_accuracy']:.3f}"
           f" (naive answers parsed: {figures['naive_parsed']:.3f})")
 
