@@ -120,6 +120,7 @@ def score_prompt(
     agent: str = "scorer",
     run_id: str | None = None,
     step: str | None = None,
+    seq: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 8,
     max_tokens: int = SCORER_MAX_TOKENS,
@@ -140,9 +141,9 @@ def score_prompt(
     for start in range(0, total, max(1, batch_size)):
         batch = examples[start : start + max(1, batch_size)]
         if logprob:
-            answers.extend(_score_logprob(prompt, batch, task, model, recorder, agent, run_id, step))
+            answers.extend(_score_logprob(prompt, batch, task, model, recorder, agent, run_id, step, seq))
         else:
-            answers.extend(_score_generate(prompt, batch, task, model, recorder, agent, run_id, step, max_tokens))
+            answers.extend(_score_generate(prompt, batch, task, model, recorder, agent, run_id, step, max_tokens, seq))
         if progress:
             progress(len(answers), total)
     metrics = compute_metrics(
@@ -161,14 +162,14 @@ def score_prompt(
     )
 
 
-def _score_generate(prompt, batch, task, model, recorder, agent, run_id, step, max_tokens) -> list[ScoredAnswer]:
+def _score_generate(prompt, batch, task, model, recorder, agent, run_id, step, max_tokens, seq=None) -> list[ScoredAnswer]:
     from ..agents import ChatRequest
 
     requests = [
         ChatRequest(messages=_messages(prompt, ex, task, False), temperature=0.0, max_tokens=max_tokens)
         for ex in batch
     ]
-    results = recorder.chat(model, requests, agent=agent, run_id=run_id, step=step)
+    results = recorder.chat(model, requests, agent=agent, run_id=run_id, step=step, seq=seq)
     out = []
     for ex, res in zip(batch, results):
         parsed = parse_output(res.text, kind=task.kind, choices=ex.choices, answer_space=task.answer_space)
@@ -194,14 +195,14 @@ def _score_generate(prompt, batch, task, model, recorder, agent, run_id, step, m
     return out
 
 
-def _score_logprob(prompt, batch, task, model, recorder, agent, run_id, step) -> list[ScoredAnswer]:
+def _score_logprob(prompt, batch, task, model, recorder, agent, run_id, step, seq=None) -> list[ScoredAnswer]:
     from ..agents import OptionsRequest
 
     requests = [
         OptionsRequest(messages=_messages(prompt, ex, task, True), options=_options(ex, task), answer_prefix="Answer: ")
         for ex in batch
     ]
-    results = recorder.option_probs(model, requests, agent=agent, run_id=run_id, step=step)
+    results = recorder.option_probs(model, requests, agent=agent, run_id=run_id, step=step, seq=seq)
     out = []
     for ex, req, res in zip(batch, requests, results):
         best = max(range(len(res.probs)), key=lambda i: res.probs[i])

@@ -179,6 +179,9 @@ class Runner:
             agent=agent,
             run_id=self.run_id,
             step=step,
+            # Calls are filed under the event they lead to, so a fork at seq N
+            # lists exactly the parent's calls up to N.
+            seq=self.state.last_seq + 1,
             progress=self._progress(label),
         )
 
@@ -288,7 +291,9 @@ class Runner:
         ]
         if self.hooks is not None:
             self.hooks.on_examples(f"{stage} step {step}: proposing", 0, len(requests))
-        results = self.recorder.chat(self.proposer, requests, agent="proposer", run_id=self.run_id, step=f"{stage}:{step}")
+        results = self.recorder.chat(
+            self.proposer, requests, agent="proposer", run_id=self.run_id, step=f"{stage}:{step}", seq=s.last_seq + 1
+        )
         known = list(s.prompts.values())
         kept, rejected = select_candidates([r.text for r in results], known_texts=known, max_chars=self.config.max_prompt_chars)
         self.emit(

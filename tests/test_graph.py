@@ -324,3 +324,17 @@ def test_replay_rerun_reproduces_the_events(tmp_path: Path) -> None:
     log.append(forged, recorded)
     same, why = rerun_check(log, forged)
     assert same is False and "0.987654" in why
+
+
+def test_fork_transcript_reads_through_parent_calls_up_to_the_fork(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    log, parent = run_in_process(db)
+    point = next(e.seq for e in log.events(parent) if e.type == "step.completed" and e.event.step == 1)
+    child = fork_run(log, parent, at_seq=point, overrides={"steps": 3})
+    Runner(log, child).run()
+    parent_calls = json.loads(tprompt(db, "transcript", parent, "--json").stdout)
+    child_calls = json.loads(tprompt(db, "transcript", child, "--json").stdout)
+    assert all(c["seq"] is not None for c in parent_calls)
+    inherited = [c for c in child_calls if c["run_id"] == parent]
+    assert sorted(c["call_id"] for c in inherited) == sorted(c["call_id"] for c in parent_calls if c["seq"] <= point)
+    assert any(c["run_id"] == child and c["agent"] == "proposer" for c in child_calls)
