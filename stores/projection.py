@@ -8,6 +8,7 @@ so projecting 100,000 events does not copy the state 100,000 times.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,10 +34,14 @@ from .events import (
 Status = Literal["new", "created", "running", "paused", "completed", "failed"]
 
 
-class ScoredPrompt(BaseModel):
-    """A prompt's score on one task at one step of a stage."""
+@dataclass(frozen=True, slots=True)
+class ScoredPrompt:
+    """A prompt's score on one task at one step of a stage.
 
-    model_config = ConfigDict(frozen=True)
+    A slotted dataclass, not a pydantic model: a run's projection holds one per
+    ``candidate.scored`` event, built from an already validated event, and
+    building 100,000 pydantic models would dominate the fold.
+    """
 
     prompt_id: str
     text: str
@@ -49,6 +54,15 @@ class ScoredPrompt(BaseModel):
     rung: int = 0
     eliminated: bool = False
     seq: int = 0
+
+    def model_dump(self, mode: str = "python") -> dict[str, Any]:
+        """The fields as a dict (``mode`` accepted for symmetry with the pydantic models)."""
+        data = asdict(self)
+        data["metrics"] = dict(self.metrics)
+        return data
+
+    def model_copy(self, *, update: dict[str, Any] | None = None) -> ScoredPrompt:
+        return replace(self, **(update or {}))
 
 
 class TestResult(BaseModel):
