@@ -462,7 +462,8 @@ def decode_row(
     current = cls.schema_version
     try:
         if schema_version == current:
-            event = EVENT_ADAPTER.validate_json(payload)
+            # The row's type picks the class: no union dispatch per event.
+            event = cls.model_validate_json(payload)
         elif schema_version > current:
             raise CorruptEvent(
                 f"run {run_id} seq {seq}: {type_} has schema version {schema_version}, this tprompt reads up to {current}",
@@ -482,6 +483,11 @@ def decode_row(
             event = EVENT_ADAPTER.validate_python(data)
     except (ValidationError, ValueError) as exc:
         first = str(exc).splitlines()[0]
+        said = _payload_type(payload)
+        if said is not None and said != type_:
+            raise CorruptEvent(
+                f"run {run_id} seq {seq}: payload says {said!r} but the row says {type_!r}", run_id=run_id, seq=seq
+            ) from exc
         raise CorruptEvent(
             f"run {run_id} seq {seq}: stored {type_} payload is invalid ({first})",
             hint="the file was edited or damaged; other runs are still readable",
@@ -501,6 +507,14 @@ def decode_row(
         created_at=datetime.fromisoformat(created_at),
         event=event,
     )
+
+
+def _payload_type(payload: str) -> str | None:
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    return data.get("type") if isinstance(data, dict) else None
 
 
 _set_attr = object.__setattr__

@@ -218,24 +218,21 @@ def _proposed(b: _Builder, se: StoredEvent) -> None:
 
 
 def _scored(b: _Builder, se: StoredEvent) -> None:
-    ev: CandidateScored = se.event  # type: ignore[assignment]
+    # The hottest handler (one call per candidate score): read the event's
+    # fields once from its __dict__ and build the row positionally.
+    ev = se.event.__dict__
     b.scores.append(
-        ScoredPrompt(
-            prompt_id=ev.prompt_id,
-            text=ev.text,
-            stage=ev.stage,
-            step=ev.step,
-            task=ev.task,
-            n_examples=ev.n_examples,
-            metrics=ev.metrics,
-            objective=ev.objective,
-            rung=ev.rung,
-            eliminated=ev.eliminated,
-            seq=se.seq,
+        _new_scored(
+            ev["prompt_id"], ev["text"], ev["stage"], ev["step"], ev["task"], ev["n_examples"],
+            ev["metrics"], ev["objective"], ev["rung"], ev["eliminated"], se.seq,
         )
     )
-    b.prompts[ev.prompt_id] = ev.text
-    b.scorer_calls[ev.stage] = b.scorer_calls.get(ev.stage, 0) + ev.scorer_calls
+    b.prompts[ev["prompt_id"]] = ev["text"]
+    stage = ev["stage"]
+    b.scorer_calls[stage] = b.scorer_calls.get(stage, 0) + ev["scorer_calls"]
+
+
+_new_scored = ScoredPrompt
 
 
 def _step_completed(b: _Builder, se: StoredEvent) -> None:
