@@ -372,8 +372,15 @@ class Runner:
             ]
             if todo:
                 left = self.budget_left()
-                if left is not None and todo[0].new_calls > left:
-                    return []  # budget spent: the step closes with what is scored
+                if left is not None:
+                    # Only the jobs that fit: API scorers run several at once.
+                    fit, spent = [], 0
+                    for job in todo:
+                        if spent + job.new_calls > left:
+                            break
+                        fit.append(job)
+                        spent += job.new_calls
+                    return fit  # empty: budget spent, the step closes with what is scored
                 return todo
             if rung < len(sizes) - 1:
                 ranked = sorted(

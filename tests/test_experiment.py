@@ -378,3 +378,21 @@ def test_unknown_source_task_fails_before_any_run(tmp_path: Path) -> None:
         with pytest.raises(UnknownTask, match="no_such_source"):
             run_experiment(log, plan_experiment({**GRID, "sources": ["no_such_source"]}))
         assert log.runs() == []
+
+
+def test_parallel_scoring_stays_within_the_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # API scorers score several candidates at once; the fake one does when it is
+    # not listed as local. The batch must not spend past the budget.
+    import tprompt.graph.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "_LOCAL_PREFIXES", ("smollm2", "hf:"))
+    db = tmp_path / "par.db"
+    with EventLog(db) as log:
+        run_id = create_run(log, make_config({
+            "source_tasks": [], "transfer": False, "target_task": "arc_challenge", "proposer": "fake",
+            "scorer": "fake", "steps": 3, "candidates": 3, "examples": 4, "test_examples": 4, "mode": "logprob",
+            "concurrency": 4, "scorer_budget": 10,
+        }))
+        state = Runner(log, run_id).run()
+    assert state.status == "completed"
+    assert train_scorer_calls(db, run_id) == state.scorer_calls["target"] == 8  # 4 + one more candidate of 4
