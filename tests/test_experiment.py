@@ -228,16 +228,17 @@ def test_report_of_a_partial_experiment_says_so(tmp_path: Path) -> None:
     planned = plan_experiment({**GRID, "name": "part"})
     calls = []
 
-    def pause_after_two(log, run_id, cell_run, index, total):
-        state = Runner(log, run_id).run()
+    def pause_the_third(log, run_id, cell_run, index, total):
         calls.append(index)
-        if index == 2:
-            return state.model_copy(update={"status": "paused"})  # as if Ctrl-C came now
-        return state
+        runner = Runner(log, run_id)
+        if index == 3:
+            runner.request_pause()  # as if Ctrl-C came at once
+        return runner.run()
 
     with EventLog(db) as log:
-        _, visited = run_experiment(log, planned, execute=pause_after_two)
-        assert calls == [1, 2] and len(visited) == 2
+        _, visited = run_experiment(log, planned, execute=pause_the_third)
+        assert calls == [1, 2, 3]
+        assert [s.status for _, s in visited] == ["completed", "completed", "paused"]
         report = build_report(log, experiment=find_experiment(log, "part"))
     assert not report.complete
     text = render_markdown(report)
