@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
-from types import FrameType
 from typing import Any, Optional
 
 import typer
@@ -22,9 +20,8 @@ from ..graph.experiment import (
     run_experiment,
 )
 from ..stores import EventLog, RunState
-from ..stores.control import mark_handled, pause_requested
 from ._common import JSON_OPTION, err, open_log, out, print_json
-from ._progress import RunProgress
+from .run import execute as execute_run
 
 
 def _cell_row(cell_run: CellRun, state: RunState | None) -> dict[str, Any]:
@@ -42,35 +39,11 @@ def _cell_row(cell_run: CellRun, state: RunState | None) -> dict[str, Any]:
 
 def _execute_with_progress(json_: bool):
     def execute(log: EventLog, run_id: str, cell_run: CellRun, index: int, total: int) -> RunState:
-        from ..graph import Runner
-
-        mark_handled(log, run_id)  # a stale pause request must not stop a fresh start
         if not json_:
             err.print(f"[{index}/{total}] {cell_run.cell.key}  {ARM_LABELS[cell_run.arm]}  seed {cell_run.seed}  ({run_id})")
-        runner = Runner(log, run_id, pause_check=lambda: pause_requested(log.conn, run_id))
-        progress = RunProgress(enabled=err.is_terminal and not json_)
-        runner.hooks = progress
-        interrupts = 0
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            nonlocal interrupts
-            interrupts += 1
-            if interrupts > 1:
-                raise KeyboardInterrupt
-            err.print("pausing: rerun the same `tprompt experiment` command to continue")
-            runner.request_pause()
-
-        old_int = signal.signal(signal.SIGINT, on_signal)
-        old_term = signal.signal(signal.SIGTERM, on_signal)
-        try:
-            with progress:
-                state = runner.run()
-        finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
-        if state.status == "paused":
-            mark_handled(log, run_id)
-        return state
+        return execute_run(
+            log, run_id, json_=json_, on_pause="pausing: rerun the same `tprompt experiment` command to continue"
+        )
 
     return execute
 

@@ -23,8 +23,17 @@ METRICS = ("accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n", "brier")
 ROLE_LABELS = {"original": "original", "best_source": "best source", "best_target": "best target"}
 
 
-def execute(log: EventLog, run_id: str, *, json_: bool) -> RunState:
-    """Run or continue ``run_id`` in this process with progress and Ctrl-C = pause."""
+def execute(
+    log: EventLog,
+    run_id: str,
+    *,
+    json_: bool,
+    on_pause: str = "pausing: the work in flight is abandoned, its model calls stay cached (Ctrl-C again to quit now)",
+) -> RunState:
+    """Run or continue ``run_id`` in this process with progress and Ctrl-C = pause.
+
+    ``on_pause`` is what the first Ctrl-C (or SIGTERM) prints on stderr.
+    """
     mark_handled(log, run_id)  # a stale pause request must not stop a fresh start
     runner = Runner(log, run_id, hooks=None, pause_check=lambda: pause_requested(log.conn, run_id))
     progress = RunProgress(enabled=err.is_terminal and not json_)
@@ -36,7 +45,7 @@ def execute(log: EventLog, run_id: str, *, json_: bool) -> RunState:
         interrupts += 1
         if interrupts > 1:
             raise KeyboardInterrupt
-        err.print("pausing: the work in flight is abandoned, its model calls stay cached (Ctrl-C again to quit now)")
+        err.print(on_pause)
         runner.request_pause()
 
     old_int = signal.signal(signal.SIGINT, on_signal)
