@@ -49,6 +49,8 @@ _ENDINGS = (
     "then commit to one answer and rate your confidence from 0 to 100%.",
 )
 _OPTION_LINE = re.compile(r"^\s*\(?([A-J])[).:]\s", re.MULTILINE)
+#: A fixed answer space offered in the demanded format, e.g. "<one of True / False>".
+_ANSWER_SPACE = re.compile(r"<one of ([^>]+)>")
 
 
 def _digest(*parts: object) -> int:
@@ -137,7 +139,14 @@ class FakeBackend(ChatBackend):
             return "<INS>" + self._instruction(h) + "</INS>"
         question = req.messages[-1][1]
         letters = _OPTION_LINE.findall(question)
-        answer = letters[h % len(letters)] if letters else str((h >> 8) % 100)
+        space = _ANSWER_SPACE.search(question)
+        if letters:
+            answer = letters[h % len(letters)]
+        elif space:
+            words = [w.strip() for w in space.group(1).split("/") if w.strip()]
+            answer = words[h % len(words)]
+        else:
+            answer = str((h >> 8) % 100)
         confidence = 30 + 5 * ((h >> 16) % 14)
         if (h >> 24) % 10 == 0:  # deliberately off-format, so IFR < 1
             return f"I think it is probably {answer}, but I am not sure."

@@ -188,3 +188,16 @@ def test_the_core_never_imports_the_cli_or_tui():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_fake_answers_from_a_fixed_answer_space() -> None:
+    from tprompt.agents import ChatRequest, get_model
+
+    fake = get_model("fake")
+    question = "Question: Does Ka tell the truth?\n\nReply in exactly this format:\nAnswer: <one of Yes / No>\nConfidence: <0-100>%"
+    answers = set()
+    for i in range(40):
+        (text, _, _), = fake.generate([ChatRequest(messages=(("system", f"prompt {i}"), ("user", question)))])
+        if text.startswith("Answer:"):
+            answers.add(text.splitlines()[0].removeprefix("Answer: "))
+    assert answers == {"Yes", "No"}
