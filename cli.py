@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.text import Text
 
 try:  # typer >= 0.20 vendors click
     from typer._click import exceptions as _click_exc
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         result = app(args=argv, prog_name="tprompt", standalone_mode=False)
         code = int(result) if isinstance(result, int) else 0
     except TPromptError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True, emoji=False)
+        # The message is literal text: it may quote user input or `pip install 'x[extra]'`.
+        err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
         code = exc.exit_code
     except typer.Exit as exc:
         code = exc.exit_code

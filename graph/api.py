@@ -36,7 +36,8 @@ def preflight(config: RunConfig) -> None:
         open_tasks = [t.name for t in tasks if t.kind != "choice"]
         if open_tasks:
             raise UsageError(
-                f"mode logprob needs multiple-choice tasks; {', '.join(open_tasks)} are not",
+                f"mode logprob needs multiple-choice tasks; {', '.join(open_tasks)} "
+                + ("is not" if len(open_tasks) == 1 else "are not"),
                 hint="use --mode generate or auto",
             )
 

@@ -347,3 +347,12 @@ def test_parallel_scoring_writes_the_same_events_as_serial(tmp_path: Path, monke
     parallel_log, parallel = run_in_process(tmp_path / "b.db", scorer="fake:delay=0.01", concurrency=3)
     # Everything but the config in run.created (concurrency differs) is the same.
     assert comparable(parallel_log, parallel)[1:] == comparable(serial_log, serial)[1:]
+
+
+def test_error_messages_are_literal_text(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    proc = tprompt(db, "run", "--model", "fake", "--source", "[bold]x[/]", check=False)
+    assert proc.returncode == 2 and "'[bold]x[/]'" in proc.stderr
+    proc = tprompt(db, "run", "--model", "openai:gpt-4o-mini", check=False)
+    if "langchain-openai" in proc.stderr:  # the extra is not installed here
+        assert "tprompt[openai]" in proc.stderr
