@@ -32,10 +32,17 @@ from .types import ChatRequest, Message, OptionsRequest
 #: buy little on a CPU and cost memory.
 TOKEN_BUDGET = 1536
 MAX_BATCH = 32
-#: Tokens in one packed scoring pass. The mask is dense (pack x pack), so
-#: attention work grows with the square; a few hundred keeps it small next to
-#: the matmuls while those stay big enough to run at full speed.
-PACK_TOKENS = 256
+#: Tokens in one packed scoring pass. With the packed attention below each
+#: row attends only to the prefix and itself, so a pack's cost is linear in its
+#: size; a bigger pack makes bigger matmuls (closer to the machine's peak) and
+#: fewer passes, up to where the activations stop fitting in the caches.
+PACK_TOKENS = 1024
+#: Model types whose decoder uses transformers' attention interface and whose
+#: logits are a plain linear projection of the last hidden state (no soft-cap,
+#: no scale): the packed attention and the option-only logits are exact there.
+_PLAIN_LLAMA_LIKE = frozenset({"llama", "mistral", "qwen2", "qwen3", "smollm3"})
+#: The attention implementation name registered with transformers (see _packed_attention).
+PACKED_ATTENTION = "tprompt_packed"
 #: A shared prefix shorter than this is not worth a separate pass.
 MIN_SHARED_PREFIX = 8
 
@@ -85,7 +92,7 @@ def _threads_for(tokens: int):
     if wanted != before:
         torch.set_num_threads(wanted)
     try:
-        yield
+        yield wanted
     finally:
         if wanted != before:
             torch.set_num_threads(before)
@@ -99,10 +106,19 @@ class ForwardStats:
     tokens: int = 0  # real tokens run through the model (shared prefixes once)
     padded_tokens: int = 0  # tokens including padding
     context_tokens: int = 0  # sum over tokens of their attention context (for FLOP counts)
-    logit_rows: int = 0  # positions projected onto the vocabulary
+    logit_rows: int = 0  # positions projected onto the whole vocabulary
+    option_logits: int = 0  # single logits computed for an option token only (no vocabulary projection)
+    threads: dict[int, int] = field(default_factory=dict)  # torch threads -> forward passes run with them
 
     def reset(self) -> None:
         self.forward_calls = self.tokens = self.padded_tokens = self.context_tokens = self.logit_rows = 0
+        self.option_logits = 0
+        self.threads = {}
+
+    def count_pass(self, threads: int) -> None:
+        """One more forward pass, run on ``threads`` torch threads."""
+        self.forward_calls += 1
+        self.threads[threads] = self.threads.get(threads, 0) + 1
 
 
 @dataclass
@@ -114,6 +130,10 @@ class _Row:
     group: object
     keep: int = 1
     targets: list[list[int]] = field(default_factory=list)
+    #: The targets' scores must be true log-probs (a multi-token option sums
+    #: them over positions); otherwise any per-position constant may be left
+    #: in, as the options of one position are renormalized together.
+    normalize: bool = True
 
 
 class TransformersBackend(ChatBackend):
@@ -154,6 +174,20 @@ class TransformersBackend(ChatBackend):
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self.stats = ForwardStats()
         self._lock = threading.RLock()
+        config = self.model.config
+        head = self.model.get_output_embeddings()
+        llama_like = getattr(config, "model_type", None) in _PLAIN_LLAMA_LIKE
+        # Score single-token options on their own logits (hidden state . token
+        # embedding) instead of projecting onto the whole vocabulary: the
+        # softmax over the options is the same, and the projection reads the
+        # 113 MB embedding matrix at every pass for a few rows.
+        self._option_head = head.weight if llama_like and isinstance(head, torch.nn.Linear) else None
+        self._option_bias = head.bias if self._option_head is not None else None
+        self._packed = False
+        if llama_like and getattr(config, "_attn_implementation", None) == "sdpa":
+            _register_packed_attention()
+            self.model.set_attn_implementation(PACKED_ATTENTION)
+            self._packed = True
 
     # -- text <-> tokens -----------------------------------------------------------
 
@@ -198,7 +232,7 @@ class TransformersBackend(ChatBackend):
             group = _group_key(req.messages)
             if all(len(r) == 1 for r in rests):
                 slot = len(rows)
-                rows.append(_Row(slot, full[0][:cut], group, 1, [[r[0] for r in rests]]))
+                rows.append(_Row(slot, full[0][:cut], group, 1, [[r[0] for r in rests]], normalize=False))
                 plans.append(([slot] * len(rests), cut))
             else:
                 slots = []
@@ -218,62 +252,126 @@ class TransformersBackend(ChatBackend):
         return results
 
     def _score_rows(self, rows: list[_Row]) -> list[list[float]]:
-        """Log-probs of each row's targets: row.targets[j] are scored at position -keep+j."""
+        """Scores of each row's targets: row.targets[j] are scored at position -keep+j.
+
+        Log-probs for rows with ``normalize``; for the others logits may be
+        returned instead (they differ by one constant per position, which the
+        renormalization over options removes).
+        """
         torch = self._torch
         out: list[list[float]] = [[] for _ in rows]
         with self._lock, torch.inference_mode():
             for group_rows in _by_group(rows):
                 prefix_len, prefix_kv = self._prefix(group_rows)
+                # Rows of like length in a pack: the packed attention pads them to the longest.
+                group_rows = sorted(group_rows, key=lambda r: len(r.ids))
                 for chunk in _packs(group_rows, prefix_len):
-                    logits = self._forward_packed(chunk, prefix_len, prefix_kv)
-                    logp = torch.log_softmax(logits.float(), dim=-1)
-                    at = 0
-                    for row in chunk:
-                        values: list[float] = []
-                        for targets in row.targets:
-                            values.extend(logp[at, targets].tolist())
-                            at += 1
+                    states, are_logits = self._forward_packed(chunk, prefix_len, prefix_kv)
+                    for row, values in zip(chunk, self._target_scores(chunk, states, are_logits)):
                         out[row.index] = values
         return out
+
+    def _target_scores(self, chunk: list[_Row], states, are_logits: bool) -> list[list[float]]:
+        """Each row's target scores from ``states``: one row per kept position, logits or last hidden states."""
+        torch = self._torch
+        positions: list[tuple[int, list[int], bool]] = []
+        at = 0
+        for row in chunk:
+            for targets in row.targets:
+                positions.append((at, targets, row.normalize))
+                at += 1
+        scores: list[list[float]] = [[] for _ in positions]
+        full = [i for i, (_, _, normalize) in enumerate(positions) if normalize or are_logits]
+        if full:
+            logits = states[[positions[i][0] for i in full]]
+            if not are_logits:
+                logits = torch.nn.functional.linear(logits, self._option_head, self._option_bias)
+                self.stats.logit_rows += len(full)
+            logits = logits.float()
+            logp = torch.log_softmax(logits, dim=-1)
+            for k, i in enumerate(full):
+                source = logp if positions[i][2] else logits
+                scores[i] = source[k, positions[i][1]].tolist()
+        for i, (at, targets, normalize) in enumerate(positions):
+            if not (normalize or are_logits):
+                weights = self._option_head[targets]
+                logits = weights @ states[at]
+                if self._option_bias is not None:
+                    logits = logits + self._option_bias[targets]
+                self.stats.option_logits += len(targets)
+                scores[i] = logits.float().tolist()
+        grouped: list[list[float]] = []
+        at = 0
+        for row in chunk:
+            values: list[float] = []
+            for _ in row.targets:
+                values.extend(scores[at])
+                at += 1
+            grouped.append(values)
+        return grouped
 
     def _forward_packed(self, chunk: list[_Row], prefix_len: int, prefix_kv):
         """Run the rows' tokens after the prefix packed into one sequence: no padding at all.
 
-        A block-diagonal causal mask keeps the rows apart (each sees the shared
-        prefix and its own earlier tokens); position ids restart after the
-        prefix for every row. Returns the logits of each row's last ``keep``
-        positions, rows in order.
+        Each row sees the shared prefix and its own earlier tokens only: with
+        the packed attention (llama-like models) every row is attended on its
+        own, otherwise a block-diagonal causal mask keeps the rows apart.
+        Position ids restart after the prefix for every row. Returns (states,
+        are_logits): the last hidden states of each row's last ``keep``
+        positions when option logits can be taken from them, else those
+        positions' logits; rows in order.
         """
         torch = self._torch
         from transformers import DynamicCache
 
         suffixes = [r.ids[prefix_len:] for r in chunk]
-        lengths = torch.tensor([len(s) for s in suffixes])
-        total = int(lengths.sum())
-        input_ids = torch.tensor([t for s in suffixes for t in s]).unsqueeze(0)
-        segment = torch.repeat_interleave(torch.arange(len(chunk)), lengths)
-        starts = torch.cumsum(lengths, 0) - lengths
-        local = torch.arange(total) - starts[segment]
-        own = (segment[:, None] == segment[None, :]) & (local[None, :] <= local[:, None])
-        mask = torch.cat([torch.ones(total, prefix_len, dtype=torch.bool), own], dim=1)[None, None]
-        ends = torch.cumsum(lengths, 0)
-        keep_idx = torch.cat([torch.arange(int(e) - r.keep, int(e)) for e, r in zip(ends, chunk)])
+        lengths = [len(s) for s in suffixes]
+        total = sum(lengths)
+        input_ids = torch.tensor([[t for s in suffixes for t in s]])
+        starts = [0]
+        for n in lengths[:-1]:
+            starts.append(starts[-1] + n)
+        position_ids = torch.cat([torch.arange(prefix_len, prefix_len + n) for n in lengths]).unsqueeze(0)
+        keep_idx = torch.tensor([p for start, n, r in zip(starts, lengths, chunk) for p in range(start + n - r.keep, start + n)])
+        extra = {}
+        if self._packed:
+            extra["packed_rows"] = _packed_rows(torch, starts, lengths, prefix_len)
+            # A 4D mask is passed through untouched (our attention ignores it): no dense mask is built.
+            mask = torch.ones(1, 1, 1, 1, dtype=torch.bool)
+        else:
+            segment = torch.repeat_interleave(torch.arange(len(chunk)), torch.tensor(lengths))
+            local = position_ids[0] - prefix_len
+            own = (segment[:, None] == segment[None, :]) & (local[None, :] <= local[:, None])
+            mask = torch.cat([torch.ones(total, prefix_len, dtype=torch.bool), own], dim=1)[None, None]
         cache = DynamicCache(list(prefix_kv)) if prefix_kv is not None else DynamicCache(config=self.model.config)
-        with _threads_for(total):
-            out = self.model(
-                input_ids=input_ids,
-                attention_mask=mask,
-                position_ids=(prefix_len + local).unsqueeze(0),
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=keep_idx,
-            )
-        self.stats.forward_calls += 1
+        with _threads_for(total) as threads:
+            if self._option_head is not None:
+                out = self.model.base_model(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    position_ids=position_ids,
+                    past_key_values=cache,
+                    use_cache=True,
+                    **extra,
+                )
+                states, are_logits = out.last_hidden_state[0, keep_idx], False
+            else:
+                out = self.model(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    position_ids=position_ids,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=keep_idx,
+                    **extra,
+                )
+                states, are_logits = out.logits[0], True
+                self.stats.logit_rows += len(keep_idx)
+        self.stats.count_pass(threads)
         self.stats.tokens += total
         self.stats.padded_tokens += total
-        self.stats.context_tokens += sum(prefix_len * n + n * (n + 1) // 2 for n in lengths.tolist())
-        self.stats.logit_rows += len(keep_idx)
-        return out.logits[0]
+        self.stats.context_tokens += sum(prefix_len * n + n * (n + 1) // 2 for n in lengths)
+        return states, are_logits
 
     # -- generation ----------------------------------------------------------------------
 
@@ -351,7 +449,7 @@ class TransformersBackend(ChatBackend):
                 use_cache=True,
                 logits_to_keep=1,
             )
-            self.stats.forward_calls += 1
+            self.stats.count_pass(self._torch.get_num_threads())
             self.stats.tokens += len(active)
             self.stats.padded_tokens += len(active)
             logits, cache = out.logits, out.past_key_values
@@ -375,15 +473,15 @@ class TransformersBackend(ChatBackend):
         ids = torch.tensor([rows[0].ids[:length]])
         from transformers import DynamicCache
 
-        with _threads_for(length):
-            out = self.model(
-                input_ids=ids, past_key_values=DynamicCache(config=self.model.config), use_cache=True, logits_to_keep=1
+        # The base model only: the prefix's logits are never used.
+        with _threads_for(length) as threads:
+            out = self.model.base_model(
+                input_ids=ids, past_key_values=DynamicCache(config=self.model.config), use_cache=True
             )
-        self.stats.forward_calls += 1
+        self.stats.count_pass(threads)
         self.stats.tokens += length
         self.stats.padded_tokens += length
         self.stats.context_tokens += length * (length + 1) // 2
-        self.stats.logit_rows += 1
         kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
         return length, kv
 
@@ -410,7 +508,7 @@ class TransformersBackend(ChatBackend):
             cache = DynamicCache(config=self.model.config)
         else:
             cache = DynamicCache([(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv])
-        with _threads_for(n * width):
+        with _threads_for(n * width) as threads:
             out = self.model(
                 input_ids=input_ids,
                 attention_mask=mask,
@@ -420,7 +518,7 @@ class TransformersBackend(ChatBackend):
                 logits_to_keep=keep,
             )
         real = sum(len(s) for s in suffixes)
-        self.stats.forward_calls += 1
+        self.stats.count_pass(threads)
         self.stats.tokens += real
         self.stats.padded_tokens += n * width
         self.stats.context_tokens += sum(prefix_len * len(s) + len(s) * (len(s) + 1) // 2 for s in suffixes)
@@ -511,6 +609,86 @@ def _packs(rows: list[_Row], prefix_len: int) -> list[list[_Row]]:
     if current:
         packs.append(current)
     return packs
+
+
+@dataclass
+class _PackedRows:
+    """Where each row of a packed pass sits, for :func:`_packed_attention`.
+
+    The rows are attended as one padded batch (rows x longest row): one
+    attention call per layer instead of one per row.
+    """
+
+    rows: int
+    width: int  # the longest row
+    gather: object  # (rows * width,) packed position of each padded slot (the row's last token for padding)
+    scatter: object  # (tokens,) padded slot of each packed token
+    mask: object  # (rows, 1, width, prefix + width) bool: the prefix, then the row's own earlier tokens
+
+
+def _packed_rows(torch, starts: list[int], lengths: list[int], prefix_len: int) -> _PackedRows:
+    rows, width = len(lengths), max(lengths)
+    slot = torch.arange(width)
+    length = torch.tensor(lengths)
+    gather = (torch.tensor(starts)[:, None] + torch.minimum(slot[None, :], length[:, None] - 1)).reshape(-1)
+    scatter = torch.cat([torch.arange(n) + r * width for r, n in enumerate(lengths)])
+    own = (slot[None, :] <= slot[:, None])[None] & (slot[None, None, :] < length[:, None, None])
+    mask = torch.cat([torch.ones(rows, width, prefix_len, dtype=torch.bool), own], dim=2)[:, None]
+    return _PackedRows(rows, width, gather, scatter, mask)
+
+
+def _packed_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, packed_rows=None, **kwargs):
+    """sdpa attention for a packed pass (``packed_rows`` given), else transformers' sdpa.
+
+    A packed pass holds several rows one after the other after a shared
+    prefix (already in the cache: ``key`` is prefix + packed tokens). A dense
+    block-diagonal mask would make every query score every key of the pack,
+    most of them masked; here the rows are attended as a padded batch, each
+    row's queries meeting only the prefix's keys and its own, so attention
+    costs about what the rows need whatever the pack size.
+    """
+    from torch.nn.functional import scaled_dot_product_attention
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if packed_rows is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+    import torch
+
+    pk = packed_rows
+    heads, kv_heads, dim = query.shape[1], key.shape[1], query.shape[3]
+    prefix = key.shape[2] - query.shape[2]
+
+    def padded(x, offset):  # (1, h, prefix + tokens, d) -> (rows, h, width, d)
+        return x[0][:, offset + pk.gather].view(x.shape[1], pk.rows, pk.width, dim).transpose(0, 1)
+
+    q = padded(query, 0)
+    k, v = padded(key, prefix), padded(value, prefix)
+    if prefix:
+        k = torch.cat([key[:, :, :prefix].expand(pk.rows, -1, -1, -1), k], dim=2)
+        v = torch.cat([value[:, :, :prefix].expand(pk.rows, -1, -1, -1), v], dim=2)
+    if heads != kv_heads:
+        k = k.repeat_interleave(heads // kv_heads, dim=1)
+        v = v.repeat_interleave(heads // kv_heads, dim=1)
+    out = scaled_dot_product_attention(q, k, v, attn_mask=pk.mask, scale=scaling)
+    # (rows, heads, width, d) -> (1, tokens, heads, d), padding dropped
+    out = out.transpose(0, 1).reshape(heads, pk.rows * pk.width, dim)[:, pk.scatter]
+    return out.transpose(0, 1).unsqueeze(0).contiguous(), None
+
+
+_attention_registered = False
+
+
+def _register_packed_attention() -> None:
+    global _attention_registered
+    if _attention_registered:
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(PACKED_ATTENTION, _packed_attention)
+    # Generation builds its padding masks as for sdpa.
+    AttentionMaskInterface.register(PACKED_ATTENTION, sdpa_mask)
+    _attention_registered = True
 
 
 def _sample_seed(req: ChatRequest) -> int:
