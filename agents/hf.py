@@ -18,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +36,11 @@ TOKEN_BUDGET = 1536
 MAX_BATCH = 32
 #: Tokens in one packed scoring pass. With the packed attention below each
 #: row attends only to the prefix and itself, so a pack's cost is linear in its
-#: size; a bigger pack makes bigger matmuls (closer to the machine's peak) and
-#: fewer passes, up to where the activations stop fitting in the caches.
-PACK_TOKENS = 1024
+#: size. Bigger packs make bigger matmuls (2 threads here: 81% of the 1024^3
+#: matmul peak at 256 rows, 97% at 512) and fewer passes; past 512 the
+#: activations outgrow the caches and the elementwise ops lose what the
+#: matmuls gain (measured 256/512/768/1024: 0.66/0.68/0.67/0.66 of the peak).
+PACK_TOKENS = 512
 #: Model types whose decoder uses transformers' attention interface and whose
 #: logits are a plain linear projection of the last hidden state (no soft-cap,
 #: no scale): the packed attention and the option-only logits are exact there.
@@ -55,11 +59,15 @@ _threads_set = False
 
 
 def cpu_threads() -> int:
-    """Threads for big forward passes: ``TPROMPT_TORCH_THREADS``, else every core the machine can spare.
+    """Threads for big forward passes: ``TPROMPT_TORCH_THREADS``, else every core other processes leave free.
 
-    When other processes keep cores busy (1-minute load above the core
-    count, our own threads included), torch's threads wait on each other for
-    a core at every operation; half the cores is then faster than all.
+    When other processes keep a core busy, torch's threads wait on each other
+    for that core at every operation (measured here: two threads sharing a
+    core with a busy process run a matmul at a quarter of one thread's
+    speed); fewer threads are then faster. The 1-minute load average counts
+    our own threads too, so our own recent CPU use is taken off it first:
+    otherwise our two threads plus any small job elsewhere would read as a
+    busy machine and halve the threads of a quiet one.
     """
     given = os.environ.get("TPROMPT_TORCH_THREADS", "")
     if given.isdigit() and int(given) > 0:
@@ -69,7 +77,33 @@ def cpu_threads() -> int:
         load = os.getloadavg()[0]
     except OSError:  # pragma: no cover - platforms without a load average
         return cores
-    return cores if load < cores + 0.5 else max(1, cores // 2)
+    others = max(0.0, load - _OWN_LOAD.update())
+    # A core counts as taken once more than half of it is busy.
+    return max(1, min(cores, cores - math.ceil(others - 0.5)))
+
+
+class _OwnLoad:
+    """This process's CPU use (cores), averaged like the kernel's 1-minute load average."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wall = time.monotonic()
+        self._cpu = time.process_time()
+        self.value = 0.0
+
+    def update(self) -> float:
+        with self._lock:
+            wall, cpu = time.monotonic(), time.process_time()
+            elapsed = wall - self._wall
+            if elapsed >= 1.0:
+                used = (cpu - self._cpu) / elapsed
+                decay = math.exp(-elapsed / 60.0)
+                self.value = decay * self.value + (1.0 - decay) * used
+                self._wall, self._cpu = wall, cpu
+            return self.value
+
+
+_OWN_LOAD = _OwnLoad()
 
 
 def set_torch_threads() -> None:
@@ -659,19 +693,18 @@ def _packed_attention(module, query, key, value, attention_mask, scaling=None, d
     prefix = key.shape[2] - query.shape[2]
 
     def padded(x, offset):  # (1, h, prefix + tokens, d) -> (rows, h, width, d)
-        return x[0][:, offset + pk.gather].view(x.shape[1], pk.rows, pk.width, dim).transpose(0, 1)
+        rows = x[0].index_select(1, pk.gather + offset) if offset else x[0].index_select(1, pk.gather)
+        return rows.view(x.shape[1], pk.rows, pk.width, dim).transpose(0, 1)
 
     q = padded(query, 0)
     k, v = padded(key, prefix), padded(value, prefix)
     if prefix:
         k = torch.cat([key[:, :, :prefix].expand(pk.rows, -1, -1, -1), k], dim=2)
         v = torch.cat([value[:, :, :prefix].expand(pk.rows, -1, -1, -1), v], dim=2)
-    if heads != kv_heads:
-        k = k.repeat_interleave(heads // kv_heads, dim=1)
-        v = v.repeat_interleave(heads // kv_heads, dim=1)
-    out = scaled_dot_product_attention(q, k, v, attn_mask=pk.mask, scale=scaling)
+    # enable_gqa: the key/value heads are shared by their query heads without being copied.
+    out = scaled_dot_product_attention(q, k, v, attn_mask=pk.mask, scale=scaling, enable_gqa=heads != kv_heads)
     # (rows, heads, width, d) -> (1, tokens, heads, d), padding dropped
-    out = out.transpose(0, 1).reshape(heads, pk.rows * pk.width, dim)[:, pk.scatter]
+    out = out.transpose(0, 1).reshape(heads, pk.rows * pk.width, dim).index_select(1, pk.scatter)
     return out.transpose(0, 1).unsqueeze(0).contiguous(), None
 
 

@@ -1,0 +1,76 @@
+"""The transformers backend's packed scoring pieces, without a model: packed attention and the thread policy."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from tprompt.agents import hf
+
+
+def _dense_reference(query, key, value, lengths, prefix):
+    """sdpa with the dense block-diagonal causal mask the packed attention replaces."""
+    total = sum(lengths)
+    segment = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    local = torch.cat([torch.arange(n) for n in lengths])
+    own = (segment[:, None] == segment[None, :]) & (local[None, :] <= local[:, None])
+    mask = torch.cat([torch.ones(total, prefix, dtype=torch.bool), own], dim=1)[None, None]
+    groups = query.shape[1] // key.shape[1]
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1), attn_mask=mask, scale=0.125
+    )
+    return out.transpose(1, 2)
+
+
+class _Module:
+    num_key_value_groups = 3
+    is_causal = True
+
+
+@pytest.mark.parametrize("prefix", [0, 7])
+def test_packed_attention_equals_the_dense_block_mask(prefix):
+    torch.manual_seed(0)
+    lengths = [5, 1, 9, 3]
+    starts = [0, 5, 6, 15]
+    total = sum(lengths)
+    query = torch.randn(1, 9, total, 64)
+    key, value = torch.randn(1, 3, prefix + total, 64), torch.randn(1, 3, prefix + total, 64)
+    rows = hf._packed_rows(torch, starts, lengths, prefix)
+    out, _ = hf._packed_attention(_Module(), query, key, value, None, scaling=0.125, packed_rows=rows)
+    assert out.shape == (1, total, 9, 64)
+    assert torch.allclose(out, _dense_reference(query, key, value, lengths, prefix), atol=1e-5)
+
+
+def test_packed_attention_without_rows_is_plain_sdpa():
+    torch.manual_seed(1)
+    query, key, value = torch.randn(2, 9, 4, 64), torch.randn(2, 3, 4, 64), torch.randn(2, 3, 4, 64)
+    out, _ = hf._packed_attention(_Module(), query, key, value, None, scaling=0.125)
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        query, key.repeat_interleave(3, 1), value.repeat_interleave(3, 1), is_causal=True, scale=0.125
+    )
+    assert torch.allclose(out, expected.transpose(1, 2), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("load", "own", "threads"),
+    [
+        (2.3, 2.0, 2),  # our own two threads and a little else: the machine is ours
+        (3.0, 2.0, 1),  # another process keeps a core busy
+        (1.1, 0.0, 1),  # the same seen while we are idle
+        (0.3, 0.0, 2),
+    ],
+)
+def test_threads_leave_out_our_own_load(monkeypatch, load, own, threads):
+    monkeypatch.delenv("TPROMPT_TORCH_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(hf._OWN_LOAD, "update", lambda: own)
+    assert hf.cpu_threads() == threads
+
+
+def test_threads_from_the_environment_win(monkeypatch):
+    monkeypatch.setenv("TPROMPT_TORCH_THREADS", "3")
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert hf.cpu_threads() == 3
