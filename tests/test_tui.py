@@ -57,6 +57,8 @@ async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 2
         if loop.time() > deadline:
             raise AssertionError("timed out waiting for the UI")
         await pilot.pause(0.05)
+    # A screen that just became current may not have mounted its children yet.
+    await pilot.pause()
 
 
 def table(app: TPromptApp, selector: str) -> SortedTable:
@@ -207,7 +209,10 @@ async def test_fork_at_selected_event(recorded: Path) -> None:
         await pilot.pause()
         await open_run(pilot, app, DEMO_RUN)
         events = table(app, "#events")
+        # On a loaded machine the timeline may still be filling: wait for seq 6.
+        await wait_for(pilot, lambda: events.row_count >= 6)
         events.move_cursor(row=5)  # seq 6
+        await pilot.pause()
         await pilot.press("f")
         await wait_for(pilot, lambda: isinstance(app.screen, ForkScreen))
         assert app.screen.query_one("#fork-point", Select).value == "seq"
@@ -292,9 +297,8 @@ async def test_new_run_form_runs_in_a_worker_and_dashboard_follows(db_path: Path
         # a bad value first: the form says why and stays open
         form.query_one("#new-steps", Input).value = "0"
         await pilot.click("#new-ok")
-        await pilot.pause()
+        await wait_for(pilot, lambda: "new run: steps" in screen_text(app))
         assert isinstance(app.screen, NewRunScreen)
-        assert "new run: steps" in screen_text(app)
         for key, value in fields.items():
             form.query_one(f"#new-{key}", Input).value = value
         form.query_one("#new-mode", Select).value = "generate"
@@ -321,8 +325,9 @@ async def test_pause_and_resume_a_run_started_here(db_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         values = {
-            "source_tasks": ["bbh/navigate"], "target_task": "bbh/web_of_lies", "proposer": "fake:delay=0.02",
-            "scorer": "fake:delay=0.02", "steps": 2, "candidates": 2, "top_k": 1, "examples": 4,
+            # slow enough that the run is still going when "p" is pressed, even on a loaded machine
+            "source_tasks": ["bbh/navigate"], "target_task": "bbh/web_of_lies", "proposer": "fake:delay=0.2",
+            "scorer": "fake:delay=0.2", "steps": 2, "candidates": 2, "top_k": 1, "examples": 4,
             "test_examples": 3, "mode": "generate",
         }
         app.start_new_run(values)
