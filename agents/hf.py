@@ -2,11 +2,13 @@
 
 Two primitives, both built for a small CPU:
 
-* :meth:`TransformersBackend.option_probs` scores answer options from a single
-  forward pass per batch (``logits_to_keep``: only the last positions reach the
-  vocabulary projection). Requests with the same system prompt share a token
-  prefix whose KV cache is computed once and expanded across each batch, and
-  batches are grouped by length so little compute goes to padding.
+* :meth:`TransformersBackend.option_probs` scores answer options from one
+  forward pass per pack of rows. Requests with the same system prompt share a
+  token prefix whose KV cache is computed once; the tokens after it are packed
+  into ~512-token sequences without padding, each row attending to the prefix
+  and itself only (:func:`_packed_attention`). Only each row's last positions
+  are scored, and single-token options on their own logits, without the
+  vocabulary projection.
 * :meth:`TransformersBackend.generate` decodes a batch together (left padding,
   the same prefix sharing for the prefill), greedy at temperature 0, sampled
   otherwise with a generator per request seeded from ``seed`` and
