@@ -659,7 +659,7 @@ class _PackedRows:
     width: int  # the longest row
     gather: object  # (rows * width,) packed position of each padded slot (the row's last token for padding)
     scatter: object  # (tokens,) padded slot of each packed token
-    mask: object  # (rows, 1, width, prefix + width) bool: the prefix, then the row's own earlier tokens
+    mask: object  # (rows, 1, width, prefix + width) additive: 0 on the prefix and the row's own earlier tokens
 
 
 def _packed_rows(torch, starts: list[int], lengths: list[int], prefix_len: int) -> _PackedRows:
@@ -669,7 +669,9 @@ def _packed_rows(torch, starts: list[int], lengths: list[int], prefix_len: int) 
     gather = (torch.tensor(starts)[:, None] + torch.minimum(slot[None, :], length[:, None] - 1)).reshape(-1)
     scatter = torch.cat([torch.arange(n) + r * width for r, n in enumerate(lengths)])
     own = (slot[None, :] <= slot[:, None])[None] & (slot[None, None, :] < length[:, None, None])
-    mask = torch.cat([torch.ones(rows, width, prefix_len, dtype=torch.bool), own], dim=2)[:, None]
+    allowed = torch.cat([torch.ones(rows, width, prefix_len, dtype=torch.bool), own], dim=2)[:, None]
+    # Additive once per pass, not converted from bool by sdpa in every layer.
+    mask = torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf"))
     return _PackedRows(rows, width, gather, scatter, mask)
 
 
@@ -704,7 +706,7 @@ def _packed_attention(module, query, key, value, attention_mask, scaling=None, d
         k = torch.cat([key[:, :, :prefix].expand(pk.rows, -1, -1, -1), k], dim=2)
         v = torch.cat([value[:, :, :prefix].expand(pk.rows, -1, -1, -1), v], dim=2)
     # enable_gqa: the key/value heads are shared by their query heads without being copied.
-    out = scaled_dot_product_attention(q, k, v, attn_mask=pk.mask, scale=scaling, enable_gqa=heads != kv_heads)
+    out = scaled_dot_product_attention(q, k, v, attn_mask=pk.mask.to(query.dtype), scale=scaling, enable_gqa=heads != kv_heads)
     # (rows, heads, width, d) -> (1, tokens, heads, d), padding dropped
     out = out.transpose(0, 1).reshape(heads, pk.rows * pk.width, dim).index_select(1, pk.scatter)
     return out.transpose(0, 1).unsqueeze(0).contiguous(), None
