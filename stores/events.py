@@ -101,8 +101,8 @@ class CandidateScored(Event):
     metrics: Metrics
     objective: float
     scorer_calls: int = 0
+    #: racing (successive halving) rung; 0 for full scoring
     rung: int = 0
-    eliminated: bool = False
 
 
 class StepCompleted(Event):

@@ -52,6 +52,7 @@ class ScoredPrompt:
     metrics: Metrics
     objective: float
     rung: int = 0
+    #: racing: dropped before the step's last rung (set when the step closes)
     eliminated: bool = False
     seq: int = 0
 
@@ -224,7 +225,7 @@ def _scored(b: _Builder, se: StoredEvent) -> None:
     b.scores.append(
         _new_scored(
             ev["prompt_id"], ev["text"], ev["stage"], ev["step"], ev["task"], ev["n_examples"],
-            ev["metrics"], ev["objective"], ev["rung"], ev["eliminated"], se.seq,
+            ev["metrics"], ev["objective"], ev["rung"], False, se.seq,
         )
     )
     b.prompts[ev["prompt_id"]] = ev["text"]
@@ -241,6 +242,32 @@ def _step_completed(b: _Builder, se: StoredEvent) -> None:
     if ev.stop:
         b.data["stage_stopped"] = True
     b.pending = []
+    _mark_eliminated(b, ev.stage, ev.step)
+
+
+def _mark_eliminated(b: _Builder, stage: str, step: int) -> None:
+    # Racing: once a step closes, a candidate whose deepest rung is below the
+    # step's deepest rung was eliminated; its rows say so from here on.
+    rows = []
+    for i in range(len(b.scores) - 1, -1, -1):
+        s = b.scores[i]
+        if s.stage == stage and s.step == step:
+            rows.append(i)
+        elif s.stage == stage and s.step < step:
+            break
+    if not rows:
+        return
+    top = max(b.scores[i].rung for i in rows)
+    if top == 0:
+        return
+    deepest: dict[str, int] = {}
+    for i in rows:
+        s = b.scores[i]
+        deepest[s.prompt_id] = max(deepest.get(s.prompt_id, 0), s.rung)
+    for i in rows:
+        s = b.scores[i]
+        if deepest[s.prompt_id] < top:
+            b.scores[i] = replace(s, eliminated=True)
 
 
 def _stage_completed(b: _Builder, se: StoredEvent) -> None:

@@ -121,6 +121,11 @@ def test_racing_uses_fewer_scorer_calls(tmp_path: Path) -> None:
         assert race.scorer_calls[stage] < full.scorer_calls[stage]
     rungs = {s.rung for s in race.scores if s.step > 0}
     assert rungs == {0, 1, 2}
+    for step in (1, 2):
+        rows = race.step_scores("source", step)
+        finalists = {s.prompt_id for s in rows if s.rung == 2}
+        assert len(finalists) == 1
+        assert all(s.eliminated == (s.prompt_id not in finalists) for s in rows)
 
 
 def test_transfer_off_is_the_target_only_baseline(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ events = st.one_of(
     st.builds(
         CandidateScored, stage=stages, step=small, prompt_id=st.sampled_from(["p-a", "p-b", "p-c"]), text=texts,
         task=st.sampled_from(["t1", "t2"]), n_examples=small, metrics=metrics, objective=values,
-        scorer_calls=small, rung=st.integers(0, 2), eliminated=st.booleans(),
+        scorer_calls=small, rung=st.integers(0, 2),
     ),
     st.builds(StepCompleted, stage=stages, step=small, best_prompt_id=st.none() | texts,
               best_objective=st.none() | values, stop=st.booleans()),
