@@ -54,20 +54,38 @@ def test_packed_attention_without_rows_is_plain_sdpa():
 
 
 @pytest.mark.parametrize(
-    ("load", "own", "threads"),
+    ("others", "threads"),
     [
-        (2.3, 2.0, 2),  # our own two threads and a little else: the machine is ours
-        (3.0, 2.0, 1),  # another process keeps a core busy
-        (1.1, 0.0, 1),  # the same seen while we are idle
-        (0.3, 0.0, 2),
+        (0.0, 2),  # the machine is ours
+        (0.3, 2),  # a little work elsewhere
+        (0.99, 1),  # another process keeps a core busy
+        (3.0, 1),
     ],
 )
-def test_threads_leave_out_our_own_load(monkeypatch, load, own, threads):
+def test_threads_leave_the_cores_others_use(monkeypatch, others, threads):
     monkeypatch.delenv("TPROMPT_TORCH_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
-    monkeypatch.setattr(hf._OWN_LOAD, "update", lambda: own)
+    monkeypatch.setattr(hf._OTHERS, "update", lambda: others)
     assert hf.cpu_threads() == threads
+
+
+def test_other_load_is_the_machine_minus_this_process(monkeypatch):
+    readings = iter([(0.0, 0.0, 0.0), (2.0, 3.0, 2.0), (2.1, 3.2, 2.1), (4.0, 5.0, 3.8)])
+    monkeypatch.setattr(hf, "_cpu_reading", lambda: next(readings))
+    meter = hf._OtherLoad()
+    assert meter.update() == pytest.approx(0.5)  # 1.5 cores busy, 1.0 of them ours
+    assert meter.update() == pytest.approx(0.5)  # too soon after: the last figure
+    assert meter.update() == pytest.approx(0.1)  # since the last counted reading: 1.0 busy, 0.9 ours
+
+
+def test_without_proc_stat_the_load_average_decides(monkeypatch):
+    monkeypatch.delenv("TPROMPT_TORCH_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(hf._OTHERS, "update", lambda: None)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.2, 3.2, 3.2))
+    assert hf.cpu_threads() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.9, 1.9))
+    assert hf.cpu_threads() == 2
 
 
 def test_threads_from_the_environment_win(monkeypatch):
