@@ -361,3 +361,35 @@ def test_error_messages_are_literal_text(tmp_path: Path) -> None:
     proc = tprompt(db, "run", "--model", "openai:gpt-4o-mini", check=False)
     if "langchain-openai" in proc.stderr:  # the extra is not installed here
         assert "tprompt[openai]" in proc.stderr
+
+
+def test_pause_command_from_another_terminal(tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    env = {**os.environ, "TPROMPT_DB": str(db)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tprompt.cli", "run", "--json", *cli_args(scorer="fake:delay=0.05")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        run_id = None
+        while time.time() < deadline and run_id is None:
+            if db.exists():
+                runs = json.loads(tprompt(db, "runs", "--json").stdout)
+                if runs and runs[0]["status"] == "running":
+                    run_id = runs[0]["run_id"]
+            time.sleep(0.1)
+        assert run_id is not None
+        asked = tprompt(db, "pause", run_id)
+        assert "pause requested" in asked.stderr
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert json.loads(stdout)["status"] == "paused"
+    assert tprompt(db, "pause", run_id, check=False).returncode == 2  # nothing to pause now
+    assert json.loads(tprompt(db, "resume", run_id, "--json").stdout)["status"] == "completed"
