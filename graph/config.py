@@ -111,25 +111,51 @@ def make_config(values: dict[str, Any], *, where: str = "options") -> RunConfig:
         raise ConfigError(f"{where}: {loc}: {msg}") from exc
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML or JSON config file into a dict (validated later by :func:`make_config`)."""
+def read_settings_file(path: str | Path, *, what: str = "config file") -> dict[str, Any]:
+    """Read a TOML, JSON or YAML file whose top level is a table of keys.
+
+    Raises:
+        ConfigError: missing file, unreadable or invalid file, or not a table.
+    """
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist")
+        raise ConfigError(f"{what} {p} does not exist")
     try:
         text = p.read_text(encoding="utf-8")
-        if p.suffix.lower() == ".json":
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {p}: {exc}") from exc
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".json":
             data = json.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml  # PyYAML comes with transformers
+
+            data = yaml.safe_load(text)
         else:
             data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {p}: {exc}") from exc
+    except Exception as exc:  # the parsers' own error types differ; all mean "not a valid file"
+        raise ConfigError(f"{what} {p}: {exc}".splitlines()[0]) from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {p}: expected a table of keys at the top level")
+        raise ConfigError(f"{what} {p}: expected a table of keys at the top level")
+    return data
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a run config file into a dict (validated later by :func:`make_config`)."""
+    data = read_settings_file(path)
     # Allow the run keys under a [run] table as well as at the top level.
     if set(data) == {"run"} and isinstance(data["run"], dict):
         data = data["run"]
     return data
 
 
-__all__ = ("Budget", "DEFAULT_ORIGINAL_PROMPT", "Mode", "RunConfig", "load_config_file", "make_config")
+__all__ = (
+    "Budget",
+    "DEFAULT_ORIGINAL_PROMPT",
+    "Mode",
+    "RunConfig",
+    "load_config_file",
+    "make_config",
+    "read_settings_file",
+)

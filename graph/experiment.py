@@ -37,7 +37,7 @@ from ..stores import EventLog
 from ..stores.db import immediate, translate
 from ..stores.log import now_iso
 from ..stores.projection import RunState
-from .config import RunConfig, make_config
+from .config import RunConfig, make_config, read_settings_file
 
 Arm = Literal["target_only", "transfer"]
 
@@ -183,34 +183,8 @@ class Experiment:
 
 def load_experiment_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML, YAML or JSON experiment file into a dict (validated by :func:`plan_experiment`)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"experiment file {p} does not exist")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"experiment file {p}: {exc}") from exc
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".json":
-            data = json.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            try:
-                import yaml
-            except ImportError as exc:  # pragma: no cover - pyyaml comes with transformers
-                raise ConfigError("YAML experiment files need PyYAML", hint="pip install pyyaml, or use TOML") from exc
-            data = yaml.safe_load(text)
-        else:
-            import tomllib
-
-            data = tomllib.loads(text)
-    except ConfigError:
-        raise
-    except Exception as exc:  # the parsers' own error types differ; all mean "not a valid file"
-        raise ConfigError(f"experiment file {p}: {exc}".splitlines()[0]) from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"experiment file {p}: expected a table of keys at the top level")
-    data.setdefault("name", p.stem)
+    data = read_settings_file(path, what="experiment file")
+    data.setdefault("name", Path(path).stem)
     return data
 
 

@@ -57,6 +57,17 @@ def tprompt(db: Path, *args: str, check: bool = True, **kw: object) -> subproces
     return proc
 
 
+def start_run_process(db: Path, **overrides: object) -> subprocess.Popen[str]:
+    """``tprompt run --json`` with the small config in a subprocess (stdout and stderr piped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tprompt.cli", "run", "--json", *cli_args(**overrides)],
+        env={**os.environ, "TPROMPT_DB": str(db)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def cli_args(**overrides: object) -> list[str]:
     cfg = {**SMALL, **overrides}
     args = []
@@ -195,14 +206,7 @@ def test_pause_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
 
 def test_ctrl_c_pauses_and_exits_zero(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
-    env = {**os.environ, "TPROMPT_DB": str(db)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tprompt.cli", "run", "--json", *cli_args(scorer="fake:delay=0.05")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_run_process(db, scorer="fake:delay=0.05")
     deadline = time.time() + 60
     while time.time() < deadline and not db.exists():
         time.sleep(0.05)
@@ -365,14 +369,7 @@ def test_error_messages_are_literal_text(tmp_path: Path) -> None:
 
 def test_pause_command_from_another_terminal(tmp_path: Path) -> None:
     db = tmp_path / "p.db"
-    env = {**os.environ, "TPROMPT_DB": str(db)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tprompt.cli", "run", "--json", *cli_args(scorer="fake:delay=0.05")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_run_process(db, scorer="fake:delay=0.05")
     try:
         deadline = time.time() + 60
         run_id = None
