@@ -92,3 +92,54 @@ def test_threads_from_the_environment_win(monkeypatch):
     monkeypatch.setenv("TPROMPT_TORCH_THREADS", "3")
     monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
     assert hf.cpu_threads() == 3
+
+
+def _tiny_llama(**overrides):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(2)
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=6,
+        num_key_value_heads=2, max_position_embeddings=128, **overrides,
+    )
+    model = LlamaForCausalLM(config).eval()
+    hf._register_packed_attention()
+    model.set_attn_implementation(hf.PACKED_ATTENTION)
+    return model
+
+
+@pytest.mark.parametrize("prefix", [0, 6])
+def test_fused_llama_pass_equals_the_stock_layers(prefix):
+    from transformers import DynamicCache
+
+    model = _tiny_llama()
+    torch.manual_seed(3)
+    stock_q = model.model.layers[0].self_attn.q_proj.weight.clone()
+    fused = hf._FusedLlama.build(model)
+    assert fused is not None
+    # The modules' weights are now views of the fused ones, with the same values.
+    assert torch.equal(model.model.layers[0].self_attn.q_proj.weight, stock_q)
+    lengths, starts = [4, 1, 7], [0, 4, 5]
+    total = sum(lengths)
+    ids = torch.randint(0, 64, (1, prefix + total))
+    with torch.inference_mode():
+        prefix_kv = None
+        cache = DynamicCache(config=model.config)
+        if prefix:
+            out = model.model(input_ids=ids[:, :prefix], past_key_values=cache, use_cache=True)
+            prefix_kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+            cache = DynamicCache(list(prefix_kv))
+        position_ids = torch.cat([torch.arange(prefix, prefix + n) for n in lengths]).unsqueeze(0)
+        rows = hf._packed_rows(torch, starts, lengths, prefix)
+        keep = torch.tensor([3, 4, 10, 11])
+        expected = model.model(
+            input_ids=ids[:, prefix:], attention_mask=torch.ones(1, 1, 1, 1, dtype=torch.bool),
+            position_ids=position_ids, past_key_values=cache, use_cache=True, packed_rows=rows,
+        ).last_hidden_state[0, keep]
+        got = fused.forward(ids[0, prefix:], position_ids, prefix_kv, rows, keep)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_fused_llama_pass_declines_biased_projections():
+    assert hf._FusedLlama.build(_tiny_llama(attention_bias=True)) is None
