@@ -101,7 +101,7 @@ class Runner:
         self._pause_check = pause_check
         self._tasks: dict[str, Task] = {}
         self._examples: dict[tuple[str, str, int], list[Example]] = {}
-        self.recorder = Recorder(log.path if log.path != ":memory:" else log.db, run_id=self.run_id)
+        self.recorder = Recorder(log, run_id=self.run_id)
         self.proposer = get_model(self.config.proposer)
         self.scorer = get_model(self.config.scorer)
         for name in self.stage_tasks("source") + self.stage_tasks("target"):
@@ -310,12 +310,20 @@ class Runner:
         parallel = not self.config.scorer.startswith(_LOCAL_PREFIXES) and self.config.concurrency > 1
         if parallel:
             jobs = jobs[: self.config.concurrency]
-            with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-                futures = [pool.submit(self._score_job, stage, step, job, Recorder(self.log.path, run_id=self.run_id)) for job in jobs]
-                # Appended in candidate order whatever order they finish in, so a
-                # re-run writes the same sequence of events.
-                for fut in futures:
-                    self.emit(fut.result())
+            # One recorder (one connection) per worker thread.
+            recorders = [Recorder(self.log, run_id=self.run_id) for _ in jobs]
+            try:
+                with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+                    futures = [
+                        pool.submit(self._score_job, stage, step, job, rec) for job, rec in zip(jobs, recorders)
+                    ]
+                    # Appended in candidate order whatever order they finish in, so a
+                    # re-run writes the same sequence of events.
+                    for fut in futures:
+                        self.emit(fut.result())
+            finally:
+                for rec in recorders:
+                    rec.close()
         else:
             self.emit(self._score_job(stage, step, jobs[0], None))
 
