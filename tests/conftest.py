@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,23 @@ def new_run() -> Callable[..., str]:
         return log.create_run(run_created(name, **config))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def recorded_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database recorded once per session by real fake-model runs (fixed ids and times)."""
+    from _tui_db import build_recorded_db, deterministic
+
+    path = tmp_path_factory.mktemp("recorded") / "recorded.db"
+    with pytest.MonkeyPatch.context() as mp:
+        deterministic(mp)
+        build_recorded_db(path)
+    return path
+
+
+@pytest.fixture
+def recorded(recorded_master: Path, tmp_path: Path) -> Path:
+    """A private copy of the recorded database (tests may write to it)."""
+    path = tmp_path / "tprompt.db"
+    shutil.copy(recorded_master, path)
+    return path

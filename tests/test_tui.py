@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _tui_db import DEMO_RUN, FORK_RUN, MARKUP_PROMPT, MARKUP_RUN, build_recorded_db, deterministic, screen_text
+from _tui_db import DEMO_RUN, FORK_RUN, MARKUP_PROMPT, MARKUP_RUN, screen_text
 from conftest import run_created
 from textual.widgets import Checkbox, Input, Select, TextArea
 
@@ -30,23 +29,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def recorded_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("recorded") / "recorded.db"
-    with pytest.MonkeyPatch.context() as mp:
-        deterministic(mp)
-        build_recorded_db(path)
-    return path
-
-
-@pytest.fixture
-def recorded(recorded_master: Path, tmp_path: Path) -> Path:
-    """A private copy of the recorded database (tests may write to it)."""
-    path = tmp_path / "tprompt.db"
-    shutil.copy(recorded_master, path)
-    return path
 
 
 async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 20.0) -> None:

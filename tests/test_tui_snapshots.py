@@ -8,33 +8,15 @@ of the UI (or of the fake model's output) refresh them with
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
-from _tui_db import DEMO_RUN, MARKUP_RUN, build_recorded_db, deterministic
+from _tui_db import DEMO_RUN, MARKUP_RUN
 
 from tprompt.tui import create_app
 from tprompt.tui.widgets import SortedTable
 
 SIZE = (140, 40)
-
-
-@pytest.fixture(scope="module")
-def recorded_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("snapshots") / "recorded.db"
-    with pytest.MonkeyPatch.context() as mp:
-        deterministic(mp)
-        build_recorded_db(path)
-    return path
-
-
-@pytest.fixture
-def recorded(recorded_master: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "tprompt.db"
-    shutil.copy(recorded_master, path)
-    return path
 
 
 def _cursor(selector: str, row: int) -> Any:
