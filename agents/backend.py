@@ -9,6 +9,8 @@ process and shared.
 
 from __future__ import annotations
 
+import abc
+
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +25,7 @@ from .types import ChatRequest, Message, OptionsRequest
 DEFAULT_MODEL = "smollm2"
 
 
-class ChatBackend:
+class ChatBackend(abc.ABC):
     """One model, loaded once per process. Subclasses implement :meth:`generate`.
 
     Attributes:
@@ -36,9 +38,9 @@ class ChatBackend:
     revision: str = ""
     supports_option_probs: bool = False
 
+    @abc.abstractmethod
     def generate(self, requests: Sequence[ChatRequest]) -> list[tuple[str, int, int]]:
         """Answer every request: ``(text, prompt_tokens, completion_tokens)`` in order."""
-        raise NotImplementedError
 
     def option_probs(self, requests: Sequence[OptionsRequest]) -> list[tuple[tuple[float, ...], int]]:
         """``(probs, prompt_tokens)`` per request; probs sum to 1 over the options.
