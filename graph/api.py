@@ -82,7 +82,7 @@ def fork_run(
     if from_prompt_id is not None:
         parent = log.state(run_id)
         from_prompt_id = _resolve_prompt(parent, from_prompt_id)
-        at_seq = _source_stage_end(log, run_id, parent, from_prompt_id)
+        at_seq = _source_stage_end(log, run_id)
     assert at_seq is not None
     log.check_seq(run_id, at_seq)
     at_state = log.state(run_id, upto=at_seq)
@@ -121,7 +121,7 @@ def _resolve_prompt(state: RunState, prompt_id: str) -> str:
     raise UsageError(f"{prompt_id!r} matches several prompts: {', '.join(matches)}", hint="give more of the id")
 
 
-def _source_stage_end(log: EventLog, run_id: str, state: RunState, prompt_id: str) -> int:
+def _source_stage_end(log: EventLog, run_id: str) -> int:
     for se in log.events(run_id):
         if se.type == "stage.completed" and getattr(se.event, "stage", None) == "source":
             return se.seq

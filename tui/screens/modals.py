@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -37,10 +37,35 @@ class ForkRequest:
     start: bool
 
 
-class ForkScreen(ModalScreen[ForkRequest | None]):
+T = TypeVar("T")
+
+
+class _FormModal(ModalScreen[T]):
+    """A modal form: its OK button or Enter in a field submits, Escape or any other button cancels."""
+
+    OK_BUTTON = ""
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def _submit(self) -> None:  # pragma: no cover - every form overrides it
+        raise TypeError(f"{type(self).__name__} must define _submit")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == self.OK_BUTTON:
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ForkScreen(_FormModal[ForkRequest | None]):
     """Fork a run at the selected event, or from one of its source prompts, onto a target task."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    OK_BUTTON = "fork-ok"
 
     def __init__(
         self,
@@ -101,17 +126,6 @@ class ForkScreen(ModalScreen[ForkRequest | None]):
         else:
             self.dismiss(ForkRequest(at_seq=None, from_prompt_id=str(point), target_task=target, start=start))
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "fork-ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._submit()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 #: (config key, label) of the new-run form's text fields, in order.
@@ -147,10 +161,10 @@ def _defaults() -> dict[str, str]:
     return values
 
 
-class NewRunScreen(ModalScreen[dict[str, Any] | None]):
+class NewRunScreen(_FormModal[dict[str, Any] | None]):
     """The new-run form; returns validated RunConfig values (or None when cancelled)."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    OK_BUTTON = "new-ok"
 
     def __init__(self, initial: dict[str, str] | None = None) -> None:
         super().__init__()
@@ -213,17 +227,6 @@ class NewRunScreen(ModalScreen[dict[str, Any] | None]):
             return
         self.dismiss(values)
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "new-ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._submit()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class DiffScreen(ModalScreen[None]):
