@@ -5,7 +5,9 @@ answers: scorer answers are honestly pseudo-random (about 1 in 10 off-format),
 proposer answers are instructions assembled from a phrase vocabulary chosen by
 the request hash. Spec options, comma separated: ``seed=N``, ``delay=S``
 (seconds per request, so tests can kill a run mid-flight), ``transient=N``
-(the first N calls raise a retryable error), ``fail=1`` (every call fails).
+(the first N calls raise a retryable error), ``fail=1`` (every call fails),
+``gate=PATH`` (every call waits until the file PATH exists, so a test can hold
+a run in flight for exactly as long as it needs, whatever the machine's load).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -70,6 +73,7 @@ class FakeBackend(ChatBackend):
         self.delay = 0.0
         self.transient = 0
         self.fail = False
+        self.gate = ""
         _, _, options = spec.partition(":")
         for item in filter(None, (p.strip() for p in options.split(","))):
             key, _, value = item.partition("=")
@@ -82,6 +86,8 @@ class FakeBackend(ChatBackend):
                     self.transient = int(value)
                 elif key == "fail":
                     self.fail = value not in ("", "0", "false")
+                elif key == "gate" and value:
+                    self.gate = value
                 else:
                     raise ValueError(key)
             except ValueError:
@@ -100,8 +106,17 @@ class FakeBackend(ChatBackend):
             raise BackendError(f"the fake model {self.spec} fails every call (fail=1)")
         if calls <= self.transient:
             raise TransientBackendError(f"the fake model {self.spec}: transient failure {calls} of {self.transient}")
+        if self.gate:
+            self._wait_for_gate()
         if self.delay:
             time.sleep(self.delay * count)
+
+    def _wait_for_gate(self, bound: float = 600.0) -> None:
+        deadline = time.monotonic() + bound  # only bounds a test that never opens the gate
+        while not os.path.exists(self.gate):
+            if time.monotonic() > deadline:
+                raise BackendError(f"the fake model {self.spec}: gate {self.gate} never opened")
+            time.sleep(0.01)
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[tuple[str, int, int]]:
         self._enter_call(len(requests))

@@ -68,6 +68,27 @@ def start_run_process(db: Path, **overrides: object) -> subprocess.Popen[str]:
     )
 
 
+def wait_for_row(db: Path, sql: str, proc: subprocess.Popen[str], timeout: float = 120) -> tuple:
+    """The first row ``sql`` returns from ``db``, polled read-only until it exists.
+
+    The timeout only bounds a hang; a process that exits first fails the wait at once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+                    row = conn.execute(sql).fetchone()
+            except sqlite3.OperationalError:  # the schema is not there yet
+                row = None
+            if row is not None:
+                return row
+        if proc.poll() is not None:
+            raise AssertionError(f"the process exited ({proc.returncode}) before {sql!r} returned a row")
+        assert time.monotonic() < deadline, f"no row from {sql!r} after {timeout} s"
+        time.sleep(0.02)
+
+
 def cli_args(**overrides: object) -> list[str]:
     cfg = {**SMALL, **overrides}
     args = []
@@ -205,14 +226,18 @@ def test_pause_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_pauses_and_exits_zero(tmp_path: Path) -> None:
-    db = tmp_path / "c.db"
-    proc = start_run_process(db, scorer="fake:delay=0.05")
-    deadline = time.time() + 60
-    while time.time() < deadline and not db.exists():
-        time.sleep(0.05)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    db, gate = tmp_path / "c.db", tmp_path / "gate"
+    # Every model call waits for the gate: the run is in flight until the test opens it.
+    proc = start_run_process(db, scorer=f"fake:gate={gate}")
+    try:
+        # stage.started is written by the graph, so Ctrl-C's handler is installed by then.
+        wait_for_row(db, "SELECT 1 FROM events WHERE type = 'stage.started'", proc)
+        proc.send_signal(signal.SIGINT)
+        gate.touch()
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == 0, stderr
     assert json.loads(stdout)["status"] == "paused"
     assert "Traceback" not in stderr
@@ -368,21 +393,15 @@ def test_error_messages_are_literal_text(tmp_path: Path) -> None:
 
 
 def test_pause_command_from_another_terminal(tmp_path: Path) -> None:
-    db = tmp_path / "p.db"
-    proc = start_run_process(db, scorer="fake:delay=0.05")
+    db, gate = tmp_path / "p.db", tmp_path / "gate"
+    proc = start_run_process(db, scorer=f"fake:gate={gate}")
     try:
-        deadline = time.time() + 60
-        run_id = None
-        while time.time() < deadline and run_id is None:
-            if db.exists():
-                runs = json.loads(tprompt(db, "runs", "--json").stdout)
-                if runs and runs[0]["status"] == "running":
-                    run_id = runs[0]["run_id"]
-            time.sleep(0.1)
-        assert run_id is not None
-        asked = tprompt(db, "pause", run_id)
+        wait_for_row(db, "SELECT 1 FROM events WHERE type = 'stage.started'", proc)
+        (run_id,) = wait_for_row(db, "SELECT run_id FROM runs WHERE status = 'running'", proc)
+        asked = tprompt(db, "pause", run_id)  # the run is held at the gate until now
         assert "pause requested" in asked.stderr
-        stdout, stderr = proc.communicate(timeout=60)
+        gate.touch()
+        stdout, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
