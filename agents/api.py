@@ -1,22 +1,41 @@
 """API models through langchain's ``init_chat_model`` (openai, anthropic, ollama, ...).
 
-The provider package is an optional extra, checked before anything is built;
-the API key is read by the provider package from the environment and never
-passed through, stored or logged by tprompt. Provider errors are sorted into
-retryable (rate limits, timeouts, 5xx) and not; the recorder retries the first.
+The provider package is an optional extra, checked before anything is built.
+The API key is read by the provider package from the environment and never
+passed through, stored or logged by tprompt; a ``base_url`` (an
+OpenAI-compatible server: vLLM, llama.cpp's server, ``transformers serve``,
+Ollama's ``/v1``) needs no key, a placeholder is sent. The base URL is part of
+the backend's ``revision`` and so of every cache key: two servers never share
+answers.
+
+Requests go out in parallel, at most ``concurrency`` at a time per backend
+(across examples and candidates: the bound is one semaphore per backend). The
+provider client retries each request on 429/5xx/timeouts itself, honouring the
+server's ``Retry-After``; a request that still fails is raised as a
+:class:`TransientBackendError` carrying the ``retry_after`` the server last
+asked for, so the recorder's own retries wait at least that long.
+
+Option probabilities (``supports_option_probs``) come from one short
+completion per question: ``max_tokens=1`` with ``logprobs`` and
+``top_logprobs=20``; the options' first-token probabilities are renormalized
+over the options. Whether the server returns log-probabilities is probed once
+(OpenAI and vLLM do; ``transformers serve`` ignores the fields).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import BackendError, MissingCredentials, MissingExtra, TransientBackendError
 from .backend import ChatBackend
-from .types import ChatRequest
+from .types import ChatRequest, OptionsRequest
 
 #: provider -> (python module, pip requirement, tprompt extra or None, API key env var or None)
 PROVIDERS: dict[str, tuple[str, str, str | None, str | None]] = {
@@ -32,17 +51,54 @@ PROVIDERS: dict[str, tuple[str, str, str | None, str | None]] = {
     "fireworks": ("langchain_fireworks", "langchain-fireworks", None, "FIREWORKS_API_KEY"),
 }
 
+#: Environment variables naming an OpenAI-compatible base URL, in order of precedence.
+BASE_URL_ENV = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
+#: Sent as the key to a base URL when no key is set: local servers ignore it.
+PLACEHOLDER_KEY = "tprompt-no-key"
+#: Requests in flight per backend unless the run says otherwise.
+DEFAULT_CONCURRENCY = 4
+#: Retries of one request inside the provider client (it honours Retry-After).
+CLIENT_RETRIES = 3
+#: Alternatives per position asked for when scoring options (OpenAI's maximum).
+TOP_LOGPROBS = 20
+
 _RETRYABLE_NAMES = (
     "RateLimit", "Timeout", "APIConnection", "Connection", "InternalServer", "ServiceUnavailable", "Overloaded",
 )
 
 
+def resolve_base_url(provider: str, base_url: str | None) -> str | None:
+    """The base URL to use: the given one, else (openai only) ``OPENAI_BASE_URL``; without a trailing slash."""
+    if not base_url and provider == "openai":
+        base_url = next((os.environ[v] for v in BASE_URL_ENV if os.environ.get(v)), None)
+    return base_url.strip().rstrip("/") if base_url and base_url.strip() else None
+
+
 class ApiBackend(ChatBackend):
-    """A chat model behind a provider API; requests with equal parameters go out together with ``batch``."""
+    """A chat model behind a provider API or an OpenAI-compatible server.
 
-    supports_option_probs = False
+    Args:
+        provider: a key of :data:`PROVIDERS`.
+        model: the provider's model name (for a local server, what its ``/v1/models`` lists).
+        spec: the spec string, ``provider:model``.
+        base_url: the server's API root, e.g. ``http://127.0.0.1:8000/v1``.
+        concurrency: requests in flight at once.
 
-    def __init__(self, provider: str, model: str, *, spec: str) -> None:
+    Raises:
+        MissingExtra: the provider's langchain package is not installed.
+        MissingCredentials: no API key and no base URL.
+        BackendError: the provider package rejects the settings.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        model: str,
+        *,
+        spec: str,
+        base_url: str | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
         module, requirement, extra, key_var = PROVIDERS[provider]
         if importlib.util.find_spec(module) is None:
             install = f"pip install 'tprompt[{extra}]'" if extra else f"pip install {requirement}"
@@ -51,19 +107,35 @@ class ApiBackend(ChatBackend):
                 hint=f"run `{install}`",
                 spec=spec,
             )
+        base_url = resolve_base_url(provider, base_url)
+        kwargs: dict[str, Any] = {}
         if key_var and not os.environ.get(key_var):
-            raise MissingCredentials(
-                f"model {spec} needs an API key in the environment variable {key_var}",
-                hint=f"set {key_var} (it is read from the environment only and never stored)",
-                spec=spec,
-            )
+            if not base_url:
+                raise MissingCredentials(
+                    f"model {spec} needs an API key in the environment variable {key_var}",
+                    hint=f"set {key_var} (it is read from the environment only and never stored), "
+                    "or give --base-url for a local OpenAI-compatible server",
+                    spec=spec,
+                )
+            kwargs["api_key"] = PLACEHOLDER_KEY
+        if base_url:
+            kwargs["base_url"] = base_url
+        if provider in ("openai", "anthropic"):
+            kwargs["max_retries"] = CLIENT_RETRIES
         from langchain.chat_models import init_chat_model
 
         self.spec = spec
         self.provider = provider
-        self.revision = f"{provider}:{model}"
+        self.model_name = model
+        self.base_url = base_url
+        # The base URL identifies the server and so the answers; keys never appear here.
+        self.revision = f"{provider}:{model}" + (f"@{base_url}" if base_url else "")
+        self._gate = threading.BoundedSemaphore(max(1, concurrency))
+        self._concurrency = max(1, concurrency)
+        self._logprobs: bool | None = None
+        self._probe_lock = threading.Lock()
         try:
-            self._model = init_chat_model(model, model_provider=provider)
+            self._model = init_chat_model(model, model_provider=provider, **kwargs)
         except Exception as exc:  # the provider package validates its own settings
             raise BackendError(f"cannot set up model {spec}: {_first_line(exc)}") from exc
 
@@ -71,47 +143,171 @@ class ApiBackend(ChatBackend):
     def chat_model(self):
         return self._model
 
+    @property
+    def concurrency(self) -> int:
+        """Requests in flight at once (over every thread using this backend)."""
+        return self._concurrency
+
+    @concurrency.setter
+    def concurrency(self, value: int) -> None:
+        value = max(1, int(value))
+        if value != self._concurrency:
+            self._concurrency = value
+            self._gate = threading.BoundedSemaphore(value)
+
+    # -- chat ------------------------------------------------------------------------------
+
     def generate(self, requests: Sequence[ChatRequest]) -> list[tuple[str, int, int]]:
-        inputs = [[{"role": r, "content": c} for r, c in req.messages] for req in requests]
-        configs: list[dict[str, Any]] = []
-        results: list[tuple[str, int, int]] = []
-        try:
-            # Sampling parameters travel per call so one model object serves all.
-            for req, messages in zip(requests, inputs):
-                kwargs: dict[str, Any] = {"temperature": req.temperature, "max_tokens": req.max_tokens}
-                if req.top_p < 1.0:
-                    kwargs["top_p"] = req.top_p
-                if req.stop:
-                    kwargs["stop"] = list(req.stop)
-                if req.seed is not None and self.provider == "openai":
-                    kwargs["seed"] = req.seed
-                configs.append(kwargs)
-            if all(c == configs[0] for c in configs):
-                outputs = self._model.batch(inputs, **configs[0]) if inputs else []
-            else:
-                outputs = [self._model.invoke(messages, **kwargs) for messages, kwargs in zip(inputs, configs)]
-        except Exception as exc:
-            raise classify(exc, self.spec) from exc
-        for req, message in zip(requests, outputs):
+        def one(req: ChatRequest) -> tuple[str, int, int]:
+            messages = [{"role": r, "content": c} for r, c in req.messages]
+            message = self._invoke(messages, **self._sampling(req))
             text = message.content if isinstance(message.content, str) else message.text
             usage = getattr(message, "usage_metadata", None) or {}
             prompt = usage.get("input_tokens") or sum(self.count_tokens(c) for _, c in req.messages)
             completion = usage.get("output_tokens") or self.count_tokens(text)
-            results.append((text, int(prompt), int(completion)))
-        return results
+            return text, int(prompt), int(completion)
+
+        return self._map(one, requests)
+
+    def _sampling(self, req: ChatRequest) -> dict[str, Any]:
+        # Sampling parameters travel per call so one model object serves all.
+        kwargs: dict[str, Any] = {"temperature": req.temperature, "max_tokens": req.max_tokens}
+        if req.top_p < 1.0:
+            kwargs["top_p"] = req.top_p
+        if req.stop:
+            kwargs["stop"] = list(req.stop)
+        if req.seed is not None and self.provider == "openai":
+            # Samples of one request differ by seed; a server that honours seeds gives each the same answer again.
+            kwargs["seed"] = req.seed + req.sample_index
+        return kwargs
+
+    # -- option probabilities -----------------------------------------------------------------
+
+    @property
+    def supports_option_probs(self) -> bool:  # type: ignore[override]
+        """Whether the server returns token log-probabilities (probed once with a one-token request).
+
+        Raises:
+            TransientBackendError: the server cannot be reached to find out.
+        """
+        if self.provider != "openai":
+            return False
+        with self._probe_lock:
+            if self._logprobs is None:
+                message = self._invoke(
+                    [{"role": "user", "content": "Reply with the letter A."}],
+                    temperature=0.0, max_tokens=1, logprobs=True, top_logprobs=2,
+                )
+                self._logprobs = _top_logprobs(message) is not None
+            return self._logprobs
+
+    def option_probs(self, requests: Sequence[OptionsRequest]) -> list[tuple[tuple[float, ...], int]]:
+        if not self.supports_option_probs:
+            where = f"the server at {self.base_url}" if self.base_url else f"provider {self.provider}"
+            raise BackendError(
+                f"model {self.spec}: {where} returns no token log-probabilities, so answer options cannot be scored",
+                hint="use --mode generate (or auto, which falls back to it)",
+                spec=self.spec,
+            )
+
+        def one(req: OptionsRequest) -> tuple[tuple[float, ...], int]:
+            messages = [{"role": r, "content": c} for r, c in req.messages]
+            message = self._invoke(messages, temperature=0.0, max_tokens=1, logprobs=True, top_logprobs=TOP_LOGPROBS)
+            top = _top_logprobs(message)
+            if top is None:
+                raise BackendError(f"model {self.spec}: the answer carries no log-probabilities", spec=self.spec)
+            usage = getattr(message, "usage_metadata", None) or {}
+            prompt = usage.get("input_tokens") or sum(self.count_tokens(c) for _, c in req.messages)
+            return option_distribution(top, req.options), int(prompt)
+
+        return self._map(one, requests)
+
+    # -- shared machinery -----------------------------------------------------------------------
+
+    def _invoke(self, messages: list[dict[str, str]], **kwargs: Any) -> Any:
+        with self._gate:
+            try:
+                return self._model.invoke(messages, **kwargs)
+            except Exception as exc:
+                raise classify(exc, self.spec) from exc
+
+    def _map(self, one: Callable[[Any], Any], requests: Sequence[Any]) -> list[Any]:
+        """``one`` over ``requests`` in order, up to :attr:`concurrency` at once; the first error is raised."""
+        if len(requests) <= 1:
+            return [one(r) for r in requests]
+        with ThreadPoolExecutor(max_workers=min(len(requests), self._concurrency)) as pool:
+            futures = [pool.submit(one, r) for r in requests]
+            return [f.result() for f in futures]
+
+
+def _top_logprobs(message: Any) -> list[tuple[str, float]] | None:
+    """``(token, logprob)`` alternatives of the first generated token, or None without logprobs."""
+    logprobs = (getattr(message, "response_metadata", None) or {}).get("logprobs") or {}
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not content:
+        return None
+    first = content[0]
+    top = first.get("top_logprobs") or [{"token": first.get("token"), "logprob": first.get("logprob")}]
+    return [(str(t.get("token") or ""), float(t["logprob"])) for t in top if t.get("logprob") is not None]
+
+
+def option_distribution(top: Sequence[tuple[str, float]], options: Sequence[str]) -> tuple[float, ...]:
+    """Probabilities of ``options`` from the first token's top alternatives, renormalized over the options.
+
+    A token counts for an option when, stripped of spaces and of a trailing
+    ``.`` or ``)``, it equals the option (``" B"``, ``"B."``). An option not
+    among the alternatives gets at most the smallest listed probability (its
+    true value is below that), shared with the other missing ones out of the
+    mass the list leaves over. Uniform when no option is listed and nothing is left.
+    """
+    mass = {opt: 0.0 for opt in options}
+    for token, logprob in top:
+        key = token.strip().rstrip(".)").strip()
+        if key in mass:
+            mass[key] += math.exp(logprob)
+    missing = [o for o in options if mass[o] == 0.0]
+    if missing and top:
+        listed = sum(math.exp(lp) for _, lp in top)
+        floor = min(math.exp(min(lp for _, lp in top)), max(0.0, 1.0 - listed) / len(missing))
+        for o in missing:
+            mass[o] = floor
+    total = sum(mass.values())
+    if total <= 0.0:
+        return tuple(1.0 / len(options) for _ in options)
+    return tuple(mass[o] / total for o in options)
 
 
 def classify(exc: BaseException, spec: str) -> BackendError:
-    """A provider exception as a tprompt error: retryable or not, its message without secrets."""
+    """A provider exception as a tprompt error: retryable or not (with ``retry_after``), its message without secrets."""
     if isinstance(exc, BackendError):
         return exc
     name = type(exc).__name__
-    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    response = getattr(exc, "response", None)
+    status = getattr(exc, "status_code", None) or getattr(response, "status_code", None)
     retryable = any(part in name for part in _RETRYABLE_NAMES) or isinstance(exc, (TimeoutError, ConnectionError))
     if isinstance(status, int) and (status == 429 or status >= 500):
         retryable = True
-    cls = TransientBackendError if retryable else BackendError
-    return cls(f"model {spec}: {name}: {_first_line(exc)}", spec=spec)
+    if retryable:
+        return TransientBackendError(
+            f"model {spec}: {name}: {_first_line(exc)}", spec=spec, status=status,
+            retry_after=_retry_after(response),
+        )
+    return BackendError(f"model {spec}: {name}: {_first_line(exc)}", spec=spec, status=status)
+
+
+def _retry_after(response: Any) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After`` or ``retry-after-ms``), if it said."""
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"]) / 1000
+        if headers.get("retry-after"):
+            return float(headers["retry-after"])
+    except (TypeError, ValueError):  # an HTTP date: the client's own retries already honoured it
+        return None
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

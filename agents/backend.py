@@ -128,12 +128,17 @@ class BackendChatModel(BaseChatModel):
         return LCChatResult(generations=[ChatGeneration(message=message)])
 
 
-_models: dict[str, ChatBackend] = {}
+_models: dict[tuple[str, str | None], ChatBackend] = {}
 _models_lock = threading.Lock()
 
 
-def get_model(spec: str = DEFAULT_MODEL) -> ChatBackend:
+def get_model(spec: str = DEFAULT_MODEL, *, base_url: str | None = None, concurrency: int | None = None) -> ChatBackend:
     """The backend for ``spec``, loaded on first use and shared afterwards.
+
+    ``base_url`` points a ``<provider>:<model>`` spec at a server of its own
+    (an OpenAI-compatible ``.../v1``); without it ``openai:`` specs read
+    ``OPENAI_BASE_URL``. ``concurrency`` bounds an API backend's requests in
+    flight (local backends ignore it).
 
     Raises:
         UnknownModel: the spec names no backend.
@@ -142,15 +147,24 @@ def get_model(spec: str = DEFAULT_MODEL) -> ChatBackend:
         MissingCredentials: the provider's API key is not set.
     """
     spec = (spec or DEFAULT_MODEL).strip()
+    kind = spec.partition(":")[0]
+    if kind in ("fake", "hf", "smollm2"):
+        base_url = None  # local backends have no server
+    else:
+        from .api import resolve_base_url
+
+        base_url = resolve_base_url(kind, base_url)
     with _models_lock:
-        model = _models.get(spec)
+        model = _models.get((spec, base_url))
         if model is None:
-            model = _load(spec)
-            _models[spec] = model
+            model = _load(spec, base_url)
+            _models[(spec, base_url)] = model
+        if concurrency is not None and hasattr(model, "concurrency"):
+            model.concurrency = concurrency
         return model
 
 
-def _load(spec: str) -> ChatBackend:
+def _load(spec: str, base_url: str | None = None) -> ChatBackend:
     kind, _, rest = spec.partition(":")
     if kind == "fake":
         from .fake import FakeBackend
@@ -172,7 +186,7 @@ def _load(spec: str) -> ChatBackend:
     from .api import PROVIDERS, ApiBackend
 
     if kind in PROVIDERS and rest:
-        return ApiBackend(kind, rest, spec=spec)
+        return ApiBackend(kind, rest, spec=spec, base_url=base_url)
     raise UnknownModel(
         f"unknown model spec {spec!r}",
         hint="use smollm2, hf:<dir or hub id>, fake, or <provider>:<model> with provider in "

@@ -255,7 +255,8 @@ class Recorder:
             except BackendError as exc:
                 if not exc.is_retryable or attempt >= self.retries:
                     raise
-                time.sleep(self.backoff_s * (2**attempt))
+                # At least what the server asked for (Retry-After on a 429/503), if it said.
+                time.sleep(max(self.backoff_s * (2**attempt), getattr(exc, "retry_after", None) or 0.0))
                 attempt += 1
                 continue
             if len(outputs) != len(batch):

@@ -137,6 +137,11 @@ def run(
     prompt: Optional[str] = typer.Option(None, "--prompt", help="The original prompt to start from."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of sampling."),
     name: Optional[str] = typer.Option(None, "--name", help="A label for the run."),
+    base_url: Optional[str] = typer.Option(
+        None, "--base-url", help="API root of an OpenAI-compatible server for openai:MODEL specs, e.g. "
+        "http://127.0.0.1:8000/v1 (default: OPENAI_BASE_URL). No key needed for a local server."
+    ),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Requests in flight at once to an API model."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML or JSON file of run settings (options override it)."),
     json_: bool = JSON_OPTION,
 ) -> None:
@@ -154,16 +159,31 @@ def run(
         _options(
             source_tasks=source, target_task=target, proposer=proposer, scorer=scorer, steps=steps,
             candidates=candidates, top_k=top_k, examples=examples, test_examples=test_examples, mode=mode,
-            budget=budget, original_prompt=prompt, seed=seed, name=name,
+            budget=budget, original_prompt=prompt, seed=seed, name=name, base_url=base_url, concurrency=concurrency,
         )
     )
     cfg = make_config(values, where=str(config) if config else "options")
+    cfg = _pin_base_url(cfg)
     with open_log(ctx, readonly=False) as log:
         run_id = create_run(log, cfg)
         if not json_:
             err.print(f"run {run_id} created in {log.path}")
         state = execute(log, run_id, json_=json_)
     report(state, json_=json_)
+
+
+def _pin_base_url(cfg: Any) -> Any:
+    """The config with ``OPENAI_BASE_URL`` written into it when it decides where openai: calls go.
+
+    The run's log then says which server answered, and ``resume`` from a shell
+    without the variable still talks to it (and finds its answers in the cache).
+    """
+    from ..agents.api import resolve_base_url
+
+    if cfg.base_url or not any(spec.startswith("openai:") for spec in (cfg.proposer, cfg.scorer)):
+        return cfg
+    found = resolve_base_url("openai", None)
+    return cfg.model_copy(update={"base_url": found}) if found else cfg
 
 
 def resume(

@@ -25,12 +25,13 @@ def preflight(config: RunConfig) -> None:
         ObjectiveWeights(**config.weights)
     except Exception as exc:  # pydantic ValidationError or TypeError from unknown keys
         raise ConfigError(f"weights: {exc}".splitlines()[0], hint="see `tprompt eval --help` for the metric names") from exc
-    get_model(config.proposer)
-    scorer = get_model(config.scorer)
+    get_model(config.proposer, base_url=config.base_url)
+    scorer = get_model(config.scorer, base_url=config.base_url)
     if config.mode == "logprob":
         if not scorer.supports_option_probs:
             raise UsageError(
-                f"mode logprob needs a local model with option probabilities; {config.scorer} has none",
+                f"mode logprob needs option probabilities (a local model, or a server that returns logprobs); "
+                f"{config.scorer} has none",
                 hint="use --mode generate",
             )
         open_tasks = [t.name for t in tasks if t.kind != "choice"]

@@ -36,6 +36,11 @@ class RunConfig(BaseModel):
     original_prompt: str = Field(DEFAULT_ORIGINAL_PROMPT, description="The prompt the optimization starts from.")
     proposer: str = Field("smollm2", description="Model spec of the reference LLM that writes prompts.")
     scorer: str = Field("smollm2", description="Model spec of the scorer LLM that answers under them.")
+    base_url: str | None = Field(
+        None,
+        description="API root of an OpenAI-compatible server for <provider>:<model> specs (proposer and scorer), "
+        "e.g. http://127.0.0.1:8000/v1; part of the cache key. Default: OPENAI_BASE_URL for openai: specs.",
+    )
     proposer_temperature: float = Field(1.0, ge=0.0, le=2.0)
     proposer_max_tokens: int = Field(96, ge=8, le=2048)
     scorer_temperature: float = Field(0.0, ge=0.0, le=2.0)

@@ -63,6 +63,7 @@ class ModelPair(BaseModel):
     name: str | None = Field(None, description="Label in run names and tables (default: the scorer spec).")
     proposer: str = Field("smollm2", description="Model spec that writes candidate prompts.")
     scorer: str | None = Field(None, description="Model spec that answers the questions (default: the proposer).")
+    base_url: str | None = Field(None, description="OpenAI-compatible server of this row's API specs (run.base_url).")
 
     @property
     def scorer_spec(self) -> str:
@@ -259,6 +260,7 @@ def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Exp
                     target_task=cell.target,
                     proposer=model.proposer,
                     scorer=model.scorer_spec,
+                    **({"base_url": model.base_url} if model.base_url else {}),
                     seed=seed,
                     transfer=arm == "transfer",
                     scorer_budget=cell.budget,

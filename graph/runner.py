@@ -102,8 +102,8 @@ class Runner:
         self._tasks: dict[str, Task] = {}
         self._examples: dict[tuple[str, str, int], list[Example]] = {}
         self.recorder = Recorder(log, run_id=self.run_id)
-        self.proposer = get_model(self.config.proposer)
-        self.scorer = get_model(self.config.scorer)
+        self.proposer = get_model(self.config.proposer, base_url=self.config.base_url, concurrency=self.config.concurrency)
+        self.scorer = get_model(self.config.scorer, base_url=self.config.base_url, concurrency=self.config.concurrency)
         for name in self.stage_tasks("source") + self.stage_tasks("target"):
             self.task(name)  # unknown tasks fail here, before anything is written
 
@@ -124,6 +124,10 @@ class Runner:
         if key not in self._examples:
             self._examples[key] = self.task(task).sample(n, split=split, seed=self.config.seed)
         return self._examples[key]
+
+    @property
+    def _scorer_is_remote(self) -> bool:
+        return not self.config.scorer.startswith(_LOCAL_PREFIXES)
 
     def mode_for(self, task: Task) -> str:
         mode = self.config.mode
@@ -183,6 +187,8 @@ class Runner:
             # lists exactly the parent's calls up to N.
             seq=self.state.last_seq + 1,
             progress=self._progress(label),
+            # An API scorer takes `concurrency` requests at once; a batch must hold that many.
+            batch_size=max(8, self.config.concurrency) if self._scorer_is_remote else 8,
         )
 
     # -- routing (the graph's conditional edges) ----------------------------------------
@@ -307,7 +313,7 @@ class Runner:
         s = self.state
         stage: Stage = s.stage  # type: ignore[assignment]
         step = s.in_flight or 0
-        parallel = not self.config.scorer.startswith(_LOCAL_PREFIXES) and self.config.concurrency > 1
+        parallel = self._scorer_is_remote and self.config.concurrency > 1
         if parallel:
             jobs = jobs[: self.config.concurrency]
             # One recorder (one connection) per worker thread.

@@ -1,0 +1,119 @@
+"""A real OpenAI-compatible server for the served-model tests: ``transformers serve`` on 127.0.0.1.
+
+It serves the embedded model from its local converted directory (under
+TPROMPT_HOME) with the hub switched off, on a free port. Readiness is
+``GET /v1/models`` answering 200, polled with a bounded wait; a server that
+exits or never answers fails the test with its log, it is never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+#: Bounds a hang only: loading the 135M model takes seconds.
+READY_TIMEOUT_S = 180.0
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running server: its API root, the model name it serves and its log file."""
+
+    base_url: str
+    model: str
+    log: Path
+    pid: int
+
+    @property
+    def spec(self) -> str:
+        """The tprompt model spec for this server's model."""
+        return f"openai:{self.model}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_transformers_serve(model_dir: Path, log: Path, *, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """Start ``transformers serve MODEL_DIR`` on a free port; returns (process, base_url) once it answers."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env.pop("OPENAI_BASE_URL", None)
+    command = [
+        sys.executable, "-c", "import sys; from transformers.cli.transformers import main; sys.exit(main())",
+        "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
+        "--device", "cpu", "--dtype", "float32", "--log-level", "warning", *extra,
+    ]
+    handle = open(log, "w")
+    proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    handle.close()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"transformers serve exited with {proc.returncode} before answering:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(f"{base_url}/models", timeout=5) as response:
+                listed = json.load(response)
+            if response.status == 200 and listed.get("data"):
+                return proc, base_url
+        except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
+            pass
+        if time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError(f"transformers serve did not answer /v1/models in {READY_TIMEOUT_S:.0f} s:\n{_tail(log)}")
+        time.sleep(0.25)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop the server we started (its own process group), by its id."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _tail(log: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``transformers serve`` on the embedded model's local directory, for the whole session."""
+    from tprompt.agents._fetch import smollm2_dir
+
+    model_dir = smollm2_dir()  # converts once if needed; the server reads the local copy only
+    log = tmp_path_factory.mktemp("served") / "transformers-serve.log"
+    try:
+        proc, base_url = start_transformers_serve(model_dir, log)
+    except RuntimeError as exc:
+        pytest.fail(f"the OpenAI-compatible test server did not start: {exc}", pytrace=False)
+    try:
+        yield Server(base_url=base_url, model=str(model_dir), log=log, pid=proc.pid)
+    finally:
+        stop(proc)
