@@ -35,6 +35,7 @@ from typing import Any
 
 from ..errors import BackendError, MissingCredentials, MissingExtra, TransientBackendError
 from .backend import ChatBackend
+from .pricing import price_for
 from .types import ChatRequest, OptionsRequest
 
 #: provider -> (python module, pip requirement, tprompt extra or None, API key env var or None)
@@ -130,6 +131,7 @@ class ApiBackend(ChatBackend):
         self.base_url = base_url
         # The base URL identifies the server and so the answers; keys never appear here.
         self.revision = f"{provider}:{model}" + (f"@{base_url}" if base_url else "")
+        self.price = price_for(provider, model, base_url=base_url)
         self._gate = threading.BoundedSemaphore(max(1, concurrency))
         self._concurrency = max(1, concurrency)
         self._logprobs: bool | None = None

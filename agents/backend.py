@@ -32,11 +32,19 @@ class ChatBackend(abc.ABC):
         spec: the spec string it was made from, e.g. ``"smollm2"``.
         revision: identifies the weights or API version; part of the cache key.
         supports_option_probs: whether :meth:`option_probs` works.
+        price: ``(input, output)`` USD per million tokens, or None (free or unknown).
     """
 
     spec: str = ""
     revision: str = ""
     supports_option_probs: bool = False
+    price: tuple[float, float] | None = None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD of one call at :attr:`price` (None when unpriced)."""
+        from .pricing import call_cost
+
+        return call_cost(self.price, prompt_tokens, completion_tokens)
 
     @abc.abstractmethod
     def generate(self, requests: Sequence[ChatRequest]) -> list[tuple[str, int, int]]:

@@ -235,7 +235,7 @@ class Recorder:
                 hit = i not in first_miss  # a duplicate of a request answered in this same call
                 latency = miss_latency if not hit else lookup_s
                 rows.append(NewCall(**common, response=response, prompt_tokens=pt, completion_tokens=ct,
-                                    latency_s=latency, cache_hit=hit))
+                                    latency_s=latency, cache_hit=hit, cost=None if hit else model.cost(pt, ct)))
                 results.append((response, call_id, hit, pt, ct, latency))
         self.store.record(rows)
         if error is not None:

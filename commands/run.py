@@ -16,6 +16,7 @@ from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config
 from ..stores import EventLog, RunState
 from ..stores.control import mark_handled, pause_requested, request_pause
+from ..stores.transcripts import TranscriptStore
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
 from ._progress import RunProgress
 
@@ -29,13 +30,17 @@ def execute(
     *,
     json_: bool,
     on_pause: str = "pausing: the work in flight is abandoned, its model calls stay cached (Ctrl-C again to quit now)",
+    max_cost: float | None = None,
 ) -> RunState:
     """Run or continue ``run_id`` in this process with progress and Ctrl-C = pause.
 
-    ``on_pause`` is what the first Ctrl-C (or SIGTERM) prints on stderr.
+    ``on_pause`` is what the first Ctrl-C (or SIGTERM) prints on stderr;
+    ``max_cost`` (USD) pauses the run once its paid calls reach it.
     """
     mark_handled(log, run_id)  # a stale pause request must not stop a fresh start
-    runner = Runner(log, run_id, hooks=None, pause_check=lambda: pause_requested(log.conn, run_id))
+    runner = Runner(
+        log, run_id, hooks=None, pause_check=lambda: pause_requested(log.conn, run_id), max_cost=max_cost
+    )
     progress = RunProgress(enabled=err.is_terminal and not json_)
     runner.hooks = progress
     interrupts = 0
@@ -58,6 +63,9 @@ def execute(
         signal.signal(signal.SIGTERM, old_term)
     if state.status == "paused":
         mark_handled(log, run_id)
+        if runner._pause_reason == "budget":
+            err.print(f"run {run_id}: spend ${runner.spent():.4f} reached --max-cost ${max_cost:.4f}; "
+                      f"continue with a higher budget: tprompt resume {run_id} --max-cost N")
     return state
 
 
@@ -142,6 +150,7 @@ def run(
         "http://127.0.0.1:8000/v1 (default: OPENAI_BASE_URL). No key needed for a local server."
     ),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Requests in flight at once to an API model."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: pause the run when its paid model calls reach this."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML or JSON file of run settings (options override it)."),
     json_: bool = JSON_OPTION,
 ) -> None:
@@ -152,6 +161,7 @@ def run(
 
     Example: tprompt run --source bbh/navigate --target bbh/web_of_lies --model fake --steps 3
     """
+    _check_max_cost(max_cost)
     values: dict[str, Any] = load_config_file(config) if config else {}
     if model is not None:
         values["proposer"] = values["scorer"] = model
@@ -168,8 +178,13 @@ def run(
         run_id = create_run(log, cfg)
         if not json_:
             err.print(f"run {run_id} created in {log.path}")
-        state = execute(log, run_id, json_=json_)
+        state = execute(log, run_id, json_=json_, max_cost=max_cost)
     report(state, json_=json_)
+
+
+def _check_max_cost(max_cost: float | None) -> None:
+    if max_cost is not None and not max_cost > 0:
+        raise UsageError(f"--max-cost must be a positive number of US dollars, not {max_cost}")
 
 
 def _pin_base_url(cfg: Any) -> Any:
@@ -189,6 +204,7 @@ def _pin_base_url(cfg: Any) -> Any:
 def resume(
     ctx: typer.Context,
     run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: pause again when the run's paid calls reach this."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Continue a paused, failed or killed run from its last committed event.
@@ -197,13 +213,14 @@ def resume(
 
     Example: tprompt resume r-1a2b3c
     """
+    _check_max_cost(max_cost)
     with open_log(ctx, readonly=False) as log:
         run_id = log.resolve(run)
         state = log.state(run_id)
         if state.status == "completed":
             err.print(f"run {run_id} is already completed")
         else:
-            state = execute(log, run_id, json_=json_)
+            state = execute(log, run_id, json_=json_, max_cost=max_cost)
     report(state, json_=json_)
 
 
@@ -237,8 +254,13 @@ def show(
         run_id = log.resolve(run)
         state = log.state(run_id)
         lineage = [(s.run_id, s.first_seq, s.last_seq) for s in log.lineage(run_id)]
+        spend = TranscriptStore(log.db).spend([run_id])
     data = summary(state)
     data["lineage"] = [{"run_id": r, "first_seq": a, "last_seq": b} for r, a, b in lineage]
+    data["spend"] = [
+        {"agent": a, "stage": st, "calls": n, "prompt_tokens": pt, "completion_tokens": ct, "usd": usd}
+        for a, st, n, pt, ct, usd in spend
+    ]
     if json_:
         print_json(data)
         return
@@ -266,6 +288,21 @@ def show(
             out.print(line)
     if data["transfer_gain"] is not None:
         out.print(f"transfer gain on the test split (objective, best target - original): {data['transfer_gain']:+.3f}")
+    if spend:
+        out.print(spend_table(spend))
+
+
+def spend_table(spend: list[tuple[str, str, int, int, int, float | None]]) -> Table:
+    """Model calls paid (not from the cache) per agent and stage, with tokens and USD."""
+    table = Table(title="spend (calls answered by the model)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("agent", "stage", "calls", "prompt tokens", "completion tokens", "USD"):
+        table.add_column(col, justify="left" if col in ("agent", "stage") else "right")
+    for agent, stage, n, pt, ct, usd in spend:
+        table.add_row(agent, stage or "-", str(n), str(pt), str(ct), "-" if usd is None else f"{usd:.4f}")
+    priced = [row[5] for row in spend if row[5] is not None]
+    table.add_row("total", "", str(sum(r[2] for r in spend)), str(sum(r[3] for r in spend)),
+                  str(sum(r[4] for r in spend)), f"{sum(priced):.4f}" if priced else "-")
+    return table
 
 
 def summary(state: RunState) -> dict[str, Any]:

@@ -41,6 +41,10 @@ class RunConfig(BaseModel):
         description="API root of an OpenAI-compatible server for <provider>:<model> specs (proposer and scorer), "
         "e.g. http://127.0.0.1:8000/v1; part of the cache key. Default: OPENAI_BASE_URL for openai: specs.",
     )
+    prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="USD per million (input, output) tokens by model spec, overriding the built-in table.",
+    )
     proposer_temperature: float = Field(1.0, ge=0.0, le=2.0)
     proposer_max_tokens: int = Field(96, ge=8, le=2048)
     scorer_temperature: float = Field(0.0, ge=0.0, le=2.0)

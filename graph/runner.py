@@ -79,6 +79,8 @@ class Runner:
         hooks: progress callbacks for a front end.
         pause_check: called between pieces of work; True pauses the run
             (e.g. ``tprompt pause`` from another terminal).
+        max_cost: USD; once the run's paid calls reach it, the run pauses
+            (reason ``budget``) and can be resumed with a higher budget.
     """
 
     def __init__(
@@ -88,8 +90,11 @@ class Runner:
         *,
         hooks: RunHooks | None = None,
         pause_check: Callable[[], bool] | None = None,
+        max_cost: float | None = None,
     ) -> None:
         self.log = log
+        self.max_cost = max_cost
+        self._pause_reason = "user"
         self.run_id = log.resolve(run_id)
         self.hooks = hooks
         self.state = log.state(self.run_id)
@@ -104,6 +109,9 @@ class Runner:
         self.recorder = Recorder(log, run_id=self.run_id)
         self.proposer = get_model(self.config.proposer, base_url=self.config.base_url, concurrency=self.config.concurrency)
         self.scorer = get_model(self.config.scorer, base_url=self.config.base_url, concurrency=self.config.concurrency)
+        for backend in (self.proposer, self.scorer):
+            if backend.spec in self.config.prices:
+                backend.price = tuple(self.config.prices[backend.spec])  # type: ignore[assignment]
         for name in self.stage_tasks("source") + self.stage_tasks("target"):
             self.task(name)  # unknown tasks fail here, before anything is written
 
@@ -145,7 +153,15 @@ class Runner:
         if self._pause_check is not None and self._pause_check():
             self._pause.set()
             return True
+        if self.max_cost is not None and self.spent() >= self.max_cost:
+            self._pause_reason = "budget"
+            self._pause.set()
+            return True
         return False
+
+    def spent(self) -> float:
+        """USD of this run's calls answered by a model (cache hits are free)."""
+        return sum(row[5] or 0.0 for row in self.recorder.store.spend([self.run_id]))
 
     def emit(self, *events: Event) -> list[StoredEvent]:
         """Append ``events`` atomically after the last event this runner has seen."""
@@ -483,7 +499,7 @@ class Runner:
         self.emit(RunCompleted())
 
     def pause(self) -> None:
-        self.emit(RunPaused(reason="user"))
+        self.emit(RunPaused(reason=self._pause_reason))
 
     def _original(self) -> PromptCandidate:
         if self.state.original_prompt is not None:

@@ -215,6 +215,27 @@ class TranscriptStore:
                     raise translate(exc, self.path) from exc
         return result
 
+    def spend(self, run_ids: Sequence[str]) -> list[tuple[str, str, int, int, int, float | None]]:
+        """Paid calls of ``run_ids`` by (agent, stage): ``(agent, stage, calls, prompt tokens, completion tokens, USD)``.
+
+        Only calls the model answered count (cache hits cost nothing again);
+        the stage is the part of the step label before ``:``. USD is None when no call was priced.
+        """
+        if not run_ids:
+            return []
+        marks = ",".join("?" for _ in run_ids)
+        sql = (
+            "SELECT agent, CASE WHEN instr(coalesce(step, ''), ':') > 0 THEN substr(step, 1, instr(step, ':') - 1)"
+            " ELSE coalesce(step, '') END AS stage, count(*), coalesce(sum(prompt_tokens), 0),"
+            f" coalesce(sum(completion_tokens), 0), sum(cost) FROM transcripts WHERE run_id IN ({marks})"
+            " AND cache_hit = 0 AND error IS NULL GROUP BY agent, stage ORDER BY agent, stage"
+        )
+        with self._lock:
+            try:
+                return [tuple(r) for r in self.conn.execute(sql, list(run_ids))]  # type: ignore[misc]
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from exc
+
     def call(self, call_id: str) -> TranscriptRow | None:
         """One row by its call id or a unique prefix of it."""
         with self._lock:
