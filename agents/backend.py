@@ -33,12 +33,16 @@ class ChatBackend(abc.ABC):
         revision: identifies the weights or API version; part of the cache key.
         supports_option_probs: whether :meth:`option_probs` works.
         price: ``(input, output)`` USD per million tokens, or None (free or unknown).
+        batched: answers a batch in one pass (a local forward pass), so the recorder sends
+            misses together; otherwise it sends one request per call and records each answer
+            as it arrives.
     """
 
     spec: str = ""
     revision: str = ""
     supports_option_probs: bool = False
     price: tuple[float, float] | None = None
+    batched: bool = False
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         """USD of one call at :attr:`price` (None when unpriced)."""

@@ -200,6 +200,7 @@ class TransformersBackend(ChatBackend):
     """A transformers causal LM on the CPU (fp32)."""
 
     supports_option_probs = True
+    batched = True  # one forward pass answers a batch
 
     def __init__(self, source: str | os.PathLike[str], *, spec: str, revision: str | None = None) -> None:
         set_torch_threads()

@@ -2,9 +2,11 @@
 
 A request's cache key is the sha256 of its canonical JSON: model spec and
 revision, kind, messages and every sampling parameter including the sample
-index. A hit returns the stored answer with no model call; misses of one call
-go to the model in one batch. Every request, hit or miss, becomes one
-transcript row, and the rows of one call are written in one transaction.
+index. A hit returns the stored answer with no model call. Misses go to a
+backend that answers a batch in one pass (the embedded model) as one batch, and
+to any other backend one request per call, up to its concurrency at once. Every
+request, hit or miss, becomes one transcript row, and each answer is durable
+(cache row + transcript row) as soon as it arrives, before the next is awaited.
 Transient model errors are retried with backoff; a call that still fails is
 recorded as failed rows and raised as :class:`ModelCallFailed`.
 """
@@ -16,7 +18,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 import sqlite_utils
@@ -190,62 +193,101 @@ class Recorder:
         cached = self.store.lookup(keys)
         lookup_s = (time.perf_counter() - started) / max(1, len(requests))
         # Identical requests within one call are sent once.
-        miss_index: dict[str, int] = {}
+        positions: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
-            if key not in cached and key not in miss_index:
-                miss_index[key] = i
-        misses = list(miss_index.values())
-        answers: dict[str, tuple[str, int, int]] = {}
-        miss_latency = 0.0
-        error: BaseException | None = None
-        if misses:
-            t0 = time.perf_counter()
-            try:
-                outputs = self._call_with_retries(call, [requests[i] for i in misses])
-            except BackendError as exc:
-                error = exc
-            else:
-                for i, output in zip(misses, outputs):
-                    answers[keys[i]] = output
-            miss_latency = (time.perf_counter() - t0) / len(misses)
-            with self._count_lock:
-                self.model_calls += len(misses)
+            if key not in cached:
+                positions.setdefault(key, []).append(i)
+        misses = [idx[0] for idx in positions.values()]
         with self._count_lock:
             self.requests += len(requests)
+            self.model_calls += len(misses)
 
-        first_miss = set(misses)
-        rows: list[NewCall] = []
-        results = []
-        for i, (key, text) in enumerate(zip(keys, texts)):
-            call_id = new_call_id()
-            common = dict(call_id=call_id, run_id=run_id, seq=seq, step=step, agent=agent, model=model.spec,
-                          kind=kind, cache_key=key, request=text)
+        results: list[tuple[str, str, bool, int, int, float] | None] = [None] * len(requests)
+
+        def row(i: int, **fields: Any) -> NewCall:
+            return NewCall(call_id=new_call_id(), run_id=run_id, seq=seq, step=step, agent=agent, model=model.spec,
+                           kind=kind, cache_key=keys[i], request=texts[i], **fields)
+
+        hits = []
+        for i, key in enumerate(keys):
             if key in cached:
                 entry = cached[key]
-                rows.append(NewCall(**common, response=entry.response, prompt_tokens=entry.prompt_tokens,
-                                    completion_tokens=entry.completion_tokens, latency_s=lookup_s, cache_hit=True,
-                                    cost=entry.cost))
-                results.append((entry.response, call_id, True, entry.prompt_tokens, entry.completion_tokens, lookup_s))
-            elif error is not None:
-                rows.append(NewCall(**common, response=None, prompt_tokens=None, completion_tokens=None,
-                                    latency_s=miss_latency if i in first_miss else 0.0, cache_hit=False,
-                                    error=f"{type(error).__name__}: {error}"))
-            else:
-                response, pt, ct = answers[key]
-                hit = i not in first_miss  # a duplicate of a request answered in this same call
-                latency = miss_latency if not hit else lookup_s
-                rows.append(NewCall(**common, response=response, prompt_tokens=pt, completion_tokens=ct,
-                                    latency_s=latency, cache_hit=hit, cost=None if hit else model.cost(pt, ct)))
-                results.append((response, call_id, hit, pt, ct, latency))
-        self.store.record(rows)
+                hits.append(row(i, response=entry.response, prompt_tokens=entry.prompt_tokens,
+                                completion_tokens=entry.completion_tokens, latency_s=lookup_s, cache_hit=True,
+                                cost=entry.cost))
+                results[i] = (entry.response, hits[-1].call_id, True, entry.prompt_tokens, entry.completion_tokens,
+                              lookup_s)
+        self.store.record(hits)
+
+        failed: list[str] = []
+        error: BaseException | None = None
+        # Each finished answer is written (cache row + transcript row) before the next one is awaited,
+        # so a killed process pays again only for the calls that were still in flight.
+        for done, outcome, latency in self._answer(model, call, [requests[i] for i in misses]):
+            key = keys[misses[done]]
+            rows = []
+            for n, i in enumerate(positions[key]):
+                if isinstance(outcome, BaseException):
+                    rows.append(row(i, response=None, prompt_tokens=None, completion_tokens=None,
+                                    latency_s=latency if n == 0 else 0.0, cache_hit=False,
+                                    error=f"{type(outcome).__name__}: {outcome}"))
+                    continue
+                response, pt, ct = outcome
+                hit = n > 0  # a duplicate of a request answered in this same call
+                rows.append(row(i, response=response, prompt_tokens=pt, completion_tokens=ct,
+                                latency_s=lookup_s if hit else latency, cache_hit=hit,
+                                cost=None if hit else model.cost(pt, ct)))
+                results[i] = (response, rows[-1].call_id, hit, pt, ct, rows[-1].latency_s)
+            self.store.record(rows)
+            if isinstance(outcome, BaseException):
+                error = error or outcome
+                failed += [r.call_id for r in rows]
         if error is not None:
-            failed = [r.call_id for r in rows if r.error]
             raise ModelCallFailed(
-                f"model {model.spec} failed for {len(misses)} request(s) of agent {agent}: {error}",
+                f"model {model.spec} failed for {len(failed)} request(s) of agent {agent}: {error}",
                 hint="the failure is recorded (`tprompt transcript RUN`); fix the cause and resume the run",
                 call_ids=failed,
             ) from error
-        return results
+        return results  # type: ignore[return-value]
+
+    def _answer(
+        self, model: ChatBackend, call: Callable[[Sequence[Any]], list[tuple[str, int, int]]], batch: list[Any]
+    ) -> Iterator[tuple[int, tuple[str, int, int] | BackendError, float]]:
+        """``(index in batch, answer or error, latency in s)`` as answers finish.
+
+        A backend that answers a batch in one pass (``model.batched``) is called once; any other
+        gets one request per call, ``model.concurrency`` at a time, and each answer is yielded the
+        moment it arrives.
+        """
+        if not batch:
+            return
+        if model.batched:
+            t0 = time.perf_counter()
+            try:
+                outputs: list[Any] = self._call_with_retries(call, batch)
+            except BackendError as exc:
+                outputs = [exc] * len(batch)
+            latency = (time.perf_counter() - t0) / len(batch)
+            for i, output in enumerate(outputs):
+                yield i, output, latency
+            return
+
+        def one(req: Any) -> tuple[tuple[str, int, int] | BackendError, float]:
+            t0 = time.perf_counter()
+            try:
+                return self._call_with_retries(call, [req])[0], time.perf_counter() - t0
+            except BackendError as exc:
+                return exc, time.perf_counter() - t0
+
+        width = max(1, min(len(batch), int(getattr(model, "concurrency", 1) or 1)))
+        if width == 1:
+            for i, req in enumerate(batch):
+                yield (i, *one(req))
+            return
+        with ThreadPoolExecutor(max_workers=width) as pool:
+            futures = {pool.submit(one, req): i for i, req in enumerate(batch)}
+            for future in as_completed(futures):
+                yield (futures[future], *future.result())
 
     def _call_with_retries(self, call, batch):
         attempt = 0
