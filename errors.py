@@ -69,6 +69,12 @@ class ConflictError(StoreError):
     is_retryable = True
 
 
+class RunBusy(StoreError):
+    """Another live process holds the run's lease: it is running the run now."""
+
+    code = "store.run_busy"
+
+
 class UnknownRun(StoreError, UsageError):
     code = "store.unknown_run"
     exit_code = 2

@@ -15,6 +15,7 @@ from rich.text import Text
 from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config
 from ..stores import EventLog, RunState
+from ..stores.leases import run_lease
 from ..stores.control import mark_handled, pause_requested, request_pause
 from ..stores.transcripts import TranscriptStore
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
@@ -36,7 +37,15 @@ def execute(
 
     ``on_pause`` is what the first Ctrl-C (or SIGTERM) prints on stderr;
     ``max_cost`` (USD) pauses the run once its paid calls reach it.
+
+    Raises:
+        RunBusy: another live process runs it (nothing is written).
     """
+    with run_lease(log, run_id):  # before anything is written
+        return _execute(log, run_id, json_=json_, on_pause=on_pause, max_cost=max_cost)
+
+
+def _execute(log: EventLog, run_id: str, *, json_: bool, on_pause: str, max_cost: float | None) -> RunState:
     mark_handled(log, run_id)  # a stale pause request must not stop a fresh start
     runner = Runner(
         log, run_id, hooks=None, pause_check=lambda: pause_requested(log.conn, run_id), max_cost=max_cost

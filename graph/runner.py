@@ -24,6 +24,7 @@ from ..agents.transfer import select_transfer
 from ..errors import TPromptError, UsageError
 from ..evaluator import Evaluation, Example, ObjectiveWeights, Task, load_task, score_prompt
 from ..stores import EventLog
+from ..stores.leases import run_lease
 from ..stores.events import (
     CandidateScored,
     Event,
@@ -515,6 +516,12 @@ class Runner:
         Raises:
             TPromptError: a failure (recorded as ``run.failed`` first; resumable).
         """
+        with run_lease(self.log, self.run_id):  # RunBusy if another live process runs it
+            # Whoever held the run before may have appended since this runner folded it.
+            self.state = self.log.state(self.run_id)
+            return self._run()
+
+    def _run(self) -> RunState:
         from .build import build_graph
 
         if self.state.status in ("paused", "failed") or (self.state.status == "running" and self.state.last_seq > 0):

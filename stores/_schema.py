@@ -133,6 +133,24 @@ def _m4_experiments(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m5_run_leases(conn: sqlite3.Connection) -> None:
+    # One process executes a run at a time: the holder of its lease. ``started`` is the
+    # holder's start time (from /proc), so a pid reused by another process is not mistaken
+    # for a live holder.
+    _run_all(
+        conn,
+        [
+            """CREATE TABLE run_leases (
+            run_id TEXT PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            started TEXT NOT NULL,
+            acquired_at TEXT NOT NULL
+        )""",
+        ],
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 #: Every migration, in order. ``user_version`` == ``len(MIGRATIONS)`` when current.
@@ -141,4 +159,5 @@ MIGRATIONS: list[Migration] = [
     _m2_run_requests,
     _m3_llm_cache_and_transcripts,
     _m4_experiments,
+    _m5_run_leases,
 ]

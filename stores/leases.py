@@ -1,0 +1,123 @@
+"""Run leases: one process executes a run at a time.
+
+The process that runs, resumes or continues a run first takes the run's lease:
+a row in ``run_leases`` written in one ``BEGIN IMMEDIATE`` transaction, so two
+processes cannot both take it. The row names the holder (pid, host, start
+time); it is deleted when the holder is done (completed, paused or failed). A
+lease whose holder died (kill -9, power loss) is taken over by the next
+process, which checks on this host that the pid is gone or now belongs to a
+process started at another time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from ..errors import RunBusy
+from .db import immediate
+from .log import EventLog, now_iso
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A process that can hold leases."""
+
+    pid: int
+    host: str
+    started: str
+
+    @classmethod
+    def me(cls) -> Holder:
+        return cls(os.getpid(), socket.gethostname(), process_start(os.getpid()) or "")
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` in clock ticks since boot, or None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc (not Linux): existence is all we can tell
+        return _exists(pid)
+    # Field 22; the command name (field 2) is in parentheses and may hold spaces.
+    return stat.rpartition(")")[2].split()[19]
+
+
+def _exists(pid: int) -> str | None:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return "?"
+    return "?"
+
+
+def holder_alive(holder: Holder) -> bool:
+    """Whether ``holder`` still runs. A holder on another host is assumed alive."""
+    if holder.host != socket.gethostname():
+        return True
+    started = process_start(holder.pid)
+    return started is not None and (started == holder.started or "?" in (started, holder.started))
+
+
+def lease_holder(log: EventLog, run_id: str) -> Holder | None:
+    """Who holds ``run_id``'s lease now (alive or not), if anyone."""
+    row = log.conn.execute("SELECT pid, host, started FROM run_leases WHERE run_id = ?", (run_id,)).fetchone()
+    return Holder(int(row[0]), str(row[1]), str(row[2])) if row else None
+
+
+def acquire(log: EventLog, run_id: str, me: Holder | None = None) -> bool:
+    """Take ``run_id``'s lease for this process.
+
+    Returns:
+        True if taken now, False if this process already held it.
+
+    Raises:
+        RunBusy: a live process holds it.
+    """
+    me = me or Holder.me()
+    with immediate(log.conn, log.path):
+        held = lease_holder(log, run_id)
+        if held == me:
+            return False
+        if held is not None and holder_alive(held):
+            where = f"process {held.pid}" + ("" if held.host == me.host else f" on {held.host}")
+            raise RunBusy(
+                f"run {run_id} is running in {where}",
+                hint=f"wait for it, or pause it with `tprompt pause {run_id}` and resume it here",
+            )
+        log.conn.execute(
+            "INSERT OR REPLACE INTO run_leases (run_id, pid, host, started, acquired_at) VALUES (?, ?, ?, ?, ?)",
+            (run_id, me.pid, me.host, me.started, now_iso()),
+        )
+    return True
+
+
+def release(log: EventLog, run_id: str, me: Holder | None = None) -> None:
+    """Give up ``run_id``'s lease if this process holds it."""
+    me = me or Holder.me()
+    with immediate(log.conn, log.path):
+        log.conn.execute(
+            "DELETE FROM run_leases WHERE run_id = ? AND pid = ? AND host = ? AND started = ?",
+            (run_id, me.pid, me.host, me.started),
+        )
+
+
+@contextmanager
+def run_lease(log: EventLog, run_id: str) -> Iterator[None]:
+    """Hold ``run_id``'s lease for the block (re-entrant within one process)."""
+    taken = acquire(log, run_id)
+    try:
+        yield
+    finally:
+        if taken:
+            release(log, run_id)
+
+
+__all__ = ("Holder", "acquire", "holder_alive", "lease_holder", "process_start", "release", "run_lease")
