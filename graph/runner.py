@@ -186,7 +186,7 @@ class Runner:
 
     def _evaluate(
         self, prompt: str, task_name: str, examples: Sequence[Example], *, label: str, step: str, agent: str = "scorer",
-        recorder: Recorder | None = None,
+        recorder: Recorder | None = None, seq: int | None = None,
     ) -> Evaluation:
         task = self.task(task_name)
         return score_prompt(
@@ -202,7 +202,7 @@ class Runner:
             step=step,
             # Calls are filed under the event they lead to, so a fork at seq N
             # lists exactly the parent's calls up to N.
-            seq=self.state.last_seq + 1,
+            seq=self.state.last_seq + 1 if seq is None else seq,
             progress=self._progress(label),
             # An API scorer takes `concurrency` requests at once; a batch must hold that many.
             batch_size=max(8, self.config.concurrency) if self._scorer_is_remote else 8,
@@ -337,8 +337,11 @@ class Runner:
             recorders = [Recorder(self.log, run_id=self.run_id) for _ in jobs]
             try:
                 with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+                    # Job i's event will be appended at seq first + i: its calls are filed there.
+                    first = s.last_seq + 1
                     futures = [
-                        pool.submit(self._score_job, stage, step, job, rec) for job, rec in zip(jobs, recorders)
+                        pool.submit(self._score_job, stage, step, job, rec, first + i)
+                        for i, (job, rec) in enumerate(zip(jobs, recorders))
                     ]
                     # Appended in candidate order whatever order they finish in, so a
                     # re-run writes the same sequence of events.
@@ -348,14 +351,18 @@ class Runner:
                 for rec in recorders:
                     rec.close()
         else:
-            self.emit(self._score_job(stage, step, jobs[0], None))
+            self.emit(self._score_job(stage, step, jobs[0], None, None))
 
-    def _score_job(self, stage: Stage, step: int, job: _ScoreJob, recorder: Recorder | None) -> CandidateScored:
+    def _score_job(
+        self, stage: Stage, step: int, job: _ScoreJob, recorder: Recorder | None, seq: int | None
+    ) -> CandidateScored:
         examples = self.examples(job.task, "train", self.config.examples)[: job.n_examples]
         label = f"{stage} step {step}: {job.candidate.prompt_id} on {job.task}"
         if job.rung:
             label += f" (rung {job.rung})"
-        ev = self._evaluate(job.candidate.text, job.task, examples, label=label, step=f"{stage}:{step}", recorder=recorder)
+        ev = self._evaluate(
+            job.candidate.text, job.task, examples, label=label, step=f"{stage}:{step}", recorder=recorder, seq=seq
+        )
         return CandidateScored(
             stage=stage,
             step=step,
