@@ -43,7 +43,7 @@ from ..stores.events import (
     TransferSelected,
     prompt_id_of,
 )
-from ..stores.projection import RunState, ScoredPrompt, apply
+from ..stores.projection import RunState, ScoredPrompt, fold
 from .config import RunConfig
 
 #: Model specs whose calls go over the network: candidates are scored in parallel there.
@@ -169,9 +169,9 @@ class Runner:
         expected = self.state.last_seq + 1
         ids = [f"{self.run_id}:{expected + i}:{ev.type}" for i, ev in enumerate(events)]
         stored = self.log.append(self.run_id, list(events), expected_seq=expected, event_ids=ids)
-        for se in stored:
-            self.state = apply(self.state, se)
-            if self.hooks is not None:
+        self.state = fold(stored, state=self.state)  # one state copy per append, not per event
+        if self.hooks is not None:
+            for se in stored:
                 self.hooks.on_event(se, self.state)
         return stored
 

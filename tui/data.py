@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import TPromptError
-from ..stores import EventLog, RunRow, RunState, StoredEvent, apply, fold
+from ..stores import EventLog, RunRow, RunState, StoredEvent, fold
 from ..stores.projection import ScoredPrompt
 
 #: Metric columns, in the order of the CLI's result table; others follow sorted.
@@ -199,7 +199,7 @@ class RunFollower:
     of any seq folds at most that many events.
     """
 
-    CHECKPOINT_EVERY = 256
+    CHECKPOINT_EVERY = 1024
 
     def __init__(self, log: EventLog, run_id: str) -> None:
         self.log = log
@@ -220,12 +220,20 @@ class RunFollower:
         self.error = None
         try:
             for se in self.log.events(self.run_id, after=self.state.last_seq):
-                self.state = apply(self.state, se)
-                if se.seq % self.CHECKPOINT_EVERY == 0:
-                    self._checkpoints[se.seq] = self.state
                 fresh.append(se)
         except TPromptError as exc:
             self.error = str(exc)
+        # One fold per checkpoint interval, not one state copy per event: opening a
+        # long run costs about one fold of it.
+        start = 0
+        while start < len(fresh):
+            first_seq = fresh[start].seq
+            stop = start + (self.CHECKPOINT_EVERY - first_seq % self.CHECKPOINT_EVERY) % self.CHECKPOINT_EVERY + 1
+            chunk = fresh[start:stop]
+            self.state = fold(chunk, run_id=self.run_id, state=self.state)
+            if self.state.last_seq % self.CHECKPOINT_EVERY == 0:
+                self._checkpoints[self.state.last_seq] = self.state
+            start = stop
         self.events.extend(fresh)
         return fresh
 
