@@ -1,4 +1,4 @@
-"""The model backend interface, its langchain face, and ``get_model(spec)``.
+"""The model backend interface and ``get_model(spec)`` (the langchain face is in ``chat_model``).
 
 A spec string picks the backend: ``smollm2`` (embedded default),
 ``hf:<dir or hub id>``, ``<provider>:<model>`` through langchain's
@@ -13,14 +13,13 @@ import abc
 
 import threading
 from collections.abc import Sequence
-from typing import Any
-
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult as LCChatResult
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, UnknownModel
-from .types import ChatRequest, Message, OptionsRequest
+from .types import ChatRequest, OptionsRequest
+
+if TYPE_CHECKING:  # langchain loads only when a langchain face is asked for
+    from langchain_core.language_models import BaseChatModel
 
 DEFAULT_MODEL = "smollm2"
 
@@ -74,70 +73,14 @@ class ChatBackend(abc.ABC):
         """The langchain chat model behind this backend."""
         model = self.__dict__.get("_chat_model")
         if model is None:
+            from .chat_model import BackendChatModel
+
             model = BackendChatModel(backend=self)
             self.__dict__["_chat_model"] = model
         return model
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec}>"
-
-
-def to_messages(messages: Sequence[BaseMessage]) -> tuple[Message, ...]:
-    """langchain messages -> our ``(role, content)`` tuples."""
-    roles = {"system": "system", "human": "user", "ai": "assistant", "user": "user", "assistant": "assistant"}
-    result = []
-    for message in messages:
-        role = roles.get(message.type)
-        if role is None:
-            raise BackendError(f"message type {message.type!r} is not supported by tprompt backends")
-        content = message.content if isinstance(message.content, str) else message.text
-        result.append((role, content))
-    return tuple(result)
-
-
-class BackendChatModel(BaseChatModel):
-    """A langchain chat model that answers through a tprompt :class:`ChatBackend`."""
-
-    backend: Any
-    temperature: float = 0.0
-    max_tokens: int = 256
-    top_p: float = 1.0
-    seed: int | None = None
-
-    @property
-    def _llm_type(self) -> str:
-        return f"tprompt-{self.backend.spec}"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"spec": self.backend.spec, "revision": self.backend.revision}
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: Any = None,
-        **kwargs: Any,
-    ) -> LCChatResult:
-        request = ChatRequest(
-            messages=to_messages(messages),
-            temperature=float(kwargs.get("temperature", self.temperature)),
-            max_tokens=int(kwargs.get("max_tokens", self.max_tokens)),
-            top_p=float(kwargs.get("top_p", self.top_p)),
-            stop=tuple(stop or ()),
-            seed=kwargs.get("seed", self.seed),
-            sample_index=int(kwargs.get("sample_index", 0)),
-        )
-        text, prompt_tokens, completion_tokens = self.backend.generate([request])[0]
-        message = AIMessage(
-            content=text,
-            usage_metadata={
-                "input_tokens": prompt_tokens,
-                "output_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        )
-        return LCChatResult(generations=[ChatGeneration(message=message)])
 
 
 _models: dict[tuple[str, str | None], ChatBackend] = {}

@@ -1,20 +1,38 @@
-"""The Transfer-Prompting graph (LangGraph) and the functions that start, resume and fork runs."""
+"""The Transfer-Prompting graph (LangGraph) and the functions that start, resume and fork runs.
 
-from .api import comparable_events, create_run, fork_run, preflight, rerun_check
-from .build import build_graph
-from .config import RunConfig, load_config_file, make_config
-from .runner import RunHooks, Runner
+Names load on first use (PEP 562): commands that only read the log never import
+LangGraph or a model.
+"""
 
-__all__ = (
-    "RunConfig",
-    "RunHooks",
-    "Runner",
-    "build_graph",
-    "comparable_events",
-    "rerun_check",
-    "create_run",
-    "fork_run",
-    "load_config_file",
-    "make_config",
-    "preflight",
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "comparable_events": ".api",
+    "create_run": ".api",
+    "fork_run": ".api",
+    "preflight": ".api",
+    "rerun_check": ".api",
+    "build_graph": ".build",
+    "RunConfig": ".config",
+    "load_config_file": ".config",
+    "make_config": ".config",
+    "RunHooks": ".runner",
+    "Runner": ".runner",
+}
+
+__all__ = tuple(sorted(_WHERE))
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

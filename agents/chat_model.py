@@ -1,0 +1,78 @@
+"""The langchain face of a tprompt backend: a ``BaseChatModel`` answering through it.
+
+Kept apart from :mod:`.backend` so that commands that never call a model do not
+import langchain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult as LCChatResult
+
+from ..errors import BackendError
+from .types import ChatRequest, Message
+
+
+def to_messages(messages: Sequence[BaseMessage]) -> tuple[Message, ...]:
+    """langchain messages -> our ``(role, content)`` tuples."""
+    roles = {"system": "system", "human": "user", "ai": "assistant", "user": "user", "assistant": "assistant"}
+    result = []
+    for message in messages:
+        role = roles.get(message.type)
+        if role is None:
+            raise BackendError(f"message type {message.type!r} is not supported by tprompt backends")
+        content = message.content if isinstance(message.content, str) else message.text
+        result.append((role, content))
+    return tuple(result)
+
+
+class BackendChatModel(BaseChatModel):
+    """A langchain chat model that answers through a tprompt :class:`ChatBackend`."""
+
+    backend: Any
+    temperature: float = 0.0
+    max_tokens: int = 256
+    top_p: float = 1.0
+    seed: int | None = None
+
+    @property
+    def _llm_type(self) -> str:
+        return f"tprompt-{self.backend.spec}"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"spec": self.backend.spec, "revision": self.backend.revision}
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> LCChatResult:
+        request = ChatRequest(
+            messages=to_messages(messages),
+            temperature=float(kwargs.get("temperature", self.temperature)),
+            max_tokens=int(kwargs.get("max_tokens", self.max_tokens)),
+            top_p=float(kwargs.get("top_p", self.top_p)),
+            stop=tuple(stop or ()),
+            seed=kwargs.get("seed", self.seed),
+            sample_index=int(kwargs.get("sample_index", 0)),
+        )
+        text, prompt_tokens, completion_tokens = self.backend.generate([request])[0]
+        message = AIMessage(
+            content=text,
+            usage_metadata={
+                "input_tokens": prompt_tokens,
+                "output_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        )
+        return LCChatResult(generations=[ChatGeneration(message=message)])
+
+
+__all__ = ("BackendChatModel", "to_messages")

@@ -1,0 +1,53 @@
+"""Commands that only read start fast: they never import torch, transformers, LangGraph or
+langchain (issue 12, item 7). Each command runs in a fresh interpreter on a real database."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_graph import run_in_process
+
+HEAVY = ("torch", "transformers", "langgraph", "langchain", "langchain_core", "textual")
+
+PROBE = """
+import json, sys
+from tprompt.cli import main
+sys.argv = ["tprompt", *json.loads(sys.argv[1])]
+try:
+    main()
+except SystemExit:
+    pass
+heavy = sorted({m.split('.')[0] for m in sys.modules} & set(%r))
+print("HEAVY=" + json.dumps(heavy), file=sys.stderr)
+"""
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    db = tmp_path_factory.mktemp("startup") / "t.db"
+    log, run_id = run_in_process(db)
+    log.close()
+    return db, run_id
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--version"], ["--help"], ["runs"], ["runs", "--json"], ["events", "RUN"], ["show", "RUN"],
+        ["show", "RUN", "--json"], ["replay", "RUN", "--to", "5"], ["transcript", "RUN"], ["tasks"],
+        ["run", "--help"], ["pause", "RUN"],
+    ],
+)
+def test_reading_commands_import_no_model_or_graph_library(recorded: tuple[Path, str], args: list[str]) -> None:
+    db, run_id = recorded
+    argv = ["--db", str(db), *[run_id if a == "RUN" else a for a in args]]
+    proc = subprocess.run([sys.executable, "-c", PROBE % (list(HEAVY),), json.dumps(argv)],
+                          capture_output=True, text=True, timeout=300)
+    line = [x for x in proc.stderr.splitlines() if x.startswith("HEAVY=")]
+    assert line, proc.stderr
+    assert json.loads(line[0][len("HEAVY="):]) == [], f"tprompt {' '.join(args)} imported them"
