@@ -17,7 +17,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.segment import Segment
 
+from .._text import printable
 from ..errors import StoreError
 from ..stores import EventLog
 
@@ -36,10 +38,25 @@ class Settings:
     db: Path
 
 
+class SafeConsole(Console):
+    """A rich console that never passes control characters of the printed text through.
+
+    Text from models and users (prompts, answers, errors) is rendered as segments;
+    their control characters are made visible (:func:`tprompt._text.printable`) before
+    rich adds its own styling codes, so only rich's escapes reach the terminal.
+    """
+
+    def _render_buffer(self, buffer: Any) -> str:
+        return super()._render_buffer(
+            Segment(printable(text), style, control) if not control else Segment(text, style, control)
+            for text, style, control in buffer
+        )
+
+
 #: Data goes to stdout; everything else to stderr. Piped output has no width
 #: to respect, so tables are not squeezed into rich's default 80 columns.
-out = Console(soft_wrap=False, highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False)
+out = SafeConsole(soft_wrap=False, highlight=False, width=None if sys.stdout.isatty() else 160)
+err = SafeConsole(stderr=True, highlight=False)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON on stdout and nothing else.")
 

@@ -8,12 +8,11 @@ from typing import Optional
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
 from ..errors import UsageError
 from ..evaluator import METRIC_NAMES, check_mode, list_tasks, load_task, score_prompt
-from ._common import JSON_OPTION, err, fmt_num, out, print_json, settings, shorten
+from ._common import JSON_OPTION, SafeConsole, err, fmt_num, out, print_json, settings, shorten
 
 DEFAULT_MODEL = "smollm2"
 
@@ -165,7 +164,7 @@ def tasks_cmd(json_: bool = JSON_OPTION) -> None:
         lic = f"[bold yellow]{i.license}[/]" if i.non_commercial else i.license
         table.add_row(i.name, kind, str(i.n_train), str(i.n_test), i.domain, lic)
     # Piped output has no width to respect; don't squeeze the table into rich's default 80.
-    console = out if out.is_terminal else Console(file=sys.stdout, width=120, highlight=False)
+    console = out if out.is_terminal else SafeConsole(file=sys.stdout, width=120, highlight=False)
     console.print(table)
     if any(i.non_commercial for i in infos):
         out.print("non-commercial: " + ", ".join(i.name for i in infos if i.non_commercial)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TPromptError
+from .._text import printable
 from ..evaluator import METRIC_NAMES, HIGHER_IS_BETTER, ObjectiveWeights, load_task, score_prompt
 from ..stores import EventLog
 from ..stores.projection import RunState
@@ -314,7 +315,7 @@ def render_markdown(report: Report, *, images: dict[int, list[tuple[str, str]]] 
             rows.append([group.title.split(" · budget")[0], ROLE_LABELS.get(r.arm, r.arm), str(r.seed), f"`{r.run_id}`",
                          r.status, str(r.train_calls), budget])
     out += [_md_table(["cell", "arm", "seed", "run", "status", "train scorer calls", "budget"], rows), ""]
-    return "\n".join(out)
+    return printable("\n".join(out))  # prompts are model text: no control characters in the file
 
 
 def report_json(report: Report) -> dict[str, Any]:
