@@ -41,6 +41,7 @@ class Scripted:
         self.respond = respond
         self.on_request = on_request
         self.arrivals: list[float] = []
+        self.bodies: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.lock = threading.Lock()
@@ -48,8 +49,9 @@ class Scripted:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("content-length") or 0))
+                body_in = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
                 with outer.lock:
+                    outer.bodies.append(body_in)
                     n = len(outer.arrivals)
                     outer.arrivals.append(time.monotonic())
                     outer.in_flight += 1
@@ -170,3 +172,11 @@ def test_classify_reads_retry_after_ms() -> None:
 
     error = classify(RateLimitError("too many"), "openai:m")
     assert isinstance(error, TransientBackendError) and error.retry_after == 1.5
+
+
+def test_samples_of_one_request_get_their_own_seed(scripted) -> None:
+    # One seed for all n samples made a seed-honouring server return n copies of one candidate.
+    server = scripted(lambda n: (200, {}, completion(f"prompt {n}")))
+    requests = [ChatRequest(messages=(("user", "write"),), temperature=1.0, seed=7, sample_index=i) for i in range(3)]
+    backend(server.base_url, concurrency=1).generate(requests)
+    assert sorted(b["seed"] for b in server.bodies) == [7, 8, 9]
