@@ -82,8 +82,12 @@ class FakeBackend(ChatBackend):
                     self.seed = int(value)
                 elif key == "delay":
                     self.delay = float(value)
+                    if not 0 <= self.delay < 3600:
+                        raise ValueError(key)
                 elif key == "transient":
                     self.transient = int(value)
+                    if self.transient < 0:
+                        raise ValueError(key)
                 elif key == "fail":
                     self.fail = value not in ("", "0", "false")
                 elif key == "gate" and value:
@@ -93,7 +97,7 @@ class FakeBackend(ChatBackend):
             except ValueError:
                 raise UnknownModel(
                     f"bad fake model option {item!r} in {spec!r}",
-                    hint="use fake, fake:seed=3, fake:delay=0.2 or fake:seed=3,delay=0.2",
+                    hint="use fake, fake:seed=3, fake:delay=0.2 or fake:seed=3,delay=0.2 (delay in seconds, >= 0)",
                 ) from None
         self._calls = 0
         self._lock = threading.Lock()

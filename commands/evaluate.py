@@ -169,7 +169,8 @@ def tasks_cmd(json_: bool = JSON_OPTION) -> None:
     if any(i.non_commercial for i in infos):
         out.print("non-commercial: " + ", ".join(i.name for i in infos if i.non_commercial)
                   + " may only be used for non-commercial purposes.", markup=False)
-    out.print("Your own task: --task PATH (JSONL, CSV or a folder; see docs/tasks.md).", markup=False)
+    out.print("Your own task: a path to a JSONL or CSV file or a folder, in place of a name: "
+              "`tprompt eval --task PATH`, `tprompt run --source PATH --target PATH` (see docs/tasks.md).", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -154,7 +154,7 @@ def report(
             except UnknownRun:
                 raise UnknownRun(
                     f"no experiment or run {ref!r} in {log.path}",
-                    hint="`tprompt history` lists runs; experiments are named by their config's `name`",
+                    hint="`tprompt runs` lists runs; experiments are named by their config's `name`",
                 ) from None
             rep = build_report(log, run_id=run_id)
         else:

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import UsageError
-from ..graph import Runner, create_run, load_config_file, make_config
+from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..stores import EventLog, RunState
 from ..stores.leases import run_lease
 from ..stores.control import mark_handled, pause_requested, request_pause
@@ -183,6 +183,7 @@ def run(
     )
     cfg = make_config(values, where=str(config) if config else "options")
     cfg = _pin_base_url(cfg)
+    preflight(cfg)  # a bad task or model fails before the database is even created
     with open_log(ctx, readonly=False) as log:
         run_id = create_run(log, cfg)
         if not json_:

@@ -41,6 +41,11 @@ def ui(
 
     Example: tprompt ui r-1a2b3c
     """
+    db = settings(ctx).db
+    if db.is_dir() or not db.exists():  # the UI reads; it must not create a database by a typo
+        from ..stores import EventLog
+
+        EventLog(db, readonly=True)  # raises the one-line error naming the path
     # Imported here so the other commands never load Textual.
     from ..tui import create_app, export_screenshot
 

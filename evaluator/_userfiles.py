@@ -34,7 +34,7 @@ class _Rows:
         if not self.skip:
             raise BadTaskFile(
                 f"{where}: {reason}",
-                hint="fix the row, or pass --skip-bad-rows to skip bad rows (they are listed)",
+                hint="fix the row (`tprompt eval --skip-bad-rows` lists and skips bad rows; a run needs a clean file)",
                 where=where,
             )
         self.warnings.append(f"{where}: {reason} (row skipped)")
@@ -43,6 +43,8 @@ class _Rows:
         if not isinstance(data, dict):
             return self.bad(where, "a row must be an object with question/answer fields")
         question = data.get("question")
+        if question is not None and not isinstance(question, str):
+            return self.bad(where, f"'question' must be text, got {_json_kind(question)} ({question!r:.40})")
         if not isinstance(question, str) or not question.strip():
             return self.bad(where, "missing or empty 'question'")
         if "answer" not in data or data["answer"] is None or str(data["answer"]).strip() == "":
@@ -125,11 +127,19 @@ def _parse_choices_cell(cell: str) -> list[str] | None | str:
     return [c.strip() for c in cell.split("|")]
 
 
+def _json_kind(value: Any) -> str:
+    return {bool: "true/false", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(
+        type(value), type(value).__name__
+    )
+
+
 def _read_csv(path: Path, acc: _Rows, forced_split: str | None = None) -> None:
+    reader: Any = None
     try:
         fh = path.open(encoding="utf-8-sig", newline="")
         with fh:
-            reader = csv.DictReader(fh)
+            # strict: an unterminated quote is an error, not a cell swallowing the rest of the file
+            reader = csv.DictReader(fh, strict=True)
             header = [h.strip() for h in (reader.fieldnames or [])]
             missing = [c for c in ("question", "answer") if c not in header]
             if missing:
@@ -155,7 +165,10 @@ def _read_csv(path: Path, acc: _Rows, forced_split: str | None = None) -> None:
     except UnicodeDecodeError as exc:
         raise BadTaskFile(f"{path}: not UTF-8 text ({exc.reason})", where=str(path)) from exc
     except csv.Error as exc:
-        raise BadTaskFile(f"{path}: malformed CSV ({exc})", where=str(path)) from exc
+        line = f"{path}:{reader.line_num if reader is not None else 1}"
+        raise BadTaskFile(
+            f"{line}: malformed CSV ({exc})", hint="check the quotes on that line and the ones before it", where=line
+        ) from exc
 
 
 def _read(path: Path, acc: _Rows, forced_split: str | None = None) -> None:

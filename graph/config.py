@@ -11,7 +11,7 @@ import difflib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -87,6 +87,9 @@ class RunConfig(BaseModel):
             raise ValueError("source_tasks is empty: give at least one source task (or set transfer = false)")
         if not self.original_prompt.strip():
             raise ValueError("original_prompt is empty")
+        for role in ("proposer", "scorer"):
+            if not getattr(self, role).strip():
+                raise ValueError(f"{role} is an empty model spec: give one such as smollm2, fake or openai:gpt-4o-mini")
         history_max = 1 + self.steps * self.candidates
         if self.top_k > history_max:
             raise ValueError(
@@ -105,12 +108,11 @@ class RunConfig(BaseModel):
 
 def make_config(values: dict[str, Any], *, where: str = "options") -> RunConfig:
     """Validate ``values`` into a :class:`RunConfig`; one clear ConfigError on any problem."""
-    unknown = [k for k in values if k not in RunConfig.model_fields]
-    if unknown:
-        key = unknown[0]
-        close = difflib.get_close_matches(key, list(RunConfig.model_fields), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(RunConfig.model_fields)
-        raise ConfigError(f"{where}: unknown key {key!r}", hint=hint, key=key)
+    _check_keys(values, where)
+    for key, value in values.items():
+        if isinstance(value, bool) and RunConfig.model_fields[key].annotation is not bool:
+            raise ConfigError(f"{where}: {key}: expected {_kind(RunConfig.model_fields[key].annotation)}, got "
+                              f"{str(value).lower()}", key=key)
     try:
         return RunConfig(**values)
     except ValidationError as exc:
@@ -151,12 +153,60 @@ def read_settings_file(path: str | Path, *, what: str = "config file") -> dict[s
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a run config file into a dict (validated later by :func:`make_config`)."""
+    """Read a run config file into a dict of run keys, each value checked on its own.
+
+    ``model`` sets both ``proposer`` and ``scorer`` (as ``--model`` does) unless the
+    file names them. Every value is checked here, so a bad value in the file is an
+    error even when a command-line option overrides it.
+
+    Raises:
+        ConfigError: the file is unreadable, has an unknown key or a bad value.
+    """
     data = read_settings_file(path)
     # Allow the run keys under a [run] table as well as at the top level.
     if set(data) == {"run"} and isinstance(data["run"], dict):
         data = data["run"]
+    data = dict(data)
+    if "model" in data:
+        model = data.pop("model")
+        data.setdefault("proposer", model)
+        data.setdefault("scorer", model)
+    check_values(data, where=str(path))
     return data
+
+
+def check_values(values: dict[str, Any], *, where: str) -> None:
+    """Check each value against its field alone (type and bounds; no cross-field rules).
+
+    Raises:
+        ConfigError: an unknown key, a bool where a number belongs, or a value out of bounds.
+    """
+    from pydantic import TypeAdapter
+
+    _check_keys(values, where)
+    for key, value in values.items():
+        field = RunConfig.model_fields[key]
+        if isinstance(value, bool) and field.annotation is not bool:
+            raise ConfigError(f"{where}: {key}: expected {_kind(field.annotation)}, got {str(value).lower()}", key=key)
+        try:
+            kind = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+            TypeAdapter(kind).validate_python(value)
+        except ValidationError as exc:
+            msg = exc.errors()[0].get("msg", str(exc)).removeprefix("Value error, ")
+            raise ConfigError(f"{where}: {key}: {msg}", key=key) from exc
+
+
+def _kind(annotation: Any) -> str:
+    return {int: "a whole number", float: "a number", str: "text"}.get(annotation, str(annotation))
+
+
+def _check_keys(values: dict[str, Any], where: str) -> None:
+    unknown = [k for k in values if k not in RunConfig.model_fields]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, [*RunConfig.model_fields, "model"], n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(RunConfig.model_fields)
+        raise ConfigError(f"{where}: unknown key {key!r}", hint=hint, key=key)
 
 
 __all__ = (

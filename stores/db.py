@@ -70,6 +70,11 @@ def open_database(
         timeout = default_busy_timeout()
     name = str(path)
     memory = name == ":memory:"
+    if not memory and Path(name).is_dir():
+        raise StoreError(
+            f"{name} is a directory, not a tprompt database",
+            hint="pass --db with a file path, e.g. --db runs.db (or set TPROMPT_DB)",
+        )
     if readonly and not memory:
         if not Path(name).exists():
             raise StoreError(
