@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -76,6 +77,11 @@ for _name in COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tprompt`` script; returns (and exits with) the exit code."""
+    if not sys.warnoptions and not os.environ.get("TPROMPT_DEBUG"):
+        # Libraries' deprecation notices are for us, not for the user's terminal or --json output.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         result = app(args=argv, prog_name="tprompt", standalone_mode=False)
         code = int(result) if isinstance(result, int) else 0

