@@ -1,10 +1,12 @@
-"""Rich progress for runs and evaluations, on stderr, only when it is a terminal."""
+"""Progress of runs on stderr: rich bars on a terminal, plain lines otherwise (logs, CI, pipes)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from rich.text import Text
 
 from ..stores import RunState, StoredEvent
 from ._common import err
@@ -13,8 +15,10 @@ from ._common import err
 class RunProgress:
     """Implements the runner's hooks: a stage line and a bar over the examples in flight."""
 
-    def __init__(self, *, enabled: bool) -> None:
+    def __init__(self, *, enabled: bool, plain: bool = False) -> None:
         self.enabled = enabled
+        #: one line per milestone (step scored, stage done, prompt tested) when stderr is not a terminal
+        self.plain = plain and not enabled
         self._progress: Progress | None = None
         self._stage: TaskID | None = None
         self._work: TaskID | None = None
@@ -41,6 +45,11 @@ class RunProgress:
             self._progress = None
 
     def on_event(self, stored: StoredEvent, state: RunState) -> None:
+        if self.plain:
+            line = plain_line(stored, state)
+            if line:
+                err.print(Text(line), soft_wrap=True)
+            return
         if self._progress is None or self._stage is None:
             return
         steps = state.config.get("steps", 0)
@@ -59,3 +68,23 @@ class RunProgress:
         if self._progress is None or self._work is None:
             return
         self._progress.update(self._work, description=f"  {label}", total=total, completed=done)
+
+
+def plain_line(stored: StoredEvent, state: RunState) -> str | None:
+    """One line for a milestone event, or None for the others."""
+    ev = stored.event
+    if stored.type == "step.completed":
+        steps = state.config.get("steps", 0)
+        if ev.stage == "target":  # type: ignore[attr-defined]
+            steps = state.config.get("target_steps") or steps
+        best = "-" if ev.best_objective is None else f"{ev.best_objective:.3f}"  # type: ignore[attr-defined]
+        return f"{ev.stage} step {ev.step}/{steps} done: best training objective {best}"  # type: ignore[attr-defined]
+    if stored.type == "stage.started":
+        return f"{ev.stage} stage started on {', '.join(ev.tasks)}"  # type: ignore[attr-defined]
+    if stored.type == "transfer.selected":
+        return f"transfer: {len(ev.prompts)} source prompt(s) seed the target stage"  # type: ignore[attr-defined]
+    if stored.type == "prompt.tested":
+        return f"tested {ev.role.replace('_', ' ')} prompt on {ev.task}: objective {ev.objective:.3f}"  # type: ignore[attr-defined]
+    if stored.type in ("run.completed", "run.paused", "run.failed"):
+        return f"run {stored.run_id} {stored.type.removeprefix('run.')} at seq {stored.seq}"
+    return None

@@ -50,7 +50,7 @@ def _execute(log: EventLog, run_id: str, *, json_: bool, on_pause: str, max_cost
     runner = Runner(
         log, run_id, hooks=None, pause_check=lambda: pause_requested(log.conn, run_id), max_cost=max_cost
     )
-    progress = RunProgress(enabled=err.is_terminal and not json_)
+    progress = RunProgress(enabled=err.is_terminal and not json_, plain=not json_)
     runner.hooks = progress
     interrupts = 0
 
@@ -104,6 +104,16 @@ def report(state: RunState, *, json_: bool) -> None:
         for line in prompt_list(state):
             out.print(line)
     out.print(f"run [bold]{state.run_id}[/] {state.status} ({state.last_seq} events)")
+    err.print(Text(next_steps(state)), soft_wrap=True)
+
+
+def next_steps(state: RunState) -> str:
+    """What to do with a run now, with its id."""
+    r = state.run_id
+    if state.status == "completed":
+        return (f"next: tprompt show {r} (details) · tprompt ui {r} (browse, replay) · "
+                f"tprompt fork {r} --target TASK (transfer its source prompts elsewhere)")
+    return f"next: tprompt resume {r} · tprompt show {r} · tprompt ui {r}"
 
 
 def result_table(state: RunState) -> Table:
