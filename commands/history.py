@@ -47,12 +47,13 @@ def runs(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
         print_json(data)
         return
     table = Table(title=f"runs in {settings(ctx).db}")
-    for col in ("run", "status", "source → target", "events", "best", "parent", "created"):
+    for col in ("run", "name", "status", "source → target", "events", "best train obj.", "parent", "created"):
         table.add_column(col)
     for d in data:
         parent = f"{d['parent_run_id']}@{d['parent_seq']}" if d["parent_run_id"] else ""
         table.add_row(
             d["run_id"],
+            Text(d["name"] or ""),
             d["status"],
             Text(f"{', '.join(d['source_tasks'])} → {d['target_task'] or ''}"),
             str(d["events"]),
