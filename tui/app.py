@@ -8,6 +8,7 @@ thread workers, each with its own writable :class:`EventLog`.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ from textual.binding import Binding
 from ..errors import ReadOnlyDatabase, TPromptError
 from ..stores import EventLog, RunState, StoredEvent
 from ..stores.control import mark_handled, pause_requested, request_pause
+
+
+#: Longest a quit waits for the runs started here to reach a safe point (seconds).
+QUIT_WAIT_S = 120.0
 
 
 class _Progress:
@@ -70,6 +75,8 @@ class TPromptApp(App[None]):
         self.progress: dict[str, str] = {}
         self._runners_lock = threading.Lock()
         self._confirm_resume: str | None = None
+        #: set on quit: runs started here pause at their next safe point, and none starts
+        self._quitting = threading.Event()
 
     def on_mount(self) -> None:
         from .screens.runs import RunsScreen
@@ -78,9 +85,26 @@ class TPromptApp(App[None]):
         if self.initial_run:
             self.open_run(self.initial_run)
 
+    async def action_quit(self) -> None:
+        """Quit. Runs started here are paused first (resumable), with a notice while the work in flight ends."""
+        self._quitting.set()
+        with self._runners_lock:
+            for runner in self.runners.values():
+                runner.request_pause()
+        busy = [w for w in self.workers if w.group == "runs" and not w.is_finished]
+        if busy:
+            self.notify(f"pausing {len(busy)} run(s) started here; quitting once the work in flight is saved",
+                        markup=False, timeout=QUIT_WAIT_S)
+            try:
+                await asyncio.wait_for(self.workers.wait_for_complete(busy), QUIT_WAIT_S)
+            except asyncio.TimeoutError:
+                pass  # they still pause at their next safe point; the process ends after them
+        self.exit()
+
     def on_unmount(self) -> None:
         # Runs started here stop at their next safe point, recorded as paused
         # (resumable), instead of being cut off mid-transaction.
+        self._quitting.set()
         with self._runners_lock:
             for runner in self.runners.values():
                 runner.request_pause()
@@ -167,12 +191,15 @@ class TPromptApp(App[None]):
 
         try:
             with EventLog(self.db_path) as writer:
+                if self._quitting.is_set():
+                    return  # the app quit before this run started: nothing is written
                 mark_handled(writer, run_id)  # a stale pause request must not stop a fresh start
                 runner = Runner(
                     writer,
                     run_id,
                     hooks=_Progress(self, run_id),
-                    pause_check=lambda: pause_requested(writer.conn, run_id),
+                    # Quitting pauses the run even if it came while the runner was being built.
+                    pause_check=lambda: self._quitting.is_set() or pause_requested(writer.conn, run_id),
                 )
                 with self._runners_lock:
                     self.runners[run_id] = runner
