@@ -71,6 +71,14 @@ def _root(
     ctx.obj = Settings(db=db or Path(DEFAULT_DB))
 
 
+def _no_flag_type(self: typer.core.TyperOption, ctx: object) -> str | None:
+    # A flag takes no value: help shows no "<bool>" next to it.
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = _no_flag_type  # type: ignore[method-assign]
+
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__package__}.commands.{_name}").register(app)
 

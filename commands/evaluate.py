@@ -11,7 +11,8 @@ from rich import box
 from rich.table import Table
 
 from ..errors import UsageError
-from ..evaluator import METRIC_NAMES, check_mode, list_tasks, load_task, score_prompt
+from ..evaluator import METRIC_NAMES, check_mode, list_tasks, load_task, resolve_mode, score_prompt
+from ..graph.config import DEFAULT_ORIGINAL_PROMPT as DEFAULT_PROMPT
 from ._common import JSON_OPTION, SafeConsole, err, fmt_num, out, print_json, settings, shorten
 
 DEFAULT_MODEL = "smollm2"
@@ -35,9 +36,7 @@ def _read_prompt(prompt: Optional[str], prompt_file: Optional[Path]) -> str:
             return prompt_file.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read prompt file {prompt_file}: {exc}") from exc
-    if prompt is None:
-        raise UsageError("no prompt to evaluate", hint='pass --prompt "..." or --prompt-file FILE')
-    return prompt
+    return DEFAULT_PROMPT if prompt is None else prompt
 
 
 def _score(text, rows, task, backend, recorder, mode, *, show: bool):
@@ -56,10 +55,10 @@ def _score(text, rows, task, backend, recorder, mode, *, show: bool):
 def eval_cmd(
     ctx: typer.Context,
     task: str = typer.Option(..., "--task", "-t", help="Bundled task name (see `tprompt tasks`) or a path to your own task (JSONL, CSV or folder)."),
-    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="The prompt to evaluate (the scorer's system message)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help=f"The prompt to evaluate (the scorer's system message). Default: the original prompt of a run, {DEFAULT_PROMPT!r}."),
     prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="Read the prompt from this file instead."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Scorer model spec: smollm2, hf:<dir or id>, openai:<model>, fake, ..."),
-    mode: str = typer.Option("generate", "--mode", help="generate (verbalized answer and confidence) or logprob (option probabilities; multiple-choice tasks, local models)."),
+    mode: str = typer.Option("auto", "--mode", help="auto (logprob where the task and model allow, as in `run`), generate (verbalized answer and confidence) or logprob (option probabilities; multiple-choice tasks)."),
     examples: int = typer.Option(20, "--examples", "-n", help="How many examples to score (drawn with --seed)."),
     split: str = typer.Option("test", "--split", help="train or test."),
     seed: int = typer.Option(0, "--seed", help="Seed of the example draw."),
@@ -74,8 +73,8 @@ def eval_cmd(
     """
     # Validate everything before touching the database: a bad input writes nothing.
     text = _read_prompt(prompt, prompt_file)
-    if mode not in ("generate", "logprob"):
-        raise UsageError(f"unknown --mode {mode!r}", hint="use generate or logprob")
+    if mode not in ("auto", "generate", "logprob"):
+        raise UsageError(f"unknown --mode {mode!r}", hint="use auto, generate or logprob")
     if split not in ("train", "test"):
         raise UsageError(f"unknown --split {split!r}", hint="use train or test")
     if examples < 1:
@@ -83,10 +82,12 @@ def eval_cmd(
     the_task = load_task(task, skip_bad_rows=skip_bad_rows)
     for warning in the_task.warnings:
         err.print(f"warning: {warning}", highlight=False, markup=False)
-    check_mode(mode, the_task)
+    if mode != "auto":
+        check_mode(mode, the_task)
     from ..agents import Recorder, get_model
 
     backend = get_model(model)
+    mode = resolve_mode(mode, the_task, backend)
     check_mode(mode, the_task, backend)
     rows = the_task.sample(examples, split=split, seed=seed)
     if len(rows) < examples and not json_:

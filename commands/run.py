@@ -143,27 +143,34 @@ def prompt_list(state: RunState) -> list[Text]:
     return lines
 
 
+def _default(key: str) -> Any:
+    """A run setting's default, for the help text (one source: RunConfig)."""
+    from ..graph.config import RunConfig
+
+    return RunConfig.model_fields[key].default
+
+
 def _options(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None and v != []}
 
 
 def run(
     ctx: typer.Context,
-    source: Optional[list[str]] = typer.Option(None, "--source", help="Source task (repeat for several). Default: ai2_science."),
-    target: Optional[str] = typer.Option(None, "--target", help="Target task. Default: arc_challenge."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model spec for both proposer and scorer (default: smollm2)."),
-    proposer: Optional[str] = typer.Option(None, "--proposer", help="Model spec of the reference LLM that writes prompts."),
-    scorer: Optional[str] = typer.Option(None, "--scorer", help="Model spec of the scorer LLM."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Optimization steps per stage."),
-    candidates: Optional[int] = typer.Option(None, "--candidates", help="Candidates per step."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Source prompts transferred to the target."),
-    examples: Optional[int] = typer.Option(None, "--examples", help="Training examples per candidate score."),
-    test_examples: Optional[int] = typer.Option(None, "--test-examples", help="Held-out examples in the final table."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="auto, generate or logprob."),
-    budget: Optional[str] = typer.Option(None, "--budget", help="full, or racing (successive halving)."),
-    prompt: Optional[str] = typer.Option(None, "--prompt", help="The original prompt to start from."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of sampling."),
-    name: Optional[str] = typer.Option(None, "--name", help="A label for the run."),
+    source: Optional[list[str]] = typer.Option(None, "--source", metavar="TASK", help="Source task, a name or a path (repeat for several). Default: ai2_science."),
+    target: Optional[str] = typer.Option(None, "--target", metavar="TASK", help="Target task, a name or a path. Default: arc_challenge."),
+    model: Optional[str] = typer.Option(None, "--model", metavar="SPEC", help="Model spec for both proposer and scorer. Default: smollm2."),
+    proposer: Optional[str] = typer.Option(None, "--proposer", metavar="SPEC", help="Model spec of the reference LLM that writes prompts. Default: --model."),
+    scorer: Optional[str] = typer.Option(None, "--scorer", metavar="SPEC", help="Model spec of the scorer LLM. Default: --model."),
+    steps: Optional[int] = typer.Option(None, "--steps", metavar="N", help=f"Optimization steps per stage. Default: {_default('steps')}."),
+    candidates: Optional[int] = typer.Option(None, "--candidates", metavar="N", help=f"Candidates per step. Default: {_default('candidates')}."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", metavar="K", help=f"Source prompts transferred to the target. Default: {_default('top_k')}."),
+    examples: Optional[int] = typer.Option(None, "--examples", metavar="N", help=f"Training examples per candidate score. Default: {_default('examples')}."),
+    test_examples: Optional[int] = typer.Option(None, "--test-examples", metavar="N", help=f"Held-out examples in the final table. Default: {_default('test_examples')}."),
+    mode: Optional[str] = typer.Option(None, "--mode", metavar="MODE", help=f"auto, generate or logprob. Default: {_default('mode')}."),
+    budget: Optional[str] = typer.Option(None, "--budget", metavar="BUDGET", help=f"full, or racing (successive halving). Default: {_default('budget')}."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", metavar="TEXT", help="The original prompt to start from. Default: the task-neutral prompt shown by `tprompt show`."),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="S", help=f"Seed of sampling. Default: {_default('seed')}."),
+    name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="A label for the run."),
     base_url: Optional[str] = typer.Option(
         None, "--base-url", help="API root of an OpenAI-compatible server for openai:MODEL specs, e.g. "
         "http://127.0.0.1:8000/v1 (default: OPENAI_BASE_URL). No key needed for a local server."

@@ -78,6 +78,13 @@ class Evaluation(BaseModel):
         return sum(a.correct for a in self.answers)
 
 
+def resolve_mode(mode: str, task: Task, model: ChatBackend) -> str:
+    """``auto`` -> ``logprob`` for multiple-choice tasks on a model that scores options, else ``generate``."""
+    if mode == "auto":
+        return "logprob" if (task.kind == "choice" and model.supports_option_probs) else "generate"
+    return mode
+
+
 def check_mode(mode: str, task: Task, model: ChatBackend | None = None) -> None:
     """Raise UsageError unless ``mode`` can score ``task`` on ``model``."""
     if mode not in ("generate", "logprob"):

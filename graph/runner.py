@@ -22,7 +22,7 @@ from ..agents import ChatRequest, Recorder, get_model
 from ..agents.proposer import build_meta_prompt, format_exemplar, meta_messages, select_candidates
 from ..agents.transfer import select_transfer
 from ..errors import TPromptError, UsageError
-from ..evaluator import Evaluation, Example, ObjectiveWeights, Task, load_task, score_prompt
+from ..evaluator import Evaluation, Example, ObjectiveWeights, Task, load_task, resolve_mode, score_prompt
 from ..stores import EventLog
 from ..stores.leases import run_lease
 from ..stores.events import (
@@ -139,10 +139,7 @@ class Runner:
         return not self.config.scorer.startswith(_LOCAL_PREFIXES)
 
     def mode_for(self, task: Task) -> str:
-        mode = self.config.mode
-        if mode == "auto":
-            return "logprob" if (task.kind == "choice" and self.scorer.supports_option_probs) else "generate"
-        return mode
+        return resolve_mode(self.config.mode, task, self.scorer)
 
     def request_pause(self) -> None:
         """Ask the run to pause at the next safe point (thread- and signal-safe)."""

@@ -29,7 +29,8 @@ def test_eval_json_then_repeat_is_free(tmp_path, capsys):
     assert set(first["metrics"]) == set(METRIC_NAMES)
     assert first["counts"]["examples"] == 8 and first["counts"]["scorer_calls"] == 8
     assert first["counts"]["model_calls"] == 8 and first["counts"]["cache_hits"] == 0
-    assert len(first["answers"]) == 8 and first["mode"] == "generate"
+    # auto, as in `run`: option probabilities for a multiple-choice task on a model that has them
+    assert len(first["answers"]) == 8 and first["mode"] == "logprob"
     for answer in first["answers"]:
         if answer["parsed"] is None:  # unparseable: wrong with confidence 0
             assert not answer["correct"] and answer["confidence"] == 0.0
@@ -87,7 +88,7 @@ def test_eval_user_task_with_skipped_rows(tmp_path, capsys):
     [
         (("--task", "nope", "--prompt", "x"), "unknown task 'nope'"),
         (("--task", "gsm8k", "--prompt", "x", "--mode", "logprob"), "logprob mode needs a multiple-choice task"),
-        (("--task", "gsm8k"), "no prompt to evaluate"),
+        (("--task", "gsm8k", "--prompt", "x", "--model", ""), "empty model spec"),
         (("--task", "gsm8k", "--prompt", "x", "--prompt-file", "p.txt"), "not both"),
         (("--task", "gsm8k", "--prompt-file", "/nonexistent/p.txt"), "cannot read prompt file"),
         (("--task", "gsm8k", "--prompt", "x", "--examples", "0"), "--examples must be at least 1"),
