@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from served_server import Server, served  # noqa: F401  (the session fixture)
+from test_graph import wait_for_row
 from tprompt.graph import comparable_events
 from tprompt.stores import EventLog
 
@@ -218,21 +219,3 @@ def same_run(log: EventLog, run_id: str) -> list:
         if "config" in payload:
             payload["config"].pop("concurrency", None)
     return events
-
-
-def wait_for_row(db: Path, sql: str, proc: subprocess.Popen, timeout: float = 300) -> tuple:
-    """The first row ``sql`` returns, polled read-only; the timeout only bounds a hang."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if db.exists():
-            try:
-                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
-                    row = conn.execute(sql).fetchone()
-            except sqlite3.OperationalError:
-                row = None
-            if row is not None:
-                return row
-        if proc.poll() is not None:
-            raise AssertionError(f"the run exited ({proc.returncode}) before {sql!r} returned a row: {proc.stderr.read()}")
-        assert time.monotonic() < deadline, f"no row from {sql!r} after {timeout} s"
-        time.sleep(0.05)
