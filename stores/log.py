@@ -428,12 +428,12 @@ class EventLog:
         run_id = self.resolve(run_id)
         if upto is not None:
             self.check_seq(run_id, upto)
-        with _gc_paused():
+        with gc_paused():
             return fold(self.events(run_id, upto=upto), run_id=run_id)
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     # Folding a long run allocates ~10 objects per event and keeps most of
     # them; the cycle collector would rescan them again and again (a third of
     # the time for 100,000 events). The fold makes no reference cycles, so

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import TPromptError
 from ..stores import EventLog, RunRow, RunState, StoredEvent, fold
+from ..stores.log import gc_paused
 from ..stores.projection import ScoredPrompt
 
 #: Metric columns, in the order of the CLI's result table; others follow sorted.
@@ -216,6 +217,10 @@ class RunFollower:
         A damaged event stops the reading there: the events before it are
         kept, and :attr:`error` says what is wrong (the next poll tries again).
         """
+        with gc_paused():  # as log.state does: reading a long run makes no cycles
+            return self._poll()
+
+    def _poll(self) -> list[StoredEvent]:
         fresh: list[StoredEvent] = []
         self.error = None
         try:
