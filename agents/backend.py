@@ -167,7 +167,8 @@ def get_model(spec: str = DEFAULT_MODEL, *, base_url: str | None = None, concurr
         if model is None:
             model = _load(spec, base_url)
             _models[(spec, base_url)] = model
-        if concurrency is not None and hasattr(model, "concurrency"):
+        # On the class: asking a LazyBackend instance would load its weights.
+        if concurrency is not None and hasattr(type(model), "concurrency"):
             model.concurrency = concurrency
         return model
 

@@ -62,3 +62,20 @@ def test_embedded_model_commands_print_no_library_warnings(tmp_path: Path) -> No
         )
         assert proc.returncode == 0, proc.stderr
         assert "Warning" not in proc.stderr and "deprecated" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_a_cached_run_on_the_embedded_model_loads_no_weights(tmp_path: Path) -> None:
+    from tprompt.agents import backend
+    from tprompt.graph import Runner, create_run, make_config
+    from tprompt.stores import EventLog
+
+    cfg = make_config(dict(source_tasks=["ai2_science"], target_task="arc_challenge", proposer="fake",
+                           scorer="smollm2", steps=1, candidates=1, top_k=1, examples=2, test_examples=2,
+                           mode="logprob"))
+    log = EventLog(tmp_path / "r.db")
+    Runner(log, create_run(log, cfg)).run()
+    backend._models.clear()  # a new process, as far as models go
+    again = Runner(log, create_run(log, cfg))
+    assert again.run().status == "completed"
+    assert again.recorder.model_calls == 0 and not again.scorer.loaded
