@@ -110,9 +110,7 @@ def make_config(values: dict[str, Any], *, where: str = "options") -> RunConfig:
     """Validate ``values`` into a :class:`RunConfig`; one clear ConfigError on any problem."""
     _check_keys(values, where)
     for key, value in values.items():
-        if isinstance(value, bool) and RunConfig.model_fields[key].annotation is not bool:
-            raise ConfigError(f"{where}: {key}: expected {_kind(RunConfig.model_fields[key].annotation)}, got "
-                              f"{str(value).lower()}", key=key)
+        _check_not_bool(key, value, where)
     try:
         return RunConfig(**values)
     except ValidationError as exc:
@@ -186,14 +184,20 @@ def check_values(values: dict[str, Any], *, where: str) -> None:
     _check_keys(values, where)
     for key, value in values.items():
         field = RunConfig.model_fields[key]
-        if isinstance(value, bool) and field.annotation is not bool:
-            raise ConfigError(f"{where}: {key}: expected {_kind(field.annotation)}, got {str(value).lower()}", key=key)
+        _check_not_bool(key, value, where)
         try:
             kind = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
             TypeAdapter(kind).validate_python(value)
         except ValidationError as exc:
             msg = exc.errors()[0].get("msg", str(exc)).removeprefix("Value error, ")
             raise ConfigError(f"{where}: {key}: {msg}", key=key) from exc
+
+
+def _check_not_bool(key: str, value: Any, where: str) -> None:
+    # pydantic would take true as 1 for a number field; a config value that is a bool is a mistake there.
+    annotation = RunConfig.model_fields[key].annotation
+    if isinstance(value, bool) and annotation is not bool:
+        raise ConfigError(f"{where}: {key}: expected {_kind(annotation)}, got {str(value).lower()}", key=key)
 
 
 def _kind(annotation: Any) -> str:

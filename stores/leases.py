@@ -54,8 +54,8 @@ def _exists(pid: int) -> str | None:
     except ProcessLookupError:
         return None
     except PermissionError:
-        return "?"
-    return "?"
+        pass  # it exists, owned by someone else
+    return "?"  # alive, start time unknown
 
 
 def holder_alive(holder: Holder) -> bool:

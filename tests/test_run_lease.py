@@ -33,7 +33,7 @@ def test_lease_take_release_and_take_over(tmp_path: Path) -> None:
     assert acquire(log, "r-1") is True
     assert acquire(log, "r-1") is False  # re-entrant in the holder
     assert lease_holder(log, "r-1") == me
-    other = Holder(os.getppid(), me.host, Holder(os.getppid(), "", "").started or _start(os.getppid()))
+    other = Holder(os.getppid(), me.host, _start(os.getppid()))
     with pytest.raises(RunBusy, match=rf"run r-1 is running in process {me.pid}"):
         acquire(log, "r-1", other)
     release(log, "r-1")
