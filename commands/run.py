@@ -72,7 +72,7 @@ def _execute(log: EventLog, run_id: str, *, json_: bool, on_pause: str, max_cost
         signal.signal(signal.SIGTERM, old_term)
     if state.status == "paused":
         mark_handled(log, run_id)
-        if runner._pause_reason == "budget":
+        if runner.pause_reason == "budget":
             err.print(f"run {run_id}: spend ${runner.spent():.4f} reached --max-cost ${max_cost:.4f}; "
                       f"continue with a higher budget: tprompt resume {run_id} --max-cost N")
     return state

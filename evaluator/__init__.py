@@ -3,7 +3,7 @@
 from .metrics import METRIC_NAMES, HIGHER_IS_BETTER, compute_metrics
 from .objective import PARETO_METRICS, ObjectiveWeights, objective, pareto_front
 from .parsing import MISSING_CONFIDENCE, ParsedOutput, parse_output, parse_value
-from .scoring import LOGPROB_IFR_NOTE, Evaluation, ScoredAnswer, ScoreMode, check_mode, resolve_mode, score_prompt
+from .scoring import LOGPROB_IFR_NOTE, Evaluation, answer_prompt, ScoredAnswer, ScoreMode, check_mode, resolve_mode, score_prompt
 from .tasks import AnswerKind, Example, Task, TaskInfo, list_tasks, load_task
 
 __all__ = (
@@ -28,6 +28,7 @@ __all__ = (
     "Evaluation",
     "ScoreMode",
     "score_prompt",
+    "answer_prompt",
     "check_mode",
     "resolve_mode",
     "LOGPROB_IFR_NOTE",

@@ -138,6 +138,48 @@ def score_prompt(
     request). ``progress(done, total)`` is called after each batch. Raises
     UsageError when ``mode`` does not fit the task or model.
     """
+    answers = answer_prompt(
+        prompt, examples, task=task, model=model, recorder=recorder, mode=mode, agent=agent, run_id=run_id,
+        step=step, seq=seq, progress=progress, batch_size=batch_size, max_tokens=max_tokens,
+    )
+    logprob = mode == "logprob"
+    total = len(answers)
+    metrics = compute_metrics(
+        [a.correct for a in answers], [a.confidence for a in answers], [a.followed_format for a in answers]
+    )
+    return Evaluation(
+        task=task.name,
+        n_examples=total,
+        mode=mode,
+        metrics=metrics,
+        objective=objective(metrics, weights),
+        scorer_calls=len(answers),
+        cache_hits=sum(a.cache_hit for a in answers),
+        answers=tuple(answers),
+        notes=(LOGPROB_IFR_NOTE,) if logprob else (),
+    )
+
+
+def answer_prompt(
+    prompt: str,
+    examples: Sequence[Example],
+    *,
+    task: Task,
+    model: ChatBackend,
+    recorder: Recorder,
+    mode: ScoreMode = "generate",
+    agent: str = "scorer",
+    run_id: str | None = None,
+    step: str | None = None,
+    seq: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 8,
+    max_tokens: int = SCORER_MAX_TOKENS,
+) -> list[ScoredAnswer]:
+    """The scorer's part of :func:`score_prompt`: ``model`` answers ``examples`` under ``prompt``; no metrics.
+
+    Raises UsageError when ``mode`` does not fit the task or model.
+    """
     check_mode(mode, task, model)
     examples = list(examples)
     total = len(examples)
@@ -153,20 +195,7 @@ def score_prompt(
             answers.extend(_score_generate(prompt, batch, task, model, recorder, agent, run_id, step, max_tokens, seq))
         if progress:
             progress(len(answers), total)
-    metrics = compute_metrics(
-        [a.correct for a in answers], [a.confidence for a in answers], [a.followed_format for a in answers]
-    )
-    return Evaluation(
-        task=task.name,
-        n_examples=total,
-        mode=mode,
-        metrics=metrics,
-        objective=objective(metrics, weights),
-        scorer_calls=len(answers),
-        cache_hits=sum(a.cache_hit for a in answers),
-        answers=tuple(answers),
-        notes=(LOGPROB_IFR_NOTE,) if logprob else (),
-    )
+    return answers
 
 
 def _score_generate(prompt, batch, task, model, recorder, agent, run_id, step, max_tokens, seq=None) -> list[ScoredAnswer]:
@@ -230,4 +259,4 @@ def _score_logprob(prompt, batch, task, model, recorder, agent, run_id, step, se
     return out
 
 
-__all__ = ("ScoredAnswer", "Evaluation", "score_prompt", "check_mode", "SCORER_TEMPLATE", "ScoreMode")
+__all__ = ("ScoredAnswer", "Evaluation", "answer_prompt", "score_prompt", "check_mode", "SCORER_TEMPLATE", "ScoreMode")

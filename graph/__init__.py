@@ -19,6 +19,12 @@ _WHERE = {
     "load_config_file": ".config",
     "make_config": ".config",
     "RunHooks": ".runner",
+    "RunContext": ".context",
+    "GraphState": ".nodes",
+    "NODES": ".nodes",
+    "draw": ".build",
+    "EventsAppended": ".runner",
+    "Progress": ".runner",
     "Runner": ".runner",
 }
 

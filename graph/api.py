@@ -137,7 +137,8 @@ def _source_stage_end(log: EventLog, run_id: str) -> int:
 def comparable_events(log: EventLog, run_id: str, *, own_only: bool = False) -> list[tuple[str, dict[str, Any]]]:
     """A run's events as (type, payload) without what differs between two executions.
 
-    Dropped: envelope ids and timestamps, transcript call ids, and the
+    Dropped: envelope ids and timestamps, transcript call ids (also those of
+    recorded answers), and the
     pause/resume/failure marks (where a run was interrupted is not its result).
     """
     rows = []
@@ -146,7 +147,12 @@ def comparable_events(log: EventLog, run_id: str, *, own_only: bool = False) -> 
             continue
         if se.type in ("run.paused", "run.resumed", "run.failed", "run.forked"):
             continue
-        exclude = {"call_ids"} & set(type(se.event).model_fields)
+        fields = type(se.event).model_fields
+        exclude: dict[str, Any] = {}
+        if "call_ids" in fields:
+            exclude["call_ids"] = True
+        if "answers" in fields:
+            exclude["answers"] = {"__all__": {"call_id"}}
         rows.append((se.type, se.event.model_dump(mode="json", exclude=exclude)))
     return rows
 

@@ -78,6 +78,11 @@ class RunConfig(BaseModel):
     )
     transfer: bool = Field(True, description="False: stage 2 starts from the original prompt (OPRO baseline).")
     weights: dict[str, float] = Field(default_factory=dict, description="Objective weights overriding defaults.")
+    review: bool = Field(
+        False,
+        description="Pause before each proposed step is scored, so a person can accept, edit or drop its "
+        "candidates (tprompt review RUN), then resume.",
+    )
     seed: int = Field(0, description="Seed of example sampling and of the proposer's sampling.")
     concurrency: int = Field(4, ge=1, le=64, description="Candidates scored at once on API backends.")
 

@@ -87,6 +87,55 @@ class StepProposed(Event):
     call_ids: list[str] = Field(default_factory=list)
 
 
+class StepRevised(Event):
+    """The step in flight's candidates replaced before scoring: by a node (a critic) or a person (review).
+
+    ``by`` names who revised them (a node name, or ``review`` for a person at
+    the review step); ``call_ids`` are the model calls the revision made.
+    """
+
+    type: Literal["step.revised"] = "step.revised"
+    stage: Stage
+    step: int
+    by: str
+    candidates: list[PromptCandidate]
+    call_ids: list[str] = Field(default_factory=list)
+
+
+class Answer(_Frozen):
+    """One scorer answer as the evaluator needs it (the raw text is in the call's transcript)."""
+
+    example_id: str
+    parsed: str | None
+    #: verbalized confidence (generate mode) or the chosen option's probability (logprob mode)
+    confidence: float
+    followed_format: bool
+    correct: bool
+    call_id: str | None = None
+
+
+class CandidateAnswered(Event):
+    """The scorer agent's answers for one prompt on one task: what the evaluator scores.
+
+    Training answers carry the stage, step and racing rung; test answers
+    (split ``test``) carry the role of the prompt tested instead.
+    """
+
+    type: Literal["candidate.answered"] = "candidate.answered"
+    stage: Stage | None = None
+    step: int | None = None
+    role: Role | None = None
+    prompt_id: str
+    text: str
+    task: str
+    split: str = "train"
+    rung: int = 0
+    mode: Literal["generate", "logprob"] = "generate"
+    #: scorer calls this adds to the run's count (racing: only the rung's new examples)
+    scorer_calls: int = 0
+    answers: list[Answer]
+
+
 class CandidateScored(Event):
     """One candidate's metrics on one task (one rung of racing, or the full set)."""
 
@@ -169,6 +218,8 @@ AnyEvent = Annotated[
         RunForked,
         StageStarted,
         StepProposed,
+        StepRevised,
+        CandidateAnswered,
         CandidateScored,
         StepCompleted,
         StageCompleted,
@@ -209,7 +260,9 @@ class StoredEvent(BaseModel):
 
 
 __all__ = (
+    "Answer",
     "AnyEvent",
+    "CandidateAnswered",
     "CandidateScored",
     "EVENT_ADAPTER",
     "EVENT_TYPES",
@@ -230,6 +283,7 @@ __all__ = (
     "StageStarted",
     "StepCompleted",
     "StepProposed",
+    "StepRevised",
     "StoredEvent",
     "TransferSelected",
     "UPCASTERS",

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .events import (
+    CandidateAnswered,
     Metrics,
     PromptCandidate,
     PromptTested,
@@ -26,6 +27,7 @@ from .events import (
     StageStarted,
     StepCompleted,
     StepProposed,
+    StepRevised,
     StoredEvent,
     TransferSelected,
 )
@@ -105,6 +107,10 @@ class RunState(BaseModel):
     stage_stopped: bool = False
     #: candidates proposed in the step in flight, not yet all scored
     pending: tuple[PromptCandidate, ...] = ()
+    #: who revised the step in flight's candidates so far (``step.revised`` ``by``), in order
+    revisions: tuple[str, ...] = ()
+    #: the scorer's answers not yet turned into scores by the evaluator
+    unevaluated: tuple[CandidateAnswered, ...] = ()
     scores: tuple[ScoredPrompt, ...] = ()
     prompts: dict[str, str] = Field(default_factory=dict)
     top_k: dict[str, tuple[str, ...]] = Field(default_factory=dict)
@@ -159,6 +165,7 @@ class _Builder:
         self.scorer_calls = dict(state.scorer_calls)
         self.proposer_calls = dict(state.proposer_calls)
         self.pending = list(state.pending)
+        self.unevaluated = list(state.unevaluated)
         self.pending_scored: set[str] = set()
 
     def freeze(self) -> RunState:
@@ -171,6 +178,7 @@ class _Builder:
             scorer_calls=self.scorer_calls,
             proposer_calls=self.proposer_calls,
             pending=tuple(self.pending),
+            unevaluated=tuple(self.unevaluated),
         )
         return RunState.model_construct(**data)
 
@@ -211,10 +219,36 @@ def _stage_started(b: _Builder, se: StoredEvent) -> None:
 def _proposed(b: _Builder, se: StoredEvent) -> None:
     ev: StepProposed = se.event  # type: ignore[assignment]
     b.pending = list(ev.candidates)
-    b.data["in_flight"] = ev.step
+    b.data.update(in_flight=ev.step, revisions=())
     b.proposer_calls[ev.stage] = b.proposer_calls.get(ev.stage, 0) + len(ev.call_ids)
     for c in ev.candidates:
         b.prompts[c.prompt_id] = c.text
+
+
+def _revised(b: _Builder, se: StoredEvent) -> None:
+    ev: StepRevised = se.event  # type: ignore[assignment]
+    b.pending = list(ev.candidates)
+    b.data["revisions"] = tuple(b.data["revisions"]) + (ev.by,)
+    b.proposer_calls[ev.stage] = b.proposer_calls.get(ev.stage, 0) + len(ev.call_ids)
+    for c in ev.candidates:
+        b.prompts[c.prompt_id] = c.text
+
+
+def _answered(b: _Builder, se: StoredEvent) -> None:
+    b.unevaluated.append(se.event)  # type: ignore[arg-type]
+
+
+def _evaluated(b: _Builder, key: tuple) -> None:
+    """Drop the answers the evaluator has just scored (key: what identifies them)."""
+    if b.unevaluated:
+        b.unevaluated = [a for a in b.unevaluated if answer_key(a) != key]
+
+
+def answer_key(a: CandidateAnswered) -> tuple:
+    """What ties a ``candidate.answered`` event to the score the evaluator makes of it."""
+    if a.split == "test":
+        return ("test", a.role)
+    return (a.stage, a.step, a.prompt_id, a.task, a.rung)
 
 
 def _scored(b: _Builder, se: StoredEvent) -> None:
@@ -230,6 +264,7 @@ def _scored(b: _Builder, se: StoredEvent) -> None:
     b.prompts[ev["prompt_id"]] = ev["text"]
     stage = ev["stage"]
     b.scorer_calls[stage] = b.scorer_calls.get(stage, 0) + ev["scorer_calls"]
+    _evaluated(b, (stage, ev["step"], ev["prompt_id"], ev["task"], ev["rung"]))
 
 
 _new_scored = ScoredPrompt
@@ -299,6 +334,7 @@ def _tested(b: _Builder, se: StoredEvent) -> None:
         seq=se.seq,
     )
     b.scorer_calls["test"] = b.scorer_calls.get("test", 0) + ev.scorer_calls
+    _evaluated(b, ("test", ev.role))
 
 
 def _paused(b: _Builder, se: StoredEvent) -> None:
@@ -324,6 +360,8 @@ _HANDLERS: dict[str, Callable[[_Builder, StoredEvent], None]] = {
     "run.forked": _forked,
     "stage.started": _stage_started,
     "step.proposed": _proposed,
+    "step.revised": _revised,
+    "candidate.answered": _answered,
     "candidate.scored": _scored,
     "step.completed": _step_completed,
     "stage.completed": _stage_completed,
@@ -359,4 +397,4 @@ def apply(state: RunState, event: StoredEvent) -> RunState:
     return fold([event], state=state)
 
 
-__all__ = ("RunState", "ScoredPrompt", "TestResult", "apply", "fold")
+__all__ = ("RunState", "ScoredPrompt", "TestResult", "answer_key", "apply", "fold")

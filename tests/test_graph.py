@@ -209,14 +209,13 @@ def test_pause_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
     reference_log, reference = run_in_process(tmp_path / "ref.db")
     log = EventLog(tmp_path / "p.db")
     run_id = create_run(log, make_config(SMALL))
-    runner = Runner(log, run_id)
     calls = {"n": 0}
 
     def pause_after_a_while() -> bool:
         calls["n"] += 1
         return calls["n"] == 6
 
-    runner._pause_check = pause_after_a_while
+    runner = Runner(log, run_id, pause_check=pause_after_a_while)
     state = runner.run()
     assert state.status == "paused"
     assert [e.type for e in log.events(run_id)][-1] == "run.paused"
@@ -377,7 +376,7 @@ def test_fork_transcript_reads_through_parent_calls_up_to_the_fork(tmp_path: Pat
 def test_parallel_scoring_writes_the_same_events_as_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     serial_log, serial = run_in_process(tmp_path / "a.db", scorer="fake:delay=0.01")
     # Treat the fake like an API backend: candidates are scored concurrently.
-    monkeypatch.setattr("tprompt.graph.runner._LOCAL_PREFIXES", ("smollm2", "hf:"))
+    monkeypatch.setattr("tprompt.graph.context._LOCAL_PREFIXES", ("smollm2", "hf:"))
     parallel_log, parallel = run_in_process(tmp_path / "b.db", scorer="fake:delay=0.01", concurrency=3)
     # Everything but the config in run.created (concurrency differs) is the same.
     assert comparable(parallel_log, parallel)[1:] == comparable(serial_log, serial)[1:]

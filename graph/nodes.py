@@ -1,0 +1,342 @@
+"""The nodes of the Transfer-Prompting graph: the agents and the stage bookkeeping.
+
+Every node reads the run's projection from the graph state (``state["run"]``)
+and its resources from LangGraph's runtime context (:class:`RunContext`),
+appends its outcome to the event log in one transaction, and returns the
+state update: the new projection and the events it appended. Progress inside
+a node goes out through the runtime's stream writer (``stream_mode="custom"``).
+
+Agents (paper, section 3):
+
+* ``propose``: the reference LLM writes new candidate prompts from the
+  history of (prompt, score) pairs (``step.proposed``).
+* ``score``: the scorer LLM answers the training questions under each
+  candidate still to score (one ``candidate.answered`` per candidate and task).
+* ``evaluate``: the objective evaluator turns recorded answers into the
+  metrics and the objective (``candidate.scored``, or ``prompt.tested``).
+* ``transfer``: the top-k source prompts seed the target stage
+  (``transfer.selected``).
+
+Bookkeeping: ``start_source`` / ``start_target`` open a stage with the
+original prompt as step 0, ``close_step`` closes a step (best so far, stop
+rule) and, when due, the stage (top-k), ``test`` has the scorer answer the
+held-out test questions under one prompt, ``review`` stops the run for a
+person to review a step's candidates, ``finish`` completes the run.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypedDict
+
+from langgraph.runtime import Runtime
+
+from ..agents import ChatRequest, Recorder
+from ..agents.proposer import build_meta_prompt, format_exemplar, meta_messages, select_candidates
+from ..agents.transfer import select_transfer
+from ..evaluator import answer_prompt, compute_metrics
+from ..stores.events import (
+    Answer,
+    CandidateAnswered,
+    CandidateScored,
+    Event,
+    PromptTested,
+    RunCompleted,
+    RunPaused,
+    Stage,
+    StageCompleted,
+    StageStarted,
+    StepCompleted,
+    StepProposed,
+    StoredEvent,
+    TransferSelected,
+)
+from ..stores.projection import RunState
+from .context import RunContext, ScoreJob
+
+
+class GraphState(TypedDict):
+    """The graph's state: the run's projection and the events the last node appended."""
+
+    run: RunState
+    events: list[StoredEvent]
+
+
+Update = dict[str, Any]
+Node = Callable[[GraphState, Runtime[RunContext]], Update]
+
+
+def emit(state: GraphState, runtime: Runtime[RunContext], *events: Event) -> Update:
+    """Append ``events`` after the run's last event; the state update saying so."""
+    stored, run = runtime.context.emit(state["run"], *events)
+    return {"run": run, "events": stored}
+
+
+def _progress(runtime: Runtime[RunContext], label: str) -> Callable[[int, int], None]:
+    writer = runtime.stream_writer
+    return runtime.context.reporter(label, lambda label, done, total: writer(
+        {"label": label, "done": done, "total": total}))
+
+
+# -- stages ----------------------------------------------------------------------------------
+
+
+def start_source(state: GraphState, runtime: Runtime[RunContext]) -> Update:
+    """Open the source stage; step 0 scores the original prompt on the source tasks."""
+    ctx, run = runtime.context, state["run"]
+    return emit(
+        state, runtime,
+        StageStarted(stage="source", tasks=ctx.stage_tasks(run, "source")),
+        StepProposed(stage="source", step=0, candidates=[ctx.original(run)]),
+    )
+
+
+def start_target(state: GraphState, runtime: Runtime[RunContext]) -> Update:
+    """Open the target stage without transfer (the OPRO baseline): step 0 is the original prompt."""
+    ctx, run = runtime.context, state["run"]
+    return emit(
+        state, runtime,
+        StageStarted(stage="target", tasks=ctx.stage_tasks(run, "target")),
+        StepProposed(stage="target", step=0, candidates=[ctx.original(run)]),
+    )
+
+
+def transfer(state: GraphState, runtime: Runtime[RunContext]) -> Update:
+    """The transfer agent: the source stage's top-k prompts seed the target stage as its step 0."""
+    ctx, run = runtime.context, state["run"]
+    target = ctx.stage_tasks(run, "target")[0]
+    seeds = select_transfer(run, ctx.config.top_k)
+    return emit(
+        state, runtime,
+        StageStarted(stage="target", tasks=[target]),
+        TransferSelected(target_task=target, prompts=seeds),
+        StepProposed(stage="target", step=0, candidates=seeds),
+    )
+
+
+# -- the optimization step ---------------------------------------------------------------------
+
+
+def propose(state: GraphState, runtime: Runtime[RunContext]) -> Update:
+    """The reference LLM proposes the next step's candidates from the (prompt, score) history."""
+    ctx, run = runtime.context, state["run"]
+    config = ctx.config
+    stage: Stage = run.stage  # type: ignore[assignment]
+    step = run.step + 1
+    tasks = ctx.stage_tasks(run, stage)
+    task = ctx.task(tasks[0])
+    exemplars = [
+        format_exemplar(e.question, e.choices, e.answer, e.answer_text)
+        for e in ctx.examples(tasks[0], "train", max(config.exemplars, 1))[: config.exemplars]
+    ]
+    description = task.description
+    if len(tasks) > 1:
+        description += "\n(The instruction is also used for: " + ", ".join(tasks[1:]) + ".)"
+    meta = build_meta_prompt(
+        task_description=description,
+        exemplars=exemplars,
+        history=[(h.text, h.objective) for h in run.history(stage)],
+        transferred=[c.text for c in run.transferred] if stage == "target" else [],
+        source_tasks=run.source_tasks,
+        history_size=config.history_size,
+    )
+    requests = [
+        ChatRequest(
+            messages=meta_messages(meta),
+            temperature=config.proposer_temperature,
+            max_tokens=config.proposer_max_tokens,
+            seed=config.seed,
+            sample_index=i,
+        )
+        for i in range(config.candidates)
+    ]
+    runtime.stream_writer({"label": f"{stage} step {step}: proposing", "done": 0, "total": len(requests)})
+    results = ctx.recorder.chat(
+        ctx.proposer, requests, agent="proposer", run_id=ctx.run_id, step=f"{stage}:{step}", seq=run.last_seq + 1
+    )
+    kept, rejected = select_candidates(
+        [r.text for r in results], known_texts=list(run.prompts.values()), max_chars=config.max_prompt_chars
+    )
+    return emit(
+        state, runtime,
+        StepProposed(stage=stage, step=step, candidates=kept, rejected=rejected, call_ids=[r.call_id for r in results]),
+    )
+
+
+def review(state: GraphState, runtime: Runtime[RunContext]) -> Update:
+    """Stop the run so a person can accept, edit or drop the step's candidates (``tprompt review``)."""
+    return emit(state, runtime, RunPaused(reason="review"))
+
+
+def score(state: GraphState, runtime: Runtime[RunContext]) -> Update:
+    """The scorer LLM answers the training questions under every candidate still to score in this rung.
+
+    Each candidate's answers are appended as soon as they are complete, so a
+    pause or a crash loses at most the candidates in flight. A served scorer
+    answers up to ``concurrency`` candidates at once; their events are
+    appended in candidate order, so the log is the same as a serial run's.
+    """
+    ctx, run = runtime.context, state["run"]
+    jobs = ctx.score_jobs(run)
+    stage: Stage = run.stage  # type: ignore[assignment]
+    step = run.in_flight or 0
+    appended: list[StoredEvent] = []
+    width = ctx.config.concurrency if ctx.scorer_is_remote else 1
+    for start in range(0, len(jobs), width):
+        chunk = jobs[start : start + width]
+        first = run.last_seq + 1  # job i's event will be appended at first + i: its calls are filed there
+        if len(chunk) == 1:
+            stored, run = ctx.emit(run, _answer_job(runtime, stage, step, chunk[0], None, first))
+            appended += stored
+            continue
+        recorders = [Recorder(ctx.log, run_id=ctx.run_id) for _ in chunk]  # one connection per thread
+        try:
+            with ThreadPoolExecutor(max_workers=len(chunk)) as pool:
+                futures = [
+                    # Each thread runs in a copy of this context: the stream writer lives there.
+                    pool.submit(contextvars.copy_context().run, _answer_job, runtime, stage, step, job, rec, first + i)
+                    for i, (job, rec) in enumerate(zip(chunk, recorders))
+                ]
+                for fut in futures:  # in candidate order, whatever order they finish in
+                    stored, run = ctx.emit(run, fut.result())
+                    appended += stored
+        finally:
+            for rec in recorders:
+                rec.close()
+    return {"run": run, "events": appended}
+
+
+def _answer_job(
+    runtime: Runtime[RunContext], stage: Stage, step: int, job: ScoreJob, recorder: Recorder | None, seq: int
+) -> CandidateAnswered:
+    ctx = runtime.context
+    examples = ctx.examples(job.task, "train", ctx.config.examples)[: job.n_examples]
+    label = f"{stage} step {step}: {job.candidate.prompt_id} on {job.task}"
+    if job.rung:
+        label += f" (rung {job.rung})"
+    mode, answers = _answer(runtime, job.candidate.text, job.task, examples, label, f"{stage}:{step}", recorder, seq)
+    return CandidateAnswered(
+        stage=stage, step=step, prompt_id=job.candidate.prompt_id, text=job.candidate.text, task=job.task,
+        split="train", rung=job.rung, mode=mode, scorer_calls=job.new_calls, answers=answers,
+    )
+
+
+def _answer(
+    runtime: Runtime[RunContext], prompt: str, task_name: str, examples: Sequence[Any], label: str, step: str,
+    recorder: Recorder | None, seq: int,
+) -> tuple[Any, list[Answer]]:
+    ctx = runtime.context
+    task = ctx.task(task_name)
+    mode = ctx.mode_for(task)
+    answers = answer_prompt(
+        prompt, examples, task=task, model=ctx.scorer, recorder=recorder or ctx.recorder, mode=mode,  # type: ignore[arg-type]
+        agent="scorer", run_id=ctx.run_id, step=step, seq=seq, progress=_progress(runtime, label),
+        # A served scorer takes `concurrency` requests at once; a batch must hold that many.
+        batch_size=max(8, ctx.config.concurrency) if ctx.scorer_is_remote else 8,
+    )
+    return mode, [
+        Answer(example_id=a.example_id, parsed=a.parsed, confidence=a.confidence, followed_format=a.followed_format,
+               correct=a.correct, call_id=a.call_id)
+        for a in answers
+    ]
+
+
+def evaluate(state: GraphState, runtime: Runtime[RunContext]) -> Update:
+    """The objective evaluator: metrics and objective of every recorded, not yet evaluated answer set."""
+    ctx, run = runtime.context, state["run"]
+    return emit(state, runtime, *(evaluate_answers(a, ctx.objective) for a in run.unevaluated))
+
+
+def evaluate_answers(answered: CandidateAnswered, objective: Callable[[dict[str, float | None]], float]) -> Event:
+    """What the evaluator makes of one ``candidate.answered``: a score (training) or a test result.
+
+    Pure: the metrics come from the event alone, so a past run can be
+    re-evaluated under other weights without a model call (``tprompt rescore``).
+    """
+    answers = answered.answers
+    metrics = compute_metrics(
+        [a.correct for a in answers], [a.confidence for a in answers], [a.followed_format for a in answers]
+    )
+    if answered.split == "test":
+        return PromptTested(
+            role=answered.role,  # type: ignore[arg-type]
+            prompt_id=answered.prompt_id, text=answered.text, task=answered.task, split="test",
+            n_examples=len(answers), metrics=metrics, objective=objective(metrics), scorer_calls=answered.scorer_calls,
+        )
+    return CandidateScored(
+        stage=answered.stage,  # type: ignore[arg-type]
+        step=answered.step,  # type: ignore[arg-type]
+        prompt_id=answered.prompt_id, text=answered.text, task=answered.task, split=answered.split,
+        n_examples=len(answers), metrics=metrics, objective=objective(metrics), scorer_calls=answered.scorer_calls,
+        rung=answered.rung,
+    )
+
+
+def close_step(state: GraphState, runtime: Runtime[RunContext]) -> Update:
+    """Close the step in flight (best so far, stop rule) and, when due, the stage (its top-k)."""
+    ctx, run = runtime.context, state["run"]
+    stage: Stage = run.stage  # type: ignore[assignment]
+    return emit(state, runtime, *closing_events(ctx, run, stage))
+
+
+def closing_events(ctx: RunContext, run: RunState, stage: Stage) -> list[Event]:
+    events: list[Event] = []
+    if run.in_flight is not None:
+        step = run.in_flight
+        best = run.best(stage)
+        stop = ctx.patience_exhausted(run, stage, step) or ctx.budget_spent(run)
+        events.append(
+            StepCompleted(
+                stage=stage, step=step, stop=stop,
+                best_prompt_id=best.prompt_id if best else None,
+                best_objective=best.objective if best else None,
+            )
+        )
+        last_step = step >= ctx.config.stage_steps(stage) or stop
+    else:
+        last_step = True
+    if last_step:
+        top = [h.prompt_id for h in reversed(run.history(stage))][: ctx.config.top_k]
+        events.append(StageCompleted(stage=stage, top_k=top))
+    return events
+
+
+# -- the end -------------------------------------------------------------------------------------
+
+
+def test(state: GraphState, runtime: Runtime[RunContext]) -> Update:
+    """The scorer answers the target task's held-out test questions under the next untested prompt."""
+    ctx, run = runtime.context, state["run"]
+    target = ctx.stage_tasks(run, "target")[0]
+    examples = ctx.examples(target, "test", ctx.config.test_examples)
+    role = next(r for r in ctx.test_roles() if r not in run.tested)
+    prompt = ctx.prompt_for_role(run, role)
+    mode, answers = _answer(runtime, prompt.text, target, examples, f"test: {role}", "test", None, run.last_seq + 1)
+    return emit(
+        state, runtime,
+        CandidateAnswered(role=role, prompt_id=prompt.prompt_id, text=prompt.text, task=target,  # type: ignore[arg-type]
+                          split="test", mode=mode, scorer_calls=len(answers), answers=answers),
+    )
+
+
+def finish(state: GraphState, runtime: Runtime[RunContext]) -> Update:
+    return emit(state, runtime, RunCompleted())
+
+
+#: The node set both graphs are built from (name -> function).
+NODES: dict[str, Node] = {
+    "start_source": start_source,
+    "transfer": transfer,
+    "start_target": start_target,
+    "propose": propose,
+    "review": review,
+    "score": score,
+    "evaluate": evaluate,
+    "close_step": close_step,
+    "test": test,
+    "finish": finish,
+}
+
+__all__ = ("NODES", "GraphState", "Node", "Update", "closing_events", "emit", "evaluate_answers")
