@@ -13,7 +13,7 @@ from ._common import err
 
 
 class RunProgress:
-    """Implements the runner's hooks: a stage line and a bar over the examples in flight."""
+    """Shows a run's stream (:meth:`Runner.stream` updates): a stage line and a bar over the work in flight."""
 
     def __init__(self, *, enabled: bool, plain: bool = False) -> None:
         self.enabled = enabled
@@ -43,6 +43,15 @@ class RunProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+    def update(self, update: Any) -> None:
+        """One streamed update (``graph.EventsAppended`` or ``graph.Progress``)."""
+        events = getattr(update, "events", None)
+        if events is None:
+            self.on_examples(update.label, update.done, update.total)
+        else:
+            for stored in events:
+                self.on_event(stored, update.state)
 
     def on_event(self, stored: StoredEvent, state: RunState) -> None:
         if self.plain:

@@ -47,11 +47,8 @@ def execute(
 
 def _execute(log: EventLog, run_id: str, *, json_: bool, on_pause: str, max_cost: float | None) -> RunState:
     mark_handled(log, run_id)  # a stale pause request must not stop a fresh start
-    runner = Runner(
-        log, run_id, hooks=None, pause_check=lambda: pause_requested(log.conn, run_id), max_cost=max_cost
-    )
+    runner = Runner(log, run_id, pause_check=lambda: pause_requested(log.conn, run_id), max_cost=max_cost)
     progress = RunProgress(enabled=err.is_terminal and not json_, plain=not json_)
-    runner.hooks = progress
     interrupts = 0
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -66,7 +63,7 @@ def _execute(log: EventLog, run_id: str, *, json_: bool, on_pause: str, max_cost
     old_term = signal.signal(signal.SIGTERM, on_signal)
     try:
         with progress:
-            state = runner.run()
+            state = runner.run(progress.update)
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
@@ -95,7 +92,10 @@ def report(state: RunState, *, json_: bool) -> None:
             }
         )
         return
-    if state.status == "paused":
+    if state.status == "paused" and state.awaiting_review():
+        err.print(f"run {state.run_id} paused for review of its {state.stage} step {state.in_flight} candidates: "
+                  f"tprompt review {state.run_id}")
+    elif state.status == "paused":
         err.print(f"run {state.run_id} paused at seq {state.last_seq}; continue with: tprompt resume {state.run_id}")
     elif state.status == "failed":
         err.print(Text(f"run {state.run_id} failed: {state.error}; after fixing the cause: tprompt resume {state.run_id}"))
@@ -110,6 +110,8 @@ def report(state: RunState, *, json_: bool) -> None:
 def next_steps(state: RunState) -> str:
     """What to do with a run now, with its id."""
     r = state.run_id
+    if state.awaiting_review():
+        return f"next: tprompt review {r} (see the candidates, then --accept, --drop N, --edit N=TEXT)"
     if state.status == "completed":
         return (f"next: tprompt show {r} (details) · tprompt ui {r} (browse, replay) · "
                 f"tprompt fork {r} --target TASK (transfer its source prompts elsewhere)")
@@ -177,6 +179,7 @@ def run(
     ),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Requests in flight at once to an API model."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: pause the run when its paid model calls reach this."),
+    review: bool = typer.Option(False, "--review", help="Pause before each proposed step is scored, for `tprompt review`."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML or JSON file of run settings (options override it)."),
     json_: bool = JSON_OPTION,
 ) -> None:
@@ -196,6 +199,7 @@ def run(
             source_tasks=source, target_task=target, proposer=proposer, scorer=scorer, steps=steps,
             candidates=candidates, top_k=top_k, examples=examples, test_examples=test_examples, mode=mode,
             budget=budget, original_prompt=prompt, seed=seed, name=name, base_url=base_url, concurrency=concurrency,
+            review=review or None,
         )
     )
     cfg = make_config(values, where=str(config) if config else "options")
@@ -246,6 +250,9 @@ def resume(
         state = log.state(run_id)
         if state.status == "completed":
             err.print(f"run {run_id} is already completed")
+        elif state.awaiting_review():
+            raise UsageError(f"run {run_id} is waiting for a review of its {state.stage} step {state.in_flight} "
+                             "candidates", hint=f"see them with tprompt review {run_id}, then decide with --accept")
         else:
             state = execute(log, run_id, json_=json_, max_cost=max_cost)
     report(state, json_=json_)

@@ -18,7 +18,6 @@ _WHERE = {
     "RunConfig": ".config",
     "load_config_file": ".config",
     "make_config": ".config",
-    "RunHooks": ".runner",
     "RunContext": ".context",
     "GraphState": ".nodes",
     "NODES": ".nodes",

@@ -157,7 +157,7 @@ def comparable_events(log: EventLog, run_id: str, *, own_only: bool = False) -> 
     return rows
 
 
-def rerun_check(log: EventLog, run_id: str, *, hooks: Any = None) -> tuple[bool, str]:
+def rerun_check(log: EventLog, run_id: str, *, on_update: Any = None) -> tuple[bool, str]:
     """Re-execute ``run_id`` from its config in a scratch copy of the database.
 
     The copy has the same LLM cache, so a deterministic run replays for free;
@@ -187,7 +187,7 @@ def rerun_check(log: EventLog, run_id: str, *, hooks: Any = None) -> tuple[bool,
                 )
             else:
                 new_id = create_run(scratch, RunConfig(**original.config))
-            Runner(scratch, new_id, hooks=hooks).run()
+            Runner(scratch, new_id).run(on_update)
             again = comparable_events(scratch, new_id, own_only=original.parent_run_id is not None)
         before = comparable_events(log, run_id, own_only=original.parent_run_id is not None)
     if original.status != "completed":

@@ -37,16 +37,6 @@ from .nodes import NODES, GraphState, Node
 Router = Callable[[GraphState, Runtime[RunContext]], str]
 
 
-def _review_due(run: RunState, ctx: RunContext) -> bool:
-    return bool(ctx.config.review) and (run.in_flight or 0) > 0 and "review" not in run.revisions
-
-
-def _untouched(run: RunState) -> bool:
-    """No candidate of the step in flight has been answered or scored yet."""
-    stage = run.stage
-    return not run.unevaluated and not run.step_scores(stage, run.in_flight)  # type: ignore[arg-type]
-
-
 def make_routers(after_propose_chain: Sequence[str] = ()) -> dict[str, Router]:
     """The graph's routers, one per branching point, reading only the graph state and the run's config.
 
@@ -56,11 +46,11 @@ def make_routers(after_propose_chain: Sequence[str] = ()) -> dict[str, Router]:
     """
 
     def in_step(run: RunState, ctx: RunContext) -> str:
-        if _untouched(run) and (run.in_flight or 0) > 0:
+        if run.step_untouched() and (run.in_flight or 0) > 0:
             for name in after_propose_chain:
                 if name not in run.revisions:
                     return name
-        if _review_due(run, ctx) and _untouched(run):
+        if run.awaiting_review():
             return "review"
         if ctx.score_jobs(run):
             return "score"
@@ -90,7 +80,7 @@ def make_routers(after_propose_chain: Sequence[str] = ()) -> dict[str, Router]:
     def after_propose(state: GraphState, runtime: Runtime[RunContext]) -> str:
         """A person reviews the candidates (``--review``), or the scorer answers under them."""
         run, ctx = state["run"], runtime.context
-        if _review_due(run, ctx):
+        if run.awaiting_review():
             return "review"
         return "score" if ctx.score_jobs(run) else "close_step"  # nothing new proposed: the step closes
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ..agents import Recorder, get_model
 from ..errors import TPromptError, UsageError
@@ -50,21 +50,12 @@ class Progress:
 Update = EventsAppended | Progress
 
 
-class RunHooks(Protocol):
-    """A front end that wants callbacks instead of iterating :meth:`Runner.stream`. All optional."""
-
-    def on_event(self, stored: StoredEvent, state: RunState) -> None: ...
-
-    def on_examples(self, label: str, done: int, total: int) -> None: ...
-
-
 class Runner:
     """Executes (or continues) one run. One Runner per process per run.
 
     Args:
         log: a writable event log.
         run_id: the run; its events so far decide where execution continues.
-        hooks: callbacks fed from the stream by :meth:`run`.
         pause_check: called between pieces of work; True pauses the run
             (e.g. ``tprompt pause`` from another terminal).
         max_cost: USD; once the run's paid calls reach it, the run pauses
@@ -80,7 +71,6 @@ class Runner:
         log: EventLog,
         run_id: str,
         *,
-        hooks: RunHooks | None = None,
         pause_check: Callable[[], bool] | None = None,
         max_cost: float | None = None,
         tasks: Mapping[str, Task] | None = None,
@@ -89,7 +79,6 @@ class Runner:
     ) -> None:
         self.log = log
         self.run_id = log.resolve(run_id)
-        self.hooks = hooks
         self.state = log.state(self.run_id)
         if not self.state.config:
             raise UsageError(f"run {self.run_id} has no configuration event; it cannot be run")
@@ -141,21 +130,18 @@ class Runner:
 
     # -- driving -------------------------------------------------------------------------------
 
-    def run(self) -> RunState:
-        """Run until the run completes or pauses, feeding ``hooks``; returns the final state.
+    def run(self, on_update: Callable[[Update], None] | None = None) -> RunState:
+        """Run until the run completes or pauses, passing each streamed update to ``on_update``.
+
+        Returns the final state.
 
         Raises:
             RunBusy: another live process runs it (nothing is written).
             TPromptError: a failure (recorded as ``run.failed`` first; resumable).
         """
         for update in self.stream():
-            if self.hooks is None:
-                continue
-            if isinstance(update, Progress):
-                self.hooks.on_examples(update.label, update.done, update.total)
-            else:
-                for stored in update.events:
-                    self.hooks.on_event(stored, update.state)
+            if on_update is not None:
+                on_update(update)
         return self.state
 
     def stream(self) -> Iterator[Update]:
@@ -225,4 +211,4 @@ class Runner:
         self.state = self.log.state(self.run_id)
 
 
-__all__ = ("EventsAppended", "Progress", "RunHooks", "Runner", "Update")
+__all__ = ("EventsAppended", "Progress", "Runner", "Update")

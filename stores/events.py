@@ -35,7 +35,7 @@ class _Frozen(BaseModel):
 class PromptCandidate(_Frozen):
     prompt_id: str
     text: str
-    origin: Literal["original", "proposed", "transferred", "forked"] = "proposed"
+    origin: Literal["original", "proposed", "transferred", "forked", "edited"] = "proposed"
 
 
 class RejectedCandidate(_Frozen):

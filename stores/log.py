@@ -143,11 +143,13 @@ class EventLog:
         from_prompt_id: str | None = None,
         run_id: str | None = None,
         name: str | None = None,
+        events: Sequence[Event] = (),
     ) -> str:
         """Start a new run whose history is the parent's up to ``at_seq``.
 
         Nothing is copied: the cost is one row and one event, whatever the
-        parent's length.
+        parent's length. ``events`` are appended after the ``run.forked``
+        event in the same transaction (a fork is created whole or not at all).
 
         Raises:
             UnknownRun: no such parent.
@@ -176,7 +178,8 @@ class EventLog:
                 config=config,
                 target_task=target_task,
             )
-            self._append_locked(run_id, [forked], expected_seq=at_seq + 1, event_ids=[f"{run_id}:forked"])
+            ids = [f"{run_id}:forked", *(f"{run_id}:{at_seq + 2 + i}:{ev.type}" for i, ev in enumerate(events))]
+            self._append_locked(run_id, [forked, *events], expected_seq=at_seq + 1, event_ids=ids)
         return run_id
 
     def run(self, run_id: str) -> RunRow:

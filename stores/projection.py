@@ -148,6 +148,17 @@ class RunState(BaseModel):
         best.sort(key=lambda s: (s.objective, -s.seq))
         return best
 
+    def step_untouched(self) -> bool:
+        """No candidate of the step in flight has been answered or scored yet."""
+        return not self.unevaluated and not self.step_scores(self.stage, self.in_flight)  # type: ignore[arg-type]
+
+    def awaiting_review(self) -> bool:
+        """A person must review the step in flight's candidates before they are scored (config ``review``)."""
+        return (
+            bool(self.config.get("review")) and (self.in_flight or 0) > 0 and "review" not in self.revisions
+            and self.step_untouched()
+        )
+
     def best(self, stage: Stage) -> ScoredPrompt | None:
         hist = self.history(stage)
         return hist[-1] if hist else None

@@ -80,18 +80,18 @@ async def test_browser_to_run_to_event_to_transcript(recorded: Path) -> None:
         with EventLog(recorded, readonly=True) as log:
             n_events = log.last_seq(DEMO_RUN)
         assert events.row_count == n_events
-        # select the 4th event: its payload and the state replayed to it
+        # select the 5th event (the evaluator's first score): its payload and the state replayed to it
         events.focus()
         events.move_cursor(row=0)
-        await pilot.press("down", "down", "down")
+        await pilot.press("down", "down", "down", "down")
         await pilot.pause()
-        assert events.current_key() == "4"
+        assert events.current_key() == "5"
         payload = app.screen.query_one("#payload", TextArea).text
-        assert '"seq": 4' in payload and '"type": "candidate.scored"' in payload
+        assert '"seq": 5' in payload and '"type": "candidate.scored"' in payload
         text = screen_text(app)
-        assert "state after seq 4" in text
+        assert "state after seq 5" in text
         with EventLog(recorded, readonly=True) as log:
-            at4 = log.state(DEMO_RUN, upto=4)
+            at4 = log.state(DEMO_RUN, upto=5)
         assert f"events: {at4.last_seq}" in text and at4.status in text
 
         # transcripts: every call, filter by agent, search in the text

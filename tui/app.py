@@ -18,26 +18,12 @@ from textual.app import App
 from textual.binding import Binding
 
 from ..errors import ReadOnlyDatabase, TPromptError
-from ..stores import EventLog, RunState, StoredEvent
+from ..stores import EventLog
 from ..stores.control import mark_handled, pause_requested, request_pause
 
 
 #: Longest a quit waits for the runs started here to reach a safe point (seconds).
 QUIT_WAIT_S = 120.0
-
-
-class _Progress:
-    """Runner hooks that keep the latest progress line for the run screen to poll."""
-
-    def __init__(self, app: TPromptApp, run_id: str) -> None:
-        self.app = app
-        self.run_id = run_id
-
-    def on_event(self, stored: StoredEvent, state: RunState) -> None:
-        pass  # the screens poll the log; nothing to push
-
-    def on_examples(self, label: str, done: int, total: int) -> None:
-        self.app.progress[self.run_id] = f"{label}: {done}/{total}"
 
 
 class TPromptApp(App[None]):
@@ -184,6 +170,11 @@ class TPromptApp(App[None]):
         self._confirm_resume = None
         self.execute_run(run_id)
 
+    def _show_progress(self, run_id: str, update: Any) -> None:
+        """Keep the latest progress line of a run's stream for the run screen to poll."""
+        if getattr(update, "label", None) is not None:
+            self.progress[run_id] = f"{update.label}: {update.done}/{update.total}"
+
     @work(thread=True, group="runs")
     def execute_run(self, run_id: str) -> None:
         """Worker: execute ``run_id`` with its own writable log until it completes or pauses."""
@@ -197,14 +188,13 @@ class TPromptApp(App[None]):
                 runner = Runner(
                     writer,
                     run_id,
-                    hooks=_Progress(self, run_id),
                     # Quitting pauses the run even if it came while the runner was being built.
                     pause_check=lambda: self._quitting.is_set() or pause_requested(writer.conn, run_id),
                 )
                 with self._runners_lock:
                     self.runners[run_id] = runner
                 try:
-                    state = runner.run()
+                    state = runner.run(lambda update: self._show_progress(run_id, update))
                 finally:
                     with self._runners_lock:
                         self.runners.pop(run_id, None)

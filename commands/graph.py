@@ -1,0 +1,144 @@
+"""``tprompt graph``, ``tprompt review`` and ``tprompt rescore``: the state machine, a person in it, a new evaluator."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import UsageError
+from ..stores.events import PromptCandidate, StepRevised, prompt_id_of
+from ..stores.leases import run_lease
+from ._common import JSON_OPTION, err, open_log, out, print_json
+from .run import execute, report
+
+
+def graph(
+    target_only: bool = typer.Option(False, "--target-only", help="The target-only (OPRO baseline) graph."),
+    ascii_: bool = typer.Option(False, "--ascii", help="ASCII art instead of Mermaid source."),
+) -> None:
+    """Print the Transfer-Prompting state machine as LangGraph draws it (Mermaid, or ASCII art).
+
+    Example: tprompt graph > graph.mmd
+    """
+    from ..graph import draw
+
+    out.print(Text(draw(transfer=not target_only, fmt="ascii" if ascii_ else "mermaid")), soft_wrap=True)
+
+
+def review(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help="Run id (or a unique prefix) paused for review."),
+    accept: bool = typer.Option(False, "--accept", help="Score the candidates as they are (after --drop/--edit)."),
+    drop: Optional[list[int]] = typer.Option(None, "--drop", metavar="N", help="Drop candidate N (repeat for several)."),
+    edit: Optional[list[str]] = typer.Option(None, "--edit", metavar="N=TEXT", help="Replace candidate N's text."),
+    add: Optional[list[str]] = typer.Option(None, "--add", metavar="TEXT", help="Add a candidate of your own."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run here once the review is recorded."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Show the candidates a run paused on (run --review), or accept, edit, drop or add to them.
+
+    The decision is recorded as a step.revised event; `tprompt resume RUN` then scores what you kept.
+
+    Example: tprompt review r-1a2b3c --drop 2 --edit "1=Think step by step, then answer." --accept --resume
+    """
+    with open_log(ctx, readonly=False) as log:
+        run_id = log.resolve(run)
+        state = log.state(run_id)
+        if not state.awaiting_review():
+            raise UsageError(
+                f"run {run_id} is not waiting for a review (status {state.status})",
+                hint="start a run with --review; it pauses before each proposed step is scored",
+            )
+        cands = list(state.pending)
+        deciding = accept or drop or edit or add
+        if not deciding:
+            _show(run_id, state.stage or "", state.in_flight or 0, cands, json_)
+            return
+        kept = _revise(cands, drop or [], edit or [], add or [])
+        with run_lease(log, run_id):
+            log.append(run_id, [StepRevised(stage=state.stage, step=state.in_flight, by="review",  # type: ignore[arg-type]
+                                            candidates=kept)], expected_seq=state.last_seq + 1)
+        if not json_:
+            err.print(f"review of {run_id} step {state.in_flight} recorded: {len(kept)} candidate(s) kept")
+        if resume:
+            report(execute(log, run_id, json_=json_), json_=json_)
+        elif json_:
+            print_json({"run_id": run_id, "step": state.in_flight, "candidates": [c.model_dump() for c in kept]})
+        else:
+            err.print(f"next: tprompt resume {run_id}")
+
+
+def _show(run_id: str, stage: str, step: int, cands: list[PromptCandidate], json_: bool) -> None:
+    if json_:
+        print_json({"run_id": run_id, "stage": stage, "step": step, "candidates": [c.model_dump() for c in cands]})
+        return
+    table = Table(title=f"{run_id}: {stage} step {step} candidates, waiting for review")
+    for col in ("N", "prompt", "text"):
+        table.add_column(col)
+    for i, c in enumerate(cands, 1):
+        table.add_row(str(i), c.prompt_id, Text(c.text))
+    out.print(table)
+    err.print(f"decide with: tprompt review {run_id} [--drop N] [--edit N=TEXT] [--add TEXT] --accept [--resume]")
+
+
+def _revise(cands: list[PromptCandidate], drop: list[int], edit: list[str], add: list[str]) -> list[PromptCandidate]:
+    """The candidates after the person's decisions; UsageError naming the first bad one."""
+    n = len(cands)
+    texts = {i: c for i, c in enumerate(cands, 1)}
+    for item in edit:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isdigit() or not 1 <= int(key) <= n:
+            raise UsageError(f"bad --edit {item!r}", hint=f"use N=TEXT with N from 1 to {n}")
+        if not text.strip():
+            raise UsageError(f"--edit {item!r} gives an empty prompt", hint="use --drop N to drop a candidate")
+        texts[int(key)] = PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="edited")
+    for i in drop:
+        if not 1 <= i <= n:
+            raise UsageError(f"--drop {i}: there are candidates 1 to {n}")
+        texts.pop(i, None)
+    kept = [texts[i] for i in sorted(texts)]
+    for text in add:
+        if not text.strip():
+            raise UsageError("--add gives an empty prompt")
+        kept.append(PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="edited"))
+    seen: set[str] = set()
+    return [c for c in kept if not (c.prompt_id in seen or seen.add(c.prompt_id))]
+
+
+def rescore(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help="Run id (or a unique prefix) to evaluate again."),
+    weight: Optional[list[str]] = typer.Option(
+        None, "--weight", metavar="NAME=W",
+        help="Objective weight (repeat): accuracy, ifr, ece, auroc, pr_n, pr_p, brier. Unnamed ones keep the run's.",
+    ),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Re-evaluate every candidate of a past run under new objective weights, as a fork, with zero model calls.
+
+    The scorer's recorded answers are scored again; bests, top-k and the test table follow.
+    What was proposed, transferred and tested stays the run's own history.
+
+    Example: tprompt rescore r-1a2b3c --weight accuracy=1 --weight ifr=0
+    """
+    from ..graph.rescore import parse_weights, rescore_run
+
+    weights = parse_weights(weight or [])
+    if not weights:
+        raise UsageError("give at least one --weight NAME=W", hint="e.g. tprompt rescore RUN --weight accuracy=1")
+    with open_log(ctx, readonly=False) as log:
+        new_id = rescore_run(log, run, weights)
+        state = log.state(new_id)
+    if not json_:
+        err.print(f"rescored {state.parent_run_id} as {new_id} (weights {state.config.get('weights')}); 0 model calls")
+    report(state, json_=json_)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("graph")(graph)
+    app.command("review")(review)
+    app.command("rescore")(rescore)
+

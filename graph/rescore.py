@@ -1,0 +1,123 @@
+"""Re-evaluating a past run under other objective weights, with zero model calls.
+
+The scorer's answers are events (``candidate.answered``), and the evaluator
+computes the metrics from such an event alone. So a run can be evaluated
+again: :func:`rescore_run` forks it at its first event and writes the same
+history with every ``candidate.scored`` and ``prompt.tested`` recomputed from
+its answers under the new objective, and the bests and top-k of every
+``step.completed`` and ``stage.completed`` recomputed from those scores.
+
+What happened is kept: the proposals, the transfer and the prompts tested
+are the original run's (the optimizer saw the old objective). The rescored
+run says how that history ranks under the new one; to optimize under it,
+fork the run at seq 1 with the new weights (new proposer calls), or resume a
+rescored run that had not finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from ..errors import ConfigError, UsageError
+from ..evaluator import ObjectiveWeights, objective
+from ..stores import EventLog
+from ..stores.events import (
+    CandidateAnswered,
+    Event,
+    StageCompleted,
+    StepCompleted,
+    StoredEvent,
+)
+from ..stores.projection import RunState, answer_key, fold
+from .config import RunConfig
+from .nodes import evaluate_answers
+
+#: Marks of an execution, not of its result: a rescore does not copy them.
+_SKIPPED = ("run.forked", "run.paused", "run.resumed", "run.failed")
+
+
+def parse_weights(items: list[str]) -> dict[str, float]:
+    """``["accuracy=1", "ifr=0"]`` -> ``{"accuracy": 1.0, "ifr": 0.0}``; one clear UsageError otherwise."""
+    names = list(ObjectiveWeights.model_fields)
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in names:
+            raise UsageError(f"bad weight {item!r}", hint=f"use NAME=NUMBER with NAME one of {', '.join(names)}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise UsageError(f"bad weight {item!r}: {value!r} is not a number", hint="e.g. --weight accuracy=1") from None
+    return out
+
+
+def rescore_events(run_events: list[StoredEvent], config: RunConfig, base: RunState) -> list[Event]:
+    """The run's own history after ``base`` with the evaluator's events recomputed under ``config.weights``."""
+    weights = ObjectiveWeights(**config.weights)
+    answers: dict[tuple, CandidateAnswered] = {}
+    state = base
+    out: list[Event] = []
+    now = datetime.now(timezone.utc)
+    for se in run_events:
+        if se.type in _SKIPPED:
+            continue
+        ev: Event = se.event
+        if isinstance(ev, CandidateAnswered):
+            answers[answer_key(ev)] = ev
+        elif se.type in ("candidate.scored", "prompt.tested"):
+            key = ("test", ev.role) if se.type == "prompt.tested" else (  # type: ignore[attr-defined]
+                ev.stage, ev.step, ev.prompt_id, ev.task, ev.rung)  # type: ignore[attr-defined]
+            if key not in answers:
+                raise UsageError(
+                    f"run {se.run_id} has no recorded answers for event {se.seq} ({se.type}): it was written "
+                    "before tprompt kept the scorer's answers, so it cannot be rescored without model calls",
+                    hint="fork it with the new weights instead (tprompt fork RUN --at 1 ...)",
+                )
+            ev = evaluate_answers(answers[key], lambda m: objective(m, weights))
+        elif isinstance(ev, StepCompleted):
+            best = state.best(ev.stage)
+            ev = ev.model_copy(update={"best_prompt_id": best.prompt_id if best else None,
+                                       "best_objective": best.objective if best else None})
+        elif isinstance(ev, StageCompleted):
+            top = [h.prompt_id for h in reversed(state.history(ev.stage))][: config.top_k]
+            ev = ev.model_copy(update={"top_k": top})
+        out.append(ev)
+        seq = state.last_seq + 1
+        state = fold([StoredEvent(run_id=state.run_id, seq=seq, event_id=f"rescore:{seq}", type=ev.type,
+                                  schema_version=type(ev).schema_version, created_at=now, event=ev)], state=state)
+    return out
+
+
+def rescore_run(log: EventLog, run_id: str, weights: Mapping[str, float]) -> str:
+    """Fork ``run_id`` as a new run evaluated under ``weights`` (merged into its own); returns the new id.
+
+    Raises:
+        UnknownRun, ConfigError (bad weights), UsageError (a run without recorded answers).
+    """
+    run_id = log.resolve(run_id)
+    state = log.state(run_id)
+    if not state.config:
+        raise UsageError(f"run {run_id} has no run configuration, so it cannot be rescored")
+    values: dict[str, Any] = dict(state.config)
+    values["weights"] = {**values.get("weights", {}), **weights}
+    try:
+        ObjectiveWeights(**values["weights"])
+        config = RunConfig(**values)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise ConfigError(f"weights: {str(exc).splitlines()[-1].strip()}", hint="weights are >= 0, not all 0") from None
+    events = list(log.events(run_id))
+    # The fork's own history starts after the lineage's run.created (seq 1) and its run.forked (seq 2).
+    base = fold(events[:1], run_id=run_id).model_copy(
+        update={"config": config.model_dump(mode="json"), "target_task": state.target_task, "last_seq": 2}
+    )
+    rescored = rescore_events(events[1:], config, base)
+    return log.fork(
+        run_id, 1, config=config.model_dump(mode="json"), target_task=state.target_task or config.target_task,
+        name=f"{state.name or run_id} rescored", events=rescored,
+    )
+
+
+__all__ = ("parse_weights", "rescore_events", "rescore_run")
