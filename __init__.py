@@ -2,8 +2,44 @@
 
 Every optimization step is an immutable event in SQLite; runs can be paused,
 replayed, forked from any source prompt and resumed on the target task.
+
+The Python API (names load on first use, so ``import tprompt`` is cheap)::
+
+    from tprompt import optimize, task_from_records       # one call
+    from tprompt import build_graph, Runner, create_run    # the graph and its driver
+    from tprompt import EventLog, RunConfig, RunContext    # the log, the knobs, what nodes see
+
+See docs/python.md and examples/critic_node.py.
 """
+
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = ("__version__",)
+_WHERE = {
+    "optimize": ".graph.optimize",
+    "task_from_records": ".graph.optimize",
+    "build_graph": ".graph.build",
+    "draw": ".graph.build",
+    "NODES": ".graph.nodes",
+    "GraphState": ".graph.nodes",
+    "emit": ".graph.nodes",
+    "evaluate_answers": ".graph.nodes",
+    "RunContext": ".graph.context",
+    "Runner": ".graph.runner",
+    "EventsAppended": ".graph.runner",
+    "Progress": ".graph.runner",
+    "create_run": ".graph.api",
+    "fork_run": ".graph.api",
+    "RunConfig": ".graph.config",
+    "make_config": ".graph.config",
+    "rescore_run": ".graph.rescore",
+    "EventLog": ".stores",
+    "RunState": ".stores",
+    "Task": ".evaluator",
+    "Example": ".evaluator",
+    "ObjectiveWeights": ".evaluator",
+}
+
+__all__ = ("__version__", *sorted(_WHERE))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..agents import get_model
 from ..errors import ConfigError, UsageError
-from ..evaluator import ObjectiveWeights, load_task
+from ..evaluator import ObjectiveWeights, Task, load_task
 from ..stores import EventLog
 from ..stores.events import PromptCandidate, RunCreated, prompt_id_of
 from ..stores.projection import RunState
 from .config import RunConfig, make_config
 
 
-def preflight(config: RunConfig) -> None:
+def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> None:
     """Check everything a run needs before anything is written.
 
     Raises:
         UnknownTask, BadTaskFile, UnknownModel, ModelUnavailable, MissingExtra,
         MissingCredentials, ConfigError.
     """
-    tasks = [load_task(name) for name in [*config.source_tasks, config.target_task]]
+    given = dict(tasks or {})
+    tasks = [given[name] if name in given else load_task(name) for name in [*config.source_tasks, config.target_task]]
     try:
         ObjectiveWeights(**config.weights)
     except Exception as exc:  # pydantic ValidationError or TypeError from unknown keys
@@ -43,9 +45,15 @@ def preflight(config: RunConfig) -> None:
             )
 
 
-def create_run(log: EventLog, config: RunConfig, *, run_id: str | None = None) -> str:
-    """Validate and record a new run (its ``run.created`` event); returns the run id."""
-    preflight(config)
+def create_run(
+    log: EventLog, config: RunConfig, *, run_id: str | None = None, tasks: Mapping[str, Task] | None = None
+) -> str:
+    """Validate and record a new run (its ``run.created`` event); returns the run id.
+
+    ``tasks``: tasks given as Python objects, by the names ``config`` uses
+    (pass them again to :class:`Runner` to run or resume it).
+    """
+    preflight(config, tasks)
     text = config.original_prompt
     created = RunCreated(
         config=config.model_dump(mode="json"),

@@ -1,0 +1,136 @@
+"""tprompt from Python: tasks from lists of dicts, one call to optimize, your own nodes and objective.
+
+>>> from tprompt import optimize, task_from_records
+>>> task = task_from_records("capitals", rows, description="Name the capital city.")
+>>> state = optimize("runs.db", target=task, transfer=False, model="fake", steps=2)
+>>> state.tested["best_target"].objective
+
+Every run made here is an ordinary tprompt run: events in the SQLite file,
+transcripts, ``tprompt show/replay/fork/ui`` on the same database. Python
+objects (tasks, an objective function, extra nodes) are not stored in the
+log: pass the same ones to :class:`Runner` to resume such a run, and
+``replay --rerun`` only reproduces runs whose tasks are files or bundled.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..evaluator import Example, Task
+from ..stores import EventLog
+from ..stores.projection import RunState
+from .api import create_run
+from .build import build_graph
+from .config import make_config
+from .context import Objective
+from .nodes import Node
+from .runner import Runner, Update
+
+LETTERS = "ABCDEFGHIJ"
+
+
+def task_from_records(
+    name: str,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    description: str,
+    test_fraction: float = 0.5,
+    seed: int = 0,
+) -> Task:
+    """A task from rows ``{"question", "choices" (optional list), "answer"}``.
+
+    With ``choices`` the task is multiple choice and ``answer`` is the right
+    choice's text (or its letter); without, answers are compared as strings.
+    The rows are shuffled with ``seed`` and split into train and test.
+    """
+    if not records:
+        raise UsageError(f"task {name!r} has no rows")
+    examples: list[Example] = []
+    kinds = set()
+    for i, row in enumerate(records, 1):
+        if not isinstance(row, Mapping) or "question" not in row or "answer" not in row:
+            raise UsageError(f"task {name!r}, row {i}: needs 'question' and 'answer'")
+        choices = row.get("choices")
+        answer = str(row["answer"])
+        if choices:
+            choices = tuple(str(c) for c in choices)
+            if answer in choices:
+                letter, text = LETTERS[choices.index(answer)], answer
+            elif answer in LETTERS[: len(choices)]:
+                letter, text = answer, choices[LETTERS.index(answer)]
+            else:
+                raise UsageError(f"task {name!r}, row {i}: answer {answer!r} is neither a choice nor its letter")
+            examples.append(Example(id=f"{name}-{i}", question=str(row["question"]), choices=choices, answer=letter,
+                                    answer_text=text))
+            kinds.add("choice")
+        else:
+            examples.append(Example(id=f"{name}-{i}", question=str(row["question"]), answer=answer))
+            kinds.add("string")
+    if len(kinds) > 1:
+        raise UsageError(f"task {name!r} mixes rows with and without choices")
+    random.Random(seed).shuffle(examples)
+    n_test = max(1, round(len(examples) * test_fraction)) if len(examples) > 1 else 0
+    test, train = examples[:n_test], examples[n_test:] or examples
+    return Task(name=name, description=description, kind=kinds.pop(), train=tuple(train), test=tuple(test or train))
+
+
+def optimize(
+    db: str | Path | EventLog,
+    *,
+    target: str | Task,
+    source: Sequence[str | Task] = (),
+    transfer: bool | None = None,
+    model: str | None = None,
+    objective: Objective | None = None,
+    nodes: Mapping[str, Node] | None = None,
+    insert_after: Mapping[str, str] | None = None,
+    on_update: Callable[[Update], None] | None = None,
+    **config: Any,
+) -> RunState:
+    """Create and run one Transfer-Prompting run (or, ``transfer=False``, target-only); the final state.
+
+    Args:
+        db: the SQLite file (created if missing) or an open :class:`EventLog`.
+        target, source: task names or paths, or :class:`Task` objects
+            (e.g. from :func:`task_from_records`).
+        transfer: default: True when ``source`` is given.
+        model: spec for both proposer and scorer (or ``proposer=``/``scorer=``).
+        objective: metrics -> float, replacing the weighted objective.
+        nodes, insert_after: see :func:`tprompt.graph.build_graph`.
+        on_update: receives the run's stream (events appended, progress).
+        config: any other :class:`RunConfig` field (steps, candidates, ...).
+    """
+    tasks: dict[str, Task] = {}
+
+    def name_of(t: str | Task) -> str:
+        if isinstance(t, Task):
+            tasks[t.name] = t
+            return t.name
+        return t
+
+    values: dict[str, Any] = dict(config)
+    values["target_task"] = name_of(target)
+    if source:
+        values["source_tasks"] = [name_of(t) for t in source]
+    values["transfer"] = bool(source) if transfer is None else transfer
+    if model is not None:
+        values.setdefault("proposer", model)
+        values.setdefault("scorer", model)
+    cfg = make_config(values, where="optimize()")
+    log = db if isinstance(db, EventLog) else EventLog(db)
+    try:
+        run_id = create_run(log, cfg, tasks=tasks)
+        graph = None
+        if nodes or insert_after:
+            graph = build_graph(transfer=cfg.transfer, nodes=nodes, insert_after=insert_after)
+        return Runner(log, run_id, tasks=tasks, objective=objective, graph=graph).run(on_update)
+    finally:
+        if not isinstance(db, EventLog):
+            log.close()
+
+
+__all__ = ("optimize", "task_from_records")

@@ -1,0 +1,58 @@
+"""tprompt as a framework (issue 10): the Python API and the runnable critic-node example."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_graph import tprompt
+
+import tprompt as tp
+from tprompt.errors import UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = [{"question": f"What is {a} + {b}?", "choices": [str(a + b), str(a + b + 1), str(a + b + 2)], "answer": str(a + b)}
+        for a, b in [(1, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 7)]]
+
+
+def test_critic_node_example_runs_and_leaves_an_ordinary_run(tmp_path: Path) -> None:
+    db = tmp_path / "critic.db"
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "critic_node.py"), str(db)],
+                          capture_output=True, text=True, timeout=300, check=True)
+    assert "completed" in done.stdout
+    (run,) = json.loads(tprompt(db, "runs", "--json").stdout)
+    events = json.loads(tprompt(db, "events", run["run_id"], "--json").stdout)
+    types = [e["type"] for e in events]
+    revised = [e for e in events if e["type"] == "step.revised"]
+    assert len(revised) == 2 and all(e["payload"]["by"] == "critic" for e in revised)
+    # The critic sits between propose and score: each revision follows a proposal and precedes the answers.
+    for e in revised:
+        i = types.index("step.revised", events.index(e))
+        assert types[i - 1] == "step.proposed" and types[i + 1] == "candidate.answered"
+    with sqlite3.connect(db) as conn:
+        critic_calls = conn.execute("SELECT count(*) FROM transcripts WHERE agent = 'critic'").fetchone()[0]
+    assert critic_calls == sum(len(e["payload"]["call_ids"]) for e in revised) > 0
+    assert "best target" in tprompt(db, "show", run["run_id"]).stdout
+
+
+def test_optimize_with_python_tasks_and_a_custom_objective(tmp_path: Path) -> None:
+    source = tp.task_from_records("sums", ROWS, description="Add the numbers.")
+    target = tp.task_from_records("sums2", ROWS[::-1], description="Add the two numbers.", seed=1)
+    seen: list[str] = []
+    state = tp.optimize(tmp_path / "t.db", source=[source], target=target, model="fake", steps=1, candidates=2,
+                        examples=2, test_examples=2, mode="generate", objective=lambda m: m["accuracy"] or 0.0,
+                        on_update=lambda u: seen.append(type(u).__name__))
+    assert state.status == "completed" and state.source_tasks == ("sums",) and state.target_task == "sums2"
+    assert all(r.objective == (r.metrics["accuracy"] or 0.0) for r in state.tested.values())
+    assert "EventsAppended" in seen and "Progress" in seen
+
+
+def test_task_from_records_says_which_row_is_wrong() -> None:
+    with pytest.raises(UsageError, match="row 2"):
+        tp.task_from_records("t", [ROWS[0], {"question": "x"}], description="d")
+    with pytest.raises(UsageError, match="neither a choice nor its letter"):
+        tp.task_from_records("t", [{"question": "q", "choices": ["a", "b"], "answer": "c"}], description="d")
