@@ -281,6 +281,12 @@ def describe(se: StoredEvent) -> str:
         if ev.rejected:
             text += f", {len(ev.rejected)} rejected"
         return text
+    if t == "step.revised":
+        return f"{len(ev.candidates)} candidate(s) after {ev.by}"
+    if t == "candidate.answered":
+        right = sum(a.correct for a in ev.answers)
+        where = f"test ({ev.role})" if ev.split == "test" else (f"rung {ev.rung}" if ev.rung else "train")
+        return f"{ev.prompt_id} on {ev.task} {where}: {right}/{len(ev.answers)} right"
     if t == "candidate.scored":
         rung = f" rung {ev.rung}" if ev.rung else ""
         return f"{ev.prompt_id} on {ev.task}{rung}: {fmt(ev.objective)} ({ev.n_examples} ex)"
