@@ -12,7 +12,7 @@ The Python API (names load on first use, so ``import tprompt`` is cheap)::
 See docs/python.md and examples/critic_node.py.
 """
 
-from ._lazy import lazy_exports
+from tprompt._lazy import lazy_exports  # absolute: pytest may import this file under another name
 
 __version__ = "0.1.0"
 

@@ -145,10 +145,7 @@ class RunsModel:
         return self._fingerprint() != self._stamp
 
     def _fingerprint(self) -> tuple[Any, ...]:
-        with self.log._lock:
-            row = self.log.conn.execute("SELECT count(*), max(updated_at) FROM runs").fetchone()
-            seq = self.log.conn.execute("SELECT count(*) FROM events").fetchone()
-        return (row[0], row[1], seq[0])
+        return self.log.change_stamp()
 
     def summaries(self) -> list[RunSummary]:
         """Every run, oldest first (a run written since the last call gets its new events folded)."""
@@ -281,6 +278,12 @@ def describe(se: StoredEvent) -> str:
         if ev.rejected:
             text += f", {len(ev.rejected)} rejected"
         return text
+    if t == "step.revised":
+        return f"{len(ev.candidates)} candidate(s) after {ev.by}"
+    if t == "candidate.answered":
+        right = sum(a.correct for a in ev.answers)
+        where = f"test ({ev.role})" if ev.split == "test" else (f"rung {ev.rung}" if ev.rung else "train")
+        return f"{ev.prompt_id} on {ev.task} {where}: {right}/{len(ev.answers)} right"
     if t == "candidate.scored":
         rung = f" rung {ev.rung}" if ev.rung else ""
         return f"{ev.prompt_id} on {ev.task}{rung}: {fmt(ev.objective)} ({ev.n_examples} ex)"
