@@ -1,28 +1,7 @@
-"""Model backends (embedded SmolLM2, transformers, langchain providers, fake) and the recorder.
+"""The agents' logic: the proposer's meta-prompt and candidate checks, the transfer agent's pick.
 
-Names load on first use (PEP 562), so importing this package costs nothing until
-a model or the recorder is needed.
+The scorer's answering (``evaluator.scoring.answer_prompt``) and the objective
+evaluator (``evaluator.metrics``, ``evaluator.objective``) live with the tasks
+they judge, in ``tprompt.evaluator``; the graph's nodes (``tprompt.graph.nodes``)
+run the agents on the models of ``tprompt.models``.
 """
-
-from __future__ import annotations
-
-from .._lazy import lazy_exports
-
-_WHERE = {
-    "DEFAULT_MODEL": ".backend",
-    "ChatBackend": ".backend",
-    "get_model": ".backend",
-    "BackendChatModel": ".chat_model",
-    "Recorder": ".recorder",
-    "cache_key": ".recorder",
-    "chat_request_body": ".recorder",
-    "options_request_body": ".recorder",
-    "ChatRequest": ".types",
-    "ChatResult": ".types",
-    "Message": ".types",
-    "OptionsRequest": ".types",
-    "OptionsResult": ".types",
-}
-
-__all__ = tuple(sorted(_WHERE))
-__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -104,8 +104,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
 
-    from tprompt.agents import ChatRequest, OptionsRequest, get_model
-    from tprompt.agents.hf import cpu_threads
+    from tprompt.models import ChatRequest, OptionsRequest, get_model
+    from tprompt.models.hf import cpu_threads
 
     examples = load_examples(args.n + 4)
     warmup, examples = examples[:4], examples[4:]

@@ -50,8 +50,8 @@ def main() -> None:
         agreement(args.base_url, args.model, args.examples)
         return
 
-    from tprompt.agents import Recorder
-    from tprompt.agents.api import ApiBackend
+    from tprompt.models import Recorder
+    from tprompt.models.api import ApiBackend
     from tprompt.evaluator import load_task, score_prompt
 
     proc = None
@@ -61,7 +61,7 @@ def main() -> None:
             parser.error("--model is needed with --base-url")
     else:
         from served_server import start_transformers_serve, stop
-        from tprompt.agents._fetch import smollm2_dir
+        from tprompt.models._fetch import smollm2_dir
 
         model_dir = smollm2_dir()
         log = Path(tempfile.mkdtemp()) / "serve.log"
@@ -103,8 +103,8 @@ def main() -> None:
 
 def agreement(base_url: str, model_name: str, n: int) -> None:
     """Print argmax agreement and max |p_served - p_local| over ``n`` arc_challenge questions."""
-    from tprompt.agents import OptionsRequest, get_model
-    from tprompt.agents.api import ApiBackend
+    from tprompt.models import OptionsRequest, get_model
+    from tprompt.models.api import ApiBackend
     from tprompt.evaluator import load_task
     from tprompt.evaluator.scoring import _messages, _options
 

@@ -84,7 +84,7 @@ def eval_cmd(
         err.print(f"warning: {warning}", highlight=False, markup=False)
     if mode != "auto":
         check_mode(mode, the_task)
-    from ..agents import Recorder, get_model
+    from ..models import Recorder, get_model
 
     backend = get_model(model)
     mode = resolve_mode(mode, the_task, backend)

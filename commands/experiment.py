@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import UnknownRun
-from ..graph.experiment import (
+from ..experiments.grid import (
     ARM_LABELS,
     CellRun,
     Experiment,
@@ -104,7 +104,7 @@ def experiment(
 
 
 def _state_of(log: EventLog, cell_run: CellRun) -> RunState | None:
-    from ..graph.experiment import find_cell_run
+    from ..experiments.grid import find_cell_run
 
     run_id = find_cell_run(log, cell_run)
     return log.state(run_id) if run_id else None
@@ -144,7 +144,7 @@ def report(
 
     Example: tprompt report smollm2-demo --out docs/results/smollm2-demo
     """
-    from ..graph.report import build_report, report_json, write_report
+    from ..experiments.report import build_report, report_json, write_report
 
     with open_log(ctx) as log:
         target = find_experiment(log, ref)
@@ -184,7 +184,7 @@ def _print_wide(tables: list[Table]) -> None:
 
 def terminal_tables(rep: Any) -> list[Table]:
     """The report's tables for the terminal: per group, values and changes against the original."""
-    from ..graph.report import COLUMNS, table_rows
+    from ..experiments.report import COLUMNS, table_rows
 
     tables = []
     for group in rep.groups:

@@ -224,7 +224,7 @@ def _pin_base_url(cfg: Any) -> Any:
     The run's log then says which server answered, and ``resume`` from a shell
     without the variable still talks to it (and finds its answers in the cache).
     """
-    from ..agents.api import resolve_base_url
+    from ..models.api import resolve_base_url
 
     if cfg.base_url or not any(spec.startswith("openai:") for spec in (cfg.proposer, cfg.scorer)):
         return cfg

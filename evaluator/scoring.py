@@ -26,7 +26,7 @@ from .prompts import SCORER_TEMPLATE, scorer_user_message
 from .tasks import LETTERS, Example, Task
 
 if TYPE_CHECKING:  # the agents package imports nothing from here; keep it that way at runtime too
-    from ..agents import ChatBackend, Recorder
+    from ..models import ChatBackend, Recorder
 
 ScoreMode = Literal["generate", "logprob"]
 
@@ -199,7 +199,7 @@ def answer_prompt(
 
 
 def _score_generate(prompt, batch, task, model, recorder, agent, run_id, step, max_tokens, seq=None) -> list[ScoredAnswer]:
-    from ..agents import ChatRequest
+    from ..models import ChatRequest
 
     requests = [
         ChatRequest(messages=_messages(prompt, ex, task, False), temperature=0.0, max_tokens=max_tokens)
@@ -232,7 +232,7 @@ def _score_generate(prompt, batch, task, model, recorder, agent, run_id, step, m
 
 
 def _score_logprob(prompt, batch, task, model, recorder, agent, run_id, step, seq=None) -> list[ScoredAnswer]:
-    from ..agents import OptionsRequest
+    from ..models import OptionsRequest
 
     requests = [
         OptionsRequest(messages=_messages(prompt, ex, task, True), options=_options(ex, task), answer_prefix="Answer: ")

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from tprompt import optimize, task_from_records
-from tprompt.agents import ChatRequest
+from tprompt.models import ChatRequest
 from tprompt.stores.events import PromptCandidate, StepRevised, prompt_id_of
 
 ROWS = [

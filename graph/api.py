@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..agents import get_model
+from ..models import get_model
 from ..errors import ConfigError, UsageError
 from ..evaluator import ObjectiveWeights, Task, load_task
 from ..stores import EventLog

@@ -13,7 +13,7 @@ import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from ..agents import ChatBackend, Recorder
+from ..models import ChatBackend, Recorder
 from ..evaluator import Example, ObjectiveWeights, Task, load_task, objective, resolve_mode
 from ..stores import EventLog
 from ..stores.events import Event, PromptCandidate, Stage, StoredEvent, prompt_id_of

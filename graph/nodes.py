@@ -33,7 +33,7 @@ from typing import Any, TypedDict
 
 from langgraph.runtime import Runtime
 
-from ..agents import ChatRequest, Recorder
+from ..models import ChatRequest, Recorder
 from ..agents.proposer import build_meta_prompt, format_exemplar, meta_messages, select_candidates
 from ..agents.transfer import select_transfer
 from ..evaluator import answer_prompt, compute_metrics

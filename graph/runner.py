@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..agents import Recorder, get_model
+from ..models import Recorder, get_model
 from ..errors import TPromptError, UsageError
 from ..evaluator import Task
 from ..stores import EventLog

@@ -193,6 +193,13 @@ class EventLog:
             ).fetchone()
         return RunRow(*row)
 
+    def change_stamp(self) -> tuple[Any, ...]:
+        """Changes whenever a run is added or written: (runs, last update, events)."""
+        with self._lock:
+            runs, updated = self.conn.execute("SELECT count(*), max(updated_at) FROM runs").fetchone()
+            (events,) = self.conn.execute("SELECT count(*) FROM events").fetchone()
+        return (runs, updated, events)
+
     def runs(self) -> list[RunRow]:
         """Every run, oldest first."""
         with self._lock:

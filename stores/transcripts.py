@@ -215,6 +215,37 @@ class TranscriptStore:
                     raise translate(exc, self.path) from exc
         return result
 
+    def ancestor_rows(self, segments: Sequence[tuple[str, int | None]]) -> list[TranscriptRow]:
+        """Calls of a fork's ancestors given as ``(run_id, last_seq)``: each up to its fork point, in rowid order."""
+        result: list[TranscriptRow] = []
+        with self._lock:
+            for run_id, last in segments:
+                sql = f"SELECT {_COLUMNS} FROM transcripts WHERE run_id = ?"
+                params: list[Any] = [run_id]
+                if last is not None:
+                    sql += " AND seq IS NOT NULL AND seq <= ?"
+                    params.append(last)
+                result.extend(_row(r) for r in self.conn.execute(sql + " ORDER BY rowid", params))
+        return result
+
+    def rows_after(self, run_id: str, rowid: int) -> list[tuple[int, TranscriptRow]]:
+        """``(rowid, row)`` of ``run_id``'s calls recorded after ``rowid``: what a poll has not seen yet."""
+        with self._lock:
+            return [(r[0], _row(r[1:])) for r in self.conn.execute(
+                f"SELECT rowid, {_COLUMNS} FROM transcripts WHERE run_id = ? AND rowid > ? ORDER BY rowid",
+                (run_id, rowid),
+            )]
+
+    def first_request_body(self, run_id: str, agent: str, model: str) -> str | None:
+        """The request body of ``run_id``'s first call by ``agent`` to ``model`` (None if it made none)."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT b.body FROM transcripts t JOIN bodies b ON b.hash = t.request_hash"
+                " WHERE t.run_id = ? AND t.agent = ? AND t.model = ? LIMIT 1",
+                (run_id, agent, model),
+            ).fetchone()
+        return row[0] if row else None
+
     def spend(self, run_ids: Sequence[str]) -> list[tuple[str, str, int, int, int, float | None]]:
         """Paid calls of ``run_ids`` by (agent, stage): ``(agent, stage, calls, prompt tokens, completion tokens, USD)``.
 

@@ -49,7 +49,7 @@ def _fake_clock() -> Any:
 
 def deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fixed timestamps and call ids for everything written while the patch lasts."""
-    import tprompt.agents.recorder as recorder
+    import tprompt.models.recorder as recorder
     import tprompt.stores.control as control
     import tprompt.stores.log as log_module
     import tprompt.stores.transcripts as transcripts

@@ -105,7 +105,7 @@ def _tail(log: Path, lines: int = 40) -> str:
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``transformers serve`` on the embedded model's local directory, for the whole session."""
-    from tprompt.agents._fetch import smollm2_dir
+    from tprompt.models._fetch import smollm2_dir
 
     model_dir = smollm2_dir()  # converts once if needed; the server reads the local copy only
     log = tmp_path_factory.mktemp("served") / "transformers-serve.log"

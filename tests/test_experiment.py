@@ -16,14 +16,14 @@ import pytest
 from tprompt.errors import ConfigError, UnknownTask
 from tprompt.evaluator import compute_metrics
 from tprompt.graph import Runner, create_run, make_config
-from tprompt.graph.experiment import (
+from tprompt.experiments.grid import (
     find_experiment,
     load_experiment_file,
     plan_experiment,
     run_experiment,
     transfer_cost,
 )
-from tprompt.graph.report import build_report, render_markdown, replay_test_answers, write_report
+from tprompt.experiments.report import build_report, render_markdown, replay_test_answers, write_report
 from tprompt.stores import EventLog
 
 GRID = {

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from tprompt.agents import hf
+from tprompt.models import hf
 
 
 def _dense_reference(query, key, value, lengths, prefix):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tprompt.agents import ChatRequest, OptionsRequest, Recorder
-from tprompt.agents.backend import LazyBackend, _load
-from tprompt.agents.fake import FakeBackend
+from tprompt.models import ChatRequest, OptionsRequest, Recorder
+from tprompt.models.backend import LazyBackend, _load
+from tprompt.models.fake import FakeBackend
 
 REQUESTS = [ChatRequest(messages=(("user", f"question {i}"),), max_tokens=8) for i in range(3)]
 
@@ -66,7 +66,7 @@ def test_embedded_model_commands_print_no_library_warnings(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_a_cached_run_on_the_embedded_model_loads_no_weights(tmp_path: Path) -> None:
-    from tprompt.agents import backend
+    from tprompt.models import backend
     from tprompt.graph import Runner, create_run, make_config
     from tprompt.stores import EventLog
 

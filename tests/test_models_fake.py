@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from tprompt.agents import ChatRequest, OptionsRequest, get_model
-from tprompt.agents.api import classify
-from tprompt.agents.fake import FakeBackend
+from tprompt.models import ChatRequest, OptionsRequest, get_model
+from tprompt.models.api import classify
+from tprompt.models.fake import FakeBackend
 from tprompt.errors import (
     BackendError,
     MissingCredentials,
@@ -159,7 +159,7 @@ def test_provider_errors_are_classified_and_redacted(monkeypatch):
 
 
 def test_embedded_model_that_cannot_be_fetched_says_how_to_get_it(tmp_path, monkeypatch):
-    from tprompt.agents import backend
+    from tprompt.models import backend
     from tprompt.errors import ModelUnavailable
 
     monkeypatch.setattr(backend, "_models", {})  # not the session's loaded model
@@ -182,7 +182,7 @@ def test_the_core_never_imports_the_cli_or_tui():
     import sys
 
     code = (
-        "import sys, tprompt.agents, tprompt.stores.transcripts, tprompt.agents.hf, tprompt.agents.api;"
+        "import sys, tprompt.models, tprompt.stores.transcripts, tprompt.models.hf, tprompt.models.api;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('typer', 'textual') or m.startswith('tprompt.commands')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -191,7 +191,7 @@ def test_the_core_never_imports_the_cli_or_tui():
 
 
 def test_fake_answers_from_a_fixed_answer_space() -> None:
-    from tprompt.agents import ChatRequest, get_model
+    from tprompt.models import ChatRequest, get_model
 
     fake = get_model("fake")
     question = "Question: Does Ka tell the truth?\n\nReply in exactly this format:\nAnswer: <one of Yes / No>\nConfidence: <0-100>%"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tprompt.agents import ChatRequest, OptionsRequest, Recorder, get_model
+from tprompt.models import ChatRequest, OptionsRequest, Recorder, get_model
 
 pytestmark = pytest.mark.slow
 

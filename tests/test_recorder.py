@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tprompt.agents import ChatRequest, OptionsRequest, Recorder, cache_key, chat_request_body, get_model
-from tprompt.agents.fake import FakeBackend
+from tprompt.models import ChatRequest, OptionsRequest, Recorder, cache_key, chat_request_body, get_model
+from tprompt.models.fake import FakeBackend
 from tprompt.errors import ModelCallFailed
 from tprompt.stores import EventLog, StepCompleted
 from tprompt.stores.transcripts import TranscriptStore
@@ -123,7 +123,7 @@ def test_secrets_in_the_environment_never_reach_the_database(db_path: Path, monk
 
         class Failing(FakeBackend):
             def generate(self, reqs):
-                from tprompt.agents.api import classify
+                from tprompt.models.api import classify
 
                 raise classify(AuthenticationError(f"Incorrect API key provided: {secret}"), "openai:gpt-x")
 

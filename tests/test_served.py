@@ -115,9 +115,9 @@ def test_eval_against_the_server_is_cached_and_stores_no_key(served: Server, tmp
 
 
 def test_a_different_server_url_is_a_different_cache_key(served: Server, tmp_path: Path) -> None:  # noqa: F811
-    from tprompt.agents import ChatRequest
-    from tprompt.agents.recorder import cache_key, chat_request_body
-    from tprompt.agents.api import ApiBackend
+    from tprompt.models import ChatRequest
+    from tprompt.models.recorder import cache_key, chat_request_body
+    from tprompt.models.api import ApiBackend
 
     here = ApiBackend("openai", served.model, spec=served.spec, base_url=served.base_url + "/")
     there = ApiBackend("openai", served.model, spec=served.spec, base_url="http://10.0.0.1:8000/v1")
@@ -198,7 +198,7 @@ def test_logprob_mode_needs_logprobs_and_auto_falls_back(served: Server, tmp_pat
     assert "returns no token log-probabilities" in failed.stderr or "cannot give option probabilities" in failed.stderr
     assert "Traceback" not in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
 
-    from tprompt.agents.api import ApiBackend
+    from tprompt.models.api import ApiBackend
 
     backend = ApiBackend("openai", served.model, spec=served.spec, base_url=served.base_url)
     assert backend.supports_option_probs is False  # transformers serve ignores logprobs/top_logprobs

@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tprompt.agents import ChatRequest, Recorder
-from tprompt.agents.api import ApiBackend, classify, option_distribution
+from tprompt.models import ChatRequest, Recorder
+from tprompt.models.api import ApiBackend, classify, option_distribution
 from tprompt.errors import MissingCredentials, ModelCallFailed, TransientBackendError
 
 pytest.importorskip("langchain_openai")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tprompt.agents.pricing import call_cost, price_for
+from tprompt.models.pricing import call_cost, price_for
 
 SETTINGS = """
 steps = 1

@@ -23,7 +23,7 @@ def test_vllm_grid_dry_run_points_every_run_at_the_server(tmp_path: Path) -> Non
     runs = json.loads(done.stdout)["runs"]
     assert len(runs) == 3 * 3 * 2 and not db.exists()
 
-    from tprompt.graph.experiment import load_experiment_file, plan_experiment
+    from tprompt.experiments.grid import load_experiment_file, plan_experiment
 
     planned = plan_experiment(load_experiment_file(EXAMPLE), where=EXAMPLE.name)
     assert {r.config.base_url for r in planned.runs} == {"http://127.0.0.1:8000/v1"}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from conftest import run_created
 
-from tprompt.agents import ChatRequest, OptionsRequest, Recorder
-from tprompt.agents.fake import FakeBackend
+from tprompt.models import ChatRequest, OptionsRequest, Recorder
+from tprompt.models.fake import FakeBackend
 from tprompt.cli import main
 from tprompt.stores import EventLog, StageStarted
 

@@ -145,10 +145,7 @@ class RunsModel:
         return self._fingerprint() != self._stamp
 
     def _fingerprint(self) -> tuple[Any, ...]:
-        with self.log._lock:
-            row = self.log.conn.execute("SELECT count(*), max(updated_at) FROM runs").fetchone()
-            seq = self.log.conn.execute("SELECT count(*) FROM events").fetchone()
-        return (row[0], row[1], seq[0])
+        return self.log.change_stamp()
 
     def summaries(self) -> list[RunSummary]:
         """Every run, oldest first (a run written since the last call gets its new events folded)."""

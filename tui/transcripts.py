@@ -13,20 +13,6 @@ from typing import Any
 from ..stores import EventLog
 from ..stores.transcripts import TranscriptRow, TranscriptStore
 
-#: The transcript columns, in :class:`TranscriptRow` order (read here directly
-#: so a poll can ask for only the rows added since the last one).
-_COLUMNS = (
-    "call_id, run_id, seq, step, agent, model, kind, cache_key, request_hash, response_hash,"
-    " prompt_tokens, completion_tokens, latency_s, cache_hit, cost, error, created_at"
-)
-
-
-def _row(values: Any) -> TranscriptRow:
-    values = list(values)
-    values[13] = bool(values[13])
-    return TranscriptRow(*values)
-
-
 @dataclass(frozen=True, slots=True)
 class CallDetail:
     """One call opened: its messages (role, text), the response and the sampling parameters."""
@@ -64,20 +50,12 @@ class Transcripts:
         fresh: list[TranscriptRow] = []
         with self.log._lock:
             if not self._loaded_ancestors:
-                for seg in self.log.lineage(self.run_id)[:-1]:
-                    sql = f"SELECT {_COLUMNS} FROM transcripts WHERE run_id = ?"
-                    params: list[Any] = [seg.run_id]
-                    if seg.last_seq is not None:
-                        sql += " AND seq IS NOT NULL AND seq <= ?"
-                        params.append(seg.last_seq)
-                    fresh.extend(_row(r) for r in self.log.conn.execute(sql + " ORDER BY rowid", params))
+                fresh.extend(self.store.ancestor_rows(
+                    [(seg.run_id, seg.last_seq) for seg in self.log.lineage(self.run_id)[:-1]]))
                 self._loaded_ancestors = True
-            for rowid, *values in self.log.conn.execute(
-                f"SELECT rowid, {_COLUMNS} FROM transcripts WHERE run_id = ? AND rowid > ? ORDER BY rowid",
-                (self.run_id, self._last_rowid),
-            ):
+            for rowid, row in self.store.rows_after(self.run_id, self._last_rowid):
                 self._last_rowid = rowid
-                fresh.append(_row(values))
+                fresh.append(row)
         self.rows.extend(fresh)
         return fresh
 

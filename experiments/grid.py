@@ -23,8 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sqlite3
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import ConfigError, UnknownRun
 from ..stores import EventLog
-from ..stores.db import immediate, translate
-from ..stores.log import now_iso
+from ..stores import experiments as experiments_table
 from ..stores.projection import RunState
-from .config import RunConfig, make_config, read_settings_file
+from ..graph.config import RunConfig, make_config, read_settings_file
 
 Arm = Literal["target_only", "transfer"]
 
@@ -274,11 +271,6 @@ def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Exp
 # -- the experiments table ------------------------------------------------------------------
 
 
-def _has_table(conn: sqlite3.Connection) -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'experiments'").fetchone()
-    return row is not None
-
-
 def record_experiment(log: EventLog, experiment: Experiment) -> Experiment:
     """Store the experiment (once) and return it with its id.
 
@@ -286,49 +278,23 @@ def record_experiment(log: EventLog, experiment: Experiment) -> Experiment:
         ConfigError: an experiment of that name exists with a different grid.
     """
     config_json = json.dumps(experiment.config.model_dump(mode="json"), sort_keys=True)
-    try:
-        with immediate(log.conn, log.path):
-            row = log.conn.execute(
-                "SELECT experiment_id, config FROM experiments WHERE name = ?", (experiment.name,)
-            ).fetchone()
-            if row is None:
-                exp_id = "x-" + uuid.uuid4().hex[:10]
-                log.conn.execute(
-                    "INSERT INTO experiments (experiment_id, name, config, created_at) VALUES (?, ?, ?, ?)",
-                    (exp_id, experiment.name, config_json, now_iso()),
-                )
-            else:
-                exp_id, stored = row
-                if json.loads(stored) != json.loads(config_json):
-                    raise ConfigError(
-                        f"experiment {experiment.name!r} already exists in {log.path} with a different config",
-                        hint="give the changed grid a new `name` (finished cells are found by name)",
-                    )
-    except sqlite3.Error as exc:
-        raise translate(exc, log.path) from exc
+    exp_id, stored = experiments_table.record(log, experiment.name, config_json)
+    if json.loads(stored) != json.loads(config_json):
+        raise ConfigError(
+            f"experiment {experiment.name!r} already exists in {log.path} with a different config",
+            hint="give the changed grid a new `name` (finished cells are found by name)",
+        )
     return Experiment(experiment.config, experiment.cells, experiment.runs, exp_id)
 
 
 def list_experiments(log: EventLog) -> list[tuple[str, str, str]]:
     """``(experiment_id, name, created_at)`` of every stored experiment, oldest first."""
-    if not _has_table(log.conn):
-        return []
-    return [tuple(r) for r in log.conn.execute(
-        "SELECT experiment_id, name, created_at FROM experiments ORDER BY created_at"
-    )]
+    return experiments_table.listed(log)
 
 
 def find_experiment(log: EventLog, ref: str) -> Experiment | None:
     """The stored experiment named ``ref`` (or with that id or id prefix), planned again; None if none."""
-    if not _has_table(log.conn):
-        return None
-    rows = log.conn.execute(
-        "SELECT experiment_id, config FROM experiments WHERE name = ? OR experiment_id = ?", (ref, ref)
-    ).fetchall()
-    if not rows and ref.startswith("x-"):
-        rows = log.conn.execute(
-            "SELECT experiment_id, config FROM experiments WHERE experiment_id LIKE ?", (ref + "%",)
-        ).fetchall()
+    rows = experiments_table.matching(log, ref)
     if len(rows) > 1:
         raise UnknownRun(f"{ref!r} matches several experiments", hint="give more of the id")
     if not rows:
@@ -347,12 +313,8 @@ def find_cell_run(log: EventLog, cell_run: CellRun) -> str | None:
     Raises:
         ConfigError: a run of that name exists but with another config.
     """
-    rows = log.conn.execute(
-        "SELECT run_id FROM runs WHERE name = ? AND parent_run_id IS NULL ORDER BY created_at, run_id",
-        (cell_run.name,),
-    ).fetchall()
     wanted = cell_run.config.model_dump(mode="json")
-    for (run_id,) in rows:
+    for run_id in experiments_table.root_runs_named(log, cell_run.name):
         state = log.state(run_id)
         try:
             have = RunConfig(**state.config).model_dump(mode="json")
@@ -379,7 +341,7 @@ Execute = Callable[[EventLog, str, CellRun, int, int], RunState]
 
 
 def _default_execute(log: EventLog, run_id: str, cell_run: CellRun, index: int, total: int) -> RunState:
-    from .runner import Runner
+    from ..graph.runner import Runner
 
     return Runner(log, run_id).run()
 
@@ -404,7 +366,7 @@ def run_experiment(
     Raises:
         whatever ``execute`` raises (a failed run stays resumable).
     """
-    from .api import create_run, preflight
+    from ..graph.api import create_run, preflight
 
     execute = execute or _default_execute
     checked: set[tuple[Any, ...]] = set()

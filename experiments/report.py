@@ -23,9 +23,10 @@ from ..errors import TPromptError
 from .._text import printable
 from ..evaluator import METRIC_NAMES, HIGHER_IS_BETTER, ObjectiveWeights, load_task, score_prompt
 from ..stores import EventLog
+from ..stores.transcripts import TranscriptStore
 from ..stores.projection import RunState
-from .config import RunConfig
-from .experiment import ARM_LABELS, Experiment, cell_states
+from ..graph.config import RunConfig
+from .grid import ARM_LABELS, Experiment, cell_states
 
 #: Table columns: every metric of the evaluator, then the objective.
 COLUMNS: tuple[str, ...] = (*METRIC_NAMES, "objective")
@@ -405,12 +406,10 @@ class _CacheOnly:
         pass
 
     def __init__(self, log: EventLog) -> None:
-        from ..stores.transcripts import TranscriptStore
-
         self.store = TranscriptStore(log.conn)
 
     def _lookup(self, bodies: list[dict[str, Any]]) -> list[str]:
-        from ..agents.recorder import cache_key
+        from ..models.recorder import cache_key
 
         keys = [cache_key(b) for b in bodies]
         found = self.store.lookup(keys)
@@ -419,16 +418,16 @@ class _CacheOnly:
         return [found[k].response for k in keys]
 
     def chat(self, model, requests, **_: Any):
-        from ..agents.recorder import chat_request_body
-        from ..agents.types import ChatResult
+        from ..models.recorder import chat_request_body
+        from ..models.types import ChatResult
 
         texts = self._lookup([chat_request_body(model, r) for r in requests])
         return [ChatResult(text=t, call_id="", cache_hit=True, prompt_tokens=0, completion_tokens=0, latency_s=0.0)
                 for t in texts]
 
     def option_probs(self, model, requests, **_: Any):
-        from ..agents.recorder import options_request_body
-        from ..agents.types import OptionsResult
+        from ..models.recorder import options_request_body
+        from ..models.types import OptionsResult
 
         texts = self._lookup([options_request_body(model, r) for r in requests])
         return [OptionsResult(probs=tuple(json.loads(t)), call_id="", cache_hit=True, prompt_tokens=0, latency_s=0.0)
@@ -445,15 +444,11 @@ class _ModelStub:
 
 
 def _scorer_revision(log: EventLog, run_id: str, spec: str) -> str | None:
-    row = log.conn.execute(
-        "SELECT b.body FROM transcripts t JOIN bodies b ON b.hash = t.request_hash"
-        " WHERE t.run_id = ? AND t.agent = 'scorer' AND t.model = ? LIMIT 1",
-        (run_id, spec),
-    ).fetchone()
-    if row is None:
+    body = TranscriptStore(log.conn).first_request_body(run_id, "scorer", spec)
+    if body is None:
         return None
     try:
-        return json.loads(row[0]).get("revision")
+        return json.loads(body).get("revision")
     except (ValueError, AttributeError):
         return None
 
