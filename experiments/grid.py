@@ -314,7 +314,8 @@ def find_cell_run(log: EventLog, cell_run: CellRun) -> str | None:
         ConfigError: a run of that name exists but with another config.
     """
     wanted = cell_run.config.model_dump(mode="json")
-    for run_id in experiments_table.root_runs_named(log, cell_run.name):
+    named = experiments_table.root_runs_named(log, cell_run.name)
+    for run_id in named:
         state = log.state(run_id)
         try:
             have = RunConfig(**state.config).model_dump(mode="json")
@@ -322,9 +323,9 @@ def find_cell_run(log: EventLog, cell_run: CellRun) -> str | None:
             continue
         if have == wanted:
             return run_id
-    if rows:
+    if named:
         raise ConfigError(
-            f"run {rows[0][0]} is named {cell_run.name!r} but has another config",
+            f"run {named[0]} is named {cell_run.name!r} but has another config",
             hint="rename the experiment, or use another --db",
         )
     return None
