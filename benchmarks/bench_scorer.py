@@ -105,7 +105,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from tprompt.models import ChatRequest, OptionsRequest, get_model
-    from tprompt.models.hf import cpu_threads
+    from tprompt.models.hf_threads import cpu_threads
 
     examples = load_examples(args.n + 4)
     warmup, examples = examples[:4], examples[4:]

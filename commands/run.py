@@ -328,14 +328,13 @@ def show(
 
 def spend_table(spend: list[tuple[str, str, int, int, int, float | None]]) -> Table:
     """Model calls paid (not from the cache) per agent and stage, with tokens and USD."""
+    from ..models.pricing import SPEND_COLUMNS, spend_rows
+
     table = Table(title="spend (calls answered by the model)", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("agent", "stage", "calls", "prompt tokens", "completion tokens", "USD"):
+    for col in SPEND_COLUMNS:
         table.add_column(col, justify="left" if col in ("agent", "stage") else "right")
-    for agent, stage, n, pt, ct, usd in spend:
-        table.add_row(agent, stage or "-", str(n), str(pt), str(ct), "-" if usd is None else f"{usd:.4f}")
-    priced = [row[5] for row in spend if row[5] is not None]
-    table.add_row("total", "", str(sum(r[2] for r in spend)), str(sum(r[3] for r in spend)),
-                  str(sum(r[4] for r in spend)), f"{sum(priced):.4f}" if priced else "-")
+    for row in spend_rows(spend):
+        table.add_row(*row)
     return table
 
 

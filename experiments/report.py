@@ -22,9 +22,10 @@ from typing import Any
 from ..errors import TPromptError
 from .._text import printable
 from ..evaluator import METRIC_NAMES, HIGHER_IS_BETTER, ObjectiveWeights, load_task, score_prompt
+from ..models.pricing import SPEND_COLUMNS, spend_rows
 from ..stores import EventLog
 from ..stores.transcripts import TranscriptStore
-from ..stores.projection import RunState
+from ..stores.projection import RunState, ScoredPrompt, prompt_objectives
 from ..graph.config import RunConfig
 from .grid import ARM_LABELS, Experiment, cell_states
 
@@ -136,6 +137,8 @@ class Report:
     ref_id: str | None = None
     complete: bool = True
     notes: list[str] = field(default_factory=list)
+    #: paid model calls of the report's runs: ``TranscriptStore.spend`` rows
+    spend: list[tuple[str, str, int, int, int, float | None]] = field(default_factory=list)
 
 
 # -- building --------------------------------------------------------------------------------
@@ -162,8 +165,15 @@ def build_report(log: EventLog, *, experiment: Experiment | None = None, run_id:
     if (experiment is None) == (run_id is None):
         raise ValueError("give exactly one of experiment and run_id")
     if run_id is not None:
-        return _run_report(log, log.resolve(run_id))
-    assert experiment is not None
+        report = _run_report(log, log.resolve(run_id))
+    else:
+        assert experiment is not None
+        report = _experiment_report(log, experiment)
+    report.spend = TranscriptStore(log.conn).spend([r.run_id for g in report.groups for r in g.runs])
+    return report
+
+
+def _experiment_report(log: EventLog, experiment: Experiment) -> Report:
     groups: dict[str, Group] = {}
     complete = True
     for cell in experiment.cells:
@@ -316,6 +326,13 @@ def render_markdown(report: Report, *, images: dict[int, list[tuple[str, str]]] 
             rows.append([group.title.split(" · budget")[0], ROLE_LABELS.get(r.arm, r.arm), str(r.seed), f"`{r.run_id}`",
                          r.status, str(r.train_calls), budget])
     out += [_md_table(["cell", "arm", "seed", "run", "status", "train scorer calls", "budget"], rows), ""]
+    out += ["## Spend", ""]
+    if not report.spend:
+        out += ["No call of these runs was answered by a model: every answer came from the cache.", ""]
+    else:
+        out += ["Calls answered by a model (cache hits cost nothing), per agent and stage; USD from the price "
+                "table or the run's `prices` (`-`: no price known for that model).", ""]
+        out += [_md_table(list(SPEND_COLUMNS), [list(r) for r in spend_rows(report.spend)]), ""]
     return printable("\n".join(out))  # prompts are model text: no control characters in the file
 
 
@@ -350,7 +367,9 @@ def report_json(report: Report) -> dict[str, Any]:
             }
         )
     return {"kind": report.kind, "name": report.name, "id": report.ref_id, "complete": report.complete,
-            "notes": report.notes, "groups": groups}
+            "notes": report.notes, "groups": groups,
+            "spend": [{"agent": a, "stage": st, "calls": n, "prompt_tokens": pt, "completion_tokens": ct, "usd": usd}
+                      for a, st, n, pt, ct, usd in report.spend]}
 
 
 # -- data for plots --------------------------------------------------------------------------
@@ -368,23 +387,17 @@ def score_curve(log: EventLog, run_id: str) -> list[CurvePoint]:
     """Best-so-far objective after each completed step, per stage, with the calls spent so far."""
     points: list[CurvePoint] = []
     calls = 0
-    deepest: dict[tuple[str, str], int] = {}
-    objective: dict[tuple[str, str], list[float]] = {}
+    scores: list[ScoredPrompt] = []
     for se in log.events(run_id):
         ev = se.event
         if se.type == "candidate.scored":
             calls += ev.scorer_calls
-            key = (ev.stage, ev.prompt_id)
-            if ev.rung > deepest.get(key, -1):
-                deepest[key] = ev.rung
-                objective[key] = []
-            if ev.rung == deepest[key]:
-                objective[key].append(ev.objective)
+            scores.append(ScoredPrompt(ev.prompt_id, ev.text, ev.stage, ev.step, ev.task, ev.n_examples, ev.metrics,
+                                       ev.objective, ev.rung, seq=se.seq))
         elif se.type == "step.completed":
-            best = max((statistics.fmean(v) for (stage, _), v in objective.items() if stage == ev.stage and v),
-                       default=None)
-            if best is not None:
-                points.append(CurvePoint(ev.stage, ev.step, best, calls))
+            ranked = prompt_objectives(s for s in scores if s.stage == ev.stage)
+            if ranked:
+                points.append(CurvePoint(ev.stage, ev.step, max(mean for mean, _ in ranked.values()), calls))
     return points
 
 

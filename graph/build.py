@@ -33,6 +33,8 @@ from langgraph.runtime import Runtime
 from ..stores.projection import RunState
 from .context import RunContext
 from .nodes import NODES, GraphState, Node
+from .topology import BRANCHES as _BRANCHES
+from .topology import EDGES as _EDGES
 
 Router = Callable[[GraphState, Runtime[RunContext]], str]
 
@@ -100,25 +102,6 @@ def make_routers(after_propose_chain: Sequence[str] = ()) -> dict[str, Router]:
 
     return {"resume_at": resume_at, "after_propose": after_propose, "after_evaluate": after_evaluate,
             "after_step": after_step}
-
-
-#: (router, the nodes it may choose), for each branching point; END is written "__end__".
-_BRANCHES: dict[str, tuple[str, tuple[str, ...]]] = {
-    START: ("resume_at", ("start_source", "transfer", "start_target", "propose", "review", "score", "evaluate",
-                          "close_step", "test", "finish", END)),
-    "propose": ("after_propose", ("review", "score", "close_step")),
-    "evaluate": ("after_evaluate", ("score", "close_step", "test", "finish")),
-    "close_step": ("after_step", ("propose", "transfer", "test")),
-}
-_EDGES: tuple[tuple[str, str], ...] = (
-    ("start_source", "score"),
-    ("start_target", "score"),
-    ("transfer", "score"),
-    ("review", END),
-    ("score", "evaluate"),
-    ("test", "evaluate"),
-    ("finish", END),
-)
 
 
 def build_graph(

@@ -191,7 +191,7 @@ def score(state: GraphState, runtime: Runtime[RunContext]) -> Update:
             stored, run = ctx.emit(run, _answer_job(runtime, stage, step, chunk[0], None, first))
             appended += stored
             continue
-        recorders = [Recorder(ctx.log, run_id=ctx.run_id) for _ in chunk]  # one connection per thread
+        recorders = [Recorder(ctx.log, run_id=ctx.run_id, prices=ctx.config.prices) for _ in chunk]  # one per thread
         try:
             with ThreadPoolExecutor(max_workers=len(chunk)) as pool:
                 futures = [

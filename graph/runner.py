@@ -85,11 +85,8 @@ class Runner:
         self.config = RunConfig(**self.state.config)
         proposer = get_model(self.config.proposer, base_url=self.config.base_url, concurrency=self.config.concurrency)
         scorer = get_model(self.config.scorer, base_url=self.config.base_url, concurrency=self.config.concurrency)
-        for backend in (proposer, scorer):
-            if backend.spec in self.config.prices:
-                backend.price = tuple(self.config.prices[backend.spec])  # type: ignore[assignment]
         self.context = RunContext(
-            log=log, run_id=self.run_id, config=self.config, recorder=Recorder(log, run_id=self.run_id),
+            log=log, run_id=self.run_id, config=self.config, recorder=Recorder(log, run_id=self.run_id, prices=self.config.prices),
             proposer=proposer, scorer=scorer, tasks=dict(tasks or {}), objective_fn=objective,
             pause_check=pause_check, max_cost=max_cost,
         )

@@ -43,12 +43,6 @@ class ChatBackend(abc.ABC):
     price: tuple[float, float] | None = None
     batched: bool = False
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
-        """USD of one call at :attr:`price` (None when unpriced)."""
-        from .pricing import call_cost
-
-        return call_cost(self.price, prompt_tokens, completion_tokens)
-
     @abc.abstractmethod
     def generate(self, requests: Sequence[ChatRequest]) -> list[tuple[str, int, int]]:
         """Answer every request: ``(text, prompt_tokens, completion_tokens)`` in order."""

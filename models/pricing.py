@@ -56,3 +56,22 @@ def override(spec: str, prices: Mapping[str, Sequence[float]], default: tuple[fl
     """The run's own price for ``spec`` if it gives one, else ``default``."""
     given = prices.get(spec)
     return (float(given[0]), float(given[1])) if given is not None else default
+
+
+#: Columns of :func:`spend_rows`.
+SPEND_COLUMNS = ("agent", "stage", "calls", "prompt tokens", "completion tokens", "USD")
+
+
+def spend_rows(spend: Sequence[tuple[str, str, int, int, int, float | None]]) -> list[tuple[str, ...]]:
+    """Paid calls per (agent, stage) as text rows, plus a total row; USD ``-`` where no call had a price.
+
+    ``spend`` is :meth:`TranscriptStore.spend`'s output. The CLI, the TUI and
+    reports show spend through this one rule.
+    """
+    rows = [(agent, stage or "-", str(n), str(pt), str(ct), "-" if usd is None else f"{usd:.4f}")
+            for agent, stage, n, pt, ct, usd in spend]
+    priced = [row[5] for row in spend if row[5] is not None]
+    rows.append(("total", "", str(sum(r[2] for r in spend)), str(sum(r[3] for r in spend)),
+                 str(sum(r[4] for r in spend)), f"{sum(priced):.4f}" if priced else "-"))
+    return rows
+

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
@@ -28,6 +28,7 @@ from ..errors import BackendError, ModelCallFailed
 from ..stores.log import EventLog
 from ..stores.transcripts import NewCall, TranscriptStore, body_hash, canonical_json
 from .backend import ChatBackend
+from .pricing import call_cost, override
 from .types import ChatRequest, ChatResult, OptionsRequest, OptionsResult, check_messages
 
 
@@ -78,6 +79,8 @@ class Recorder:
             an open ``sqlite_utils.Database``.
         run_id: the run every call belongs to unless a call says otherwise.
         retries: attempts after the first for retryable errors.
+        prices: USD per million (input, output) tokens by model spec, over the models' own
+            (a run's ``prices`` setting); decides each answered call's ``cost``.
         backoff_s: the first retry's wait; it doubles each time.
 
     Attributes:
@@ -92,7 +95,9 @@ class Recorder:
         run_id: str | None = None,
         retries: int = 4,
         backoff_s: float = 0.5,
+        prices: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
+        self.prices = dict(prices or {})
         if isinstance(db, EventLog):
             if db.path == ":memory:":
                 self.store = TranscriptStore(db.db)
@@ -119,6 +124,10 @@ class Recorder:
         self.close()
 
     # -- the two kinds of call -------------------------------------------------------
+
+    def cost(self, model: ChatBackend, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD of one answered call: the run's price for the model if it gives one, else the model's own."""
+        return call_cost(override(model.spec, self.prices, model.price), prompt_tokens, completion_tokens)
 
     def chat(
         self,
@@ -236,7 +245,7 @@ class Recorder:
                 hit = n > 0  # a duplicate of a request answered in this same call
                 rows.append(row(i, response=response, prompt_tokens=pt, completion_tokens=ct,
                                 latency_s=lookup_s if hit else latency, cache_hit=hit,
-                                cost=None if hit else model.cost(pt, ct)))
+                                cost=None if hit else self.cost(model, pt, ct)))
                 results[i] = (response, rows[-1].call_id, hit, pt, ct, rows[-1].latency_s)
             self.store.record(rows)
             if isinstance(outcome, BaseException):

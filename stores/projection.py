@@ -67,6 +67,25 @@ class ScoredPrompt:
         return replace(self, **(update or {}))
 
 
+def prompt_objectives(scores: Iterable[ScoredPrompt]) -> dict[str, tuple[float, ScoredPrompt]]:
+    """The rule for how good a prompt is: prompt id -> (objective, its last score row at that rung).
+
+    A prompt scored on several tasks (several source tasks) counts with the
+    mean objective over its tasks at its deepest racing rung. Every "best
+    prompt so far" in tprompt (the history the proposer sees, the TUI, the
+    reports) is the maximum of this, ties going to the earlier prompt.
+    """
+    by_prompt: dict[str, list[ScoredPrompt]] = {}
+    for s in scores:
+        by_prompt.setdefault(s.prompt_id, []).append(s)
+    out: dict[str, tuple[float, ScoredPrompt]] = {}
+    for pid, items in by_prompt.items():
+        deepest = max(i.rung for i in items)
+        at = [i for i in items if i.rung == deepest]
+        out[pid] = (sum(i.objective for i in at) / len(at), at[-1])
+    return out
+
+
 class TestResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -134,17 +153,8 @@ class RunState(BaseModel):
         A prompt scored on several tasks (several source tasks) counts with the
         mean objective over its tasks at its deepest rung.
         """
-        by_prompt: dict[str, list[ScoredPrompt]] = {}
-        for s in self.scores:
-            if s.stage == stage:
-                by_prompt.setdefault(s.prompt_id, []).append(s)
-        best: list[ScoredPrompt] = []
-        for items in by_prompt.values():
-            deepest = max(i.rung for i in items)
-            at = [i for i in items if i.rung == deepest]
-            mean = sum(i.objective for i in at) / len(at)
-            first = at[-1]
-            best.append(first.model_copy(update={"objective": mean}))
+        ranked = prompt_objectives(s for s in self.scores if s.stage == stage)
+        best = [row.model_copy(update={"objective": mean}) for mean, row in ranked.values()]
         best.sort(key=lambda s: (s.objective, -s.seq))
         return best
 
@@ -408,4 +418,4 @@ def apply(state: RunState, event: StoredEvent) -> RunState:
     return fold([event], state=state)
 
 
-__all__ = ("RunState", "ScoredPrompt", "TestResult", "answer_key", "apply", "fold")
+__all__ = ("RunState", "ScoredPrompt", "TestResult", "answer_key", "apply", "fold", "prompt_objectives")

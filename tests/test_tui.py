@@ -533,3 +533,24 @@ async def test_a_damaged_event_is_reported_not_fatal(db_path: Path) -> None:
         await pilot.press("escape")
         await open_run(pilot, app, good)
         assert table(app, "#events").row_count == 1
+
+
+async def test_graph_tab_highlights_the_node_of_the_selected_event(recorded: Path) -> None:
+    app = create_app(recorded, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await open_run(pilot, app, DEMO_RUN)
+        events = table(app, "#events")
+        with EventLog(recorded, readonly=True) as log:
+            seqs = {e.type: e.seq for e in reversed(list(log.events(DEMO_RUN)))}  # first of each type
+        for event_type, node in (("candidate.scored", "evaluate"), ("step.proposed", "start_source"),
+                                 ("candidate.answered", "score"), ("transfer.selected", "transfer")):
+            events.focus()
+            events.move_cursor(row=seqs[event_type] - 1)
+            await pilot.press("5")
+            await pilot.pause()
+            text = str(app.screen.query_one("#graph-view").render())
+            marked = [line for line in text.splitlines() if line.startswith("▶")]
+            assert len(marked) == 1 and marked[0].split()[1] == node, (event_type, marked)
+            assert f"seq {seqs[event_type]}" in marked[0]
+            assert any(line.split()[:1] == ["close_step"] and line.endswith("→ propose | transfer | test") for line in text.splitlines())

@@ -11,10 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.text import Text
+
 from ..errors import TPromptError
 from ..stores import EventLog, RunRow, RunState, StoredEvent, fold
 from ..stores.log import gc_paused
-from ..stores.projection import ScoredPrompt
+from ..stores.projection import ScoredPrompt, prompt_objectives
 
 #: Metric columns, in the order of the CLI's result table; others follow sorted.
 METRICS: tuple[str, ...] = ("accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n", "brier")
@@ -79,23 +81,15 @@ class RunSummary:
 def best_scored(state: RunState, stage: str) -> tuple[ScoredPrompt, float] | None:
     """``state.best(stage)`` as (score row, objective), without building the whole sorted history.
 
-    Same rule as :meth:`RunState.history`: a prompt counts with the mean
-    objective over its tasks at its deepest rung; ties go to the earlier seq.
-    The replay pane calls this on every cursor move, so it must stay cheap.
+    The rule is :func:`~tprompt.stores.projection.prompt_objectives` (ties go
+    to the earlier seq). The replay pane calls this on every cursor move, so it
+    must stay cheap.
     """
-    by_prompt: dict[str, list[ScoredPrompt]] = {}
-    for s in state.scores:
-        if s.stage == stage:
-            by_prompt.setdefault(s.prompt_id, []).append(s)
-    best: tuple[tuple[float, int], ScoredPrompt, float] | None = None
-    for items in by_prompt.values():
-        deepest = max(i.rung for i in items)
-        at = [i for i in items if i.rung == deepest]
-        mean = sum(i.objective for i in at) / len(at)
-        key = (mean, -at[-1].seq)
-        if best is None or key > best[0]:
-            best = (key, at[-1], mean)
-    return (best[1], best[2]) if best else None
+    ranked = prompt_objectives(s for s in state.scores if s.stage == stage)
+    if not ranked:
+        return None
+    mean, row = max(ranked.values(), key=lambda v: (v[0], -v[1].seq))
+    return row, mean
 
 
 def best_of(state: RunState) -> tuple[float | None, str | None]:
@@ -303,6 +297,43 @@ def describe(se: StoredEvent) -> str:
     return ""
 
 
+def graph_text(successors: dict[str, list[str]], active: str | None, label: str = "") -> Text:
+    """The state machine as a list of nodes and where each may lead, ``active`` highlighted."""
+    width = max(len(n) for n in successors)
+    text = Text()
+    for node, nexts in successors.items():
+        mark = "▶ " if node == active else "  "
+        style = "reverse bold" if node == active else ""
+        text.append(mark)
+        text.append(node.ljust(width), style=style)
+        text.append(" → " + " | ".join("END" if n == "__end__" else n for n in nexts))
+        if node == active and label:
+            text.append(f"   ◀ {label}", style="bold")
+        text.append("\n")
+    if active is not None and active not in successors:
+        text.append(f"▶ {active} (a node added to this run's graph)  ◀ {label}\n", style="bold")
+    return text
+
+
+def spend_text(spend: list[tuple[str, str, int, int, int, float | None]]) -> Text:
+    """The spend table of the Scores tab (one rule with ``tprompt show``: :func:`models.pricing.spend_rows`)."""
+    from ..models.pricing import SPEND_COLUMNS, spend_rows
+
+    text = Text("spend (calls answered by a model)\n", style="bold")
+    if not spend:
+        text.append("no call of this run was answered by a model (all from the cache, or none yet)\n")
+        return text
+    rows = [SPEND_COLUMNS, *spend_rows(spend)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(SPEND_COLUMNS))]
+    for n, row in enumerate(rows):
+        cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        text.append("  ".join(cells) + "\n", style="dim" if n == 0 else "")
+    priced = any(r[5] is not None for r in spend)
+    if not priced:
+        text.append("(no price known for these models: local, or not in the price table)\n", style="dim")
+    return text
+
+
 def payload_json(se: StoredEvent) -> str:
     """The event's envelope and payload as indented JSON (for the detail pane)."""
     data = {
@@ -372,11 +403,8 @@ def score_curve(state: RunState, stage: str) -> Curve:
     curve = Curve(stage=stage)
     running = float("-inf")
     for step in sorted(per_step):
-        values = []
-        for items in per_step[step].values():
-            deepest = max(i.rung for i in items)
-            at = [i.objective for i in items if i.rung == deepest]
-            values.append(sum(at) / len(at))
+        values = [mean for mean, _ in prompt_objectives(
+            s for rows in per_step[step].values() for s in rows).values()]
         running = max(running, max(values))
         curve.steps.append(step)
         curve.candidates.append(values)

@@ -27,11 +27,14 @@ from textual.widgets import (
 )
 
 from ...errors import TPromptError
+from ...graph.topology import node_of, successors
 from ..data import (
     RunFollower,
     best_prompts,
     describe,
     fmt,
+    graph_text,
+    spend_text,
     metric_names,
     one_line,
     payload_json,
@@ -72,6 +75,7 @@ class RunScreen(Screen[None]):
         Binding("2", "tab('tab-scores')", "Scores"),
         Binding("3", "tab('tab-candidates')", "Candidates"),
         Binding("4", "tab('tab-transcripts')", "Calls"),
+        Binding("5", "tab('tab-graph')", "Graph"),
         Binding("r", "resume", "Run/resume"),
         Binding("p", "pause", "Pause"),
         Binding("f", "fork", "Fork"),
@@ -108,6 +112,7 @@ class RunScreen(Screen[None]):
                 yield ScorePlot(id="plot")
                 yield Static(Text("best prompts per stage", style="bold"), classes="pane-title")
                 yield SortedTable(id="best")
+                yield Static(id="spend")
             with TabPane("Candidates", id="tab-candidates"):
                 yield SortedTable(id="candidates")
                 with VerticalScroll(id="candidate-box"):
@@ -120,6 +125,9 @@ class RunScreen(Screen[None]):
                 yield SortedTable(id="calls")
                 with VerticalScroll(id="call-box"):
                     yield Static(id="call-detail")
+            with TabPane("Graph", id="tab-graph"):
+                yield Static(id="graph-title", classes="pane-title")
+                yield Static(id="graph-view")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -162,6 +170,7 @@ class RunScreen(Screen[None]):
         if new_calls or initial:
             self._show_calls_filters()
             self._show_calls(new_calls if not initial else None)
+            self._show_spend()
         self._show_head()
 
     def _show_head(self) -> None:
@@ -233,6 +242,22 @@ class RunScreen(Screen[None]):
         text = payload_json(se)
         if area.text != text:
             area.load_text(text)
+        self._show_graph(se)
+
+    def _show_graph(self, se: Any) -> None:
+        """The state machine with the node that wrote the selected event (the latest, live) highlighted."""
+        assert self.follower is not None
+        transfer = bool(self.follower.state.config.get("transfer", True))
+        node = node_of(se, transfer=transfer)
+        latest = self.follower.events[-1].seq if self.follower.events else None
+        live = self.follower.state.status == "running" and se.seq == latest
+        title = f"{'Transfer-Prompting' if transfer else 'target-only (OPRO)'} graph: seq {se.seq} ({se.type})"
+        title += " was written by the highlighted node" if node else " is the driver's (resume, pause, failure)"
+        if live:
+            title += "; it is the latest event of this running run"
+        self.query_one("#graph-title", Static).update(Text(title, style="bold"))
+        self.query_one("#graph-view", Static).update(
+            graph_text(successors(transfer), node, f"seq {se.seq}" if node else ""))
 
     def _show_scores(self) -> None:
         assert self.follower is not None
@@ -249,6 +274,14 @@ class RunScreen(Screen[None]):
                 )
             )
         self.query_one("#best", SortedTable).set_rows(rows)
+
+    def _show_spend(self) -> None:
+        """Calls answered by a model, per agent and stage, with tokens and USD (as `tprompt show`)."""
+        assert self.transcripts is not None
+        app: Any = self.app
+        with app.store._lock:
+            spend = self.transcripts.store.spend([self.run_id])
+        self.query_one("#spend", Static).update(spend_text(spend))
 
     def _show_candidates(self) -> None:
         assert self.follower is not None
@@ -412,8 +445,9 @@ class RunScreen(Screen[None]):
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
         focus = {"tab-timeline": "#events", "tab-scores": "#best", "tab-candidates": "#candidates",
-                 "tab-transcripts": "#calls"}[tab]
-        self.query_one(focus, SortedTable).focus()
+                 "tab-transcripts": "#calls", "tab-graph": "#events"}[tab]
+        if tab != "tab-graph":
+            self.query_one(focus, SortedTable).focus()
 
     def action_resume(self) -> None:
         app: Any = self.app

@@ -1,0 +1,74 @@
+"""The state machine's shape without LangGraph: its edges, and which node wrote an event.
+
+:func:`tprompt.graph.build.build_graph` compiles these edges into LangGraph;
+front ends that only draw the graph (the TUI) read them here, so drawing does
+not import LangGraph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+START, END = "__start__", "__end__"
+
+#: branching point -> (router, the nodes it may choose)
+BRANCHES: dict[str, tuple[str, tuple[str, ...]]] = {
+    START: ("resume_at", ("start_source", "transfer", "start_target", "propose", "review", "score", "evaluate",
+                          "close_step", "test", "finish", END)),
+    "propose": ("after_propose", ("review", "score", "close_step")),
+    "evaluate": ("after_evaluate", ("score", "close_step", "test", "finish")),
+    "close_step": ("after_step", ("propose", "transfer", "test")),
+}
+#: fixed edges
+EDGES: tuple[tuple[str, str], ...] = (
+    ("start_source", "score"),
+    ("start_target", "score"),
+    ("transfer", "score"),
+    ("review", END),
+    ("score", "evaluate"),
+    ("test", "evaluate"),
+    ("finish", END),
+)
+#: the built-in nodes in the order the algorithm meets them
+ORDER: tuple[str, ...] = ("start_source", "start_target", "propose", "review", "score", "evaluate", "close_step",
+                          "transfer", "test", "finish")
+
+
+def successors(transfer: bool = True) -> dict[str, list[str]]:
+    """node -> the nodes it may lead to, for the Transfer-Prompting (or the target-only) graph."""
+    dropped = {"start_target"} if transfer else {"start_source", "transfer"}
+    out: dict[str, list[str]] = {}
+    for src, (_, choices) in BRANCHES.items():
+        if src != START:
+            out[src] = [c for c in choices if c not in dropped]
+    for src, dst in EDGES:
+        out[src] = [dst]
+    return {n: out[n] for n in ORDER if n not in dropped}
+
+
+def node_of(stored: Any, *, transfer: bool = True) -> str | None:
+    """The node that appends an event like ``stored`` (None for the driver's marks: resume, pause, failure)."""
+    ev, t = stored.event, stored.type
+    if t == "stage.started" or (t == "step.proposed" and ev.step == 0):
+        if ev.stage == "source":
+            return "start_source"
+        return "transfer" if transfer else "start_target"
+    table = {
+        "transfer.selected": "transfer",
+        "step.proposed": "propose",
+        "candidate.scored": "evaluate",
+        "prompt.tested": "evaluate",
+        "step.completed": "close_step",
+        "stage.completed": "close_step",
+        "run.completed": "finish",
+    }
+    if t == "step.revised":
+        return ev.by
+    if t == "candidate.answered":
+        return "test" if ev.split == "test" else "score"
+    if t == "run.paused" and ev.reason == "review":
+        return "review"
+    return table.get(t)
+
+
+__all__ = ("BRANCHES", "EDGES", "END", "ORDER", "START", "node_of", "successors")
