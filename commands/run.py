@@ -16,7 +16,7 @@ from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..stores import EventLog, RunState
 from ..stores.leases import run_lease
-from ..stores.control import mark_handled, pause_requested, request_pause
+from ..stores.control import request_pause
 from ..stores.transcripts import TranscriptStore
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
 from ._progress import RunProgress
@@ -46,8 +46,7 @@ def execute(
 
 
 def _execute(log: EventLog, run_id: str, *, json_: bool, on_pause: str, max_cost: float | None) -> RunState:
-    mark_handled(log, run_id)  # a stale pause request must not stop a fresh start
-    runner = Runner(log, run_id, pause_check=lambda: pause_requested(log.conn, run_id), max_cost=max_cost)
+    runner = Runner(log, run_id, max_cost=max_cost)  # it also honours `tprompt pause RUN`
     progress = RunProgress(enabled=err.is_terminal and not json_, plain=not json_)
     interrupts = 0
 
@@ -68,7 +67,6 @@ def _execute(log: EventLog, run_id: str, *, json_: bool, on_pause: str, max_cost
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
     if state.status == "paused":
-        mark_handled(log, run_id)
         if runner.pause_reason == "budget":
             err.print(f"run {run_id}: spend ${runner.spent():.4f} reached --max-cost ${max_cost:.4f}; "
                       f"continue with a higher budget: tprompt resume {run_id} --max-cost N")

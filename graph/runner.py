@@ -23,6 +23,7 @@ from ..errors import TPromptError, UsageError
 from ..evaluator import Task
 from ..stores import EventLog
 from ..stores.events import RunFailed, RunPaused, RunResumed, StoredEvent
+from ..stores.control import mark_handled, pause_requested
 from ..stores.leases import run_lease
 from ..stores.projection import RunState
 from .config import RunConfig
@@ -56,8 +57,9 @@ class Runner:
     Args:
         log: a writable event log.
         run_id: the run; its events so far decide where execution continues.
-        pause_check: called between pieces of work; True pauses the run
-            (e.g. ``tprompt pause`` from another terminal).
+        pause_check: called between pieces of work; True pauses the run. A
+            ``tprompt pause RUN`` from another process always does (the
+            request is read from the database, and cleared when honoured).
         max_cost: USD; once the run's paid calls reach it, the run pauses
             (reason ``budget``) and can be resumed with a higher budget.
         tasks: tasks given as Python objects, by the names the config uses.
@@ -88,7 +90,8 @@ class Runner:
         self.context = RunContext(
             log=log, run_id=self.run_id, config=self.config, recorder=Recorder(log, run_id=self.run_id, prices=self.config.prices),
             proposer=proposer, scorer=scorer, tasks=dict(tasks or {}), objective_fn=objective,
-            pause_check=pause_check, max_cost=max_cost,
+            pause_check=lambda: bool(pause_check and pause_check()) or pause_requested(log.conn, self.run_id),
+            max_cost=max_cost,
         )
         self.graph = graph
         for name in self.context.stage_tasks(self.state, "source") + self.context.stage_tasks(self.state, "target"):
@@ -150,7 +153,10 @@ class Runner:
         with run_lease(self.log, self.run_id):
             # Whoever held the run before may have appended since this runner folded it.
             self.state = self.log.state(self.run_id)
+            mark_handled(self.log, self.run_id)  # a stale pause request must not stop a fresh start
             yield from self._stream()
+            if self.state.status == "paused":
+                mark_handled(self.log, self.run_id)
 
     def _stream(self) -> Iterator[Update]:
         from .build import build_graph, recursion_limit

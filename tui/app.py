@@ -19,7 +19,7 @@ from textual.binding import Binding
 
 from ..errors import ReadOnlyDatabase, TPromptError
 from ..stores import EventLog
-from ..stores.control import mark_handled, pause_requested, request_pause
+from ..stores.control import request_pause
 
 
 #: Longest a quit waits for the runs started here to reach a safe point (seconds).
@@ -184,13 +184,9 @@ class TPromptApp(App[None]):
             with EventLog(self.db_path) as writer:
                 if self._quitting.is_set():
                     return  # the app quit before this run started: nothing is written
-                mark_handled(writer, run_id)  # a stale pause request must not stop a fresh start
-                runner = Runner(
-                    writer,
-                    run_id,
-                    # Quitting pauses the run even if it came while the runner was being built.
-                    pause_check=lambda: self._quitting.is_set() or pause_requested(writer.conn, run_id),
-                )
+                # The runner also honours `tprompt pause RUN`; quitting pauses the run even if
+                # it came while the runner was being built.
+                runner = Runner(writer, run_id, pause_check=self._quitting.is_set)
                 with self._runners_lock:
                     self.runners[run_id] = runner
                 try:
@@ -199,8 +195,6 @@ class TPromptApp(App[None]):
                     with self._runners_lock:
                         self.runners.pop(run_id, None)
                     self.progress.pop(run_id, None)
-                if state.status == "paused":
-                    mark_handled(writer, run_id)
             self.call_from_thread(self.notify, f"run {run_id} {state.status}", markup=False)
         except TPromptError as exc:
             self.call_from_thread(self.notify, f"run {run_id}: {exc}", severity="error", markup=False)
