@@ -9,8 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import UsageError
-from ..stores.events import PromptCandidate, StepRevised, prompt_id_of
-from ..stores.leases import run_lease
+from ..stores.events import PromptCandidate
 from ._common import JSON_OPTION, err, open_log, out, print_json
 from .run import execute, report
 
@@ -31,7 +30,7 @@ def graph(
 def review(
     ctx: typer.Context,
     run: str = typer.Argument(..., help="Run id (or a unique prefix) paused for review."),
-    accept: bool = typer.Option(False, "--accept", help="Score the candidates as they are (after --drop/--edit)."),
+    accept: bool = typer.Option(False, "--accept", help="Score the candidates as they are (after --drop/--edit/--add)."),
     drop: Optional[list[int]] = typer.Option(None, "--drop", metavar="N", help="Drop candidate N (repeat for several)."),
     edit: Optional[list[str]] = typer.Option(None, "--edit", metavar="N=TEXT", help="Replace candidate N's text."),
     add: Optional[list[str]] = typer.Option(None, "--add", metavar="TEXT", help="Add a candidate of your own."),
@@ -44,31 +43,37 @@ def review(
 
     Example: tprompt review r-1a2b3c --drop 2 --edit "1=Think step by step, then answer." --accept --resume
     """
+    from ..graph.review import record_review, revise, waiting_candidates
+
     with open_log(ctx, readonly=False) as log:
         run_id = log.resolve(run)
         state = log.state(run_id)
-        if not state.awaiting_review():
-            raise UsageError(
-                f"run {run_id} is not waiting for a review (status {state.status})",
-                hint="start a run with --review; it pauses before each proposed step is scored",
-            )
-        cands = list(state.pending)
-        deciding = accept or drop or edit or add
-        if not deciding:
+        cands = waiting_candidates(state)
+        if not (accept or drop or edit or add):
             _show(run_id, state.stage or "", state.in_flight or 0, cands, json_)
             return
-        kept = _revise(cands, drop or [], edit or [], add or [])
-        with run_lease(log, run_id):
-            log.append(run_id, [StepRevised(stage=state.stage, step=state.in_flight, by="review",  # type: ignore[arg-type]
-                                            candidates=kept)], expected_seq=state.last_seq + 1)
+        if not accept:
+            raise UsageError("--drop, --edit and --add take effect with --accept", hint="add --accept")
+        kept = revise(cands, drop=drop or [], edit=_edits(edit or [], len(cands)), add=add or [])
+        record_review(log, run_id, kept)
         if not json_:
-            err.print(f"review of {run_id} step {state.in_flight} recorded: {len(kept)} candidate(s) kept")
+            err.print(f"review of {run_id} step {state.in_flight} recorded: {len(kept)} candidate(s) to score")
         if resume:
             report(execute(log, run_id, json_=json_), json_=json_)
         elif json_:
             print_json({"run_id": run_id, "step": state.in_flight, "candidates": [c.model_dump() for c in kept]})
         else:
             err.print(f"next: tprompt resume {run_id}")
+
+
+def _edits(items: list[str], n: int) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isdigit():
+            raise UsageError(f"bad --edit {item!r}", hint=f"use N=TEXT with N from 1 to {n}")
+        out[int(key)] = text
+    return out
 
 
 def _show(run_id: str, stage: str, step: int, cands: list[PromptCandidate], json_: bool) -> None:
@@ -82,30 +87,6 @@ def _show(run_id: str, stage: str, step: int, cands: list[PromptCandidate], json
         table.add_row(str(i), c.prompt_id, Text(c.text))
     out.print(table)
     err.print(f"decide with: tprompt review {run_id} [--drop N] [--edit N=TEXT] [--add TEXT] --accept [--resume]")
-
-
-def _revise(cands: list[PromptCandidate], drop: list[int], edit: list[str], add: list[str]) -> list[PromptCandidate]:
-    """The candidates after the person's decisions; UsageError naming the first bad one."""
-    n = len(cands)
-    texts = {i: c for i, c in enumerate(cands, 1)}
-    for item in edit:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip().isdigit() or not 1 <= int(key) <= n:
-            raise UsageError(f"bad --edit {item!r}", hint=f"use N=TEXT with N from 1 to {n}")
-        if not text.strip():
-            raise UsageError(f"--edit {item!r} gives an empty prompt", hint="use --drop N to drop a candidate")
-        texts[int(key)] = PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="edited")
-    for i in drop:
-        if not 1 <= i <= n:
-            raise UsageError(f"--drop {i}: there are candidates 1 to {n}")
-        texts.pop(i, None)
-    kept = [texts[i] for i in sorted(texts)]
-    for text in add:
-        if not text.strip():
-            raise UsageError("--add gives an empty prompt")
-        kept.append(PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="edited"))
-    seen: set[str] = set()
-    return [c for c in kept if not (c.prompt_id in seen or seen.add(c.prompt_id))]
 
 
 def rescore(

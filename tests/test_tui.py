@@ -554,3 +554,43 @@ async def test_graph_tab_highlights_the_node_of_the_selected_event(recorded: Pat
             assert len(marked) == 1 and marked[0].split()[1] == node, (event_type, marked)
             assert f"seq {seqs[event_type]}" in marked[0]
             assert any(line.split()[:1] == ["close_step"] and line.endswith("→ propose | transfer | test") for line in text.splitlines())
+
+
+async def test_review_dialog_records_the_decision_and_resumes(tmp_path: Path) -> None:
+    from test_graph import SMALL
+
+    from tprompt.graph import Runner, create_run, make_config
+
+    db = tmp_path / "t.db"
+    with EventLog(db) as log:
+        run_id = create_run(log, make_config({**SMALL, "steps": 1, "top_k": 1, "review": True}))
+        state = Runner(log, run_id).run()
+    assert state.status == "paused" and state.awaiting_review()
+    texts = [c.text for c in state.pending]
+    app = create_app(db, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await open_run(pilot, app, run_id)
+        assert "press v" in screen_text(app)
+        await pilot.press("v")
+        await pilot.pause()
+        dialog = app.screen
+        dialog.query_one("#review-keep-1", Checkbox).value = False
+        dialog.query_one("#review-text-2", Input).value = "Edited: answer with the letter."
+        dialog.query_one("#review-add", Input).value = "Added: think, then answer."
+        await pilot.click("#review-ok")
+
+        def reviewed_and_paused_again() -> bool:
+            with EventLog(db, readonly=True) as ro:
+                s = ro.state(run_id)
+            return s.stage == "target" and s.status == "paused" and not app.is_running_here(run_id)
+
+        await wait_for(pilot, reviewed_and_paused_again)
+    with EventLog(db, readonly=True) as log:
+        (revised,) = [e.event for e in log.events(run_id) if e.type == "step.revised"]
+        scored = {e.event.text for e in log.events(run_id) if e.type == "candidate.scored"
+                  and e.event.stage == "source" and e.event.step == 1}
+    kept = [c.text for c in revised.candidates]
+    assert len(texts) >= 2
+    assert kept == ["Edited: answer with the letter.", *texts[2:], "Added: think, then answer."]
+    assert scored == set(kept)

@@ -222,6 +222,24 @@ class TPromptApp(App[None]):
         self.execute_run(run_id)
 
     @work(thread=True, group="runs")
+    def review(self, run_id: str, decision: Any) -> None:
+        """Worker: record a review (a ReviewDecision) of the step ``run_id`` waits on; resume it if asked."""
+        from ..graph.review import record_review, revise, waiting_candidates
+
+        try:
+            with EventLog(self.db_path) as writer:
+                kept = revise(waiting_candidates(writer.state(run_id)), drop=decision.drop, edit=decision.edit,
+                              add=decision.add)
+                record_review(writer, run_id, kept)
+        except TPromptError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", markup=False)
+            return
+        self.call_from_thread(self.notify, f"review of {run_id} recorded: {len(kept)} candidate(s) to score",
+                              markup=False)
+        if decision.resume:
+            self.call_from_thread(self.execute_run, run_id)
+
+    @work(thread=True, group="runs")
     def fork(
         self,
         run_id: str,

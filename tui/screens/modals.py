@@ -1,4 +1,4 @@
-"""Modal screens: the new-run form, the fork dialog, the prompt diff."""
+"""Modal screens: the new-run form, the fork dialog, the review of a step's candidates, the prompt diff."""
 
 from __future__ import annotations
 
@@ -126,6 +126,68 @@ class ForkScreen(_FormModal[ForkRequest | None]):
         else:
             self.dismiss(ForkRequest(at_seq=None, from_prompt_id=str(point), target_task=target, start=start))
 
+
+@dataclass(frozen=True, slots=True)
+class ReviewDecision:
+    """What the review dialog returns: per candidate (1-based) kept or not and its (edited) text, plus additions."""
+
+    drop: tuple[int, ...]
+    edit: dict[int, str]
+    add: tuple[str, ...]
+    resume: bool
+
+
+class ReviewScreen(_FormModal[ReviewDecision | None]):
+    """Accept, edit or drop the candidates a run paused on before scoring (``run --review``)."""
+
+    OK_BUTTON = "review-ok"
+
+    def __init__(self, *, run_id: str, stage: str, step: int, candidates: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.title_text = f"Review {run_id}: {stage} step {step}"
+        self.candidates = candidates  # (prompt id, text)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="review-dialog", classes="dialog"):
+            yield Static(Text(self.title_text, style="bold"))
+            yield Static(Text("Untick to drop a candidate; edit its text to change it. The decision is recorded "
+                              "as a step.revised event.", style="dim"))
+            with VerticalScroll(id="review-fields"):
+                for i, (pid, text) in enumerate(self.candidates, 1):
+                    yield Checkbox(Text(f"{i}. keep {pid}"), value=True, id=f"review-keep-{i}")
+                    yield Input(value=text, id=f"review-text-{i}")
+                yield Label("add a candidate of your own (optional)")
+                yield Input(placeholder="a prompt", id="review-add")
+            yield Checkbox("resume the run now", value=True, id="review-resume")
+            yield Static(id="review-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Accept", variant="primary", id="review-ok")
+                yield Button("Cancel", id="review-cancel")
+
+    def on_mount(self) -> None:
+        app: Any = self.app
+        app.no_blink(self)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        pass  # Enter in a text field must not accept the whole review
+
+    def _submit(self) -> None:
+        drop, edit = [], {}
+        for i, (_, text) in enumerate(self.candidates, 1):
+            if not self.query_one(f"#review-keep-{i}", Checkbox).value:
+                drop.append(i)
+                continue
+            new = self.query_one(f"#review-text-{i}", Input).value
+            if new != text:
+                edit[i] = new
+        added = self.query_one("#review-add", Input).value
+        if any(not t.strip() for t in edit.values()):
+            self.query_one("#review-error", Static).update(Text("an edited prompt is empty: untick it to drop it",
+                                                                style="red"))
+            return
+        self.dismiss(ReviewDecision(tuple(drop), edit, (added,) if added.strip() else (),
+                                    self.query_one("#review-resume", Checkbox).value))
 
 
 #: (config key, label) of the new-run form's text fields, in order.

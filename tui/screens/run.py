@@ -79,6 +79,7 @@ class RunScreen(Screen[None]):
         Binding("r", "resume", "Run/resume"),
         Binding("p", "pause", "Pause"),
         Binding("f", "fork", "Fork"),
+        Binding("v", "review", "Review", show=False),
         Binding("m", "mark", "Mark"),
         Binding("d", "diff", "Diff"),
     ]
@@ -191,6 +192,9 @@ class RunScreen(Screen[None]):
         if s.parent_run_id:
             head.append(f"  fork of {s.parent_run_id}@{s.parent_seq}", style="magenta")
         line = app.progress.get(self.run_id)
+        if s.awaiting_review():
+            head.append(f"\npaused for a review of {s.stage} step {s.in_flight}'s candidates: press v",
+                        style="bold yellow")
         if self.error:
             head.append("\n")
             head.append(self.error, style="bold red")
@@ -493,6 +497,27 @@ class RunScreen(Screen[None]):
             self.notify("press m on one prompt, then d on another", severity="warning")
             return
         self.app.push_screen(DiffScreen(self.marked, picked))
+
+    def action_review(self) -> None:
+        """Open the review of the candidates this run paused on (``run --review``)."""
+        from .modals import ReviewDecision, ReviewScreen
+
+        assert self.follower is not None
+        state = self.follower.state
+        if not state.awaiting_review():
+            self.notify("this run is not waiting for a review (start a run with --review)", markup=False)
+            return
+
+        def chosen(decision: ReviewDecision | None) -> None:
+            if decision is not None:
+                app: Any = self.app
+                app.review(self.run_id, decision)
+
+        self.app.push_screen(
+            ReviewScreen(run_id=self.run_id, stage=state.stage or "", step=state.in_flight or 0,
+                         candidates=[(c.prompt_id, c.text) for c in state.pending]),
+            chosen,
+        )
 
     def action_fork(self) -> None:
         from .modals import ForkRequest, ForkScreen

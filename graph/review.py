@@ -1,0 +1,69 @@
+"""A person in the loop: the candidates of a step a run paused on (``--review``), accepted, edited or dropped.
+
+The decision is a ``step.revised`` event (``by="review"``); the run then
+scores exactly the candidates kept. The CLI (``tprompt review``) and the TUI
+(``v`` on a run paused for review) both go through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ..errors import UsageError
+from ..stores import EventLog
+from ..stores.events import PromptCandidate, StepRevised, prompt_id_of
+from ..stores.leases import run_lease
+from ..stores.projection import RunState
+
+
+def waiting_candidates(state: RunState) -> list[PromptCandidate]:
+    """The candidates ``state``'s run waits to have reviewed; UsageError if it waits for no review."""
+    if not state.awaiting_review():
+        raise UsageError(
+            f"run {state.run_id} is not waiting for a review (status {state.status})",
+            hint="start a run with --review; it pauses before each proposed step is scored",
+        )
+    return list(state.pending)
+
+
+def revise(
+    candidates: Sequence[PromptCandidate],
+    *,
+    drop: Sequence[int] = (),
+    edit: Mapping[int, str] | None = None,
+    add: Sequence[str] = (),
+) -> list[PromptCandidate]:
+    """The candidates after a person's decisions (1-based numbers); UsageError naming the first bad one."""
+    n = len(candidates)
+    kept = {i: c for i, c in enumerate(candidates, 1)}
+    for i, text in (edit or {}).items():
+        if not 1 <= i <= n:
+            raise UsageError(f"there is no candidate {i} to edit", hint=f"candidates are numbered 1 to {n}")
+        if not text.strip():
+            raise UsageError(f"the edit of candidate {i} is empty", hint="drop the candidate instead")
+        if text != kept[i].text:
+            kept[i] = PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="edited")
+    for i in drop:
+        if not 1 <= i <= n:
+            raise UsageError(f"there is no candidate {i} to drop", hint=f"candidates are numbered 1 to {n}")
+        kept.pop(i, None)
+    out = [kept[i] for i in sorted(kept)]
+    for text in add:
+        if not text.strip():
+            raise UsageError("an added candidate is empty")
+        out.append(PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="edited"))
+    seen: set[str] = set()
+    return [c for c in out if not (c.prompt_id in seen or seen.add(c.prompt_id))]  # type: ignore[func-returns-value]
+
+
+def record_review(log: EventLog, run_id: str, candidates: Sequence[PromptCandidate]) -> RunState:
+    """Append the review of the step ``run_id`` waits on (under its lease); the run's new state."""
+    with run_lease(log, run_id):
+        state = log.state(run_id)
+        waiting_candidates(state)
+        log.append(run_id, [StepRevised(stage=state.stage, step=state.in_flight, by="review",  # type: ignore[arg-type]
+                                        candidates=list(candidates))], expected_seq=state.last_seq + 1)
+        return log.state(run_id)
+
+
+__all__ = ("record_review", "revise", "waiting_candidates")
