@@ -455,6 +455,9 @@ class RunScreen(Screen[None]):
 
     def action_resume(self) -> None:
         app: Any = self.app
+        if self.follower is not None and self.follower.state.awaiting_review():
+            self.notify("this run waits for a review of its candidates: press v", markup=False)
+            return
         app.resume_run(self.run_id)
 
     def action_pause(self) -> None:
