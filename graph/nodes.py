@@ -83,24 +83,23 @@ def _progress(runtime: Runtime[RunContext], label: str) -> Callable[[int, int], 
 # -- stages ----------------------------------------------------------------------------------
 
 
-def start_source(state: GraphState, runtime: Runtime[RunContext]) -> Update:
-    """Open the source stage; step 0 scores the original prompt on the source tasks."""
+def _open_stage(state: GraphState, runtime: Runtime[RunContext], stage: Stage) -> Update:
     ctx, run = runtime.context, state["run"]
     return emit(
         state, runtime,
-        StageStarted(stage="source", tasks=ctx.stage_tasks(run, "source")),
-        StepProposed(stage="source", step=0, candidates=[ctx.original(run)]),
+        StageStarted(stage=stage, tasks=ctx.stage_tasks(run, stage)),
+        StepProposed(stage=stage, step=0, candidates=[ctx.original(run)]),
     )
+
+
+def start_source(state: GraphState, runtime: Runtime[RunContext]) -> Update:
+    """Open the source stage; step 0 scores the original prompt on the source tasks."""
+    return _open_stage(state, runtime, "source")
 
 
 def start_target(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     """Open the target stage without transfer (the OPRO baseline): step 0 is the original prompt."""
-    ctx, run = runtime.context, state["run"]
-    return emit(
-        state, runtime,
-        StageStarted(stage="target", tasks=ctx.stage_tasks(run, "target")),
-        StepProposed(stage="target", step=0, candidates=[ctx.original(run)]),
-    )
+    return _open_stage(state, runtime, "target")
 
 
 def transfer(state: GraphState, runtime: Runtime[RunContext]) -> Update:
