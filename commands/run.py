@@ -15,14 +15,15 @@ from rich.text import Text
 from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..stores import EventLog, RunState
+from ..stores.events import METRIC_NAMES, ROLES
 from ..stores.leases import run_lease
 from ..stores.control import request_pause
 from ..stores.transcripts import TranscriptStore
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
 from ._progress import RunProgress
 
-METRICS = ("accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n", "brier")
-ROLE_LABELS = {"original": "original", "best_source": "best source", "best_target": "best target"}
+METRICS = METRIC_NAMES
+ROLE_LABELS = {role: role.replace("_", " ") for role in ROLES}
 
 
 def execute(

@@ -22,8 +22,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..stores.events import METRIC_NAMES  # noqa: F401  (the metric names are the event schema's)
+
 #: Metric keys of an evaluation, in display order.
-METRIC_NAMES: tuple[str, ...] = ("accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n", "brier")
 
 #: Whether a larger value of the metric is better.
 HIGHER_IS_BETTER: dict[str, bool] = {

@@ -15,6 +15,7 @@ import numpy as np
 from ..evaluator import pareto_front
 from ..evaluator.metrics import calibration_bins, ece
 from ..stores import EventLog
+from ..stores.events import ROLES
 
 if TYPE_CHECKING:
     from .report import Group
@@ -108,7 +109,7 @@ def _curves(log: EventLog, group: Group, path: Path) -> bool:
 
 
 def _role_of(arm: str) -> str:
-    return arm if arm in ("original", "best_source", "best_target") else "best_target"
+    return arm if arm in ROLES else "best_target"
 
 
 def _reliability(log: EventLog, group: Group, path: Path) -> bool:

@@ -25,6 +25,7 @@ from ..evaluator import METRIC_NAMES, HIGHER_IS_BETTER, ObjectiveWeights, load_t
 from ..models.pricing import SPEND_COLUMNS, spend_rows
 from ..stores import EventLog
 from ..stores.transcripts import TranscriptStore
+from ..stores.events import tested_roles
 from ..stores.projection import RunState, ScoredPrompt, prompt_objectives
 from ..graph.config import RunConfig
 from .grid import ARM_LABELS, Experiment, cell_states
@@ -215,7 +216,7 @@ def _run_report(log: EventLog, run_id: str) -> Report:
     target = state.target_task or config.get("target_task", "?")
     model = config.get("scorer", "?")
     title = f"{model} · {' + '.join(sources) or '(no source stage)'} → {target}"
-    roles = ["original", "best_source", "best_target"] if config.get("transfer", True) else ["original", "best_target"]
+    roles = tested_roles(config.get("transfer", True))
     group = Group(title, model, sources, target, config.get("scorer_budget"), roles)
     for role in roles:
         sample = _sample(role, seed, state, role)

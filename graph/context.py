@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ..models import ChatBackend, Recorder
 from ..evaluator import Example, ObjectiveWeights, Task, load_task, objective, resolve_mode
 from ..stores import EventLog
-from ..stores.events import Event, PromptCandidate, Stage, StoredEvent, prompt_id_of
+from ..stores.events import Event, PromptCandidate, Stage, StoredEvent, prompt_id_of, tested_roles
 from ..stores.projection import RunState, ScoredPrompt, fold
 from .config import RunConfig
 
@@ -143,7 +143,7 @@ class RunContext:
         return PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="original")
 
     def test_roles(self) -> list[str]:
-        return ["original", "best_source", "best_target"] if self.config.transfer else ["original", "best_target"]
+        return tested_roles(self.config.transfer)
 
     def prompt_for_role(self, state: RunState, role: str) -> PromptCandidate:
         if role == "original":

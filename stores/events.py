@@ -20,6 +20,16 @@ Stage = Literal["source", "target"]
 Role = Literal["original", "best_source", "best_target"]
 Metrics = dict[str, float | None]
 
+#: The evaluator's metrics, in the order tables show them (the paper's IFR, accuracy, ECE, AUROC, AUPRC, plus Brier).
+METRIC_NAMES: tuple[str, ...] = ("accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n", "brier")
+#: The prompts a finished run tests on the target's held-out split, in order.
+ROLES: tuple[str, ...] = ("original", "best_source", "best_target")
+
+
+def tested_roles(transfer: bool) -> list[str]:
+    """The roles a run tests: all three with transfer, no best source prompt without (the OPRO baseline)."""
+    return list(ROLES) if transfer else ["original", "best_target"]
+
 
 def prompt_id_of(text: str) -> str:
     """Content address of a prompt: the same text always has the same id."""
@@ -260,6 +270,9 @@ class StoredEvent(BaseModel):
 
 
 __all__ = (
+    "METRIC_NAMES",
+    "ROLES",
+    "tested_roles",
     "Answer",
     "AnyEvent",
     "CandidateAnswered",

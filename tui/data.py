@@ -15,11 +15,12 @@ from rich.text import Text
 
 from ..errors import TPromptError
 from ..stores import EventLog, RunRow, RunState, StoredEvent, fold
+from ..stores.events import METRIC_NAMES
 from ..stores.log import gc_paused
 from ..stores.projection import ScoredPrompt, prompt_objectives
 
 #: Metric columns, in the order of the CLI's result table; others follow sorted.
-METRICS: tuple[str, ...] = ("accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n", "brier")
+METRICS: tuple[str, ...] = METRIC_NAMES
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
