@@ -18,6 +18,7 @@ from ..evaluator import Example, ObjectiveWeights, Task, load_task, objective, r
 from ..stores import EventLog
 from ..stores.events import Event, PromptCandidate, Stage, StoredEvent, prompt_id_of, tested_roles
 from ..stores.projection import RunState, ScoredPrompt, fold
+from ..stores.summary import summarize
 from .config import RunConfig
 
 #: Model specs whose calls go over the network: a step's candidates are scored concurrently there.
@@ -69,8 +70,15 @@ class RunContext:
         """Append ``events`` atomically after ``state``'s last event; the stored events and the new state."""
         expected = state.last_seq + 1
         ids = [f"{self.run_id}:{expected + i}:{ev.type}" for i, ev in enumerate(events)]
-        stored = self.log.append(self.run_id, list(events), expected_seq=expected, event_ids=ids)
-        return stored, fold(stored, state=state)  # one state copy per append, not per event
+        after: list[RunState] = []
+
+        def summary(stored: list[StoredEvent]) -> tuple[int, str]:
+            # The run's row in `tprompt runs`, written with the events it describes.
+            after.append(fold(stored, state=state))  # one state copy per append, not per event
+            return after[0].last_seq, summarize(after[0], "").to_json()
+
+        stored = self.log.append(self.run_id, list(events), expected_seq=expected, event_ids=ids, summary=summary)
+        return stored, after[0] if after else state
 
     # -- tasks and examples ------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from ..errors import BackendError, ModelUnavailable
 from .backend import ChatBackend
 from .types import ChatRequest, Message, OptionsRequest
+from .hf_decode import DECODE_BATCH, DECODE_PREFILL_TOKENS, decode
 from .hf_llama import FUSED_PACK_TOKENS, _FusedLlama
 from .hf_packing import (
     MIN_SHARED_PREFIX,
@@ -321,77 +322,10 @@ class TransformersBackend(ChatBackend):
         with self._lock, self._torch.inference_mode():
             for group_rows in _by_group(rows):
                 prefix_len, prefix_kv = self._prefix(group_rows)
-                # Decoding keeps a cache per row, so batches stay modest.
-                for batch in _batches(group_rows, prefix_len, max_batch=8):
-                    for row, (text, n) in zip(batch, self._decode(batch, [requests[r.index] for r in batch], prefix_len, prefix_kv)):
+                for batch in _batches(group_rows, prefix_len, max_batch=DECODE_BATCH, budget=DECODE_PREFILL_TOKENS):
+                    for row, (text, n) in zip(batch, decode(self, batch, [requests[r.index] for r in batch], prefix_len, prefix_kv)):
                         results[row.index] = (text, len(row.ids), n)
         return [r for r in results if r is not None]
-
-    def _decode(
-        self, batch: list[_Row], reqs: list[ChatRequest], prefix_len: int, prefix_kv
-    ) -> list[tuple[str, int]]:
-        torch = self._torch
-        logits, cache, mask, last_pos = self._forward(batch, prefix_len, prefix_kv, 1)
-        n = len(batch)
-        generators = []
-        for req in reqs:
-            gen = torch.Generator()
-            gen.manual_seed(_sample_seed(req))
-            generators.append(gen)
-        produced: list[list[int]] = [[] for _ in range(n)]
-        texts: list[str | None] = [None] * n
-        limit = max(r.max_tokens for r in reqs)
-        # One token per row per step: too little work to split across cores.
-        with _threads_for(n):
-            texts = self._decode_steps(logits, cache, mask, last_pos, reqs, generators, produced, texts, limit)
-        for b in range(n):
-            if texts[b] is None:
-                texts[b] = self._finish(produced[b], reqs[b].stop)
-        return [(texts[b] or "", len(produced[b])) for b in range(n)]
-
-    def _decode_steps(self, logits, cache, mask, last_pos, reqs, generators, produced, texts, limit):
-        torch = self._torch
-        active = list(range(len(reqs)))  # batch positions still decoding, in cache order
-        for _ in range(limit):
-            step_logits = logits[:, -1, :].float()
-            next_ids = []
-            still = []
-            for k, b in enumerate(active):
-                token = _pick(step_logits[k], reqs[b], generators[b], torch)
-                req = reqs[b]
-                if token in self.eos_ids:
-                    texts[b] = self._finish(produced[b], req.stop)
-                    continue
-                produced[b].append(token)
-                text = self.tokenizer.decode(produced[b], skip_special_tokens=True)
-                if any(s and s in text for s in req.stop) or len(produced[b]) >= req.max_tokens:
-                    texts[b] = self._finish(produced[b], req.stop)
-                    continue
-                still.append(k)
-                next_ids.append(token)
-            if not still:
-                break
-            if len(still) < len(active):
-                keep_idx = torch.tensor(still)
-                cache.batch_select_indices(keep_idx)
-                mask = mask[keep_idx]
-                last_pos = last_pos[keep_idx]
-                active = [active[k] for k in still]
-            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype)], dim=1)
-            last_pos = last_pos + 1
-            out = self.model(
-                input_ids=torch.tensor(next_ids).unsqueeze(1),
-                attention_mask=mask,
-                position_ids=last_pos.unsqueeze(1),
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            self.stats.count_pass(self._torch.get_num_threads())
-            self.stats.tokens += len(active)
-            self.stats.padded_tokens += len(active)
-            logits, cache = out.logits, out.cache
-        return texts
 
     def _finish(self, tokens: list[int], stop: tuple[str, ...]) -> str:
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
@@ -497,21 +431,3 @@ def _revision_of(source: str | os.PathLike[str], model) -> str:
         return local
     commit = getattr(model.config, "_commit_hash", None)
     return f"hub-{commit}" if commit else "hub-" + hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _sample_seed(req: ChatRequest) -> int:
-    text = json.dumps([req.seed, req.sample_index, list(req.messages)], ensure_ascii=False)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") & ((1 << 63) - 1)
-
-
-def _pick(logits, req: ChatRequest, generator, torch) -> int:
-    if req.temperature <= 0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits / req.temperature, dim=-1)
-    if req.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        cumulative = torch.cumsum(sorted_probs, dim=-1)
-        drop = cumulative - sorted_probs > req.top_p
-        sorted_probs[drop] = 0.0
-        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-    return int(torch.multinomial(probs, 1, generator=generator))

@@ -32,6 +32,7 @@ class _FusedLlama:
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
         self.dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.head = model.get_output_embeddings()
 
     @classmethod
     def build(cls, model) -> _FusedLlama | None:
@@ -106,6 +107,86 @@ class _FusedLlama:
             hidden = torch.addmm(hidden, act, down_w)  # residual + down_proj(mlp)
         norm = base.norm
         return rms_norm(hidden[keep_idx], (hidden_width,), norm.weight, norm.variance_epsilon)
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    def start_decode(self, cache, mask, capacity: int) -> _DecodeCache:
+        """A decoding cache for ``capacity`` positions, holding the prefill's keys and values.
+
+        ``cache`` is the prefill's transformers cache (rows, kv heads, length,
+        dim per layer), ``mask`` its (rows, length) 0/1 attention mask.
+        """
+        import torch
+
+        layers = [(layer.keys, layer.values) for layer in cache.layers]
+        rows, kv_heads, length, dim = layers[0][0].shape
+        keys = torch.empty(len(layers), rows, kv_heads, capacity, dim, dtype=layers[0][0].dtype)
+        values = torch.empty_like(keys)
+        for i, (k, v) in enumerate(layers):
+            keys[i, :, :, :length] = k
+            values[i, :, :, :length] = v
+        additive = torch.full((rows, 1, 1, capacity), float("-inf"), dtype=keys.dtype)
+        additive[:, 0, 0, :length].masked_fill_(mask.bool(), 0.0)
+        return _DecodeCache(keys, values, additive, length)
+
+    def decode_step(self, state: _DecodeCache, input_ids, position_ids):
+        """Logits (rows, vocabulary) of the next token after one new token per row.
+
+        The same arithmetic as the stock layers with a cache; the new keys and
+        values are written into ``state``'s preallocated tensors in place
+        (transformers' dynamic cache grows by ``torch.cat``, a copy of the
+        whole cache per layer and step).
+        """
+        import torch
+        from torch.nn.functional import rms_norm, scaled_dot_product_attention, silu
+
+        base = self.base
+        heads, kv_heads, dim = self.heads, self.kv_heads, self.dim
+        rows = input_ids.shape[0]
+        at = state.length
+        state.mask[:, 0, 0, at] = 0.0
+        hidden = base.embed_tokens(input_ids)  # (rows, hidden)
+        cos, sin = base.rotary_emb(hidden, position_ids=position_ids[None])
+        half = dim // 2
+        cos = cos[0][:, None, :]
+        sin = torch.cat([-sin[0][:, :half], sin[0][:, half:]], dim=-1)[:, None, :]
+        q_width, kv_width = heads * dim, kv_heads * dim
+        hidden_width = hidden.shape[1]
+        mask = state.mask[..., : at + 1]
+        gqa = heads != kv_heads
+        for i, (ln1, eps1, qkv_w, o_w, ln2, eps2, gate_up_w, down_w, scaling) in enumerate(self.layers):
+            x = rms_norm(hidden, (hidden_width,), ln1, eps1)
+            qkv = torch.mm(x, qkv_w)
+            qk = qkv[:, : q_width + kv_width].view(rows, heads + kv_heads, dim)
+            qk = qk * cos + qk.roll(half, dims=-1) * sin
+            state.keys[i, :, :, at] = qk[:, heads:]
+            state.values[i, :, :, at] = qkv[:, q_width + kv_width :].view(rows, kv_heads, dim)
+            q = qk[:, :heads].unsqueeze(2)  # (rows, heads, 1, dim)
+            k = state.keys[i, :, :, : at + 1]
+            v = state.values[i, :, :, : at + 1]
+            out = scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling, enable_gqa=gqa)
+            hidden = torch.addmm(hidden, out.reshape(rows, q_width), o_w)
+            x = rms_norm(hidden, (hidden_width,), ln2, eps2)
+            gate_up = torch.mm(x, gate_up_w)
+            inter = gate_up.shape[1] // 2
+            act = silu(gate_up[:, :inter]).mul_(gate_up[:, inter:])
+            hidden = torch.addmm(hidden, act, down_w)
+        state.length = at + 1
+        norm = base.norm
+        return self.head(rms_norm(hidden, (hidden_width,), norm.weight, norm.variance_epsilon))
+
+
+class _DecodeCache:
+    """The keys and values of a decoding batch, preallocated for every step (layers, rows, kv heads, positions, dim)."""
+
+    def __init__(self, keys, values, mask, length: int) -> None:
+        self.keys, self.values, self.mask, self.length = keys, values, mask, length
+
+    def keep(self, rows) -> None:
+        """Drop the rows not in ``rows`` (a tensor of row indices, in order)."""
+        self.keys = self.keys.index_select(1, rows)
+        self.values = self.values.index_select(1, rows)
+        self.mask = self.mask.index_select(0, rows)
 
 
 def _concat_linears(linears) -> object:

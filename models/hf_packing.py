@@ -14,14 +14,6 @@ from dataclasses import dataclass, field
 from .types import Message
 
 
-#: Tokens (batch rows x padded length) in one forward pass; bigger batches
-#: buy little on a CPU and cost memory.
-TOKEN_BUDGET = 1536
-
-
-MAX_BATCH = 32
-
-
 #: Tokens in one packed scoring pass. With the packed attention below each
 #: row attends only to the prefix and itself, so a pack's cost is linear in its
 #: size. Bigger packs make bigger matmuls (2 threads here: 81% of the 1024^3
@@ -85,14 +77,14 @@ def _by_group(rows: list[_Row]) -> list[list[_Row]]:
     return list(groups.values())
 
 
-def _batches(rows: list[_Row], prefix_len: int, *, max_batch: int = MAX_BATCH) -> list[list[_Row]]:
-    """Rows sorted by length and cut into batches within the token budget."""
+def _batches(rows: list[_Row], prefix_len: int, *, max_batch: int, budget: int) -> list[list[_Row]]:
+    """Rows sorted by length and cut into batches of at most ``max_batch`` rows and ``budget`` padded tokens."""
     ordered = sorted(rows, key=lambda r: len(r.ids))
     batches: list[list[_Row]] = []
     current: list[_Row] = []
     for row in ordered:
         width = len(row.ids) - prefix_len
-        if current and ((len(current) + 1) * width > TOKEN_BUDGET or len(current) >= max_batch):
+        if current and ((len(current) + 1) * width > budget or len(current) >= max_batch):
             batches.append(current)
             current = []
         current.append(row)

@@ -101,11 +101,16 @@ def set_torch_threads() -> None:
     _threads_set = True
 
 
-@contextlib.contextmanager
 def _threads_for(tokens: int):
+    """Torch threads for a forward pass over ``tokens`` tokens (a context manager yielding the count)."""
+    return torch_threads(1 if tokens < SMALL_FORWARD_TOKENS else cpu_threads())
+
+
+@contextlib.contextmanager
+def torch_threads(wanted: int):
+    """Run the block on ``wanted`` torch threads; yields ``wanted``."""
     import torch
 
-    wanted = 1 if tokens < SMALL_FORWARD_TOKENS else cpu_threads()
     before = torch.get_num_threads()
     if wanted != before:
         torch.set_num_threads(wanted)

@@ -151,6 +151,22 @@ def _m5_run_leases(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m6_run_summaries(conn: sqlite3.Connection) -> None:
+    # One row per run written with its events (``EventLog.append(..., summary=)``): listing
+    # runs reads these instead of folding every run. ``seq`` is the run's last seq the row
+    # describes; a row behind its run is ignored by readers.
+    _run_all(
+        conn,
+        [
+            """CREATE TABLE run_summaries (
+            run_id TEXT PRIMARY KEY REFERENCES runs(run_id),
+            seq INTEGER NOT NULL,
+            summary TEXT NOT NULL
+        )""",
+        ],
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 #: Every migration, in order. ``user_version`` == ``len(MIGRATIONS)`` when current.
@@ -160,4 +176,5 @@ MIGRATIONS: list[Migration] = [
     _m3_llm_cache_and_transcripts,
     _m4_experiments,
     _m5_run_leases,
+    _m6_run_summaries,
 ]

@@ -144,6 +144,11 @@ def _check_and_migrate(conn: sqlite3.Connection, name: str, *, readonly: bool) -
         raise
 
 
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether the database has table ``name`` (a reader may open a file from before its migration)."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
 def translate(exc: sqlite3.Error, name: str = "the database") -> StoreError:
     """Turn an sqlite3 error into the matching tprompt store error."""
     text = str(exc)

@@ -5,13 +5,8 @@ from __future__ import annotations
 import sqlite3
 import uuid
 
-from .db import immediate, translate
+from .db import has_table, immediate, translate
 from .log import EventLog, now_iso
-
-
-def _has_table(conn: sqlite3.Connection) -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'experiments'").fetchone()
-    return row is not None
 
 
 def record(log: EventLog, name: str, config_json: str) -> tuple[str, str]:
@@ -38,7 +33,7 @@ def record(log: EventLog, name: str, config_json: str) -> tuple[str, str]:
 def listed(log: EventLog) -> list[tuple[str, str, str]]:
     """``(experiment_id, name, created_at)`` of every stored experiment, oldest first."""
     with log._lock:
-        if not _has_table(log.conn):
+        if not has_table(log.conn, "experiments"):
             return []
         return [tuple(r) for r in log.conn.execute(  # type: ignore[misc]
             "SELECT experiment_id, name, created_at FROM experiments ORDER BY created_at")]
@@ -47,7 +42,7 @@ def listed(log: EventLog) -> list[tuple[str, str, str]]:
 def matching(log: EventLog, ref: str) -> list[tuple[str, str]]:
     """``(experiment_id, config JSON)`` of the experiments named ``ref``, with id ``ref``, or (``x-...``) id prefix ``ref``."""
     with log._lock:
-        if not _has_table(log.conn):
+        if not has_table(log.conn, "experiments"):
             return []
         rows = log.conn.execute(
             "SELECT experiment_id, config FROM experiments WHERE name = ? OR experiment_id = ?", (ref, ref)

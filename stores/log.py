@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import ConflictError, CorruptEvent, SeqOutOfRange, StoreError, UnknownRun
-from .db import immediate, open_database, translate
+from .db import has_table, immediate, open_database, translate
 from .events import (
     EVENT_ADAPTER,
     EVENT_TYPES,
@@ -197,7 +197,8 @@ class EventLog:
         """Changes whenever a run is added or written: (runs, last update, events)."""
         with self._lock:
             runs, updated = self.conn.execute("SELECT count(*), max(updated_at) FROM runs").fetchone()
-            (events,) = self.conn.execute("SELECT count(*) FROM events").fetchone()
+            # The newest rowid, not count(*): an index lookup, not a scan of every event.
+            (events,) = self.conn.execute("SELECT max(rowid) FROM events").fetchone()
         return (runs, updated, events)
 
     def runs(self) -> list[RunRow]:
@@ -248,6 +249,7 @@ class EventLog:
         *,
         expected_seq: int | None = None,
         event_ids: Sequence[str | None] | None = None,
+        summary: Callable[[list[StoredEvent]], tuple[int, str]] | None = None,
     ) -> list[StoredEvent]:
         """Append ``events`` to ``run_id`` in one transaction.
 
@@ -257,6 +259,9 @@ class EventLog:
                 nothing is written.
             event_ids: idempotency keys; an event whose id is already stored is
                 skipped (appending the same event twice leaves one).
+            summary: given the events written, the run's summary row after
+                them as (last seq, JSON); stored in the same transaction
+                (see :mod:`tprompt.stores.summary`).
 
         Returns:
             The events written (duplicates skipped), with their envelopes.
@@ -264,7 +269,13 @@ class EventLog:
         if event_ids is not None and len(event_ids) != len(events):
             raise ValueError("event_ids must match events one to one")
         with self._lock, immediate(self.conn, self.path):
-            return self._append_locked(run_id, events, expected_seq=expected_seq, event_ids=event_ids)
+            stored = self._append_locked(run_id, events, expected_seq=expected_seq, event_ids=event_ids)
+            if summary is not None and stored:
+                seq, text = summary(stored)
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO run_summaries (run_id, seq, summary) VALUES (?, ?, ?)", (run_id, seq, text)
+                )
+            return stored
 
     def _append_locked(
         self,
@@ -274,11 +285,15 @@ class EventLog:
         expected_seq: int | None,
         event_ids: Sequence[str | None] | None,
     ) -> list[StoredEvent]:
-        ids = [e or uuid.uuid4().hex for e in (event_ids or [None] * len(events))]
-        if len(set(ids)) != len(ids):
-            raise ValueError("event_ids must be distinct within one append")
-        existing = self._existing_ids(ids)
-        fresh = [(eid, ev) for eid, ev in zip(ids, events) if eid not in existing]
+        if event_ids is None:
+            # Fresh random ids: none can be stored already, so there is nothing to look up.
+            fresh = [(uuid.uuid4().hex, ev) for ev in events]
+        else:
+            ids = [e or uuid.uuid4().hex for e in event_ids]
+            if len(set(ids)) != len(ids):
+                raise ValueError("event_ids must be distinct within one append")
+            existing = self._existing_ids(ids)
+            fresh = [(eid, ev) for eid, ev in zip(ids, events) if eid not in existing]
         if not fresh:
             return []
         last = self._last_seq_locked(run_id)
@@ -330,6 +345,23 @@ class EventLog:
             self.conn.execute("UPDATE runs SET updated_at = ? WHERE run_id = ?", (stamp, run_id))
         return stored
 
+    def summary_rows(self) -> list[tuple[RunRow, int, str | None]]:
+        """Every run, oldest first, with its last seq and its stored summary row (JSON, or None).
+
+        One statement; each run's last seq is an index lookup, so the cost does
+        not grow with the runs' lengths.
+        """
+        with self._lock:
+            # A reader of a file from before migration 6 has no summaries: every run is then folded.
+            summaries = "run_summaries" if has_table(self.conn, "run_summaries") else "(SELECT NULL AS run_id, NULL AS summary, NULL AS seq)"
+            rows = self.conn.execute(
+                "SELECT r.run_id, r.parent_run_id, r.parent_seq, r.status, r.name, r.created_at, r.updated_at,"
+                " coalesce((SELECT max(seq) FROM events e WHERE e.run_id = r.run_id), r.parent_seq, 0),"
+                " s.summary, s.seq"
+                f" FROM runs r LEFT JOIN {summaries} s ON s.run_id = r.run_id ORDER BY r.created_at, r.run_id"
+            ).fetchall()
+        return [(RunRow(*r[:7]), int(r[7]), r[8] if r[9] == r[7] else None) for r in rows]
+
     def _existing_ids(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(ids), 500):
@@ -348,13 +380,14 @@ class EventLog:
             return self._last_seq_locked(run_id)
 
     def _last_seq_locked(self, run_id: str) -> int:
-        row = self.conn.execute("SELECT parent_seq FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        # One statement: the run's own last seq, else its fork point (0 for a new run).
+        row = self.conn.execute(
+            "SELECT coalesce((SELECT max(seq) FROM events WHERE run_id = ?1), parent_seq, 0) FROM runs WHERE run_id = ?1",
+            (run_id,),
+        ).fetchone()
         if row is None:
             raise UnknownRun(f"no run {run_id!r} in {self.path}", hint="`tprompt runs` lists the runs", run_id=run_id)
-        own = self.conn.execute("SELECT max(seq) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0]
-        if own is not None:
-            return int(own)
-        return int(row[0] or 0)
+        return int(row[0])
 
     def lineage(self, run_id: str) -> list[Segment]:
         """The segments of ``run_id``'s history, oldest ancestor first."""

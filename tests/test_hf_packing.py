@@ -143,3 +143,40 @@ def test_fused_llama_pass_equals_the_stock_layers(prefix):
 
 def test_fused_llama_pass_declines_biased_projections():
     assert hf_llama._FusedLlama.build(_tiny_llama(attention_bias=True)) is None
+
+
+def test_fused_decode_steps_equal_the_stock_layers_with_a_cache():
+    """Three decoding steps of two left-padded rows: the fused step's logits are the stock model's."""
+    from transformers import DynamicCache
+
+    model = _tiny_llama()
+    fused = hf_llama._FusedLlama.build(model)
+    torch.manual_seed(4)
+    ids = torch.randint(1, 64, (2, 5))
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids,
+                    cache=DynamicCache(config=model.config), use_cache=True)
+        stock_cache = out.cache
+        ours = fused.start_decode(
+            DynamicCache([(layer.keys.clone(), layer.values.clone()) for layer in stock_cache.layers]), mask, 5 + 4
+        )
+        last = position_ids[:, -1]
+        token = out.logits[:, -1].argmax(-1)
+        stock_mask = mask
+        for _ in range(3):
+            last = last + 1
+            stock_mask = torch.cat([stock_mask, torch.ones(2, 1, dtype=mask.dtype)], dim=1)
+            stock = model(input_ids=token[:, None], attention_mask=stock_mask, position_ids=last[:, None],
+                          cache=stock_cache, use_cache=True).logits[:, -1]
+            got = fused.decode_step(ours, token, last)
+            assert torch.allclose(got, stock, atol=1e-5)
+            token = stock.argmax(-1)
+        # A finished row leaves; the other decodes on unchanged.
+        ours.keep(torch.tensor([1]))
+        stock_cache.batch_select_indices(torch.tensor([1]))
+        last, stock_mask, token = last[1:] + 1, torch.cat([stock_mask[1:], torch.ones(1, 1, dtype=mask.dtype)], dim=1), token[1:]
+        stock = model(input_ids=token[:, None], attention_mask=stock_mask, position_ids=last[:, None],
+                      cache=stock_cache, use_cache=True).logits[:, -1]
+        assert torch.allclose(fused.decode_step(ours, token, last), stock, atol=1e-5)

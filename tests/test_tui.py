@@ -594,3 +594,37 @@ async def test_review_dialog_records_the_decision_and_resumes(tmp_path: Path) ->
     assert len(texts) >= 2
     assert kept == ["Edited: answer with the letter.", *texts[2:], "Added: think, then answer."]
     assert scored == set(kept)
+
+
+async def test_a_long_run_shows_a_window_of_its_events(recorded: Path, monkeypatch) -> None:
+    """Tables hold a window of rows; the cursor reaches every row by sliding it (issue 13)."""
+    monkeypatch.setattr(SortedTable, "WINDOW", 12)
+    with EventLog(recorded, readonly=True) as log:
+        n_events = log.last_seq(DEMO_RUN)
+    assert n_events > 2 * 12
+    app = create_app(recorded, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await open_run(pilot, app, DEMO_RUN)
+        events = table(app, "#events")
+        assert events.row_count == 12 and events.total_rows == n_events
+        assert [r.key for r in events.rows_shown] == [str(s) for s in range(1, n_events + 1)]
+        events.focus()
+        await pilot.press("ctrl+end")
+        await pilot.pause()
+        assert events.current_key() == str(n_events) and events.at_end()
+        assert events.border_subtitle == f"rows {n_events - 11}-{n_events} of {n_events}"
+        await pilot.press("ctrl+home")
+        await pilot.pause()
+        assert events.current_key() == "1"
+        # Walking down past the window's edge slides it: every seq comes under the cursor in turn.
+        seen = ["1"]
+        for _ in range(n_events - 1):
+            await pilot.press("down")
+            seen.append(events.current_key())
+        assert seen == [str(s) for s in range(1, n_events + 1)]
+        assert "state after seq" in screen_text(app)
+        # Sorting works over every row, not the window's only.
+        events.sort_by(0, reverse=True)
+        await pilot.pause()
+        assert events.rows_shown[0].key == str(n_events) and events.row_count == 12

@@ -66,7 +66,7 @@ def test_score_curve_is_per_step_with_running_best(log: EventLog) -> None:
     assert metric_names(log.state(run_id).scores) == ["accuracy", "custom"]
 
 
-def test_runs_model_refolds_only_changed_runs(tmp_path: Path) -> None:
+def test_runs_model_follows_changed_runs(tmp_path: Path) -> None:
     path = tmp_path / "t.db"
     with EventLog(path) as writer:
         a = writer.create_run(run_created("a"), run_id="r-a")
@@ -79,8 +79,8 @@ def test_runs_model_refolds_only_changed_runs(tmp_path: Path) -> None:
             assert model.changed()
             again = model.summaries()
             assert again[0].status == "running" and again[0].last_seq == 2
-            assert again[0] is not first[0]
-            assert model.summaries()[0] is again[0]  # unchanged: the cached summary
+            assert again[0] != first[0]
+            assert not model.changed() and model.summaries() == again
 
 
 def test_follower_reads_only_new_events_and_replays(recorded: Path) -> None:

@@ -14,10 +14,11 @@ from typing import Any
 from rich.text import Text
 
 from ..errors import TPromptError
-from ..stores import EventLog, RunRow, RunState, StoredEvent, fold
+from ..stores import EventLog, RunState, StoredEvent, fold
 from ..stores.events import METRIC_NAMES
 from ..stores.log import gc_paused
 from ..stores.projection import ScoredPrompt, prompt_objectives
+from ..stores.summary import RunSummary, best_of, best_scored, run_summaries, summarize
 
 #: Metric columns, in the order of the CLI's result table; others follow sorted.
 METRICS: tuple[str, ...] = METRIC_NAMES
@@ -36,103 +37,15 @@ def one_line(text: str, width: int = 80) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """One row of the runs browser."""
-
-    run_id: str
-    name: str | None
-    status: str
-    source_tasks: tuple[str, ...]
-    target_task: str
-    proposer: str
-    scorer: str
-    best_objective: float | None
-    best_stage: str | None
-    created_at: str
-    parent_run_id: str | None
-    parent_seq: int | None
-    last_seq: int
-    #: why the run's events could not be read (a damaged row), if so
-    error: str | None = None
-
-    @property
-    def models(self) -> str:
-        return self.proposer if self.proposer == self.scorer else f"{self.proposer} / {self.scorer}"
-
-    def matches(self, needle: str) -> bool:
-        """Case-insensitive filter over every shown column."""
-        if not needle:
-            return True
-        hay = " ".join(
-            [
-                self.run_id,
-                self.name or "",
-                self.status,
-                *self.source_tasks,
-                self.target_task,
-                self.models,
-                self.parent_run_id or "",
-                self.created_at,
-            ]
-        ).lower()
-        return all(word in hay for word in needle.lower().split())
-
-
-def best_scored(state: RunState, stage: str) -> tuple[ScoredPrompt, float] | None:
-    """``state.best(stage)`` as (score row, objective), without building the whole sorted history.
-
-    The rule is :func:`~tprompt.stores.projection.prompt_objectives` (ties go
-    to the earlier seq). The replay pane calls this on every cursor move, so it
-    must stay cheap.
-    """
-    ranked = prompt_objectives(s for s in state.scores if s.stage == stage)
-    if not ranked:
-        return None
-    mean, row = max(ranked.values(), key=lambda v: (v[0], -v[1].seq))
-    return row, mean
-
-
-def best_of(state: RunState) -> tuple[float | None, str | None]:
-    """The best objective of a run so far and its stage (target preferred, as it is the goal)."""
-    for stage in ("target", "source"):
-        found = best_scored(state, stage)
-        if found is not None:
-            return found[1], stage
-    return None, None
-
-
-def summarize(state: RunState, created_at: str) -> RunSummary:
-    """A :class:`RunSummary` from a run's folded state."""
-    cfg = state.config
-    objective, stage = best_of(state)
-    return RunSummary(
-        run_id=state.run_id,
-        name=cfg.get("name") or state.name,
-        status=state.status,
-        source_tasks=tuple(state.source_tasks),
-        target_task=state.target_task or str(cfg.get("target_task", "")),
-        proposer=str(cfg.get("proposer", "")),
-        scorer=str(cfg.get("scorer", "")),
-        best_objective=objective,
-        best_stage=stage,
-        created_at=created_at,
-        parent_run_id=state.parent_run_id,
-        parent_seq=state.parent_seq,
-        last_seq=state.last_seq,
-    )
-
-
 class RunsModel:
-    """The runs browser's data, folded incrementally: each poll reads only new events.
+    """The runs browser's data: each run's stored summary row, or the run folded where it has none.
 
     Polling it every half second costs one small query while nothing changes.
     """
 
     def __init__(self, log: EventLog) -> None:
         self.log = log
-        self._states: dict[str, RunState] = {}
-        self._summaries: dict[str, tuple[str, RunSummary]] = {}
+        self._states: dict[str, RunState] = {}  # runs without a current summary, folded so far
         self._stamp: tuple[Any, ...] | None = None
 
     def changed(self) -> bool:
@@ -143,46 +56,9 @@ class RunsModel:
         return self.log.change_stamp()
 
     def summaries(self) -> list[RunSummary]:
-        """Every run, oldest first (a run written since the last call gets its new events folded)."""
+        """Every run, oldest first."""
         self._stamp = self._fingerprint()
-        out: list[RunSummary] = []
-        for row in self.log.runs():
-            key = f"{row.updated_at}|{row.status}"
-            cached = self._summaries.get(row.run_id)
-            if cached is None or cached[0] != key:
-                state = self._states.get(row.run_id) or RunState(run_id=row.run_id)
-                try:
-                    state = fold(self.log.events(row.run_id, after=state.last_seq), run_id=row.run_id, state=state)
-                except TPromptError as exc:
-                    # One damaged run must not hide the others.
-                    cached = (key, _unreadable(row, exc))
-                    self._summaries[row.run_id] = cached
-                    out.append(cached[1])
-                    continue
-                self._states[row.run_id] = state
-                cached = (key, summarize(state, row.created_at))
-                self._summaries[row.run_id] = cached
-            out.append(cached[1])
-        return out
-
-
-def _unreadable(row: RunRow, exc: TPromptError) -> RunSummary:
-    return RunSummary(
-        run_id=row.run_id,
-        name=row.name,
-        status="unreadable",
-        source_tasks=(),
-        target_task="",
-        proposer="",
-        scorer="",
-        best_objective=None,
-        best_stage=None,
-        created_at=row.created_at,
-        parent_run_id=row.parent_run_id,
-        parent_seq=row.parent_seq,
-        last_seq=0,
-        error=str(exc),
-    )
+        return run_summaries(self.log, self._states)
 
 
 class RunFollower:

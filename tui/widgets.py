@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +17,19 @@ from .data import Curve, fmt
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """A table row: its key, the values it sorts by (one per column) and the cells shown."""
+    """A table row: its key, the values it sorts by (one per column) and the cells shown.
+
+    ``cells`` may be a function making them: a table of 40k rows then builds
+    the cells of the few hundred it shows only.
+    """
 
     key: str
     values: tuple[Any, ...]
-    cells: tuple[Text | str, ...]
+    cells: tuple[Text | str, ...] | Callable[[], tuple[Text | str, ...]]
+
+    def shown(self) -> tuple[Text | str, ...]:
+        """The cells, made now if they were given as a function."""
+        return self.cells() if callable(self.cells) else self.cells
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -34,12 +42,23 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 class SortedTable(DataTable[Any]):
-    """A row-cursor DataTable that sorts by the raw value of a column.
+    """A row-cursor DataTable that sorts by the raw value of a column, showing a window of its rows.
 
     Click a header, or press ``s`` to sort by the next column and ``S`` to flip
     the order. Refilling keeps the cursor on the same row key, so a table that
     is refreshed while the user reads it does not jump.
+
+    Only :data:`WINDOW` rows are in the DataTable at a time (it measures every
+    cell of every row it holds, which made a 40k-event run take most of a
+    minute to open). The cursor moving near the window's edge slides it;
+    ctrl+Home and ctrl+End go to the first and the last row of the whole table. The border
+    subtitle says which rows are shown when not all are.
     """
+
+    #: Rows held by the DataTable at once.
+    WINDOW = 600
+    #: The window slides when the cursor comes this close to its edge.
+    EDGE = 5
 
     BINDINGS = [
         Binding("s", "next_sort", "Sort"),
@@ -52,6 +71,9 @@ class SortedTable(DataTable[Any]):
         self.reverse = reverse
         self._rows: list[Row] = []
         self._labels: list[str] = []
+        self._order: list[Row] | None = None  # the sorted rows (None: _rows as they are)
+        self._offset = 0  # index in the ordered rows of the first row shown
+        self._sliding = False
 
     def set_columns(self, labels: Sequence[str]) -> None:
         """(Re)define the columns; existing rows are dropped."""
@@ -59,6 +81,7 @@ class SortedTable(DataTable[Any]):
             return
         self._labels = list(labels)
         self.clear(columns=True)
+        self._rows, self._order, self._offset = [], None, 0
         for i, label in enumerate(labels):
             # Two spare cells: the column is then wide enough for a sort mark.
             self.add_column(Text(label + "  "), key=str(i))
@@ -70,26 +93,70 @@ class SortedTable(DataTable[Any]):
         self._refill()
 
     def extend(self, rows: Sequence[Row]) -> None:
-        """Add rows at the end: appended in place when unsorted, else a sorted refill."""
+        """Add rows at the end: appended in place when unsorted and the window is at the end, else a refill."""
         rows = list(rows)
         if not rows:
             return
-        self._rows.extend(rows)
         if self.sort_column is not None:
+            self._rows.extend(rows)
             self._refill()
             return
-        for row in rows:
-            self.add_row(*row.cells, key=row.key)
+        shown_to_end = self._offset + self.row_count == len(self._rows)
+        self._rows.extend(rows)
+        if not shown_to_end:
+            self._update_subtitle()
+            return  # the new rows are below the window; moving down reaches them
+        self._sliding = True
+        try:
+            for row in rows[: max(0, self.WINDOW - self.row_count)]:
+                self.add_row(*row.shown(), key=row.key)
+        finally:
+            self._sliding = False
+        self._update_subtitle()
+
+    @property
+    def total_rows(self) -> int:
+        """Rows of the whole table (``row_count`` is the window's)."""
+        return len(self._rows)
 
     @property
     def rows_shown(self) -> list[Row]:
+        """Every row, in the order shown (the window's and the others)."""
         return list(self._ordered())
 
     def _ordered(self) -> list[Row]:
         if self.sort_column is None:
-            return list(self._rows)
-        col = self.sort_column
-        return sorted(self._rows, key=lambda r: _sort_key(r.values[col]), reverse=self.reverse)
+            return self._rows
+        if self._order is None:
+            col = self.sort_column
+            self._order = sorted(self._rows, key=lambda r: _sort_key(r.values[col]), reverse=self.reverse)
+        return self._order
+
+    def at_end(self) -> bool:
+        """Whether the cursor is on the last row of the whole table (or the table is empty)."""
+        if not self.row_count:
+            return True
+        return self._offset + self.cursor_row >= len(self._ordered()) - 1
+
+    def move_to_end(self) -> None:
+        """Put the cursor on the last row of the whole table."""
+        ordered = self._ordered()
+        if ordered:
+            self.show_key(ordered[-1].key)
+
+    def show_key(self, key: str, *, recentre: bool = False) -> None:
+        """Put the cursor on the row ``key``, sliding the window to it if needed (or ``recentre``)."""
+        ordered = self._ordered()
+        index = next((i for i, r in enumerate(ordered) if r.key == key), None)
+        if index is None:
+            return
+        if recentre or not self._offset <= index < self._offset + self.row_count:
+            self._show_window(max(0, min(index - self.WINDOW // 2, len(ordered) - self.WINDOW)))
+        self._sliding = True
+        try:
+            self.move_cursor(row=index - self._offset, animate=False)
+        finally:
+            self._sliding = False
 
     def current_key(self) -> str | None:
         """The key of the row under the cursor, if any."""
@@ -103,16 +170,54 @@ class SortedTable(DataTable[Any]):
     def _refill(self) -> None:
         keep = self.current_key()
         scroll = self.scroll_y
-        self.clear(columns=False)
-        for row in self._ordered():
-            self.add_row(*row.cells, key=row.key)
-        if keep is not None:
-            try:
-                self.move_cursor(row=self.get_row_index(keep), animate=False)
-            except Exception:  # the row is gone
-                pass
+        self._order = None
+        ordered = self._ordered()
+        index = next((i for i, r in enumerate(ordered) if r.key == keep), None) if keep is not None else None
+        offset = self._offset
+        if index is not None and not offset <= index < offset + self.WINDOW:
+            offset = index - self.WINDOW // 2
+        self._show_window(max(0, min(offset, len(ordered) - self.WINDOW)))
+        if index is not None:
+            self.move_cursor(row=index - self._offset, animate=False)
         self.scroll_y = scroll
         self._update_header_labels()
+
+    def _show_window(self, offset: int) -> None:
+        self._sliding = True
+        try:
+            self.clear(columns=False)
+            self._offset = offset
+            for row in self._ordered()[offset : offset + self.WINDOW]:
+                self.add_row(*row.shown(), key=row.key)
+        finally:
+            self._sliding = False
+        self._update_subtitle()
+
+    def _update_subtitle(self) -> None:
+        total = len(self._rows)
+        if total > self.row_count:
+            self.border_subtitle = f"rows {self._offset + 1}-{self._offset + self.row_count} of {total}"
+        else:
+            self.border_subtitle = None
+
+    def watch_cursor_coordinate(self, old: Any, new: Any) -> None:
+        super().watch_cursor_coordinate(old, new)
+        if self._sliding or not self.row_count or old == new:
+            return
+        edge = min(self.EDGE, self.WINDOW // 4)
+        near_top = new.row < edge and self._offset > 0
+        near_bottom = new.row >= self.row_count - edge and self._offset + self.row_count < len(self._ordered())
+        if near_top or near_bottom:
+            # Re-centre the window on the cursor's row.
+            self.show_key(str(self.coordinate_to_cell_key(new).row_key.value), recentre=True)
+
+    def action_scroll_top(self) -> None:
+        ordered = self._ordered()
+        if ordered:
+            self.show_key(ordered[0].key)
+
+    def action_scroll_bottom(self) -> None:
+        self.move_to_end()
 
     def _update_header_labels(self) -> None:
         for i, label in enumerate(self._labels):

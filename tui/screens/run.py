@@ -206,23 +206,24 @@ class RunScreen(Screen[None]):
         self.query_one("#run-head", Static).update(head)
 
     def _event_row(self, se: Any) -> Row:
+        described = describe(se)
         return Row(
             key=str(se.seq),
-            values=(se.seq, where(se), se.type, describe(se)),
-            cells=(
+            values=(se.seq, where(se), se.type, described),
+            cells=lambda: (
                 Text(str(se.seq), justify="right", style="dim" if se.run_id != self.run_id else ""),
                 Text(where(se)),
                 Text(se.type, style=_TYPE_STYLE.get(se.type, "")),
-                Text(describe(se)),
+                Text(described),
             ),
         )
 
     def _show_events(self, fresh: list[Any], *, follow_tail: bool) -> None:
         table = self.query_one("#events", SortedTable)
-        at_tail = table.row_count == 0 or table.cursor_row >= table.row_count - 1
+        at_tail = table.at_end()
         table.extend([self._event_row(se) for se in fresh])
         if follow_tail and at_tail and table.row_count and table.sort_column is None:
-            table.move_cursor(row=table.row_count - 1, animate=False)
+            table.move_to_end()
         self._show_event_detail()
 
     def _selected_seq(self) -> int | None:
@@ -306,14 +307,13 @@ class RunScreen(Screen[None]):
     def _candidate_row(s: Any, metrics: list[str]) -> Row:
         values = (s.stage, s.step, s.prompt_id, s.task, s.rung, s.n_examples,
                   *(s.metrics.get(m) for m in metrics), s.objective, s.text)
-        cells = (
+        return Row(key=str(s.seq), values=values, cells=lambda: (
             Text(s.stage), Text(str(s.step)), Text(s.prompt_id), Text(s.task),
             Text(str(s.rung) + ("x" if s.eliminated else "")), Text(str(s.n_examples)),
             *(Text(fmt(s.metrics.get(m)), justify="right") for m in metrics),
             Text(fmt(s.objective), justify="right", style="bold"),
             Text(one_line(s.text, 60)),
-        )
-        return Row(key=str(s.seq), values=values, cells=cells)
+        ))
 
     def _candidate_under_cursor(self) -> Any:
         assert self.follower is not None

@@ -1,0 +1,157 @@
+"""A run in one row: what ``tprompt runs`` and the runs browser show, kept by the writer.
+
+:func:`summarize` is the one rule that turns a run's state into its row. The
+run's writer stores that row in the same transaction as the events it
+appends (``EventLog.append(..., summary=...)``), so listing runs reads one row
+per run whatever their length. A row older than the run's last event (a fork,
+``tprompt pause`` from another process, a database written before summaries
+existed) is not trusted: that run is folded instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import TPromptError
+from .projection import RunState, ScoredPrompt, fold, prompt_objectives
+
+if TYPE_CHECKING:
+    from .log import EventLog, RunRow
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One run in one row."""
+
+    run_id: str
+    name: str | None
+    status: str
+    source_tasks: tuple[str, ...]
+    target_task: str
+    proposer: str
+    scorer: str
+    best_objective: float | None
+    best_stage: str | None
+    created_at: str
+    parent_run_id: str | None
+    parent_seq: int | None
+    last_seq: int
+    #: why the run's events could not be read (a damaged row), if so
+    error: str | None = None
+
+    @property
+    def models(self) -> str:
+        return self.proposer if self.proposer == self.scorer else f"{self.proposer} / {self.scorer}"
+
+    def matches(self, needle: str) -> bool:
+        """Case-insensitive filter over every shown column."""
+        if not needle:
+            return True
+        hay = " ".join(
+            [
+                self.run_id,
+                self.name or "",
+                self.status,
+                *self.source_tasks,
+                self.target_task,
+                self.models,
+                self.parent_run_id or "",
+                self.created_at,
+            ]
+        ).lower()
+        return all(word in hay for word in needle.lower().split())
+
+    def to_json(self) -> str:
+        """The stored form (without ``created_at``, which the ``runs`` row holds)."""
+        data = asdict(self)
+        del data["created_at"]
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str, created_at: str) -> RunSummary:
+        data = json.loads(text)
+        data["source_tasks"] = tuple(data["source_tasks"])
+        return cls(**data, created_at=created_at)
+
+
+def best_scored(state: RunState, stage: str) -> tuple[ScoredPrompt, float] | None:
+    """``state.best(stage)`` as (score row, objective), without building the whole sorted history.
+
+    The rule is :func:`~tprompt.stores.projection.prompt_objectives` (ties go
+    to the earlier seq). The replay pane calls this on every cursor move, so it
+    must stay cheap.
+    """
+    ranked = prompt_objectives(s for s in state.scores if s.stage == stage)
+    if not ranked:
+        return None
+    mean, row = max(ranked.values(), key=lambda v: (v[0], -v[1].seq))
+    return row, mean
+
+
+def best_of(state: RunState) -> tuple[float | None, str | None]:
+    """The best objective of a run so far and its stage (target preferred, as it is the goal)."""
+    for stage in ("target", "source"):
+        found = best_scored(state, stage)
+        if found is not None:
+            return found[1], stage
+    return None, None
+
+
+def summarize(state: RunState, created_at: str) -> RunSummary:
+    """A run's row from its folded state."""
+    cfg = state.config
+    objective, stage = best_of(state)
+    return RunSummary(
+        run_id=state.run_id,
+        name=cfg.get("name") or state.name,
+        status=state.status,
+        source_tasks=tuple(state.source_tasks),
+        target_task=state.target_task or str(cfg.get("target_task", "")),
+        proposer=str(cfg.get("proposer", "")),
+        scorer=str(cfg.get("scorer", "")),
+        best_objective=objective,
+        best_stage=stage,
+        created_at=created_at,
+        parent_run_id=state.parent_run_id,
+        parent_seq=state.parent_seq,
+        last_seq=state.last_seq,
+    )
+
+
+def unreadable(row: RunRow, exc: TPromptError) -> RunSummary:
+    """The row of a run whose events cannot be read (one damaged run must not hide the others)."""
+    return RunSummary(
+        run_id=row.run_id, name=row.name, status="unreadable", source_tasks=(), target_task="", proposer="",
+        scorer="", best_objective=None, best_stage=None, created_at=row.created_at,
+        parent_run_id=row.parent_run_id, parent_seq=row.parent_seq, last_seq=0, error=str(exc),
+    )
+
+
+def run_summaries(log: EventLog, states: dict[str, RunState] | None = None) -> list[RunSummary]:
+    """Every run's row, oldest first: the stored row when it is current, else the run folded.
+
+    ``states``, when given, keeps the folded states between calls, so a run
+    whose row is stale is folded from where the last call left it.
+    """
+    out: list[RunSummary] = []
+    for row, last_seq, stored in log.summary_rows():
+        if stored is not None:
+            summary = RunSummary.from_json(stored, row.created_at)
+            if summary.last_seq == last_seq:
+                out.append(summary)
+                continue
+        state = (states or {}).get(row.run_id) or RunState(run_id=row.run_id)
+        try:
+            state = fold(log.events(row.run_id, after=state.last_seq), run_id=row.run_id, state=state)
+        except TPromptError as exc:
+            out.append(unreadable(row, exc))
+            continue
+        if states is not None:
+            states[row.run_id] = state
+        out.append(summarize(state, row.created_at))
+    return out
+
+
+__all__ = ("RunSummary", "best_of", "best_scored", "run_summaries", "summarize", "unreadable")
