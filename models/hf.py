@@ -247,7 +247,7 @@ class TransformersBackend(ChatBackend):
             grouped.append(values)
         return grouped
 
-    def _forward_packed(self, chunk: list[_Row], prefix_len: int, prefix_kv):
+    def _forward_packed(self, chunk: list[_Row], prefix_len: int, prefix_kv, kv_out: list | None = None):
         """Run the rows' tokens after the prefix packed into one sequence: no padding at all.
 
         Each row sees the shared prefix and its own earlier tokens only: with
@@ -256,7 +256,8 @@ class TransformersBackend(ChatBackend):
         Position ids restart after the prefix for every row. Returns (states,
         are_logits): the last hidden states of each row's last ``keep``
         positions when option logits can be taken from them, else those
-        positions' logits; rows in order.
+        positions' logits; rows in order. ``kv_out`` (fused pass only)
+        receives each layer's keys and values (see :meth:`_FusedLlama.forward`).
         """
         torch = self._torch
         from transformers import DynamicCache
@@ -283,7 +284,8 @@ class TransformersBackend(ChatBackend):
         cache = DynamicCache(list(prefix_kv)) if prefix_kv is not None else DynamicCache(config=self.model.config)
         with _threads_for(total) as threads:
             if self._fused is not None:
-                states, are_logits = self._fused.forward(input_ids[0], position_ids, prefix_kv, extra["packed_rows"], keep_idx), False
+                states = self._fused.forward(input_ids[0], position_ids, prefix_kv, extra["packed_rows"], keep_idx, kv_out)
+                are_logits = False
             elif self._option_head is not None:
                 out = self.model.base_model(
                     input_ids=input_ids,

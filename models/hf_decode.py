@@ -2,9 +2,11 @@
 
 Every row of the batch decodes together on every core; a row leaves the
 batch when it ends (end of text, a stop string, its token limit). On a plain
-Llama (the embedded SmolLM2) the steps run through the fused layers
-(:meth:`_FusedLlama.decode_step`) on a cache preallocated for every step;
-other models use their stock layers with transformers' cache.
+Llama (the embedded SmolLM2) the prefill is one packed pass over the rows
+(no padding, the shared prefix once) that keeps its keys and values, and the
+steps run through the fused layers (:meth:`_FusedLlama.decode_step`) on a
+cache preallocated for every step; other models use their stock layers with
+left padding and transformers' cache.
 
 Stop strings are looked for in the decoded tail of a row only (a stop of
 ``k`` characters spans at most ``4k`` byte-level tokens), and confirmed on the
@@ -34,7 +36,20 @@ def decode(backend, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_
     """(text, generated tokens) of each row of ``batch``, decoded together."""
     torch = backend._torch
     n = len(batch)
-    logits, cache, mask, last_pos = backend._forward(batch, prefix_len, prefix_kv, 1)
+    limit = max(r.max_tokens for r in reqs)
+    fused = backend._fused
+    state = cache = mask = None
+    if fused is not None:
+        # One packed pass over every row (no padding), keeping each layer's keys and values.
+        kv: list = []
+        states, _ = backend._forward_packed(batch, prefix_len, prefix_kv, kv_out=kv)
+        step_logits = fused.head(states)
+        lengths = [len(r.ids) - prefix_len for r in batch]
+        state = fused.start_decode(kv, lengths, prefix_len, prefix_len + max(lengths) + limit)
+        last_pos = torch.tensor([prefix_len + length - 1 for length in lengths])
+    else:
+        logits, cache, mask, last_pos = backend._forward(batch, prefix_len, prefix_kv, 1)
+        step_logits = logits[:, -1, :]
     generators = []
     for req in reqs:
         gen = torch.Generator()
@@ -42,12 +57,8 @@ def decode(backend, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_
         generators.append(gen)
     produced: list[list[int]] = [[] for _ in range(n)]
     texts: list[str | None] = [None] * n
-    limit = max(r.max_tokens for r in reqs)
-    fused = backend._fused
-    state = fused.start_decode(cache, mask, mask.shape[1] + limit) if fused is not None else None
     tails = [4 * max((len(s) for s in r.stop if s), default=0) + 2 for r in reqs]
     active = list(range(n))  # batch rows still decoding, in cache order
-    step_logits = logits[:, -1, :]
     with torch_threads(cpu_threads()) as threads:
         for _ in range(limit):
             greedy = torch.argmax(step_logits, dim=-1).tolist()

@@ -65,8 +65,14 @@ class _FusedLlama:
                 ))
         return cls(model, fused)
 
-    def forward(self, input_ids, position_ids, prefix_kv, pk: _PackedRows, keep_idx):
-        """Last hidden states (final norm applied) at ``keep_idx`` of a packed pass over ``input_ids``."""
+    def forward(self, input_ids, position_ids, prefix_kv, pk: _PackedRows, keep_idx, kv_out: list | None = None):
+        """Last hidden states (final norm applied) at ``keep_idx`` of a packed pass over ``input_ids``.
+
+        With ``kv_out`` each layer's keys and values are appended to it, one
+        row each after the prefix (rows, kv heads, prefix + longest row, dim;
+        a row's slots past its end hold copies of its last token): the cache a
+        decoding batch starts from (:meth:`start_decode`).
+        """
         import torch
         from torch.nn.functional import rms_norm, scaled_dot_product_attention, silu
 
@@ -97,6 +103,8 @@ class _FusedLlama:
                 pre_k, pre_v = prefix_kv[i]
                 k = torch.cat([pre_k.expand(pk.rows, -1, -1, -1), k], dim=2)
                 v = torch.cat([pre_v.expand(pk.rows, -1, -1, -1), v], dim=2)
+            if kv_out is not None:
+                kv_out.append((k, v))
             out = scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling, enable_gqa=gqa)
             out = out.transpose(1, 2).reshape(pk.rows * pk.width, q_width).index_select(0, pk.scatter)
             hidden = torch.addmm(hidden, out, o_w)  # residual + o_proj(attention)
@@ -110,24 +118,26 @@ class _FusedLlama:
 
     # -- decoding ---------------------------------------------------------------------------
 
-    def start_decode(self, cache, mask, capacity: int) -> _DecodeCache:
-        """A decoding cache for ``capacity`` positions, holding the prefill's keys and values.
+    def start_decode(self, kv: list, lengths: list[int], prefix_len: int, capacity: int) -> _DecodeCache:
+        """A decoding cache for ``capacity`` positions holding a packed prefill's keys and values.
 
-        ``cache`` is the prefill's transformers cache (rows, kv heads, length,
-        dim per layer), ``mask`` its (rows, length) 0/1 attention mask.
+        ``kv`` is what :meth:`forward` put in ``kv_out``; row ``r`` holds the
+        prefix and its own ``lengths[r]`` tokens, the slots after them are
+        masked until the decoding steps fill the slots after the longest row.
         """
         import torch
 
-        layers = [(layer.keys, layer.values) for layer in cache.layers]
-        rows, kv_heads, length, dim = layers[0][0].shape
-        keys = torch.empty(len(layers), rows, kv_heads, capacity, dim, dtype=layers[0][0].dtype)
+        rows, kv_heads, width, dim = kv[0][0].shape
+        keys = torch.empty(len(kv), rows, kv_heads, capacity, dim, dtype=kv[0][0].dtype)
         values = torch.empty_like(keys)
-        for i, (k, v) in enumerate(layers):
-            keys[i, :, :, :length] = k
-            values[i, :, :, :length] = v
-        additive = torch.full((rows, 1, 1, capacity), float("-inf"), dtype=keys.dtype)
-        additive[:, 0, 0, :length].masked_fill_(mask.bool(), 0.0)
-        return _DecodeCache(keys, values, additive, length)
+        for i, (k, v) in enumerate(kv):
+            keys[i, :, :, :width] = k
+            values[i, :, :, :width] = v
+        slot = torch.arange(capacity)
+        own = slot[None, :] - prefix_len < torch.tensor(lengths)[:, None]
+        additive = torch.zeros(rows, 1, 1, capacity, dtype=keys.dtype)
+        additive[:, 0, 0].masked_fill_(~own, float("-inf"))
+        return _DecodeCache(keys, values, additive, width)
 
     def decode_step(self, state: _DecodeCache, input_ids, position_ids):
         """Logits (rows, vocabulary) of the next token after one new token per row.

@@ -55,7 +55,7 @@ class RunRow:
     status: str
     name: str | None
     created_at: str
-    updated_at: str
+    updated_at: str  # when ``status`` last changed (appends that keep it leave the row alone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +194,7 @@ class EventLog:
         return RunRow(*row)
 
     def change_stamp(self) -> tuple[Any, ...]:
-        """Changes whenever a run is added or written: (runs, last update, events)."""
+        """Changes whenever a run is added or written: (runs, last status change, newest event)."""
         with self._lock:
             runs, updated = self.conn.execute("SELECT count(*), max(updated_at) FROM runs").fetchone()
             # The newest rowid, not count(*): an index lookup, not a scan of every event.
@@ -337,12 +337,12 @@ class EventLog:
         status = None
         for _, ev in fresh:
             status = _STATUS_AFTER.get(ev.type, status)
+        # The runs row changes with the run's status only: touching it on every append
+        # made each commit write one more page (readers see new events by their rowid).
         if status is not None:
             self.conn.execute(
                 "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?", (status, stamp, run_id)
             )
-        else:
-            self.conn.execute("UPDATE runs SET updated_at = ? WHERE run_id = ?", (stamp, run_id))
         return stored
 
     def summary_rows(self) -> list[tuple[RunRow, int, str | None]]:

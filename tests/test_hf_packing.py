@@ -145,33 +145,49 @@ def test_fused_llama_pass_declines_biased_projections():
     assert hf_llama._FusedLlama.build(_tiny_llama(attention_bias=True)) is None
 
 
-def test_fused_decode_steps_equal_the_stock_layers_with_a_cache():
-    """Three decoding steps of two left-padded rows: the fused step's logits are the stock model's."""
+@pytest.mark.parametrize("prefix", [0, 3])
+def test_fused_decoding_equals_the_stock_layers_with_a_cache(prefix):
+    """A packed prefill of two rows of different lengths, then decoding steps: the stock model's logits."""
     from transformers import DynamicCache
 
     model = _tiny_llama()
     fused = hf_llama._FusedLlama.build(model)
     torch.manual_seed(4)
-    ids = torch.randint(1, 64, (2, 5))
-    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    shared = torch.randint(1, 64, (prefix,)).tolist()
+    rows = [shared + torch.randint(1, 64, (n,)).tolist() for n in (2, 5)]
+    lengths = [len(r) - prefix for r in rows]
+    width = max(len(r) for r in rows)
+    # The stock way: left-padded rows, transformers' cache.
+    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
         out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids,
                     cache=DynamicCache(config=model.config), use_cache=True)
-        stock_cache = out.cache
-        ours = fused.start_decode(
-            DynamicCache([(layer.keys.clone(), layer.values.clone()) for layer in stock_cache.layers]), mask, 5 + 4
-        )
-        last = position_ids[:, -1]
-        token = out.logits[:, -1].argmax(-1)
+        stock_cache, stock_logits = out.cache, out.logits[:, -1]
+        # Ours: the prefix once, the rows packed after it, keys and values kept for decoding.
+        prefix_kv = None
+        if prefix:
+            pre = model.model(input_ids=torch.tensor([shared]), cache=DynamicCache(config=model.config), use_cache=True)
+            prefix_kv = [(layer.keys, layer.values) for layer in pre.cache.layers]
+        packed = torch.tensor([t for r in rows for t in r[prefix:]])
+        starts = [0, lengths[0]]
+        packed_pos = torch.cat([torch.arange(prefix, prefix + n) for n in lengths]).unsqueeze(0)
+        kv: list = []
+        states = fused.forward(packed, packed_pos, prefix_kv, hf_packing._packed_rows(torch, starts, lengths, prefix),
+                               torch.tensor([lengths[0] - 1, sum(lengths) - 1]), kv)
+        got = fused.head(states)
+        assert torch.allclose(got, stock_logits, atol=1e-5)
+        ours = fused.start_decode(kv, lengths, prefix, prefix + max(lengths) + 4)
+        last = torch.tensor([prefix + n - 1 for n in lengths])
+        token = stock_logits.argmax(-1)
         stock_mask = mask
         for _ in range(3):
             last = last + 1
             stock_mask = torch.cat([stock_mask, torch.ones(2, 1, dtype=mask.dtype)], dim=1)
             stock = model(input_ids=token[:, None], attention_mask=stock_mask, position_ids=last[:, None],
                           cache=stock_cache, use_cache=True).logits[:, -1]
-            got = fused.decode_step(ours, token, last)
-            assert torch.allclose(got, stock, atol=1e-5)
+            assert torch.allclose(fused.decode_step(ours, token, last), stock, atol=1e-5)
             token = stock.argmax(-1)
         # A finished row leaves; the other decodes on unchanged.
         ours.keep(torch.tensor([1]))
