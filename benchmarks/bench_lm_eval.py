@@ -16,7 +16,8 @@ the options:
 * lm-eval: its HF backend (``HFLM``, ``batch_size=8``), a ``multiple_choice``
   task over the same rows with ``apply_chat_template`` and the same system
   instruction, an empty target delimiter (the option is the assistant's
-  first token, as in tprompt).
+  first token; tprompt's requests here have no answer prefix either, where
+  the scorer's own requests end the context with "Answer: ").
 
 Both use ``--threads`` torch threads; times exclude model loading; medians of
 ``--repeat``. Printed: each side's time, the ratio, and how often the two
@@ -112,7 +113,9 @@ def main() -> None:
     python = lm_eval_python(args.venv)
     backend = get_model("smollm2")
     requests = [
-        OptionsRequest(messages=(("system", SYSTEM), ("user", user_text(ex))), options=tuple(LETTERS[: len(ex["choices"])]))
+        # No answer prefix: the option is the assistant's first token, as lm-eval scores it here.
+        OptionsRequest(messages=(("system", SYSTEM), ("user", user_text(ex))), options=tuple(LETTERS[: len(ex["choices"])]),
+                       answer_prefix="")
         for ex in examples
     ]
     backend.option_probs(requests[:2])  # warm up

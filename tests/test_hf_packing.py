@@ -196,3 +196,35 @@ def test_fused_decoding_equals_the_stock_layers_with_a_cache(prefix):
         stock = model(input_ids=token[:, None], attention_mask=stock_mask, position_ids=last[:, None],
                       cache=stock_cache, use_cache=True).logits[:, -1]
         assert torch.allclose(fused.decode_step(ours, token, last), stock, atol=1e-5)
+
+
+class _CharTokenizer:
+    """Token i is chr(i), or two characters for ids above 1000 (a stop may span tokens)."""
+
+    def decode(self, tokens, skip_special_tokens=True):
+        return "".join(chr(t) if t < 1000 else chr(t - 1000) * 2 for t in tokens)
+
+
+class _Backend:
+    tokenizer = _CharTokenizer()
+
+
+@pytest.mark.parametrize(
+    ("text", "stop", "expected"),
+    [
+        ("hello Answer: B", ("Answer:",), True),
+        ("hello Answer", ("Answer:",), False),
+        ("a\n\nb", ("\n\n",), True),
+        ("no stop here", (), False),
+        ("the stop came long ago: STOP and many words after it", ("STOP",), False),
+    ],
+)
+def test_stop_strings_are_found_in_the_decoded_tail(text, stop, expected):
+    from tprompt.models.hf_decode import _stopped
+
+    tokens = [ord(c) for c in text]
+    tail = 4 * max((len(s) for s in stop), default=0) + 2
+    # Checked after every token, as decoding does: a stop is seen when its last token arrives.
+    seen = any(_stopped(_Backend(), tokens[:i], stop, tail) for i in range(1, len(tokens) + 1))
+    assert seen == (expected or any(s in text for s in stop))
+    assert _stopped(_Backend(), tokens, stop, tail) == expected
