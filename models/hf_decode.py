@@ -59,6 +59,7 @@ def decode(backend, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_
     texts: list[str | None] = [None] * n
     tails = [4 * max((len(s) for s in r.stop if s), default=0) + 2 for r in reqs]
     active = list(range(n))  # batch rows still decoding, in cache order
+    slots = list(range(n))  # the fused cache's row of each active row
     with torch_threads(cpu_threads()) as threads:
         for _ in range(limit):
             greedy = torch.argmax(step_logits, dim=-1).tolist()
@@ -78,19 +79,30 @@ def decode(backend, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_
             if not still:
                 break
             if len(still) < len(active):
-                keep = torch.tensor(still)
-                last_pos = last_pos[keep]
-                if state is not None:
-                    state.keep(keep)
-                else:
+                active = [active[k] for k in still]
+                if state is None:
+                    keep = torch.tensor(still)
+                    last_pos = last_pos[keep]
                     cache.batch_select_indices(keep)
                     mask = mask[keep]
-                active = [active[k] for k in still]
+                else:
+                    # A finished row stays in the cache (its slot decodes a pad token) until
+                    # half the rows have finished: dropping rows copies the whole cache.
+                    slots = [slots[k] for k in still]
+                    if 2 * len(slots) <= state.rows:
+                        keep = torch.tensor(slots)
+                        state.keep(keep)
+                        last_pos = last_pos[keep]
+                        slots = list(range(len(slots)))
             last_pos = last_pos + 1
-            ids = torch.tensor(next_ids)
             if state is not None:
+                ids = torch.full((state.rows,), backend.pad_id, dtype=torch.long)
+                ids[slots] = torch.tensor(next_ids)
                 step_logits = fused.decode_step(state, ids, last_pos)
+                if len(slots) < state.rows:
+                    step_logits = step_logits[slots]
             else:
+                ids = torch.tensor(next_ids)
                 mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype)], dim=1)
                 out = backend.model(
                     input_ids=ids.unsqueeze(1), attention_mask=mask, position_ids=last_pos.unsqueeze(1),
@@ -99,7 +111,7 @@ def decode(backend, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_
                 step_logits, cache = out.logits[:, -1, :], out.cache
             backend.stats.count_pass(threads)
             backend.stats.tokens += len(active)
-            backend.stats.padded_tokens += len(active)
+            backend.stats.padded_tokens += state.rows if state is not None else len(active)
     for b in range(n):
         if texts[b] is None:
             texts[b] = backend._finish(produced[b], reqs[b].stop)

@@ -192,6 +192,10 @@ class _DecodeCache:
     def __init__(self, keys, values, mask, length: int) -> None:
         self.keys, self.values, self.mask, self.length = keys, values, mask, length
 
+    @property
+    def rows(self) -> int:
+        return self.keys.shape[1]
+
     def keep(self, rows) -> None:
         """Drop the rows not in ``rows`` (a tensor of row indices, in order)."""
         self.keys = self.keys.index_select(1, rows)
