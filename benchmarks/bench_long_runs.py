@@ -22,15 +22,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_startup import timed  # noqa: E402  (one whole `tprompt` process, timed)
 
 
 def make(path: Path, events: int, short_runs: int) -> str:
     """Write the database; returns the long run's id."""
-    sys.path.insert(0, str(HERE))
     from bench_store import created, stream
 
     from tprompt.stores import EventLog, fold
@@ -62,13 +63,6 @@ def make(path: Path, events: int, short_runs: int) -> str:
         for _ in range(short_runs):
             fill(log, 1_000)
         return fill(log, events) if events else ""
-
-
-def timed(args: list[str], env: dict[str, str], cwd: str) -> float:
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tprompt.cli", *args], env=env, cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
 
 
 def main() -> None:

@@ -74,27 +74,18 @@ class _FusedLlama:
         decoding batch starts from (:meth:`start_decode`).
         """
         import torch
-        from torch.nn.functional import rms_norm, scaled_dot_product_attention, silu
+        from torch.nn.functional import rms_norm, scaled_dot_product_attention
 
         base = self.base
         heads, kv_heads, dim = self.heads, self.kv_heads, self.dim
-        total = input_ids.shape[0]
         hidden = base.embed_tokens(input_ids)  # (tokens, hidden)
-        cos, sin = base.rotary_emb(hidden, position_ids=position_ids)
-        half = dim // 2
-        # rotate_half(x) * sin == roll(x, half) * (sin with its first half negated)
-        cos = cos[0][:, None, :]
-        sin = torch.cat([-sin[0][:, :half], sin[0][:, half:]], dim=-1)[:, None, :]
-        q_width, kv_width = heads * dim, kv_heads * dim
+        rope = self._rope(hidden, position_ids)
+        q_width = heads * dim
         hidden_width = hidden.shape[1]
         mask = pk.mask.to(hidden.dtype)
         gqa = heads != kv_heads
         for i, (ln1, eps1, qkv_w, o_w, ln2, eps2, gate_up_w, down_w, scaling) in enumerate(self.layers):
-            x = rms_norm(hidden, (hidden_width,), ln1, eps1)
-            qkv = torch.mm(x, qkv_w)
-            qk = qkv[:, : q_width + kv_width].view(total, heads + kv_heads, dim)
-            qk = qk * cos + qk.roll(half, dims=-1) * sin
-            v = qkv[:, q_width + kv_width :].view(total, kv_heads, dim)
+            qk, v = self._qkv(rms_norm(hidden, (hidden_width,), ln1, eps1), qkv_w, rope)
             # (tokens, h, d) -> (rows, h, width, d), each row padded to the longest
             q = qk[:, :heads].index_select(0, pk.gather).view(pk.rows, pk.width, heads, dim).transpose(1, 2)
             k = qk[:, heads:].index_select(0, pk.gather).view(pk.rows, pk.width, kv_heads, dim).transpose(1, 2)
@@ -108,13 +99,42 @@ class _FusedLlama:
             out = scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling, enable_gqa=gqa)
             out = out.transpose(1, 2).reshape(pk.rows * pk.width, q_width).index_select(0, pk.scatter)
             hidden = torch.addmm(hidden, out, o_w)  # residual + o_proj(attention)
-            x = rms_norm(hidden, (hidden_width,), ln2, eps2)
-            gate_up = torch.mm(x, gate_up_w)
-            inter = gate_up.shape[1] // 2
-            act = silu(gate_up[:, :inter]).mul_(gate_up[:, inter:])
-            hidden = torch.addmm(hidden, act, down_w)  # residual + down_proj(mlp)
+            hidden = self._mlp(hidden, ln2, eps2, gate_up_w, down_w)
         norm = base.norm
         return rms_norm(hidden[keep_idx], (hidden_width,), norm.weight, norm.variance_epsilon)
+
+    # -- the layers' shared pieces -----------------------------------------------------------
+
+    def _rope(self, hidden, position_ids):
+        """(cos, sin) of ``position_ids`` shaped for :meth:`_qkv` (tokens, 1, dim)."""
+        import torch
+
+        cos, sin = self.base.rotary_emb(hidden, position_ids=position_ids)
+        half = self.dim // 2
+        # rotate_half(x) * sin == roll(x, half) * (sin with its first half negated)
+        return cos[0][:, None, :], torch.cat([-sin[0][:, :half], sin[0][:, half:]], dim=-1)[:, None, :]
+
+    def _qkv(self, x, qkv_w, rope):
+        """Queries and keys (rotated; tokens, heads + kv heads, dim) and values (tokens, kv heads, dim) of ``x``."""
+        import torch
+
+        heads, kv_heads, dim = self.heads, self.kv_heads, self.dim
+        tokens, cut = x.shape[0], (heads + kv_heads) * dim
+        qkv = torch.mm(x, qkv_w)
+        cos, sin = rope
+        qk = qkv[:, :cut].view(tokens, heads + kv_heads, dim)
+        qk = qk * cos + qk.roll(dim // 2, dims=-1) * sin
+        return qk, qkv[:, cut:].view(tokens, kv_heads, dim)
+
+    @staticmethod
+    def _mlp(hidden, norm_w, eps, gate_up_w, down_w):
+        """``hidden`` plus the MLP of its norm (SiLU-gated; the residual add folded into the down projection)."""
+        import torch
+        from torch.nn.functional import rms_norm, silu
+
+        gate_up = torch.mm(rms_norm(hidden, (hidden.shape[1],), norm_w, eps), gate_up_w)
+        inter = gate_up.shape[1] // 2
+        return torch.addmm(hidden, silu(gate_up[:, :inter]).mul_(gate_up[:, inter:]), down_w)
 
     # -- decoding ---------------------------------------------------------------------------
 
@@ -148,7 +168,7 @@ class _FusedLlama:
         whole cache per layer and step).
         """
         import torch
-        from torch.nn.functional import rms_norm, scaled_dot_product_attention, silu
+        from torch.nn.functional import rms_norm, scaled_dot_product_attention
 
         base = self.base
         heads, kv_heads, dim = self.heads, self.kv_heads, self.dim
@@ -156,31 +176,21 @@ class _FusedLlama:
         at = state.length
         state.mask[:, 0, 0, at] = 0.0
         hidden = base.embed_tokens(input_ids)  # (rows, hidden)
-        cos, sin = base.rotary_emb(hidden, position_ids=position_ids[None])
-        half = dim // 2
-        cos = cos[0][:, None, :]
-        sin = torch.cat([-sin[0][:, :half], sin[0][:, half:]], dim=-1)[:, None, :]
-        q_width, kv_width = heads * dim, kv_heads * dim
+        rope = self._rope(hidden, position_ids[None])
+        q_width = heads * dim
         hidden_width = hidden.shape[1]
         mask = state.mask[..., : at + 1]
         gqa = heads != kv_heads
         for i, (ln1, eps1, qkv_w, o_w, ln2, eps2, gate_up_w, down_w, scaling) in enumerate(self.layers):
-            x = rms_norm(hidden, (hidden_width,), ln1, eps1)
-            qkv = torch.mm(x, qkv_w)
-            qk = qkv[:, : q_width + kv_width].view(rows, heads + kv_heads, dim)
-            qk = qk * cos + qk.roll(half, dims=-1) * sin
+            qk, v = self._qkv(rms_norm(hidden, (hidden_width,), ln1, eps1), qkv_w, rope)
             state.keys[i, :, :, at] = qk[:, heads:]
-            state.values[i, :, :, at] = qkv[:, q_width + kv_width :].view(rows, kv_heads, dim)
+            state.values[i, :, :, at] = v
             q = qk[:, :heads].unsqueeze(2)  # (rows, heads, 1, dim)
             k = state.keys[i, :, :, : at + 1]
             v = state.values[i, :, :, : at + 1]
             out = scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling, enable_gqa=gqa)
             hidden = torch.addmm(hidden, out.reshape(rows, q_width), o_w)
-            x = rms_norm(hidden, (hidden_width,), ln2, eps2)
-            gate_up = torch.mm(x, gate_up_w)
-            inter = gate_up.shape[1] // 2
-            act = silu(gate_up[:, :inter]).mul_(gate_up[:, inter:])
-            hidden = torch.addmm(hidden, act, down_w)
+            hidden = self._mlp(hidden, ln2, eps2, gate_up_w, down_w)
         state.length = at + 1
         norm = base.norm
         return self.head(rms_norm(hidden, (hidden_width,), norm.weight, norm.variance_epsilon))
