@@ -20,12 +20,18 @@ class Row:
     """A table row: its key, the values it sorts by (one per column) and the cells shown.
 
     ``cells`` may be a function making them: a table of 40k rows then builds
-    the cells of the few hundred it shows only.
+    the cells of the few hundred it shows only. ``values`` may be one too
+    (made when the table is first sorted).
     """
 
     key: str
-    values: tuple[Any, ...]
+    values: tuple[Any, ...] | Callable[[], tuple[Any, ...]]
     cells: tuple[Text | str, ...] | Callable[[], tuple[Text | str, ...]]
+
+    def value(self, column: int) -> Any:
+        """The value the row sorts by in ``column``."""
+        values = self.values() if callable(self.values) else self.values
+        return values[column]
 
     def shown(self) -> tuple[Text | str, ...]:
         """The cells, made now if they were given as a function."""
@@ -129,7 +135,7 @@ class SortedTable(DataTable[Any]):
             return self._rows
         if self._order is None:
             col = self.sort_column
-            self._order = sorted(self._rows, key=lambda r: _sort_key(r.values[col]), reverse=self.reverse)
+            self._order = sorted(self._rows, key=lambda r: _sort_key(r.value(col)), reverse=self.reverse)
         return self._order
 
     def at_end(self) -> bool:

@@ -206,15 +206,14 @@ class RunScreen(Screen[None]):
         self.query_one("#run-head", Static).update(head)
 
     def _event_row(self, se: Any) -> Row:
-        described = describe(se)
         return Row(
             key=str(se.seq),
-            values=(se.seq, where(se), se.type, described),
+            values=lambda: (se.seq, where(se), se.type, describe(se)),
             cells=lambda: (
                 Text(str(se.seq), justify="right", style="dim" if se.run_id != self.run_id else ""),
                 Text(where(se)),
                 Text(se.type, style=_TYPE_STYLE.get(se.type, "")),
-                Text(described),
+                Text(describe(se)),
             ),
         )
 
