@@ -28,6 +28,7 @@ from textual.widgets import (
 
 from ...errors import TPromptError
 from ...graph.topology import node_of, successors
+from ...stores.log import gc_paused
 from ..data import (
     RunFollower,
     best_prompts,
@@ -165,9 +166,10 @@ class RunScreen(Screen[None]):
             if self.error:
                 self.notify(self.error, severity="error", markup=False)
         if fresh or initial:
-            self._show_events(fresh, follow_tail=not initial)
-            self._show_scores()
-            self._show_candidates()
+            with gc_paused():  # a long run's rows are many small objects and make no cycles
+                self._show_events(fresh, follow_tail=not initial)
+                self._show_scores()
+                self._show_candidates()
         if new_calls or initial:
             self._show_calls_filters()
             self._show_calls(new_calls if not initial else None)
