@@ -146,6 +146,15 @@ class ConfigError(UsageError):
     code = "config"
 
 
+# --- the terminal UI -------------------------------------------------------------
+
+
+class AppCrashed(TPromptError):
+    """The terminal UI stopped on an error of its own (Textual printed its traceback)."""
+
+    code = "ui.crashed"
+
+
 __all__ = (
     "TPromptError",
     "UsageError",
@@ -169,4 +178,5 @@ __all__ = (
     "UnknownTask",
     "BadTaskFile",
     "ConfigError",
+    "AppCrashed",
 )

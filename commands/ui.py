@@ -55,6 +55,8 @@ def ui(
         return
     app = create_app(settings(ctx).db, run, poll_interval=poll)
     app.run()
+    if app.return_code:  # Textual printed what crashed; a crash is never a success
+        raise typer.Exit(app.return_code)
 
 
 def register(app: typer.Typer) -> None:

@@ -17,7 +17,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
-from ..errors import ReadOnlyDatabase, TPromptError
+from ..errors import AppCrashed, ReadOnlyDatabase, TPromptError
 from ..stores import EventLog
 from ..stores.control import request_pause
 
@@ -313,6 +313,10 @@ def export_screenshot(
     """Run the app headless at ``size``, press ``keys``, and save an SVG screenshot to ``out``.
 
     The SVG is the app's own export (what a terminal of that size shows).
+
+    Raises:
+        AppCrashed: the app stopped on an error before the screenshot was saved
+            (Textual has printed the traceback); nothing is written to ``out``.
     """
     out = Path(out)
     app = create_app(db_path, run_id, cursor_blink=False)
@@ -327,6 +331,9 @@ def export_screenshot(
         app.exit()
 
     app.run(headless=True, size=size, auto_pilot=autopilot)
+    if app.return_code:
+        raise AppCrashed("the terminal UI stopped with an error; no screenshot was saved",
+                         hint="the traceback above says where; please report it")
     return out
 
 
