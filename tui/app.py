@@ -327,6 +327,8 @@ def export_screenshot(
             await pilot.press(key)
             await pilot.pause()
         await pilot.pause()
+        if app.return_code:  # it crashed (Textual printed why): save nothing, keep its exit code
+            return
         app.save_screenshot(filename=out.name, path=str(out.parent.resolve()))
         app.exit()
 
