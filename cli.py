@@ -84,6 +84,15 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"{__package__}.commands.{_name}").register(app)
 
 
+def _click_line(exc: _click_exc.ClickException) -> str:
+    """An option-parsing error as the rest of the CLI words errors: one line, with where to look."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and ctx.command_path:
+        return f"{message} (see `{ctx.command_path} --help`)"
+    return f"{message} (see `tprompt --help`)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tprompt`` script; returns (and exits with) the exit code."""
     if not sys.warnoptions and not os.environ.get("TPROMPT_DEBUG"):
@@ -104,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print("interrupted")
         code = ExitCode.INTERRUPTED
     except _click_exc.ClickException as exc:
-        exc.show(file=sys.stderr)
+        err.print(Text.assemble(("error: ", "bold red"), _click_line(exc)), soft_wrap=True)
         code = exc.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")

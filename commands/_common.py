@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.segment import Segment
 
 from .._text import printable
-from ..errors import StoreError
+from ..errors import StoreError, UsageError
 from ..stores import EventLog
 
 DEFAULT_DB = "tprompt.db"
@@ -101,3 +101,44 @@ def shorten(text: str, width: int = 80) -> str:
     """One line of at most ``width`` characters."""
     one = " ".join(text.split())
     return one if len(one) <= width else one[: width - 1] + "…"
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Refuse an output file (``option`` names it) that cannot be written, before any work starts."""
+    try:
+        _check_output_file(path, option)
+    except OSError as exc:  # e.g. a name too long for the file system, even to look it up
+        raise UsageError(f"{option} {path}: cannot write it ({exc.strerror or exc})",
+                         hint="choose a shorter name in a folder you can write") from exc
+
+
+def _check_output_file(path: Path, option: str) -> None:
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a directory", hint="give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"{option} {path}: folder {path.parent} does not exist", hint="create it first")
+    existed = path.exists()
+    if existed and not path.is_file():
+        raise UsageError(f"{option} {path}: not a regular file", hint="give a file name")
+    try:  # the only sure test (permissions, read-only mounts, /proc, name length) is to try
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot write it ({exc.strerror or exc})",
+                         hint="choose a file in a folder you can write") from exc
+    if not existed:
+        path.unlink()
+
+
+def prepare_output_dir(path: Path, option: str) -> None:
+    """Make the output folder ``path`` (``option`` names it), or refuse it with one line."""
+    try:
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{option} {path}: exists and is not a folder", hint="give a folder (new or existing)")
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".tprompt-write-check"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot write there ({exc.strerror or exc})",
+                         hint="choose a folder you can write") from exc

@@ -33,9 +33,14 @@ def _read_prompt(prompt: Optional[str], prompt_file: Optional[Path]) -> str:
         raise UsageError("give either --prompt or --prompt-file, not both")
     if prompt_file is not None:
         try:
-            return prompt_file.read_text(encoding="utf-8").strip()
+            text = prompt_file.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read prompt file {prompt_file}: {exc}") from exc
+        if not text:
+            raise UsageError(f"prompt file {prompt_file} is empty", hint="write the prompt into it")
+        return text
+    if prompt is not None and not prompt.strip():
+        raise UsageError("--prompt is empty", hint="give the prompt to evaluate, or leave --prompt out for the default")
     return DEFAULT_PROMPT if prompt is None else prompt
 
 

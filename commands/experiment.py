@@ -20,7 +20,7 @@ from ..experiments.grid import (
     run_experiment,
 )
 from ..stores import EventLog, RunState
-from ._common import JSON_OPTION, err, open_log, out, print_json
+from ._common import JSON_OPTION, err, open_log, out, prepare_output_dir, print_json
 from .run import execute as execute_run
 
 
@@ -160,6 +160,7 @@ def report(
         else:
             rep = build_report(log, experiment=target)
         directory = out_dir or Path(f"report-{rep.slug}")
+        prepare_output_dir(directory, "--out")
         written = write_report(log, rep, directory)
     if json_:
         print_json(report_json(rep) | {"out": str(directory), "files": [str(p) for p in written]})

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import UsageError
-from ._common import err, settings
+from ._common import check_output_file, err, settings
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -50,6 +50,7 @@ def ui(
     from ..tui import create_app, export_screenshot
 
     if screenshot is not None:
+        check_output_file(screenshot, "--screenshot")
         path = export_screenshot(settings(ctx).db, screenshot, run, size=_size(size), keys=tuple(keys or ()))
         err.print(f"saved {path}")
         return

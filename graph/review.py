@@ -35,6 +35,10 @@ def revise(
 ) -> list[PromptCandidate]:
     """The candidates after a person's decisions (1-based numbers); UsageError naming the first bad one."""
     n = len(candidates)
+    both = sorted(set(drop) & set(edit or {}))
+    if both:
+        raise UsageError(f"candidate {both[0]} is both dropped and edited",
+                         hint="drop it or edit it, not both")
     kept = {i: c for i, c in enumerate(candidates, 1)}
     for i, text in (edit or {}).items():
         if not 1 <= i <= n:
