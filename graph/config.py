@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import difflib
 import json
-import sys
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser, as the tomli package
-    import tomli as tomllib
 
 DEFAULT_ORIGINAL_PROMPT = "Answer the question."
 

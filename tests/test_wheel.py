@@ -126,3 +126,24 @@ def test_a_crashing_ui_exits_non_zero_and_saves_nothing(tmp_path: Path, monkeypa
     err = capsys.readouterr().err
     assert f"saved {shot}" not in err and AppCrashed.__name__ not in err
     assert "the terminal UI stopped with an error" in err
+
+
+def test_requires_python_covers_every_dependency() -> None:
+    """The declared Python floor is one every dependency installs on (3.10 was declared once; langchain 1.x needs 3.11)."""
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    ours = SpecifierSet(project["requires-python"])
+    floor = min((s.version for s in ours if s.operator == ">="), key=lambda v: tuple(map(int, v.split("."))))
+    for line in project["dependencies"]:
+        req = Requirement(line)
+        try:
+            theirs = metadata(req.name).get("Requires-Python")
+        except PackageNotFoundError:
+            continue
+        if theirs:
+            assert SpecifierSet(theirs).contains(floor), f"{req.name} needs Python {theirs}, tprompt declares {ours}"
