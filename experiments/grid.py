@@ -201,7 +201,7 @@ def _steps_to_spend(config: RunConfig, budget: int) -> int:
     cheapest = config.examples
     if config.budget == "racing":
         cheapest = max(1, math.ceil(config.examples / 2 ** (config.racing_rungs - 1)))
-    return min(1000, math.ceil(budget / cheapest) + 1)
+    return math.ceil(budget / cheapest) + 1
 
 
 def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Experiment:
@@ -237,6 +237,16 @@ def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Exp
             need += base.top_k * base.examples + base.candidates * base.examples
             if cell.budget < need:
                 minimum[cell.key] = need
+    limit = RunConfig.model_fields["target_steps"].metadata
+    max_steps = next(m.le for m in limit if getattr(m, "le", None) is not None)
+    for cell in cells:
+        if _steps_to_spend(base, cell.budget) > max_steps:
+            # Past this the budget can never be spent: the arms would stop at the step cap, unequal.
+            raise ConfigError(
+                f"{where}: budget {cell.budget} of cell {cell.key} is too large: spending it would take more "
+                f"than {max_steps} target steps",
+                hint="lower budgets, or raise run.candidates / examples so a step spends more",
+            )
     if minimum:
         key, need = next(iter(minimum.items()))
         raise ConfigError(

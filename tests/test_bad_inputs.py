@@ -82,3 +82,15 @@ def test_review_refuses_dropping_and_editing_one_candidate() -> None:
     with pytest.raises(UsageError, match="candidate 1 is both dropped and edited"):
         revise(cands, drop=[1], edit={1: "new"})
     assert [c.text for c in revise(cands, drop=[2], edit={1: "new"})] == ["new"]
+
+
+def test_an_experiment_budget_no_arm_can_spend_is_refused() -> None:
+    # was: accepted, with target_steps capped at 1000 so the arms ended unequal without a notice
+    from tprompt.errors import ConfigError
+    from tprompt.experiments.grid import plan_experiment
+
+    from test_experiment import GRID
+
+    with pytest.raises(ConfigError, match="too large: spending it would take more than 1000 target steps"):
+        plan_experiment({**GRID, "budgets": [9999999999999999]})
+    assert plan_experiment({**GRID, "budgets": [2000]}).runs  # a large budget that can be spent still plans
