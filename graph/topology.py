@@ -7,8 +7,6 @@ not import LangGraph.
 
 from __future__ import annotations
 
-from typing import Any
-
 from typing_extensions import assert_never
 
 from ..stores.events import (

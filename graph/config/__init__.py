@@ -16,8 +16,8 @@ from ...config import (
 )
 
 __all__ = (
-    "Budget",
     "DEFAULT_ORIGINAL_PROMPT",
+    "Budget",
     "Mode",
     "RunConfig",
     "check_values",
