@@ -108,7 +108,7 @@ def test_fork_prints_new_run_id_and_takes_parent_state(cli, filled) -> None:
     with EventLog(db, readonly=True) as log:
         state = log.state(child)
         assert (state.parent_run_id, state.parent_seq, state.last_seq) == (run, 3, 4)
-        assert state.config == RunConfig(scorer="fake") and state.target_task == "target"
+        assert state.config == RunConfig.model_validate({"scorer": "fake"}) and state.target_task == "target"
         assert [s.prompt_id for s in state.scores] == ["p-1"]
 
     code, out, err = cli("--db", str(db), "fork", child, "--at", "4", "--no-start", "--json")
@@ -127,7 +127,7 @@ def test_fork_run_function_overrides(filled) -> None:
         child = fork_run(log, "r-demo", at_seq=2, overrides={"target_task": "medqa", "steps": 3}, validate=False)
         state = log.state(child)
     assert state.target_task == "medqa"
-    assert state.config == RunConfig(scorer="fake", steps=3, target_task="medqa")
+    assert state.config == RunConfig.model_validate({"scorer": "fake", "steps": 3, "target_task": "medqa"})
 
 
 def test_runs_on_missing_database_is_empty(cli, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ def test_a_summary_behind_its_run_is_not_trusted(tmp_path: Path) -> None:
         assert listed.status == "paused" and listed.last_seq == log.last_seq(run_id)
         assert listed == summarize(log.state(run_id), log.run(run_id).created_at)
         # A fork has no summary of its own until it is run: it is folded through its parent.
-        fork = log.fork(run_id, 5, config=RunConfig(scorer="fake"), target_task="arc_challenge")
+        fork = log.fork(run_id, 5, config=RunConfig.model_validate({"scorer": "fake"}), target_task="arc_challenge")
         forked = {s.run_id: s for s in run_summaries(log)}[fork]
         assert forked == summarize(log.state(fork), log.run(fork).created_at)
 
