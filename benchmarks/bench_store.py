@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tprompt.config import RunConfig
 from tprompt.stores import (
     CandidateScored,
     Event,
@@ -34,7 +35,7 @@ ORIGINAL = "Answer the question. Think step by step."
 
 def created() -> RunCreated:
     return RunCreated(
-        config={"model": "fake", "steps": 10},
+        config=RunConfig.model_validate({"proposer": "fake", "scorer": "fake", "steps": 10}),
         source_tasks=["gsm8k"],
         target_task="medqa",
         original_prompt=PromptCandidate(prompt_id=prompt_id_of(ORIGINAL), text=ORIGINAL, origin="original"),
@@ -178,7 +179,7 @@ def main() -> None:
                 def fork_ms(parent: str = parent, n: int = n) -> float:
                     t0 = time.perf_counter()
                     for _ in range(20):
-                        log.fork(parent, n, config={"model": "fake"}, target_task="medqa")
+                        log.fork(parent, n, config=RunConfig.model_validate({"proposer": "fake", "scorer": "fake"}), target_task="medqa")
                     return (time.perf_counter() - t0) / 20 * 1000
 
                 ms, values = median_of(r, fork_ms)

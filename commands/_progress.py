@@ -8,7 +8,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from rich.text import Text
 
-from ..stores import RunState, StoredEvent
+from ..stores import (
+    PromptTested,
+    RunCompleted,
+    RunFailed,
+    RunPaused,
+    RunState,
+    StageStarted,
+    StepCompleted,
+    StoredEvent,
+    TransferSelected,
+)
 from ._common import err
 
 
@@ -61,15 +71,13 @@ class RunProgress:
             return
         if self._progress is None or self._stage is None:
             return
-        steps = state.config.get("steps", 0)
-        if state.stage == "target":
-            steps = state.config.get("target_steps") or steps
+        steps = state.config.stage_steps(state.stage or "source") if state.config else 0
         stage = state.stage or "-"
         best = state.best(state.stage) if state.stage else None
         text = f"[bold]{stage}[/] stage, step {max(state.step, 0)}/{steps}"
         if best is not None:
             text += f", best {best.objective:.3f}"
-        if stored.type in ("prompt.tested", "run.completed"):
+        if isinstance(stored.event, (PromptTested, RunCompleted)):
             text = f"testing on {state.target_task}: {len(state.tested)} done"
         self._progress.update(self._stage, description=text, total=steps or None, completed=max(state.step, 0))
 
@@ -82,18 +90,17 @@ class RunProgress:
 def plain_line(stored: StoredEvent, state: RunState) -> str | None:
     """One line for a milestone event, or None for the others."""
     ev = stored.event
-    if stored.type == "step.completed":
-        steps = state.config.get("steps", 0)
-        if ev.stage == "target":  # type: ignore[attr-defined]
-            steps = state.config.get("target_steps") or steps
-        best = "-" if ev.best_objective is None else f"{ev.best_objective:.3f}"  # type: ignore[attr-defined]
-        return f"{ev.stage} step {ev.step}/{steps} done: best training objective {best}"  # type: ignore[attr-defined]
-    if stored.type == "stage.started":
-        return f"{ev.stage} stage started on {', '.join(ev.tasks)}"  # type: ignore[attr-defined]
-    if stored.type == "transfer.selected":
-        return f"transfer: {len(ev.prompts)} source prompt(s) seed the target stage"  # type: ignore[attr-defined]
-    if stored.type == "prompt.tested":
-        return f"tested {ev.role.replace('_', ' ')} prompt on {ev.task}: objective {ev.objective:.3f}"  # type: ignore[attr-defined]
-    if stored.type in ("run.completed", "run.paused", "run.failed"):
-        return f"run {stored.run_id} {stored.type.removeprefix('run.')} at seq {stored.seq}"
+    match ev:
+        case StepCompleted():
+            steps = state.config.stage_steps(ev.stage) if state.config else 0
+            best = "-" if ev.best_objective is None else f"{ev.best_objective:.3f}"
+            return f"{ev.stage} step {ev.step}/{steps} done: best training objective {best}"
+        case StageStarted():
+            return f"{ev.stage} stage started on {', '.join(ev.tasks)}"
+        case TransferSelected():
+            return f"transfer: {len(ev.prompts)} source prompt(s) seed the target stage"
+        case PromptTested():
+            return f"tested {ev.role.replace('_', ' ')} prompt on {ev.task}: objective {ev.objective:.3f}"
+        case RunCompleted() | RunPaused() | RunFailed():
+            return f"run {stored.run_id} {ev.type.removeprefix('run.')} at seq {stored.seq}"
     return None

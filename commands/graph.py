@@ -114,7 +114,7 @@ def rescore(
         new_id = rescore_run(log, run, weights)
         state = log.state(new_id)
     if not json_:
-        err.print(f"rescored {state.parent_run_id} as {new_id} (weights {state.config.get('weights')}); 0 model calls")
+        err.print(f"rescored {state.parent_run_id} as {new_id} (weights {state.config.weights if state.config else {}}); 0 model calls")
     report(state, json_=json_)
 
 

@@ -302,7 +302,7 @@ def show(
         out.print(f"forked from {state.parent_run_id} at seq {state.parent_seq}" + (f" from prompt {state.from_prompt_id}" if state.from_prompt_id else ""))
     out.print(Text(f"source: {', '.join(state.source_tasks) or '-'}  ->  target: {state.target_task}"))
     cfg = Table(title="config", show_header=False)
-    for key, value in state.config.items():
+    for key, value in (state.config.model_dump() if state.config else {}).items():
         cfg.add_row(key, Text(str(value)))
     out.print(cfg)
     best = Table(title="best prompts per stage (training examples)")
@@ -346,7 +346,7 @@ def summary(state: RunState) -> dict[str, Any]:
         "status": state.status,
         "name": state.name,
         "last_seq": state.last_seq,
-        "config": state.config,
+        "config": state.config.model_dump(mode="json") if state.config else {},
         "parent_run_id": state.parent_run_id,
         "parent_seq": state.parent_seq,
         "from_prompt_id": state.from_prompt_id,

@@ -326,12 +326,8 @@ def find_cell_run(log: EventLog, cell_run: CellRun) -> str | None:
     wanted = cell_run.config.model_dump(mode="json")
     named = experiments_table.root_runs_named(log, cell_run.name)
     for run_id in named:
-        state = log.state(run_id)
-        try:
-            have = RunConfig(**state.config).model_dump(mode="json")
-        except ValidationError:
-            continue
-        if have == wanted:
+        config = log.state(run_id).config
+        if config is not None and config.model_dump(mode="json") == wanted:
             return run_id
     if named:
         raise ConfigError(

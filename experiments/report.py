@@ -25,9 +25,8 @@ from ..evaluator import METRIC_NAMES, HIGHER_IS_BETTER, ObjectiveWeights, load_t
 from ..models.pricing import SPEND_COLUMNS, spend_rows
 from ..stores import EventLog
 from ..stores.transcripts import TranscriptStore
-from ..stores.events import tested_roles
+from ..stores.events import CandidateScored, StepCompleted, tested_roles
 from ..stores.projection import RunState, ScoredPrompt, prompt_objectives
-from ..graph.config import RunConfig
 from .grid import ARM_LABELS, Experiment, cell_states
 
 #: Table columns: every metric of the evaluator, then the objective.
@@ -211,18 +210,19 @@ def _experiment_report(log: EventLog, experiment: Experiment) -> Report:
 def _run_report(log: EventLog, run_id: str) -> Report:
     state = log.state(run_id)
     config = state.config
-    seed = int(config.get("seed", 0))
+    assert config is not None  # a run's history starts with run.created
+    seed = config.seed
     sources = tuple(state.source_tasks)
-    target = state.target_task or config.get("target_task", "?")
-    model = config.get("scorer", "?")
+    target = state.target_task or config.target_task
+    model = config.scorer
     title = f"{model} · {' + '.join(sources) or '(no source stage)'} → {target}"
-    roles = tested_roles(config.get("transfer", True))
-    group = Group(title, model, sources, target, config.get("scorer_budget"), roles)
+    roles = tested_roles(config.transfer)
+    group = Group(title, model, sources, target, config.scorer_budget, roles)
     for role in roles:
         sample = _sample(role, seed, state, role)
         if sample is not None:
             group.samples.append(sample)
-    group.runs.append(RunRef("transfer" if config.get("transfer", True) else "target_only", seed, run_id,
+    group.runs.append(RunRef("transfer" if config.transfer else "target_only", seed, run_id,
                              state.status, _train_calls(state)))
     notes = []
     if state.status != "completed":
@@ -391,11 +391,11 @@ def score_curve(log: EventLog, run_id: str) -> list[CurvePoint]:
     scores: list[ScoredPrompt] = []
     for se in log.events(run_id):
         ev = se.event
-        if se.type == "candidate.scored":
+        if isinstance(ev, CandidateScored):
             calls += ev.scorer_calls
             scores.append(ScoredPrompt(ev.prompt_id, ev.text, ev.stage, ev.step, ev.task, ev.n_examples, ev.metrics,
                                        ev.objective, ev.rung, seq=se.seq))
-        elif se.type == "step.completed":
+        elif isinstance(ev, StepCompleted):
             ranked = prompt_objectives(s for s in scores if s.stage == ev.stage)
             if ranked:
                 points.append(CurvePoint(ev.stage, ev.step, max(mean for mean, _ in ranked.values()), calls))
@@ -474,10 +474,10 @@ def replay_test_answers(log: EventLog, run_id: str, role: str) -> tuple[list[boo
     """
     state = log.state(run_id)
     row = state.tested.get(role)
-    if row is None or not state.config:
+    if row is None or state.config is None:
         return None
+    config = state.config
     try:
-        config = RunConfig(**state.config)
         task = load_task(row.task)
     except (TPromptError, ValueError):
         return None

@@ -9,7 +9,16 @@ from ..models import get_model
 from ..errors import ConfigError, UsageError
 from ..evaluator import ObjectiveWeights, Task, load_task
 from ..stores import EventLog
-from ..stores.events import PromptCandidate, RunCreated, prompt_id_of
+from ..stores.events import (
+    PromptCandidate,
+    RunCreated,
+    RunFailed,
+    RunForked,
+    RunPaused,
+    RunResumed,
+    StageCompleted,
+    prompt_id_of,
+)
 from ..stores.projection import RunState
 from .config import RunConfig, make_config
 
@@ -56,7 +65,7 @@ def create_run(
     preflight(config, tasks)
     text = config.original_prompt
     created = RunCreated(
-        config=config.model_dump(mode="json"),
+        config=config,
         source_tasks=list(config.source_tasks) if config.transfer else [],
         target_task=config.target_task,
         original_prompt=PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="original"),
@@ -95,25 +104,25 @@ def fork_run(
     assert at_seq is not None
     log.check_seq(run_id, at_seq)
     at_state = log.state(run_id, upto=at_seq)
-    values = dict(at_state.config)
-    values.update(overrides or {})
-    target = str(values.get("target_task") or at_state.target_task or "")
+    if at_state.config is None:
+        raise UsageError(f"run {run_id} has no run configuration, so it cannot be forked")
+    config = at_state.config
+    if overrides:
+        config = make_config({**config.model_dump(), **overrides}, where="fork options")
+    # The fork point's target unless an override names another (they agree for runs made by create_run).
+    target = str((overrides or {}).get("target_task") or at_state.target_task or config.target_task)
     if validate:
-        if not at_state.config:
-            raise UsageError(f"run {run_id} has no run configuration, so a fork of it cannot run", hint="use --no-start")
-        config = make_config(values, where="fork options")
         if from_prompt_id is not None and not config.transfer:
             raise UsageError("--from-prompt needs transfer on")
         preflight(config)
-        values = config.model_dump(mode="json")
         target = config.target_task
     return log.fork(
         run_id,
         at_seq,
-        config=values,
+        config=config,
         target_task=target,
         from_prompt_id=from_prompt_id,
-        name=values.get("name"),
+        name=config.name,
     )
 
 
@@ -132,7 +141,7 @@ def _resolve_prompt(state: RunState, prompt_id: str) -> str:
 
 def _source_stage_end(log: EventLog, run_id: str) -> int:
     for se in log.events(run_id):
-        if se.type == "stage.completed" and getattr(se.event, "stage", None) == "source":
+        if isinstance(se.event, StageCompleted) and se.event.stage == "source":
             return se.seq
     raise UsageError(
         f"run {run_id} has not finished its source stage, so there is no transfer point yet",
@@ -153,7 +162,7 @@ def comparable_events(log: EventLog, run_id: str, *, own_only: bool = False) -> 
     for se in log.events(run_id):
         if own_only and se.run_id != run_id:
             continue
-        if se.type in ("run.paused", "run.resumed", "run.failed", "run.forked"):
+        if isinstance(se.event, (RunPaused, RunResumed, RunFailed, RunForked)):
             continue
         fields = type(se.event).model_fields
         exclude: dict[str, Any] = {}
@@ -178,6 +187,7 @@ def rerun_check(log: EventLog, run_id: str, *, on_update: Any = None) -> tuple[b
 
     run_id = log.resolve(run_id)
     original = log.state(run_id)
+    assert original.config is not None  # a run's history starts with run.created
     with tempfile.TemporaryDirectory(prefix="tprompt-rerun-") as tmp:
         scratch_path = f"{tmp}/rerun.db"
         dest = sqlite3.connect(scratch_path)
@@ -194,7 +204,7 @@ def rerun_check(log: EventLog, run_id: str, *, on_update: Any = None) -> tuple[b
                     from_prompt_id=original.from_prompt_id,
                 )
             else:
-                new_id = create_run(scratch, RunConfig(**original.config))
+                new_id = create_run(scratch, original.config)
             Runner(scratch, new_id).run(on_update)
             again = comparable_events(scratch, new_id, own_only=original.parent_run_id is not None)
         before = comparable_events(log, run_id, own_only=original.parent_run_id is not None)

@@ -18,14 +18,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import cast
 
 from ..errors import ConfigError, UsageError
 from ..evaluator import ObjectiveWeights, objective
 from ..stores import EventLog
 from ..stores.events import (
+    AnyEvent,
     CandidateAnswered,
+    CandidateScored,
     Event,
+    PromptTested,
+    RunFailed,
+    RunForked,
+    RunPaused,
+    RunResumed,
     StageCompleted,
     StepCompleted,
     StoredEvent,
@@ -35,7 +42,7 @@ from .config import RunConfig
 from .nodes import evaluate_answers
 
 #: Marks of an execution, not of its result: a rescore does not copy them.
-_SKIPPED = ("run.forked", "run.paused", "run.resumed", "run.failed")
+_SKIPPED = (RunForked, RunPaused, RunResumed, RunFailed)
 
 
 def parse_weights(items: list[str]) -> dict[str, float]:
@@ -62,14 +69,14 @@ def rescore_events(run_events: list[StoredEvent], config: RunConfig, base: RunSt
     out: list[Event] = []
     now = datetime.now(timezone.utc)
     for se in run_events:
-        if se.type in _SKIPPED:
-            continue
         ev: Event = se.event
+        if isinstance(ev, _SKIPPED):
+            continue
         if isinstance(ev, CandidateAnswered):
             answers[answer_key(ev)] = ev
-        elif se.type in ("candidate.scored", "prompt.tested"):
-            key = ("test", ev.role) if se.type == "prompt.tested" else (  # type: ignore[attr-defined]
-                ev.stage, ev.step, ev.prompt_id, ev.task, ev.rung)  # type: ignore[attr-defined]
+        elif isinstance(ev, (CandidateScored, PromptTested)):
+            key = ("test", ev.role) if isinstance(ev, PromptTested) else (
+                ev.stage, ev.step, ev.prompt_id, ev.task, ev.rung)
             if key not in answers:
                 raise UsageError(
                     f"run {se.run_id} has no recorded answers for event {se.seq} ({se.type}): it was written "
@@ -86,8 +93,9 @@ def rescore_events(run_events: list[StoredEvent], config: RunConfig, base: RunSt
             ev = ev.model_copy(update={"top_k": top})
         out.append(ev)
         seq = state.last_seq + 1
-        state = fold([StoredEvent(run_id=state.run_id, seq=seq, event_id=f"rescore:{seq}", type=ev.type,
-                                  schema_version=type(ev).schema_version, created_at=now, event=ev)], state=state)
+        state = fold([StoredEvent(run_id=state.run_id, seq=seq, event_id=f"rescore:{seq}",
+                                  schema_version=type(ev).schema_version, created_at=now, event=cast(AnyEvent, ev))],
+                     state=state)
     return out
 
 
@@ -99,23 +107,22 @@ def rescore_run(log: EventLog, run_id: str, weights: Mapping[str, float]) -> str
     """
     run_id = log.resolve(run_id)
     state = log.state(run_id)
-    if not state.config:
+    if state.config is None:
         raise UsageError(f"run {run_id} has no run configuration, so it cannot be rescored")
-    values: dict[str, Any] = dict(state.config)
-    values["weights"] = {**values.get("weights", {}), **weights}
+    merged = {**state.config.weights, **weights}
     try:
-        ObjectiveWeights(**values["weights"])
-        config = RunConfig(**values)
+        ObjectiveWeights(**merged)
+        config = RunConfig(**{**state.config.model_dump(), "weights": merged})
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise ConfigError(f"weights: {str(exc).splitlines()[-1].strip()}", hint="weights are >= 0, not all 0") from None
     events = list(log.events(run_id))
     # The fork's own history starts after the lineage's run.created (seq 1) and its run.forked (seq 2).
     base = fold(events[:1], run_id=run_id).model_copy(
-        update={"config": config.model_dump(mode="json"), "target_task": state.target_task, "last_seq": 2}
+        update={"config": config, "target_task": state.target_task, "last_seq": 2}
     )
     rescored = rescore_events(events[1:], config, base)
     return log.fork(
-        run_id, 1, config=config.model_dump(mode="json"), target_task=state.target_task or config.target_task,
+        run_id, 1, config=config, target_task=state.target_task or config.target_task,
         name=f"{state.name or run_id} rescored", events=rescored,
     )
 

@@ -82,9 +82,9 @@ class Runner:
         self.log = log
         self.run_id = log.resolve(run_id)
         self.state = log.state(self.run_id)
-        if not self.state.config:
+        if self.state.config is None:
             raise UsageError(f"run {self.run_id} has no configuration event; it cannot be run")
-        self.config = RunConfig(**self.state.config)
+        self.config: RunConfig = self.state.config
         proposer = get_model(self.config.proposer, base_url=self.config.base_url, concurrency=self.config.concurrency)
         scorer = get_model(self.config.scorer, base_url=self.config.base_url, concurrency=self.config.concurrency)
         self.context = RunContext(

@@ -7,7 +7,26 @@ not import LangGraph.
 
 from __future__ import annotations
 
-from typing import Any
+from typing_extensions import assert_never
+
+from ..stores.events import (
+    CandidateAnswered,
+    CandidateScored,
+    PromptTested,
+    RunCompleted,
+    RunCreated,
+    RunFailed,
+    RunForked,
+    RunPaused,
+    RunResumed,
+    StageCompleted,
+    StageStarted,
+    StepCompleted,
+    StepProposed,
+    StepRevised,
+    StoredEvent,
+    TransferSelected,
+)
 
 START, END = "__start__", "__end__"
 
@@ -46,29 +65,34 @@ def successors(transfer: bool = True) -> dict[str, list[str]]:
     return {n: out[n] for n in ORDER if n not in dropped}
 
 
-def node_of(stored: Any, *, transfer: bool = True) -> str | None:
+def node_of(stored: StoredEvent, *, transfer: bool = True) -> str | None:
     """The node that appends an event like ``stored`` (None for the driver's marks: resume, pause, failure)."""
-    ev, t = stored.event, stored.type
-    if t == "stage.started" or (t == "step.proposed" and ev.step == 0):
-        if ev.stage == "source":
-            return "start_source"
-        return "transfer" if transfer else "start_target"
-    table = {
-        "transfer.selected": "transfer",
-        "step.proposed": "propose",
-        "candidate.scored": "evaluate",
-        "prompt.tested": "evaluate",
-        "step.completed": "close_step",
-        "stage.completed": "close_step",
-        "run.completed": "finish",
-    }
-    if t == "step.revised":
-        return ev.by
-    if t == "candidate.answered":
-        return "test" if ev.split == "test" else "score"
-    if t == "run.paused" and ev.reason == "review":
-        return "review"
-    return table.get(t)
+    ev = stored.event
+    match ev:
+        case StageStarted() | StepProposed(step=0):
+            if ev.stage == "source":
+                return "start_source"
+            return "transfer" if transfer else "start_target"
+        case StepProposed():
+            return "propose"
+        case StepRevised():
+            return ev.by
+        case CandidateAnswered():
+            return "test" if ev.split == "test" else "score"
+        case CandidateScored() | PromptTested():
+            return "evaluate"
+        case StepCompleted() | StageCompleted():
+            return "close_step"
+        case TransferSelected():
+            return "transfer"
+        case RunCompleted():
+            return "finish"
+        case RunPaused():
+            return "review" if ev.reason == "review" else None
+        case RunCreated() | RunForked() | RunResumed() | RunFailed():
+            return None
+        case _:
+            assert_never(ev)
 
 
 __all__ = ("BRANCHES", "EDGES", "END", "ORDER", "START", "node_of", "successors")

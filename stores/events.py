@@ -5,16 +5,24 @@ literal as discriminator. What a stored event looks like on disk: one row of
 ``events`` (run_id, seq, event_id, type, schema_version, payload JSON,
 created_at). The payload is ``model_dump_json()`` of the event, ``type``
 included. Old payloads are brought up to date by :data:`UPCASTERS` when read.
+
+Code that reads events dispatches on their class (``match se.event: case
+CandidateScored(): ...``), never on the ``type`` string: that is the stored
+discriminator, and :data:`EVENT_TYPES` maps it to the class once, when a row is
+decoded.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from ..config import RunConfig
 
 Stage = Literal["source", "target"]
 Role = Literal["original", "best_source", "best_target"]
@@ -61,8 +69,11 @@ class Event(_Frozen):
 
 
 class RunCreated(Event):
+    """First event of a run. ``config`` is stored as a JSON object of every :class:`RunConfig` key
+    (the shape it always had); keys added to RunConfig after a run was written read as their defaults."""
+
     type: Literal["run.created"] = "run.created"
-    config: dict[str, Any]
+    config: RunConfig
     source_tasks: list[str]
     target_task: str
     original_prompt: PromptCandidate
@@ -76,7 +87,7 @@ class RunForked(Event):
     parent_run_id: str
     parent_seq: int
     from_prompt_id: str | None = None
-    config: dict[str, Any]
+    config: RunConfig
     target_task: str
 
 
@@ -245,28 +256,56 @@ AnyEvent = Annotated[
 
 EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
 
-#: type literal -> event class
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.model_fields["type"].default: cls  # type: ignore[misc]
-    for cls in Event.__subclasses__()
-}
+#: every event class, in the union's order
+EVENT_CLASSES: tuple[type[Event], ...] = get_args(get_args(AnyEvent)[0])
+
+
+def type_of(cls: type[Event]) -> str:
+    """The ``type`` literal an event class is stored under."""
+    default = cls.model_fields["type"].default
+    assert isinstance(default, str)
+    return default
+
+
+#: stored type literal -> event class (decoding a row; nothing else should look events up by string)
+EVENT_TYPES: dict[str, type[Event]] = {type_of(cls): cls for cls in EVENT_CLASSES}
 
 #: (type, stored schema_version) -> function bringing that payload one version up.
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
-class StoredEvent(BaseModel):
-    """An event as read back from the log, with its envelope."""
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as read back from the log, with its envelope.
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    A slotted dataclass, not a pydantic model: one is made per event read
+    (100,000 for a long run's projection) from an event already validated.
+    Dispatch on ``event``'s class; ``type`` is the stored type string, for display.
+    """
 
     run_id: str
     seq: int
     event_id: str
-    type: str
     schema_version: int
     created_at: datetime
     event: AnyEvent
+
+    @property
+    def type(self) -> str:
+        """The event's stored type literal (``candidate.scored``), derived from the event."""
+        return self.event.type
+
+    def model_dump(self, mode: Literal["python", "json"] = "python") -> dict[str, Any]:
+        """The envelope and the event as plain data (the shape the pydantic model used to dump)."""
+        return {
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "event_id": self.event_id,
+            "type": self.type,
+            "schema_version": self.schema_version,
+            "created_at": self.created_at.isoformat() if mode == "json" else self.created_at,
+            "event": self.event.model_dump(mode=mode),
+        }
 
 
 __all__ = (
@@ -278,6 +317,7 @@ __all__ = (
     "CandidateAnswered",
     "CandidateScored",
     "EVENT_ADAPTER",
+    "EVENT_CLASSES",
     "EVENT_TYPES",
     "Event",
     "Metrics",
@@ -301,4 +341,5 @@ __all__ = (
     "TransferSelected",
     "UPCASTERS",
     "prompt_id_of",
+    "type_of",
 )

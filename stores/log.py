@@ -17,31 +17,38 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
+from ..config import RunConfig
 from ..errors import ConflictError, CorruptEvent, SeqOutOfRange, StoreError, UnknownRun
 from .db import has_table, immediate, open_database, translate
 from .events import (
     EVENT_ADAPTER,
     EVENT_TYPES,
     UPCASTERS,
+    AnyEvent,
     Event,
+    RunCompleted,
     RunCreated,
+    RunFailed,
     RunForked,
+    RunPaused,
+    RunResumed,
+    StageStarted,
     StoredEvent,
 )
 
-#: How an event type changes the ``runs.status`` column (a cached view).
-_STATUS_AFTER = {
-    "run.created": "created",
-    "run.forked": "created",
-    "stage.started": "running",
-    "run.resumed": "running",
-    "run.paused": "paused",
-    "run.completed": "completed",
-    "run.failed": "failed",
+#: How an event class changes the ``runs.status`` column (a cached view).
+_STATUS_AFTER: dict[type[Event], str] = {
+    RunCreated: "created",
+    RunForked: "created",
+    StageStarted: "running",
+    RunResumed: "running",
+    RunPaused: "paused",
+    RunCompleted: "completed",
+    RunFailed: "failed",
 }
 
 
@@ -138,7 +145,7 @@ class EventLog:
         parent_run_id: str,
         at_seq: int,
         *,
-        config: dict[str, Any],
+        config: RunConfig,
         target_task: str,
         from_prompt_id: str | None = None,
         run_id: str | None = None,
@@ -311,14 +318,13 @@ class EventLog:
             seq = last + offset
             rows.append((run_id, seq, eid, ev.type, ev.schema_version, ev.model_dump_json(), stamp))
             stored.append(
-                StoredEvent.model_construct(
+                StoredEvent(
                     run_id=run_id,
                     seq=seq,
                     event_id=eid,
-                    type=ev.type,
                     schema_version=ev.schema_version,
                     created_at=datetime.fromisoformat(stamp),
-                    event=ev,
+                    event=cast(AnyEvent, ev),  # every Event subclass is one of AnyEvent's
                 )
             )
         try:
@@ -336,7 +342,7 @@ class EventLog:
             ) from exc
         status = None
         for _, ev in fresh:
-            status = _STATUS_AFTER.get(ev.type, status)
+            status = _STATUS_AFTER.get(type(ev), status)
         # The runs row changes with the run's status only: touching it on every append
         # made each commit write one more page (readers see new events by their rowid).
         if status is not None:
@@ -541,14 +547,13 @@ def decode_row(
         raise CorruptEvent(
             f"run {run_id} seq {seq}: payload says {event.type!r} but the row says {type_!r}", run_id=run_id, seq=seq
         )
-    return _stored_event(
+    return StoredEvent(
         run_id=run_id,
         seq=seq,
         event_id=event_id,
-        type=type_,
         schema_version=schema_version,
         created_at=datetime.fromisoformat(created_at),
-        event=event,
+        event=cast(AnyEvent, event),
     )
 
 
@@ -558,24 +563,6 @@ def _payload_type(payload: str) -> str | None:
     except ValueError:
         return None
     return data.get("type") if isinstance(data, dict) else None
-
-
-_set_attr = object.__setattr__
-_STORED_FIELDS = frozenset(StoredEvent.model_fields)
-
-
-def _stored_event(**values: Any) -> StoredEvent:
-    """``StoredEvent.model_construct`` minus its per-field bookkeeping.
-
-    The values are already valid (the payload was just validated), and this
-    runs once per event read: 100,000 of them for a long run's projection.
-    """
-    obj = StoredEvent.__new__(StoredEvent)
-    _set_attr(obj, "__dict__", values)
-    _set_attr(obj, "__pydantic_fields_set__", set(_STORED_FIELDS))
-    _set_attr(obj, "__pydantic_extra__", None)
-    _set_attr(obj, "__pydantic_private__", None)
-    return obj
 
 
 from .projection import RunState  # noqa: E402  (circular: projection imports events only)

@@ -7,21 +7,26 @@ so projecting 100,000 events does not copy the state 100,000 times.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import assert_never
 
+from ..config import RunConfig
 from .events import (
     CandidateAnswered,
+    CandidateScored,
     Metrics,
     PromptCandidate,
     PromptTested,
+    RunCompleted,
     RunCreated,
     RunFailed,
     RunForked,
     RunPaused,
+    RunResumed,
     Stage,
     StageCompleted,
     StageStarted,
@@ -108,7 +113,8 @@ class RunState(BaseModel):
     status: Status = "new"
     last_seq: int = 0
     event_count: int = 0
-    config: dict[str, Any] = Field(default_factory=dict)
+    #: the run's configuration (None until its ``run.created``)
+    config: RunConfig | None = None
     name: str | None = None
     source_tasks: tuple[str, ...] = ()
     target_task: str | None = None
@@ -160,13 +166,15 @@ class RunState(BaseModel):
 
     def step_untouched(self) -> bool:
         """No candidate of the step in flight has been answered or scored yet."""
-        return not self.unevaluated and not self.step_scores(self.stage, self.in_flight)  # type: ignore[arg-type]
+        if self.unevaluated:
+            return False
+        return self.stage is None or self.in_flight is None or not self.step_scores(self.stage, self.in_flight)
 
     def awaiting_review(self) -> bool:
         """A person must review the step in flight's candidates before they are scored (config ``review``)."""
         return (
-            bool(self.config.get("review")) and (self.in_flight or 0) > 0 and "review" not in self.revisions
-            and self.step_untouched()
+            self.config is not None and self.config.review and (self.in_flight or 0) > 0
+            and "review" not in self.revisions and self.step_untouched()
         )
 
     def best(self, stage: Stage) -> ScoredPrompt | None:
@@ -204,8 +212,7 @@ class _Builder:
         return RunState.model_construct(**data)
 
 
-def _created(b: _Builder, se: StoredEvent) -> None:
-    ev: RunCreated = se.event  # type: ignore[assignment]
+def _created(b: _Builder, ev: RunCreated) -> None:
     b.data.update(
         status="created",
         config=ev.config,
@@ -217,8 +224,7 @@ def _created(b: _Builder, se: StoredEvent) -> None:
     b.prompts[ev.original_prompt.prompt_id] = ev.original_prompt.text
 
 
-def _forked(b: _Builder, se: StoredEvent) -> None:
-    ev: RunForked = se.event  # type: ignore[assignment]
+def _forked(b: _Builder, ev: RunForked) -> None:
     b.data.update(
         status="created",
         config=ev.config,
@@ -231,14 +237,12 @@ def _forked(b: _Builder, se: StoredEvent) -> None:
     b.tested = {}
 
 
-def _stage_started(b: _Builder, se: StoredEvent) -> None:
-    ev: StageStarted = se.event  # type: ignore[assignment]
+def _stage_started(b: _Builder, ev: StageStarted) -> None:
     b.data.update(status="running", stage=ev.stage, step=-1, in_flight=None, stage_stopped=False)
     b.pending = []
 
 
-def _proposed(b: _Builder, se: StoredEvent) -> None:
-    ev: StepProposed = se.event  # type: ignore[assignment]
+def _proposed(b: _Builder, ev: StepProposed) -> None:
     b.pending = list(ev.candidates)
     b.data.update(in_flight=ev.step, revisions=())
     b.proposer_calls[ev.stage] = b.proposer_calls.get(ev.stage, 0) + len(ev.call_ids)
@@ -246,17 +250,12 @@ def _proposed(b: _Builder, se: StoredEvent) -> None:
         b.prompts[c.prompt_id] = c.text
 
 
-def _revised(b: _Builder, se: StoredEvent) -> None:
-    ev: StepRevised = se.event  # type: ignore[assignment]
+def _revised(b: _Builder, ev: StepRevised) -> None:
     b.pending = list(ev.candidates)
     b.data["revisions"] = tuple(b.data["revisions"]) + (ev.by,)
     b.proposer_calls[ev.stage] = b.proposer_calls.get(ev.stage, 0) + len(ev.call_ids)
     for c in ev.candidates:
         b.prompts[c.prompt_id] = c.text
-
-
-def _answered(b: _Builder, se: StoredEvent) -> None:
-    b.unevaluated.append(se.event)  # type: ignore[arg-type]
 
 
 def _evaluated(b: _Builder, key: tuple) -> None:
@@ -272,14 +271,14 @@ def answer_key(a: CandidateAnswered) -> tuple:
     return (a.stage, a.step, a.prompt_id, a.task, a.rung)
 
 
-def _scored(b: _Builder, se: StoredEvent) -> None:
+def _scored(b: _Builder, event: CandidateScored, seq: int) -> None:
     # The hottest handler (one call per candidate score): read the event's
     # fields once from its __dict__ and build the row positionally.
-    ev = se.event.__dict__
+    ev = event.__dict__
     b.scores.append(
         _new_scored(
             ev["prompt_id"], ev["text"], ev["stage"], ev["step"], ev["task"], ev["n_examples"],
-            ev["metrics"], ev["objective"], ev["rung"], False, se.seq,
+            ev["metrics"], ev["objective"], ev["rung"], False, seq,
         )
     )
     b.prompts[ev["prompt_id"]] = ev["text"]
@@ -291,8 +290,7 @@ def _scored(b: _Builder, se: StoredEvent) -> None:
 _new_scored = ScoredPrompt
 
 
-def _step_completed(b: _Builder, se: StoredEvent) -> None:
-    ev: StepCompleted = se.event  # type: ignore[assignment]
+def _step_completed(b: _Builder, ev: StepCompleted) -> None:
     b.data.update(step=ev.step, in_flight=None)
     if ev.stop:
         b.data["stage_stopped"] = True
@@ -325,8 +323,7 @@ def _mark_eliminated(b: _Builder, stage: str, step: int) -> None:
             b.scores[i] = replace(s, eliminated=True)
 
 
-def _stage_completed(b: _Builder, se: StoredEvent) -> None:
-    ev: StageCompleted = se.event  # type: ignore[assignment]
+def _stage_completed(b: _Builder, ev: StageCompleted) -> None:
     b.top_k[ev.stage] = tuple(ev.top_k)
     done = tuple(b.data["stages_completed"])
     if ev.stage not in done:
@@ -334,16 +331,14 @@ def _stage_completed(b: _Builder, se: StoredEvent) -> None:
     b.pending = []
 
 
-def _transfer(b: _Builder, se: StoredEvent) -> None:
-    ev: TransferSelected = se.event  # type: ignore[assignment]
+def _transfer(b: _Builder, ev: TransferSelected) -> None:
     b.data["transferred"] = tuple(ev.prompts)
     b.data["target_task"] = ev.target_task
     for c in ev.prompts:
         b.prompts[c.prompt_id] = c.text
 
 
-def _tested(b: _Builder, se: StoredEvent) -> None:
-    ev: PromptTested = se.event  # type: ignore[assignment]
+def _tested(b: _Builder, ev: PromptTested, seq: int) -> None:
     b.tested[ev.role] = TestResult(
         role=ev.role,
         prompt_id=ev.prompt_id,
@@ -352,49 +347,49 @@ def _tested(b: _Builder, se: StoredEvent) -> None:
         n_examples=ev.n_examples,
         metrics=ev.metrics,
         objective=ev.objective,
-        seq=se.seq,
+        seq=seq,
     )
     b.scorer_calls["test"] = b.scorer_calls.get("test", 0) + ev.scorer_calls
     _evaluated(b, ("test", ev.role))
 
 
-def _paused(b: _Builder, se: StoredEvent) -> None:
-    _ = se.event  # RunPaused
-    b.data["status"] = "paused"
-
-
-def _resumed(b: _Builder, se: StoredEvent) -> None:
-    b.data.update(status="running", error=None)
-
-
-def _completed(b: _Builder, se: StoredEvent) -> None:
-    b.data["status"] = "completed"
-
-
-def _failed(b: _Builder, se: StoredEvent) -> None:
-    ev: RunFailed = se.event  # type: ignore[assignment]
-    b.data.update(status="failed", error=ev.error)
-
-
-_HANDLERS: dict[str, Callable[[_Builder, StoredEvent], None]] = {
-    "run.created": _created,
-    "run.forked": _forked,
-    "stage.started": _stage_started,
-    "step.proposed": _proposed,
-    "step.revised": _revised,
-    "candidate.answered": _answered,
-    "candidate.scored": _scored,
-    "step.completed": _step_completed,
-    "stage.completed": _stage_completed,
-    "transfer.selected": _transfer,
-    "prompt.tested": _tested,
-    "run.paused": _paused,
-    "run.resumed": _resumed,
-    "run.completed": _completed,
-    "run.failed": _failed,
-}
-
-_ = RunPaused  # re-exported type used by handlers' docs
+def _apply(b: _Builder, se: StoredEvent) -> None:
+    """Fold one event into the builder; every event class has its case (mypy checks the match is exhaustive)."""
+    ev = se.event
+    # The most frequent events first: a case is an isinstance check.
+    match ev:
+        case CandidateScored():
+            _scored(b, ev, se.seq)
+        case CandidateAnswered():
+            b.unevaluated.append(ev)
+        case StepProposed():
+            _proposed(b, ev)
+        case StepRevised():
+            _revised(b, ev)
+        case StepCompleted():
+            _step_completed(b, ev)
+        case PromptTested():
+            _tested(b, ev, se.seq)
+        case RunCreated():
+            _created(b, ev)
+        case RunForked():
+            _forked(b, ev)
+        case StageStarted():
+            _stage_started(b, ev)
+        case StageCompleted():
+            _stage_completed(b, ev)
+        case TransferSelected():
+            _transfer(b, ev)
+        case RunPaused():
+            b.data["status"] = "paused"
+        case RunResumed():
+            b.data.update(status="running", error=None)
+        case RunCompleted():
+            b.data["status"] = "completed"
+        case RunFailed():
+            b.data.update(status="failed", error=ev.error)
+        case _:
+            assert_never(ev)
 
 
 def fold(events: Iterable[StoredEvent], *, run_id: str = "", state: RunState | None = None) -> RunState:
@@ -405,7 +400,7 @@ def fold(events: Iterable[StoredEvent], *, run_id: str = "", state: RunState | N
     count = b.data["event_count"]
     last = b.data["last_seq"]
     for se in events:
-        _HANDLERS[se.type](b, se)
+        _apply(b, se)
         count += 1
         last = se.seq
     b.data["event_count"] = count

@@ -105,12 +105,12 @@ def summarize(state: RunState, created_at: str) -> RunSummary:
     objective, stage = best_of(state)
     return RunSummary(
         run_id=state.run_id,
-        name=cfg.get("name") or state.name,
+        name=(cfg.name if cfg else None) or state.name,
         status=state.status,
         source_tasks=tuple(state.source_tasks),
-        target_task=state.target_task or str(cfg.get("target_task", "")),
-        proposer=str(cfg.get("proposer", "")),
-        scorer=str(cfg.get("scorer", "")),
+        target_task=state.target_task or (cfg.target_task if cfg else ""),
+        proposer=cfg.proposer if cfg else "",
+        scorer=cfg.scorer if cfg else "",
         best_objective=objective,
         best_stage=stage,
         created_at=created_at,

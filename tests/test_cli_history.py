@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import run_created
 
+from tprompt.config import RunConfig
 from tprompt.cli import main
 from tprompt.stores import CandidateScored, EventLog, RunPaused, StageStarted
 
@@ -30,7 +31,7 @@ def cli(capsys: pytest.CaptureFixture[str]):
 def filled(db_path: Path) -> tuple[Path, str]:
     """A database with one run of 5 events."""
     with EventLog(db_path) as log:
-        run = log.create_run(run_created("demo", model="fake"), run_id="r-demo123")
+        run = log.create_run(run_created("demo", scorer="fake"), run_id="r-demo123")
         log.append(
             run,
             [
@@ -107,7 +108,7 @@ def test_fork_prints_new_run_id_and_takes_parent_state(cli, filled) -> None:
     with EventLog(db, readonly=True) as log:
         state = log.state(child)
         assert (state.parent_run_id, state.parent_seq, state.last_seq) == (run, 3, 4)
-        assert state.config == {"model": "fake"} and state.target_task == "target"
+        assert state.config == RunConfig.model_validate({"scorer": "fake"}) and state.target_task == "target"
         assert [s.prompt_id for s in state.scores] == ["p-1"]
 
     code, out, err = cli("--db", str(db), "fork", child, "--at", "4", "--no-start", "--json")
@@ -126,7 +127,7 @@ def test_fork_run_function_overrides(filled) -> None:
         child = fork_run(log, "r-demo", at_seq=2, overrides={"target_task": "medqa", "steps": 3}, validate=False)
         state = log.state(child)
     assert state.target_task == "medqa"
-    assert state.config == {"model": "fake", "steps": 3, "target_task": "medqa"}
+    assert state.config == RunConfig.model_validate({"scorer": "fake", "steps": 3, "target_task": "medqa"})
 
 
 def test_runs_on_missing_database_is_empty(cli, tmp_path: Path) -> None:

@@ -105,8 +105,8 @@ def test_grid_2x2_completes(finished: tuple[Path, object]) -> None:
         for cell_run in experiment.runs:
             run_id = next(r.run_id for r in runs if r.name == cell_run.name)
             state = log.state(run_id)
-            assert state.config["transfer"] == (cell_run.arm == "transfer")
-            assert state.config["seed"] == cell_run.seed
+            assert state.config.transfer == (cell_run.arm == "transfer")
+            assert state.config.seed == cell_run.seed
             assert ("best_source" in state.tested) == (cell_run.arm == "transfer")
             if cell_run.arm == "target_only":
                 assert "source" not in state.scorer_calls and not state.source_tasks

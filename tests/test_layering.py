@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CORE = ("tprompt.stores", "tprompt.graph", "tprompt.agents", "tprompt.models", "tprompt.experiments",
+CORE = ("tprompt.config", "tprompt.stores", "tprompt.graph", "tprompt.agents", "tprompt.models", "tprompt.experiments",
         "tprompt.evaluator")
 FRONT_ENDS = ("textual", "typer", "tprompt.tui", "tprompt.cli", "tprompt.commands")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import run_created
 
+from tprompt.config import RunConfig
 from tprompt.graph import Runner, create_run, make_config
 from tprompt.stores import EventLog, RunPaused, StageStarted
 from tprompt.stores.summary import run_summaries, summarize
@@ -41,7 +42,7 @@ def test_a_summary_behind_its_run_is_not_trusted(tmp_path: Path) -> None:
         assert listed.status == "paused" and listed.last_seq == log.last_seq(run_id)
         assert listed == summarize(log.state(run_id), log.run(run_id).created_at)
         # A fork has no summary of its own until it is run: it is folded through its parent.
-        fork = log.fork(run_id, 5, config={"model": "fake"}, target_task="arc_challenge")
+        fork = log.fork(run_id, 5, config=RunConfig.model_validate({"scorer": "fake"}), target_task="arc_challenge")
         forked = {s.run_id: s for s in run_summaries(log)}[fork]
         assert forked == summarize(log.state(fork), log.run(fork).created_at)
 

@@ -6,6 +6,7 @@ import sqlite3
 
 import pytest
 
+from tprompt.config import RunConfig
 from tprompt.errors import ConflictError, SeqOutOfRange, UnknownRun
 from tprompt.stores import (
     CandidateScored,
@@ -44,13 +45,13 @@ def test_schema_is_current_and_marked(log: EventLog) -> None:
 
 
 def test_create_run_writes_seq_1_and_a_runs_row(log: EventLog, new_run) -> None:
-    run_id = new_run(log, "first", model="fake")
+    run_id = new_run(log, "first", scorer="fake")
     (event,) = log.events(run_id)
     assert (event.seq, event.type, event.run_id) == (1, "run.created", run_id)
     row = log.run(run_id)
     assert (row.status, row.name, row.parent_run_id) == ("created", "first", None)
     state = log.state(run_id)
-    assert state.config == {"model": "fake"} and state.status == "created" and state.last_seq == 1
+    assert state.config == RunConfig.model_validate({"scorer": "fake"}) and state.status == "created" and state.last_seq == 1
 
 
 def test_create_run_twice_with_same_ids_is_a_no_op(log: EventLog) -> None:
@@ -168,9 +169,9 @@ def test_apply_one_by_one_equals_fold(log: EventLog, new_run) -> None:
 
 
 def test_fork_reads_parent_prefix_through_and_continues_seqs(log: EventLog, new_run) -> None:
-    parent = new_run(log, model="a")
+    parent = new_run(log, scorer="a")
     log.append(parent, [StageStarted(stage="source", tasks=["source"]), scored(1, 0.3), scored(1, 0.4)])
-    child = log.fork(parent, 3, config={"model": "b"}, target_task="other")
+    child = log.fork(parent, 3, config=RunConfig.model_validate({"scorer": "b"}), target_task="other")
     log.append(parent, [scored(1, 0.9)])  # after the fork point: not the child's
     log.append(child, [scored(1, 0.5, "p-9")], expected_seq=5)
 
@@ -180,7 +181,7 @@ def test_fork_reads_parent_prefix_through_and_continues_seqs(log: EventLog, new_
     assert [e.model_dump() for e in history[:3]] == parent_prefix
     state = log.state(child)
     assert state.parent_run_id == parent and state.parent_seq == 3
-    assert state.config == {"model": "b"} and state.target_task == "other"
+    assert state.config == RunConfig.model_validate({"scorer": "b"}) and state.target_task == "other"
     assert [s.objective for s in state.scores] == [0.3, 0.5]
     # Nothing was copied: the child's own rows are its fork event and its append.
     own = log.conn.execute("SELECT count(*) FROM events WHERE run_id = ?", (child,)).fetchone()[0]

@@ -9,6 +9,7 @@ from conftest import run_created
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tprompt.config import RunConfig
 from tprompt.stores import (
     CandidateScored,
     EventLog,
@@ -116,7 +117,7 @@ def test_fork_history_is_parent_prefix_plus_own(parent_events, own, data) -> Non
         parent = log.create_run(run_created())
         log.append(parent, parent_events)
         at = data.draw(st.integers(1, len(parent_events) + 1), label="at")
-        child = log.fork(parent, at, config={"forked": True}, target_task="elsewhere")
+        child = log.fork(parent, at, config=RunConfig.model_validate({"seed": 7}), target_task="elsewhere")
         written = log.append(child, own, expected_seq=at + 2) if own else []
         log.append(parent, [RunPaused()])  # the parent moves on; the fork does not see it
         history = list(log.events(child))

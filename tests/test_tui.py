@@ -291,7 +291,7 @@ async def test_new_run_form_runs_in_a_worker_and_dashboard_follows(db_path: Path
         await wait_for(pilot, lambda: screen.follower.state.status == "completed")
         await app.workers.wait_for_complete()
         state = screen.follower.state
-        assert state.name == "from the form" and state.config["steps"] == 1
+        assert state.name == "from the form" and state.config.steps == 1
         assert table(app, "#candidates").row_count == len(state.scores) > 0
         assert table(app, "#events").row_count == state.last_seq
         # the calls were appended while the run ran: the table has every one, numbered in order

@@ -12,10 +12,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.text import Text
+from typing_extensions import assert_never
 
 from ..errors import TPromptError
 from ..stores import EventLog, RunState, StoredEvent, fold
-from ..stores.events import METRIC_NAMES
+from ..stores.events import (
+    METRIC_NAMES,
+    CandidateAnswered,
+    CandidateScored,
+    PromptTested,
+    RunCompleted,
+    RunCreated,
+    RunFailed,
+    RunForked,
+    RunPaused,
+    RunResumed,
+    StageCompleted,
+    StageStarted,
+    StepCompleted,
+    StepProposed,
+    StepRevised,
+    TransferSelected,
+)
 from ..stores.log import gc_paused
 from ..stores.projection import ScoredPrompt, prompt_objectives
 from ..stores.summary import RunSummary, best_of, best_scored, run_summaries, summarize
@@ -135,43 +153,46 @@ def where(se: StoredEvent) -> str:
 
 def describe(se: StoredEvent) -> str:
     """A plain one-line summary of an event (model text included verbatim; render it literally)."""
-    ev: Any = se.event
-    t = se.type
-    if t == "run.created":
-        return f"{', '.join(ev.source_tasks) or '-'} -> {ev.target_task}"
-    if t == "run.forked":
-        base = f"from {ev.parent_run_id} at seq {ev.parent_seq} onto {ev.target_task}"
-        return base + (f" (prompt {ev.from_prompt_id})" if ev.from_prompt_id else "")
-    if t == "stage.started":
-        return ", ".join(ev.tasks)
-    if t == "step.proposed":
-        text = f"{len(ev.candidates)} candidate(s)"
-        if ev.rejected:
-            text += f", {len(ev.rejected)} rejected"
-        return text
-    if t == "step.revised":
-        return f"{len(ev.candidates)} candidate(s) after {ev.by}"
-    if t == "candidate.answered":
-        right = sum(a.correct for a in ev.answers)
-        where = f"test ({ev.role})" if ev.split == "test" else (f"rung {ev.rung}" if ev.rung else "train")
-        return f"{ev.prompt_id} on {ev.task} {where}: {right}/{len(ev.answers)} right"
-    if t == "candidate.scored":
-        rung = f" rung {ev.rung}" if ev.rung else ""
-        return f"{ev.prompt_id} on {ev.task}{rung}: {fmt(ev.objective)} ({ev.n_examples} ex)"
-    if t == "step.completed":
-        stop = " (stop)" if ev.stop else ""
-        return f"best {ev.best_prompt_id or '-'} {fmt(ev.best_objective)}{stop}"
-    if t == "stage.completed":
-        return "top-k " + ", ".join(ev.top_k)
-    if t == "transfer.selected":
-        return f"{len(ev.prompts)} prompt(s) -> {ev.target_task}"
-    if t == "prompt.tested":
-        return f"{ev.role} {ev.prompt_id}: {fmt(ev.objective)} on {ev.n_examples} test ex"
-    if t == "run.paused":
-        return ev.reason
-    if t == "run.failed":
-        return one_line(ev.error, 60)
-    return ""
+    ev = se.event
+    match ev:
+        case RunCreated():
+            return f"{', '.join(ev.source_tasks) or '-'} -> {ev.target_task}"
+        case RunForked():
+            base = f"from {ev.parent_run_id} at seq {ev.parent_seq} onto {ev.target_task}"
+            return base + (f" (prompt {ev.from_prompt_id})" if ev.from_prompt_id else "")
+        case StageStarted():
+            return ", ".join(ev.tasks)
+        case StepProposed():
+            text = f"{len(ev.candidates)} candidate(s)"
+            if ev.rejected:
+                text += f", {len(ev.rejected)} rejected"
+            return text
+        case StepRevised():
+            return f"{len(ev.candidates)} candidate(s) after {ev.by}"
+        case CandidateAnswered():
+            right = sum(a.correct for a in ev.answers)
+            where = f"test ({ev.role})" if ev.split == "test" else (f"rung {ev.rung}" if ev.rung else "train")
+            return f"{ev.prompt_id} on {ev.task} {where}: {right}/{len(ev.answers)} right"
+        case CandidateScored():
+            rung = f" rung {ev.rung}" if ev.rung else ""
+            return f"{ev.prompt_id} on {ev.task}{rung}: {fmt(ev.objective)} ({ev.n_examples} ex)"
+        case StepCompleted():
+            stop = " (stop)" if ev.stop else ""
+            return f"best {ev.best_prompt_id or '-'} {fmt(ev.best_objective)}{stop}"
+        case StageCompleted():
+            return "top-k " + ", ".join(ev.top_k)
+        case TransferSelected():
+            return f"{len(ev.prompts)} prompt(s) -> {ev.target_task}"
+        case PromptTested():
+            return f"{ev.role} {ev.prompt_id}: {fmt(ev.objective)} on {ev.n_examples} test ex"
+        case RunPaused():
+            return ev.reason
+        case RunFailed():
+            return one_line(ev.error, 60)
+        case RunResumed() | RunCompleted():
+            return ""
+        case _:
+            assert_never(ev)
 
 
 def graph_text(successors: dict[str, list[str]], active: str | None, label: str = "") -> Text:

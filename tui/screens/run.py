@@ -28,6 +28,24 @@ from textual.widgets import (
 
 from ...errors import TPromptError
 from ...graph.topology import node_of, successors
+from ...stores.events import (
+    CandidateAnswered,
+    CandidateScored,
+    Event,
+    PromptTested,
+    RunCompleted,
+    RunCreated,
+    RunFailed,
+    RunForked,
+    RunPaused,
+    RunResumed,
+    StageCompleted,
+    StageStarted,
+    StepCompleted,
+    StepProposed,
+    StepRevised,
+    TransferSelected,
+)
 from ...stores.log import gc_paused
 from ..data import (
     RunFollower,
@@ -46,20 +64,23 @@ from ..data import (
 from ..transcripts import Transcripts, system_prompt
 from ..widgets import Row, ScorePlot, SortedTable
 
-_TYPE_STYLE = {
-    "run.created": "bold",
-    "run.forked": "bold magenta",
-    "stage.started": "bold cyan",
-    "stage.completed": "bold cyan",
-    "step.proposed": "yellow",
-    "candidate.scored": "",
-    "step.completed": "green",
-    "transfer.selected": "magenta",
-    "prompt.tested": "bold green",
-    "run.paused": "cyan",
-    "run.resumed": "cyan",
-    "run.completed": "bold green",
-    "run.failed": "bold red",
+#: style of the event column, by event class (every class has one; a test checks)
+EVENT_STYLE: dict[type[Event], str] = {
+    RunCreated: "bold",
+    RunForked: "bold magenta",
+    StageStarted: "bold cyan",
+    StageCompleted: "bold cyan",
+    StepProposed: "yellow",
+    StepRevised: "italic yellow",
+    CandidateAnswered: "dim",
+    CandidateScored: "",
+    StepCompleted: "green",
+    TransferSelected: "magenta",
+    PromptTested: "bold green",
+    RunPaused: "cyan",
+    RunResumed: "cyan",
+    RunCompleted: "bold green",
+    RunFailed: "bold red",
 }
 
 EVENT_COLUMNS = ("seq", "where", "event", "summary")
@@ -188,8 +209,8 @@ class RunScreen(Screen[None]):
             head.append(s.name)
         head.append(f"  {', '.join(s.source_tasks) or '-'} -> {s.target_task or '-'}")
         cfg = s.config
-        if cfg:
-            head.append(f"  models {cfg.get('proposer')} / {cfg.get('scorer')}", style="dim")
+        if cfg is not None:
+            head.append(f"  models {cfg.proposer} / {cfg.scorer}", style="dim")
         head.append(f"  {s.last_seq} events")
         if s.parent_run_id:
             head.append(f"  fork of {s.parent_run_id}@{s.parent_seq}", style="magenta")
@@ -214,7 +235,7 @@ class RunScreen(Screen[None]):
             cells=lambda: (
                 Text(str(se.seq), justify="right", style="dim" if se.run_id != self.run_id else ""),
                 Text(where(se)),
-                Text(se.type, style=_TYPE_STYLE.get(se.type, "")),
+                Text(se.type, style=EVENT_STYLE[type(se.event)]),
                 Text(describe(se)),
             ),
         )
@@ -253,7 +274,8 @@ class RunScreen(Screen[None]):
     def _show_graph(self, se: Any) -> None:
         """The state machine with the node that wrote the selected event (the latest, live) highlighted."""
         assert self.follower is not None
-        transfer = bool(self.follower.state.config.get("transfer", True))
+        config = self.follower.state.config
+        transfer = config.transfer if config is not None else True
         node = node_of(se, transfer=transfer)
         latest = self.follower.events[-1].seq if self.follower.events else None
         live = self.follower.state.status == "running" and se.seq == latest

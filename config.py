@@ -2,7 +2,8 @@
 
 Everything a run needs to be re-executed is in :class:`RunConfig`; it is stored
 whole in the ``run.created`` event, so ``replay --rerun`` and ``resume`` need
-nothing but the log.
+nothing but the log. It sits below the stores (the events carry it typed);
+:mod:`tprompt.graph.config` re-exports it for the code that imports it there.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 DEFAULT_ORIGINAL_PROMPT = "Answer the question."
 
