@@ -14,6 +14,7 @@ import numpy as np
 
 from ..evaluator import pareto_front
 from ..evaluator.metrics import calibration_bins, ece
+from ..metric_specs import metric_spec
 from ..stores import EventLog
 from ..stores.curves import score_curve
 from ..stores.events import ROLES
@@ -174,7 +175,8 @@ def _pareto(log: EventLog, group: Group, path: Path) -> bool:
         pts = [v for a, v in tests if a == arm]
         ax.scatter([v["ece"] for v in pts], [v["accuracy"] for v in pts], s=110, marker="*", edgecolor="black",
                    color=COLORS.get(arm, "#333333"), label=f"{_label(arm)}: test split")
-    ax.set(xlabel="ECE (lower is better)", ylabel="accuracy (higher is better)", title=group.title)
+    ax.set(xlabel=metric_spec("ece").long_label, ylabel=f"{metric_spec('accuracy').label} (higher is better)",
+           title=group.title)
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._text import printable
-from ..evaluator import METRIC_NAMES
+from ..metric_specs import METRIC_NAMES, METRICS
 from ..models.pricing import SPEND_COLUMNS, spend_rows
 from ..stores import EventLog
 from ..stores.events import tested_roles
@@ -30,6 +30,8 @@ from .plot_data import candidate_points, replay_test_answers
 
 #: Table columns: every metric of the evaluator, then the objective.
 COLUMNS: tuple[str, ...] = (*METRIC_NAMES, "objective")
+
+_LOWER_IS_BETTER = " and ".join(m.label for m in METRICS if not m.higher_is_better)  # "ECE and Brier"
 
 @dataclass(frozen=True, slots=True)
 class ArmSample:
@@ -278,7 +280,7 @@ def render_markdown(report: Report, *, images: dict[int, list[tuple[str, str]]] 
     out += [", ".join(meta) + ".", ""]
     out += [
         "Values are on the held-out test split of the target task: mean ± sample standard deviation over "
-        "seeds (no ± with one seed). Higher is better except for ECE and Brier. The change rows are the "
+        f"seeds (no ± with one seed). Higher is better except for {_LOWER_IS_BETTER}. The change rows are the "
         "mean ± sd of the per-seed paired difference; `n` counts seeds.",
         "",
     ]

@@ -15,7 +15,7 @@ from rich.text import Text
 from ..errors import TPromptError
 from ..stores import EventLog, RunState, StoredEvent, fold
 from ..stores.curves import Curve, score_curve
-from ..stores.events import METRIC_NAMES
+from ..metric_specs import METRIC_NAMES, known_first
 from ..stores.log import gc_paused
 from ..stores.projection import ScoredPrompt
 from ..stores.summary import RunSummary, best_of, best_scored, run_summaries, summarize
@@ -256,10 +256,7 @@ def state_digest(state: RunState) -> str:
 
 def metric_names(scores: Iterable[ScoredPrompt]) -> list[str]:
     """The metric columns to show: the known ones in order, then any others."""
-    seen: set[str] = set()
-    for s in scores:
-        seen.update(s.metrics)
-    return [m for m in METRICS if m in seen] + sorted(seen - set(METRICS))
+    return known_first(name for s in scores for name in s.metrics)
 
 
 def best_prompts(state: RunState) -> list[tuple[str, ScoredPrompt]]:
