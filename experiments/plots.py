@@ -17,7 +17,7 @@ from ..evaluator.metrics import calibration_bins, ece
 from ..metric_specs import metric_spec
 from ..stores import EventLog
 from ..stores.curves import score_curve
-from ..stores.events import ROLES
+from ..stores.events import ROLES, Stage
 from .grid import ROLE_LABELS
 from .plot_data import candidate_points, replay_test_answers
 
@@ -32,6 +32,10 @@ COLORS = {
     "target_only": "#ff7f0e",
     "transfer": "#1f77b4",
 }
+
+
+#: Line style of each stage's curve.
+_STAGE_STYLES: tuple[tuple[Stage, str], ...] = (("source", "--"), ("target", "-"))
 
 
 def _pyplot():
@@ -70,7 +74,7 @@ def _curves(log: EventLog, group: Group, path: Path) -> bool:
     for ref in group.runs:
         state = log.state(ref.run_id)
         color = COLORS.get(ref.arm, "#333333")
-        for stage, style in (("source", "--"), ("target", "-")):
+        for stage, style in _STAGE_STYLES:
             curve = score_curve(state, stage)
             if not curve.steps:
                 continue
