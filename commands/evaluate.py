@@ -11,21 +11,12 @@ from rich import box
 from rich.table import Table
 
 from ..errors import UsageError
-from ..evaluator import METRIC_NAMES, check_mode, list_tasks, load_task, resolve_mode, score_prompt
+from ..evaluator import check_mode, list_tasks, load_task, resolve_mode, score_prompt
 from ..graph.config import DEFAULT_ORIGINAL_PROMPT as DEFAULT_PROMPT
+from ..metric_specs import METRICS
 from ._common import JSON_OPTION, SafeConsole, err, fmt_num, out, print_json, settings, shorten
 
 DEFAULT_MODEL = "smollm2"
-
-_METRIC_LABELS = {
-    "accuracy": "accuracy",
-    "ifr": "IFR (format followed)",
-    "ece": "ECE (lower is better)",
-    "auroc": "AUROC",
-    "pr_p": "PR-P (wrong positive)",
-    "pr_n": "PR-N (correct positive)",
-    "brier": "Brier (lower is better)",
-}
 
 
 def _read_prompt(prompt: Optional[str], prompt_file: Optional[Path]) -> str:
@@ -131,8 +122,8 @@ def eval_cmd(
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name in METRIC_NAMES:
-        table.add_row(_METRIC_LABELS[name], fmt_num(evaluation.metrics.get(name)))
+    for spec in METRICS:
+        table.add_row(spec.long_label, fmt_num(evaluation.metrics.get(spec.name)))
     table.add_row("[bold]objective[/]", f"[bold]{fmt_num(evaluation.objective)}[/]")
     table.add_section()
     for name, value in counts.items():

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import UsageError
+from ..metric_specs import METRIC_NAMES
 from ..stores.events import PromptCandidate
 from ._common import JSON_OPTION, err, open_log, out, print_json
 from .run import execute, report
@@ -94,7 +95,7 @@ def rescore(
     run: str = typer.Argument(..., help="Run id (or a unique prefix) to evaluate again."),
     weight: Optional[list[str]] = typer.Option(
         None, "--weight", metavar="NAME=W",
-        help="Objective weight (repeat): accuracy, ifr, ece, auroc, pr_n, pr_p, brier. Unnamed ones keep the run's.",
+        help=f"Objective weight (repeat): {', '.join(METRIC_NAMES)}. Unnamed ones keep the run's.",
     ),
     json_: bool = JSON_OPTION,
 ) -> None:

@@ -15,7 +15,8 @@ from rich.text import Text
 from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..stores import EventLog, RunState
-from ..stores.events import METRIC_NAMES, ROLES
+from ..metric_specs import METRIC_NAMES
+from ..stores.events import ROLES
 from ..stores.leases import run_lease
 from ..stores.control import request_pause
 from ..stores.transcripts import TranscriptStore

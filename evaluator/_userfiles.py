@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadTaskFile
-from .tasks import LETTERS, Example, Task, infer_kind
+from .task_model import LETTERS, Example, Task, infer_kind
 
 #: Share of rows that go to train when a single file has no ``split`` column.
 TRAIN_FRACTION = 0.2

@@ -22,20 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..stores.events import METRIC_NAMES  # noqa: F401  (the metric names are the event schema's)
-
-#: Metric keys of an evaluation, in display order.
-
-#: Whether a larger value of the metric is better.
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "accuracy": True,
-    "ifr": True,
-    "ece": False,
-    "auroc": True,
-    "pr_p": True,
-    "pr_n": True,
-    "brier": False,
-}
+# Names, labels and directions are the one metric table's; re-exported here.
+from ..metric_specs import HIGHER_IS_BETTER, METRIC_NAMES  # noqa: F401
 
 ArrayLike = Sequence[float] | Sequence[bool] | np.ndarray
 

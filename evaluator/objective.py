@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from ..metric_specs import METRICS, METRIC_NAMES, metric_spec
 
 T = TypeVar("T")
 
@@ -45,7 +45,7 @@ class ObjectiveWeights(BaseModel):
 
 
 def _goodness(name: str, value: float) -> float:
-    return value if HIGHER_IS_BETTER[name] else 1.0 - value
+    return metric_spec(name).goodness(value)
 
 
 def objective(metrics: dict[str, float | None], weights: ObjectiveWeights | None = None) -> float:
@@ -63,7 +63,7 @@ def objective(metrics: dict[str, float | None], weights: ObjectiveWeights | None
 
 
 #: Metrics the Pareto front is taken over by default.
-PARETO_METRICS: tuple[str, ...] = ("accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n")
+PARETO_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.pareto)
 
 
 def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:

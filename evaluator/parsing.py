@@ -24,7 +24,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .tasks import LETTERS, AnswerKind, Example, Task
+from .task_model import LETTERS, AnswerKind, Example, Task
 
 #: Confidence used when an answer parses but no confidence was stated.
 MISSING_CONFIDENCE = 0.5

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .tasks import LETTERS, Example, Task
+from .task_model import LETTERS, Example, Task
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from .metrics import compute_metrics
 from .objective import ObjectiveWeights, objective
 from .parsing import MISSING_CONFIDENCE, gold_answer, is_correct, parse_output
 from .prompts import SCORER_TEMPLATE, scorer_user_message
-from .tasks import LETTERS, Example, Task
+from .task_model import LETTERS, Example, Task
 
 if TYPE_CHECKING:  # the agents package imports nothing from here; keep it that way at runtime too
     from ..models import ChatBackend, Recorder

@@ -48,6 +48,14 @@ ARM_LABELS: dict[str, str] = {
     "transfer": "Transfer-Prompting",
 }
 
+#: How arms and a single run's tested roles are labelled in tables and plots.
+ROLE_LABELS: dict[str, str] = {
+    "original": "original prompt",
+    "best_source": "best source prompt",
+    "best_target": "best target prompt",
+    **{k: v for k, v in ARM_LABELS.items() if k != "original"},
+}
+
 #: Run keys an experiment sets per cell; giving them under [run] is a mistake.
 _CELL_KEYS = ("name", "source_tasks", "target_task", "proposer", "scorer", "seed", "transfer", "scorer_budget")
 
@@ -413,6 +421,7 @@ __all__ = (
     "Experiment",
     "ExperimentConfig",
     "ModelPair",
+    "ROLE_LABELS",
     "cell_states",
     "find_cell_run",
     "find_experiment",

@@ -14,8 +14,12 @@ import numpy as np
 
 from ..evaluator import pareto_front
 from ..evaluator.metrics import calibration_bins, ece
+from ..metric_specs import metric_spec
 from ..stores import EventLog
-from ..stores.events import ROLES
+from ..stores.curves import score_curve
+from ..stores.events import ROLES, Stage
+from .grid import ROLE_LABELS
+from .plot_data import candidate_points, replay_test_answers
 
 if TYPE_CHECKING:
     from .report import Group
@@ -28,6 +32,10 @@ COLORS = {
     "target_only": "#ff7f0e",
     "transfer": "#1f77b4",
 }
+
+
+#: Line style of each stage's curve.
+_STAGE_STYLES: tuple[tuple[Stage, str], ...] = (("source", "--"), ("target", "-"))
 
 
 def _pyplot():
@@ -54,35 +62,31 @@ def plot_group(log: EventLog, group: Group, directory: Path, *, prefix: str) -> 
 
 
 def _label(arm: str) -> str:
-    from .report import ROLE_LABELS
-
     return ROLE_LABELS.get(arm, arm)
 
 
 def _curves(log: EventLog, group: Group, path: Path) -> bool:
-    from .report import score_curve
-
     plt = _pyplot()
     fig, (by_step, by_calls) = plt.subplots(1, 2, figsize=(11, 4.2))
     drawn = False
     labelled: set[str] = set()
     target_curves: dict[str, list[dict[int, float]]] = defaultdict(list)
     for ref in group.runs:
-        points = score_curve(log, ref.run_id)
+        state = log.state(ref.run_id)
         color = COLORS.get(ref.arm, "#333333")
-        for stage, style in (("source", "--"), ("target", "-")):
-            pts = [p for p in points if p.stage == stage]
-            if not pts:
+        for stage, style in _STAGE_STYLES:
+            curve = score_curve(state, stage)
+            if not curve.steps:
                 continue
             drawn = True
             label = f"{_label(ref.arm)} ({stage} stage)"
             kw = {"label": label} if label not in labelled else {}
             labelled.add(label)
             alpha = 0.35 if len({r.seed for r in group.runs}) > 1 else 0.9
-            by_step.plot([p.step for p in pts], [p.best for p in pts], style, color=color, alpha=alpha, marker=".", **kw)
-            by_calls.plot([p.calls for p in pts], [p.best for p in pts], style, color=color, alpha=0.8, marker=".")
+            by_step.plot(curve.steps, curve.best, style, color=color, alpha=alpha, marker=".", **kw)
+            by_calls.plot(curve.calls, curve.best, style, color=color, alpha=0.8, marker=".")
             if stage == "target":
-                target_curves[ref.arm].append({p.step: p.best for p in pts})
+                target_curves[ref.arm].append(dict(zip(curve.steps, curve.best)))
     if not drawn:
         plt.close(fig)
         return False
@@ -113,8 +117,6 @@ def _role_of(arm: str) -> str:
 
 
 def _reliability(log: EventLog, group: Group, path: Path) -> bool:
-    from .report import replay_test_answers
-
     pooled: dict[str, tuple[list[bool], list[float]]] = {}
     for arm in group.arms:
         correct: list[bool] = []
@@ -152,8 +154,6 @@ def _reliability(log: EventLog, group: Group, path: Path) -> bool:
 
 
 def _pareto(log: EventLog, group: Group, path: Path) -> bool:
-    from .report import candidate_points
-
     cands: list[tuple[str, dict]] = []
     for ref in group.runs:
         cands += [(ref.arm, p) for p in candidate_points(log, ref.run_id) if p.get("accuracy") is not None
@@ -179,7 +179,8 @@ def _pareto(log: EventLog, group: Group, path: Path) -> bool:
         pts = [v for a, v in tests if a == arm]
         ax.scatter([v["ece"] for v in pts], [v["accuracy"] for v in pts], s=110, marker="*", edgecolor="black",
                    color=COLORS.get(arm, "#333333"), label=f"{_label(arm)}: test split")
-    ax.set(xlabel="ECE (lower is better)", ylabel="accuracy (higher is better)", title=group.title)
+    ax.set(xlabel=metric_spec("ece").long_label, ylabel=f"{metric_spec('accuracy').label} (higher is better)",
+           title=group.title)
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")

@@ -1,15 +1,14 @@
 """Reports: the numbers of an experiment (or one run) as tables, Markdown and plots.
 
 Everything here reads the event log; nothing is written to the database. The
-test-split rows come from the runs' ``prompt.tested`` events. Reliability
-diagrams need each answer's confidence, which events do not keep: the answers
-are replayed from the LLM cache (the same requests the run made, looked up by
-cache key, never sent to a model), so a report costs no model calls.
+test-split rows come from the runs' ``prompt.tested`` events. What the plots
+draw besides (the candidates' metrics, test answers replayed from the LLM cache,
+never from a model) is read by :mod:`.plot_data` and drawn by :mod:`.plots`, so
+a report costs no model calls.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
@@ -19,29 +18,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import TPromptError
 from .._text import printable
-from ..evaluator import METRIC_NAMES, HIGHER_IS_BETTER, ObjectiveWeights, load_task, score_prompt
+from ..metric_specs import METRIC_NAMES, METRICS
 from ..models.pricing import SPEND_COLUMNS, spend_rows
 from ..stores import EventLog
+from ..stores.events import tested_roles
+from ..stores.projection import RunState
 from ..stores.transcripts import TranscriptStore
-from ..stores.events import CandidateScored, StepCompleted, tested_roles
-from ..stores.projection import RunState, ScoredPrompt, prompt_objectives
-from .grid import ARM_LABELS, Experiment, cell_states
+from .grid import ROLE_LABELS, Experiment, cell_states
+from .plot_data import candidate_points, replay_test_answers
 
 #: Table columns: every metric of the evaluator, then the objective.
 COLUMNS: tuple[str, ...] = (*METRIC_NAMES, "objective")
 
-#: Labels of single-run roles.
-ROLE_LABELS: dict[str, str] = {
-    "original": "original prompt",
-    "best_source": "best source prompt",
-    "best_target": "best target prompt",
-    **{k: v for k, v in ARM_LABELS.items() if k != "original"},
-}
-
-_BETTER = {**HIGHER_IS_BETTER, "objective": True}
-
+_LOWER_IS_BETTER = " and ".join(m.label for m in METRICS if not m.higher_is_better)  # "ECE and Brier"
 
 @dataclass(frozen=True, slots=True)
 class ArmSample:
@@ -291,7 +281,7 @@ def render_markdown(report: Report, *, images: dict[int, list[tuple[str, str]]] 
     out += [", ".join(meta) + ".", ""]
     out += [
         "Values are on the held-out test split of the target task: mean ± sample standard deviation over "
-        "seeds (no ± with one seed). Higher is better except for ECE and Brier. The change rows are the "
+        f"seeds (no ± with one seed). Higher is better except for {_LOWER_IS_BETTER}. The change rows are the "
         "mean ± sd of the per-seed paired difference; `n` counts seeds.",
         "",
     ]
@@ -373,130 +363,6 @@ def report_json(report: Report) -> dict[str, Any]:
                       for a, st, n, pt, ct, usd in report.spend]}
 
 
-# -- data for plots --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CurvePoint:
-    stage: str
-    step: int
-    best: float  # best objective of the stage so far (training examples)
-    calls: int  # training scorer calls so far, both stages
-
-
-def score_curve(log: EventLog, run_id: str) -> list[CurvePoint]:
-    """Best-so-far objective after each completed step, per stage, with the calls spent so far."""
-    points: list[CurvePoint] = []
-    calls = 0
-    scores: list[ScoredPrompt] = []
-    for se in log.events(run_id):
-        ev = se.event
-        if isinstance(ev, CandidateScored):
-            calls += ev.scorer_calls
-            scores.append(ScoredPrompt(ev.prompt_id, ev.text, ev.stage, ev.step, ev.task, ev.n_examples, ev.metrics,
-                                       ev.objective, ev.rung, seq=se.seq))
-        elif isinstance(ev, StepCompleted):
-            ranked = prompt_objectives(s for s in scores if s.stage == ev.stage)
-            if ranked:
-                points.append(CurvePoint(ev.stage, ev.step, max(mean for mean, _ in ranked.values()), calls))
-    return points
-
-
-def candidate_points(log: EventLog, run_id: str, stage: str = "target") -> list[dict[str, float | None]]:
-    """Metrics (and objective) of every full-set candidate score of ``stage`` (training examples)."""
-    state = log.state(run_id)
-    result = []
-    for s in state.stage_scores(stage):
-        if s.eliminated:
-            continue
-        result.append({**s.metrics, "objective": s.objective})
-    return result
-
-
-class _CacheOnly:
-    """A stand-in recorder that answers only from the LLM cache and writes nothing."""
-
-    class Missing(Exception):
-        pass
-
-    def __init__(self, log: EventLog) -> None:
-        self.store = TranscriptStore(log.conn)
-
-    def _lookup(self, bodies: list[dict[str, Any]]) -> list[str]:
-        from ..models.recorder import cache_key
-
-        keys = [cache_key(b) for b in bodies]
-        found = self.store.lookup(keys)
-        if any(k not in found for k in keys):
-            raise self.Missing()
-        return [found[k].response for k in keys]
-
-    def chat(self, model, requests, **_: Any):
-        from ..models.recorder import chat_request_body
-        from ..models.types import ChatResult
-
-        texts = self._lookup([chat_request_body(model, r) for r in requests])
-        return [ChatResult(text=t, call_id="", cache_hit=True, prompt_tokens=0, completion_tokens=0, latency_s=0.0)
-                for t in texts]
-
-    def option_probs(self, model, requests, **_: Any):
-        from ..models.recorder import options_request_body
-        from ..models.types import OptionsResult
-
-        texts = self._lookup([options_request_body(model, r) for r in requests])
-        return [OptionsResult(probs=tuple(json.loads(t)), call_id="", cache_hit=True, prompt_tokens=0, latency_s=0.0)
-                for t in texts]
-
-
-@dataclass(frozen=True, slots=True)
-class _ModelStub:
-    """What a cache key needs of a model: its spec and revision. Never called."""
-
-    spec: str
-    revision: str
-    supports_option_probs: bool = True
-
-
-def _scorer_revision(log: EventLog, run_id: str, spec: str) -> str | None:
-    body = TranscriptStore(log.conn).first_request_body(run_id, "scorer", spec)
-    if body is None:
-        return None
-    try:
-        return json.loads(body).get("revision")
-    except (ValueError, AttributeError):
-        return None
-
-
-def replay_test_answers(log: EventLog, run_id: str, role: str) -> tuple[list[bool], list[float]] | None:
-    """(correct, confidence) per test example of a run's tested ``role``, replayed from the cache.
-
-    None when the run has not tested the role or its answers are not in the cache.
-    """
-    state = log.state(run_id)
-    row = state.tested.get(role)
-    if row is None or state.config is None:
-        return None
-    config = state.config
-    try:
-        task = load_task(row.task)
-    except (TPromptError, ValueError):
-        return None
-    revision = _scorer_revision(log, run_id, config.scorer)
-    if revision is None:
-        return None
-    examples = task.sample(config.test_examples, split="test", seed=config.seed)
-    model = _ModelStub(config.scorer, revision)
-    modes = ["logprob", "generate"] if config.mode == "auto" else [config.mode]
-    for mode in modes:
-        try:
-            ev = score_prompt(row.text, examples, task=task, model=model, recorder=_CacheOnly(log),  # type: ignore[arg-type]
-                              mode=mode, weights=ObjectiveWeights(**config.weights))  # type: ignore[arg-type]
-        except (_CacheOnly.Missing, TPromptError):
-            continue
-        return [a.correct for a in ev.answers], [a.confidence for a in ev.answers]
-    return None
-
-
 # -- writing ---------------------------------------------------------------------------------
 
 
@@ -521,17 +387,16 @@ def write_report(log: EventLog, report: Report, directory: str | Path) -> list[P
 __all__ = (
     "COLUMNS",
     "ArmSample",
-    "CurvePoint",
     "Group",
     "Report",
     "RunRef",
     "Stat",
     "build_report",
+    "ROLE_LABELS",
     "candidate_points",
     "fmt_stat",
     "render_markdown",
     "report_json",
-    "score_curve",
     "table_rows",
     "replay_test_answers",
     "write_report",

@@ -14,7 +14,7 @@ from .._lazy import lazy_exports
 
 _WHERE = {
     "DEFAULT_MODEL": ".backend",
-    "ChatBackend": ".backend",
+    "ChatBackend": ".base",
     "get_model": ".backend",
     "BackendChatModel": ".chat_model",
     "Recorder": ".recorder",

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import BackendError, MissingCredentials, MissingExtra, TransientBackendError
-from .backend import ChatBackend
+from .base import ChatBackend
 from .pricing import price_for
 from .types import ChatRequest, OptionsRequest
 

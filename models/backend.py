@@ -1,4 +1,4 @@
-"""The model backend interface and ``get_model(spec)`` (the langchain face is in ``chat_model``).
+"""``get_model(spec)``: the backend a spec names (the interface is :mod:`.base`, re-exported here).
 
 A spec string picks the backend: ``smollm2`` (embedded default),
 ``hf:<dir or hub id>``, ``<provider>:<model>`` through langchain's
@@ -9,72 +9,15 @@ process and shared.
 
 from __future__ import annotations
 
-import abc
-
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import BackendError, UnknownModel
+from ..errors import UnknownModel
+from .base import ChatBackend
 from .types import ChatRequest, OptionsRequest
 
-if TYPE_CHECKING:  # langchain loads only when a langchain face is asked for
-    from langchain_core.language_models import BaseChatModel
-
 DEFAULT_MODEL = "smollm2"
-
-
-class ChatBackend(abc.ABC):
-    """One model, loaded once per process. Subclasses implement :meth:`generate`.
-
-    Attributes:
-        spec: the spec string it was made from, e.g. ``"smollm2"``.
-        revision: identifies the weights or API version; part of the cache key.
-        supports_option_probs: whether :meth:`option_probs` works.
-        price: ``(input, output)`` USD per million tokens, or None (free or unknown).
-        batched: answers a batch in one pass (a local forward pass), so the recorder sends
-            misses together; otherwise it sends one request per call and records each answer
-            as it arrives.
-    """
-
-    spec: str = ""
-    revision: str = ""
-    supports_option_probs: bool = False
-    price: tuple[float, float] | None = None
-    batched: bool = False
-
-    @abc.abstractmethod
-    def generate(self, requests: Sequence[ChatRequest]) -> list[tuple[str, int, int]]:
-        """Answer every request: ``(text, prompt_tokens, completion_tokens)`` in order."""
-
-    def option_probs(self, requests: Sequence[OptionsRequest]) -> list[tuple[tuple[float, ...], int]]:
-        """``(probs, prompt_tokens)`` per request; probs sum to 1 over the options.
-
-        Raises:
-            BackendError: this backend cannot score options (API models).
-        """
-        raise BackendError(
-            f"model {self.spec} cannot score answer options",
-            hint="use a transformers model (smollm2, hf:...) or the fake model for option probabilities",
-        )
-
-    def count_tokens(self, text: str) -> int:
-        """Token count of ``text`` when the backend reports none (a word count by default)."""
-        return len(text.split())
-
-    @property
-    def chat_model(self) -> BaseChatModel:
-        """The langchain chat model behind this backend."""
-        model = self.__dict__.get("_chat_model")
-        if model is None:
-            from .chat_model import BackendChatModel
-
-            model = BackendChatModel(backend=self)
-            self.__dict__["_chat_model"] = model
-        return model
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.spec}>"
 
 
 class LazyBackend(ChatBackend):
@@ -206,3 +149,6 @@ def _load(spec: str, base_url: str | None = None) -> ChatBackend:
         + ", ".join(sorted(PROVIDERS)),
         spec=spec,
     )
+
+
+__all__ = ("DEFAULT_MODEL", "ChatBackend", "LazyBackend", "get_model")

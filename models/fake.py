@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 
 from ..errors import BackendError, TransientBackendError, UnknownModel
-from .backend import ChatBackend
+from .base import ChatBackend
 from .types import ChatRequest, OptionsRequest
 
 _OPENINGS = (

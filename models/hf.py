@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BackendError, ModelUnavailable
-from .backend import ChatBackend
+from .base import ChatBackend
 from .types import ChatRequest, Message, OptionsRequest
 from .hf_decode import DECODE_BATCH, DECODE_PREFILL_TOKENS, decode
 from .hf_llama import FUSED_PACK_TOKENS, _FusedLlama

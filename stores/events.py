@@ -23,13 +23,12 @@ from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from ..config import RunConfig
+from ..metric_specs import METRIC_NAMES  # the metric keys of events, re-exported here
 
 Stage = Literal["source", "target"]
 Role = Literal["original", "best_source", "best_target"]
 Metrics = dict[str, float | None]
 
-#: The evaluator's metrics, in the order tables show them (the paper's IFR, accuracy, ECE, AUROC, AUPRC, plus Brier).
-METRIC_NAMES: tuple[str, ...] = ("accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n", "brier")
 #: The prompts a finished run tests on the target's held-out split, in order.
 ROLES: tuple[str, ...] = ("original", "best_source", "best_target")
 

@@ -61,6 +61,8 @@ class ScoredPrompt:
     #: racing: dropped before the step's last rung (set when the step closes)
     eliminated: bool = False
     seq: int = 0
+    #: scorer calls this score cost (its event's ``scorer_calls``; cache hits are free)
+    scorer_calls: int = 0
 
     def model_dump(self, mode: str = "python") -> dict[str, Any]:
         """The fields as a dict (``mode`` accepted for symmetry with the pydantic models)."""
@@ -278,7 +280,7 @@ def _scored(b: _Builder, event: CandidateScored, seq: int) -> None:
     b.scores.append(
         _new_scored(
             ev["prompt_id"], ev["text"], ev["stage"], ev["step"], ev["task"], ev["n_examples"],
-            ev["metrics"], ev["objective"], ev["rung"], False, seq,
+            ev["metrics"], ev["objective"], ev["rung"], False, seq, ev["scorer_calls"],
         )
     )
     b.prompts[ev["prompt_id"]] = ev["text"]

@@ -216,3 +216,72 @@ def test_pareto_front():
     front = pareto_front(items, key=lambda x: x, metrics=("accuracy", "ifr", "ece"))
     assert front == [a, b, e]
     assert pareto_front([], key=lambda x: x) == []
+
+
+# --- the one metric table ---------------------------------------------------------
+
+
+def test_every_metric_is_in_the_table_once() -> None:
+    from tprompt.metric_specs import METRIC_NAMES
+
+    m = compute_metrics([True, False, True], [0.9, 0.4, 0.6], [True, True, False])
+    assert tuple(m) == METRIC_NAMES  # computed in table order
+    assert set(ObjectiveWeights.model_fields) == set(METRIC_NAMES)  # one weight per metric
+
+
+def test_labels_and_directions_come_from_the_table() -> None:
+    from tprompt.evaluator import HIGHER_IS_BETTER, PARETO_METRICS
+    from tprompt.metric_specs import known_first, metric_spec
+
+    assert metric_spec("ece").long_label == "ECE (lower is better)"
+    assert metric_spec("ifr").long_label == "IFR (format followed)"
+    assert metric_spec("accuracy").long_label == "accuracy"
+    assert [n for n, up in HIGHER_IS_BETTER.items() if not up] == ["ece", "brier"]
+    assert PARETO_METRICS == ("accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n")
+    assert metric_spec("brier").goodness(0.25) == 0.75
+    assert known_first(["zeta", "brier", "accuracy", "brier", "alpha"]) == ["accuracy", "brier", "alpha", "zeta"]
+
+
+_NAMES = {"accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n", "brier"}
+
+
+def metric_lists(root) -> list[str]:
+    """``path:line`` of every literal list/tuple/set of metric names, or name -> constant table, outside the table.
+
+    Four or more of the metric names as string constants in one literal, or as the keys of a dict whose
+    values are constants (labels, directions): a second table. Computed values (``{"ece": ece(...)}``)
+    and tests and benchmarks aside.
+    """
+    import ast
+
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in ("tests", "benchmarks", "build") or rel.parts[0].startswith(".") or rel.name == "metric_specs.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                items = node.elts
+            elif isinstance(node, ast.Dict) and all(isinstance(v, ast.Constant) for v in node.values):
+                items = [k for k in node.keys if k is not None]
+            else:
+                continue
+            names = {i.value for i in items if isinstance(i, ast.Constant) and i.value in _NAMES}
+            if len(names) >= 4:
+                found.append(f"{rel}:{node.lineno}")
+    return found
+
+
+def test_no_second_list_of_metric_names() -> None:
+    from pathlib import Path
+
+    assert metric_lists(Path(__file__).resolve().parents[1]) == []
+
+
+def test_the_list_check_sees_a_list(tmp_path) -> None:
+    (tmp_path / "commands").mkdir()
+    (tmp_path / "commands" / "evaluate.py").write_text(
+        'LABELS = {"accuracy": "accuracy", "ifr": "IFR", "ece": "ECE", "auroc": "AUROC"}\n'
+        'computed = {"accuracy": f(), "ifr": g(), "ece": h(), "auroc": i()}\n'
+        'ORDER = ("accuracy", "ifr", "ece", "brier")\n')
+    assert metric_lists(tmp_path) == ["commands/evaluate.py:1", "commands/evaluate.py:3"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from rich.text import Text
@@ -17,7 +16,6 @@ from typing_extensions import assert_never
 from ..errors import TPromptError
 from ..stores import EventLog, RunState, StoredEvent, fold
 from ..stores.events import (
-    METRIC_NAMES,
     CandidateAnswered,
     CandidateScored,
     PromptTested,
@@ -34,8 +32,10 @@ from ..stores.events import (
     StepRevised,
     TransferSelected,
 )
+from ..stores.curves import Curve, score_curve
+from ..metric_specs import METRIC_NAMES, known_first
 from ..stores.log import gc_paused
-from ..stores.projection import ScoredPrompt, prompt_objectives
+from ..stores.projection import ScoredPrompt
 from ..stores.summary import RunSummary, best_of, best_scored, run_summaries, summarize
 
 #: Metric columns, in the order of the CLI's result table; others follow sorted.
@@ -277,37 +277,7 @@ def state_digest(state: RunState) -> str:
 
 def metric_names(scores: Iterable[ScoredPrompt]) -> list[str]:
     """The metric columns to show: the known ones in order, then any others."""
-    seen: set[str] = set()
-    for s in scores:
-        seen.update(s.metrics)
-    return [m for m in METRICS if m in seen] + sorted(seen - set(METRICS))
-
-
-@dataclass(frozen=True, slots=True)
-class Curve:
-    """Per step of one stage: every candidate's objective and the best so far."""
-
-    stage: str
-    steps: list[int] = field(default_factory=list)
-    candidates: list[list[float]] = field(default_factory=list)
-    best: list[float] = field(default_factory=list)
-
-
-def score_curve(state: RunState, stage: str) -> Curve:
-    """The score curve of ``stage``: candidates per step (deepest rung, mean over tasks) and best so far."""
-    per_step: dict[int, dict[str, list[ScoredPrompt]]] = {}
-    for s in state.stage_scores(stage):  # type: ignore[arg-type]
-        per_step.setdefault(s.step, {}).setdefault(s.prompt_id, []).append(s)
-    curve = Curve(stage=stage)
-    running = float("-inf")
-    for step in sorted(per_step):
-        values = [mean for mean, _ in prompt_objectives(
-            s for rows in per_step[step].values() for s in rows).values()]
-        running = max(running, max(values))
-        curve.steps.append(step)
-        curve.candidates.append(values)
-        curve.best.append(running)
-    return curve
+    return known_first(name for s in scores for name in s.metrics)
 
 
 def best_prompts(state: RunState) -> list[tuple[str, ScoredPrompt]]:

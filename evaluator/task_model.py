@@ -1,0 +1,104 @@
+"""What a task is: its rows, its answer kind, and how the kind is inferred from the rows.
+
+The data model shared by the bundled tasks (:mod:`.tasks`) and the user's own
+files (:mod:`._userfiles`); both build :class:`Task` objects from here.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import UsageError
+
+AnswerKind = Literal["choice", "number", "string"]
+Split = Literal["train", "test"]
+
+#: Letters used for the options of multiple-choice rows (index 0 = "A").
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+#: A string answer space is inferred when a task has at most this many distinct
+#: gold strings, each seen at least twice (BBH's True/False, Yes/No, valid/invalid).
+MAX_ANSWER_SPACE = 12
+
+
+class Example(BaseModel):
+    """One task row: a question, its options (multiple choice) or none, and the gold answer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    question: str
+    choices: tuple[str, ...] | None = None
+    answer: str  # the gold letter for multiple choice, else the gold string / number
+    answer_text: str | None = None
+
+
+class Task(BaseModel):
+    """A task: its rows split into train and test, plus what the scorer needs to know."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str
+    kind: AnswerKind
+    answer_space: tuple[str, ...] | None = None
+    domain: str = "custom"
+    license: str = "user-provided"
+    non_commercial: bool = False
+    train: tuple[Example, ...]
+    test: tuple[Example, ...]
+    #: Rows skipped while loading (only with ``skip_bad_rows=True``), one "file:line: reason" each.
+    warnings: tuple[str, ...] = ()
+
+    def split(self, split: str) -> tuple[Example, ...]:
+        """The rows of ``split`` ("train" or "test"); raises UsageError for another name."""
+        if split == "train":
+            return self.train
+        if split == "test":
+            return self.test
+        raise UsageError(f"unknown split {split!r}", hint="use 'train' or 'test'")
+
+    def sample(self, n: int, *, split: str = "train", seed: int = 0) -> list[Example]:
+        """``n`` rows of ``split`` drawn without replacement, the same for the same seed.
+
+        ``random.Random(seed).sample`` over row indices: stable across runs and
+        Python versions. ``n`` larger than the split returns the whole split
+        (shuffled the same way).
+        """
+        rows = self.split(split)
+        if n < 0:
+            raise UsageError(f"cannot sample {n} examples", hint="pass a positive number")
+        idx = random.Random(seed).sample(range(len(rows)), min(n, len(rows)))
+        return [rows[i] for i in idx]
+
+
+# --- answer kind inference (bundled and user tasks alike) ----------------------
+
+_NUMBER_RE = re.compile(r"^[-+]?\d+(?:\.\d+)?$")
+
+
+def infer_kind(rows: list[Example]) -> tuple[AnswerKind, tuple[str, ...] | None]:
+    """Answer kind and answer space of a set of rows.
+
+    Rows with options -> "choice". All gold answers numeric -> "number". A few
+    distinct gold strings, each seen at least twice -> "string" with that answer
+    space (in order of first appearance). Otherwise a free "string".
+    """
+    if rows and rows[0].choices is not None:
+        return "choice", None
+    answers = [r.answer.strip() for r in rows]
+    if answers and all(_NUMBER_RE.match(a.replace(",", "")) for a in answers):
+        return "number", None
+    counts: dict[str, int] = {}
+    for a in answers:
+        counts[a] = counts.get(a, 0) + 1
+    if 2 <= len(counts) <= MAX_ANSWER_SPACE and min(counts.values()) >= 2:
+        return "string", tuple(counts)
+    return "string", None
+
+
+__all__ = ("LETTERS", "MAX_ANSWER_SPACE", "AnswerKind", "Example", "Split", "Task", "infer_kind")

@@ -1,0 +1,169 @@
+"""No import cycles among tprompt's modules: a module split in two whose halves import each other is one
+module in two files.
+
+Read from the source (``ast``), not from a running interpreter: every ``import`` counts, at module level
+and inside functions (a deferred import hides a cycle from Python, not from the design); imports under
+``if TYPE_CHECKING:`` do not run and do not count. A name a package re-exports lazily (a ``_WHERE``
+table for :func:`tprompt._lazy.lazy_exports`) counts as an import of the module that defines it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SKIPPED = ("tests", "benchmarks", "build", "docs")
+
+
+def module_files(root: Path, package: str = "tprompt") -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the package rooted at ``root``."""
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in SKIPPED or any(p.startswith(".") for p in rel.parts) or rel == Path("setup.py"):
+            continue
+        parts = [package, *rel.with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement that can run: all of them but those under ``if TYPE_CHECKING:``."""
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def _lazy_table(tree: ast.Module) -> dict[str, str]:
+    """A package's ``_WHERE = {"name": ".module", ...}`` (lazy re-exports), if it has one."""
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_WHERE" for t in node.targets)
+                and isinstance(node.value, ast.Dict)):
+            return {k.value: v.value for k, v in zip(node.value.keys, node.value.values)
+                    if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)}
+    return {}
+
+
+def import_graph(root: Path, package: str = "tprompt") -> dict[str, set[str]]:
+    """Module -> the package's modules it imports."""
+    files = module_files(root, package)
+    trees = {name: ast.parse(path.read_text(encoding="utf-8"), str(path)) for name, path in files.items()}
+    lazy = {name: _lazy_table(tree) for name, tree in trees.items()}
+    graph: dict[str, set[str]] = {name: set() for name in files}
+
+    def add(src: str, target: str, names: list[str]) -> None:
+        for name in names:
+            if f"{target}.{name}" in files:  # ``from pkg import module``
+                graph[src].add(f"{target}.{name}")
+            elif name in lazy.get(target, {}):  # a lazily re-exported name: its defining module
+                graph[src].add(target + lazy[target][name])
+            elif target in files:
+                graph[src].add(target)
+
+    for src, tree in trees.items():
+        is_package = files[src].name == "__init__.py"
+        for node in _imports(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == package:
+                        # ``import a.b.c`` runs a, a.b and a.b.c; the deepest is what it is for.
+                        parts = alias.name.split(".")
+                        while parts and ".".join(parts) not in files:
+                            parts.pop()
+                        if parts:
+                            graph[src].add(".".join(parts))
+                continue
+            if node.level:
+                base = src.split(".") if is_package else src.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.split(".")[0] == package:
+                target = node.module
+            else:
+                continue
+            add(src, target, [a.name for a in node.names])
+    for src in graph:
+        graph[src].discard(src)
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The graph's cycles: each strongly connected component of two or more modules, sorted (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in graph:
+                continue
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return sorted(found)
+
+
+def test_no_import_cycles() -> None:
+    assert import_cycles(import_graph(ROOT)) == []
+
+
+def test_the_graph_sees_tprompts_imports() -> None:
+    graph = import_graph(ROOT)
+    assert "tprompt.metric_specs" in graph["tprompt.evaluator.metrics"]  # module level, relative
+    assert "tprompt.models.fake" in graph["tprompt.models.backend"]  # inside a function
+    assert "tprompt.models.recorder" in graph["tprompt.graph.nodes"]
+    assert "tprompt.evaluator" in graph["tprompt.graph.nodes"]  # a package's __init__
+
+
+def test_the_check_sees_cycles(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text('_WHERE = {"Thing": ".lazy"}\n')
+    (tmp_path / "pkg" / "lazy.py").write_text("def f():\n    from .. import c\n")
+    (tmp_path / "a.py").write_text("from .pkg import Thing\n")
+    (tmp_path / "c.py").write_text("import tprompt.a\n")
+    (tmp_path / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import d\n")
+    (tmp_path / "d.py").write_text("from .b import x\n")
+    graph = import_graph(tmp_path)
+    assert graph["tprompt.b"] == set() and graph["tprompt.d"] == {"tprompt.b"}
+    assert import_cycles(graph) == [["tprompt.a", "tprompt.c", "tprompt.pkg.lazy"]]
