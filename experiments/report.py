@@ -24,7 +24,6 @@ from .._text import printable
 from ..evaluator import METRIC_NAMES, HIGHER_IS_BETTER, ObjectiveWeights, load_task, score_prompt
 from ..models.pricing import SPEND_COLUMNS, spend_rows
 from ..stores import EventLog
-from ..stores.transcripts import TranscriptStore
 from ..stores.events import tested_roles
 from ..stores.projection import RunState, ScoredPrompt, prompt_objectives
 from ..graph.config import RunConfig
@@ -170,7 +169,7 @@ def build_report(log: EventLog, *, experiment: Experiment | None = None, run_id:
     else:
         assert experiment is not None
         report = _experiment_report(log, experiment)
-    report.spend = TranscriptStore(log.conn).spend([r.run_id for g in report.groups for r in g.runs])
+    report.spend = log.transcripts.spend([r.run_id for g in report.groups for r in g.runs])
     return report
 
 
@@ -420,7 +419,7 @@ class _CacheOnly:
         pass
 
     def __init__(self, log: EventLog) -> None:
-        self.store = TranscriptStore(log.conn)
+        self.store = log.transcripts
 
     def _lookup(self, bodies: list[dict[str, Any]]) -> list[str]:
         from ..models.recorder import cache_key
@@ -458,7 +457,7 @@ class _ModelStub:
 
 
 def _scorer_revision(log: EventLog, run_id: str, spec: str) -> str | None:
-    body = TranscriptStore(log.conn).first_request_body(run_id, "scorer", spec)
+    body = log.transcripts.first_request_body(run_id, "scorer", spec)
     if body is None:
         return None
     try:
