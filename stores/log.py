@@ -84,14 +84,9 @@ class EventLog:
     serialized by its store's lock, so sharing one across threads is safe.
 
     Args:
-        path: a database path (a :class:`~tprompt.stores.db.Store` is opened
-            for it and closed with the log), or an open store to share.
-        readonly: with a path, open it read-only.
-        timeout: with a path, the busy timeout in seconds.
-
-    Attributes:
-        store: the database this log runs on; it hands out the transcripts on
-            the same connection (:attr:`transcripts`).
+        path: a database path (its :class:`~tprompt.stores.db.Store`, in
+            :attr:`store`, is opened here and closed with the log; ``readonly``
+            and ``timeout`` are for it), or an open store to share.
     """
 
     def __init__(
@@ -101,12 +96,8 @@ class EventLog:
         readonly: bool = False,
         timeout: float | None = None,
     ) -> None:
-        if isinstance(path, Store):
-            self.store = path
-            self._owned = False
-        else:
-            self.store = Store(path, readonly=readonly, timeout=timeout)
-            self._owned = True
+        self.store = path if isinstance(path, Store) else Store(path, readonly=readonly, timeout=timeout)
+        self._owned = self.store is not path
         self.path = self.store.path
         self.readonly = self.store.readonly
         # The store's own connection and lock: stores/ modules share them, nothing else sees them.
