@@ -69,7 +69,7 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    ctx.obj = Settings(db=db or Path(DEFAULT_DB))
+    ctx.obj = Settings(db_path=db or Path(DEFAULT_DB))
 
 
 def _no_flag_type(self: typer.core.TyperOption, ctx: object) -> str | None:

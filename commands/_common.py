@@ -35,7 +35,7 @@ class ExitCode(IntEnum):
 
 @dataclass
 class Settings:
-    db: Path
+    db_path: Path  # --db or TPROMPT_DB
 
 
 class SafeConsole(Console):
@@ -65,12 +65,12 @@ def settings(ctx: typer.Context) -> Settings:
     obj = ctx.find_root().obj
     if isinstance(obj, Settings):
         return obj
-    return Settings(db=Path(os.environ.get("TPROMPT_DB") or DEFAULT_DB))
+    return Settings(db_path=Path(os.environ.get("TPROMPT_DB") or DEFAULT_DB))
 
 
 def open_log(ctx: typer.Context, *, readonly: bool = True) -> EventLog:
     """Open the database named by ``--db``; readers open it read-only."""
-    path = settings(ctx).db
+    path = settings(ctx).db_path
     if readonly and not path.exists():
         raise StoreError(
             f"no tprompt database at {path}",

@@ -89,7 +89,7 @@ def eval_cmd(
     if len(rows) < examples and not json_:
         err.print(f"note: the {split} split of {the_task.name} has only {len(rows)} examples")
 
-    with Recorder(settings(ctx).db) as recorder:
+    with Recorder(settings(ctx).db_path) as recorder:
         evaluation = _score(text, rows, the_task, backend, recorder, mode, show=not json_ and err.is_terminal)
         model_calls = recorder.model_calls
     counts = {

@@ -40,7 +40,7 @@ def fork(
 
     Example: tprompt fork r-1a2b3c --from-prompt p-9f8e --target medqa_usmle --steps 3
     """
-    path = settings(ctx).db
+    path = settings(ctx).db_path
     # Opening a missing file for writing would create an empty database.
     if not path.exists():
         raise StoreError(f"no tprompt database at {path}", hint="pass --db PATH or set TPROMPT_DB")

@@ -20,11 +20,11 @@ def runs(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
 
     Example: tprompt runs --json
     """
-    if not settings(ctx).db.exists():
+    if not settings(ctx).db_path.exists():
         if json_:
             print_json([])
         else:
-            err.print(f"no runs yet: {settings(ctx).db} does not exist")
+            err.print(f"no runs yet: {settings(ctx).db_path} does not exist")
         return
     with open_log(ctx) as log:
         # One stored row per run (kept by the run's writer): no run's history is read.
@@ -46,7 +46,7 @@ def runs(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
     if json_:
         print_json(data)
         return
-    table = Table(title=f"runs in {settings(ctx).db}")
+    table = Table(title=f"runs in {settings(ctx).db_path}")
     for col in ("run", "name", "status", "source → target", "events", "best train obj.", "parent", "created"):
         table.add_column(col)
     for d in data:

@@ -19,7 +19,6 @@ from ..metric_specs import METRIC_NAMES
 from ..stores.events import ROLES
 from ..stores.leases import run_lease
 from ..stores.control import request_pause
-from ..stores.transcripts import TranscriptStore
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
 from ._progress import RunProgress
 
@@ -288,7 +287,7 @@ def show(
         run_id = log.resolve(run)
         state = log.state(run_id)
         lineage = [(s.run_id, s.first_seq, s.last_seq) for s in log.lineage(run_id)]
-        spend = TranscriptStore(log.db).spend([run_id])
+        spend = log.transcripts.spend([run_id])
     data = summary(state)
     data["lineage"] = [{"run_id": r, "first_seq": a, "last_seq": b} for r, a, b in lineage]
     data["spend"] = [

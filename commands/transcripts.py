@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import UsageError
-from ..stores.transcripts import TranscriptRow, TranscriptStore
+from ..stores.transcripts import TranscriptRow
 from ._common import JSON_OPTION, fmt_num, open_log, out, print_json, shorten
 
 
@@ -28,7 +28,7 @@ def transcript(
     with open_log(ctx) as log:
         run_id = log.resolve(run)
         segments = [(s.run_id, s.first_seq, s.last_seq) for s in log.lineage(run_id)]
-        store = TranscriptStore(log.db)
+        store = log.transcripts
         if call:
             row = store.call(call)
             # A parent's calls after the fork point are not part of this run's history.

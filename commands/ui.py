@@ -41,7 +41,7 @@ def ui(
 
     Example: tprompt ui r-1a2b3c
     """
-    db = settings(ctx).db
+    db = settings(ctx).db_path
     if db.is_dir() or not db.exists():  # the UI reads; it must not create a database by a typo
         from ..stores import EventLog
 
@@ -51,10 +51,10 @@ def ui(
 
     if screenshot is not None:
         check_output_file(screenshot, "--screenshot")
-        path = export_screenshot(settings(ctx).db, screenshot, run, size=_size(size), keys=tuple(keys or ()))
+        path = export_screenshot(settings(ctx).db_path, screenshot, run, size=_size(size), keys=tuple(keys or ()))
         err.print(f"saved {path}")
         return
-    app = create_app(settings(ctx).db, run, poll_interval=poll)
+    app = create_app(settings(ctx).db_path, run, poll_interval=poll)
     app.run()
     if app.return_code:  # Textual printed what crashed; a crash is never a success
         raise typer.Exit(app.return_code)

@@ -57,10 +57,10 @@ def critic(state, runtime):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("db", nargs="?", help="SQLite file (default: a temporary one)")
+    parser.add_argument("db_path", metavar="db", nargs="?", help="SQLite file (default: a temporary one)")
     parser.add_argument("--model", default="fake")
     args = parser.parse_args()
-    db = Path(args.db) if args.db else Path(tempfile.mkdtemp()) / "critic.db"
+    db = Path(args.db_path) if args.db_path else Path(tempfile.mkdtemp()) / "critic.db"
     task = task_from_records("capitals", ROWS, description="Pick the capital city of the country.")
     state = optimize(
         db, target=task, transfer=False, model=args.model, steps=2, candidates=2, examples=4, test_examples=4,

@@ -15,7 +15,6 @@ from typing import Any
 from ..errors import TPromptError
 from ..evaluator import ObjectiveWeights, load_task, score_prompt
 from ..stores import EventLog
-from ..stores.transcripts import TranscriptStore
 
 
 def candidate_points(log: EventLog, run_id: str, stage: str = "target") -> list[dict[str, float | None]]:
@@ -36,7 +35,7 @@ class _CacheOnly:
         pass
 
     def __init__(self, log: EventLog) -> None:
-        self.store = TranscriptStore(log.conn)
+        self.store = log.transcripts
 
     def _lookup(self, bodies: list[dict[str, Any]]) -> list[str]:
         from ..models.recorder import cache_key
@@ -74,7 +73,7 @@ class _ModelStub:
 
 
 def _scorer_revision(log: EventLog, run_id: str, spec: str) -> str | None:
-    body = TranscriptStore(log.conn).first_request_body(run_id, "scorer", spec)
+    body = log.transcripts.first_request_body(run_id, "scorer", spec)
     if body is None:
         return None
     try:

@@ -159,7 +159,7 @@ def build_report(log: EventLog, *, experiment: Experiment | None = None, run_id:
     else:
         assert experiment is not None
         report = _experiment_report(log, experiment)
-    report.spend = TranscriptStore(log.conn).spend([r.run_id for g in report.groups for r in g.runs])
+    report.spend = log.transcripts.spend([r.run_id for g in report.groups for r in g.runs])
     return report
 
 

@@ -180,7 +180,6 @@ def rerun_check(log: EventLog, run_id: str, *, on_update: Any = None) -> tuple[b
     The copy has the same LLM cache, so a deterministic run replays for free;
     the original database is not written. Returns (same, explanation).
     """
-    import sqlite3
     import tempfile
 
     from .runner import Runner
@@ -190,9 +189,7 @@ def rerun_check(log: EventLog, run_id: str, *, on_update: Any = None) -> tuple[b
     assert original.config is not None  # a run's history starts with run.created
     with tempfile.TemporaryDirectory(prefix="tprompt-rerun-") as tmp:
         scratch_path = f"{tmp}/rerun.db"
-        dest = sqlite3.connect(scratch_path)
-        log.conn.backup(dest)
-        dest.close()
+        log.store.backup(scratch_path)
         with EventLog(scratch_path) as scratch:
             if original.parent_run_id is not None:
                 assert original.parent_seq is not None

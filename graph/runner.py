@@ -90,7 +90,7 @@ class Runner:
         self.context = RunContext(
             log=log, run_id=self.run_id, config=self.config, recorder=Recorder(log, run_id=self.run_id, prices=self.config.prices),
             proposer=proposer, scorer=scorer, tasks=dict(tasks or {}), objective_fn=objective,
-            pause_check=lambda: bool(pause_check and pause_check()) or pause_requested(log.conn, self.run_id),
+            pause_check=lambda: bool(pause_check and pause_check()) or pause_requested(log, self.run_id),
             max_cost=max_cost,
         )
         self.graph = graph

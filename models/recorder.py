@@ -22,9 +22,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-import sqlite_utils
-
 from ..errors import BackendError, ModelCallFailed
+from ..stores.db import Store
 from ..stores.log import EventLog
 from ..stores.transcripts import NewCall, TranscriptStore, body_hash, canonical_json
 from .backend import ChatBackend
@@ -75,8 +74,8 @@ class Recorder:
     Args:
         db: a database path (the recorder opens its own connection, so it can
             share the file with an :class:`EventLog` writing at the same time),
-            an :class:`EventLog` (its file, or its connection if in memory), or
-            an open ``sqlite_utils.Database``.
+            an :class:`EventLog` (its file, or its transcripts if in memory), or
+            an open :class:`~tprompt.stores.db.Store` to share.
         run_id: the run every call belongs to unless a call says otherwise.
         retries: attempts after the first for retryable errors.
         prices: USD per million (input, output) tokens by model spec, over the models' own
@@ -90,7 +89,7 @@ class Recorder:
 
     def __init__(
         self,
-        db: str | os.PathLike[str] | sqlite_utils.Database | EventLog,
+        db: str | os.PathLike[str] | Store | EventLog,
         *,
         run_id: str | None = None,
         retries: int = 4,
@@ -99,11 +98,8 @@ class Recorder:
     ) -> None:
         self.prices = dict(prices or {})
         if isinstance(db, EventLog):
-            if db.path == ":memory:":
-                self.store = TranscriptStore(db.db)
-                self.store._lock = db._lock  # one connection: one lock
-            else:
-                self.store = TranscriptStore(db.path)
+            # An in-memory database exists only on the log's connection: share it (and its lock).
+            self.store = db.transcripts if db.path == ":memory:" else TranscriptStore(db.path)
         else:
             self.store = TranscriptStore(db)
         self.run_id = run_id

@@ -1,6 +1,6 @@
 """The event log (SQLite) and the views folded from it."""
 
-from .db import open_database
+from .db import Store, open_database
 from .events import *  # noqa: F403
 from .events import __all__ as _event_names
 from .log import EventLog, RunRow, Segment, decode_row, new_run_id
@@ -12,6 +12,7 @@ __all__ = (
     "RunState",
     "ScoredPrompt",
     "Segment",
+    "Store",
     "TestResult",
     "apply",
     "decode_row",

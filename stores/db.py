@@ -1,16 +1,22 @@
 """Opening a tprompt database: WAL, busy timeout, migrations, error translation.
 
 Writers open with :func:`open_database`; readers (``tprompt ui``, listings) pass
-``readonly=True`` and never write, not even a migration.
+``readonly=True`` and never write, not even a migration. :class:`Store` is the
+one object that owns an open database: its connection, the lock serializing its
+use, and its path; the event log, transcripts, leases and control requests all
+run their statements through it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 
@@ -22,6 +28,10 @@ from ..errors import (
     StoreError,
 )
 from ._schema import APPLICATION_ID, MIGRATIONS
+
+if TYPE_CHECKING:
+    from .log import EventLog
+    from .transcripts import TranscriptStore
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -197,3 +207,91 @@ def _rollback(conn: sqlite3.Connection) -> None:
     # SQLite may already have rolled back by itself (e.g. after SQLITE_FULL).
     if conn.in_transaction:
         conn.execute("ROLLBACK")
+
+
+class Store:
+    """One open tprompt database: its connection, the lock that serializes its use, its path.
+
+    Everything that reads or writes the file through this object runs its
+    statements under :meth:`reading` or :meth:`writing`, so one connection has
+    one lock whoever uses it. It hands out the event log (:attr:`log`) and the
+    transcripts (:attr:`transcripts`) on that connection; the lease and control
+    functions (:mod:`.leases`, :mod:`.control`) go through the log's store.
+    Nothing outside ``stores/`` touches the connection (``tests/test_layering.py``).
+
+    Args:
+        path: the database file, or ``":memory:"``.
+        readonly: open read-only (readers such as the TUI); nothing is written, not even a migration.
+        timeout: busy timeout in seconds (default :func:`default_busy_timeout`).
+
+    Raises:
+        StoreError: see :func:`open_database`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        readonly: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.readonly = readonly
+        self._conn: sqlite3.Connection = open_database(path, readonly=readonly, timeout=timeout).conn
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        """Close the connection (what was handed out stops working)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for reads, under the lock; SQLite errors become store errors."""
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from exc
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``) under the lock; rolled back on error."""
+        with self._lock, immediate(self._conn, self.path) as conn:
+            yield conn
+
+    def has_table(self, name: str) -> bool:
+        """Whether the file has table ``name`` (a reader may open a file from before its migration)."""
+        with self.reading() as conn:
+            return has_table(conn, name)
+
+    def backup(self, path: str | os.PathLike[str]) -> None:
+        """Copy the whole database, consistently, into a new file at ``path``."""
+        dest = sqlite3.connect(str(path))
+        try:
+            with self.reading() as conn:
+                conn.backup(dest)
+        except sqlite3.Error as exc:
+            raise translate(exc, str(path)) from exc
+        finally:
+            dest.close()
+
+    @functools.cached_property
+    def log(self) -> EventLog:
+        """The event log on this database."""
+        from .log import EventLog
+
+        return EventLog(self)
+
+    @functools.cached_property
+    def transcripts(self) -> TranscriptStore:
+        """The LLM cache and transcripts on this database."""
+        from .transcripts import TranscriptStore
+
+        return TranscriptStore(self)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 
-from .db import has_table, immediate, translate
 from .log import EventLog, now_iso
 
 
@@ -15,40 +13,37 @@ def record(log: EventLog, name: str, config_json: str) -> tuple[str, str]:
     Returns ``(experiment_id, stored config JSON)``: the new row's, or the existing one's
     (the caller compares the configs).
     """
-    try:
-        with log._lock, immediate(log.conn, log.path):
-            row = log.conn.execute("SELECT experiment_id, config FROM experiments WHERE name = ?", (name,)).fetchone()
-            if row is not None:
-                return row[0], row[1]
-            exp_id = "x-" + uuid.uuid4().hex[:10]
-            log.conn.execute(
-                "INSERT INTO experiments (experiment_id, name, config, created_at) VALUES (?, ?, ?, ?)",
-                (exp_id, name, config_json, now_iso()),
-            )
-            return exp_id, config_json
-    except sqlite3.Error as exc:
-        raise translate(exc, log.path) from exc
+    with log.store.writing() as conn:
+        row = conn.execute("SELECT experiment_id, config FROM experiments WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return row[0], row[1]
+        exp_id = "x-" + uuid.uuid4().hex[:10]
+        conn.execute(
+            "INSERT INTO experiments (experiment_id, name, config, created_at) VALUES (?, ?, ?, ?)",
+            (exp_id, name, config_json, now_iso()),
+        )
+        return exp_id, config_json
 
 
 def listed(log: EventLog) -> list[tuple[str, str, str]]:
     """``(experiment_id, name, created_at)`` of every stored experiment, oldest first."""
-    with log._lock:
-        if not has_table(log.conn, "experiments"):
-            return []
-        return [tuple(r) for r in log.conn.execute(  # type: ignore[misc]
+    if not log.store.has_table("experiments"):
+        return []
+    with log.store.reading() as conn:
+        return [tuple(r) for r in conn.execute(  # type: ignore[misc]
             "SELECT experiment_id, name, created_at FROM experiments ORDER BY created_at")]
 
 
 def matching(log: EventLog, ref: str) -> list[tuple[str, str]]:
     """``(experiment_id, config JSON)`` of the experiments named ``ref``, with id ``ref``, or (``x-...``) id prefix ``ref``."""
-    with log._lock:
-        if not has_table(log.conn, "experiments"):
-            return []
-        rows = log.conn.execute(
+    if not log.store.has_table("experiments"):
+        return []
+    with log.store.reading() as conn:
+        rows = conn.execute(
             "SELECT experiment_id, config FROM experiments WHERE name = ? OR experiment_id = ?", (ref, ref)
         ).fetchall()
         if not rows and ref.startswith("x-"):
-            rows = log.conn.execute(
+            rows = conn.execute(
                 "SELECT experiment_id, config FROM experiments WHERE experiment_id LIKE ?", (ref + "%",)
             ).fetchall()
     return [tuple(r) for r in rows]  # type: ignore[misc]
@@ -56,8 +51,8 @@ def matching(log: EventLog, ref: str) -> list[tuple[str, str]]:
 
 def root_runs_named(log: EventLog, name: str) -> list[str]:
     """Ids of the runs (not forks) named ``name``, oldest first."""
-    with log._lock:
-        return [r[0] for r in log.conn.execute(
+    with log.store.reading() as conn:
+        return [r[0] for r in conn.execute(
             "SELECT run_id FROM runs WHERE name = ? AND parent_run_id IS NULL ORDER BY created_at, run_id", (name,))]
 
 

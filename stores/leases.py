@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..errors import RunBusy
-from .db import immediate
 from .log import EventLog, now_iso
 
 
@@ -68,7 +67,8 @@ def holder_alive(holder: Holder) -> bool:
 
 def lease_holder(log: EventLog, run_id: str) -> Holder | None:
     """Who holds ``run_id``'s lease now (alive or not), if anyone."""
-    row = log.conn.execute("SELECT pid, host, started FROM run_leases WHERE run_id = ?", (run_id,)).fetchone()
+    with log.store.reading() as conn:
+        row = conn.execute("SELECT pid, host, started FROM run_leases WHERE run_id = ?", (run_id,)).fetchone()
     return Holder(int(row[0]), str(row[1]), str(row[2])) if row else None
 
 
@@ -82,8 +82,8 @@ def acquire(log: EventLog, run_id: str, me: Holder | None = None) -> bool:
         RunBusy: a live process holds it.
     """
     me = me or Holder.me()
-    with immediate(log.conn, log.path):
-        held = lease_holder(log, run_id)
+    with log.store.writing() as conn:
+        held = lease_holder(log, run_id)  # the lock is re-entrant: read inside this transaction
         if held == me:
             return False
         if held is not None and holder_alive(held):
@@ -92,7 +92,7 @@ def acquire(log: EventLog, run_id: str, me: Holder | None = None) -> bool:
                 f"run {run_id} is running in {where}",
                 hint=f"wait for it, or pause it with `tprompt pause {run_id}` and resume it here",
             )
-        log.conn.execute(
+        conn.execute(
             "INSERT OR REPLACE INTO run_leases (run_id, pid, host, started, acquired_at) VALUES (?, ?, ?, ?, ?)",
             (run_id, me.pid, me.host, me.started, now_iso()),
         )
@@ -102,8 +102,8 @@ def acquire(log: EventLog, run_id: str, me: Holder | None = None) -> bool:
 def release(log: EventLog, run_id: str, me: Holder | None = None) -> None:
     """Give up ``run_id``'s lease if this process holds it."""
     me = me or Holder.me()
-    with immediate(log.conn, log.path):
-        log.conn.execute(
+    with log.store.writing() as conn:
+        conn.execute(
             "DELETE FROM run_leases WHERE run_id = ? AND pid = ? AND host = ? AND started = ?",
             (run_id, me.pid, me.host, me.started),
         )

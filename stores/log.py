@@ -12,18 +12,17 @@ import gc
 import json
 import os
 import sqlite3
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 
 from ..config import RunConfig
 from ..errors import ConflictError, CorruptEvent, SeqOutOfRange, StoreError, UnknownRun
-from .db import has_table, immediate, open_database, translate
+from .db import Store, has_table, translate
 from .events import (
     EVENT_ADAPTER,
     EVENT_TYPES,
@@ -39,6 +38,9 @@ from .events import (
     StageStarted,
     StoredEvent,
 )
+
+if TYPE_CHECKING:
+    from .transcripts import TranscriptStore
 
 #: How an event class changes the ``runs.status`` column (a cached view).
 _STATUS_AFTER: dict[type[Event], str] = {
@@ -85,27 +87,41 @@ def new_run_id() -> str:
 class EventLog:
     """Append and read events of runs in one SQLite database.
 
-    One instance per thread or process is the simple rule; an instance also
-    serializes its own use with a lock, so sharing one across threads is safe.
+    One instance per thread or process is the simple rule; its use is
+    serialized by its store's lock, so sharing one across threads is safe.
+
+    Args:
+        path: a database path (its :class:`~tprompt.stores.db.Store`, in
+            :attr:`store`, is opened here and closed with the log; ``readonly``
+            and ``timeout`` are for it), or an open store to share.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str] = ":memory:",
+        path: str | os.PathLike[str] | Store = ":memory:",
         *,
         readonly: bool = False,
         timeout: float | None = None,
     ) -> None:
-        self.path = str(path)
-        self.readonly = readonly
-        self.db = open_database(path, readonly=readonly, timeout=timeout)
-        self.conn: sqlite3.Connection = self.db.conn
-        self._lock = threading.RLock()
+        self.store = path if isinstance(path, Store) else Store(path, readonly=readonly, timeout=timeout)
+        self._owned = self.store is not path
+        self.path = self.store.path
+        self.readonly = self.store.readonly
+        # The store's own connection and lock: stores/ modules share them, nothing else sees them.
+        self._conn: sqlite3.Connection = self.store._conn
+        self._lock = self.store._lock
+
+    @property
+    def transcripts(self) -> TranscriptStore:
+        """The LLM cache and transcripts in this log's database, on its connection."""
+        return self.store.transcripts
 
     # -- lifecycle ---------------------------------------------------------------
 
     def close(self) -> None:
-        self.conn.close()
+        """Close the database if this log opened it."""
+        if self._owned:
+            self.store.close()
 
     def __enter__(self) -> EventLog:
         return self
@@ -128,11 +144,11 @@ class EventLog:
         """
         run_id = run_id or new_run_id()
         event_id = event_id or f"{run_id}:created"
-        with self._lock, immediate(self.conn, self.path):
-            row = self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        with self.store.writing():
+            row = self._conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 stamp = now_iso()
-                self.conn.execute(
+                self._conn.execute(
                     "INSERT INTO runs (run_id, parent_run_id, parent_seq, status, name, created_at, updated_at)"
                     " VALUES (?, NULL, NULL, 'created', ?, ?, ?)",
                     (run_id, created.name, stamp, stamp),
@@ -163,7 +179,7 @@ class EventLog:
             SeqOutOfRange: ``at_seq`` is not in the parent's history.
         """
         run_id = run_id or new_run_id()
-        with self._lock, immediate(self.conn, self.path):
+        with self.store.writing():
             parent_last = self._last_seq_locked(parent_run_id)
             if not 1 <= at_seq <= parent_last:
                 raise SeqOutOfRange(
@@ -173,7 +189,7 @@ class EventLog:
                     seq=at_seq,
                 )
             stamp = now_iso()
-            self.conn.execute(
+            self._conn.execute(
                 "INSERT INTO runs (run_id, parent_run_id, parent_seq, status, name, created_at, updated_at)"
                 " VALUES (?, ?, ?, 'created', ?, ?, ?)",
                 (run_id, parent_run_id, at_seq, name, stamp, stamp),
@@ -193,7 +209,7 @@ class EventLog:
         """The ``runs`` row of ``run_id`` (a unique prefix of it is accepted)."""
         with self._lock:
             run_id = self.resolve(run_id)
-            row = self.conn.execute(
+            row = self._conn.execute(
                 "SELECT run_id, parent_run_id, parent_seq, status, name, created_at, updated_at"
                 " FROM runs WHERE run_id = ?",
                 (run_id,),
@@ -203,15 +219,15 @@ class EventLog:
     def change_stamp(self) -> tuple[Any, ...]:
         """Changes whenever a run is added or written: (runs, last status change, newest event)."""
         with self._lock:
-            runs, updated = self.conn.execute("SELECT count(*), max(updated_at) FROM runs").fetchone()
+            runs, updated = self._conn.execute("SELECT count(*), max(updated_at) FROM runs").fetchone()
             # The newest rowid, not count(*): an index lookup, not a scan of every event.
-            (events,) = self.conn.execute("SELECT max(rowid) FROM events").fetchone()
+            (events,) = self._conn.execute("SELECT max(rowid) FROM events").fetchone()
         return (runs, updated, events)
 
     def runs(self) -> list[RunRow]:
         """Every run, oldest first."""
         with self._lock:
-            rows = self.conn.execute(
+            rows = self._conn.execute(
                 "SELECT run_id, parent_run_id, parent_seq, status, name, created_at, updated_at"
                 " FROM runs ORDER BY created_at, run_id"
             ).fetchall()
@@ -224,12 +240,12 @@ class EventLog:
             UnknownRun: no run, or more than one, matches.
         """
         with self._lock:
-            if self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+            if self._conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 return run_id
             escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             matches = [
                 r[0]
-                for r in self.conn.execute(
+                for r in self._conn.execute(
                     "SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\' LIMIT 3", (escaped + "%",)
                 )
             ]
@@ -275,11 +291,11 @@ class EventLog:
         """
         if event_ids is not None and len(event_ids) != len(events):
             raise ValueError("event_ids must match events one to one")
-        with self._lock, immediate(self.conn, self.path):
+        with self.store.writing():
             stored = self._append_locked(run_id, events, expected_seq=expected_seq, event_ids=event_ids)
             if summary is not None and stored:
                 seq, text = summary(stored)
-                self.conn.execute(
+                self._conn.execute(
                     "INSERT OR REPLACE INTO run_summaries (run_id, seq, summary) VALUES (?, ?, ?)", (run_id, seq, text)
                 )
             return stored
@@ -328,7 +344,7 @@ class EventLog:
                 )
             )
         try:
-            self.conn.executemany(
+            self._conn.executemany(
                 "INSERT INTO events (run_id, seq, event_id, type, schema_version, payload, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
@@ -346,7 +362,7 @@ class EventLog:
         # The runs row changes with the run's status only: touching it on every append
         # made each commit write one more page (readers see new events by their rowid).
         if status is not None:
-            self.conn.execute(
+            self._conn.execute(
                 "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?", (status, stamp, run_id)
             )
         return stored
@@ -359,8 +375,8 @@ class EventLog:
         """
         with self._lock:
             # A reader of a file from before migration 6 has no summaries: every run is then folded.
-            summaries = "run_summaries" if has_table(self.conn, "run_summaries") else "(SELECT NULL AS run_id, NULL AS summary, NULL AS seq)"
-            rows = self.conn.execute(
+            summaries = "run_summaries" if has_table(self._conn, "run_summaries") else "(SELECT NULL AS run_id, NULL AS summary, NULL AS seq)"
+            rows = self._conn.execute(
                 "SELECT r.run_id, r.parent_run_id, r.parent_seq, r.status, r.name, r.created_at, r.updated_at,"
                 " coalesce((SELECT max(seq) FROM events e WHERE e.run_id = r.run_id), r.parent_seq, 0),"
                 " s.summary, s.seq"
@@ -374,7 +390,7 @@ class EventLog:
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             found.update(
-                r[0] for r in self.conn.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
+                r[0] for r in self._conn.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
             )
         return found
 
@@ -387,7 +403,7 @@ class EventLog:
 
     def _last_seq_locked(self, run_id: str) -> int:
         # One statement: the run's own last seq, else its fork point (0 for a new run).
-        row = self.conn.execute(
+        row = self._conn.execute(
             "SELECT coalesce((SELECT max(seq) FROM events WHERE run_id = ?1), parent_seq, 0) FROM runs WHERE run_id = ?1",
             (run_id,),
         ).fetchone()
@@ -406,7 +422,7 @@ class EventLog:
                 if current in seen:  # pragma: no cover - only a hand-edited file could loop
                     raise StoreError(f"run {run_id}: its fork lineage loops at {current}")
                 seen.add(current)
-                row = self.conn.execute(
+                row = self._conn.execute(
                     "SELECT parent_run_id, parent_seq FROM runs WHERE run_id = ?", (current,)
                 ).fetchone()
                 if row is None:
@@ -454,7 +470,7 @@ class EventLog:
             sql += " ORDER BY seq"
             with self._lock:
                 try:
-                    rows = self.conn.execute(sql, params).fetchall()
+                    rows = self._conn.execute(sql, params).fetchall()
                 except sqlite3.Error as exc:
                     raise translate(exc, self.path) from exc
             yield from rows

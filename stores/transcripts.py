@@ -12,15 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
-from .db import immediate, open_database, translate
+from .db import Store
 from .log import now_iso
 
 
@@ -99,29 +95,26 @@ class TranscriptStore:
     """Cache lookups and transcript rows in a tprompt database.
 
     Args:
-        db: a path (opened here, with its own connection), or an open
-            ``sqlite_utils.Database`` / ``sqlite3.Connection`` to share.
+        db: a path (a :class:`~tprompt.stores.db.Store` is opened for it, with
+            its own connection, and closed with this object), or an open store
+            to share: its connection and its lock (``EventLog.transcripts`` is
+            the event log's).
+        readonly: with a path, open it read-only.
     """
 
-    def __init__(self, db: str | os.PathLike[str] | sqlite_utils.Database | sqlite3.Connection, *, readonly: bool = False) -> None:
-        if isinstance(db, sqlite_utils.Database):
-            self.conn = db.conn
-            self.path = getattr(db.conn, "_tprompt_path", "the database")
-            self._owned = False
-        elif isinstance(db, sqlite3.Connection):
-            self.conn = db
-            self.path = "the database"
+    def __init__(self, db: str | os.PathLike[str] | Store, *, readonly: bool = False) -> None:
+        if isinstance(db, Store):
+            self._store = db
             self._owned = False
         else:
-            self.path = str(db)
-            self.conn = open_database(db, readonly=readonly).conn
+            self._store = Store(db, readonly=readonly)
             self._owned = True
-        self._lock = threading.RLock()
+        self.path = self._store.path
 
     def close(self) -> None:
-        """Close the connection if this store opened it."""
+        """Close the database if this object opened it."""
         if self._owned:
-            self.conn.close()
+            self._store.close()
 
     # -- cache -------------------------------------------------------------------------
 
@@ -129,19 +122,16 @@ class TranscriptStore:
         """The cached answers among ``keys``."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, CacheEntry] = {}
-        with self._lock:
-            try:
-                for start in range(0, len(keys), 500):
-                    chunk = keys[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    for key, body, pt, ct, cost in self.conn.execute(
-                        "SELECT c.cache_key, b.body, c.prompt_tokens, c.completion_tokens, c.cost"
-                        f" FROM llm_cache c JOIN bodies b ON b.hash = c.response_hash WHERE c.cache_key IN ({marks})",
-                        chunk,
-                    ):
-                        found[key] = CacheEntry(body, pt, ct, cost)
-            except sqlite3.Error as exc:
-                raise translate(exc, self.path) from exc
+        with self._store.reading() as conn:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, body, pt, ct, cost in conn.execute(
+                    "SELECT c.cache_key, b.body, c.prompt_tokens, c.completion_tokens, c.cost"
+                    f" FROM llm_cache c JOIN bodies b ON b.hash = c.response_hash WHERE c.cache_key IN ({marks})",
+                    chunk,
+                ):
+                    found[key] = CacheEntry(body, pt, ct, cost)
         return found
 
     def record(self, calls: Sequence[NewCall]) -> None:
@@ -169,19 +159,15 @@ class TranscriptStore:
                  req_hash, resp_hash, call.prompt_tokens, call.completion_tokens, call.latency_s,
                  int(call.cache_hit), call.cost, call.error, stamp)
             )
-        with self._lock, immediate(self.conn, self.path):
-            try:
-                self.conn.executemany("INSERT OR IGNORE INTO bodies (hash, body) VALUES (?, ?)", list(bodies.items()))
-                self.conn.executemany(
-                    "INSERT OR IGNORE INTO llm_cache (cache_key, kind, model, response_hash, prompt_tokens,"
-                    " completion_tokens, cost, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    cache_rows,
-                )
-                self.conn.executemany(
-                    f"INSERT OR IGNORE INTO transcripts ({_COLUMNS}) VALUES ({','.join('?' * 17)})", rows
-                )
-            except sqlite3.Error as exc:
-                raise translate(exc, self.path) from exc
+        # A failed statement rolls the transaction back and is raised as a store error.
+        with self._store.writing() as conn:
+            conn.executemany("INSERT OR IGNORE INTO bodies (hash, body) VALUES (?, ?)", list(bodies.items()))
+            conn.executemany(
+                "INSERT OR IGNORE INTO llm_cache (cache_key, kind, model, response_hash, prompt_tokens,"
+                " completion_tokens, cost, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                cache_rows,
+            )
+            conn.executemany(f"INSERT OR IGNORE INTO transcripts ({_COLUMNS}) VALUES ({','.join('?' * 17)})", rows)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -198,7 +184,7 @@ class TranscriptStore:
         the calls made up to its fork point (``seq <= last_seq``).
         """
         result: list[TranscriptRow] = []
-        with self._lock:
+        with self._store.reading() as conn:
             for index, (run_id, _first, last) in enumerate(segments):
                 sql = f"SELECT {_COLUMNS} FROM transcripts WHERE run_id = ?"
                 params: list[Any] = [run_id]
@@ -209,37 +195,34 @@ class TranscriptStore:
                     sql += " AND agent = ?"
                     params.append(agent)
                 sql += " ORDER BY created_at, rowid"
-                try:
-                    result.extend(_row(r) for r in self.conn.execute(sql, params))
-                except sqlite3.Error as exc:
-                    raise translate(exc, self.path) from exc
+                result.extend(_row(r) for r in conn.execute(sql, params))
         return result
 
     def ancestor_rows(self, segments: Sequence[tuple[str, int | None]]) -> list[TranscriptRow]:
         """Calls of a fork's ancestors given as ``(run_id, last_seq)``: each up to its fork point, in rowid order."""
         result: list[TranscriptRow] = []
-        with self._lock:
+        with self._store.reading() as conn:
             for run_id, last in segments:
                 sql = f"SELECT {_COLUMNS} FROM transcripts WHERE run_id = ?"
                 params: list[Any] = [run_id]
                 if last is not None:
                     sql += " AND seq IS NOT NULL AND seq <= ?"
                     params.append(last)
-                result.extend(_row(r) for r in self.conn.execute(sql + " ORDER BY rowid", params))
+                result.extend(_row(r) for r in conn.execute(sql + " ORDER BY rowid", params))
         return result
 
     def rows_after(self, run_id: str, rowid: int) -> list[tuple[int, TranscriptRow]]:
         """``(rowid, row)`` of ``run_id``'s calls recorded after ``rowid``: what a poll has not seen yet."""
-        with self._lock:
-            return [(r[0], _row(r[1:])) for r in self.conn.execute(
+        with self._store.reading() as conn:
+            return [(r[0], _row(r[1:])) for r in conn.execute(
                 f"SELECT rowid, {_COLUMNS} FROM transcripts WHERE run_id = ? AND rowid > ? ORDER BY rowid",
                 (run_id, rowid),
             )]
 
     def first_request_body(self, run_id: str, agent: str, model: str) -> str | None:
         """The request body of ``run_id``'s first call by ``agent`` to ``model`` (None if it made none)."""
-        with self._lock:
-            row = self.conn.execute(
+        with self._store.reading() as conn:
+            row = conn.execute(
                 "SELECT b.body FROM transcripts t JOIN bodies b ON b.hash = t.request_hash"
                 " WHERE t.run_id = ? AND t.agent = ? AND t.model = ? LIMIT 1",
                 (run_id, agent, model),
@@ -261,16 +244,13 @@ class TranscriptStore:
             f" coalesce(sum(completion_tokens), 0), sum(cost) FROM transcripts WHERE run_id IN ({marks})"
             " AND cache_hit = 0 AND error IS NULL GROUP BY agent, stage ORDER BY agent, stage"
         )
-        with self._lock:
-            try:
-                return [tuple(r) for r in self.conn.execute(sql, list(run_ids))]  # type: ignore[misc]
-            except sqlite3.Error as exc:
-                raise translate(exc, self.path) from exc
+        with self._store.reading() as conn:
+            return [tuple(r) for r in conn.execute(sql, list(run_ids))]  # type: ignore[misc]
 
     def call(self, call_id: str) -> TranscriptRow | None:
         """One row by its call id or a unique prefix of it."""
-        with self._lock:
-            rows = self.conn.execute(
+        with self._store.reading() as conn:
+            rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM transcripts WHERE call_id = ? OR call_id LIKE ? ESCAPE '\\' LIMIT 2",
                 (call_id, call_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"),
             ).fetchall()
@@ -283,8 +263,8 @@ class TranscriptStore:
         """A stored body by hash."""
         if hash_ is None:
             return None
-        with self._lock:
-            row = self.conn.execute("SELECT body FROM bodies WHERE hash = ?", (hash_,)).fetchone()
+        with self._store.reading() as conn:
+            row = conn.execute("SELECT body FROM bodies WHERE hash = ?", (hash_,)).fetchone()
         return row[0] if row else None
 
 

@@ -85,10 +85,10 @@ def build_recorded_db(path: Path) -> Path:
         create_run(log, make_config(markup), run_id=MARKUP_RUN)
         Runner(log, MARKUP_RUN).run()
         # Latency is measured wall-clock time; pin it for the screenshots.
-        with log.conn:
-            log.conn.execute("UPDATE transcripts SET latency_s = 0.125")
+        with log._conn:
+            log._conn.execute("UPDATE transcripts SET latency_s = 0.125")
         # Everything into the main file, so a plain copy of it is complete.
-        log.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        log._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return path
 
 

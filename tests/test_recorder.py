@@ -171,4 +171,4 @@ def test_recorder_on_an_in_memory_event_log_shares_its_connection():
     log.create_run(run_created("mem"), run_id="r-mem")
     rec = Recorder(log, run_id="r-mem")
     rec.chat(FakeBackend("fake"), requests(2), agent="scorer", seq=1)
-    assert len(TranscriptStore(log.db).rows([("r-mem", 1, None)])) == 2
+    assert len(log.transcripts.rows([("r-mem", 1, None)])) == 2

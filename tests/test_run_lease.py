@@ -39,9 +39,9 @@ def test_lease_take_release_and_take_over(tmp_path: Path) -> None:
     release(log, "r-1")
     assert lease_holder(log, "r-1") is None
     # A dead holder's lease is taken over; so is one whose pid now belongs to a younger process.
-    log.conn.execute("INSERT INTO run_leases VALUES ('r-2', ?, ?, '1', 'then')", (_dead_pid(), me.host))
-    log.conn.execute("INSERT INTO run_leases VALUES ('r-3', ?, ?, '1', 'then')", (os.getpid(), me.host))
-    log.conn.commit()
+    log._conn.execute("INSERT INTO run_leases VALUES ('r-2', ?, ?, '1', 'then')", (_dead_pid(), me.host))
+    log._conn.execute("INSERT INTO run_leases VALUES ('r-3', ?, ?, '1', 'then')", (os.getpid(), me.host))
+    log._conn.commit()
     assert acquire(log, "r-2") is True and acquire(log, "r-3") is True
     with run_lease(log, "r-4"):
         assert lease_holder(log, "r-4") == me

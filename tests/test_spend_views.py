@@ -55,9 +55,7 @@ async def test_tui_scores_tab_shows_spend(tmp_path: Path) -> None:
         assert any(line.split()[:2] == ["proposer", "source"] for line in lines)
         total = next(line for line in lines if line.startswith("total"))
         with EventLog(db, readonly=True) as ro:
-            from tprompt.stores.transcripts import TranscriptStore
-
-            usd = sum(r[5] for r in TranscriptStore(ro.conn).spend([run_id]))
+            usd = sum(r[5] for r in ro.transcripts.spend([run_id]))
         assert total.split()[-1] == f"{usd:.4f}"
 
 
@@ -66,6 +64,4 @@ def test_a_runs_prices_do_not_leak_into_the_next_run(tmp_path: Path) -> None:
     # must not price another run's calls.
     run_in_process(tmp_path / "a.db", prices=PRICES)
     log, run_id = run_in_process(tmp_path / "b.db")
-    from tprompt.stores.transcripts import TranscriptStore
-
-    assert all(row[5] is None for row in TranscriptStore(log.conn).spend([run_id]))
+    assert all(row[5] is None for row in log.transcripts.spend([run_id]))

@@ -40,8 +40,8 @@ def seqs(log: EventLog, run_id: str) -> list[int]:
 
 
 def test_schema_is_current_and_marked(log: EventLog) -> None:
-    assert log.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-    assert log.conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert log._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert log._conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
 
 
 def test_create_run_writes_seq_1_and_a_runs_row(log: EventLog, new_run) -> None:
@@ -184,7 +184,7 @@ def test_fork_reads_parent_prefix_through_and_continues_seqs(log: EventLog, new_
     assert state.config == RunConfig.model_validate({"scorer": "b"}) and state.target_task == "other"
     assert [s.objective for s in state.scores] == [0.3, 0.5]
     # Nothing was copied: the child's own rows are its fork event and its append.
-    own = log.conn.execute("SELECT count(*) FROM events WHERE run_id = ?", (child,)).fetchone()[0]
+    own = log._conn.execute("SELECT count(*) FROM events WHERE run_id = ?", (child,)).fetchone()[0]
     assert own == 2
     row = log.run(child)
     assert (row.parent_run_id, row.parent_seq) == (parent, 3)
@@ -213,7 +213,7 @@ def test_fork_errors_write_nothing(log: EventLog, new_run) -> None:
     with pytest.raises(UnknownRun):
         log.fork("r-missing", 1, config={}, target_task="x")
     assert [r.run_id for r in log.runs()] == [parent]
-    assert log.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    assert log._conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
 
 
 def test_events_window(log: EventLog, new_run) -> None:
@@ -227,9 +227,9 @@ def test_events_window(log: EventLog, new_run) -> None:
 def test_events_are_immutable_even_for_raw_sql(log: EventLog, new_run) -> None:
     run_id = new_run(log)
     with pytest.raises(sqlite3.DatabaseError, match="immutable"):
-        log.conn.execute("UPDATE events SET payload = '{}' WHERE run_id = ?", (run_id,))
+        log._conn.execute("UPDATE events SET payload = '{}' WHERE run_id = ?", (run_id,))
     with pytest.raises(sqlite3.DatabaseError, match="immutable"):
-        log.conn.execute("DELETE FROM events")
+        log._conn.execute("DELETE FROM events")
     assert seqs(log, run_id) == [1]
 
 
@@ -238,6 +238,6 @@ def test_file_log_reopens_with_the_same_history(db_path, new_run) -> None:
         run_id = new_run(log)
         log.append(run_id, [StageStarted(stage="source", tasks=["source"]), scored(1, 0.25)])
         before = log.state(run_id)
-    assert EventLog(db_path).conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert EventLog(db_path)._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with EventLog(db_path, readonly=True) as again:
         assert again.state(run_id) == before

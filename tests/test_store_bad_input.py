@@ -15,7 +15,7 @@ from tprompt.stores import UPCASTERS, EventLog, RunFailed, RunPaused
 
 def raw_insert(log: EventLog, run_id: str, seq: int, type_: str, payload: str, schema_version: int = 1) -> None:
     """Write a row the way another program could, bypassing the library (triggers only stop UPDATE/DELETE)."""
-    log.conn.execute(
+    log._conn.execute(
         "INSERT INTO events (run_id, seq, event_id, type, schema_version, payload, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, '2025-01-01T00:00:00+00:00')",
         (run_id, seq, f"raw-{run_id}-{seq}", type_, schema_version, payload),

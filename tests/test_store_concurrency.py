@@ -81,8 +81,8 @@ def check_history(path: Path, own: list[str], shared: str, results: list[dict[st
         for k in range(WRITERS):
             assert [i for w, i in free if w == f"w{k}"] == list(range(OWN_EVENTS))
         assert [i for _, i in races] == list(range(ROUNDS))
-        assert log.conn.execute("SELECT count(*) FROM events").fetchone()[0] == len(history) + WRITERS * (OWN_EVENTS + 1)
-        assert log.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert log._conn.execute("SELECT count(*) FROM events").fetchone()[0] == len(history) + WRITERS * (OWN_EVENTS + 1)
+        assert log._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert sum(r["wins"] for r in results) == ROUNDS
     assert sum(r["conflicts"] for r in results) == ROUNDS * (WRITERS - 1)
 
@@ -202,7 +202,7 @@ def test_sigkill_mid_append_keeps_every_committed_event(db_path: Path, batch: in
     assert len(reported) >= kill_after, stderr
 
     with EventLog(db_path) as log:  # opens (and recovers the WAL) without complaint
-        assert log.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert log._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         history = list(log.events(run))
         seqs = [e.seq for e in history]
         assert seqs == list(range(1, len(seqs) + 1))

@@ -296,7 +296,7 @@ async def test_new_run_form_runs_in_a_worker_and_dashboard_follows(db_path: Path
         assert table(app, "#events").row_count == state.last_seq
         # the calls were appended while the run ran: the table has every one, numbered in order
         with EventLog(db_path, readonly=True) as log:
-            n_calls = log.conn.execute("SELECT count(*) FROM transcripts WHERE run_id = ?", (state.run_id,)).fetchone()[0]
+            n_calls = log._conn.execute("SELECT count(*) FROM transcripts WHERE run_id = ?", (state.run_id,)).fetchone()[0]
         await pilot.press("4")
         await wait_for(pilot, lambda: table(app, "#calls").row_count == n_calls > 0)
         assert [r.values[0] for r in table(app, "#calls").rows_shown] == list(range(1, n_calls + 1))
@@ -339,7 +339,7 @@ async def test_pause_of_a_run_in_another_process_is_a_request(db_path: Path) -> 
         await pilot.press("p")
         await pilot.pause()
     with EventLog(db_path) as log:
-        assert pause_requested(log.conn, run_id)
+        assert pause_requested(log, run_id)
 
 
 async def test_markup_in_prompts_and_answers_renders_literally(recorded: Path) -> None:
@@ -515,7 +515,7 @@ async def test_a_damaged_event_is_reported_not_fatal(db_path: Path) -> None:
         bad = writer.create_run(run_created("bad"), run_id="r-bad0000001")
         writer.append(bad, [StageStarted(stage="source", tasks=["source"])])
         # a row no tprompt would write: the payload is not a valid event
-        writer.conn.execute(
+        writer._conn.execute(
             "INSERT INTO events (run_id, seq, event_id, type, schema_version, payload, created_at)"
             " VALUES (?, 3, 'broken', 'candidate.scored', 1, '{\"type\": \"candidate.scored\"}', '2026-01-01')",
             (bad,),

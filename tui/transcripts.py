@@ -1,7 +1,7 @@
 """The transcript viewer's data: a run's LLM calls, their bodies, filters and search.
 
-A thin adapter over :class:`~tprompt.stores.transcripts.TranscriptStore` on the
-app's read-only connection; bodies are loaded once per hash and kept.
+A thin adapter over the :class:`~tprompt.stores.transcripts.TranscriptStore` of
+the app's read-only event log; bodies are loaded once per hash and kept.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ class Transcripts:
     """Every LLM call of one run's history, with cached bodies.
 
     Args:
-        log: the app's (read-only) event log; its connection is shared.
+        log: the app's (read-only) event log; its transcripts are read.
         run_id: the run.
     """
 
     def __init__(self, log: EventLog, run_id: str) -> None:
         self.log = log
         self.run_id = run_id
-        self.store = TranscriptStore(log.conn)
+        self.store: TranscriptStore = log.transcripts
         self.rows: list[TranscriptRow] = []
         self._bodies: dict[str, str | None] = {}
         self._last_rowid = 0
@@ -48,14 +48,13 @@ class Transcripts:
         a long run stays cheap.
         """
         fresh: list[TranscriptRow] = []
-        with self.log._lock:
-            if not self._loaded_ancestors:
-                fresh.extend(self.store.ancestor_rows(
-                    [(seg.run_id, seg.last_seq) for seg in self.log.lineage(self.run_id)[:-1]]))
-                self._loaded_ancestors = True
-            for rowid, row in self.store.rows_after(self.run_id, self._last_rowid):
-                self._last_rowid = rowid
-                fresh.append(row)
+        if not self._loaded_ancestors:
+            fresh.extend(self.store.ancestor_rows(
+                [(seg.run_id, seg.last_seq) for seg in self.log.lineage(self.run_id)[:-1]]))
+            self._loaded_ancestors = True
+        for rowid, row in self.store.rows_after(self.run_id, self._last_rowid):
+            self._last_rowid = rowid
+            fresh.append(row)
         self.rows.extend(fresh)
         return fresh
 
@@ -63,8 +62,7 @@ class Transcripts:
         if hash_ is None:
             return None
         if hash_ not in self._bodies:
-            with self.log._lock:
-                self._bodies[hash_] = self.store.body(hash_)
+            self._bodies[hash_] = self.store.body(hash_)
         return self._bodies[hash_]
 
     def detail(self, row: TranscriptRow) -> CallDetail:

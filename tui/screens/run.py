@@ -306,9 +306,7 @@ class RunScreen(Screen[None]):
     def _show_spend(self) -> None:
         """Calls answered by a model, per agent and stage, with tokens and USD (as `tprompt show`)."""
         assert self.transcripts is not None
-        app: Any = self.app
-        with app.store._lock:
-            spend = self.transcripts.store.spend([self.run_id])
+        spend = self.transcripts.store.spend([self.run_id])
         self.query_one("#spend", Static).update(spend_text(spend))
 
     def _show_candidates(self) -> None:
