@@ -10,13 +10,12 @@ run their statements through it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import sqlite_utils
 
@@ -29,9 +28,11 @@ from ..errors import (
 )
 from ._schema import APPLICATION_ID, MIGRATIONS
 
-if TYPE_CHECKING:
-    from .log import EventLog
-    from .transcripts import TranscriptStore
+
+def now_iso() -> str:
+    """The time stamp of every row the stores write (UTC, microseconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -282,16 +283,3 @@ class Store:
         finally:
             dest.close()
 
-    @functools.cached_property
-    def log(self) -> EventLog:
-        """The event log on this database."""
-        from .log import EventLog
-
-        return EventLog(self)
-
-    @functools.cached_property
-    def transcripts(self) -> TranscriptStore:
-        """The LLM cache and transcripts on this database."""
-        from .transcripts import TranscriptStore
-
-        return TranscriptStore(self)

@@ -8,6 +8,7 @@ at seq N writes its own events from N+1, so a history is gapless from 1.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -15,14 +16,14 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 
 from ..config import RunConfig
 from ..errors import ConflictError, CorruptEvent, SeqOutOfRange, StoreError, UnknownRun
-from .db import Store, has_table, translate
+from .db import Store, has_table, now_iso, translate
 from .events import (
     EVENT_ADAPTER,
     EVENT_TYPES,
@@ -76,10 +77,6 @@ class Segment:
     last_seq: int | None  # None: to the end
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
 def new_run_id() -> str:
     return "r-" + uuid.uuid4().hex[:10]
 
@@ -111,10 +108,12 @@ class EventLog:
         self._conn: sqlite3.Connection = self.store._conn
         self._lock = self.store._lock
 
-    @property
+    @functools.cached_property
     def transcripts(self) -> TranscriptStore:
-        """The LLM cache and transcripts in this log's database, on its connection."""
-        return self.store.transcripts
+        """The LLM cache and transcripts in this log's database, on its connection and lock."""
+        from .transcripts import TranscriptStore
+
+        return TranscriptStore(self.store)
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -16,8 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .db import Store
-from .log import now_iso
+from .db import Store, now_iso
 
 
 def canonical_json(data: Any) -> str:
