@@ -1,8 +1,10 @@
 """Prompts the agents send, declared as data: a name, a version and a template.
 
 Declaring them (instead of building strings inline) keeps them intact in
-transcripts and in the cache key: changing a template's text means bumping its
-version, and every cached answer to the old text stays valid for the old one.
+transcripts and in the cache key: every request names the templates it was
+rendered from (``PromptTemplate.ref``, ``name@vN``, in the request's
+``templates``), so changing a template's text means bumping its version, and
+every cached answer to the old version stays valid for the old one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ class PromptTemplate:
     name: str
     version: int
     text: str
+
+    @property
+    def ref(self) -> str:
+        """``name@vN``: how a request names the template it was rendered from (transcripts, cache key)."""
+        return f"{self.name}@v{self.version}"
 
     @property
     def fields(self) -> frozenset[str]:
@@ -69,11 +76,17 @@ HISTORY_ITEM = PromptTemplate(name="proposer.history_item", version=1, text="Ins
 
 EXEMPLAR_ITEM = PromptTemplate(name="proposer.exemplar", version=1, text="Q: {question}\nA: {answer}")
 
+#: Every template the proposer's request is rendered from (the meta-prompt embeds the last three).
+PROPOSER_TEMPLATES: tuple[str, ...] = tuple(
+    t.ref for t in (PROPOSER_SYSTEM, META_PROMPT, TRANSFERRED_SECTION, HISTORY_ITEM, EXEMPLAR_ITEM)
+)
+
 __all__ = (
     "EXEMPLAR_ITEM",
     "HISTORY_ITEM",
     "META_PROMPT",
     "PROPOSER_SYSTEM",
+    "PROPOSER_TEMPLATES",
     "PromptTemplate",
     "TRANSFERRED_SECTION",
 )

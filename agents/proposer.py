@@ -11,19 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from ..stores.events import PromptCandidate, RejectedCandidate, prompt_id_of
 from .prompts import EXEMPLAR_ITEM, HISTORY_ITEM, META_PROMPT, PROPOSER_SYSTEM, TRANSFERRED_SECTION
 
 _INS = re.compile(r"<INS>(.*?)(?:</INS>|$)", re.S | re.I)
-
-
-@dataclass(frozen=True, slots=True)
-class Proposal:
-    candidates: list[PromptCandidate] = field(default_factory=list)
-    rejected: list[RejectedCandidate] = field(default_factory=list)
-    call_ids: list[str] = field(default_factory=list)
 
 
 def format_exemplar(question: str, choices: Sequence[str] | None, answer: str, answer_text: str | None) -> str:
@@ -101,7 +93,6 @@ def _norm(text: str) -> str:
 
 
 __all__ = (
-    "Proposal",
     "build_meta_prompt",
     "format_exemplar",
     "meta_messages",

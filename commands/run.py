@@ -17,7 +17,6 @@ from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..stores import EventLog, RunState
 from ..metric_specs import METRIC_NAMES
 from ..stores.events import ROLES
-from ..stores.leases import run_lease
 from ..stores.control import request_pause
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
 from ._progress import RunProgress
@@ -40,13 +39,8 @@ def execute(
     ``max_cost`` (USD) pauses the run once its paid calls reach it.
 
     Raises:
-        RunBusy: another live process runs it (nothing is written).
+        RunBusy: another live process runs it (nothing is written: the runner takes the run's lease first).
     """
-    with run_lease(log, run_id):  # before anything is written
-        return _execute(log, run_id, json_=json_, on_pause=on_pause, max_cost=max_cost)
-
-
-def _execute(log: EventLog, run_id: str, *, json_: bool, on_pause: str, max_cost: float | None) -> RunState:
     runner = Runner(log, run_id, max_cost=max_cost)  # it also honours `tprompt pause RUN`
     progress = RunProgress(enabled=err.is_terminal and not json_, plain=not json_)
     interrupts = 0

@@ -1,9 +1,9 @@
 """The scorer's user message, declared as data (a template with a version).
 
 The candidate prompt is the system message; the user message is built here from
-the question, its lettered options and the demanded answer format. The version
-is part of every transcript, so a changed template never reuses stale cache
-entries by accident (the text itself is in the cache key anyway).
+the question, its lettered options and the demanded answer format. Its name and
+version (``scorer.user@v1``) are part of every scorer request (its
+``templates``), so they show in transcripts and are in the cache key.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from .task_model import LETTERS, Example, Task
 class ScorerTemplate:
     """The user message the scorer model answers under a candidate prompt."""
 
-    version: str
+    name: str
+    version: int
     question: str  # {question}
     options: str  # {options}: one "A) text" per line
     format_choice: str  # {letters}
@@ -26,9 +27,15 @@ class ScorerTemplate:
     format_free: str
     format_logprob: str  # {letters}: logprob mode reads the answer letter directly
 
+    @property
+    def ref(self) -> str:
+        """``name@vN``: how a scorer request names its template (transcripts, cache key)."""
+        return f"{self.name}@v{self.version}"
+
 
 SCORER_TEMPLATE = ScorerTemplate(
-    version="scorer-v1",
+    name="scorer.user",
+    version=1,
     question="Question: {question}",
     options="Options:\n{options}",
     format_choice=(

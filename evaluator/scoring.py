@@ -27,6 +27,7 @@ from .task_model import LETTERS, Example, Task
 
 if TYPE_CHECKING:  # the agents package imports nothing from here; keep it that way at runtime too
     from ..models import ChatBackend, Recorder
+    from ..models.recorder import CallSite
 
 ScoreMode = Literal["generate", "logprob"]
 
@@ -121,13 +122,9 @@ def score_prompt(
     *,
     task: Task,
     model: ChatBackend,
-    recorder: Recorder,
+    recorder: Recorder | CallSite,
     mode: ScoreMode = "generate",
     weights: ObjectiveWeights | None = None,
-    agent: str = "scorer",
-    run_id: str | None = None,
-    step: str | None = None,
-    seq: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 8,
     max_tokens: int = SCORER_MAX_TOKENS,
@@ -135,12 +132,16 @@ def score_prompt(
     """Score ``prompt`` (the system message) on ``examples`` of ``task``.
 
     Every model call goes through ``recorder`` (cached; one transcript row per
-    request). ``progress(done, total)`` is called after each batch. Raises
-    UsageError when ``mode`` does not fit the task or model.
+    request): a call site (``Recorder.at(...)``), or a recorder, whose calls are
+    then filed as agent ``scorer`` in no run. ``progress(done, total)`` is
+    called after each batch. Raises UsageError when ``mode`` does not fit the
+    task or model.
     """
+    # A Recorder is bound here; anything else already is a call site (chat / option_probs of (model, requests)).
+    calls = recorder.at("scorer") if hasattr(recorder, "at") else recorder
     answers = answer_prompt(
-        prompt, examples, task=task, model=model, recorder=recorder, mode=mode, agent=agent, run_id=run_id,
-        step=step, seq=seq, progress=progress, batch_size=batch_size, max_tokens=max_tokens,
+        prompt, examples, task=task, model=model, recorder=calls, mode=mode,  # type: ignore[arg-type]
+        progress=progress, batch_size=batch_size, max_tokens=max_tokens,
     )
     logprob = mode == "logprob"
     total = len(answers)
@@ -166,18 +167,15 @@ def answer_prompt(
     *,
     task: Task,
     model: ChatBackend,
-    recorder: Recorder,
+    recorder: CallSite,
     mode: ScoreMode = "generate",
-    agent: str = "scorer",
-    run_id: str | None = None,
-    step: str | None = None,
-    seq: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 8,
     max_tokens: int = SCORER_MAX_TOKENS,
 ) -> list[ScoredAnswer]:
     """The scorer's part of :func:`score_prompt`: ``model`` answers ``examples`` under ``prompt``; no metrics.
 
+    ``recorder`` is the call site every call is filed under (agent, run, step, seq).
     Raises UsageError when ``mode`` does not fit the task or model.
     """
     check_mode(mode, task, model)
@@ -190,22 +188,25 @@ def answer_prompt(
     for start in range(0, total, max(1, batch_size)):
         batch = examples[start : start + max(1, batch_size)]
         if logprob:
-            answers.extend(_score_logprob(prompt, batch, task, model, recorder, agent, run_id, step, seq))
+            answers.extend(_score_logprob(prompt, batch, task, model, recorder))
         else:
-            answers.extend(_score_generate(prompt, batch, task, model, recorder, agent, run_id, step, max_tokens, seq))
+            answers.extend(_score_generate(prompt, batch, task, model, recorder, max_tokens))
         if progress:
             progress(len(answers), total)
     return answers
 
 
-def _score_generate(prompt, batch, task, model, recorder, agent, run_id, step, max_tokens, seq=None) -> list[ScoredAnswer]:
+def _score_generate(
+    prompt: str, batch: Sequence[Example], task: Task, model: ChatBackend, calls: CallSite, max_tokens: int
+) -> list[ScoredAnswer]:
     from ..models import ChatRequest
 
     requests = [
-        ChatRequest(messages=_messages(prompt, ex, task, False), temperature=0.0, max_tokens=max_tokens)
+        ChatRequest(messages=_messages(prompt, ex, task, False), temperature=0.0, max_tokens=max_tokens,
+                    templates=(SCORER_TEMPLATE.ref,))
         for ex in batch
     ]
-    results = recorder.chat(model, requests, agent=agent, run_id=run_id, step=step, seq=seq)
+    results = calls.chat(model, requests)
     out = []
     for ex, res in zip(batch, results):
         parsed = parse_output(res.text, kind=task.kind, choices=ex.choices, answer_space=task.answer_space)
@@ -231,14 +232,17 @@ def _score_generate(prompt, batch, task, model, recorder, agent, run_id, step, m
     return out
 
 
-def _score_logprob(prompt, batch, task, model, recorder, agent, run_id, step, seq=None) -> list[ScoredAnswer]:
+def _score_logprob(
+    prompt: str, batch: Sequence[Example], task: Task, model: ChatBackend, calls: CallSite
+) -> list[ScoredAnswer]:
     from ..models import OptionsRequest
 
     requests = [
-        OptionsRequest(messages=_messages(prompt, ex, task, True), options=_options(ex, task), answer_prefix="Answer: ")
+        OptionsRequest(messages=_messages(prompt, ex, task, True), options=_options(ex, task), answer_prefix="Answer: ",
+                       templates=(SCORER_TEMPLATE.ref,))
         for ex in batch
     ]
-    results = recorder.option_probs(model, requests, agent=agent, run_id=run_id, step=step, seq=seq)
+    results = calls.option_probs(model, requests)
     out = []
     for ex, req, res in zip(batch, requests, results):
         best = max(range(len(res.probs)), key=lambda i: res.probs[i])

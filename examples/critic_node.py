@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from tprompt import optimize, task_from_records
+from tprompt.agents.prompts import PromptTemplate
 from tprompt.models import ChatRequest
 from tprompt.stores.events import PromptCandidate, StepRevised, prompt_id_of
 
@@ -34,16 +35,23 @@ ROWS = [
     {"question": "What is the capital of Egypt?", "choices": ["Cairo", "Giza", "Luxor"], "answer": "Cairo"},
 ]
 
-CRITIC = "Rewrite this instruction for a quiz-answering model so it is shorter and clearer. Reply with the instruction only.\n\n"
+#: The critic's prompt, declared as data: its name and version are recorded with every request it renders.
+CRITIC = PromptTemplate(
+    name="critic.tighten",
+    version=1,
+    text="Rewrite this instruction for a quiz-answering model so it is shorter and clearer. "
+    "Reply with the instruction only.\n\n{instruction}",
+)
 
 
 def critic(state, runtime):
     """A node: one revision per candidate from the proposer model, recorded as step.revised by 'critic'."""
     ctx, run = runtime.context, state["run"]
-    requests = [ChatRequest(messages=(("user", CRITIC + c.text),), max_tokens=96, seed=ctx.config.seed)
+    requests = [ChatRequest(messages=(("user", CRITIC.render(instruction=c.text)),), max_tokens=96,
+                            seed=ctx.config.seed, templates=(CRITIC.ref,))
                 for c in run.pending]
-    replies = ctx.recorder.chat(ctx.proposer, requests, agent="critic", run_id=ctx.run_id,
-                                step=f"{run.stage}:{run.in_flight}", seq=run.last_seq + 1)
+    # Filed under this run, the step in flight and the event this node appends next.
+    replies = ctx.call_site(run, "critic").chat(ctx.proposer, requests)
     revised = []
     for cand, reply in zip(run.pending, replies):
         text = reply.text.strip()

@@ -24,7 +24,6 @@ from ..models.pricing import SPEND_COLUMNS, spend_rows
 from ..stores import EventLog
 from ..stores.events import tested_roles
 from ..stores.projection import RunState
-from ..stores.transcripts import TranscriptStore
 from .grid import ROLE_LABELS, Experiment, cell_states
 from .plot_data import candidate_points, replay_test_answers
 

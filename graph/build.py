@@ -17,9 +17,15 @@ The target-only graph (the OPRO baseline, ``transfer=False``) is built from
 the same nodes without ``start_source`` and ``transfer``; ``start_target``
 seeds the target stage with the original prompt instead.
 
+Every branching point routes by one pure rule, :func:`tprompt.graph.rules.next_node`
+over (the run's projection, its config); each passes it the destinations its
+edges allow, which LangGraph enforces.
+
 No checkpointer: the event log is the checkpoint. Every node appends its
-outcome before it returns, and a resumed run enters at ``resume_at``, a
-router over the projection folded from the log.
+outcome before it returns, and a resumed run enters at ``resume_at``: the same
+rule over the projection folded from the log. (One flat graph, not a subgraph
+per stage: the source and target stages run the same nodes, and the nodes
+read the stage from the state, so ``tprompt graph`` draws the loop once.)
 """
 
 from __future__ import annotations
@@ -30,9 +36,9 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from ..stores.projection import RunState
 from .context import RunContext
 from .nodes import NODES, GraphState, Node
+from .rules import next_node
 from .topology import BRANCHES as _BRANCHES
 from .topology import EDGES as _EDGES
 
@@ -40,68 +46,24 @@ Router = Callable[[GraphState, Runtime[RunContext]], str]
 
 
 def make_routers(after_propose_chain: Sequence[str] = ()) -> dict[str, Router]:
-    """The graph's routers, one per branching point, reading only the graph state and the run's config.
+    """The graph's routers, one per branching point, all the one rule :func:`~.rules.next_node`.
 
-    ``after_propose_chain``: nodes inserted between ``propose`` and the
-    scoring (a critic, say); a resumed run re-enters the first of them that
-    has not revised the step in flight (``step.revised`` by its name).
+    Each is compiled with its branching point's destinations (``topology.BRANCHES``)
+    as LangGraph's path map, so a destination the drawn edges do not allow is
+    refused, not taken. ``after_propose_chain``: nodes inserted between
+    ``propose`` and the scoring (a critic, say); a proposed step goes to the
+    first of them that has not revised it yet (``step.revised`` by its name).
     """
+    chain = tuple(after_propose_chain)
 
-    def in_step(run: RunState, ctx: RunContext) -> str:
-        if run.step_untouched() and (run.in_flight or 0) > 0:
-            for name in after_propose_chain:
-                if name not in run.revisions:
-                    return name
-        if run.awaiting_review():
-            return "review"
-        if ctx.score_jobs(run):
-            return "score"
-        return "evaluate" if run.unevaluated else "close_step"
+    def router(name: str) -> Router:
+        def route(state: GraphState, runtime: Runtime[RunContext]) -> str:
+            return next_node(state["run"], runtime.context.config, chain=chain)
 
-    def resume_at(state: GraphState, runtime: Runtime[RunContext]) -> str:
-        """Where a run enters the graph, from its log alone (a fresh run: the first stage)."""
-        run, ctx = state["run"], runtime.context
-        if run.status in ("completed", "failed"):
-            return END
-        if run.unevaluated and run.in_flight is None:
-            return "evaluate"  # test answers
-        for stage in ("source", "target"):
-            if stage == "source" and not ctx.config.transfer:
-                continue
-            if stage in run.stages_completed:
-                continue
-            if run.stage != stage:
-                return "start_source" if stage == "source" else ("transfer" if ctx.config.transfer else "start_target")
-            if run.in_flight is not None:
-                return in_step(run, ctx)
-            if run.stage_stopped or run.step >= ctx.config.stage_steps(stage) or ctx.budget_spent(run):
-                return "close_step"
-            return "propose"
-        return "test" if any(r not in run.tested for r in ctx.test_roles()) else "finish"
+        route.__name__ = route.__qualname__ = name
+        return route
 
-    def after_propose(state: GraphState, runtime: Runtime[RunContext]) -> str:
-        """A person reviews the candidates (``--review``), or the scorer answers under them."""
-        run, ctx = state["run"], runtime.context
-        if run.awaiting_review():
-            return "review"
-        return "score" if ctx.score_jobs(run) else "close_step"  # nothing new proposed: the step closes
-
-    def after_evaluate(state: GraphState, runtime: Runtime[RunContext]) -> str:
-        """More candidates (or the next racing rung) to score, the step to close, or the next test."""
-        run, ctx = state["run"], runtime.context
-        if run.in_flight is not None:
-            return "score" if ctx.score_jobs(run) else "close_step"
-        return "test" if any(r not in run.tested for r in ctx.test_roles()) else "finish"
-
-    def after_step(state: GraphState, runtime: Runtime[RunContext]) -> str:
-        """The next step, or on to the target stage (transfer) or to testing once a stage is closed."""
-        run = state["run"]
-        if run.stage in run.stages_completed:
-            return "transfer" if run.stage == "source" else "test"
-        return "propose"
-
-    return {"resume_at": resume_at, "after_propose": after_propose, "after_evaluate": after_evaluate,
-            "after_step": after_step}
+    return {name: router(name) for name, _ in _BRANCHES.values()}
 
 
 def build_graph(

@@ -1,25 +1,26 @@
 """What the graph's nodes share during one run: LangGraph's runtime context.
 
 A :class:`RunContext` holds the run's resources (the event log, the recorder,
-the proposer and scorer models, the tasks) and the rules that read the run's
-projection (which tasks a stage uses, the scoring jobs left in a step, the
-budget). Nodes receive it as ``runtime.context``; they never keep state in it:
+the proposer and scorer models, the tasks). The algorithm's rules over the
+run's projection are pure functions of (state, config) in :mod:`.rules`.
+Nodes receive the context as ``runtime.context``; they never keep state in it:
 the run's state is the projection in the graph state, folded from the log.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ..models import ChatBackend, Recorder
+from ..models.recorder import CallSite
 from ..evaluator import Example, ObjectiveWeights, Task, load_task, objective, resolve_mode
 from ..stores import EventLog
-from ..stores.events import Event, PromptCandidate, Stage, StoredEvent, prompt_id_of, tested_roles
-from ..stores.projection import RunState, ScoredPrompt, fold
+from ..stores.events import Event, Stage, StoredEvent
+from ..stores.projection import RunState, fold
 from ..stores.summary import summarize
 from .config import RunConfig
+from .rules import ScoreJob, stage_tasks, step_label
 
 #: Model specs whose calls go over the network: a step's candidates are scored concurrently there.
 _LOCAL_PREFIXES = ("smollm2", "hf:", "fake")
@@ -30,18 +31,6 @@ Objective = Callable[[Mapping[str, float | None]], float]
 
 class Abandon(Exception):
     """Control flow: a pause was requested while a node was working; its unfinished piece is dropped."""
-
-
-@dataclass(frozen=True, slots=True)
-class ScoreJob:
-    """One candidate to score on one task (one racing rung, or all the step's examples)."""
-
-    candidate: PromptCandidate
-    task: str
-    rung: int
-    n_examples: int
-    #: scorer calls this job adds (racing: the rung's examples beyond the previous rung's)
-    new_calls: int
 
 
 @dataclass
@@ -88,9 +77,7 @@ class RunContext:
         return self.tasks[name]
 
     def stage_tasks(self, state: RunState, stage: Stage) -> list[str]:
-        if stage == "source":
-            return list(self.config.source_tasks) if self.config.transfer else []
-        return [state.target_task or self.config.target_task]
+        return stage_tasks(state, self.config, stage)
 
     def examples(self, task: str, split: str, n: int) -> list[Example]:
         key = (task, split, n)
@@ -142,103 +129,18 @@ class RunContext:
 
         return report
 
-    # -- the algorithm's rules over the projection --------------------------------------------
+    # -- calls -------------------------------------------------------------------------------------
 
-    def original(self, state: RunState) -> PromptCandidate:
-        if state.original_prompt is not None:
-            return state.original_prompt
-        text = self.config.original_prompt
-        return PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="original")
-
-    def test_roles(self) -> list[str]:
-        return tested_roles(self.config.transfer)
-
-    def prompt_for_role(self, state: RunState, role: str) -> PromptCandidate:
-        if role == "original":
-            return self.original(state)
-        best: ScoredPrompt | None = state.best("source" if role == "best_source" else "target")
-        if best is None:
-            return self.original(state)
-        return PromptCandidate(prompt_id=best.prompt_id, text=best.text)
-
-    def budget_left(self, state: RunState) -> int | None:
-        """Scorer calls on training examples still allowed (None: no cap)."""
-        if self.config.scorer_budget is None:
-            return None
-        used = state.scorer_calls.get("source", 0) + state.scorer_calls.get("target", 0)
-        return max(0, self.config.scorer_budget - used)
-
-    def budget_spent(self, state: RunState) -> bool:
-        """True when not even the cheapest scoring job fits in the budget left."""
-        left = self.budget_left(state)
-        if left is None:
-            return False
-        cheapest = self.rung_sizes()[0] if self.config.budget == "racing" else self.config.examples
-        return left < cheapest
-
-    def rung_sizes(self) -> list[int]:
-        n, rungs = self.config.examples, self.config.racing_rungs
-        sizes = [max(1, math.ceil(n / 2 ** (rungs - 1 - r))) for r in range(rungs)]
-        out: list[int] = []  # drop rungs that would not add examples (tiny N)
-        for size in sizes:
-            if not out or size > out[-1]:
-                out.append(size)
-        return out
-
-    def score_jobs(self, state: RunState) -> list[ScoreJob]:
-        """The scoring still to do in the step in flight, in a fixed order (one racing rung at a time).
-
-        A job whose answers are recorded but not yet evaluated counts as done.
-        """
-        stage: Stage = state.stage  # type: ignore[assignment]
-        step = state.in_flight
+    def call_site(
+        self, run: RunState, agent: str, *, step: str | None = None, recorder: Recorder | None = None
+    ) -> CallSite:
+        """Where ``agent``'s model calls are filed: this run, ``step`` (default: the step in flight),
+        and the seq of the event the node appends next (the one that will cite them)."""
         if step is None:
-            return []
-        tasks = self.stage_tasks(state, stage)
-        done = {(x.prompt_id, x.task, x.rung): x for x in state.step_scores(stage, step)}
-        answered = {(a.prompt_id, a.task, a.rung) for a in state.unevaluated}
-        cands = list(state.pending)
-        racing = self.config.budget == "racing" and step > 0 and len(cands) > 1
-        sizes = self.rung_sizes() if racing else [self.config.examples]
-        alive = cands
-        prev = 0
-        for rung, size in enumerate(sizes):
-            todo = [
-                ScoreJob(c, t, rung, size, size - prev)
-                for c in alive
-                for t in tasks
-                if (c.prompt_id, t, rung) not in done and (c.prompt_id, t, rung) not in answered
-            ]
-            if todo:
-                left = self.budget_left(state)
-                if left is not None:
-                    fit, spent = [], sum(a.scorer_calls for a in state.unevaluated)
-                    for job in todo:
-                        if spent + job.new_calls > left:
-                            break
-                        fit.append(job)
-                        spent += job.new_calls
-                    return fit  # empty: budget spent, the step closes with what is scored
-                return todo
-            if any(k not in done for k in ((c.prompt_id, t, rung) for c in alive for t in tasks)):
-                return []  # this rung's answers are not evaluated yet: the next rung's ranking needs them
-            if rung < len(sizes) - 1:
-                ranked = sorted(alive, key=lambda c: -sum(done[(c.prompt_id, t, rung)].objective for t in tasks))
-                alive = ranked[: max(1, math.ceil(len(ranked) / 2))]
-            prev = size
-        return []
-
-    def patience_exhausted(self, state: RunState, stage: Stage, step: int) -> bool:
-        patience = self.config.patience
-        if patience is None or step < patience:
-            return False
-        scores = state.stage_scores(stage)
-
-        def best_upto(k: int) -> float:
-            vals = [x.objective for x in scores if x.step <= k]
-            return max(vals) if vals else float("-inf")
-
-        return best_upto(step) <= best_upto(step - patience)
+            if run.in_flight is None:
+                raise ValueError("no step is in flight: name the step the calls belong to")
+            step = step_label(run.stage or "", run.in_flight)
+        return (recorder or self.recorder).at(agent, run_id=self.run_id, step=step, seq=run.last_seq + 1)
 
 
 __all__ = ("Abandon", "Objective", "RunContext", "ScoreJob")

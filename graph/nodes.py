@@ -34,6 +34,8 @@ from typing import Any, TypedDict
 from langgraph.runtime import Runtime
 
 from ..models import ChatRequest, Recorder
+from ..models.recorder import CallSite
+from ..agents.prompts import PROPOSER_TEMPLATES
 from ..agents.proposer import build_meta_prompt, format_exemplar, meta_messages, select_candidates
 from ..agents.transfer import select_transfer
 from ..evaluator import answer_prompt, compute_metrics
@@ -46,15 +48,15 @@ from ..stores.events import (
     RunCompleted,
     RunPaused,
     Stage,
-    StageCompleted,
     StageStarted,
-    StepCompleted,
     StepProposed,
     StoredEvent,
     TransferSelected,
 )
 from ..stores.projection import RunState
-from .context import RunContext, ScoreJob
+from . import rules
+from .context import RunContext
+from .rules import ScoreJob, closing_events, step_label
 
 
 class GraphState(TypedDict):
@@ -87,8 +89,8 @@ def _open_stage(state: GraphState, runtime: Runtime[RunContext], stage: Stage) -
     ctx, run = runtime.context, state["run"]
     return emit(
         state, runtime,
-        StageStarted(stage=stage, tasks=ctx.stage_tasks(run, stage)),
-        StepProposed(stage=stage, step=0, candidates=[ctx.original(run)]),
+        StageStarted(stage=stage, tasks=rules.stage_tasks(run, ctx.config, stage)),
+        StepProposed(stage=stage, step=0, candidates=[rules.original(run, ctx.config)]),
     )
 
 
@@ -105,7 +107,7 @@ def start_target(state: GraphState, runtime: Runtime[RunContext]) -> Update:
 def transfer(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     """The transfer agent: the source stage's top-k prompts seed the target stage as its step 0."""
     ctx, run = runtime.context, state["run"]
-    target = ctx.stage_tasks(run, "target")[0]
+    target = rules.stage_tasks(run, ctx.config, "target")[0]
     seeds = select_transfer(run, ctx.config.top_k)
     return emit(
         state, runtime,
@@ -124,7 +126,7 @@ def propose(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     config = ctx.config
     stage: Stage = run.stage  # type: ignore[assignment]
     step = run.step + 1
-    tasks = ctx.stage_tasks(run, stage)
+    tasks = rules.stage_tasks(run, config, stage)
     task = ctx.task(tasks[0])
     exemplars = [
         format_exemplar(e.question, e.choices, e.answer, e.answer_text)
@@ -148,13 +150,12 @@ def propose(state: GraphState, runtime: Runtime[RunContext]) -> Update:
             max_tokens=config.proposer_max_tokens,
             seed=config.seed,
             sample_index=i,
+            templates=PROPOSER_TEMPLATES,
         )
         for i in range(config.candidates)
     ]
     runtime.stream_writer({"label": f"{stage} step {step}: proposing", "done": 0, "total": len(requests)})
-    results = ctx.recorder.chat(
-        ctx.proposer, requests, agent="proposer", run_id=ctx.run_id, step=f"{stage}:{step}", seq=run.last_seq + 1
-    )
+    results = ctx.call_site(run, "proposer", step=step_label(stage, step)).chat(ctx.proposer, requests)
     kept, rejected = select_candidates(
         [r.text for r in results], known_texts=list(run.prompts.values()), max_chars=config.max_prompt_chars
     )
@@ -178,16 +179,16 @@ def score(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     appended in candidate order, so the log is the same as a serial run's.
     """
     ctx, run = runtime.context, state["run"]
-    jobs = ctx.score_jobs(run)
+    jobs = rules.score_jobs(run, ctx.config)
     stage: Stage = run.stage  # type: ignore[assignment]
     step = run.in_flight or 0
     appended: list[StoredEvent] = []
     width = ctx.config.concurrency if ctx.scorer_is_remote else 1
     for start in range(0, len(jobs), width):
         chunk = jobs[start : start + width]
-        first = run.last_seq + 1  # job i's event will be appended at first + i: its calls are filed there
+        site = ctx.call_site(run, "scorer")  # job i's event will be appended at site.seq + i: its calls are filed there
         if len(chunk) == 1:
-            stored, run = ctx.emit(run, _answer_job(runtime, stage, step, chunk[0], None, first))
+            stored, run = ctx.emit(run, _answer_job(runtime, stage, step, chunk[0], site))
             appended += stored
             continue
         recorders = [Recorder(ctx.log, run_id=ctx.run_id, prices=ctx.config.prices) for _ in chunk]  # one per thread
@@ -195,7 +196,8 @@ def score(state: GraphState, runtime: Runtime[RunContext]) -> Update:
             with ThreadPoolExecutor(max_workers=len(chunk)) as pool:
                 futures = [
                     # Each thread runs in a copy of this context: the stream writer lives there.
-                    pool.submit(contextvars.copy_context().run, _answer_job, runtime, stage, step, job, rec, first + i)
+                    pool.submit(contextvars.copy_context().run, _answer_job, runtime, stage, step, job,
+                                site.moved(seq=site.seq + i, recorder=rec))  # type: ignore[operator]
                     for i, (job, rec) in enumerate(zip(chunk, recorders))
                 ]
                 for fut in futures:  # in candidate order, whatever order they finish in
@@ -207,15 +209,13 @@ def score(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     return {"run": run, "events": appended}
 
 
-def _answer_job(
-    runtime: Runtime[RunContext], stage: Stage, step: int, job: ScoreJob, recorder: Recorder | None, seq: int
-) -> CandidateAnswered:
+def _answer_job(runtime: Runtime[RunContext], stage: Stage, step: int, job: ScoreJob, site: CallSite) -> CandidateAnswered:
     ctx = runtime.context
     examples = ctx.examples(job.task, "train", ctx.config.examples)[: job.n_examples]
     label = f"{stage} step {step}: {job.candidate.prompt_id} on {job.task}"
     if job.rung:
         label += f" (rung {job.rung})"
-    mode, answers = _answer(runtime, job.candidate.text, job.task, examples, label, f"{stage}:{step}", recorder, seq)
+    mode, answers = _answer(runtime, job.candidate.text, job.task, examples, label, site)
     return CandidateAnswered(
         stage=stage, step=step, prompt_id=job.candidate.prompt_id, text=job.candidate.text, task=job.task,
         split="train", rung=job.rung, mode=mode, scorer_calls=job.new_calls, answers=answers,
@@ -230,15 +230,14 @@ LOCAL_SCORER_BATCH = 32
 
 
 def _answer(
-    runtime: Runtime[RunContext], prompt: str, task_name: str, examples: Sequence[Any], label: str, step: str,
-    recorder: Recorder | None, seq: int,
+    runtime: Runtime[RunContext], prompt: str, task_name: str, examples: Sequence[Any], label: str, site: CallSite
 ) -> tuple[Any, list[Answer]]:
     ctx = runtime.context
     task = ctx.task(task_name)
     mode = ctx.mode_for(task)
     answers = answer_prompt(
-        prompt, examples, task=task, model=ctx.scorer, recorder=recorder or ctx.recorder, mode=mode,  # type: ignore[arg-type]
-        agent="scorer", run_id=ctx.run_id, step=step, seq=seq, progress=_progress(runtime, label),
+        prompt, examples, task=task, model=ctx.scorer, recorder=site, mode=mode,  # type: ignore[arg-type]
+        progress=_progress(runtime, label),
         # A served scorer takes `concurrency` requests at once; a batch must hold that many.
         batch_size=max(8, ctx.config.concurrency) if ctx.scorer_is_remote else LOCAL_SCORER_BATCH,
     )
@@ -284,29 +283,7 @@ def close_step(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     """Close the step in flight (best so far, stop rule) and, when due, the stage (its top-k)."""
     ctx, run = runtime.context, state["run"]
     stage: Stage = run.stage  # type: ignore[assignment]
-    return emit(state, runtime, *closing_events(ctx, run, stage))
-
-
-def closing_events(ctx: RunContext, run: RunState, stage: Stage) -> list[Event]:
-    events: list[Event] = []
-    if run.in_flight is not None:
-        step = run.in_flight
-        best = run.best(stage)
-        stop = ctx.patience_exhausted(run, stage, step) or ctx.budget_spent(run)
-        events.append(
-            StepCompleted(
-                stage=stage, step=step, stop=stop,
-                best_prompt_id=best.prompt_id if best else None,
-                best_objective=best.objective if best else None,
-            )
-        )
-        last_step = step >= ctx.config.stage_steps(stage) or stop
-    else:
-        last_step = True
-    if last_step:
-        top = [h.prompt_id for h in reversed(run.history(stage))][: ctx.config.top_k]
-        events.append(StageCompleted(stage=stage, top_k=top))
-    return events
+    return emit(state, runtime, *closing_events(run, ctx.config, stage))
 
 
 # -- the end -------------------------------------------------------------------------------------
@@ -315,11 +292,12 @@ def closing_events(ctx: RunContext, run: RunState, stage: Stage) -> list[Event]:
 def test(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     """The scorer answers the target task's held-out test questions under the next untested prompt."""
     ctx, run = runtime.context, state["run"]
-    target = ctx.stage_tasks(run, "target")[0]
+    target = rules.stage_tasks(run, ctx.config, "target")[0]
     examples = ctx.examples(target, "test", ctx.config.test_examples)
-    role = next(r for r in ctx.test_roles() if r not in run.tested)
-    prompt = ctx.prompt_for_role(run, role)
-    mode, answers = _answer(runtime, prompt.text, target, examples, f"test: {role}", "test", None, run.last_seq + 1)
+    role = rules.untested_role(run, ctx.config)
+    assert role is not None, "the router sends a run to test only while a role is untested"
+    prompt = rules.prompt_for_role(run, ctx.config, role)
+    mode, answers = _answer(runtime, prompt.text, target, examples, f"test: {role}", ctx.call_site(run, "scorer", step="test"))
     return emit(
         state, runtime,
         CandidateAnswered(role=role, prompt_id=prompt.prompt_id, text=prompt.text, task=target,  # type: ignore[arg-type]

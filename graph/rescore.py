@@ -40,6 +40,7 @@ from ..stores.events import (
 from ..stores.projection import RunState, answer_key, fold
 from .config import RunConfig
 from .nodes import evaluate_answers
+from .rules import stage_top_k, step_best
 
 #: Marks of an execution, not of its result: a rescore does not copy them.
 _SKIPPED = (RunForked, RunPaused, RunResumed, RunFailed)
@@ -75,8 +76,7 @@ def rescore_events(run_events: list[StoredEvent], config: RunConfig, base: RunSt
         if isinstance(ev, CandidateAnswered):
             answers[answer_key(ev)] = ev
         elif isinstance(ev, (CandidateScored, PromptTested)):
-            key = ("test", ev.role) if isinstance(ev, PromptTested) else (
-                ev.stage, ev.step, ev.prompt_id, ev.task, ev.rung)
+            key = answer_key(ev)
             if key not in answers:
                 raise UsageError(
                     f"run {se.run_id} has no recorded answers for event {se.seq} ({se.type}): it was written "
@@ -85,12 +85,10 @@ def rescore_events(run_events: list[StoredEvent], config: RunConfig, base: RunSt
                 )
             ev = evaluate_answers(answers[key], lambda m: objective(m, weights))
         elif isinstance(ev, StepCompleted):
-            best = state.best(ev.stage)
-            ev = ev.model_copy(update={"best_prompt_id": best.prompt_id if best else None,
-                                       "best_objective": best.objective if best else None})
+            best_id, best_objective = step_best(state, ev.stage)
+            ev = ev.model_copy(update={"best_prompt_id": best_id, "best_objective": best_objective})
         elif isinstance(ev, StageCompleted):
-            top = [h.prompt_id for h in reversed(state.history(ev.stage))][: config.top_k]
-            ev = ev.model_copy(update={"top_k": top})
+            ev = ev.model_copy(update={"top_k": stage_top_k(state, ev.stage, config.top_k)})
         out.append(ev)
         seq = state.last_seq + 1
         state = fold([StoredEvent(run_id=state.run_id, seq=seq, event_id=f"rescore:{seq}",

@@ -17,6 +17,7 @@ _WHERE = {
     "ChatBackend": ".base",
     "get_model": ".backend",
     "BackendChatModel": ".chat_model",
+    "CallSite": ".recorder",
     "Recorder": ".recorder",
     "cache_key": ".recorder",
     "chat_request_body": ".recorder",

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import BackendError, ModelCallFailed
@@ -44,6 +45,7 @@ def chat_request_body(model: ChatBackend, request: ChatRequest) -> dict[str, Any
         "stop": list(request.stop),
         "seed": request.seed,
         "sample_index": request.sample_index,
+        **_templates(request.templates),
     }
 
 
@@ -56,7 +58,13 @@ def options_request_body(model: ChatBackend, request: OptionsRequest) -> dict[st
         "messages": [list(m) for m in request.messages],
         "options": list(request.options),
         "answer_prefix": request.answer_prefix,
+        **_templates(request.templates),
     }
+
+
+def _templates(refs: Sequence[str]) -> dict[str, Any]:
+    # Only when given: a request built without declared templates keeps the key it always had.
+    return {"templates": list(refs)} if refs else {}
 
 
 def cache_key(body: dict[str, Any]) -> str:
@@ -118,6 +126,10 @@ class Recorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def at(self, agent: str, *, run_id: str | None = None, step: str | None = None, seq: int | None = None) -> CallSite:
+        """This recorder bound to a call site: every call made through it is filed under these."""
+        return CallSite(self, agent, run_id=run_id, step=step, seq=seq)
 
     # -- the two kinds of call -------------------------------------------------------
 
@@ -309,3 +321,32 @@ class Recorder:
             if len(outputs) != len(batch):
                 raise BackendError(f"the model returned {len(outputs)} answers for {len(batch)} requests")
             return outputs
+
+
+@dataclass(frozen=True, slots=True)
+class CallSite:
+    """A :class:`Recorder` bound to where its calls come from: the agent, run, step and event seq.
+
+    What an agent is handed instead of a recorder and four labels: ``chat`` and
+    ``option_probs`` file every call under them. ``seq`` is the event the calls
+    belong to (the one the node appends next); ``step`` reads like ``source:2``.
+    """
+
+    recorder: Recorder
+    agent: str
+    run_id: str | None = None
+    step: str | None = None
+    seq: int | None = None
+
+    def chat(self, model: ChatBackend, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """:meth:`Recorder.chat` filed under this call site."""
+        return self.recorder.chat(model, requests, agent=self.agent, run_id=self.run_id, step=self.step, seq=self.seq)
+
+    def option_probs(self, model: ChatBackend, requests: Sequence[OptionsRequest]) -> list[OptionsResult]:
+        """:meth:`Recorder.option_probs` filed under this call site."""
+        return self.recorder.option_probs(model, requests, agent=self.agent, run_id=self.run_id, step=self.step,
+                                          seq=self.seq)
+
+    def moved(self, *, seq: int | None = None, recorder: Recorder | None = None) -> CallSite:
+        """The same call site filed at another ``seq`` or through another recorder (one per thread)."""
+        return replace(self, seq=self.seq if seq is None else seq, recorder=recorder or self.recorder)

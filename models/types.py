@@ -25,6 +25,8 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     sample_index: int = 0
+    #: the declared prompt templates (``name@vN``) the messages were rendered from; recorded and in the cache key
+    templates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,8 @@ class OptionsRequest:
     messages: tuple[Message, ...]
     options: tuple[str, ...]
     answer_prefix: str = "Answer: "
+    #: the declared prompt templates (``name@vN``) the messages were rendered from; recorded and in the cache key
+    templates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

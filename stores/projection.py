@@ -266,8 +266,8 @@ def _evaluated(b: _Builder, key: tuple) -> None:
         b.unevaluated = [a for a in b.unevaluated if answer_key(a) != key]
 
 
-def answer_key(a: CandidateAnswered) -> tuple:
-    """What ties a ``candidate.answered`` event to the score the evaluator makes of it."""
+def answer_key(a: CandidateAnswered | CandidateScored | PromptTested) -> tuple:
+    """What ties a ``candidate.answered`` event to the score the evaluator makes of it (same key for both)."""
     if a.split == "test":
         return ("test", a.role)
     return (a.stage, a.step, a.prompt_id, a.task, a.rung)

@@ -1,0 +1,269 @@
+"""The algorithm's rules over (run state, config): where the run goes next, and what each step does.
+
+Everything here is a pure function of the run's projection (:class:`RunState`,
+folded from its log) and its :class:`RunConfig`: no models, no store, no
+LangGraph. :func:`next_node` is the one routing rule; the graph calls it at
+every branching point (``resume_at``, ``after_propose``, ``after_evaluate``,
+``after_step``) with that point's allowed destinations as LangGraph's path map,
+so a destination outside the drawn edges is refused, not taken. The other
+rules (the scoring still due in a step, racing rungs, the scorer budget,
+patience, the stage's top-k) are what :func:`next_node` and the nodes share.
+
+Because the next node depends on the state alone, a run killed anywhere
+re-enters the graph at the node an uninterrupted run would have run next.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..stores.events import Event, PromptCandidate, Stage, StageCompleted, StepCompleted, prompt_id_of, tested_roles
+from ..stores.projection import RunState, ScoredPrompt
+from .config import RunConfig
+
+END = "__end__"
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreJob:
+    """One candidate to score on one task (one racing rung, or all the step's examples)."""
+
+    candidate: PromptCandidate
+    task: str
+    rung: int
+    n_examples: int
+    #: scorer calls this job adds (racing: the rung's examples beyond the previous rung's)
+    new_calls: int
+
+
+# -- where the run goes next ------------------------------------------------------------------------
+
+
+def next_node(run: RunState, config: RunConfig, *, chain: Sequence[str] = ()) -> str:
+    """The node the run goes to next (``END`` when it is done), from its state and config alone.
+
+    Args:
+        run: the run's projection.
+        config: the run's configuration.
+        chain: nodes inserted between ``propose`` and the scoring (a critic,
+            say), in order; a proposed step goes to the first of them that has
+            not revised it yet (``step.revised`` by its name).
+    """
+    if run.status in ("completed", "failed"):
+        return END
+    if run.unevaluated and run.in_flight is None:
+        return "evaluate"  # test answers
+    for stage in stages(config):
+        if stage in run.stages_completed:
+            continue
+        if run.stage != stage:
+            return "start_source" if stage == "source" else ("transfer" if config.transfer else "start_target")
+        if run.in_flight is not None:
+            return _in_step(run, config, chain)
+        if run.stage_stopped or run.step >= config.stage_steps(stage) or budget_spent(run, config):
+            return "close_step"
+        return "propose"
+    return "test" if untested_role(run, config) is not None else "finish"
+
+
+def _in_step(run: RunState, config: RunConfig, chain: Sequence[str]) -> str:
+    """Inside the step in flight: its critics, a person's review, the scoring left, its evaluation, or its close."""
+    if run.step_untouched() and (run.in_flight or 0) > 0:
+        for name in chain:
+            if name not in run.revisions:
+                return name
+    if run.awaiting_review():
+        return "review"
+    if score_jobs(run, config):
+        return "score"
+    return "evaluate" if run.unevaluated else "close_step"
+
+
+def stages(config: RunConfig) -> tuple[Stage, ...]:
+    """The stages a run of ``config`` goes through, in order."""
+    return ("source", "target") if config.transfer else ("target",)
+
+
+def untested_role(run: RunState, config: RunConfig) -> str | None:
+    """The next role whose prompt the test split has not scored yet (None: all tested)."""
+    return next((r for r in tested_roles(config.transfer) if r not in run.tested), None)
+
+
+# -- tasks and prompts -----------------------------------------------------------------------------
+
+
+def stage_tasks(run: RunState, config: RunConfig, stage: Stage) -> list[str]:
+    """The tasks ``stage`` scores its candidates on (a fork may have moved the target task)."""
+    if stage == "source":
+        return list(config.source_tasks) if config.transfer else []
+    return [run.target_task or config.target_task]
+
+
+def step_label(stage: str, step: int) -> str:
+    """How a step is named in transcripts (``source:2``)."""
+    return f"{stage}:{step}"
+
+
+def original(run: RunState, config: RunConfig) -> PromptCandidate:
+    """The run's original prompt."""
+    if run.original_prompt is not None:
+        return run.original_prompt
+    text = config.original_prompt
+    return PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="original")
+
+
+def prompt_for_role(run: RunState, config: RunConfig, role: str) -> PromptCandidate:
+    """The prompt tested as ``role`` (the best of a stage, or the original when the stage scored none)."""
+    if role == "original":
+        return original(run, config)
+    best: ScoredPrompt | None = run.best("source" if role == "best_source" else "target")
+    if best is None:
+        return original(run, config)
+    return PromptCandidate(prompt_id=best.prompt_id, text=best.text)
+
+
+# -- the scorer budget and racing ---------------------------------------------------------------------
+
+
+def budget_left(run: RunState, config: RunConfig) -> int | None:
+    """Scorer calls on training examples still allowed (None: no cap)."""
+    if config.scorer_budget is None:
+        return None
+    used = run.scorer_calls.get("source", 0) + run.scorer_calls.get("target", 0)
+    return max(0, config.scorer_budget - used)
+
+
+def budget_spent(run: RunState, config: RunConfig) -> bool:
+    """True when not even the cheapest scoring job fits in the budget left."""
+    left = budget_left(run, config)
+    if left is None:
+        return False
+    cheapest = rung_sizes(config)[0] if config.budget == "racing" else config.examples
+    return left < cheapest
+
+
+def rung_sizes(config: RunConfig) -> list[int]:
+    """Examples per racing rung: successive halving up to ``examples``, rungs that add none dropped."""
+    n, rungs = config.examples, config.racing_rungs
+    sizes = [max(1, math.ceil(n / 2 ** (rungs - 1 - r))) for r in range(rungs)]
+    out: list[int] = []
+    for size in sizes:
+        if not out or size > out[-1]:
+            out.append(size)
+    return out
+
+
+def score_jobs(run: RunState, config: RunConfig) -> list[ScoreJob]:
+    """The scoring still to do in the step in flight, in a fixed order (one racing rung at a time).
+
+    A job whose answers are recorded but not yet evaluated counts as done. Under
+    a scorer budget, the jobs that fit (none: the step closes with what is scored).
+    """
+    step = run.in_flight
+    if step is None or run.stage is None:
+        return []
+    stage: Stage = run.stage
+    tasks = stage_tasks(run, config, stage)
+    done = {(x.prompt_id, x.task, x.rung): x for x in run.step_scores(stage, step)}
+    answered = {(a.prompt_id, a.task, a.rung) for a in run.unevaluated}
+    alive = list(run.pending)
+    racing = config.budget == "racing" and step > 0 and len(alive) > 1
+    sizes = rung_sizes(config) if racing else [config.examples]
+    prev = 0
+    for rung, size in enumerate(sizes):
+        todo = [
+            ScoreJob(c, t, rung, size, size - prev)
+            for c in alive
+            for t in tasks
+            if (c.prompt_id, t, rung) not in done and (c.prompt_id, t, rung) not in answered
+        ]
+        if todo:
+            return _within_budget(run, config, todo)
+        if any(k not in done for k in ((c.prompt_id, t, rung) for c in alive for t in tasks)):
+            return []  # this rung's answers are not evaluated yet: the next rung's ranking needs them
+        if rung < len(sizes) - 1:
+            ranked = sorted(alive, key=lambda c: -sum(done[(c.prompt_id, t, rung)].objective for t in tasks))
+            alive = ranked[: max(1, math.ceil(len(ranked) / 2))]
+        prev = size
+    return []
+
+
+def _within_budget(run: RunState, config: RunConfig, todo: list[ScoreJob]) -> list[ScoreJob]:
+    left = budget_left(run, config)
+    if left is None:
+        return todo
+    fit, spent = [], sum(a.scorer_calls for a in run.unevaluated)
+    for job in todo:
+        if spent + job.new_calls > left:
+            break
+        fit.append(job)
+        spent += job.new_calls
+    return fit
+
+
+# -- closing a step and a stage --------------------------------------------------------------------------
+
+
+def patience_exhausted(run: RunState, config: RunConfig, stage: Stage, step: int) -> bool:
+    """The stop rule: the stage's best has not improved over the last ``patience`` steps."""
+    patience = config.patience
+    if patience is None or step < patience:
+        return False
+    scores = run.stage_scores(stage)
+
+    def best_upto(k: int) -> float:
+        vals = [x.objective for x in scores if x.step <= k]
+        return max(vals) if vals else float("-inf")
+
+    return best_upto(step) <= best_upto(step - patience)
+
+
+def stage_top_k(run: RunState, stage: Stage, k: int) -> list[str]:
+    """The ids of ``stage``'s ``k`` best prompts, best first (what ``stage.completed`` records)."""
+    return [h.prompt_id for h in reversed(run.history(stage))][:k]
+
+
+def step_best(run: RunState, stage: Stage) -> tuple[str | None, float | None]:
+    """``stage``'s best prompt so far and its objective (what ``step.completed`` records)."""
+    best = run.best(stage)
+    return (best.prompt_id, best.objective) if best else (None, None)
+
+
+def closing_events(run: RunState, config: RunConfig, stage: Stage) -> list[Event]:
+    """What closes the step in flight (best so far, stop rule) and, when due, the stage (its top-k)."""
+    events: list[Event] = []
+    if run.in_flight is not None:
+        step = run.in_flight
+        stop = patience_exhausted(run, config, stage, step) or budget_spent(run, config)
+        best_id, best_objective = step_best(run, stage)
+        events.append(StepCompleted(stage=stage, step=step, stop=stop, best_prompt_id=best_id,
+                                    best_objective=best_objective))
+        last_step = step >= config.stage_steps(stage) or stop
+    else:
+        last_step = True
+    if last_step:
+        events.append(StageCompleted(stage=stage, top_k=stage_top_k(run, stage, config.top_k)))
+    return events
+
+
+__all__ = (
+    "END",
+    "ScoreJob",
+    "budget_left",
+    "budget_spent",
+    "closing_events",
+    "next_node",
+    "original",
+    "patience_exhausted",
+    "prompt_for_role",
+    "rung_sizes",
+    "score_jobs",
+    "stage_tasks",
+    "stage_top_k",
+    "stages",
+    "step_best",
+    "step_label",
+    "untested_role",
+)
