@@ -216,6 +216,11 @@ def test_optimize_result_has_the_exported_prompt_and_provenance(cli, tmp_path: P
     _, out, _ = cli("--db", str(db), "export", state.run_id, "--format", "json")
     exported = json.loads(out)
     assert exported["prompt"] == state.best_prompt and exported["provenance"] == state.provenance
+    assert tp.export_prompt(state).to_dict() == exported
+    (tmp_path / "best.json").write_text(out)
+    again = tp.optimize(db, target="arc_challenge", model="fake", steps=1, candidates=2, examples=3, test_examples=3,
+                        mode="generate", original_prompt=tp.read_prompt_file(tmp_path / "best.json"))
+    assert again.original_prompt is not None and again.original_prompt.text == state.best_prompt
 
 
 def test_a_run_with_nothing_scored_has_no_best_prompt(tmp_path: Path) -> None:
