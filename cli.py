@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "history",
     "fork",
+    "export",
     "graph",
     "evaluate",
     "transcripts",

@@ -160,7 +160,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a run config file into a dict of run keys, each value checked on its own.
 
     ``model`` sets both ``proposer`` and ``scorer`` (as ``--model`` does) unless the
-    file names them. Every value is checked here, so a bad value in the file is an
+    file names them; ``prompt_file`` sets ``original_prompt`` from a text file or
+    a ``tprompt export`` JSON file (as ``--prompt-file`` does). Every value is checked here, so a bad value in the file is an
     error even when a command-line option overrides it.
 
     Raises:
@@ -175,8 +176,22 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         model = data.pop("model")
         data.setdefault("proposer", model)
         data.setdefault("scorer", model)
+    if "prompt_file" in data:
+        data["original_prompt"] = _prompt_from_file(data, where=str(path))
     check_values(data, where=str(path))
     return data
+
+
+def _prompt_from_file(data: dict[str, Any], *, where: str) -> str:
+    """``prompt_file``: the original prompt read from a text file or a ``tprompt export`` JSON file."""
+    from ..stores.provenance import read_prompt_file
+
+    name = data.pop("prompt_file")
+    if "original_prompt" in data:
+        raise ConfigError(f"{where}: give original_prompt or prompt_file, not both", key="prompt_file")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}: prompt_file: expected a file name", key="prompt_file")
+    return read_prompt_file(name, what=f"{where}: prompt_file")
 
 
 def check_values(values: dict[str, Any], *, where: str) -> None:
@@ -214,7 +229,7 @@ def _check_keys(values: dict[str, Any], where: str) -> None:
     unknown = [k for k in values if k not in RunConfig.model_fields]
     if unknown:
         key = unknown[0]
-        close = difflib.get_close_matches(key, [*RunConfig.model_fields, "model"], n=1)
+        close = difflib.get_close_matches(key, [*RunConfig.model_fields, "model", "prompt_file"], n=1)
         hint = f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(RunConfig.model_fields)
         raise ConfigError(f"{where}: unknown key {key!r}", hint=hint, key=key)
 

@@ -7,6 +7,7 @@ into one line on stderr plus a fixed exit code by ``cli.main``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -142,3 +143,22 @@ def prepare_output_dir(path: Path, option: str) -> None:
     except OSError as exc:
         raise UsageError(f"{option} {path}: cannot write there ({exc.strerror or exc})",
                          hint="choose a folder you can write") from exc
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part.
+
+    Raises:
+        UsageError: the file cannot be written (nothing is left behind).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path} ({exc.strerror or exc})", hint="choose a file in a folder you can write") from exc

@@ -14,6 +14,7 @@ from ..errors import UsageError
 from ..evaluator import check_mode, list_tasks, load_task, resolve_mode, score_prompt
 from ..graph.config import DEFAULT_ORIGINAL_PROMPT as DEFAULT_PROMPT
 from ..metric_specs import METRICS
+from ..stores.provenance import read_prompt_file
 from ._common import JSON_OPTION, SafeConsole, err, fmt_num, out, print_json, settings, shorten
 
 DEFAULT_MODEL = "smollm2"
@@ -23,13 +24,7 @@ def _read_prompt(prompt: Optional[str], prompt_file: Optional[Path]) -> str:
     if prompt is not None and prompt_file is not None:
         raise UsageError("give either --prompt or --prompt-file, not both")
     if prompt_file is not None:
-        try:
-            text = prompt_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read prompt file {prompt_file}: {exc}") from exc
-        if not text:
-            raise UsageError(f"prompt file {prompt_file} is empty", hint="write the prompt into it")
-        return text
+        return read_prompt_file(prompt_file)
     if prompt is not None and not prompt.strip():
         raise UsageError("--prompt is empty", hint="give the prompt to evaluate, or leave --prompt out for the default")
     return DEFAULT_PROMPT if prompt is None else prompt
@@ -52,7 +47,7 @@ def eval_cmd(
     ctx: typer.Context,
     task: str = typer.Option(..., "--task", "-t", help="Bundled task name (see `tprompt tasks`) or a path to your own task (JSONL, CSV or folder)."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help=f"The prompt to evaluate (the scorer's system message). Default: the original prompt of a run, {DEFAULT_PROMPT!r}."),
-    prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="Read the prompt from this file instead."),
+    prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="Read the prompt from this file instead (text, or a `tprompt export` JSON file)."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Scorer model spec: smollm2, hf:<dir or id>, openai:<model>, fake, ..."),
     mode: str = typer.Option("auto", "--mode", help="auto (logprob where the task and model allow, as in `run`), generate (verbalized answer and confidence) or logprob (option probabilities; multiple-choice tasks)."),
     examples: int = typer.Option(20, "--examples", "-n", help="How many examples to score (drawn with --seed)."),

@@ -17,6 +17,7 @@ from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..stores import EventLog, RunState
 from ..metric_specs import METRIC_NAMES
 from ..stores.events import ROLES
+from ..stores.provenance import read_prompt_file
 from ..stores.control import request_pause
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
 from ._progress import RunProgress
@@ -164,6 +165,7 @@ def run(
     mode: Optional[str] = typer.Option(None, "--mode", metavar="MODE", help=f"auto, generate or logprob. Default: {_default('mode')}."),
     budget: Optional[str] = typer.Option(None, "--budget", metavar="BUDGET", help=f"full, or racing (successive halving). Default: {_default('budget')}."),
     prompt: Optional[str] = typer.Option(None, "--prompt", metavar="TEXT", help="The original prompt to start from. Default: the task-neutral prompt shown by `tprompt show`."),
+    prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", metavar="FILE", help="Read the original prompt from a text file or a `tprompt export` JSON file."),
     seed: Optional[int] = typer.Option(None, "--seed", metavar="S", help=f"Seed of sampling. Default: {_default('seed')}."),
     name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="A label for the run."),
     base_url: Optional[str] = typer.Option(
@@ -184,6 +186,10 @@ def run(
     Example: tprompt run --source bbh/navigate --target bbh/web_of_lies --model fake --steps 3
     """
     _check_max_cost(max_cost)
+    if prompt_file is not None:
+        if prompt is not None:
+            raise UsageError("give either --prompt or --prompt-file, not both")
+        prompt = read_prompt_file(prompt_file)
     values: dict[str, Any] = load_config_file(config) if config else {}
     if model is not None:
         values["proposer"] = values["scorer"] = model

@@ -68,7 +68,7 @@ def cand(text: str) -> PromptCandidate:
 
 def append(state: RunState, *events: Event) -> RunState:
     stored = [StoredEvent(run_id="r", seq=state.last_seq + 1 + i, event_id=f"r:{state.last_seq + 1 + i}",
-                          type=ev.type, schema_version=1, created_at=NOW, event=ev) for i, ev in enumerate(events)]
+                          schema_version=1, created_at=NOW, event=ev) for i, ev in enumerate(events)]
     return fold(stored, state=state)
 
 

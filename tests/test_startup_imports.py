@@ -40,7 +40,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     [
         ["--version"], ["--help"], ["runs"], ["runs", "--json"], ["events", "RUN"], ["show", "RUN"],
         ["show", "RUN", "--json"], ["replay", "RUN", "--to", "5"], ["transcript", "RUN"], ["tasks"],
-        ["run", "--help"], ["pause", "RUN"],
+        ["run", "--help"], ["pause", "RUN"], ["export", "RUN"], ["export", "RUN", "--format", "json"],
     ],
 )
 def test_reading_commands_import_no_model_or_graph_library(recorded: tuple[Path, str], args: list[str]) -> None:

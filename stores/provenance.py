@@ -1,0 +1,268 @@
+"""A run's best prompt with where it came from: what ``tprompt export`` writes and the Python API returns.
+
+:func:`export_prompt` is the one rule that turns a run's state into an export:
+the best prompt of a stage (the same rule as everywhere, :meth:`RunState.best`),
+the seq of the event that scored it and its metrics there, its test-split
+result if the run tested it, the models, the tasks, the fork parent and the
+tprompt version. It is a pure function of the state: the same run exports the
+same bytes.
+
+:func:`read_prompt_file` reads a prompt back for a new run: a JSON export
+(recognized by its ``format`` field), a LangChain export of one, or a text file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import UsageError
+from .events import METRIC_NAMES, Stage
+
+if TYPE_CHECKING:
+    from langchain_core.prompts import ChatPromptTemplate
+
+    from .projection import RunState, ScoredPrompt
+
+#: The ``format`` field of a JSON export: how a file says it is one.
+EXPORT_FORMAT = "tprompt.prompt"
+#: Bumped when a field changes meaning or goes away (new fields do not bump it).
+EXPORT_FORMAT_VERSION = 1
+
+Format = Literal["text", "json", "langchain"]
+FORMATS: tuple[str, ...] = ("text", "json", "langchain")
+STAGES: tuple[str, ...] = ("source", "target")
+
+
+@dataclass(frozen=True)
+class PromptExport:
+    """The best prompt of one stage of a run, with its provenance (plain JSON data)."""
+
+    prompt: str
+    prompt_id: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON export: ``format``, ``format_version``, ``prompt``, ``prompt_id``, ``provenance``."""
+        return {
+            "format": EXPORT_FORMAT,
+            "format_version": EXPORT_FORMAT_VERSION,
+            "prompt": self.prompt,
+            "prompt_id": self.prompt_id,
+            "provenance": self.provenance,
+        }
+
+    def to_langchain(self) -> ChatPromptTemplate:
+        """A LangChain ``ChatPromptTemplate``: the prompt as its system message, then ``{question}`` from the user.
+
+        The prompt is a literal message (braces in it are not template fields);
+        the whole JSON export rides along in ``metadata["tprompt"]``.
+        """
+        from langchain_core.messages import SystemMessage
+        from langchain_core.prompts import ChatPromptTemplate, HumanMessagePromptTemplate
+
+        return ChatPromptTemplate(
+            messages=[SystemMessage(content=self.prompt), HumanMessagePromptTemplate.from_template("{question}")],
+            metadata={"tprompt": self.to_dict()},
+        )
+
+    def render(self, format: str = "json") -> str:
+        """The export as file contents: ``text`` (the prompt alone), ``json``, or ``langchain``
+        (``langchain_core.load.dumps`` of :meth:`to_langchain`; load it with ``langchain_core.load.loads``).
+
+        Raises:
+            UsageError: an unknown format.
+        """
+        if format == "text":
+            return self.prompt + "\n"
+        if format == "json":
+            return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        if format == "langchain":
+            from langchain_core.load import dumps
+
+            return dumps(self.to_langchain(), pretty=True) + "\n"
+        raise UsageError(f"unknown export format {format!r}", hint="use " + ", ".join(FORMATS))
+
+
+def default_stage(state: RunState) -> Stage | None:
+    """The stage an export takes by default: target once it has a scored prompt, else source (None: neither)."""
+    for stage in ("target", "source"):
+        if state.best(stage) is not None:  # type: ignore[arg-type]
+            return stage  # type: ignore[return-value]
+    return None
+
+
+def export_prompt(state: RunState, stage: str | None = None) -> PromptExport:
+    """The best prompt of ``stage`` (default: :func:`default_stage`) of the run ``state`` describes.
+
+    Raises:
+        UsageError: no candidate scored yet in the run, or in the stage asked for, or an unknown stage.
+    """
+    if stage is not None and stage not in STAGES:
+        raise UsageError(f"unknown stage {stage!r}", hint="use source or target")
+    chosen = stage or default_stage(state)
+    best = state.best(chosen) if chosen else None  # type: ignore[arg-type]
+    if chosen is None or best is None:
+        where = f"its {stage} stage has" if stage else "it has"
+        other = default_stage(state)
+        if other is not None:
+            hint = f"its {other} stage has one: --stage {other}"
+        elif state.status == "completed":
+            hint = f"tprompt show {state.run_id} shows what it did"
+        else:
+            hint = f"resume it until a step is scored: tprompt resume {state.run_id}"
+        raise UsageError(f"run {state.run_id}: nothing to export, {where} no scored prompt", hint=hint)
+    return PromptExport(prompt=best.text, prompt_id=best.prompt_id, provenance=_provenance(state, best))
+
+
+def _provenance(state: RunState, best: ScoredPrompt) -> dict[str, Any]:
+    from .. import __version__
+
+    # The rows the stage's objective of this prompt is the mean of (one per task; see prompt_objectives).
+    rows = [s for s in state.stage_scores(best.stage) if s.prompt_id == best.prompt_id and s.rung == best.rung]
+    return {
+        "run_id": state.run_id,
+        "run_name": state.name,
+        "run_status": state.status,
+        "run_last_seq": state.last_seq,
+        "stage": best.stage,
+        "step": best.step,
+        "seq": best.seq,
+        "objective": best.objective,
+        "metrics": _mean_metrics([r.metrics for r in rows]),
+        "n_examples": best.n_examples,
+        "scores": [
+            {"task": r.task, "seq": r.seq, "step": r.step, "rung": r.rung, "n_examples": r.n_examples,
+             "metrics": dict(r.metrics), "objective": r.objective}
+            for r in rows
+        ],
+        "test": _test_result(state, best),
+        "models": _models(state.config),
+        "tasks": {"source": list(state.source_tasks), "target": state.target_task},
+        "fork_of": (
+            {"run_id": state.parent_run_id, "seq": state.parent_seq, "from_prompt_id": state.from_prompt_id}
+            if state.parent_run_id else None
+        ),
+        "tprompt_version": __version__,
+    }
+
+
+def _mean_metrics(rows: list[Mapping[str, float | None]]) -> dict[str, float | None]:
+    """One row's metrics, or with several tasks each metric's mean over them (None if a task has it undefined)."""
+    if len(rows) == 1:
+        return dict(rows[0])
+    names = [m for m in METRIC_NAMES if any(m in r for r in rows)]
+    names += sorted({m for r in rows for m in r} - set(names))
+    out: dict[str, float | None] = {}
+    for m in names:
+        values = [r.get(m) for r in rows]
+        out[m] = None if any(v is None for v in values) else sum(values) / len(values)  # type: ignore[arg-type,misc]
+    return out
+
+
+def _test_result(state: RunState, best: ScoredPrompt) -> dict[str, Any] | None:
+    preferred = f"best_{best.stage}"
+    found = [t for t in state.tested.values() if t.prompt_id == best.prompt_id]
+    found.sort(key=lambda t: t.role != preferred)
+    if not found:
+        return None
+    t = found[0]
+    return {"role": t.role, "seq": t.seq, "task": t.task, "n_examples": t.n_examples,
+            "metrics": dict(t.metrics), "objective": t.objective}
+
+
+def _setting(config: Any, key: str) -> Any:
+    """A run setting from the stored config (a dict in old logs, or a typed config)."""
+    if isinstance(config, Mapping):
+        return config.get(key)
+    return getattr(config, key, None)
+
+
+def _models(config: Any) -> dict[str, str | None]:
+    return {
+        "proposer": _setting(config, "proposer"),
+        "scorer": _setting(config, "scorer"),
+        "base_url": public_url(_setting(config, "base_url")),
+    }
+
+
+def public_url(url: str | None) -> str | None:
+    """``url`` without what may be a secret: user, password, query string and fragment."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+    except ValueError:  # not a URL we can take apart: say nothing rather than leak it
+        return None
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+# --- reading a prompt back -------------------------------------------------------
+
+
+def read_prompt_file(path: str | Path, *, what: str = "prompt file") -> str:
+    """The prompt in ``path``: a JSON export of tprompt (its ``prompt``), a LangChain export of one, or text.
+
+    A ``.json`` file must be an export (it is recognized by its ``format``
+    field); any other file is the prompt itself, stripped of surrounding
+    whitespace.
+
+    Raises:
+        UsageError: the file cannot be read, is empty, or is a JSON file that is not an export (or a newer one).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {what} {p}: {exc}") from exc
+    if p.suffix.lower() == ".json":
+        prompt = _prompt_of_export(text, p, what)
+    else:
+        prompt = text.strip()
+    if not prompt.strip():
+        raise UsageError(f"{what} {p} is empty", hint="write the prompt into it")
+    return prompt
+
+
+def _prompt_of_export(text: str, p: Path, what: str) -> str:
+    not_export = UsageError(
+        f'{what} {p} is not a prompt exported by tprompt (no "format": "{EXPORT_FORMAT}")',
+        hint="write it with `tprompt export RUN --format json`, or give the prompt as a .txt file",
+    )
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{what} {p}: not valid JSON ({exc})",
+                         hint="give a `tprompt export` JSON file, or the prompt as a .txt file") from exc
+    if isinstance(data, dict) and data.get("lc") == 1:  # langchain_core.load.dumps of our template
+        data = ((data.get("kwargs") or {}).get("metadata") or {}).get("tprompt")
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise not_export
+    version = data.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version > EXPORT_FORMAT_VERSION:
+        raise UsageError(f"{what} {p}: export format version {version!r}, this tprompt reads up to "
+                         f"{EXPORT_FORMAT_VERSION}", hint="upgrade tprompt")
+    prompt = data.get("prompt")
+    if not isinstance(prompt, str):
+        raise UsageError(f"{what} {p}: its \"prompt\" is not text", hint="export it again with tprompt export")
+    return prompt
+
+
+__all__ = (
+    "EXPORT_FORMAT",
+    "EXPORT_FORMAT_VERSION",
+    "FORMATS",
+    "PromptExport",
+    "default_stage",
+    "export_prompt",
+    "public_url",
+    "read_prompt_file",
+)
