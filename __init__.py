@@ -35,7 +35,7 @@ _WHERE = {
     "make_config": ".config",
     "rescore_run": ".graph.rescore",
     "export_prompt": ".stores.provenance",
-    "read_prompt_file": ".stores.provenance",
+    "read_prompt_file": ".prompt_file",
     "PromptExport": ".stores.provenance",
     "EventLog": ".stores",
     "RunState": ".stores",

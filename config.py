@@ -184,7 +184,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
 def _prompt_from_file(data: dict[str, Any], *, where: str) -> str:
     """``prompt_file``: the original prompt read from a text file or a ``tprompt export`` JSON file."""
-    from ..stores.provenance import read_prompt_file
+    from .prompt_file import read_prompt_file
 
     name = data.pop("prompt_file")
     if "original_prompt" in data:

@@ -14,7 +14,7 @@ from ..errors import UsageError
 from ..evaluator import check_mode, list_tasks, load_task, resolve_mode, score_prompt
 from ..graph.config import DEFAULT_ORIGINAL_PROMPT as DEFAULT_PROMPT
 from ..metric_specs import METRICS
-from ..stores.provenance import read_prompt_file
+from ..prompt_file import read_prompt_file
 from ._common import JSON_OPTION, SafeConsole, err, fmt_num, out, print_json, settings, shorten
 
 DEFAULT_MODEL = "smollm2"

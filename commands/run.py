@@ -17,7 +17,7 @@ from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..stores import EventLog, RunState
 from ..metric_specs import METRIC_NAMES
 from ..stores.events import ROLES
-from ..stores.provenance import read_prompt_file
+from ..prompt_file import read_prompt_file
 from ..stores.control import request_pause
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
 from ._progress import RunProgress

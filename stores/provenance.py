@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import UsageError
+# The file format and reading a prompt back live below the stores: a run config file can name
+# an exported prompt (``prompt_file``).
+from ..prompt_file import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, read_prompt_file
 from .events import METRIC_NAMES, Stage
 
 if TYPE_CHECKING:
@@ -28,10 +30,6 @@ if TYPE_CHECKING:
 
     from .projection import RunState, ScoredPrompt
 
-#: The ``format`` field of a JSON export: how a file says it is one.
-EXPORT_FORMAT = "tprompt.prompt"
-#: Bumped when a field changes meaning or goes away (new fields do not bump it).
-EXPORT_FORMAT_VERSION = 1
 
 Format = Literal["text", "json", "langchain"]
 FORMATS: tuple[str, ...] = ("text", "json", "langchain")
@@ -203,57 +201,6 @@ def public_url(url: str | None) -> str | None:
     except ValueError:  # not a URL we can take apart: say nothing rather than leak it
         return None
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-# --- reading a prompt back -------------------------------------------------------
-
-
-def read_prompt_file(path: str | Path, *, what: str = "prompt file") -> str:
-    """The prompt in ``path``: a JSON export of tprompt (its ``prompt``), a LangChain export of one, or text.
-
-    A ``.json`` file must be an export (it is recognized by its ``format``
-    field); any other file is the prompt itself, stripped of surrounding
-    whitespace.
-
-    Raises:
-        UsageError: the file cannot be read, is empty, or is a JSON file that is not an export (or a newer one).
-    """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {what} {p}: {exc}") from exc
-    if p.suffix.lower() == ".json":
-        prompt = _prompt_of_export(text, p, what)
-    else:
-        prompt = text.strip()
-    if not prompt.strip():
-        raise UsageError(f"{what} {p} is empty", hint="write the prompt into it")
-    return prompt
-
-
-def _prompt_of_export(text: str, p: Path, what: str) -> str:
-    not_export = UsageError(
-        f'{what} {p} is not a prompt exported by tprompt (no "format": "{EXPORT_FORMAT}")',
-        hint="write it with `tprompt export RUN --format json`, or give the prompt as a .txt file",
-    )
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"{what} {p}: not valid JSON ({exc})",
-                         hint="give a `tprompt export` JSON file, or the prompt as a .txt file") from exc
-    if isinstance(data, dict) and data.get("lc") == 1:  # langchain_core.load.dumps of our template
-        data = ((data.get("kwargs") or {}).get("metadata") or {}).get("tprompt")
-    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-        raise not_export
-    version = data.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version > EXPORT_FORMAT_VERSION:
-        raise UsageError(f"{what} {p}: export format version {version!r}, this tprompt reads up to "
-                         f"{EXPORT_FORMAT_VERSION}", hint="upgrade tprompt")
-    prompt = data.get("prompt")
-    if not isinstance(prompt, str):
-        raise UsageError(f"{what} {p}: its \"prompt\" is not text", hint="export it again with tprompt export")
-    return prompt
 
 
 __all__ = (

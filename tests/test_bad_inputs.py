@@ -94,3 +94,23 @@ def test_an_experiment_budget_no_arm_can_spend_is_refused() -> None:
     with pytest.raises(ConfigError, match="too large: spending it would take more than 1000 target steps"):
         plan_experiment({**GRID, "budgets": [9999999999999999]})
     assert plan_experiment({**GRID, "budgets": [2000]}).runs  # a large budget that can be spent still plans
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+def test_a_prompt_file_that_is_not_a_small_regular_file(tmp_path: Path, kind: str) -> None:
+    # was: a FIFO hung with no output; /dev/zero read until memory ran out
+    import os
+
+    if kind == "fifo":
+        path = tmp_path / "p.fifo"
+        os.mkfifo(path)
+    elif kind == "device":
+        path = Path("/dev/zero")
+    else:
+        path = tmp_path / "p.txt"
+        path.write_text("x" * (2 << 20))
+    db = tmp_path / "t.db"
+    line = one_line(tprompt(db, "eval", "--task", "arc_challenge", "--prompt-file", str(path), "--model", "fake",
+                            check=False), code=2)
+    assert ("not a regular file" in line) if kind != "huge" else ("larger than 1 MB" in line)
+    assert not db.exists()
