@@ -12,7 +12,11 @@ The Python API (names load on first use, so ``import tprompt`` is cheap)::
 See docs/python.md and examples/critic_node.py.
 """
 
-from tprompt._lazy import lazy_exports  # absolute: pytest may import this file under another name
+from typing import TYPE_CHECKING
+
+from tprompt._lazy import (
+    lazy_exports,  # absolute: pytest may import this file under another name
+)
 
 __version__ = "0.1.0"
 
@@ -44,5 +48,46 @@ _WHERE = {
     "ObjectiveWeights": ".evaluator",
 }
 
-__all__ = ("__version__", *sorted(_WHERE))
+if TYPE_CHECKING:  # what a type checker sees; at run time each name loads on first use
+    from .config import RunConfig, make_config
+    from .evaluator import Example, ObjectiveWeights, Task
+    from .graph.api import create_run, fork_run
+    from .graph.build import build_graph, draw
+    from .graph.context import RunContext
+    from .graph.nodes import NODES, GraphState, emit, evaluate_answers
+    from .graph.optimize import optimize, task_from_records
+    from .graph.rescore import rescore_run
+    from .graph.runner import EventsAppended, Progress, Runner
+    from .prompt_file import read_prompt_file
+    from .stores import EventLog, RunState
+    from .stores.provenance import PromptExport, export_prompt
+
+__all__ = (
+    "__version__",
+    "EventLog",
+    "EventsAppended",
+    "Example",
+    "GraphState",
+    "NODES",
+    "ObjectiveWeights",
+    "Progress",
+    "PromptExport",
+    "RunConfig",
+    "RunContext",
+    "RunState",
+    "Runner",
+    "Task",
+    "build_graph",
+    "create_run",
+    "draw",
+    "emit",
+    "evaluate_answers",
+    "export_prompt",
+    "fork_run",
+    "make_config",
+    "optimize",
+    "read_prompt_file",
+    "rescore_run",
+    "task_from_records",
+)
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)

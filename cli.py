@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.text import Text
@@ -20,7 +20,7 @@ from rich.text import Text
 try:  # typer >= 0.20 vendors click
     from typer._click import exceptions as _click_exc
 except ImportError:  # pragma: no cover - older typer on real click
-    from click import exceptions as _click_exc
+    from click import exceptions as _click_exc  # type: ignore[no-redef]
 
 from . import __version__
 from .commands._common import DEFAULT_DB, ExitCode, Settings, err
@@ -73,7 +73,7 @@ def _root(
     ctx.obj = Settings(db_path=db or Path(DEFAULT_DB))
 
 
-def _no_flag_type(self: typer.core.TyperOption, ctx: object) -> str | None:
+def _no_flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
     # A flag takes no value: help shows no "<bool>" next to it.
     return None if self.is_flag else _option_type(self, ctx)
 

@@ -207,7 +207,7 @@ def check_values(values: dict[str, Any], *, where: str) -> None:
         field = RunConfig.model_fields[key]
         _check_not_bool(key, value, where)
         try:
-            kind = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+            kind: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
             TypeAdapter(kind).validate_python(value)
         except ValidationError as exc:
             msg = exc.errors()[0].get("msg", str(exc)).removeprefix("Value error, ")

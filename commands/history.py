@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -28,7 +28,7 @@ def runs(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
         return
     with open_log(ctx) as log:
         # One stored row per run (kept by the run's writer): no run's history is read.
-        data = [
+        data: list[dict[str, Any]] = [
             {
                 "run_id": s.run_id,
                 "parent_run_id": s.parent_run_id,

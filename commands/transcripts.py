@@ -57,7 +57,7 @@ def transcript(
         table.add_column(col, justify=justify, no_wrap=col in ("call", "run", "agent"))  # type: ignore[arg-type]
     for r in rows:
         tokens = f"{r.prompt_tokens if r.prompt_tokens is not None else '-'}/{r.completion_tokens if r.completion_tokens is not None else '-'}"
-        cells = [r.call_id] + ([r.run_id or ""] if show_run else []) + ["" if r.seq is None else str(r.seq)]
+        cells: list[str | Text] = [r.call_id, *([r.run_id or ""] if show_run else []), "" if r.seq is None else str(r.seq)]
         cells += ([r.step or ""] if show_step else []) + [
             r.agent, r.model, r.kind, tokens, fmt_num(r.latency_s, 2),
             "hit" if r.cache_hit else "miss", Text(shorten(r.error, 50)) if r.error else "ok",

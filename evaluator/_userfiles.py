@@ -81,6 +81,7 @@ class _Rows:
             return self.bad(where, f"duplicate id {row_id!r}")
         answer_text = data.get("answer_text")
         if is_mc and not answer_text:
+            assert choices is not None  # is_mc: the row has choices
             answer_text = choices[LETTERS.index(answer)]
         example = Example(
             id=row_id,

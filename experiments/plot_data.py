@@ -15,9 +15,10 @@ from typing import Any
 from ..errors import TPromptError
 from ..evaluator import ObjectiveWeights, load_task, score_prompt
 from ..stores import EventLog
+from ..stores.events import Stage
 
 
-def candidate_points(log: EventLog, run_id: str, stage: str = "target") -> list[dict[str, float | None]]:
+def candidate_points(log: EventLog, run_id: str, stage: Stage = "target") -> list[dict[str, float | None]]:
     """Metrics (and objective) of every full-set candidate score of ``stage`` (training examples)."""
     state = log.state(run_id)
     result = []

@@ -6,6 +6,8 @@ LangGraph or a model.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_exports
 
 _WHERE = {
@@ -27,5 +29,30 @@ _WHERE = {
     "Runner": ".runner",
 }
 
-__all__ = tuple(sorted(_WHERE))
+if TYPE_CHECKING:  # what a type checker sees; at run time each name loads on first use
+    from .api import comparable_events, create_run, fork_run, preflight, rerun_check
+    from .build import build_graph, draw
+    from .config import RunConfig, load_config_file, make_config
+    from .context import RunContext
+    from .nodes import NODES, GraphState
+    from .runner import EventsAppended, Progress, Runner
+
+__all__ = (
+    "EventsAppended",
+    "GraphState",
+    "NODES",
+    "Progress",
+    "RunConfig",
+    "RunContext",
+    "Runner",
+    "build_graph",
+    "comparable_events",
+    "create_run",
+    "draw",
+    "fork_run",
+    "load_config_file",
+    "make_config",
+    "preflight",
+    "rerun_check",
+)
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -31,7 +31,7 @@ def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> Non
         MissingCredentials, ConfigError.
     """
     given = dict(tasks or {})
-    tasks = [given[name] if name in given else load_task(name) for name in [*config.source_tasks, config.target_task]]
+    loaded = [given[name] if name in given else load_task(name) for name in [*config.source_tasks, config.target_task]]
     try:
         ObjectiveWeights(**config.weights)
     except Exception as exc:  # pydantic ValidationError or TypeError from unknown keys
@@ -45,7 +45,7 @@ def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> Non
                 f"{config.scorer} has none",
                 hint="use --mode generate",
             )
-        open_tasks = [t.name for t in tasks if t.kind != "choice"]
+        open_tasks = [t.name for t in loaded if t.kind != "choice"]
         if open_tasks:
             raise UsageError(
                 f"mode logprob needs multiple-choice tasks; {', '.join(open_tasks)} "

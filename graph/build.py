@@ -31,7 +31,7 @@ read the stage from the state, so ``tprompt graph`` draws the loop once.)
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -103,7 +103,8 @@ def build_graph(
     routers = make_routers(chain)
     graph = StateGraph(GraphState, context_schema=RunContext)
     for name in names:
-        graph.add_node(name, table[name])
+        # Nodes take (state, runtime) positionally; LangGraph's protocol types runtime keyword-only.
+        graph.add_node(name, cast(Any, table[name]))
     for src in [START, *names]:
         out = outgoing.get(src)
         if out is None:

@@ -10,6 +10,8 @@ a model or the recorder is needed.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_exports
 
 _WHERE = {
@@ -29,5 +31,33 @@ _WHERE = {
     "OptionsResult": ".types",
 }
 
-__all__ = tuple(sorted(_WHERE))
+if TYPE_CHECKING:  # what a type checker sees; at run time each name loads on first use
+    from .backend import DEFAULT_MODEL, get_model
+    from .base import ChatBackend
+    from .chat_model import BackendChatModel
+    from .recorder import (
+        CallSite,
+        Recorder,
+        cache_key,
+        chat_request_body,
+        options_request_body,
+    )
+    from .types import ChatRequest, ChatResult, Message, OptionsRequest, OptionsResult
+
+__all__ = (
+    "BackendChatModel",
+    "CallSite",
+    "ChatBackend",
+    "ChatRequest",
+    "ChatResult",
+    "DEFAULT_MODEL",
+    "Message",
+    "OptionsRequest",
+    "OptionsResult",
+    "Recorder",
+    "cache_key",
+    "chat_request_body",
+    "get_model",
+    "options_request_body",
+)
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -157,7 +157,7 @@ def _convert(wheel: Path, home: Path, target: Path, say) -> None:
             if hasattr(model.config, "quantization_config"):
                 delattr(model.config, "quantization_config")
             if hasattr(model, "hf_quantizer"):
-                model.hf_quantizer = None
+                model.hf_quantizer = None  # type: ignore[assignment]  # a loader attribute torch types as Tensor | Module
             out = work / "model"
             say("saving the converted model")
             model.save_pretrained(out, safe_serialization=True)

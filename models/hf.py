@@ -129,7 +129,7 @@ class TransformersBackend(ChatBackend):
 
     def render(self, messages: Sequence[Message]) -> str:
         """The prompt text the model sees: chat template plus the assistant turn opening."""
-        return self.tokenizer.apply_chat_template(
+        return self.tokenizer.apply_chat_template(  # type: ignore[return-value]  # tokenize=False gives the text
             [{"role": r, "content": c} for r, c in messages], tokenize=False, add_generation_prompt=True
         )
 
@@ -231,6 +231,7 @@ class TransformersBackend(ChatBackend):
                 scores[i] = source[k, positions[i][1]].tolist()
         for i, (at, targets, normalize) in enumerate(positions):
             if not (normalize or are_logits):
+                assert self._option_head is not None  # raw logits are asked only where the head is kept
                 weights = self._option_head[targets]
                 logits = weights @ states[at]
                 if self._option_bias is not None:
@@ -330,7 +331,7 @@ class TransformersBackend(ChatBackend):
         return [r for r in results if r is not None]
 
     def _finish(self, tokens: list[int], stop: tuple[str, ...]) -> str:
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        text = str(self.tokenizer.decode(tokens, skip_special_tokens=True))  # one sequence: one str
         cuts = [text.find(s) for s in stop if s and s in text]
         return text[: min(cuts)] if cuts else text
 

@@ -81,6 +81,7 @@ def decode(backend, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_
             if len(still) < len(active):
                 active = [active[k] for k in still]
                 if state is None:
+                    assert cache is not None and mask is not None  # the stock layers' cache
                     keep = torch.tensor(still)
                     last_pos = last_pos[keep]
                     cache.batch_select_indices(keep)
@@ -102,6 +103,7 @@ def decode(backend, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_
                 if len(slots) < state.rows:
                     step_logits = step_logits[slots]
             else:
+                assert mask is not None  # the stock layers decode with a mask
                 ids = torch.tensor(next_ids)
                 mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype)], dim=1)
                 out = backend.model(

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .types import Message
+
+if TYPE_CHECKING:  # torch is imported by the caller (it loads slowly; this module must not)
+    from torch import Tensor
 
 
 #: Tokens in one packed scoring pass. With the packed attention below each
@@ -120,9 +124,9 @@ class _PackedRows:
 
     rows: int
     width: int  # the longest row
-    gather: object  # (rows * width,) packed position of each padded slot (the row's last token for padding)
-    scatter: object  # (tokens,) padded slot of each packed token
-    mask: object  # (rows, 1, width, prefix + width) additive: 0 on the prefix and the row's own earlier tokens
+    gather: Tensor  # (rows * width,) packed position of each padded slot (the row's last token for padding)
+    scatter: Tensor  # (tokens,) padded slot of each packed token
+    mask: Tensor  # (rows, 1, width, prefix + width) additive: 0 on the prefix and the row's own earlier tokens
 
 
 def _packed_rows(torch, starts: list[int], lengths: list[int], prefix_len: int) -> _PackedRows:

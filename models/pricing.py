@@ -68,7 +68,7 @@ def spend_rows(spend: Sequence[tuple[str, str, int, int, int, float | None]]) ->
     ``spend`` is :meth:`TranscriptStore.spend`'s output. The CLI, the TUI and
     reports show spend through this one rule.
     """
-    rows = [(agent, stage or "-", str(n), str(pt), str(ct), "-" if usd is None else f"{usd:.4f}")
+    rows: list[tuple[str, ...]] = [(agent, stage or "-", str(n), str(pt), str(ct), "-" if usd is None else f"{usd:.4f}")
             for agent, stage, n, pt, ct, usd in spend]
     priced = [row[5] for row in spend if row[5] is not None]
     rows.append(("total", "", str(sum(r[2] for r in spend)), str(sum(r[3] for r in spend)),

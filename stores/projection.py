@@ -286,7 +286,9 @@ def _evaluated(b: _Builder, key: tuple) -> None:
 def answer_key(a: CandidateAnswered | CandidateScored | PromptTested) -> tuple:
     """What ties a ``candidate.answered`` event to the score the evaluator makes of it (same key for both)."""
     if a.split == "test":
+        assert not isinstance(a, CandidateScored)  # training scores only: narrows the type
         return ("test", a.role)
+    assert not isinstance(a, PromptTested)  # always split "test"
     return (a.stage, a.step, a.prompt_id, a.task, a.rung)
 
 
