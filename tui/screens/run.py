@@ -20,7 +20,6 @@ from textual.widgets import (
     Header,
     Input,
     Select,
-    Static,
     TabbedContent,
     TabPane,
     TextArea,
@@ -44,7 +43,7 @@ from ..data import (
     where,
 )
 from ..transcripts import Transcripts, system_prompt
-from ..widgets import Row, ScorePlot, SortedTable
+from ..widgets import LiteralInput, LiteralStatic, LiteralTitles, Row, ScorePlot, SortedTable, literal
 
 _TYPE_STYLE = {
     "run.created": "bold",
@@ -67,7 +66,7 @@ CALL_COLUMNS = ("#", "agent", "step", "model", "kind", "tokens in", "tokens out"
 BEST_COLUMNS = ("rank", "prompt", "step", "objective", "text")
 
 
-class RunScreen(Screen[None]):
+class RunScreen(LiteralTitles, Screen[None]):
     """Everything about one run; follows it live while it grows."""
 
     BINDINGS = [
@@ -100,36 +99,36 @@ class RunScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(id="run-head")
+        yield LiteralStatic(id="run-head")
         with TabbedContent(initial="tab-timeline", id="run-tabs"):
             with TabPane("Timeline", id="tab-timeline"):
                 with Horizontal():
                     yield SortedTable(id="events")
                     with Vertical(id="event-side"):
-                        yield Static(id="replay-title")
-                        yield Static(id="replay")
+                        yield LiteralStatic(id="replay-title")
+                        yield LiteralStatic(id="replay")
                         yield TextArea(id="payload", read_only=True, soft_wrap=True, show_cursor=False)
             with TabPane("Scores", id="tab-scores"):
-                yield Static(Text("objective per step", style="bold"), classes="pane-title")
+                yield LiteralStatic(Text("objective per step", style="bold"), classes="pane-title")
                 yield ScorePlot(id="plot")
-                yield Static(Text("best prompts per stage", style="bold"), classes="pane-title")
+                yield LiteralStatic(Text("best prompts per stage", style="bold"), classes="pane-title")
                 yield SortedTable(id="best")
-                yield Static(id="spend")
+                yield LiteralStatic(id="spend")
             with TabPane("Candidates", id="tab-candidates"):
                 yield SortedTable(id="candidates")
                 with VerticalScroll(id="candidate-box"):
-                    yield Static(id="candidate-text")
+                    yield LiteralStatic(id="candidate-text")
             with TabPane("Transcripts", id="tab-transcripts"):
                 with Horizontal(id="call-filters"):
                     yield Select([], prompt="agent", id="call-agent")
                     yield Select([], prompt="step", id="call-step")
-                    yield Input(placeholder="search messages and responses", id="call-search")
+                    yield LiteralInput(placeholder="search messages and responses", id="call-search")
                 yield SortedTable(id="calls")
                 with VerticalScroll(id="call-box"):
-                    yield Static(id="call-detail")
+                    yield LiteralStatic(id="call-detail")
             with TabPane("Graph", id="tab-graph"):
-                yield Static(id="graph-title", classes="pane-title")
-                yield Static(id="graph-view")
+                yield LiteralStatic(id="graph-title", classes="pane-title")
+                yield LiteralStatic(id="graph-view")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -205,7 +204,7 @@ class RunScreen(Screen[None]):
             head.append(line, style="italic")
         elif app.is_running_here(self.run_id):
             head.append("\nrunning here", style="italic")
-        self.query_one("#run-head", Static).update(head)
+        self.query_one("#run-head", LiteralStatic).update(head)
 
     def _event_row(self, se: Any) -> Row:
         return Row(
@@ -240,10 +239,10 @@ class RunScreen(Screen[None]):
         if se is None:
             return
         inherited = f" (inherited from {se.run_id})" if se.run_id != self.run_id else ""
-        self.query_one("#replay-title", Static).update(
+        self.query_one("#replay-title", LiteralStatic).update(
             Text(f"state after seq {seq}{inherited}", style="bold")
         )
-        self.query_one("#replay", Static).update(Text(state_digest(self.follower.state_at(seq))))
+        self.query_one("#replay", LiteralStatic).update(Text(state_digest(self.follower.state_at(seq))))
         area = self.query_one("#payload", TextArea)
         text = payload_json(se)
         if area.text != text:
@@ -261,8 +260,8 @@ class RunScreen(Screen[None]):
         title += " was written by the highlighted node" if node else " is the driver's (resume, pause, failure)"
         if live:
             title += "; it is the latest event of this running run"
-        self.query_one("#graph-title", Static).update(Text(title, style="bold"))
-        self.query_one("#graph-view", Static).update(
+        self.query_one("#graph-title", LiteralStatic).update(Text(title, style="bold"))
+        self.query_one("#graph-view", LiteralStatic).update(
             graph_text(successors(transfer), node, f"seq {se.seq}" if node else ""))
 
     def _show_scores(self) -> None:
@@ -287,7 +286,7 @@ class RunScreen(Screen[None]):
         app: Any = self.app
         with app.store._lock:
             spend = self.transcripts.store.spend([self.run_id])
-        self.query_one("#spend", Static).update(spend_text(spend))
+        self.query_one("#spend", LiteralStatic).update(spend_text(spend))
 
     def _show_candidates(self) -> None:
         assert self.follower is not None
@@ -330,7 +329,7 @@ class RunScreen(Screen[None]):
         text = Text()
         text.append(f"{s.prompt_id} ({s.stage} step {s.step}, {s.task})\n", style="bold")
         text.append(s.text)
-        self.query_one("#candidate-text", Static).update(text)
+        self.query_one("#candidate-text", LiteralStatic).update(text)
 
     # -- transcripts ------------------------------------------------------------------------
 
@@ -339,7 +338,7 @@ class RunScreen(Screen[None]):
         for sel_id, values in (("#call-agent", self.transcripts.agents()), ("#call-step", self.transcripts.steps())):
             select = self.query_one(sel_id, Select)
             current = select.value
-            options = [(Text(v), v) for v in values]
+            options = [(literal(v), v) for v in values]
             if [v for _, v in options] != getattr(select, "_tp_values", None):
                 select._tp_values = [v for _, v in options]  # type: ignore[attr-defined]
                 with select.prevent(Select.Changed):
@@ -396,7 +395,7 @@ class RunScreen(Screen[None]):
     def _show_call_detail(self) -> None:
         assert self.transcripts is not None
         row = self._call_under_cursor()
-        box = self.query_one("#call-detail", Static)
+        box = self.query_one("#call-detail", LiteralStatic)
         if row is None:
             box.update(Text("no calls" if not self.transcripts.rows else "no call matches the filter", style="dim"))
             return
@@ -562,7 +561,7 @@ class RunScreen(Screen[None]):
 
 def _highlighted(content: str, needle: str) -> Text:
     """``content`` as literal Text with every (case-insensitive) occurrence of ``needle`` highlighted."""
-    text = Text(content)
+    text = literal(content)
     if needle:
         text.highlight_words([needle], style="black on yellow", case_sensitive=False)
     return text
