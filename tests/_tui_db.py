@@ -119,22 +119,23 @@ EVIL_FAILED = "r-evil000002"
 
 
 def evil(place: str) -> str:
-    """The hostile text, tagged with the place it is fed into (so each place is told apart)."""
-    return f"{place}: {EVIL}"
+    """The hostile text after ``place:`` (a word), so each place it is fed into is told apart on the screen."""
+    return f"{place}:{EVIL}"
 
 
 def build_evil_db(path: Path) -> Path:
     """Two runs written straight into the log, as a model or a user could: every text holds :data:`EVIL`.
 
     ``EVIL_RUN`` is paused for a review of its step 1 (its candidates, the original prompt, a scored
-    step 0, a call with hostile messages, response, model and agent); ``EVIL_FAILED`` failed with a
-    hostile error.
+    step 0, calls with hostile messages, response, model, agent and error); ``EVIL_FAILED`` closed
+    its source stage (on a hostile prompt) and failed with a hostile error.
     """
     from tprompt.stores import PromptCandidate, RunCreated, prompt_id_of
     from tprompt.stores.events import (
         CandidateScored,
         RunFailed,
         RunPaused,
+        StageCompleted,
         StageStarted,
         StepCompleted,
         StepProposed,
@@ -147,8 +148,8 @@ def build_evil_db(path: Path) -> Path:
     task, model = evil("task"), evil("model")
     original = PromptCandidate(prompt_id=prompt_id_of(evil("original")), text=evil("original"), origin="original")
     config = {"proposer": model, "scorer": model, "review": True, "source_tasks": [task], "target_task": task}
-    scored = [cand(evil("proposed A")), cand(evil("proposed B\nsecond line"))]
-    pending = [cand(evil("proposed for review")), cand(evil("another for review"))]
+    scored = [original, cand(evil("proposedA")), cand(evil("proposedB") + "\nsecond line")]
+    pending = [cand(evil("review1")), cand(evil("review2"))]
     with EventLog(path) as log:
         log.create_run(RunCreated(config=config, source_tasks=[task], target_task=task, original_prompt=original,
                                   name=evil("name")), run_id=EVIL_RUN)
@@ -157,22 +158,35 @@ def build_evil_db(path: Path) -> Path:
         for i, c in enumerate(scored):
             log.append(EVIL_RUN, [CandidateScored(
                 stage="source", step=0, prompt_id=c.prompt_id, text=c.text, task=task, n_examples=2,
-                metrics={"accuracy": 0.5 + i / 4, evil("metric"): 0.25}, objective=0.5 + i / 4)])
-        log.append(EVIL_RUN, [StepCompleted(stage="source", step=0, best_prompt_id=scored[1].prompt_id,
+                metrics={"accuracy": 0.25 + i / 4, evil("metric"): 0.25}, objective=0.25 + i / 4)])
+        log.append(EVIL_RUN, [StepCompleted(stage="source", step=0, best_prompt_id=scored[2].prompt_id,
                                             best_objective=0.75)])
         log.append(EVIL_RUN, [StepProposed(stage="source", step=1, candidates=pending)])
-        log.append(EVIL_RUN, [RunPaused(reason=evil("pause reason"))])
+        log.append(EVIL_RUN, [RunPaused(reason=evil("pausereason"))])
         log.create_run(RunCreated(config=config, source_tasks=[task], target_task=task, original_prompt=original,
-                                  name=evil("failed run")), run_id=EVIL_FAILED)
+                                  name=evil("failedrun")), run_id=EVIL_FAILED)
+        # A finished source stage (its prompts can be forked from), then a failure.
+        log.append(EVIL_FAILED, [StageStarted(stage="source", tasks=[task]),
+                                 StepProposed(stage="source", step=0, candidates=scored[1:2])])
+        log.append(EVIL_FAILED, [CandidateScored(stage="source", step=0, prompt_id=scored[1].prompt_id,
+                                                 text=scored[1].text, task=task, n_examples=2,
+                                                 metrics={"accuracy": 0.5}, objective=0.5)])
+        log.append(EVIL_FAILED, [StepCompleted(stage="source", step=0, best_prompt_id=scored[1].prompt_id,
+                                               best_objective=0.5),
+                                 StageCompleted(stage="source", top_k=[scored[1].prompt_id])])
         log.append(EVIL_FAILED, [RunFailed(error=evil("error"))])
     body = json.dumps({"kind": "chat", "model": model, "temperature": 0.0,
-                       "messages": [["system", evil("system message")], ["user", evil("user message")]]})
+                       "messages": [["system", evil("systemmessage")], ["user", evil("usermessage")]]})
     store = TranscriptStore(path)
     try:
         store.record([NewCall(call_id="call-evil-1", run_id=EVIL_RUN, seq=3, step="source:0", agent=evil("agent"),
                               model=model, kind="chat", cache_key="k-evil", request=body, response=evil("response"),
                               prompt_tokens=3, completion_tokens=4, latency_s=0.125, cache_hit=False, cost=0.5,
-                              error=evil("call error"))])
+                              error=evil("callerror")),
+                      NewCall(call_id="call-evil-2", run_id=EVIL_RUN, seq=3, step="source:0", agent=evil("agent"),
+                              model=model, kind="chat", cache_key="k-evil-2", request=body.replace("user", "usr"),
+                              response=evil("response2"), prompt_tokens=3, completion_tokens=4, latency_s=0.125,
+                              cache_hit=False, cost=0.5)])
     finally:
         store.close()
     with EventLog(path) as log:

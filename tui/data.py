@@ -205,7 +205,8 @@ def spend_text(spend: list[tuple[str, str, int, int, int, float | None]]) -> Tex
     if not spend:
         text.append("no call of this run was answered by a model (all from the cache, or none yet)\n")
         return text
-    rows = [SPEND_COLUMNS, *spend_rows(spend)]
+    # Agent, stage and model names come from the log: escaped before the columns are measured.
+    rows = [SPEND_COLUMNS, *([printable(c) for c in row] for row in spend_rows(spend))]
     widths = [max(len(r[i]) for r in rows) for i in range(len(SPEND_COLUMNS))]
     for n, row in enumerate(rows):
         cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]

@@ -1,9 +1,10 @@
 """Widgets shared by the screens: a table sorted by our own values, the score plot, diff text.
 
 Every text a run holds (names, prompts, answers, task and model names, errors) is shown
-through :func:`literal`: never read as markup, its control characters made visible by the
-CLI's rule (:func:`tprompt._text.printable`). The table's rows, :class:`LiteralStatic` and
-:class:`LiteralInput` apply it themselves, so what they show cannot drive the terminal.
+as it is (see :mod:`tprompt.tui._literal`): never read as markup, its control characters
+made visible by the CLI's rule (:func:`tprompt._text.printable`). The table's rows,
+:class:`LiteralStatic`, :class:`LiteralInput` and the titles (:class:`LiteralTitles`) apply
+it themselves, so what they show cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -13,34 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rich.text import Span, Text
+from rich.text import Text
 from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 
 from .._text import printable
+from ._literal import LiteralText, literal
 from .data import Curve, fmt
-
-
-def literal(content: str | Text) -> Text:
-    """``content`` as rich Text to show as it is: no markup read, control characters escaped (``\\x1b``).
-
-    A string becomes plain Text; a styled Text keeps its styles, moved over the escapes.
-    """
-    if not isinstance(content, Text):
-        return Text(printable(content))
-    plain = content.plain
-    shown = printable(plain)
-    if shown is plain:
-        return content
-    # Where each character of ``plain`` starts in ``shown`` (and the end).
-    starts = [0]
-    for ch in plain:
-        starts.append(starts[-1] + len(printable(ch)))
-    out = content.blank_copy(shown)
-    end = len(plain)
-    out.spans = [Span(starts[min(sp.start, end)], starts[min(sp.end, end)], sp.style) for sp in content.spans]
-    return out
 
 
 class LiteralTitles:
@@ -462,4 +443,5 @@ def diff_text(a: str, b: str, *, a_label: str = "a", b_label: str = "b") -> Text
 
 
 
-__all__ = ("LiteralInput", "LiteralStatic", "LiteralTitles", "Row", "ScorePlot", "SortedTable", "diff_text", "literal", "plot_text")
+__all__ = ("LiteralInput", "LiteralStatic", "LiteralText", "LiteralTitles", "Row", "ScorePlot", "SortedTable", "diff_text",
+           "literal", "plot_text")

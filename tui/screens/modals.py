@@ -16,7 +16,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select
 from ..._text import printable
 from ...errors import TPromptError
 from ..data import fmt, one_line
-from ..widgets import LiteralInput, LiteralStatic, diff_text, literal
+from ..widgets import LiteralInput, LiteralStatic, LiteralText, diff_text, literal
 
 
 def _task_names() -> list[str]:
@@ -87,16 +87,16 @@ class ForkScreen(_FormModal[ForkRequest | None]):
         self.preselect = preselect
 
     def compose(self) -> ComposeResult:
-        options: list[tuple[Text, str]] = [(Text(f"after event seq {self.seq}"), "seq")]
+        options: list[tuple[Text, str]] = [(LiteralText(f"after event seq {self.seq}"), "seq")]
         for pid, objective, text in self.sources:
             options.append((literal(f"source prompt {pid} ({fmt(objective)}): {one_line(text, 50)}"), pid))
         initial = self.preselect if self.preselect in {p for p, _, _ in self.sources} else "seq"
         with Vertical(id="fork-dialog", classes="dialog"):
-            yield LiteralStatic(Text(f"Fork {self.run_id}", style="bold"))
+            yield LiteralStatic(LiteralText(f"Fork {self.run_id}", style="bold"))
             yield Label("fork point")
             yield Select(options, value=initial, allow_blank=False, id="fork-point")
             if not self.source_done:
-                yield LiteralStatic(Text("(source prompts can be picked once the source stage is done)", style="dim"))
+                yield LiteralStatic(LiteralText("(source prompts can be picked once the source stage is done)", style="dim"))
             yield Label("target task")
             yield LiteralInput(
                 value=self.target_task,
@@ -118,7 +118,7 @@ class ForkScreen(_FormModal[ForkRequest | None]):
     def _submit(self) -> None:
         target = self.query_one("#fork-target", Input).value.strip()
         if not target:
-            self.query_one("#fork-error", LiteralStatic).update(Text("give a target task", style="red"))
+            self.query_one("#fork-error", LiteralStatic).update(LiteralText("give a target task", style="red"))
             return
         point = self.query_one("#fork-point", Select).value
         start = self.query_one("#fork-start", Checkbox).value
@@ -151,8 +151,8 @@ class ReviewScreen(_FormModal[ReviewDecision | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="review-dialog", classes="dialog"):
-            yield LiteralStatic(Text(self.title_text, style="bold"))
-            yield LiteralStatic(Text("Untick to drop a candidate; edit its text to change it. The decision is recorded "
+            yield LiteralStatic(LiteralText(self.title_text, style="bold"))
+            yield LiteralStatic(LiteralText("Untick to drop a candidate; edit its text to change it. The decision is recorded "
                               "as a step.revised event.", style="dim"))
             with VerticalScroll(id="review-fields"):
                 for i, (pid, text) in enumerate(self.candidates, 1):
@@ -184,7 +184,7 @@ class ReviewScreen(_FormModal[ReviewDecision | None]):
                 edit[i] = new
         added = self.query_one("#review-add", Input).value
         if any(not t.strip() for t in edit.values()):
-            self.query_one("#review-error", LiteralStatic).update(Text("an edited prompt is empty: untick it to drop it",
+            self.query_one("#review-error", LiteralStatic).update(LiteralText("an edited prompt is empty: untick it to drop it",
                                                                 style="red"))
             return
         self.dismiss(ReviewDecision(tuple(drop), edit, (added,) if added.strip() else (),
@@ -236,7 +236,7 @@ class NewRunScreen(_FormModal[dict[str, Any] | None]):
     def compose(self) -> ComposeResult:
         tasks = _task_names()
         with Vertical(id="new-run-dialog", classes="dialog"):
-            yield LiteralStatic(Text("New run", style="bold"))
+            yield LiteralStatic(LiteralText("New run", style="bold"))
             with VerticalScroll(id="new-run-fields"):
                 with Grid(id="new-run-grid"):
                     for key, label in FORM_FIELDS:
@@ -247,7 +247,7 @@ class NewRunScreen(_FormModal[dict[str, Any] | None]):
                         )
                     yield Label("scoring mode")
                     yield Select(
-                        [(Text(m), m) for m in ("auto", "generate", "logprob")],
+                        [(LiteralText(m), m) for m in ("auto", "generate", "logprob")],
                         value=self.initial.get("mode", "auto"),
                         allow_blank=False,
                         id="new-mode",
@@ -286,7 +286,7 @@ class NewRunScreen(_FormModal[dict[str, Any] | None]):
         try:
             make_config(values, where="new run")
         except TPromptError as exc:
-            self.query_one("#new-error", LiteralStatic).update(Text(str(exc), style="red"))
+            self.query_one("#new-error", LiteralStatic).update(LiteralText(str(exc), style="red"))
             return
         self.dismiss(values)
 
@@ -304,14 +304,14 @@ class DiffScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="diff-dialog", classes="dialog"):
-            title = Text("diff  ", style="bold")
+            title = LiteralText("diff  ", style="bold")
             title.append(f"- {self.a[0]}", style="red")
             title.append("   ")
             title.append(f"+ {self.b[0]}", style="green")
             yield LiteralStatic(title)
             with VerticalScroll():
                 yield LiteralStatic(diff_text(self.a[1], self.b[1], a_label=self.a[0], b_label=self.b[0]), id="diff-body")
-            yield LiteralStatic(Text("esc to close", style="dim"))
+            yield LiteralStatic(LiteralText("esc to close", style="dim"))
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -43,7 +43,7 @@ from ..data import (
     where,
 )
 from ..transcripts import Transcripts, system_prompt
-from ..widgets import LiteralInput, LiteralStatic, LiteralTitles, Row, ScorePlot, SortedTable, literal
+from ..widgets import LiteralInput, LiteralStatic, LiteralText, LiteralTitles, Row, ScorePlot, SortedTable, literal
 
 _TYPE_STYLE = {
     "run.created": "bold",
@@ -109,9 +109,9 @@ class RunScreen(LiteralTitles, Screen[None]):
                         yield LiteralStatic(id="replay")
                         yield TextArea(id="payload", read_only=True, soft_wrap=True, show_cursor=False)
             with TabPane("Scores", id="tab-scores"):
-                yield LiteralStatic(Text("objective per step", style="bold"), classes="pane-title")
+                yield LiteralStatic(LiteralText("objective per step", style="bold"), classes="pane-title")
                 yield ScorePlot(id="plot")
-                yield LiteralStatic(Text("best prompts per stage", style="bold"), classes="pane-title")
+                yield LiteralStatic(LiteralText("best prompts per stage", style="bold"), classes="pane-title")
                 yield SortedTable(id="best")
                 yield LiteralStatic(id="spend")
             with TabPane("Candidates", id="tab-candidates"):
@@ -179,7 +179,7 @@ class RunScreen(LiteralTitles, Screen[None]):
         assert self.follower is not None
         app: Any = self.app
         s = self.follower.state
-        head = Text()
+        head = LiteralText()
         head.append(self.run_id, style="bold")
         head.append(f"  {s.status}", style="bold yellow" if s.status == "running" else "")
         if s.name:
@@ -211,10 +211,10 @@ class RunScreen(LiteralTitles, Screen[None]):
             key=str(se.seq),
             values=lambda: (se.seq, where(se), se.type, describe(se)),
             cells=lambda: (
-                Text(str(se.seq), justify="right", style="dim" if se.run_id != self.run_id else ""),
-                Text(where(se)),
-                Text(se.type, style=_TYPE_STYLE.get(se.type, "")),
-                Text(describe(se)),
+                LiteralText(str(se.seq), justify="right", style="dim" if se.run_id != self.run_id else ""),
+                LiteralText(where(se)),
+                LiteralText(se.type, style=_TYPE_STYLE.get(se.type, "")),
+                LiteralText(describe(se)),
             ),
         )
 
@@ -240,9 +240,9 @@ class RunScreen(LiteralTitles, Screen[None]):
             return
         inherited = f" (inherited from {se.run_id})" if se.run_id != self.run_id else ""
         self.query_one("#replay-title", LiteralStatic).update(
-            Text(f"state after seq {seq}{inherited}", style="bold")
+            LiteralText(f"state after seq {seq}{inherited}", style="bold")
         )
-        self.query_one("#replay", LiteralStatic).update(Text(state_digest(self.follower.state_at(seq))))
+        self.query_one("#replay", LiteralStatic).update(LiteralText(state_digest(self.follower.state_at(seq))))
         area = self.query_one("#payload", TextArea)
         text = payload_json(se)
         if area.text != text:
@@ -260,7 +260,7 @@ class RunScreen(LiteralTitles, Screen[None]):
         title += " was written by the highlighted node" if node else " is the driver's (resume, pause, failure)"
         if live:
             title += "; it is the latest event of this running run"
-        self.query_one("#graph-title", LiteralStatic).update(Text(title, style="bold"))
+        self.query_one("#graph-title", LiteralStatic).update(LiteralText(title, style="bold"))
         self.query_one("#graph-view", LiteralStatic).update(
             graph_text(successors(transfer), node, f"seq {se.seq}" if node else ""))
 
@@ -274,8 +274,8 @@ class RunScreen(LiteralTitles, Screen[None]):
                 Row(
                     key=f"{label}|{sp.prompt_id}",
                     values=(label, sp.prompt_id, sp.step, sp.objective, sp.text),
-                    cells=(Text(label), Text(sp.prompt_id), Text(str(sp.step)), Text(fmt(sp.objective)),
-                           Text(one_line(sp.text, 200))),
+                    cells=(LiteralText(label), LiteralText(sp.prompt_id), LiteralText(str(sp.step)), LiteralText(fmt(sp.objective)),
+                           LiteralText(one_line(sp.text, 200))),
                 )
             )
         self.query_one("#best", SortedTable).set_rows(rows)
@@ -308,11 +308,11 @@ class RunScreen(LiteralTitles, Screen[None]):
         values = (s.stage, s.step, s.prompt_id, s.task, s.rung, s.n_examples,
                   *(s.metrics.get(m) for m in metrics), s.objective, s.text)
         return Row(key=str(s.seq), values=values, cells=lambda: (
-            Text(s.stage), Text(str(s.step)), Text(s.prompt_id), Text(s.task),
-            Text(str(s.rung) + ("x" if s.eliminated else "")), Text(str(s.n_examples)),
-            *(Text(fmt(s.metrics.get(m)), justify="right") for m in metrics),
-            Text(fmt(s.objective), justify="right", style="bold"),
-            Text(one_line(s.text, 60)),
+            LiteralText(s.stage), LiteralText(str(s.step)), LiteralText(s.prompt_id), LiteralText(s.task),
+            LiteralText(str(s.rung) + ("x" if s.eliminated else "")), LiteralText(str(s.n_examples)),
+            *(LiteralText(fmt(s.metrics.get(m)), justify="right") for m in metrics),
+            LiteralText(fmt(s.objective), justify="right", style="bold"),
+            LiteralText(one_line(s.text, 60)),
         ))
 
     def _candidate_under_cursor(self) -> Any:
@@ -326,7 +326,7 @@ class RunScreen(LiteralTitles, Screen[None]):
         s = self._candidate_under_cursor()
         if s is None:
             return
-        text = Text()
+        text = LiteralText()
         text.append(f"{s.prompt_id} ({s.stage} step {s.step}, {s.task})\n", style="bold")
         text.append(s.text)
         self.query_one("#candidate-text", LiteralStatic).update(text)
@@ -374,11 +374,11 @@ class RunScreen(LiteralTitles, Screen[None]):
                     values=(number, r.agent, r.step or "", r.model, r.kind, r.prompt_tokens, r.completion_tokens,
                             r.latency_s, r.cache_hit),
                     cells=(
-                        Text(str(number), justify="right"), Text(r.agent), Text(r.step or ""), Text(r.model),
-                        Text(r.kind), Text(str(r.prompt_tokens if r.prompt_tokens is not None else "-"), justify="right"),
-                        Text(str(r.completion_tokens if r.completion_tokens is not None else "-"), justify="right"),
-                        Text(f"{r.latency_s:.3f}", justify="right"),
-                        Text("hit" if r.cache_hit else "miss", style="green" if r.cache_hit else "yellow"),
+                        LiteralText(str(number), justify="right"), LiteralText(r.agent), LiteralText(r.step or ""), LiteralText(r.model),
+                        LiteralText(r.kind), LiteralText(str(r.prompt_tokens if r.prompt_tokens is not None else "-"), justify="right"),
+                        LiteralText(str(r.completion_tokens if r.completion_tokens is not None else "-"), justify="right"),
+                        LiteralText(f"{r.latency_s:.3f}", justify="right"),
+                        LiteralText("hit" if r.cache_hit else "miss", style="green" if r.cache_hit else "yellow"),
                     ),
                 )
             )
@@ -397,10 +397,10 @@ class RunScreen(LiteralTitles, Screen[None]):
         row = self._call_under_cursor()
         box = self.query_one("#call-detail", LiteralStatic)
         if row is None:
-            box.update(Text("no calls" if not self.transcripts.rows else "no call matches the filter", style="dim"))
+            box.update(LiteralText("no calls" if not self.transcripts.rows else "no call matches the filter", style="dim"))
             return
         detail = self.transcripts.detail(row)
-        text = Text()
+        text = LiteralText()
         text.append(f"call {row.call_id}  {row.agent}  {row.model}  step {row.step or '-'}", style="bold")
         text.append(
             f"\ntokens {row.prompt_tokens} in / {row.completion_tokens} out  latency {row.latency_s:.3f}s  "
