@@ -18,13 +18,12 @@ from typing import Any
 import pytest
 from _tui_db import EVIL, EVIL_FAILED, EVIL_RUN, RAW, evil, screen_text
 from test_tui import open_run, table, wait_for
-from textual.widgets import Input, Select, TextArea
+from textual.widgets import Input, Select, Static, TextArea
 
 from tprompt._text import printable
 from tprompt.stores import EventLog
 from tprompt.tui import TPromptApp, create_app
 from tprompt.tui.screens.modals import DiffScreen, ForkScreen, NewRunScreen, ReviewScreen
-from tprompt.tui.widgets import LiteralStatic
 
 pytestmark = pytest.mark.anyio
 
@@ -70,7 +69,7 @@ def cells(app: TPromptApp, selector: str) -> list[str]:
 
 def static(app: TPromptApp, selector: str) -> str:
     """All a Static holds (it may be cut to its height on the screen)."""
-    text = str(app.screen.query_one(selector, LiteralStatic).content)
+    text = str(app.screen.query_one(selector, Static).content)
     assert_no_raw(text, selector)
     return text
 
