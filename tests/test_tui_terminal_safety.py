@@ -175,6 +175,13 @@ async def test_every_place_shows_hostile_text_escaped(hostile: Path) -> None:
         edit.cursor_position = 0
         await pilot.pause()
         check(app, "review edit", "edit")
+        added = dialog.query_one("#review-add", Input)
+        added.focus()
+        await pilot.pause()
+        added.insert_text_at_cursor("Added ")
+        added.insert_text_at_cursor(evil("added"))  # as a paste does
+        # The cursor lands after the visible escapes (where the user goes on typing).
+        assert added.value == "Added " + printable(evil("added")) and added.cursor_position == len(added.value)
         await pilot.click("#review-ok")
 
         def revised() -> bool:
@@ -224,7 +231,8 @@ async def test_every_place_shows_hostile_text_escaped(hostile: Path) -> None:
     with EventLog(hostile, readonly=True) as log:
         (revised_event,) = [e.event for e in log.events(EVIL_RUN) if e.type == "step.revised"]
     # The kept candidate is unchanged (control characters and all); the edit is what the user saw.
-    assert [c.text for c in revised_event.candidates] == [evil("review1"), printable(evil("edit"))]
+    assert [c.text for c in revised_event.candidates] == [evil("review1"), printable(evil("edit")),
+                                                          "Added " + printable(evil("added"))]
 
 
 async def test_the_notification_sink_escapes_and_reads_no_markup(hostile: Path) -> None:
