@@ -11,19 +11,21 @@ as the CLI does, rather than dropping them.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 from _tui_db import EVIL, EVIL_FAILED, EVIL_RUN, RAW, evil, screen_text
 from test_tui import open_run, table, wait_for
 from textual.widgets import Input, Select, Static, TextArea
-
 from tprompt._text import printable
 from tprompt.stores import EventLog
 from tprompt.tui import TPromptApp, create_app
-from tprompt.tui.screens.modals import DiffScreen, ForkScreen, NewRunScreen, ReviewScreen
+from tprompt.tui.screens.modals import (
+    DiffScreen,
+    ForkScreen,
+    NewRunScreen,
+    ReviewScreen,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -27,11 +27,11 @@ from .data import Curve, fmt
 class LiteralTitles:
     """Mixin for the app and its screens: a title or sub-title (the header's, the screenshot's) is shown escaped."""
 
-    def validate_title(self, title: str | None) -> str | None:
-        return None if title is None else printable(title)
+    def validate_title(self, title: Any) -> Any:
+        return None if title is None else printable(str(title))
 
-    def validate_sub_title(self, sub_title: str | None) -> str | None:
-        return None if sub_title is None else printable(sub_title)
+    def validate_sub_title(self, sub_title: Any) -> Any:
+        return None if sub_title is None else printable(str(sub_title))
 
 
 class LiteralStatic(Static):
