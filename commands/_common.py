@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.segment import Segment
 
-from .._text import printable
+from .._text import printable, printable_json
 from ..errors import StoreError, UsageError
 from ..stores import EventLog
 
@@ -81,8 +81,8 @@ def open_log(ctx: typer.Context, *, readonly: bool = True) -> EventLog:
 
 
 def print_json(data: Any) -> None:
-    """Write ``data`` as JSON to stdout (the only thing a --json command prints)."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+    """Write ``data`` as JSON to stdout (the only thing a --json command prints); no raw control character."""
+    sys.stdout.write(printable_json(json.dumps(data, indent=2, default=str, ensure_ascii=False)))
     sys.stdout.write("\n")
     sys.stdout.flush()
 
@@ -99,8 +99,8 @@ def fmt_num(value: float | None, digits: int = 3) -> str:
 
 
 def shorten(text: str, width: int = 80) -> str:
-    """One line of at most ``width`` characters."""
-    one = " ".join(text.split())
+    """One line of at most ``width`` characters, control characters escaped (``str.split`` would drop some)."""
+    one = " ".join(printable(text).split())
     return one if len(one) <= width else one[: width - 1] + "…"
 
 

@@ -6,12 +6,14 @@ is written, so nothing else in tprompt pays for it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._text import printable
 from ..evaluator import pareto_front
 from ..evaluator.metrics import calibration_bins, ece
 from ..metric_specs import metric_spec
@@ -49,6 +51,9 @@ def _pyplot():
 
 def plot_group(log: EventLog, group: Group, directory: Path, *, prefix: str) -> list[tuple[str, Path]]:
     """Write the group's plots into ``directory``; returns (caption, path) per file written."""
+    # The title holds model and task names: shown escaped, like everywhere else (matplotlib
+    # would warn on stderr, raw, about every control character it has no glyph for).
+    group = dataclasses.replace(group, title=printable(group.title))
     files = []
     for caption, name, draw in (
         ("Score curves", "curves", _curves),

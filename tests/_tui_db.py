@@ -8,6 +8,7 @@ screenshot of the same screen is the same on every machine.
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -103,3 +104,91 @@ def screen_text(app: Any) -> str:
                       legacy_windows=False, safe_box=False)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
+
+
+# -- a run whose every text would drive a terminal (issue 19, item 2) ------------------------
+
+#: OSC 0 (window title), CSI 2J (clear screen), an OSC 8 link, a DCS query, C1 CSI and NEL,
+#: BEL, CR, backspace and DEL, plus rich markup: the UI must show all of it, obey none of it.
+EVIL = ("\x1b]0;pwned-title\x07 \x1b[2J\x1b[31mred \x1b]8;;http://x.test\x1b\\link\x1b]8;;\x1b\\ "
+        "\x1bP1$r\x1b\\ \x9b1m\x85 \x07\r\x08\x7f [bold]B[/bold]")
+#: The raw bytes none of the UI's output may carry.
+RAW = tuple(chr(c) for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)))
+EVIL_RUN = "r-evil000001"
+EVIL_FAILED = "r-evil000002"
+
+
+def evil(place: str) -> str:
+    """The hostile text after ``place:`` (a word), so each place it is fed into is told apart on the screen."""
+    return f"{place}:{EVIL}"
+
+
+def build_evil_db(path: Path) -> Path:
+    """Two runs written straight into the log, as a model or a user could: every text holds :data:`EVIL`.
+
+    ``EVIL_RUN`` is paused for a review of its step 1 (its candidates, the original prompt, a scored
+    step 0, calls with hostile messages, response, model, agent and error); ``EVIL_FAILED`` closed
+    its source stage (on a hostile prompt) and failed with a hostile error.
+    """
+    from tprompt.stores import PromptCandidate, RunCreated, prompt_id_of
+    from tprompt.stores.events import (
+        CandidateScored,
+        RunFailed,
+        RunPaused,
+        StageCompleted,
+        StageStarted,
+        StepCompleted,
+        StepProposed,
+    )
+    from tprompt.stores.transcripts import NewCall, TranscriptStore
+
+    def cand(text: str) -> PromptCandidate:
+        return PromptCandidate(prompt_id=prompt_id_of(text), text=text)
+
+    task, model = evil("task"), evil("model")
+    original = PromptCandidate(prompt_id=prompt_id_of(evil("original")), text=evil("original"), origin="original")
+    config = {"proposer": model, "scorer": model, "review": True, "source_tasks": [task], "target_task": task}
+    scored = [original, cand(evil("proposedA")), cand(evil("proposedB") + "\nsecond line")]
+    pending = [cand(evil("review1")), cand(evil("review2"))]
+    with EventLog(path) as log:
+        log.create_run(RunCreated(config=config, source_tasks=[task], target_task=task, original_prompt=original,
+                                  name=evil("name")), run_id=EVIL_RUN)
+        log.append(EVIL_RUN, [StageStarted(stage="source", tasks=[task])])
+        log.append(EVIL_RUN, [StepProposed(stage="source", step=0, candidates=scored)])
+        for i, c in enumerate(scored):
+            log.append(EVIL_RUN, [CandidateScored(
+                stage="source", step=0, prompt_id=c.prompt_id, text=c.text, task=task, n_examples=2,
+                metrics={"accuracy": 0.25 + i / 4, evil("metric"): 0.25}, objective=0.25 + i / 4)])
+        log.append(EVIL_RUN, [StepCompleted(stage="source", step=0, best_prompt_id=scored[2].prompt_id,
+                                            best_objective=0.75)])
+        log.append(EVIL_RUN, [StepProposed(stage="source", step=1, candidates=pending)])
+        log.append(EVIL_RUN, [RunPaused(reason=evil("pausereason"))])
+        log.create_run(RunCreated(config=config, source_tasks=[task], target_task=task, original_prompt=original,
+                                  name=evil("failedrun")), run_id=EVIL_FAILED)
+        # A finished source stage (its prompts can be forked from), then a failure.
+        log.append(EVIL_FAILED, [StageStarted(stage="source", tasks=[task]),
+                                 StepProposed(stage="source", step=0, candidates=scored[1:2])])
+        log.append(EVIL_FAILED, [CandidateScored(stage="source", step=0, prompt_id=scored[1].prompt_id,
+                                                 text=scored[1].text, task=task, n_examples=2,
+                                                 metrics={"accuracy": 0.5}, objective=0.5)])
+        log.append(EVIL_FAILED, [StepCompleted(stage="source", step=0, best_prompt_id=scored[1].prompt_id,
+                                               best_objective=0.5),
+                                 StageCompleted(stage="source", top_k=[scored[1].prompt_id])])
+        log.append(EVIL_FAILED, [RunFailed(error=evil("error"))])
+    body = json.dumps({"kind": "chat", "model": model, "temperature": 0.0,
+                       "messages": [["system", evil("systemmessage")], ["user", evil("usermessage")]]})
+    store = TranscriptStore(path)
+    try:
+        store.record([NewCall(call_id="call-evil-1", run_id=EVIL_RUN, seq=3, step="source:0", agent=evil("agent"),
+                              model=model, kind="chat", cache_key="k-evil", request=body, response=evil("response"),
+                              prompt_tokens=3, completion_tokens=4, latency_s=0.125, cache_hit=False, cost=0.5,
+                              error=evil("callerror")),
+                      NewCall(call_id="call-evil-2", run_id=EVIL_RUN, seq=3, step="source:0", agent=evil("agent"),
+                              model=model, kind="chat", cache_key="k-evil-2", request=body.replace("user", "usr"),
+                              response=evil("response2"), prompt_tokens=3, completion_tokens=4, latency_s=0.125,
+                              cache_hit=False, cost=0.5)])
+    finally:
+        store.close()
+    with EventLog(path) as log:
+        log.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path

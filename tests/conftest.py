@@ -65,3 +65,23 @@ def recorded(recorded_master: Path, tmp_path: Path) -> Path:
     path = tmp_path / "tprompt.db"
     shutil.copy(recorded_master, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def hostile_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database whose every text holds terminal escapes and markup (fixed ids and times)."""
+    from _tui_db import build_evil_db, deterministic
+
+    path = tmp_path_factory.mktemp("hostile") / "hostile.db"
+    with pytest.MonkeyPatch.context() as mp:
+        deterministic(mp)
+        build_evil_db(path)
+    return path
+
+
+@pytest.fixture
+def hostile(hostile_master: Path, tmp_path: Path) -> Path:
+    """A private copy of the hostile database (tests may write to it)."""
+    path = tmp_path / "hostile.db"
+    shutil.copy(hostile_master, path)
+    return path

@@ -49,3 +49,32 @@ def test_no_command_prints_raw_control_characters(tmp_path: Path) -> None:
         _assert_clean(tprompt(db, *command), " ".join(command[:1]))
     report = (tmp_path / "report" / "report.md").read_text()
     assert not [c for c in RAW if c in report]
+
+
+def test_json_output_escapes_c1_and_del(tmp_path: Path) -> None:
+    """``--json`` leaves no raw control character either: U+009B alone is a CSI to many terminals (issue 19)."""
+    from conftest import run_created
+
+    db = tmp_path / "t.db"
+    name = "n \x9b2J \x9d0;title\x07 \x7f \x1b[31m \x85"
+    with EventLog(db) as log:
+        run_id = log.create_run(run_created(name))
+    for command in (["runs", "--json"], ["show", run_id, "--json"]):
+        proc = tprompt(db, *command)
+        _assert_clean(proc, " ".join(command))
+        assert "\\u009b2J \\u009d0;title\\u0007 \\u007f \\u001b[31m \\u0085" in proc.stdout
+        data = json.loads(proc.stdout)  # the escapes decode to the same text: the data is unchanged
+        found = data[0]["name"] if isinstance(data, list) else data["name"]
+        assert found == name
+
+
+def test_report_on_a_hostile_model_name_prints_no_raw_escape(hostile: Path, tmp_path: Path) -> None:
+    """matplotlib warns on stderr about every glyph it lacks, with the raw character: titles are escaped first."""
+    from _tui_db import EVIL_RUN
+
+    out = tmp_path / "report"
+    proc = tprompt(hostile, "report", EVIL_RUN, "--out", str(out))
+    _assert_clean(proc, "report")
+    assert "Glyph" not in proc.stderr, proc.stderr
+    assert list(out.glob("*-curves.png"))  # the plot whose title names the model was drawn
+    assert "\\x1b]0;pwned-title\\x07" in (out / "report.md").read_text()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from _tui_db import DEMO_RUN, MARKUP_RUN
+from _tui_db import DEMO_RUN, EVIL_RUN, MARKUP_RUN, RAW
 
 from tprompt.tui import create_app
 from tprompt.tui.widgets import SortedTable
@@ -60,3 +60,32 @@ def test_fork_dialog(snap_compare: Any, recorded: Path) -> None:
 def test_markup_run_candidates_render_literally(snap_compare: Any, recorded: Path) -> None:
     app = create_app(recorded, MARKUP_RUN, cursor_blink=False)
     assert snap_compare(app, press=["3"], terminal_size=SIZE)
+
+
+# -- a run whose texts hold terminal escapes (issue 19, item 2): shown escaped, never sent raw ----
+
+SNAPSHOTS = Path(__file__).parent / "__snapshots__" / Path(__file__).stem
+
+
+def _no_raw_in_snapshot(name: str) -> None:
+    svg = (SNAPSHOTS / f"{name}.svg").read_text(encoding="utf-8")
+    assert not [c for c in RAW if c in svg], f"{name}.svg holds raw control characters"
+    assert "\\x1b]0;pwned-title\\x07" in svg.replace("&#160;", " ")
+
+
+def test_hostile_run_timeline(snap_compare: Any, hostile: Path) -> None:
+    app = create_app(hostile, EVIL_RUN, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=_cursor("#events", 0))
+    _no_raw_in_snapshot("test_hostile_run_timeline")
+
+
+def test_hostile_run_transcripts(snap_compare: Any, hostile: Path) -> None:
+    app = create_app(hostile, EVIL_RUN, cursor_blink=False)
+    assert snap_compare(app, press=["4"], terminal_size=SIZE)
+    _no_raw_in_snapshot("test_hostile_run_transcripts")
+
+
+def test_hostile_run_review_dialog(snap_compare: Any, hostile: Path) -> None:
+    app = create_app(hostile, EVIL_RUN, cursor_blink=False)
+    assert snap_compare(app, press=["3", "v"], terminal_size=SIZE)
+    _no_raw_in_snapshot("test_hostile_run_review_dialog")

@@ -17,17 +17,23 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
+from .._text import printable
 from ..errors import AppCrashed, ReadOnlyDatabase, TPromptError
 from ..stores import EventLog
 from ..stores.control import request_pause
+from .widgets import LiteralTitles
 
 
 #: Longest a quit waits for the runs started here to reach a safe point (seconds).
 QUIT_WAIT_S = 120.0
 
 
-class TPromptApp(App[None]):
-    """Runs browser, run view, transcripts; new run, pause, resume and fork by key."""
+class TPromptApp(LiteralTitles, App[None]):
+    """Runs browser, run view, transcripts; new run, pause, resume and fork by key.
+
+    Text from a run reaches the screen only escaped and never as markup (see
+    :mod:`tprompt.tui.widgets`): in the widgets, the titles and the notifications.
+    """
 
     CSS_PATH = "tprompt.tcss"
     TITLE = "tprompt"
@@ -95,6 +101,11 @@ class TPromptApp(App[None]):
             for runner in self.runners.values():
                 runner.request_pause()
         self.store.close()
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """A notification (they carry run names, task names and errors): escaped, never read as markup."""
+        super().notify(printable(message), title=printable(title), severity=severity, timeout=timeout, markup=False)
 
     # -- navigation -----------------------------------------------------------------
 

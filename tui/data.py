@@ -13,6 +13,7 @@ from typing import Any
 from rich.text import Text
 from typing_extensions import assert_never
 
+from .._text import printable, printable_json
 from ..errors import TPromptError
 from ..stores import EventLog, RunState, StoredEvent, fold
 from ..stores.events import (
@@ -50,8 +51,12 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 
 def one_line(text: str, width: int = 80) -> str:
-    """``text`` on one line of at most ``width`` characters."""
-    flat = " ".join(text.split())
+    """``text`` on one line of at most ``width`` characters, control characters escaped (:func:`printable`).
+
+    Escaped before flattening: ``str.split`` also breaks at CR, NEL and other controls,
+    which would otherwise vanish instead of showing.
+    """
+    flat = " ".join(printable(text).split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
@@ -221,7 +226,8 @@ def spend_text(spend: list[tuple[str, str, int, int, int, float | None]]) -> Tex
     if not spend:
         text.append("no call of this run was answered by a model (all from the cache, or none yet)\n")
         return text
-    rows = [SPEND_COLUMNS, *spend_rows(spend)]
+    # Agent, stage and model names come from the log: escaped before the columns are measured.
+    rows = [SPEND_COLUMNS, *([printable(c) for c in row] for row in spend_rows(spend))]
     widths = [max(len(r[i]) for r in rows) for i in range(len(SPEND_COLUMNS))]
     for n, row in enumerate(rows):
         cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
@@ -233,7 +239,7 @@ def spend_text(spend: list[tuple[str, str, int, int, int, float | None]]) -> Tex
 
 
 def payload_json(se: StoredEvent) -> str:
-    """The event's envelope and payload as indented JSON (for the detail pane)."""
+    """The event's envelope and payload as indented JSON (for the detail pane), with no raw control character."""
     data = {
         "run_id": se.run_id,
         "seq": se.seq,
@@ -241,7 +247,7 @@ def payload_json(se: StoredEvent) -> str:
         "event_id": se.event_id,
         "payload": se.event.model_dump(mode="json"),
     }
-    return json.dumps(data, indent=2, ensure_ascii=False)
+    return printable_json(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def state_digest(state: RunState) -> str:

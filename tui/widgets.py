@@ -1,4 +1,11 @@
-"""Widgets shared by the screens: a table sorted by our own values, the score plot, diff text."""
+"""Widgets shared by the screens: a table sorted by our own values, the score plot, diff text.
+
+Every text a run holds (names, prompts, answers, task and model names, errors) is shown
+as it is (see :mod:`tprompt.tui._literal`): never read as markup, its control characters
+made visible by the CLI's rule (:func:`tprompt._text.printable`). The table's rows,
+:class:`LiteralStatic`, :class:`LiteralInput` and the titles (:class:`LiteralTitles`) apply
+it themselves, so what they show cannot drive the terminal.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,46 @@ from typing import Any
 from rich.text import Text
 from textual.binding import Binding
 from textual.widget import Widget
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input, Static
 
+from .._text import printable
+from ._literal import LiteralText, literal
 from .data import Curve, fmt
+
+
+class LiteralTitles:
+    """Mixin for the app and its screens: a title or sub-title (the header's, the screenshot's) is shown escaped."""
+
+    def validate_title(self, title: Any) -> Any:
+        return None if title is None else printable(str(title))
+
+    def validate_sub_title(self, sub_title: Any) -> Any:
+        return None if sub_title is None else printable(str(sub_title))
+
+
+class LiteralStatic(Static):
+    """A Static whose content is always shown :func:`literal` (it holds text from a run)."""
+
+    def __init__(self, content: str | Text = "", **kwargs: Any) -> None:
+        super().__init__(literal(content), **kwargs)
+
+    def update(self, content: Any = "", *, layout: bool = True) -> None:
+        super().update(literal(content), layout=layout)
+
+
+class LiteralInput(Input):
+    """An Input that holds no control character: a value or a paste holding them shows (and keeps) them escaped.
+
+    A prompt with ESC put in it for editing reads ``\\x1b``, as everywhere else; what the
+    user submits is that visible text.
+    """
+
+    def validate_value(self, value: str) -> str:
+        return printable(value)
+
+    def replace(self, text: str, start: int, end: int) -> None:
+        # Escaped before insertion, so the cursor lands after the visible escape.
+        super().replace(printable(text), start, end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +77,10 @@ class Row:
         values = self.values() if callable(self.values) else self.values
         return values[column]
 
-    def shown(self) -> tuple[Text | str, ...]:
-        """The cells, made now if they were given as a function."""
-        return self.cells() if callable(self.cells) else self.cells
+    def shown(self) -> tuple[Text, ...]:
+        """The cells (made now if they were given as a function), each :func:`literal`."""
+        cells = self.cells() if callable(self.cells) else self.cells
+        return tuple(literal(cell) for cell in cells)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -83,9 +128,10 @@ class SortedTable(DataTable[Any]):
 
     def set_columns(self, labels: Sequence[str]) -> None:
         """(Re)define the columns; existing rows are dropped."""
-        if list(labels) == self._labels:
+        labels = [printable(label) for label in labels]  # metric names come from the log
+        if labels == self._labels:
             return
-        self._labels = list(labels)
+        self._labels = labels
         self.clear(columns=True)
         self._rows, self._order, self._offset = [], None, 0
         for i, label in enumerate(labels):
@@ -357,6 +403,9 @@ def plot_text(curves: Sequence[Curve], width: int, height: int) -> Text:
 
 def diff_text(a: str, b: str, *, a_label: str = "a", b_label: str = "b") -> Text:
     """A unified diff of two prompts, word-wrapped lines, as literal styled Text."""
+    # Escaped first: str.splitlines and str.split also break at CR, NEL and other controls,
+    # which would vanish from the diff instead of showing.
+    a, b, a_label, b_label = printable(a), printable(b), printable(a_label), printable(b_label)
     out = Text()
     lines = list(
         difflib.unified_diff(
@@ -394,4 +443,5 @@ def diff_text(a: str, b: str, *, a_label: str = "a", b_label: str = "b") -> Text
 
 
 
-__all__ = ("Row", "ScorePlot", "SortedTable", "diff_text", "plot_text")
+__all__ = ("LiteralInput", "LiteralStatic", "LiteralText", "LiteralTitles", "Row", "ScorePlot", "SortedTable", "diff_text",
+           "literal", "plot_text")

@@ -11,11 +11,12 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
-from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Input, Label, Select
 
+from ..._text import printable
 from ...errors import TPromptError
 from ..data import fmt, one_line
-from ..widgets import diff_text
+from ..widgets import LiteralInput, LiteralStatic, LiteralText, diff_text, literal
 
 
 def _task_names() -> list[str]:
@@ -86,25 +87,25 @@ class ForkScreen(_FormModal[ForkRequest | None]):
         self.preselect = preselect
 
     def compose(self) -> ComposeResult:
-        options: list[tuple[Text, str]] = [(Text(f"after event seq {self.seq}"), "seq")]
+        options: list[tuple[Text, str]] = [(LiteralText(f"after event seq {self.seq}"), "seq")]
         for pid, objective, text in self.sources:
-            options.append((Text(f"source prompt {pid} ({fmt(objective)}): {one_line(text, 50)}"), pid))
+            options.append((literal(f"source prompt {pid} ({fmt(objective)}): {one_line(text, 50)}"), pid))
         initial = self.preselect if self.preselect in {p for p, _, _ in self.sources} else "seq"
         with Vertical(id="fork-dialog", classes="dialog"):
-            yield Static(Text(f"Fork {self.run_id}", style="bold"))
+            yield LiteralStatic(LiteralText(f"Fork {self.run_id}", style="bold"))
             yield Label("fork point")
             yield Select(options, value=initial, allow_blank=False, id="fork-point")
             if not self.source_done:
-                yield Static(Text("(source prompts can be picked once the source stage is done)", style="dim"))
+                yield LiteralStatic(LiteralText("(source prompts can be picked once the source stage is done)", style="dim"))
             yield Label("target task")
-            yield Input(
+            yield LiteralInput(
                 value=self.target_task,
                 placeholder="bundled task name or path",
                 suggester=SuggestFromList(_task_names(), case_sensitive=False),
                 id="fork-target",
             )
             yield Checkbox("run the fork now", value=True, id="fork-start")
-            yield Static(id="fork-error")
+            yield LiteralStatic(id="fork-error")
             with Horizontal(classes="buttons"):
                 yield Button("Fork", variant="primary", id="fork-ok")
                 yield Button("Cancel", id="fork-cancel")
@@ -117,7 +118,7 @@ class ForkScreen(_FormModal[ForkRequest | None]):
     def _submit(self) -> None:
         target = self.query_one("#fork-target", Input).value.strip()
         if not target:
-            self.query_one("#fork-error", Static).update(Text("give a target task", style="red"))
+            self.query_one("#fork-error", LiteralStatic).update(LiteralText("give a target task", style="red"))
             return
         point = self.query_one("#fork-point", Select).value
         start = self.query_one("#fork-start", Checkbox).value
@@ -150,17 +151,17 @@ class ReviewScreen(_FormModal[ReviewDecision | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="review-dialog", classes="dialog"):
-            yield Static(Text(self.title_text, style="bold"))
-            yield Static(Text("Untick to drop a candidate; edit its text to change it. The decision is recorded "
+            yield LiteralStatic(LiteralText(self.title_text, style="bold"))
+            yield LiteralStatic(LiteralText("Untick to drop a candidate; edit its text to change it. The decision is recorded "
                               "as a step.revised event.", style="dim"))
             with VerticalScroll(id="review-fields"):
                 for i, (pid, text) in enumerate(self.candidates, 1):
-                    yield Checkbox(Text(f"{i}. keep {pid}"), value=True, id=f"review-keep-{i}")
-                    yield Input(value=text, id=f"review-text-{i}")
+                    yield Checkbox(literal(f"{i}. keep {pid}"), value=True, id=f"review-keep-{i}")
+                    yield LiteralInput(value=text, id=f"review-text-{i}")
                 yield Label("add a candidate of your own (optional)")
-                yield Input(placeholder="a prompt", id="review-add")
+                yield LiteralInput(placeholder="a prompt", id="review-add")
             yield Checkbox("resume the run now", value=True, id="review-resume")
-            yield Static(id="review-error")
+            yield LiteralStatic(id="review-error")
             with Horizontal(classes="buttons"):
                 yield Button("Accept", variant="primary", id="review-ok")
                 yield Button("Cancel", id="review-cancel")
@@ -179,11 +180,11 @@ class ReviewScreen(_FormModal[ReviewDecision | None]):
                 drop.append(i)
                 continue
             new = self.query_one(f"#review-text-{i}", Input).value
-            if new != text:
+            if new != printable(text):  # the field shows (and so holds) the text escaped
                 edit[i] = new
         added = self.query_one("#review-add", Input).value
         if any(not t.strip() for t in edit.values()):
-            self.query_one("#review-error", Static).update(Text("an edited prompt is empty: untick it to drop it",
+            self.query_one("#review-error", LiteralStatic).update(LiteralText("an edited prompt is empty: untick it to drop it",
                                                                 style="red"))
             return
         self.dismiss(ReviewDecision(tuple(drop), edit, (added,) if added.strip() else (),
@@ -235,24 +236,24 @@ class NewRunScreen(_FormModal[dict[str, Any] | None]):
     def compose(self) -> ComposeResult:
         tasks = _task_names()
         with Vertical(id="new-run-dialog", classes="dialog"):
-            yield Static(Text("New run", style="bold"))
+            yield LiteralStatic(LiteralText("New run", style="bold"))
             with VerticalScroll(id="new-run-fields"):
                 with Grid(id="new-run-grid"):
                     for key, label in FORM_FIELDS:
                         yield Label(label)
                         suggester = SuggestFromList(tasks, case_sensitive=False) if "task" in key else None
-                        yield Input(
+                        yield LiteralInput(
                             value=self.initial.get(key, ""), id=f"new-{key}", suggester=suggester, compact=True
                         )
                     yield Label("scoring mode")
                     yield Select(
-                        [(Text(m), m) for m in ("auto", "generate", "logprob")],
+                        [(LiteralText(m), m) for m in ("auto", "generate", "logprob")],
                         value=self.initial.get("mode", "auto"),
                         allow_blank=False,
                         id="new-mode",
                         compact=True,
                     )
-            yield Static(id="new-error")
+            yield LiteralStatic(id="new-error")
             with Horizontal(classes="buttons"):
                 yield Button("Start", variant="primary", id="new-ok")
                 yield Button("Cancel", id="new-cancel")
@@ -285,7 +286,7 @@ class NewRunScreen(_FormModal[dict[str, Any] | None]):
         try:
             make_config(values, where="new run")
         except TPromptError as exc:
-            self.query_one("#new-error", Static).update(Text(str(exc), style="red"))
+            self.query_one("#new-error", LiteralStatic).update(LiteralText(str(exc), style="red"))
             return
         self.dismiss(values)
 
@@ -303,14 +304,14 @@ class DiffScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="diff-dialog", classes="dialog"):
-            title = Text("diff  ", style="bold")
+            title = LiteralText("diff  ", style="bold")
             title.append(f"- {self.a[0]}", style="red")
             title.append("   ")
             title.append(f"+ {self.b[0]}", style="green")
-            yield Static(title)
+            yield LiteralStatic(title)
             with VerticalScroll():
-                yield Static(diff_text(self.a[1], self.b[1], a_label=self.a[0], b_label=self.b[0]), id="diff-body")
-            yield Static(Text("esc to close", style="dim"))
+                yield LiteralStatic(diff_text(self.a[1], self.b[1], a_label=self.a[0], b_label=self.b[0]), id="diff-body")
+            yield LiteralStatic(LiteralText("esc to close", style="dim"))
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -20,7 +20,6 @@ from textual.widgets import (
     Header,
     Input,
     Select,
-    Static,
     TabbedContent,
     TabPane,
     TextArea,
@@ -62,7 +61,7 @@ from ..data import (
     where,
 )
 from ..transcripts import Transcripts, system_prompt
-from ..widgets import Row, ScorePlot, SortedTable
+from ..widgets import LiteralInput, LiteralStatic, LiteralText, LiteralTitles, Row, ScorePlot, SortedTable, literal
 
 #: style of the event column, by event class (every class has one; a test checks)
 EVENT_STYLE: dict[type[Event], str] = {
@@ -88,7 +87,7 @@ CALL_COLUMNS = ("#", "agent", "step", "model", "kind", "tokens in", "tokens out"
 BEST_COLUMNS = ("rank", "prompt", "step", "objective", "text")
 
 
-class RunScreen(Screen[None]):
+class RunScreen(LiteralTitles, Screen[None]):
     """Everything about one run; follows it live while it grows."""
 
     BINDINGS = [
@@ -121,36 +120,36 @@ class RunScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(id="run-head")
+        yield LiteralStatic(id="run-head")
         with TabbedContent(initial="tab-timeline", id="run-tabs"):
             with TabPane("Timeline", id="tab-timeline"):
                 with Horizontal():
                     yield SortedTable(id="events")
                     with Vertical(id="event-side"):
-                        yield Static(id="replay-title")
-                        yield Static(id="replay")
+                        yield LiteralStatic(id="replay-title")
+                        yield LiteralStatic(id="replay")
                         yield TextArea(id="payload", read_only=True, soft_wrap=True, show_cursor=False)
             with TabPane("Scores", id="tab-scores"):
-                yield Static(Text("objective per step", style="bold"), classes="pane-title")
+                yield LiteralStatic(LiteralText("objective per step", style="bold"), classes="pane-title")
                 yield ScorePlot(id="plot")
-                yield Static(Text("best prompts per stage", style="bold"), classes="pane-title")
+                yield LiteralStatic(LiteralText("best prompts per stage", style="bold"), classes="pane-title")
                 yield SortedTable(id="best")
-                yield Static(id="spend")
+                yield LiteralStatic(id="spend")
             with TabPane("Candidates", id="tab-candidates"):
                 yield SortedTable(id="candidates")
                 with VerticalScroll(id="candidate-box"):
-                    yield Static(id="candidate-text")
+                    yield LiteralStatic(id="candidate-text")
             with TabPane("Transcripts", id="tab-transcripts"):
                 with Horizontal(id="call-filters"):
                     yield Select([], prompt="agent", id="call-agent")
                     yield Select([], prompt="step", id="call-step")
-                    yield Input(placeholder="search messages and responses", id="call-search")
+                    yield LiteralInput(placeholder="search messages and responses", id="call-search")
                 yield SortedTable(id="calls")
                 with VerticalScroll(id="call-box"):
-                    yield Static(id="call-detail")
+                    yield LiteralStatic(id="call-detail")
             with TabPane("Graph", id="tab-graph"):
-                yield Static(id="graph-title", classes="pane-title")
-                yield Static(id="graph-view")
+                yield LiteralStatic(id="graph-title", classes="pane-title")
+                yield LiteralStatic(id="graph-view")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -201,7 +200,7 @@ class RunScreen(Screen[None]):
         assert self.follower is not None
         app: Any = self.app
         s = self.follower.state
-        head = Text()
+        head = LiteralText()
         head.append(self.run_id, style="bold")
         head.append(f"  {s.status}", style="bold yellow" if s.status == "running" else "")
         if s.name:
@@ -226,17 +225,17 @@ class RunScreen(Screen[None]):
             head.append(line, style="italic")
         elif app.is_running_here(self.run_id):
             head.append("\nrunning here", style="italic")
-        self.query_one("#run-head", Static).update(head)
+        self.query_one("#run-head", LiteralStatic).update(head)
 
     def _event_row(self, se: Any) -> Row:
         return Row(
             key=str(se.seq),
             values=lambda: (se.seq, where(se), se.type, describe(se)),
             cells=lambda: (
-                Text(str(se.seq), justify="right", style="dim" if se.run_id != self.run_id else ""),
-                Text(where(se)),
-                Text(se.type, style=EVENT_STYLE[type(se.event)]),
-                Text(describe(se)),
+                LiteralText(str(se.seq), justify="right", style="dim" if se.run_id != self.run_id else ""),
+                LiteralText(where(se)),
+                LiteralText(se.type, style=EVENT_STYLE[type(se.event)]),
+                LiteralText(describe(se)),
             ),
         )
 
@@ -261,10 +260,10 @@ class RunScreen(Screen[None]):
         if se is None:
             return
         inherited = f" (inherited from {se.run_id})" if se.run_id != self.run_id else ""
-        self.query_one("#replay-title", Static).update(
-            Text(f"state after seq {seq}{inherited}", style="bold")
+        self.query_one("#replay-title", LiteralStatic).update(
+            LiteralText(f"state after seq {seq}{inherited}", style="bold")
         )
-        self.query_one("#replay", Static).update(Text(state_digest(self.follower.state_at(seq))))
+        self.query_one("#replay", LiteralStatic).update(LiteralText(state_digest(self.follower.state_at(seq))))
         area = self.query_one("#payload", TextArea)
         text = payload_json(se)
         if area.text != text:
@@ -283,8 +282,8 @@ class RunScreen(Screen[None]):
         title += " was written by the highlighted node" if node else " is the driver's (resume, pause, failure)"
         if live:
             title += "; it is the latest event of this running run"
-        self.query_one("#graph-title", Static).update(Text(title, style="bold"))
-        self.query_one("#graph-view", Static).update(
+        self.query_one("#graph-title", LiteralStatic).update(LiteralText(title, style="bold"))
+        self.query_one("#graph-view", LiteralStatic).update(
             graph_text(successors(transfer), node, f"seq {se.seq}" if node else ""))
 
     def _show_scores(self) -> None:
@@ -297,8 +296,8 @@ class RunScreen(Screen[None]):
                 Row(
                     key=f"{label}|{sp.prompt_id}",
                     values=(label, sp.prompt_id, sp.step, sp.objective, sp.text),
-                    cells=(Text(label), Text(sp.prompt_id), Text(str(sp.step)), Text(fmt(sp.objective)),
-                           Text(one_line(sp.text, 200))),
+                    cells=(LiteralText(label), LiteralText(sp.prompt_id), LiteralText(str(sp.step)), LiteralText(fmt(sp.objective)),
+                           LiteralText(one_line(sp.text, 200))),
                 )
             )
         self.query_one("#best", SortedTable).set_rows(rows)
@@ -307,7 +306,7 @@ class RunScreen(Screen[None]):
         """Calls answered by a model, per agent and stage, with tokens and USD (as `tprompt show`)."""
         assert self.transcripts is not None
         spend = self.transcripts.store.spend([self.run_id])
-        self.query_one("#spend", Static).update(spend_text(spend))
+        self.query_one("#spend", LiteralStatic).update(spend_text(spend))
 
     def _show_candidates(self) -> None:
         assert self.follower is not None
@@ -329,11 +328,11 @@ class RunScreen(Screen[None]):
         values = (s.stage, s.step, s.prompt_id, s.task, s.rung, s.n_examples,
                   *(s.metrics.get(m) for m in metrics), s.objective, s.text)
         return Row(key=str(s.seq), values=values, cells=lambda: (
-            Text(s.stage), Text(str(s.step)), Text(s.prompt_id), Text(s.task),
-            Text(str(s.rung) + ("x" if s.eliminated else "")), Text(str(s.n_examples)),
-            *(Text(fmt(s.metrics.get(m)), justify="right") for m in metrics),
-            Text(fmt(s.objective), justify="right", style="bold"),
-            Text(one_line(s.text, 60)),
+            LiteralText(s.stage), LiteralText(str(s.step)), LiteralText(s.prompt_id), LiteralText(s.task),
+            LiteralText(str(s.rung) + ("x" if s.eliminated else "")), LiteralText(str(s.n_examples)),
+            *(LiteralText(fmt(s.metrics.get(m)), justify="right") for m in metrics),
+            LiteralText(fmt(s.objective), justify="right", style="bold"),
+            LiteralText(one_line(s.text, 60)),
         ))
 
     def _candidate_under_cursor(self) -> Any:
@@ -347,10 +346,10 @@ class RunScreen(Screen[None]):
         s = self._candidate_under_cursor()
         if s is None:
             return
-        text = Text()
+        text = LiteralText()
         text.append(f"{s.prompt_id} ({s.stage} step {s.step}, {s.task})\n", style="bold")
         text.append(s.text)
-        self.query_one("#candidate-text", Static).update(text)
+        self.query_one("#candidate-text", LiteralStatic).update(text)
 
     # -- transcripts ------------------------------------------------------------------------
 
@@ -359,7 +358,7 @@ class RunScreen(Screen[None]):
         for sel_id, values in (("#call-agent", self.transcripts.agents()), ("#call-step", self.transcripts.steps())):
             select = self.query_one(sel_id, Select)
             current = select.value
-            options = [(Text(v), v) for v in values]
+            options = [(literal(v), v) for v in values]
             if [v for _, v in options] != getattr(select, "_tp_values", None):
                 select._tp_values = [v for _, v in options]  # type: ignore[attr-defined]
                 with select.prevent(Select.Changed):
@@ -395,11 +394,11 @@ class RunScreen(Screen[None]):
                     values=(number, r.agent, r.step or "", r.model, r.kind, r.prompt_tokens, r.completion_tokens,
                             r.latency_s, r.cache_hit),
                     cells=(
-                        Text(str(number), justify="right"), Text(r.agent), Text(r.step or ""), Text(r.model),
-                        Text(r.kind), Text(str(r.prompt_tokens if r.prompt_tokens is not None else "-"), justify="right"),
-                        Text(str(r.completion_tokens if r.completion_tokens is not None else "-"), justify="right"),
-                        Text(f"{r.latency_s:.3f}", justify="right"),
-                        Text("hit" if r.cache_hit else "miss", style="green" if r.cache_hit else "yellow"),
+                        LiteralText(str(number), justify="right"), LiteralText(r.agent), LiteralText(r.step or ""), LiteralText(r.model),
+                        LiteralText(r.kind), LiteralText(str(r.prompt_tokens if r.prompt_tokens is not None else "-"), justify="right"),
+                        LiteralText(str(r.completion_tokens if r.completion_tokens is not None else "-"), justify="right"),
+                        LiteralText(f"{r.latency_s:.3f}", justify="right"),
+                        LiteralText("hit" if r.cache_hit else "miss", style="green" if r.cache_hit else "yellow"),
                     ),
                 )
             )
@@ -416,12 +415,12 @@ class RunScreen(Screen[None]):
     def _show_call_detail(self) -> None:
         assert self.transcripts is not None
         row = self._call_under_cursor()
-        box = self.query_one("#call-detail", Static)
+        box = self.query_one("#call-detail", LiteralStatic)
         if row is None:
-            box.update(Text("no calls" if not self.transcripts.rows else "no call matches the filter", style="dim"))
+            box.update(LiteralText("no calls" if not self.transcripts.rows else "no call matches the filter", style="dim"))
             return
         detail = self.transcripts.detail(row)
-        text = Text()
+        text = LiteralText()
         text.append(f"call {row.call_id}  {row.agent}  {row.model}  step {row.step or '-'}", style="bold")
         text.append(
             f"\ntokens {row.prompt_tokens} in / {row.completion_tokens} out  latency {row.latency_s:.3f}s  "
@@ -582,7 +581,7 @@ class RunScreen(Screen[None]):
 
 def _highlighted(content: str, needle: str) -> Text:
     """``content`` as literal Text with every (case-insensitive) occurrence of ``needle`` highlighted."""
-    text = Text(content)
+    text = literal(content)
     if needle:
         text.highlight_words([needle], style="black on yellow", case_sensitive=False)
     return text

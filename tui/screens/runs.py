@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Footer, Header, Input
 
 from ...errors import TPromptError
 from ..data import RunsModel, RunSummary, fmt, one_line
-from ..widgets import Row, SortedTable
+from ..widgets import (
+    LiteralInput,
+    LiteralStatic,
+    LiteralText,
+    LiteralTitles,
+    Row,
+    SortedTable,
+)
 
 COLUMNS = ("run", "name", "status", "source", "target", "models", "best", "created", "parent")
 
@@ -38,20 +44,20 @@ def summary_row(s: RunSummary) -> Row:
             s.best_objective, s.created_at, s.parent_run_id or "",
         ),
         cells=(
-            Text(s.run_id, style="bold"),
-            Text(s.name or ""),
-            Text(s.status, style=_STATUS_STYLE.get(s.status, "")),
-            Text(", ".join(s.source_tasks) or "-"),
-            Text(s.target_task if s.error is None else one_line(s.error, 60)),
-            Text(s.models),
-            Text(best, justify="right"),
-            Text(created),
-            Text(parent),
+            LiteralText(s.run_id, style="bold"),
+            LiteralText(s.name or ""),
+            LiteralText(s.status, style=_STATUS_STYLE.get(s.status, "")),
+            LiteralText(", ".join(s.source_tasks) or "-"),
+            LiteralText(s.target_task if s.error is None else one_line(s.error, 60)),
+            LiteralText(s.models),
+            LiteralText(best, justify="right"),
+            LiteralText(created),
+            LiteralText(parent),
         ),
     )
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(LiteralTitles, Screen[None]):
     """A table of runs; Enter opens one. Polls the database for new runs and events."""
 
     BINDINGS = [
@@ -69,9 +75,9 @@ class RunsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter runs (id, task, model, status...)  /", id="runs-filter")
+        yield LiteralInput(placeholder="filter runs (id, task, model, status...)  /", id="runs-filter")
         yield SortedTable(id="runs-table", sort_column=7, reverse=True)
-        yield Static(id="runs-count")
+        yield LiteralStatic(id="runs-count")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -106,7 +112,7 @@ class RunsScreen(Screen[None]):
         shown = [s for s in self.summaries if s.matches(needle)]
         self.query_one(SortedTable).set_rows([summary_row(s) for s in shown])
         count = f"{len(shown)} of {len(self.summaries)} runs" if needle else f"{len(self.summaries)} runs"
-        self.query_one("#runs-count", Static).update(Text(count, style="dim"))
+        self.query_one("#runs-count", LiteralStatic).update(LiteralText(count, style="dim"))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "runs-filter":
