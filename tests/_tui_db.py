@@ -190,5 +190,5 @@ def build_evil_db(path: Path) -> Path:
     finally:
         store.close()
     with EventLog(path) as log:
-        log.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        log._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return path

@@ -34,11 +34,11 @@ FIRST_CONFIG = {
 def _insert_run(log: EventLog, run_id: str, payload: dict) -> None:
     """A run.created row written the way an older tprompt wrote it, bypassing the library."""
     stamp = "2025-01-01T00:00:00+00:00"
-    log.conn.execute(
+    log._conn.execute(
         "INSERT INTO runs (run_id, parent_run_id, parent_seq, status, name, created_at, updated_at)"
         " VALUES (?, NULL, NULL, 'created', NULL, ?, ?)", (run_id, stamp, stamp),
     )
-    log.conn.execute(
+    log._conn.execute(
         "INSERT INTO events (run_id, seq, event_id, type, schema_version, payload, created_at)"
         " VALUES (?, 1, ?, 'run.created', 1, ?, ?)", (run_id, f"{run_id}:created", json.dumps(payload), stamp),
     )
@@ -78,7 +78,7 @@ def test_the_stored_config_is_the_json_object_old_readers_expect(log: EventLog) 
     config = RunConfig.model_validate({"proposer": "fake", "scorer": "fake", "prices": {"fake": (1.0, 2.0)}, "steps": 4})
     run_id = log.create_run(run_created().model_copy(update={"config": config}))
     fork = log.fork(run_id, 1, config=config.model_copy(update={"seed": 9}), target_task="medqa")
-    rows = log.conn.execute("SELECT type, schema_version, payload FROM events ORDER BY rowid").fetchall()
+    rows = log._conn.execute("SELECT type, schema_version, payload FROM events ORDER BY rowid").fetchall()
     assert [(t, v) for t, v, _ in rows] == [("run.created", 1), ("run.forked", 1)]
     created, forked = (json.loads(p) for _, _, p in rows)
     # Exactly what create_run stored when the field was a dict: config.model_dump(mode="json").
