@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import ConfigError
+from ..models.backend import DEFAULT_REQUEST_TIMEOUT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,6 +91,11 @@ class RunConfig(BaseModel):
     )
     seed: int = Field(0, description="Seed of example sampling and of the proposer's sampling.")
     concurrency: int = Field(4, ge=1, le=64, description="Candidates scored at once on API backends.")
+    request_timeout: float = Field(
+        DEFAULT_REQUEST_TIMEOUT, gt=0, le=86_400,
+        description="Seconds to wait for one request to a served (API) model before it is retried; "
+        "a timed-out request is retried like a 503, then the run fails (resumably).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:

@@ -17,6 +17,8 @@ _WHERE = {
     "ChatBackend": ".backend",
     "get_model": ".backend",
     "BackendChatModel": ".chat_model",
+    "CallsAbandoned": ".recorder",
+    "DEFAULT_REQUEST_TIMEOUT": ".backend",
     "Recorder": ".recorder",
     "cache_key": ".recorder",
     "chat_request_body": ".recorder",

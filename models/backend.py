@@ -5,6 +5,13 @@ A spec string picks the backend: ``smollm2`` (embedded default),
 ``init_chat_model`` (``openai:gpt-4o-mini``, ``anthropic:...``,
 ``ollama:...``), or ``fake[:seed=N,delay=S]``. Each spec is loaded once per
 process and shared.
+
+What is shared is what is costly or answers for the model itself: loaded
+weights, an API client and its connections, a probe's result. What a run
+chooses (requests in flight, how long to wait for one, when to stop waiting)
+lives in a per-run view (:meth:`ChatBackend.for_run`), made fresh for each run
+and never stored in the registry, so several runs in one process (the TUI) do
+not overwrite each other's settings.
 """
 
 from __future__ import annotations
@@ -22,6 +29,10 @@ if TYPE_CHECKING:  # langchain loads only when a langchain face is asked for
     from langchain_core.language_models import BaseChatModel
 
 DEFAULT_MODEL = "smollm2"
+#: Seconds to wait for one served request (an API call) before it counts as failed and is retried.
+#: A slow self-hosted model on a CPU writes a few tokens a second, and a server that takes one
+#: request at a time queues the others: 256 tokens behind a queue of a few fit in this.
+DEFAULT_REQUEST_TIMEOUT = 180.0
 
 
 class ChatBackend(abc.ABC):
@@ -61,6 +72,26 @@ class ChatBackend(abc.ABC):
     def count_tokens(self, text: str) -> int:
         """Token count of ``text`` when the backend reports none (a word count by default)."""
         return len(text.split())
+
+    def for_run(
+        self,
+        *,
+        concurrency: int | None = None,
+        request_timeout: float | None = None,
+        abandoned: Callable[[], bool] | None = None,
+    ) -> ChatBackend:
+        """This backend as one run uses it: its own requests in flight, request timeout and abandon check.
+
+        The shared backend is not changed. A local backend has none of these
+        settings (it answers in this process, batch by batch) and returns itself.
+
+        Args:
+            concurrency: requests in flight at once for this run.
+            request_timeout: seconds to wait for one request before it counts as timed out.
+            abandoned: True once the run no longer wants answers (it is pausing):
+                the recorder then stops waiting for the requests in flight.
+        """
+        return self
 
     @property
     def chat_model(self) -> BaseChatModel:
@@ -130,13 +161,22 @@ _models: dict[tuple[str, str | None], ChatBackend] = {}
 _models_lock = threading.Lock()
 
 
-def get_model(spec: str = DEFAULT_MODEL, *, base_url: str | None = None, concurrency: int | None = None) -> ChatBackend:
+def get_model(
+    spec: str = DEFAULT_MODEL,
+    *,
+    base_url: str | None = None,
+    concurrency: int | None = None,
+    request_timeout: float | None = None,
+    abandoned: Callable[[], bool] | None = None,
+) -> ChatBackend:
     """The backend for ``spec``, loaded on first use and shared afterwards.
 
     ``base_url`` points a ``<provider>:<model>`` spec at a server of its own
     (an OpenAI-compatible ``.../v1``); without it ``openai:`` specs read
-    ``OPENAI_BASE_URL``. ``concurrency`` bounds an API backend's requests in
-    flight (local backends ignore it).
+    ``OPENAI_BASE_URL``. Given any of ``concurrency`` (requests in flight),
+    ``request_timeout`` (seconds per request) or ``abandoned`` (see
+    :meth:`ChatBackend.for_run`), the answer is a new view of the shared
+    backend with those settings; the shared backend keeps its own.
 
     Raises:
         UnknownModel: the spec names no backend.
@@ -161,10 +201,9 @@ def get_model(spec: str = DEFAULT_MODEL, *, base_url: str | None = None, concurr
         if model is None:
             model = _load(spec, base_url)
             _models[(spec, base_url)] = model
-        # On the class: asking a LazyBackend instance would load its weights.
-        if concurrency is not None and hasattr(type(model), "concurrency"):
-            model.concurrency = concurrency
+    if concurrency is None and request_timeout is None and abandoned is None:
         return model
+    return model.for_run(concurrency=concurrency, request_timeout=request_timeout, abandoned=abandoned)
 
 
 def _load(spec: str, base_url: str | None = None) -> ChatBackend:
