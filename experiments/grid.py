@@ -61,6 +61,9 @@ class ModelPair(BaseModel):
     proposer: str = Field("smollm2", description="Model spec that writes candidate prompts.")
     scorer: str | None = Field(None, description="Model spec that answers the questions (default: the proposer).")
     base_url: str | None = Field(None, description="OpenAI-compatible server of this row's API specs (run.base_url).")
+    request_timeout: float | None = Field(
+        None, gt=0, le=86_400, description="Seconds per request to this row's served models (run.request_timeout)."
+    )
 
     @property
     def scorer_spec(self) -> str:
@@ -258,6 +261,7 @@ def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Exp
                     proposer=model.proposer,
                     scorer=model.scorer_spec,
                     **({"base_url": model.base_url} if model.base_url else {}),
+                    **({"request_timeout": model.request_timeout} if model.request_timeout is not None else {}),
                     seed=seed,
                     transfer=arm == "transfer",
                     scorer_budget=cell.budget,
