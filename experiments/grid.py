@@ -283,12 +283,21 @@ def record_experiment(log: EventLog, experiment: Experiment) -> Experiment:
     """
     config_json = json.dumps(experiment.config.model_dump(mode="json"), sort_keys=True)
     exp_id, stored = experiments_table.record(log, experiment.name, config_json)
-    if json.loads(stored) != json.loads(config_json):
+    if _normalized(stored) != json.loads(config_json):
         raise ConfigError(
             f"experiment {experiment.name!r} already exists in {log.path} with a different config",
             hint="give the changed grid a new `name` (finished cells are found by name)",
         )
     return Experiment(experiment.config, experiment.cells, experiment.runs, exp_id)
+
+
+def _normalized(config_json: str) -> Any:
+    """A stored grid with today's defaults filled in: one recorded before a key was added is the same grid."""
+    data = json.loads(config_json)
+    try:
+        return ExperimentConfig(**data).model_dump(mode="json")
+    except ValidationError:
+        return data
 
 
 def list_experiments(log: EventLog) -> list[tuple[str, str, str]]:

@@ -23,13 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from stub_openai import StubServer, stub  # noqa: F401  (the fixture)
+import stub_openai
+from stub_openai import StubServer
 from tprompt.graph import Runner, create_run, make_config
 from tprompt.graph.api import comparable_events
 from tprompt.models import ChatRequest, Recorder, get_model
 from tprompt.stores import EventLog
 
 pytest.importorskip("langchain_openai")
+
+stub = stub_openai.stub  # the fixture
 
 SPEC = "openai:stub"
 #: Bounds on waits for state (a process exit, a request arriving); none is a sleep.
@@ -127,7 +130,7 @@ def test_a_run_hanging_on_its_server_pauses_within_seconds_and_resumes_to_the_sa
         else:
             done = tprompt(db, "pause", run_id_of(db))
             assert done.returncode == 0, done.stderr
-        out, err = proc.communicate(timeout=EXIT_S)
+        _out, err = proc.communicate(timeout=EXIT_S)
         took = time.monotonic() - asked
     finally:
         if proc.poll() is None:
@@ -171,3 +174,23 @@ def test_two_runs_in_one_process_keep_their_own_concurrency(stub, tmp_path: Path
                 assert server.max_in_flight == n
         server.gather = 0
         assert runs[1].run().status == "completed"
+
+
+def test_request_timeout_of_a_grid_row_reaches_its_runs_and_an_older_grid_stays_the_same(tmp_path: Path) -> None:
+    import json
+
+    from tprompt.experiments.grid import plan_experiment, record_experiment
+    from tprompt.stores import experiments as experiments_table
+
+    grid = {"name": "g", "models": [{"proposer": "fake", "request_timeout": 900}], "targets": ["arc_challenge"],
+            "run": {"steps": 1, "candidates": 2, "top_k": 1, "examples": 3, "test_examples": 3}}
+    planned = plan_experiment(grid)
+    assert {r.config.request_timeout for r in planned.runs} == {900.0}
+    # A grid recorded before model rows had request_timeout is the same grid, not "a different config".
+    plain = plan_experiment({**grid, "models": ["fake"]})
+    with EventLog(tmp_path / "t.db") as log:
+        recorded = plain.config.model_dump(mode="json")
+        for row in recorded["models"]:
+            del row["request_timeout"]
+        experiments_table.record(log, "g", json.dumps(recorded, sort_keys=True))
+        assert record_experiment(log, plain).experiment_id
