@@ -82,7 +82,7 @@ def eval_cmd(
     Example: tprompt eval --task mmlu/anatomy --prompt "Answer carefully." --model fake -n 10
     """
     # Validate everything before touching the database: a bad input writes nothing.
-    model = model or DEFAULT_MODEL
+    model = DEFAULT_MODEL if model is None else model
     check_model_options(concurrency, request_timeout)
     text = _read_prompt(prompt, prompt_file)
     if mode not in ("auto", "generate", "logprob"):
