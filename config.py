@@ -20,6 +20,11 @@ from .errors import ConfigError
 
 DEFAULT_ORIGINAL_PROMPT = "Answer the question."
 
+#: Seconds to wait for one served request (an API call) before it counts as failed and is retried.
+#: A slow self-hosted model on a CPU writes a few tokens a second, and a server that takes one
+#: request at a time queues the others: 256 tokens behind a queue of a few fit in this.
+DEFAULT_REQUEST_TIMEOUT = 180.0
+
 Mode = Literal["auto", "generate", "logprob"]
 Budget = Literal["full", "racing"]
 
@@ -86,6 +91,11 @@ class RunConfig(BaseModel):
     )
     seed: int = Field(0, description="Seed of example sampling and of the proposer's sampling.")
     concurrency: int = Field(4, ge=1, le=64, description="Candidates scored at once on API backends.")
+    request_timeout: float = Field(
+        DEFAULT_REQUEST_TIMEOUT, gt=0, le=86_400,
+        description="Seconds to wait for one request to a served (API) model before it is retried; "
+        "a timed-out request is retried like a 503, then the run fails (resumably).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:

@@ -16,6 +16,13 @@ from ..graph.config import DEFAULT_ORIGINAL_PROMPT as DEFAULT_PROMPT
 from ..metric_specs import METRICS
 from ..prompt_file import read_prompt_file
 from ._common import JSON_OPTION, SafeConsole, err, fmt_num, out, print_json, settings, shorten
+from ._model_options import (
+    BASE_URL_OPTION,
+    CONCURRENCY_OPTION,
+    MODEL_OPTION,
+    REQUEST_TIMEOUT_OPTION,
+    check_model_options,
+)
 
 DEFAULT_MODEL = "smollm2"
 
@@ -48,7 +55,10 @@ def eval_cmd(
     task: str = typer.Option(..., "--task", "-t", help="Bundled task name (see `tprompt tasks`) or a path to your own task (JSONL, CSV or folder)."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help=f"The prompt to evaluate (the scorer's system message). Default: the original prompt of a run, {DEFAULT_PROMPT!r}."),
     prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="Read the prompt from this file instead (text, or a `tprompt export` JSON file)."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Scorer model spec: smollm2, hf:<dir or id>, openai:<model>, fake, ..."),
+    model: Optional[str] = MODEL_OPTION,
+    base_url: Optional[str] = BASE_URL_OPTION,
+    concurrency: Optional[int] = CONCURRENCY_OPTION,
+    request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
     mode: str = typer.Option("auto", "--mode", help="auto (logprob where the task and model allow, as in `run`), generate (verbalized answer and confidence) or logprob (option probabilities; multiple-choice tasks)."),
     examples: int = typer.Option(20, "--examples", "-n", help="How many examples to score (drawn with --seed)."),
     split: str = typer.Option("test", "--split", help="train or test."),
@@ -63,6 +73,8 @@ def eval_cmd(
     Example: tprompt eval --task mmlu/anatomy --prompt "Answer carefully." --model fake -n 10
     """
     # Validate everything before touching the database: a bad input writes nothing.
+    model = DEFAULT_MODEL if model is None else model
+    check_model_options(concurrency, request_timeout)
     text = _read_prompt(prompt, prompt_file)
     if mode not in ("auto", "generate", "logprob"):
         raise UsageError(f"unknown --mode {mode!r}", hint="use auto, generate or logprob")
@@ -77,7 +89,7 @@ def eval_cmd(
         check_mode(mode, the_task)
     from ..models import Recorder, get_model
 
-    backend = get_model(model)
+    backend = get_model(model, base_url=base_url, concurrency=concurrency, request_timeout=request_timeout)
     mode = resolve_mode(mode, the_task, backend)
     check_mode(mode, the_task, backend)
     rows = the_task.sample(examples, split=split, seed=seed)

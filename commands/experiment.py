@@ -21,6 +21,7 @@ from ..experiments.grid import (
 )
 from ..stores import EventLog, RunState
 from ._common import JSON_OPTION, err, open_log, out, prepare_output_dir, print_json
+from ._model_options import CONCURRENCY_OPTION, REQUEST_TIMEOUT_OPTION, check_model_options
 from .run import execute as execute_run
 
 
@@ -37,12 +38,13 @@ def _cell_row(cell_run: CellRun, state: RunState | None) -> dict[str, Any]:
     }
 
 
-def _execute_with_progress(json_: bool):
+def _execute_with_progress(json_: bool, concurrency: int | None = None, request_timeout: float | None = None):
     def execute(log: EventLog, run_id: str, cell_run: CellRun, index: int, total: int) -> RunState:
         if not json_:
             err.print(f"[{index}/{total}] {cell_run.cell.key}  {ARM_LABELS[cell_run.arm]}  seed {cell_run.seed}  ({run_id})")
         return execute_run(
-            log, run_id, json_=json_, on_pause="pausing: rerun the same `tprompt experiment` command to continue"
+            log, run_id, json_=json_, on_pause="pausing: rerun the same `tprompt experiment` command to continue",
+            concurrency=concurrency, request_timeout=request_timeout,
         )
 
     return execute
@@ -52,6 +54,8 @@ def experiment(
     ctx: typer.Context,
     config: Path = typer.Argument(..., help="Experiment file (TOML, YAML or JSON): the grid to run."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and list the runs without running anything."),
+    concurrency: Optional[int] = CONCURRENCY_OPTION,
+    request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
     json_: bool = JSON_OPTION,
 ) -> None:
     """Run a grid of Transfer-Prompting runs against the original prompt and target-only optimization.
@@ -60,9 +64,12 @@ def experiment(
     Transfer-Prompting run with the same budget of training scorer calls; each is a normal run in
     the database. Rerunning the same command resumes: finished runs are skipped, unfinished ones
     continue where they stopped. Then `tprompt report NAME` writes the tables and plots.
+    The models are the file's; --concurrency and --request-timeout override how they are
+    called in this execution (in the file: run.concurrency, run.request_timeout, or per model row).
 
     Example: tprompt experiment examples/experiment-smollm2.toml
     """
+    check_model_options(concurrency, request_timeout)
     planned = plan_experiment(load_experiment_file(config), where=str(config))
     if dry_run:
         rows = [_cell_row(r, None) | {"name": r.name} for r in planned.runs]
@@ -80,7 +87,7 @@ def experiment(
     with open_log(ctx, readonly=False) as log:
         if not json_:
             err.print(f"experiment {planned.name}: {len(planned.runs)} runs in {log.path}")
-        recorded, _visited = run_experiment(log, planned, execute=_execute_with_progress(json_), on_skip=skipped)
+        recorded, _visited = run_experiment(log, planned, execute=_execute_with_progress(json_, concurrency, request_timeout), on_skip=skipped)
         states = [(r, _state_of(log, r)) for r in recorded.runs]
     done = sum(1 for _, s in states if s is not None and s.status == "completed")
     if json_:

@@ -14,6 +14,13 @@ import typer
 from ..errors import StoreError
 from ..graph import fork_run
 from ._common import JSON_OPTION, err, open_log, out, print_json, settings
+from ._model_options import (
+    BASE_URL_OPTION,
+    CONCURRENCY_OPTION,
+    MODEL_OPTION,
+    REQUEST_TIMEOUT_OPTION,
+    check_model_options,
+)
 from .run import execute, report
 
 
@@ -30,9 +37,12 @@ def fork(
     candidates: Optional[int] = typer.Option(None, "--candidates", help="Candidates per step."),
     examples: Optional[int] = typer.Option(None, "--examples", help="Training examples per candidate score."),
     test_examples: Optional[int] = typer.Option(None, "--test-examples", help="Held-out examples in the final table."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model spec for both proposer and scorer."),
+    model: Optional[str] = MODEL_OPTION,
     proposer: Optional[str] = typer.Option(None, "--proposer", help="Model spec of the proposer."),
     scorer: Optional[str] = typer.Option(None, "--scorer", help="Model spec of the scorer."),
+    base_url: Optional[str] = BASE_URL_OPTION,
+    concurrency: Optional[int] = CONCURRENCY_OPTION,
+    request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
     no_start: bool = typer.Option(False, "--no-start", help="Only create the fork; run it later with `tprompt resume`."),
     json_: bool = JSON_OPTION,
 ) -> None:
@@ -40,6 +50,7 @@ def fork(
 
     Example: tprompt fork r-1a2b3c --from-prompt p-9f8e --target medqa_usmle --steps 3
     """
+    check_model_options(concurrency, request_timeout)
     path = settings(ctx).db_path
     # Opening a missing file for writing would create an empty database.
     if not path.exists():
@@ -50,6 +61,7 @@ def fork(
     for key, value in (
         ("target_task", target), ("steps", steps), ("target_steps", target_steps), ("candidates", candidates),
         ("examples", examples), ("test_examples", test_examples), ("proposer", proposer), ("scorer", scorer),
+        ("base_url", base_url), ("concurrency", concurrency), ("request_timeout", request_timeout),
     ):
         if value is not None:
             overrides[key] = value

@@ -9,10 +9,11 @@ from rich.table import Table
 from rich.text import Text
 
 from .._text import printable
-
+from ..errors import UsageError
 from ..stores import RunState
 from ..stores.summary import run_summaries
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, settings, shorten
+from ._model_options import CONCURRENCY_OPTION, REQUEST_TIMEOUT_OPTION, check_model_options
 
 
 def runs(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
@@ -125,18 +126,23 @@ def replay(
         help="Re-execute the run from its config in a scratch copy of the database (same LLM cache) "
         "and check that it produces the same events. The database is not written.",
     ),
+    concurrency: Optional[int] = CONCURRENCY_OPTION,
+    request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
     json_: bool = JSON_OPTION,
 ) -> None:
     """Show a run's state as it was after any event: stage, step, history, best prompts.
 
     Example: tprompt replay r-1a2b3c --to 12
     """
+    check_model_options(concurrency, request_timeout)
+    if (concurrency is not None or request_timeout is not None) and not rerun:
+        raise UsageError("--concurrency and --request-timeout apply to --rerun only", hint="add --rerun")
     if rerun:
         from ..graph import rerun_check
 
         with open_log(ctx) as log:
             run_id = log.resolve(run)
-            same, why = rerun_check(log, run_id)
+            same, why = rerun_check(log, run_id, concurrency=concurrency, request_timeout=request_timeout)
         if json_:
             print_json({"run_id": run_id, "same": same, "detail": why})
         else:

@@ -20,6 +20,13 @@ from ..stores.events import ROLES
 from ..prompt_file import read_prompt_file
 from ..stores.control import request_pause
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
+from ._model_options import (
+    BASE_URL_OPTION,
+    CONCURRENCY_OPTION,
+    MODEL_OPTION,
+    REQUEST_TIMEOUT_OPTION,
+    check_model_options,
+)
 from ._progress import RunProgress
 
 METRICS = METRIC_NAMES
@@ -33,16 +40,20 @@ def execute(
     json_: bool,
     on_pause: str = "pausing: the work in flight is abandoned, its model calls stay cached (Ctrl-C again to quit now)",
     max_cost: float | None = None,
+    concurrency: int | None = None,
+    request_timeout: float | None = None,
 ) -> RunState:
     """Run or continue ``run_id`` in this process with progress and Ctrl-C = pause.
 
     ``on_pause`` is what the first Ctrl-C (or SIGTERM) prints on stderr;
-    ``max_cost`` (USD) pauses the run once its paid calls reach it.
+    ``max_cost`` (USD) pauses the run once its paid calls reach it;
+    ``concurrency`` and ``request_timeout`` override the run's settings for this execution.
 
     Raises:
         RunBusy: another live process runs it (nothing is written: the runner takes the run's lease first).
     """
-    runner = Runner(log, run_id, max_cost=max_cost)  # it also honours `tprompt pause RUN`
+    # The runner takes the run's lease and honours `tprompt pause RUN`, even while model calls hang.
+    runner = Runner(log, run_id, max_cost=max_cost, concurrency=concurrency, request_timeout=request_timeout)
     progress = RunProgress(enabled=err.is_terminal and not json_, plain=not json_)
     interrupts = 0
 
@@ -154,7 +165,7 @@ def run(
     ctx: typer.Context,
     source: Optional[list[str]] = typer.Option(None, "--source", metavar="TASK", help="Source task, a name or a path (repeat for several). Default: ai2_science."),
     target: Optional[str] = typer.Option(None, "--target", metavar="TASK", help="Target task, a name or a path. Default: arc_challenge."),
-    model: Optional[str] = typer.Option(None, "--model", metavar="SPEC", help="Model spec for both proposer and scorer. Default: smollm2."),
+    model: Optional[str] = MODEL_OPTION,
     proposer: Optional[str] = typer.Option(None, "--proposer", metavar="SPEC", help="Model spec of the reference LLM that writes prompts. Default: --model."),
     scorer: Optional[str] = typer.Option(None, "--scorer", metavar="SPEC", help="Model spec of the scorer LLM. Default: --model."),
     steps: Optional[int] = typer.Option(None, "--steps", metavar="N", help=f"Optimization steps per stage. Default: {_default('steps')}."),
@@ -168,11 +179,9 @@ def run(
     prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", metavar="FILE", help="Read the original prompt from a text file or a `tprompt export` JSON file."),
     seed: Optional[int] = typer.Option(None, "--seed", metavar="S", help=f"Seed of sampling. Default: {_default('seed')}."),
     name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="A label for the run."),
-    base_url: Optional[str] = typer.Option(
-        None, "--base-url", help="API root of an OpenAI-compatible server for openai:MODEL specs, e.g. "
-        "http://127.0.0.1:8000/v1 (default: OPENAI_BASE_URL). No key needed for a local server."
-    ),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Requests in flight at once to an API model."),
+    base_url: Optional[str] = BASE_URL_OPTION,
+    concurrency: Optional[int] = CONCURRENCY_OPTION,
+    request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: pause the run when its paid model calls reach this."),
     review: bool = typer.Option(False, "--review", help="Pause before each proposed step is scored, for `tprompt review`."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML or JSON file of run settings (options override it)."),
@@ -186,6 +195,7 @@ def run(
     Example: tprompt run --source bbh/navigate --target bbh/web_of_lies --model fake --steps 3
     """
     _check_max_cost(max_cost)
+    check_model_options(concurrency, request_timeout)
     if prompt_file is not None:
         if prompt is not None:
             raise UsageError("give either --prompt or --prompt-file, not both")
@@ -198,7 +208,7 @@ def run(
             source_tasks=source, target_task=target, proposer=proposer, scorer=scorer, steps=steps,
             candidates=candidates, top_k=top_k, examples=examples, test_examples=test_examples, mode=mode,
             budget=budget, original_prompt=prompt, seed=seed, name=name, base_url=base_url, concurrency=concurrency,
-            review=review or None,
+            request_timeout=request_timeout, review=review or None,
         )
     )
     cfg = make_config(values, where=str(config) if config else "options")
@@ -235,15 +245,19 @@ def resume(
     ctx: typer.Context,
     run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: pause again when the run's paid calls reach this."),
+    concurrency: Optional[int] = CONCURRENCY_OPTION,
+    request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
     json_: bool = JSON_OPTION,
 ) -> None:
     """Continue a paused, failed or killed run from its last committed event.
 
-    Model calls it already made come from the cache for free.
+    Model calls it already made come from the cache for free. Its models are the
+    ones its config names; --concurrency and --request-timeout change how they are called.
 
-    Example: tprompt resume r-1a2b3c
+    Example: tprompt resume r-1a2b3c --request-timeout 600
     """
     _check_max_cost(max_cost)
+    check_model_options(concurrency, request_timeout)
     with open_log(ctx, readonly=False) as log:
         run_id = log.resolve(run)
         state = log.state(run_id)
@@ -253,7 +267,8 @@ def resume(
             raise UsageError(f"run {run_id} is waiting for a review of its {state.stage} step {state.in_flight} "
                              "candidates", hint=f"see them with tprompt review {run_id}, then decide with --accept")
         else:
-            state = execute(log, run_id, json_=json_, max_cost=max_cost)
+            state = execute(log, run_id, json_=json_, max_cost=max_cost, concurrency=concurrency,
+                            request_timeout=request_timeout)
     report(state, json_=json_)
 
 

@@ -69,6 +69,9 @@ class ModelPair(BaseModel):
     proposer: str = Field("smollm2", description="Model spec that writes candidate prompts.")
     scorer: str | None = Field(None, description="Model spec that answers the questions (default: the proposer).")
     base_url: str | None = Field(None, description="OpenAI-compatible server of this row's API specs (run.base_url).")
+    request_timeout: float | None = Field(
+        None, gt=0, le=86_400, description="Seconds per request to this row's served models (run.request_timeout)."
+    )
 
     @property
     def scorer_spec(self) -> str:
@@ -276,6 +279,7 @@ def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Exp
                     proposer=model.proposer,
                     scorer=model.scorer_spec,
                     **({"base_url": model.base_url} if model.base_url else {}),
+                    **({"request_timeout": model.request_timeout} if model.request_timeout is not None else {}),
                     seed=seed,
                     transfer=arm == "transfer",
                     scorer_budget=cell.budget,
@@ -297,12 +301,21 @@ def record_experiment(log: EventLog, experiment: Experiment) -> Experiment:
     """
     config_json = json.dumps(experiment.config.model_dump(mode="json"), sort_keys=True)
     exp_id, stored = experiments_table.record(log, experiment.name, config_json)
-    if json.loads(stored) != json.loads(config_json):
+    if _normalized(stored) != json.loads(config_json):
         raise ConfigError(
             f"experiment {experiment.name!r} already exists in {log.path} with a different config",
             hint="give the changed grid a new `name` (finished cells are found by name)",
         )
     return Experiment(experiment.config, experiment.cells, experiment.runs, exp_id)
+
+
+def _normalized(config_json: str) -> Any:
+    """A stored grid with today's defaults filled in: one recorded before a key was added is the same grid."""
+    data = json.loads(config_json)
+    try:
+        return ExperimentConfig(**data).model_dump(mode="json")
+    except ValidationError:
+        return data
 
 
 def list_experiments(log: EventLog) -> list[tuple[str, str, str]]:

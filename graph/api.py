@@ -174,11 +174,15 @@ def comparable_events(log: EventLog, run_id: str, *, own_only: bool = False) -> 
     return rows
 
 
-def rerun_check(log: EventLog, run_id: str, *, on_update: Any = None) -> tuple[bool, str]:
+def rerun_check(
+    log: EventLog, run_id: str, *, on_update: Any = None, concurrency: int | None = None,
+    request_timeout: float | None = None,
+) -> tuple[bool, str]:
     """Re-execute ``run_id`` from its config in a scratch copy of the database.
 
     The copy has the same LLM cache, so a deterministic run replays for free;
-    the original database is not written. Returns (same, explanation).
+    the original database is not written. ``concurrency`` and ``request_timeout``
+    override how the re-run calls its models. Returns (same, explanation).
     """
     import tempfile
 
@@ -202,7 +206,7 @@ def rerun_check(log: EventLog, run_id: str, *, on_update: Any = None) -> tuple[b
                 )
             else:
                 new_id = create_run(scratch, original.config)
-            Runner(scratch, new_id).run(on_update)
+            Runner(scratch, new_id, concurrency=concurrency, request_timeout=request_timeout).run(on_update)
             again = comparable_events(scratch, new_id, own_only=original.parent_run_id is not None)
         before = comparable_events(log, run_id, own_only=original.parent_run_id is not None)
     if original.status != "completed":

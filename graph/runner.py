@@ -8,17 +8,23 @@ CLI and the TUI show, is LangGraph's stream: the events each node appended
 
 Pausing happens between nodes (the driver stops streaming and appends
 ``run.paused``) or inside scoring (the node abandons the candidate in flight;
-the answers already recorded stay). Either way the log says where to
-continue, and the recorder's cache makes repeated model calls free.
+the answers already recorded stay). Requests to a served model that are in
+flight are abandoned too, even while they hang: the recorder stops waiting for
+them once the run's pause flag is up (:class:`~tprompt.models.recorder.CallsAbandoned`).
+A ``tprompt pause RUN`` from another process raises that flag within
+:data:`PAUSE_POLL_S`, read by a watcher thread while the graph runs. Either
+way the log says where to continue, and the recorder's cache makes repeated
+model calls free.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..models import Recorder, get_model
+from ..models import CallsAbandoned, Recorder, get_model
 from ..errors import TPromptError, UsageError
 from ..evaluator import Task
 from ..stores import EventLog
@@ -26,7 +32,7 @@ from ..stores.events import RunFailed, RunPaused, RunResumed, StoredEvent
 from ..stores.control import mark_handled, pause_requested
 from ..stores.leases import run_lease
 from ..stores.projection import RunState
-from .config import RunConfig
+from .config import RunConfig, make_config
 from .context import Abandon, Objective, RunContext
 
 
@@ -50,6 +56,9 @@ class Progress:
 
 Update = EventsAppended | Progress
 
+#: How often a running run looks for a ``tprompt pause`` from another process while a node works.
+PAUSE_POLL_S = 0.5
+
 
 class Runner:
     """Executes (or continues) one run. One Runner per process per run.
@@ -66,6 +75,9 @@ class Runner:
         objective: replaces the weighted objective (metrics -> float).
         graph: a compiled graph from :func:`build_graph` (default: the
             Transfer-Prompting or the target-only graph, as configured).
+        concurrency, request_timeout: this execution's values of the run
+            settings of those names, over the run's config (they change how
+            the calls are made, not what the run records).
     """
 
     def __init__(
@@ -78,18 +90,32 @@ class Runner:
         tasks: Mapping[str, Task] | None = None,
         objective: Objective | None = None,
         graph: Any = None,
+        concurrency: int | None = None,
+        request_timeout: float | None = None,
     ) -> None:
         self.log = log
         self.run_id = log.resolve(run_id)
         self.state = log.state(self.run_id)
         if self.state.config is None:
             raise UsageError(f"run {self.run_id} has no configuration event; it cannot be run")
+        assert self.state.config is not None  # a created run has its config
         self.config: RunConfig = self.state.config
-        proposer = get_model(self.config.proposer, base_url=self.config.base_url, concurrency=self.config.concurrency)
-        scorer = get_model(self.config.scorer, base_url=self.config.base_url, concurrency=self.config.concurrency)
+        given = {"concurrency": concurrency, "request_timeout": request_timeout}
+        if any(v is not None for v in given.values()):
+            self.config = make_config({**self.config.model_dump(), **{k: v for k, v in given.items() if v is not None}})
+        pause = threading.Event()
+        # Each run gets its own view of a shared backend: its gate, timeout and pause are its own.
+        views: dict[str, Any] = {}
+        for spec in (self.config.proposer, self.config.scorer):
+            if spec not in views:
+                views[spec] = get_model(
+                    spec, base_url=self.config.base_url, concurrency=self.config.concurrency,
+                    request_timeout=self.config.request_timeout, abandoned=pause.is_set,
+                )
         self.context = RunContext(
             log=log, run_id=self.run_id, config=self.config, recorder=Recorder(log, run_id=self.run_id, prices=self.config.prices),
-            proposer=proposer, scorer=scorer, tasks=dict(tasks or {}), objective_fn=objective,
+            proposer=views[self.config.proposer], scorer=views[self.config.scorer], tasks=dict(tasks or {}),
+            objective_fn=objective, pause=pause,
             pause_check=lambda: bool(pause_check and pause_check()) or pause_requested(log, self.run_id),
             max_cost=max_cost,
         )
@@ -166,6 +192,7 @@ class Runner:
             yield self._append("resume", RunResumed())
         graph = self.graph if self.graph is not None else build_graph(transfer=self.config.transfer)
         ctx = self.context
+        stop_watching = self._watch_pause()
         stream = graph.stream(
             {"run": self.state, "events": []},
             context=ctx,
@@ -184,7 +211,7 @@ class Runner:
                     yield EventsAppended(node, list(update["events"]), self.state)
                 if self.state.status == "running" and ctx.pause_requested():
                     break  # between two nodes: nothing is in flight
-        except Abandon:
+        except (Abandon, CallsAbandoned):
             self.state = self.log.state(self.run_id)  # what the node appended before it gave up
         except TPromptError as exc:
             self._fail(exc, exc.code, exc.is_retryable)
@@ -196,8 +223,35 @@ class Runner:
             raise
         finally:
             stream.close()  # waits for a node still running (it abandons its work once a pause is asked)
+            stop_watching()
         if self.state.status == "running":
             yield self._append("pause", RunPaused(reason=ctx.pause_reason))
+
+    def _watch_pause(self) -> Callable[[], None]:
+        """Start a thread raising the pause flag on a pause request (``tprompt pause``, ``pause_check``).
+
+        Between nodes the driver asks itself; this covers a node that is
+        waiting for model calls, which only looks at the flag.
+        """
+        ctx = self.context
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(PAUSE_POLL_S) and not ctx.pause.is_set():
+                try:
+                    if ctx.pause_check is not None and ctx.pause_check():
+                        ctx.pause.set()
+                except Exception:  # a busy or closing database: the driver looks again between nodes
+                    continue
+
+        thread = threading.Thread(target=watch, name=f"tprompt-pause-{self.run_id}", daemon=True)
+        thread.start()
+
+        def stop_watching() -> None:
+            stop.set()
+            thread.join()
+
+        return stop_watching
 
     def _append(self, node: str, event: Any) -> EventsAppended:
         stored, self.state = self.context.emit(self.state, event)

@@ -20,6 +20,8 @@ _WHERE = {
     "get_model": ".backend",
     "BackendChatModel": ".chat_model",
     "CallSite": ".recorder",
+    "CallsAbandoned": ".recorder",
+    "DEFAULT_REQUEST_TIMEOUT": ".backend",
     "Recorder": ".recorder",
     "cache_key": ".recorder",
     "chat_request_body": ".recorder",
@@ -32,10 +34,11 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:  # what a type checker sees; at run time each name loads on first use
-    from .backend import DEFAULT_MODEL, get_model
+    from .backend import DEFAULT_MODEL, DEFAULT_REQUEST_TIMEOUT, get_model
     from .base import ChatBackend
     from .chat_model import BackendChatModel
     from .recorder import (
+        CallsAbandoned,
         CallSite,
         Recorder,
         cache_key,
@@ -47,10 +50,12 @@ if TYPE_CHECKING:  # what a type checker sees; at run time each name loads on fi
 __all__ = (
     "BackendChatModel",
     "CallSite",
+    "CallsAbandoned",
     "ChatBackend",
     "ChatRequest",
     "ChatResult",
     "DEFAULT_MODEL",
+    "DEFAULT_REQUEST_TIMEOUT",
     "Message",
     "OptionsRequest",
     "OptionsResult",

@@ -8,12 +8,24 @@ Ollama's ``/v1``) needs no key, a placeholder is sent. The base URL is part of
 the backend's ``revision`` and so of every cache key: two servers never share
 answers.
 
-Requests go out in parallel, at most ``concurrency`` at a time per backend
-(across examples and candidates: the bound is one semaphore per backend). The
-provider client retries each request on 429/5xx/timeouts itself, honouring the
-server's ``Retry-After``; a request that still fails is raised as a
-:class:`TransientBackendError` carrying the ``retry_after`` the server last
-asked for, so the recorder's own retries wait at least that long.
+Requests go out in parallel, at most ``concurrency`` at a time per run
+(across examples and candidates: the bound is one semaphore per run's view of
+the backend, :meth:`ApiBackend.for_run`; the client and its connections are
+shared by every run of the process).
+
+Every request to an OpenAI-compatible server waits at most ``request_timeout``
+seconds (default :data:`~.backend.DEFAULT_REQUEST_TIMEOUT`) for its answer. A
+429, a 5xx or a lost connection is retried here up to :data:`CLIENT_RETRIES`
+times, waiting what the server's ``Retry-After`` asks; a timed-out request is
+not retried here but raised at once as a :class:`TransientBackendError`, so the
+recorder retries it like a 503 (a few attempts, with backoff) instead of the
+client and the recorder multiplying their retries of a hung server. A request
+that still fails carries the ``retry_after`` the server last asked for, so the
+recorder's own retries wait at least that long. Other providers' clients
+(anthropic, ollama, ...) keep their own retries and timeouts.
+
+A reply without the answer in it (no ``choices``, or an empty list) is a
+:class:`BackendError` naming the server and what was missing.
 
 Option probabilities (``supports_option_probs``) come from one short
 completion per question: ``max_tokens=1`` with ``logprobs`` and
@@ -24,16 +36,20 @@ over the options. Whether the server returns log-probabilities is probed once
 
 from __future__ import annotations
 
+import copy
+import email.utils
 import importlib.util
 import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import BackendError, MissingCredentials, MissingExtra, TransientBackendError
+from ..config import DEFAULT_REQUEST_TIMEOUT
 from .base import ChatBackend
 from .pricing import price_for
 from .types import ChatRequest, OptionsRequest
@@ -58,8 +74,10 @@ BASE_URL_ENV = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
 PLACEHOLDER_KEY = "tprompt-no-key"
 #: Requests in flight per backend unless the run says otherwise.
 DEFAULT_CONCURRENCY = 4
-#: Retries of one request inside the provider client (it honours Retry-After).
+#: Retries of one request on a 429, a 5xx or a lost connection before the recorder sees the error.
 CLIENT_RETRIES = 3
+#: Longest wait between two of those retries (the server's Retry-After is honoured up to this).
+MAX_RETRY_WAIT_S = 60.0
 #: Alternatives per position asked for when scoring options (OpenAI's maximum).
 TOP_LOGPROBS = 20
 
@@ -84,6 +102,7 @@ class ApiBackend(ChatBackend):
         spec: the spec string, ``provider:model``.
         base_url: the server's API root, e.g. ``http://127.0.0.1:8000/v1``.
         concurrency: requests in flight at once.
+        request_timeout: seconds to wait for one request (openai: per request; see the module doc).
 
     Raises:
         MissingExtra: the provider's langchain package is not installed.
@@ -99,6 +118,7 @@ class ApiBackend(ChatBackend):
         spec: str,
         base_url: str | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         module, requirement, extra, key_var = PROVIDERS[provider]
         if importlib.util.find_spec(module) is None:
@@ -121,7 +141,9 @@ class ApiBackend(ChatBackend):
             kwargs["api_key"] = PLACEHOLDER_KEY
         if base_url:
             kwargs["base_url"] = base_url
-        if provider in ("openai", "anthropic"):
+        if provider == "openai":
+            kwargs["max_retries"] = 0  # retried in _invoke: a timeout must not be retried twice over
+        elif provider == "anthropic":
             kwargs["max_retries"] = CLIENT_RETRIES
         from langchain.chat_models import init_chat_model
 
@@ -134,8 +156,9 @@ class ApiBackend(ChatBackend):
         self.price = price_for(provider, model, base_url=base_url)
         self._gate = threading.BoundedSemaphore(max(1, concurrency))
         self._concurrency = max(1, concurrency)
-        self._logprobs: bool | None = None
-        self._probe_lock = threading.Lock()
+        self.request_timeout = float(request_timeout)
+        self.abandoned: Callable[[], bool] | None = None
+        self._probe = _Probe()  # shared by every run's view: the server either returns logprobs or not
         try:
             self._model = init_chat_model(model, model_provider=provider, **kwargs)
         except Exception as exc:  # the provider package validates its own settings
@@ -147,15 +170,24 @@ class ApiBackend(ChatBackend):
 
     @property
     def concurrency(self) -> int:
-        """Requests in flight at once (over every thread using this backend)."""
+        """Requests in flight at once (over every thread using this view of the backend)."""
         return self._concurrency
 
-    @concurrency.setter
-    def concurrency(self, value: int) -> None:
-        value = max(1, int(value))
-        if value != self._concurrency:
-            self._concurrency = value
-            self._gate = threading.BoundedSemaphore(value)
+    def for_run(
+        self,
+        *,
+        concurrency: int | None = None,
+        request_timeout: float | None = None,
+        abandoned: Callable[[], bool] | None = None,
+    ) -> ApiBackend:
+        """A view for one run: the same client, cache identity and probe; its own gate, timeout and abandon check."""
+        view = copy.copy(self)
+        view._concurrency = max(1, int(concurrency)) if concurrency is not None else self._concurrency
+        view._gate = threading.BoundedSemaphore(view._concurrency)
+        if request_timeout is not None:
+            view.request_timeout = float(request_timeout)
+        view.abandoned = abandoned
+        return view
 
     # -- chat ------------------------------------------------------------------------------
 
@@ -194,14 +226,14 @@ class ApiBackend(ChatBackend):
         """
         if self.provider != "openai":
             return False
-        with self._probe_lock:
-            if self._logprobs is None:
+        with self._probe.lock:
+            if self._probe.logprobs is None:
                 message = self._invoke(
                     [{"role": "user", "content": "Reply with the letter A."}],
                     temperature=0.0, max_tokens=1, logprobs=True, top_logprobs=2,
                 )
-                self._logprobs = _top_logprobs(message) is not None
-            return self._logprobs
+                self._probe.logprobs = _top_logprobs(message) is not None
+            return self._probe.logprobs
 
     def option_probs(self, requests: Sequence[OptionsRequest]) -> list[tuple[tuple[float, ...], int]]:
         if not self.supports_option_probs:
@@ -227,11 +259,42 @@ class ApiBackend(ChatBackend):
     # -- shared machinery -----------------------------------------------------------------------
 
     def _invoke(self, messages: list[dict[str, str]], **kwargs: Any) -> Any:
-        with self._gate:
-            try:
-                return self._model.invoke(messages, **kwargs)
-            except Exception as exc:
-                raise classify(exc, self.spec) from exc
+        """One request, through this view's gate; 429/5xx/connection errors retried, a timeout raised at once."""
+        if self.provider == "openai":
+            kwargs["timeout"] = self.request_timeout  # per request: views of one client differ
+        attempt = 0
+        while True:
+            with self._gate:
+                try:
+                    return self._model.invoke(messages, **kwargs)
+                except Exception as exc:
+                    error, cause = self._error(exc), exc
+            retry = (self.provider == "openai" and error.is_retryable and not getattr(error, "timed_out", False)
+                     and attempt < CLIENT_RETRIES and not (self.abandoned and self.abandoned()))
+            if not retry:
+                raise error from cause
+            wait = getattr(error, "retry_after", None)
+            time.sleep(min(MAX_RETRY_WAIT_S, wait if wait is not None else 0.5 * 2**attempt))
+            attempt += 1
+
+    def _error(self, exc: BaseException) -> BackendError:
+        """A provider exception as a tprompt error, in words that name the server."""
+        where = f"the server at {self.base_url}" if self.base_url else f"provider {self.provider}"
+        name = type(exc).__name__
+        if not isinstance(exc, BackendError) and ("Timeout" in name or isinstance(exc, TimeoutError)):
+            return TransientBackendError(
+                f"model {self.spec}: {where} did not answer within {self.request_timeout:g} s",
+                hint="a slow server needs a longer --request-timeout (request_timeout in a config)",
+                spec=self.spec, timed_out=True,
+            )
+        missing = _missing_part(exc)
+        if missing is not None:
+            return BackendError(
+                f"model {self.spec}: {where} answered without {missing}",
+                hint="check that it serves an OpenAI-compatible /chat/completions for this model",
+                spec=self.spec,
+            )
+        return classify(exc, self.spec)
 
     def _map(self, one: Callable[[Any], Any], requests: Sequence[Any]) -> list[Any]:
         """``one`` over ``requests`` in order, up to :attr:`concurrency` at once; the first error is raised."""
@@ -240,6 +303,26 @@ class ApiBackend(ChatBackend):
         with ThreadPoolExecutor(max_workers=min(len(requests), self._concurrency)) as pool:
             futures = [pool.submit(one, r) for r in requests]
             return [f.result() for f in futures]
+
+
+class _Probe:
+    """Whether the server returns log-probabilities, found out once and shared by every view."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.logprobs: bool | None = None
+
+
+def _missing_part(exc: BaseException) -> str | None:
+    """What a malformed chat completion lacked, when ``exc`` is langchain failing on one; else None."""
+    text = str(exc)
+    if isinstance(exc, IndexError):  # an empty `choices` list leaves langchain no generation to return
+        return "any choice (its `choices` list is empty)"
+    if isinstance(exc, KeyError) and "choices" in text:
+        return "a `choices` field"
+    if isinstance(exc, TypeError) and "choices" in text:
+        return "choices (`choices` is null)"
+    return None
 
 
 def _top_logprobs(message: Any) -> list[tuple[str, float]] | None:
@@ -307,9 +390,20 @@ def _retry_after(response: Any) -> float | None:
             return float(headers["retry-after-ms"]) / 1000
         if headers.get("retry-after"):
             return float(headers["retry-after"])
-    except (TypeError, ValueError):  # an HTTP date: the client's own retries already honoured it
-        return None
+    except (TypeError, ValueError):
+        return _retry_after_date(headers.get("retry-after"))
     return None
+
+
+def _retry_after_date(value: Any) -> float | None:
+    """Seconds until a ``Retry-After`` HTTP date, or None when it is not one."""
+    try:
+        when = email.utils.parsedate_to_datetime(str(value))
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _first_line(exc: BaseException) -> str:

@@ -5,6 +5,13 @@ A spec string picks the backend: ``smollm2`` (embedded default),
 ``init_chat_model`` (``openai:gpt-4o-mini``, ``anthropic:...``,
 ``ollama:...``), or ``fake[:seed=N,delay=S]``. Each spec is loaded once per
 process and shared.
+
+What is shared is what is costly or answers for the model itself: loaded
+weights, an API client and its connections, a probe's result. What a run
+chooses (requests in flight, how long to wait for one, when to stop waiting)
+lives in a per-run view (:meth:`ChatBackend.for_run`), made fresh for each run
+and never stored in the registry, so several runs in one process (the TUI) do
+not overwrite each other's settings.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..config import DEFAULT_REQUEST_TIMEOUT  # the run config's default, re-exported
 from ..errors import UnknownModel
 from .base import ChatBackend
 from .types import ChatRequest, OptionsRequest
@@ -73,13 +81,22 @@ _models: dict[tuple[str, str | None], ChatBackend] = {}
 _models_lock = threading.Lock()
 
 
-def get_model(spec: str = DEFAULT_MODEL, *, base_url: str | None = None, concurrency: int | None = None) -> ChatBackend:
+def get_model(
+    spec: str = DEFAULT_MODEL,
+    *,
+    base_url: str | None = None,
+    concurrency: int | None = None,
+    request_timeout: float | None = None,
+    abandoned: Callable[[], bool] | None = None,
+) -> ChatBackend:
     """The backend for ``spec``, loaded on first use and shared afterwards.
 
     ``base_url`` points a ``<provider>:<model>`` spec at a server of its own
     (an OpenAI-compatible ``.../v1``); without it ``openai:`` specs read
-    ``OPENAI_BASE_URL``. ``concurrency`` bounds an API backend's requests in
-    flight (local backends ignore it).
+    ``OPENAI_BASE_URL``. Given any of ``concurrency`` (requests in flight),
+    ``request_timeout`` (seconds per request) or ``abandoned`` (see
+    :meth:`ChatBackend.for_run`), the answer is a new view of the shared
+    backend with those settings; the shared backend keeps its own.
 
     Raises:
         UnknownModel: the spec names no backend.
@@ -104,10 +121,9 @@ def get_model(spec: str = DEFAULT_MODEL, *, base_url: str | None = None, concurr
         if model is None:
             model = _load(spec, base_url)
             _models[(spec, base_url)] = model
-        # On the class: asking a LazyBackend instance would load its weights.
-        if concurrency is not None and hasattr(type(model), "concurrency"):
-            model.concurrency = concurrency
+    if concurrency is None and request_timeout is None and abandoned is None:
         return model
+    return model.for_run(concurrency=concurrency, request_timeout=request_timeout, abandoned=abandoned)
 
 
 def _load(spec: str, base_url: str | None = None) -> ChatBackend:
@@ -151,4 +167,4 @@ def _load(spec: str, base_url: str | None = None) -> ChatBackend:
     )
 
 
-__all__ = ("DEFAULT_MODEL", "ChatBackend", "LazyBackend", "get_model")
+__all__ = ("DEFAULT_MODEL", "DEFAULT_REQUEST_TIMEOUT", "ChatBackend", "LazyBackend", "get_model")

@@ -8,7 +8,7 @@ importing one another.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import BackendError
@@ -55,6 +55,26 @@ class ChatBackend(abc.ABC):
     def count_tokens(self, text: str) -> int:
         """Token count of ``text`` when the backend reports none (a word count by default)."""
         return len(text.split())
+
+    def for_run(
+        self,
+        *,
+        concurrency: int | None = None,
+        request_timeout: float | None = None,
+        abandoned: Callable[[], bool] | None = None,
+    ) -> ChatBackend:
+        """This backend as one run uses it: its own requests in flight, request timeout and abandon check.
+
+        The shared backend is not changed. A local backend has none of these
+        settings (it answers in this process, batch by batch) and returns itself.
+
+        Args:
+            concurrency: requests in flight at once for this run.
+            request_timeout: seconds to wait for one request before it counts as timed out.
+            abandoned: True once the run no longer wants answers (it is pausing):
+                the recorder then stops waiting for the requests in flight.
+        """
+        return self
 
     @property
     def chat_model(self) -> BaseChatModel:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -274,7 +274,8 @@ class Recorder:
 
         A backend that answers a batch in one pass (``model.batched``) is called once; any other
         gets one request per call, ``model.concurrency`` at a time, and each answer is yielded the
-        moment it arrives.
+        moment it arrives. A run's view of an API backend (``model.abandoned`` set) is waited for
+        in daemon threads: once ``abandoned()`` is True this raises :class:`CallsAbandoned`.
         """
         if not batch:
             return
@@ -292,27 +293,25 @@ class Recorder:
         def one(req: Any) -> tuple[tuple[str, int, int] | BackendError, float]:
             t0 = time.perf_counter()
             try:
-                return self._call_with_retries(call, [req])[0], time.perf_counter() - t0
+                return self._call_with_retries(call, [req], abandoned)[0], time.perf_counter() - t0
             except BackendError as exc:
                 return exc, time.perf_counter() - t0
 
+        abandoned = getattr(model, "abandoned", None)
         width = max(1, min(len(batch), int(getattr(model, "concurrency", 1) or 1)))
-        if width == 1:
+        if width == 1 and abandoned is None:
             for i, req in enumerate(batch):
                 yield (i, *one(req))
             return
-        with ThreadPoolExecutor(max_workers=width) as pool:
-            futures = {pool.submit(one, req): i for i, req in enumerate(batch)}
-            for future in as_completed(futures):
-                yield (futures[future], *future.result())
+        yield from _in_daemon_threads(one, batch, width, abandoned)
 
-    def _call_with_retries(self, call, batch):
+    def _call_with_retries(self, call, batch, abandoned: Callable[[], bool] | None = None):
         attempt = 0
         while True:
             try:
                 outputs = call(batch)
             except BackendError as exc:
-                if not exc.is_retryable or attempt >= self.retries:
+                if not exc.is_retryable or attempt >= self.retries or (abandoned is not None and abandoned()):
                     raise
                 # At least what the server asked for (Retry-After on a 429/503), if it said.
                 time.sleep(max(self.backoff_s * (2**attempt), getattr(exc, "retry_after", None) or 0.0))
@@ -350,3 +349,63 @@ class CallSite:
     def moved(self, *, seq: int | None = None, recorder: Recorder | None = None) -> CallSite:
         """The same call site filed at another ``seq`` or through another recorder (one per thread)."""
         return replace(self, seq=self.seq if seq is None else seq, recorder=recorder or self.recorder)
+class CallsAbandoned(Exception):
+    """Control flow: the run stopped waiting for the model calls in flight (it is pausing).
+
+    The answers that had arrived are recorded; the calls still in flight are
+    not, and a resumed run sends them again.
+    """
+
+
+#: How often a wait for answers looks whether the run still wants them.
+ABANDON_POLL_S = 0.1
+
+
+def _in_daemon_threads(
+    one: Callable[[Any], tuple[Any, float]], batch: list[Any], width: int, abandoned: Callable[[], bool] | None
+) -> Iterator[tuple[int, Any, float]]:
+    """``(index, *one(item))`` as each finishes, ``width`` at a time, in daemon threads.
+
+    Daemon threads, not a ``ThreadPoolExecutor``: a request to a hung server
+    must keep neither this wait (``abandoned()`` turning True raises
+    :class:`CallsAbandoned` within :data:`ABANDON_POLL_S`) nor the process's
+    exit (an executor's threads are joined at exit) until its timeout.
+    """
+    if abandoned is not None and abandoned():
+        raise CallsAbandoned()
+    todo: queue.SimpleQueue[tuple[int, Any] | None] = queue.SimpleQueue()
+    done: queue.SimpleQueue[tuple[int, tuple[Any, float] | BaseException]] = queue.SimpleQueue()
+    for item in enumerate(batch):
+        todo.put(item)
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                item = todo.get_nowait()
+            except queue.Empty:
+                return
+            assert item is not None
+            try:
+                result: tuple[Any, float] | BaseException = one(item[1])
+            except BaseException as exc:  # handed to the waiting thread, which raises it
+                result = exc
+            done.put((item[0], result))
+
+    for _ in range(width):
+        threading.Thread(target=work, name="tprompt-call", daemon=True).start()
+    try:
+        for _ in range(len(batch)):
+            while True:
+                if abandoned is not None and abandoned():
+                    raise CallsAbandoned()
+                try:
+                    index, result = done.get(timeout=ABANDON_POLL_S)
+                    break
+                except queue.Empty:
+                    continue
+            if isinstance(result, BaseException):
+                raise result
+            yield (index, *result)
+    finally:
+        stop.set()  # idle workers take nothing more; one in a request finishes it and exits

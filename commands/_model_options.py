@@ -1,0 +1,41 @@
+"""The model options, defined once: every command that takes a model spec takes these.
+
+``--model`` (the spec), ``--base-url``, ``--concurrency`` and
+``--request-timeout``. Commands that continue a run whose model is pinned in
+its config (``resume``, ``experiment``, ``replay --rerun``) take the two that
+change how calls are made, not what they answer: ``--concurrency`` and
+``--request-timeout``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ..errors import UsageError
+
+MODEL_OPTION = typer.Option(
+    None, "--model", "-m", metavar="SPEC",
+    help="Model spec (of the proposer and the scorer both, where there are two): smollm2 (default), "
+    "hf:<dir or id>, openai:<model>, anthropic:<model>, ollama:<model>, fake, ...",
+)
+BASE_URL_OPTION = typer.Option(
+    None, "--base-url", metavar="URL",
+    help="API root of an OpenAI-compatible server for openai:MODEL specs, e.g. http://127.0.0.1:8000/v1 "
+    "(default: OPENAI_BASE_URL). No key needed for a local server.",
+)
+CONCURRENCY_OPTION = typer.Option(
+    None, "--concurrency", metavar="N", help="Requests in flight at once to an API model (default 4)."
+)
+REQUEST_TIMEOUT_OPTION = typer.Option(
+    None, "--request-timeout", metavar="SECONDS",
+    help="Seconds to wait for one request to an API model before it is retried (default 180); "
+    "raise it for a slow self-hosted model.",
+)
+
+
+def check_model_options(concurrency: int | None, request_timeout: float | None) -> None:
+    """One clear UsageError for a value the model options cannot take."""
+    if concurrency is not None and not 1 <= concurrency <= 64:
+        raise UsageError(f"--concurrency must be between 1 and 64, not {concurrency}")
+    if request_timeout is not None and not 0 < request_timeout <= 86_400:
+        raise UsageError(f"--request-timeout must be a positive number of seconds (at most 86400), not {request_timeout:g}")

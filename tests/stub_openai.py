@@ -1,0 +1,147 @@
+"""A stub OpenAI-compatible server on 127.0.0.1 for the timeout and pause tests.
+
+A real socket server (stdlib ``ThreadingHTTPServer`` in a daemon thread) that
+speaks ``POST /v1/chat/completions``. Its ``mode`` can change while it runs:
+
+- ``answer``: a valid chat completion, deterministic in the request (the text
+  is what the ``fake`` model answers to the same messages, temperature and
+  seed, so runs against it parse, score and repeat exactly);
+- ``hang``: accepts the request and never answers (until the server closes);
+- ``empty``: a 200 whose ``choices`` list is empty;
+- ``answer`` with ``hang_after=N``: the first N requests are answered, every
+  later one hangs (a run then has finished calls and calls in flight).
+
+``gather=K`` holds each answered request until K are in flight or
+``gather_s`` passes, so a test can see how many a client sends at once.
+Tests wait on its counters with :meth:`StubServer.wait_for` (bounded), never on sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tprompt.models.fake import FakeBackend
+from tprompt.models.types import ChatRequest
+
+_FAKE = FakeBackend("fake")
+
+
+def completion(text: str, prompt_tokens: int, completion_tokens: int) -> dict:
+    return {
+        "id": "stub", "object": "chat.completion", "created": 0, "model": "stub",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+def deterministic_answer(body: dict) -> dict:
+    """The fake model's answer to an OpenAI chat request body."""
+    messages = tuple((m["role"], m["content"] if isinstance(m["content"], str) else "") for m in body["messages"])
+    request = ChatRequest(
+        messages=messages, temperature=float(body.get("temperature") or 0.0),
+        max_tokens=int(body.get("max_completion_tokens") or body.get("max_tokens") or 256), seed=body.get("seed"),
+    )
+    (text, prompt_tokens, completion_tokens), = _FAKE.generate([request])
+    return completion(text, prompt_tokens, completion_tokens)
+
+
+class StubServer:
+    """The server; see the module doc. ``answered``/``held`` count requests answered and hanging now."""
+
+    def __init__(self, mode: str = "answer", *, hang_after: int | None = None, gather: int = 0,
+                 gather_s: float = 0.3) -> None:
+        self.mode = mode
+        self.hang_after = hang_after
+        self.gather, self.gather_s = gather, gather_s
+        self.received = 0
+        self.answered = 0
+        self.held = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.state = threading.Condition()
+        self.closing = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+                with outer.state:
+                    n = outer.received
+                    outer.received += 1
+                    hang = outer.mode == "hang" or (outer.hang_after is not None and n >= outer.hang_after)
+                    if hang:
+                        outer.held += 1
+                    else:
+                        outer.in_flight += 1
+                        outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                    outer.state.notify_all()
+                if hang:
+                    outer.closing.wait()  # never answers while the server runs
+                    self.close_connection = True
+                    return
+                try:
+                    if outer.gather:
+                        with outer.state:
+                            outer.state.wait_for(lambda: outer.in_flight >= outer.gather, timeout=outer.gather_s)
+                    reply = completion("", 0, 0) | {"choices": []} if outer.mode == "empty" else deterministic_answer(body)
+                finally:
+                    with outer.state:
+                        outer.in_flight -= 1
+                data = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                with outer.state:
+                    outer.answered += 1
+                    outer.state.notify_all()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True  # a held request never keeps the test process
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def wait_for(self, predicate: Callable[[StubServer], bool], timeout: float = 60.0) -> None:
+        """Block until ``predicate(self)`` holds; fail the test after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self.state:
+            while not predicate(self):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"stub server: condition not reached in {timeout} s "
+                                f"(received {self.received}, answered {self.answered}, held {self.held})")
+                self.state.wait(left)
+
+    def close(self) -> None:
+        self.closing.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def stub() -> Iterator[Callable[..., StubServer]]:
+    servers: list[StubServer] = []
+
+    def make(*args, **kwargs) -> StubServer:
+        servers.append(StubServer(*args, **kwargs))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
