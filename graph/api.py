@@ -37,6 +37,8 @@ def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> Non
     except Exception as exc:  # pydantic ValidationError or TypeError from unknown keys
         raise ConfigError(f"weights: {exc}".splitlines()[0], hint="see `tprompt eval --help` for the metric names") from exc
     get_model(config.proposer, base_url=config.base_url)
+    if config.judge is not None:
+        get_model(config.judge, base_url=config.base_url)
     scorer = get_model(config.scorer, base_url=config.base_url)
     if config.mode == "logprob":
         if not scorer.supports_option_probs:

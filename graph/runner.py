@@ -87,9 +87,11 @@ class Runner:
         self.config: RunConfig = self.state.config
         proposer = get_model(self.config.proposer, base_url=self.config.base_url, concurrency=self.config.concurrency)
         scorer = get_model(self.config.scorer, base_url=self.config.base_url, concurrency=self.config.concurrency)
+        judge = (get_model(self.config.judge, base_url=self.config.base_url, concurrency=self.config.concurrency)
+                 if self.config.judge else None)
         self.context = RunContext(
             log=log, run_id=self.run_id, config=self.config, recorder=Recorder(log, run_id=self.run_id, prices=self.config.prices),
-            proposer=proposer, scorer=scorer, tasks=dict(tasks or {}), objective_fn=objective,
+            proposer=proposer, scorer=scorer, judge=judge, tasks=dict(tasks or {}), objective_fn=objective,
             pause_check=lambda: bool(pause_check and pause_check()) or pause_requested(log, self.run_id),
             max_cost=max_cost,
         )
@@ -164,7 +166,8 @@ class Runner:
         s = self.state
         if s.status in ("paused", "failed") or (s.status == "running" and s.last_seq > 0):
             yield self._append("resume", RunResumed())
-        graph = self.graph if self.graph is not None else build_graph(transfer=self.config.transfer)
+        graph = self.graph if self.graph is not None else build_graph(transfer=self.config.transfer,
+                                                                        judge=self.config.judge is not None)
         ctx = self.context
         stream = graph.stream(
             {"run": self.state, "events": []},
