@@ -157,7 +157,7 @@ def comparable_events(log: EventLog, run_id: str, *, own_only: bool = False) -> 
     """A run's events as (type, payload) without what differs between two executions.
 
     Dropped: envelope ids and timestamps, transcript call ids (also those of
-    recorded answers), and the
+    recorded answers and judgements), and the
     pause/resume/failure marks (where a run was interrupted is not its result).
     """
     rows = []
@@ -172,6 +172,8 @@ def comparable_events(log: EventLog, run_id: str, *, own_only: bool = False) -> 
             exclude["call_ids"] = True
         if "answers" in fields:
             exclude["answers"] = {"__all__": {"call_id"}}
+        if "judgements" in fields:
+            exclude["judgements"] = {"__all__": {"call_id"}}
         rows.append((se.type, se.event.model_dump(mode="json", exclude=exclude)))
     return rows
 
