@@ -108,4 +108,4 @@ def judge_metric(criterion: str) -> str:
     return f"judge_{criterion}"
 
 
-__all__ = ("Criterion", "DEFAULT_CRITERIA", "DEFAULT_INSTRUCTION", "Rubric", "judge_metric")
+__all__ = ("DEFAULT_CRITERIA", "DEFAULT_INSTRUCTION", "Criterion", "Rubric", "judge_metric")

@@ -91,7 +91,7 @@ def _from_lines(reply: str, name: str) -> tuple[float | None, str]:
     # "relevance: 4 | why", "- **Relevance**: 4/5 - why", "relevance = 4 (why)"
     pattern = re.compile(
         rf"^[\s\-*#>]*\**{re.escape(name)}\**\s*[:=]\s*\**\s*{_NUMBER}\s*(?:/\s*\d+)?\**\s*(?:[|\-–—:,.;]\s*)?(.*)$",
-        re.I | re.M,
+        re.IGNORECASE | re.MULTILINE,
     )
     m = pattern.search(reply)
     if not m:
@@ -142,8 +142,8 @@ def format_question(question: str, choices: Sequence[str] | None) -> str:
 
 
 __all__ = (
-    "JudgeItem",
     "RATIONALE_CHARS",
+    "JudgeItem",
     "criteria_for",
     "format_question",
     "judge_request",

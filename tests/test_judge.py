@@ -13,9 +13,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_graph import SMALL, cli_args, comparable, run_in_process, tprompt, wait_for_row
-
-from tprompt.agents.judge import JudgeItem, judge_request, judgement_metrics, parse_judgement
+from test_graph import (
+    SMALL,
+    cli_args,
+    comparable,
+    run_in_process,
+    tprompt,
+    wait_for_row,
+)
+from tprompt.agents.judge import (
+    JudgeItem,
+    judge_request,
+    judgement_metrics,
+    parse_judgement,
+)
 from tprompt.config import make_config
 from tprompt.errors import ConfigError
 from tprompt.evaluator import ObjectiveWeights, load_task, objective

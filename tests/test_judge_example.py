@@ -18,7 +18,7 @@ def doc_commands() -> list[list[str]]:
     """The ``sh`` block of the docs' "An LLM judge" section, one argv per line (``--db`` and the run id left as words)."""
     text = (ROOT / "docs" / "tasks.md").read_text()
     section = text.split("## An LLM judge", 1)[1]
-    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert block, "docs/tasks.md's judge section has no sh block"
     return [shlex.split(line.split(" > ")[0]) for line in block.group(1).strip().splitlines()]
 
