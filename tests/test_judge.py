@@ -296,3 +296,14 @@ def test_the_fake_judge_answers_in_the_asked_format() -> None:
     (text, _, _), = FakeBackend("fake").generate([req])
     parsed = parse_judgement(text, Rubric(), ITEM)
     assert len(parsed) == 4 and len(text.splitlines()) == 4
+
+
+def test_rescore_with_a_rubric_without_criteria_writes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    log, run_id = run_in_process(db, **JUDGED)
+    runs, calls = len(log.runs()), agents(db)
+    rubric = tmp_path / "r.json"
+    rubric.write_text('{"name": "empty", "criteria": []}')
+    out = tprompt(db, "rescore", run_id, "--rubric", str(rubric), check=False)
+    assert out.returncode != 0 and "the rubric has no criteria" in out.stderr
+    assert len(log.runs()) == runs and agents(db) == calls
