@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
+from .rubric import Rubric
 
 DEFAULT_ORIGINAL_PROMPT = "Answer the question."
 
@@ -96,6 +97,15 @@ class RunConfig(BaseModel):
         description="Seconds to wait for one request to a served (API) model before it is retried; "
         "a timed-out request is retried like a 503, then the run fails (resumably).",
     )
+    judge: str | None = Field(
+        None,
+        description="Model spec of an LLM judge that scores every answer on the rubric's criteria (metrics "
+        "judge_<criterion>, weighted into the objective by weights). Default: no judge.",
+    )
+    rubric: Rubric | None = Field(
+        None, description="The judge's rubric: criteria, scale, instruction, version (default: relevance, "
+        "coherence, fluency, faithfulness to the reference)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -103,9 +113,11 @@ class RunConfig(BaseModel):
             raise ValueError("source_tasks is empty: give at least one source task (or set transfer = false)")
         if not self.original_prompt.strip():
             raise ValueError("original_prompt is empty")
-        for role in ("proposer", "scorer"):
-            if not getattr(self, role).strip():
+        for role in ("proposer", "scorer", "judge"):
+            if getattr(self, role) is not None and not getattr(self, role).strip():
                 raise ValueError(f"{role} is an empty model spec: give one such as smollm2, fake or openai:gpt-4o-mini")
+        if self.rubric is not None and self.judge is None:
+            raise ValueError("a rubric is given but no judge: give a judge model spec (--judge SPEC)")
         history_max = 1 + self.steps * self.candidates
         if self.top_k > history_max:
             raise ValueError(
@@ -113,6 +125,13 @@ class RunConfig(BaseModel):
                 f"(1 original + {self.steps} steps x {self.candidates} candidates = {history_max})"
             )
         return self
+
+    @property
+    def judge_rubric(self) -> Rubric | None:
+        """The rubric the judge scores by (the default one when none is given); None without a judge."""
+        if self.judge is None:
+            return None
+        return self.rubric or Rubric()
 
     @property
     def stage2_steps(self) -> int:
@@ -163,6 +182,20 @@ def read_settings_file(path: str | Path, *, what: str = "config file") -> dict[s
         raise ConfigError(f"{what} {p}: {exc}".splitlines()[0]) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {p}: expected a table of keys at the top level")
+    return data
+
+
+def load_rubric_file(path: str | Path) -> dict[str, Any]:
+    """Read a judge's rubric (TOML, JSON or YAML: ``criteria``, ``scale``, ``instruction``, ``name``, ``version``,
+    at the top level or under a ``[rubric]`` table) into the value of the config key ``rubric``, checked.
+
+    Raises:
+        ConfigError: the file is unreadable or the rubric is invalid (no criteria, a bad scale, ...).
+    """
+    data = read_settings_file(path, what="rubric file")
+    if set(data) == {"rubric"} and isinstance(data["rubric"], dict):
+        data = data["rubric"]
+    check_values({"rubric": data}, where=f"rubric file {path}")
     return data
 
 
@@ -250,6 +283,7 @@ __all__ = (
     "Mode",
     "RunConfig",
     "load_config_file",
+    "load_rubric_file",
     "make_config",
     "read_settings_file",
 )

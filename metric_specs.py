@@ -67,9 +67,33 @@ HIGHER_IS_BETTER: dict[str, bool] = {m.name: m.higher_is_better for m in METRICS
 _BY_NAME = {m.name: m for m in METRICS}
 
 
+#: The prefix of the LLM judge's metrics (``judge_<criterion>``, see :mod:`tprompt.rubric`).
+JUDGE_PREFIX = "judge_"
+
+
 def metric_spec(name: str) -> MetricSpec:
-    """The row of metric ``name``; raises KeyError for a name not in :data:`METRICS`."""
+    """The row of metric ``name``; raises KeyError for a name neither in :data:`METRICS` nor registered.
+
+    A judge metric (``judge_<criterion>``) is registered the first time it is asked for.
+    """
+    if name not in _BY_NAME and is_judge_metric(name):
+        register_metric(MetricSpec(name, "judge " + name.removeprefix(JUDGE_PREFIX), pareto=False))
     return _BY_NAME[name]
+
+
+def is_judge_metric(name: str) -> bool:
+    """True for the name of an LLM-judge metric: ``judge_<criterion>``."""
+    rest = name.removeprefix(JUDGE_PREFIX)
+    return name.startswith(JUDGE_PREFIX) and bool(rest) and rest.replace("_", "").isalnum() and rest.islower()
+
+
+def register_metric(spec: MetricSpec) -> MetricSpec:
+    """Make ``spec`` known to :func:`metric_spec` (the LLM judge's metrics: higher is better, in [0, 1]).
+
+    A stop-gap until the metric registry: tables keep listing :data:`METRICS`
+    first and any other names after them (:func:`known_first`).
+    """
+    return _BY_NAME.setdefault(spec.name, spec)
 
 
 def known_first(names: Iterable[str]) -> list[str]:
@@ -78,4 +102,14 @@ def known_first(names: Iterable[str]) -> list[str]:
     return [m for m in METRIC_NAMES if m in seen] + sorted(seen - set(METRIC_NAMES))
 
 
-__all__ = ("HIGHER_IS_BETTER", "METRICS", "METRIC_NAMES", "MetricSpec", "known_first", "metric_spec")
+__all__ = (
+    "HIGHER_IS_BETTER",
+    "JUDGE_PREFIX",
+    "METRICS",
+    "METRIC_NAMES",
+    "MetricSpec",
+    "is_judge_metric",
+    "known_first",
+    "metric_spec",
+    "register_metric",
+)

@@ -1,6 +1,6 @@
 """kill -9 at random points of a run, then resume: are the events those of an uninterrupted run? Prints a table.
 
-Run: python benchmarks/kill_resume.py [--model fake|smollm2] [--points 6] [--seed 0]
+Run: python benchmarks/kill_resume.py [--model fake|smollm2] [--judge SPEC] [--points 6] [--seed 0]
 
 A reference run goes uninterrupted; then, for each of ``--points`` event
 counts drawn at random (seeded) from the reference's length, a fresh
@@ -8,6 +8,8 @@ counts drawn at random (seeded) from the reference's length, a fresh
 ``tprompt resume`` finishes it. Compared: every event's type and payload, ids,
 timestamps and pause/resume marks aside (``graph.comparable_events``). Also
 printed: model calls paid twice (a cache key answered by a model more than once).
+``--judge SPEC`` runs an LLM judge too (a ``candidate.judged`` per answer set),
+so kills also land inside the judge node.
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ def main() -> None:
     parser.add_argument("--model", default="fake")
     parser.add_argument("--points", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--judge", default=None, metavar="SPEC", help="an LLM judge's model spec (default: none)")
     args = parser.parse_args()
-    run_args = ["run", "--json", "--model", args.model, *CONFIG]
+    run_args = ["run", "--json", "--model", args.model, *CONFIG, *(["--judge", args.judge] if args.judge else [])]
     with tempfile.TemporaryDirectory() as tmp:
         ref_db = Path(tmp) / "ref.db"
         tprompt(ref_db, *run_args)
@@ -63,7 +66,8 @@ def main() -> None:
             reference = comparable_events(log, ref.run_id)
         n = len(reference)
         points = sorted(random.Random(args.seed).sample(range(2, n), min(args.points, n - 2)))
-        print(f"model {args.model}: uninterrupted run of {n} events; kill -9 after {points} events")
+        judged = sum(t == "candidate.judged" for t, _ in reference)
+        print(f"model {args.model}, judge {args.judge or '-'} ({judged} candidate.judged): uninterrupted run of {n} events; kill -9 after {points} events")
         same_all = True
         for point in points:
             db = Path(tmp) / f"kill{point}.db"

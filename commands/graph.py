@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -18,6 +19,7 @@ from .run import execute, report
 def graph(
     target_only: bool = typer.Option(False, "--target-only", help="The target-only (OPRO baseline) graph."),
     ascii_: bool = typer.Option(False, "--ascii", help="ASCII art instead of Mermaid source."),
+    judge: bool = typer.Option(False, "--judge", help="The graph of a run with an LLM judge (score -> judge -> evaluate)."),
 ) -> None:
     """Print the Transfer-Prompting state machine as LangGraph draws it (Mermaid, or ASCII art).
 
@@ -25,7 +27,7 @@ def graph(
     """
     from ..graph import draw
 
-    out.print(Text(draw(transfer=not target_only, fmt="ascii" if ascii_ else "mermaid")), soft_wrap=True)
+    out.print(Text(draw(transfer=not target_only, judge=judge, fmt="ascii" if ascii_ else "mermaid")), soft_wrap=True)
 
 
 def review(
@@ -97,25 +99,36 @@ def rescore(
         None, "--weight", metavar="NAME=W",
         help=f"Objective weight (repeat): {', '.join(METRIC_NAMES)}. Unnamed ones keep the run's.",
     ),
+    judge: Optional[str] = typer.Option(None, "--judge", metavar="SPEC", help="Judge every recorded answer again with this judge model (judge calls only)."),
+    rubric: Optional[Path] = typer.Option(None, "--rubric", metavar="FILE", help="Judge every recorded answer again on this rubric (a TOML or JSON file; judge calls only)."),
     json_: bool = JSON_OPTION,
 ) -> None:
-    """Re-evaluate every candidate of a past run under new objective weights, as a fork, with zero model calls.
+    """Re-evaluate every candidate of a past run under new objective weights, judge or rubric, as a fork.
 
-    The scorer's recorded answers are scored again; bests, top-k and the test table follow.
+    The scorer's recorded answers are scored again (0 scorer calls); bests, top-k and the test table follow.
+    New weights cost no model call; a new --judge or --rubric costs judge calls only (cached where identical).
     What was proposed, transferred and tested stays the run's own history.
 
     Example: tprompt rescore r-1a2b3c --weight accuracy=1 --weight ifr=0
     """
+    from ..config import load_rubric_file
     from ..graph.rescore import parse_weights, rescore_run
 
     weights = parse_weights(weight or [])
-    if not weights:
-        raise UsageError("give at least one --weight NAME=W", hint="e.g. tprompt rescore RUN --weight accuracy=1")
+    rubric_value = load_rubric_file(rubric) if rubric is not None else None
+    if not weights and judge is None and rubric_value is None:
+        raise UsageError("give at least one --weight NAME=W, --judge SPEC or --rubric FILE",
+                         hint="e.g. tprompt rescore RUN --weight accuracy=1")
     with open_log(ctx, readonly=False) as log:
-        new_id = rescore_run(log, run, weights)
+        new_id = rescore_run(log, run, weights, judge=judge, rubric=rubric_value)
         state = log.state(new_id)
+        judge_calls = sum(n for a, _st, n, *_ in log.transcripts.spend([new_id]) if a == "judge")
     if not json_:
-        err.print(f"rescored {state.parent_run_id} as {new_id} (weights {state.config.weights if state.config else {}}); 0 model calls")
+        cfg = state.config
+        calls = "0 model calls" if judge is None and rubric_value is None else f"{judge_calls} judge call(s) paid, 0 scorer calls"
+        err.print(f"rescored {state.parent_run_id} as {new_id} (weights {cfg.weights if cfg else {}}"
+                  + (f", judge {cfg.judge}, rubric {cfg.judge_rubric.ref}" if cfg and cfg.judge_rubric else "")
+                  + f"); {calls}")
     report(state, json_=json_)
 
 

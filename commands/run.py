@@ -14,6 +14,7 @@ from rich.text import Text
 
 from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
+from ..config import load_rubric_file
 from ..stores import EventLog, RunState
 from ..metric_specs import METRIC_NAMES
 from ..stores.events import ROLES
@@ -73,11 +74,19 @@ def execute(
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
+    if state.judgements and not json_:
+        err.print(judge_line(state))
     if state.status == "paused":
         if runner.pause_reason == "budget":
             err.print(f"run {run_id}: spend ${runner.spent():.4f} reached --max-cost ${max_cost:.4f}; "
                       f"continue with a higher budget: tprompt resume {run_id} --max-cost N")
     return state
+
+
+def judge_line(state: RunState) -> str:
+    """How the run's judge did: its judgements, and how many of its replies could not be parsed."""
+    return (f"judge {state.config.judge if state.config else ''}: {state.judgements} judgement(s), "
+            f"{state.judge_unparsed} unparseable (recorded, in no metric)")
 
 
 def report(state: RunState, *, json_: bool) -> None:
@@ -89,6 +98,7 @@ def report(state: RunState, *, json_: bool) -> None:
                 "status": state.status,
                 "last_seq": state.last_seq,
                 "target_task": state.target_task,
+                "judge": {"judgements": state.judgements, "unparsed": state.judge_unparsed},
                 "table": [
                     {"role": r.role, "prompt_id": r.prompt_id, "prompt": r.text, "task": r.task, "n_examples": r.n_examples,
                      "objective": r.objective, **r.metrics}
@@ -182,6 +192,8 @@ def run(
     base_url: Optional[str] = BASE_URL_OPTION,
     concurrency: Optional[int] = CONCURRENCY_OPTION,
     request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
+    judge: Optional[str] = typer.Option(None, "--judge", metavar="SPEC", help="Model spec of an LLM judge that scores every answer on a rubric (metrics judge_<criterion>; weight them with the config's weights)."),
+    rubric: Optional[Path] = typer.Option(None, "--rubric", metavar="FILE", help="The judge's rubric: a TOML or JSON file of criteria, scale, instruction, version. Default: relevance, coherence, fluency, faithfulness."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: pause the run when its paid model calls reach this."),
     review: bool = typer.Option(False, "--review", help="Pause before each proposed step is scored, for `tprompt review`."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML or JSON file of run settings (options override it)."),
@@ -201,6 +213,8 @@ def run(
             raise UsageError("give either --prompt or --prompt-file, not both")
         prompt = read_prompt_file(prompt_file)
     values: dict[str, Any] = load_config_file(config) if config else {}
+    if rubric is not None:
+        values["rubric"] = load_rubric_file(rubric)
     if model is not None:
         values["proposer"] = values["scorer"] = model
     values.update(
@@ -208,7 +222,7 @@ def run(
             source_tasks=source, target_task=target, proposer=proposer, scorer=scorer, steps=steps,
             candidates=candidates, top_k=top_k, examples=examples, test_examples=test_examples, mode=mode,
             budget=budget, original_prompt=prompt, seed=seed, name=name, base_url=base_url, concurrency=concurrency,
-            request_timeout=request_timeout, review=review or None,
+            request_timeout=request_timeout, review=review or None, judge=judge,
         )
     )
     cfg = make_config(values, where=str(config) if config else "options")

@@ -17,17 +17,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..metric_specs import METRICS, METRIC_NAMES, metric_spec
+from ..metric_specs import METRICS, METRIC_NAMES, is_judge_metric, metric_spec
 
 T = TypeVar("T")
 
 
 class ObjectiveWeights(BaseModel):
-    """Weights of the metrics in the objective (non-negative, not all zero)."""
+    """Weights of the metrics in the objective (non-negative, not all zero).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Besides the built-in metrics, an LLM judge's metrics (``judge_<criterion>``)
+    take a weight by name; they weigh 0 unless given one.
+    """
+
+    # extra: the judge's metrics, by name (checked below; any other name is refused)
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     accuracy: float = Field(0.5, ge=0, description="weight of accuracy")
     ifr: float = Field(0.2, ge=0, description="weight of the instruction-following rate")
@@ -36,6 +43,23 @@ class ObjectiveWeights(BaseModel):
     pr_n: float = Field(0.05, ge=0, description="weight of AUPRC with correct answers positive")
     pr_p: float = Field(0.05, ge=0, description="weight of AUPRC with wrong answers positive")
     brier: float = Field(0.0, ge=0, description="weight of 1 - Brier score")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _judge_weights(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, value in data.items():
+            if name in cls.model_fields:
+                continue
+            if not is_judge_metric(name):
+                raise ValueError(f"unknown weight {name!r}: use one of {', '.join(cls.model_fields)} "
+                                 "or judge_<criterion> for an LLM judge's metric")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"weight {name}: expected a number >= 0, got {value!r}")
+            out[name] = float(value)
+        return out
 
     @model_validator(mode="after")
     def _not_all_zero(self) -> ObjectiveWeights:

@@ -37,6 +37,8 @@ def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> Non
     except Exception as exc:  # pydantic ValidationError or TypeError from unknown keys
         raise ConfigError(f"weights: {exc}".splitlines()[0], hint="see `tprompt eval --help` for the metric names") from exc
     get_model(config.proposer, base_url=config.base_url)
+    if config.judge is not None:
+        get_model(config.judge, base_url=config.base_url)
     scorer = get_model(config.scorer, base_url=config.base_url)
     if config.mode == "logprob":
         if not scorer.supports_option_probs:
@@ -155,7 +157,7 @@ def comparable_events(log: EventLog, run_id: str, *, own_only: bool = False) -> 
     """A run's events as (type, payload) without what differs between two executions.
 
     Dropped: envelope ids and timestamps, transcript call ids (also those of
-    recorded answers), and the
+    recorded answers and judgements), and the
     pause/resume/failure marks (where a run was interrupted is not its result).
     """
     rows = []
@@ -170,6 +172,8 @@ def comparable_events(log: EventLog, run_id: str, *, own_only: bool = False) -> 
             exclude["call_ids"] = True
         if "answers" in fields:
             exclude["answers"] = {"__all__": {"call_id"}}
+        if "judgements" in fields:
+            exclude["judgements"] = {"__all__": {"call_id"}}
         rows.append((se.type, se.event.model_dump(mode="json", exclude=exclude)))
     return rows
 

@@ -7,10 +7,11 @@ Topology (``tprompt graph`` draws it from LangGraph itself)::
     propose -> after_propose -> review | score | close_step
     review -> END                     (the run pauses for a person: tprompt review)
     score -> evaluate                 (the scorer's answers, then the evaluator's metrics)
+    score -> judge -> evaluate        (with an LLM judge: its judgements between the two)
     evaluate -> after_evaluate -> score | close_step | test | finish
     close_step -> after_step -> propose | transfer | test
     transfer -> score                 (target stage, step 0: the transferred prompts)
-    test -> evaluate
+    test -> evaluate                  (test -> judge -> evaluate with a judge)
     finish -> END
 
 The target-only graph (the OPRO baseline, ``transfer=False``) is built from
@@ -40,7 +41,7 @@ from .context import RunContext
 from .nodes import NODES, GraphState, Node
 from .rules import next_node
 from .topology import BRANCHES as _BRANCHES
-from .topology import EDGES as _EDGES
+from .topology import dropped_nodes, fixed_edges
 
 Router = Callable[[GraphState, Runtime[RunContext]], str]
 
@@ -69,6 +70,7 @@ def make_routers(after_propose_chain: Sequence[str] = ()) -> dict[str, Router]:
 def build_graph(
     *,
     transfer: bool = True,
+    judge: bool = False,
     nodes: Mapping[str, Node] | None = None,
     insert_after: Mapping[str, str] | None = None,
 ) -> Any:
@@ -76,6 +78,8 @@ def build_graph(
 
     Args:
         transfer: source stage + transfer (True) or the target stage alone.
+        judge: an LLM judge between the scoring and the evaluator (score -> judge -> evaluate,
+            test -> judge -> evaluate); a run with ``judge`` in its config needs this shape.
         nodes: node functions replacing built-in nodes of the same name, or
             new nodes (each ``fn(state, runtime) -> update``, see
             :mod:`tprompt.graph.nodes`).
@@ -85,12 +89,12 @@ def build_graph(
     """
     table = dict(NODES)
     table.update(nodes or {})
-    dropped = {"start_target"} if transfer else {"start_source", "transfer"}
+    dropped = dropped_nodes(transfer, judge)
     names = [n for n in table if n not in dropped]
     outgoing: dict[str, Any] = {}  # node -> router name or a single successor
     for src, (router, _) in _BRANCHES.items():
         outgoing[src] = router
-    for src, dst in _EDGES:
+    for src, dst in fixed_edges(judge):
         outgoing[src] = dst
     chain: list[str] = []
     for new, after in (insert_after or {}).items():
@@ -134,9 +138,9 @@ def recursion_limit(config: Any, n_nodes: int) -> int:
     return steps * per_step + 2 * 3 + 10
 
 
-def draw(*, transfer: bool = True, fmt: str = "mermaid") -> str:
-    """The graph as LangGraph draws it: Mermaid source or ASCII art."""
-    drawable = build_graph(transfer=transfer).get_graph()
+def draw(*, transfer: bool = True, judge: bool = False, fmt: str = "mermaid") -> str:
+    """The graph as LangGraph draws it (with the judge node if ``judge``): Mermaid source or ASCII art."""
+    drawable = build_graph(transfer=transfer, judge=judge).get_graph()
     return drawable.draw_ascii() if fmt == "ascii" else drawable.draw_mermaid()
 
 

@@ -43,6 +43,8 @@ class RunContext:
     recorder: Recorder
     proposer: ChatBackend
     scorer: ChatBackend
+    #: the LLM judge (None: no judge configured)
+    judge: ChatBackend | None = None
     #: tasks given as Python objects (by name); others are loaded by name or path
     tasks: dict[str, Task] = field(default_factory=dict)
     #: replaces the weighted objective of ``config.weights``

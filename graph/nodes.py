@@ -12,6 +12,8 @@ Agents (paper, section 3):
   history of (prompt, score) pairs (``step.proposed``).
 * ``score``: the scorer LLM answers the training questions under each
   candidate still to score (one ``candidate.answered`` per candidate and task).
+* ``judge`` (when a judge is configured): the LLM judge scores every recorded
+  answer on the rubric's criteria (``candidate.judged``).
 * ``evaluate``: the objective evaluator turns recorded answers into the
   metrics and the objective (``candidate.scored``, or ``prompt.tested``).
 * ``transfer``: the top-k source prompts seed the target stage
@@ -37,11 +39,13 @@ from ..models import ChatRequest, Recorder
 from ..models.recorder import CallSite
 from ..agents.prompts import PROPOSER_TEMPLATES
 from ..agents.proposer import build_meta_prompt, format_exemplar, meta_messages, select_candidates
+from ..agents.judge import judgement_metrics
 from ..agents.transfer import select_transfer
 from ..evaluator import answer_prompt, compute_metrics
 from ..stores.events import (
     Answer,
     CandidateAnswered,
+    CandidateJudged,
     CandidateScored,
     Event,
     PromptTested,
@@ -56,6 +60,7 @@ from ..stores.events import (
 from ..stores.projection import RunState
 from . import rules
 from .context import RunContext
+from .judging import judge_answered
 from .rules import ScoreJob, closing_events, step_label
 
 
@@ -248,22 +253,67 @@ def _answer(
     ]
 
 
-def evaluate(state: GraphState, runtime: Runtime[RunContext]) -> Update:
-    """The objective evaluator: metrics and objective of every recorded, not yet evaluated answer set."""
+def judge(state: GraphState, runtime: Runtime[RunContext]) -> Update:
+    """The LLM judge scores every recorded, not yet judged answer set on the rubric's criteria.
+
+    One ``candidate.judged`` per ``candidate.answered``, appended as soon as it
+    is complete (a pause or a crash loses at most the set in flight).
+    """
     ctx, run = runtime.context, state["run"]
-    return emit(state, runtime, *(evaluate_answers(a, ctx.objective) for a in run.unevaluated))
+    rubric, model = ctx.config.judge_rubric, ctx.judge
+    assert rubric is not None and model is not None, "the judge node runs only when a judge is configured"
+    appended: list[StoredEvent] = []
+    for answered in run.unjudged():
+        test = answered.split == "test"
+        step = "test" if test else step_label(answered.stage or "", answered.step or 0)
+        n = ctx.config.test_examples if test else ctx.config.examples
+        event = judge_answered(
+            ctx.log, answered, rubric=rubric, model=model, site=ctx.call_site(run, "judge", step=step),
+            task=ctx.task(answered.task), examples=ctx.examples(answered.task, answered.split, n),
+            seed=ctx.config.seed, progress=_progress(runtime, f"judging {answered.prompt_id} on {answered.task}"),
+        )
+        stored, run = ctx.emit(run, event)
+        appended += stored
+    return {"run": run, "events": appended}
 
 
-def evaluate_answers(answered: CandidateAnswered, objective: Callable[[dict[str, float | None]], float]) -> Event:
+def evaluate(state: GraphState, runtime: Runtime[RunContext]) -> Update:
+    """The objective evaluator: metrics and objective of every recorded, not yet evaluated answer set.
+
+    With a judge, each set's ``candidate.judged`` adds the ``judge_<criterion>`` metrics.
+    """
+    ctx, run = runtime.context, state["run"]
+    rubric = ctx.config.judge_rubric
+    return emit(state, runtime, *(
+        evaluate_answers(a, ctx.objective, extra=judge_extra(run.judgement_of(a), rubric)) for a in run.unevaluated
+    ))
+
+
+def judge_extra(judged: CandidateJudged | None, rubric: Any) -> dict[str, float | None] | None:
+    """The judge's metrics of one answer set, for :func:`evaluate_answers` (None without a judgement)."""
+    if judged is None or rubric is None:
+        return None
+    return judgement_metrics(judged, rubric)
+
+
+def evaluate_answers(
+    answered: CandidateAnswered,
+    objective: Callable[[dict[str, float | None]], float],
+    extra: dict[str, float | None] | None = None,
+) -> Event:
     """What the evaluator makes of one ``candidate.answered``: a score (training) or a test result.
 
-    Pure: the metrics come from the event alone, so a past run can be
-    re-evaluated under other weights without a model call (``tprompt rescore``).
+    Pure: the metrics come from the event alone (and ``extra``, set-level
+    metrics computed from other recorded events, such as the judge's), so a
+    past run can be re-evaluated under other weights without a model call
+    (``tprompt rescore``).
     """
     answers = answered.answers
     metrics = compute_metrics(
         [a.correct for a in answers], [a.confidence for a in answers], [a.followed_format for a in answers]
     )
+    if extra:
+        metrics = {**metrics, **extra}
     if answered.split == "test":
         return PromptTested(
             role=answered.role,  # type: ignore[arg-type]
@@ -317,10 +367,11 @@ NODES: dict[str, Node] = {
     "propose": propose,
     "review": review,
     "score": score,
+    "judge": judge,
     "evaluate": evaluate,
     "close_step": close_step,
     "test": test,
     "finish": finish,
 }
 
-__all__ = ("NODES", "GraphState", "Node", "Update", "closing_events", "emit", "evaluate_answers")
+__all__ = ("NODES", "GraphState", "Node", "Update", "closing_events", "emit", "evaluate_answers", "judge_extra")

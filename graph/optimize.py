@@ -126,7 +126,7 @@ def optimize(
         run_id = create_run(log, cfg, tasks=tasks)
         graph = None
         if nodes or insert_after:
-            graph = build_graph(transfer=cfg.transfer, nodes=nodes, insert_after=insert_after)
+            graph = build_graph(transfer=cfg.transfer, judge=cfg.judge is not None, nodes=nodes, insert_after=insert_after)
         return Runner(log, run_id, tasks=tasks, objective=objective, graph=graph).run(on_update)
     finally:
         if not isinstance(db, EventLog):

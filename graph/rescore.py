@@ -1,4 +1,4 @@
-"""Re-evaluating a past run under other objective weights, with zero model calls.
+"""Re-evaluating a past run under other objective weights (zero model calls) or another judge or rubric.
 
 The scorer's answers are events (``candidate.answered``), and the evaluator
 computes the metrics from such an event alone. So a run can be evaluated
@@ -6,6 +6,12 @@ again: :func:`rescore_run` forks it at its first event and writes the same
 history with every ``candidate.scored`` and ``prompt.tested`` recomputed from
 its answers under the new objective, and the bests and top-k of every
 ``step.completed`` and ``stage.completed`` recomputed from those scores.
+
+A new judge model or rubric costs judge calls only (cached where a request
+is identical, so a rubric changed back costs nothing): every recorded answer
+set is judged again, its ``candidate.judged`` replaced (or, for a run that
+had no judge, added right after its ``candidate.answered``), and the scores
+follow. The scorer is never called.
 
 What happened is kept: the proposals, the transfer and the prompts tested
 are the original run's (the optimizer saw the old objective). The rescored
@@ -16,16 +22,18 @@ rescored run that had not finished.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import cast
+from typing import Any, cast
 
 from ..errors import ConfigError, UsageError
-from ..evaluator import ObjectiveWeights, objective
-from ..stores import EventLog
+from ..evaluator import ObjectiveWeights, load_task, objective
+from ..metric_specs import is_judge_metric
+from ..stores import EventLog, new_run_id
 from ..stores.events import (
     AnyEvent,
     CandidateAnswered,
+    CandidateJudged,
     CandidateScored,
     Event,
     PromptTested,
@@ -39,8 +47,11 @@ from ..stores.events import (
 )
 from ..stores.projection import RunState, answer_key, fold
 from .config import RunConfig
-from .nodes import evaluate_answers
-from .rules import stage_top_k, step_best
+from .nodes import evaluate_answers, judge_extra
+from .rules import stage_top_k, step_best, step_label
+
+#: (the answers to judge, the seq its candidate.judged will have) -> that event
+Rejudge = Callable[[CandidateAnswered, int], CandidateJudged]
 
 #: Marks of an execution, not of its result: a rescore does not copy them.
 _SKIPPED = (RunForked, RunPaused, RunResumed, RunFailed)
@@ -53,8 +64,9 @@ def parse_weights(items: list[str]) -> dict[str, float]:
     for item in items:
         name, sep, value = item.partition("=")
         name = name.strip()
-        if not sep or name not in names:
-            raise UsageError(f"bad weight {item!r}", hint=f"use NAME=NUMBER with NAME one of {', '.join(names)}")
+        if not sep or not (name in names or is_judge_metric(name)):
+            raise UsageError(f"bad weight {item!r}",
+                             hint=f"use NAME=NUMBER with NAME one of {', '.join(names)} or judge_<criterion>")
         try:
             out[name] = float(value)
         except ValueError:
@@ -62,19 +74,45 @@ def parse_weights(items: list[str]) -> dict[str, float]:
     return out
 
 
-def rescore_events(run_events: list[StoredEvent], config: RunConfig, base: RunState) -> list[Event]:
-    """The run's own history after ``base`` with the evaluator's events recomputed under ``config.weights``."""
+def rescore_events(
+    run_events: list[StoredEvent], config: RunConfig, base: RunState, *, rejudge: Rejudge | None = None
+) -> list[Event]:
+    """The run's own history after ``base`` with the evaluator's events recomputed under ``config.weights``.
+
+    ``rejudge``: judge every answer set again (a new judge or rubric); its
+    ``candidate.judged`` replaces the recorded one, or follows the
+    ``candidate.answered`` in a run that had none. Without it, the recorded
+    judgements are the judge metrics' source.
+    """
     weights = ObjectiveWeights(**config.weights)
     answers: dict[tuple, CandidateAnswered] = {}
+    judged: dict[tuple, CandidateJudged] = {}
+    had_judge = any(isinstance(se.event, CandidateJudged) for se in run_events)
     state = base
     out: list[Event] = []
     now = datetime.now(timezone.utc)
+
+    def add(ev: Event) -> None:
+        nonlocal state
+        out.append(ev)
+        seq = state.last_seq + 1
+        state = fold([StoredEvent(run_id=state.run_id, seq=seq, event_id=f"rescore:{seq}",
+                                  schema_version=type(ev).schema_version, created_at=now, event=cast(AnyEvent, ev))],
+                     state=state)
+
     for se in run_events:
         ev: Event = se.event
         if isinstance(ev, _SKIPPED):
             continue
         if isinstance(ev, CandidateAnswered):
             answers[answer_key(ev)] = ev
+            if rejudge is not None and not had_judge:
+                add(ev)
+                ev = judged[answer_key(ev)] = rejudge(ev, state.last_seq + 1)
+        elif isinstance(ev, CandidateJudged):
+            if rejudge is not None:
+                ev = rejudge(answers[answer_key(ev)], state.last_seq + 1)
+            judged[answer_key(ev)] = ev
         elif isinstance(ev, (CandidateScored, PromptTested)):
             key = answer_key(ev)
             if key not in answers:
@@ -83,25 +121,33 @@ def rescore_events(run_events: list[StoredEvent], config: RunConfig, base: RunSt
                     "before tprompt kept the scorer's answers, so it cannot be rescored without model calls",
                     hint="fork it with the new weights instead (tprompt fork RUN --at 1 ...)",
                 )
-            ev = evaluate_answers(answers[key], lambda m: objective(m, weights))
+            ev = evaluate_answers(answers[key], lambda m: objective(m, weights),
+                                  extra=judge_extra(judged.get(key), config.judge_rubric))
         elif isinstance(ev, StepCompleted):
             best_id, best_objective = step_best(state, ev.stage)
             ev = ev.model_copy(update={"best_prompt_id": best_id, "best_objective": best_objective})
         elif isinstance(ev, StageCompleted):
             ev = ev.model_copy(update={"top_k": stage_top_k(state, ev.stage, config.top_k)})
-        out.append(ev)
-        seq = state.last_seq + 1
-        state = fold([StoredEvent(run_id=state.run_id, seq=seq, event_id=f"rescore:{seq}",
-                                  schema_version=type(ev).schema_version, created_at=now, event=cast(AnyEvent, ev))],
-                     state=state)
+        add(ev)
     return out
 
 
-def rescore_run(log: EventLog, run_id: str, weights: Mapping[str, float]) -> str:
+def rescore_run(
+    log: EventLog,
+    run_id: str,
+    weights: Mapping[str, float],
+    *,
+    judge: str | None = None,
+    rubric: Mapping[str, Any] | None = None,
+) -> str:
     """Fork ``run_id`` as a new run evaluated under ``weights`` (merged into its own); returns the new id.
 
+    ``judge`` (a model spec) or ``rubric`` (the config key's value) change the
+    LLM judge: every answer set is judged again (judge calls only, through the
+    recorder, filed under the new run; 0 scorer calls).
+
     Raises:
-        UnknownRun, ConfigError (bad weights), UsageError (a run without recorded answers).
+        UnknownRun, ConfigError (bad weights or rubric), UsageError (a run without recorded answers).
     """
     run_id = log.resolve(run_id)
     state = log.state(run_id)
@@ -110,19 +156,60 @@ def rescore_run(log: EventLog, run_id: str, weights: Mapping[str, float]) -> str
     merged = {**state.config.weights, **weights}
     try:
         ObjectiveWeights(**merged)
-        config = RunConfig(**{**state.config.model_dump(), "weights": merged})
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise ConfigError(f"weights: {str(exc).splitlines()[-1].strip()}", hint="weights are >= 0, not all 0") from None
+    changes: dict[str, Any] = {"weights": merged}
+    if judge is not None:
+        changes["judge"] = judge
+    if rubric is not None:
+        changes["rubric"] = rubric
+    from .config import make_config
+
+    config = make_config({**state.config.model_dump(), **changes}, where="rescore")
     events = list(log.events(run_id))
     # The fork's own history starts after the lineage's run.created (seq 1) and its run.forked (seq 2).
     base = fold(events[:1], run_id=run_id).model_copy(
         update={"config": config, "target_task": state.target_task, "last_seq": 2}
     )
-    rescored = rescore_events(events[1:], config, base)
+    new_id = new_run_id()
+    recorder = None
+    if config.judge is not None and (config.judge, config.judge_rubric) != (state.config.judge, state.config.judge_rubric):
+        from ..models import Recorder
+
+        recorder = Recorder(log, run_id=new_id, prices=config.prices)
+    try:
+        rejudge = _rejudge(log, recorder, new_id, config) if recorder is not None else None
+        rescored = rescore_events(events[1:], config, base, rejudge=rejudge)
+    finally:
+        if recorder is not None and log.path != ":memory:":
+            recorder.close()
     return log.fork(
-        run_id, 1, config=config, target_task=state.target_task or config.target_task,
+        run_id, 1, config=config, target_task=state.target_task or config.target_task, run_id=new_id,
         name=f"{state.name or run_id} rescored", events=rescored,
     )
+
+
+def _rejudge(log: EventLog, recorder: Any, run_id: str, config: RunConfig) -> Rejudge:
+    """The judge of ``config`` over recorded answers, its calls filed under ``run_id`` at each judged event's seq."""
+    from ..models import get_model
+    from .judging import judge_answered
+
+    assert config.judge is not None and config.judge_rubric is not None
+    model = get_model(config.judge, base_url=config.base_url, concurrency=config.concurrency)
+    tasks: dict[str, Any] = {}
+
+    def rejudge(answered: CandidateAnswered, seq: int) -> CandidateJudged:
+        test = answered.split == "test"
+        task = tasks.get(answered.task) or tasks.setdefault(answered.task, load_task(answered.task))
+        n = config.test_examples if test else config.examples
+        step = "test" if test else step_label(answered.stage or "", answered.step or 0)
+        return judge_answered(
+            log, answered, rubric=config.judge_rubric, model=model,  # type: ignore[arg-type]
+            site=recorder.at("judge", run_id=run_id, step=step, seq=seq), task=task,
+            examples=task.sample(n, split=answered.split, seed=config.seed), seed=config.seed,
+        )
+
+    return rejudge
 
 
 __all__ = ("parse_weights", "rescore_events", "rescore_run")

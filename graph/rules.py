@@ -54,7 +54,7 @@ def next_node(run: RunState, config: RunConfig, *, chain: Sequence[str] = ()) ->
     if run.status in ("completed", "failed"):
         return END
     if run.unevaluated and run.in_flight is None:
-        return "evaluate"  # test answers
+        return _judge_or_evaluate(run, config)  # test answers
     for stage in stages(config):
         if stage in run.stages_completed:
             continue
@@ -78,7 +78,12 @@ def _in_step(run: RunState, config: RunConfig, chain: Sequence[str]) -> str:
         return "review"
     if score_jobs(run, config):
         return "score"
-    return "evaluate" if run.unevaluated else "close_step"
+    return _judge_or_evaluate(run, config) if run.unevaluated else "close_step"
+
+
+def _judge_or_evaluate(run: RunState, config: RunConfig) -> str:
+    """Recorded answers go to the judge first when one is configured and has not judged them all."""
+    return "judge" if config.judge is not None and run.unjudged() else "evaluate"
 
 
 def stages(config: RunConfig) -> tuple[Stage, ...]:

@@ -106,7 +106,7 @@ class Runner:
         pause = threading.Event()
         # Each run gets its own view of a shared backend: its gate, timeout and pause are its own.
         views: dict[str, Any] = {}
-        for spec in (self.config.proposer, self.config.scorer):
+        for spec in (self.config.proposer, self.config.scorer, *([self.config.judge] if self.config.judge else [])):
             if spec not in views:
                 views[spec] = get_model(
                     spec, base_url=self.config.base_url, concurrency=self.config.concurrency,
@@ -114,7 +114,8 @@ class Runner:
                 )
         self.context = RunContext(
             log=log, run_id=self.run_id, config=self.config, recorder=Recorder(log, run_id=self.run_id, prices=self.config.prices),
-            proposer=views[self.config.proposer], scorer=views[self.config.scorer], tasks=dict(tasks or {}),
+            proposer=views[self.config.proposer], scorer=views[self.config.scorer],
+            judge=views[self.config.judge] if self.config.judge else None, tasks=dict(tasks or {}),
             objective_fn=objective, pause=pause,
             pause_check=lambda: bool(pause_check and pause_check()) or pause_requested(log, self.run_id),
             max_cost=max_cost,
@@ -190,7 +191,8 @@ class Runner:
         s = self.state
         if s.status in ("paused", "failed") or (s.status == "running" and s.last_seq > 0):
             yield self._append("resume", RunResumed())
-        graph = self.graph if self.graph is not None else build_graph(transfer=self.config.transfer)
+        graph = self.graph if self.graph is not None else build_graph(transfer=self.config.transfer,
+                                                                        judge=self.config.judge is not None)
         ctx = self.context
         stop_watching = self._watch_pause()
         stream = graph.stream(

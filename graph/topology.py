@@ -11,6 +11,7 @@ from typing_extensions import assert_never
 
 from ..stores.events import (
     CandidateAnswered,
+    CandidateJudged,
     CandidateScored,
     PromptTested,
     RunCompleted,
@@ -32,8 +33,8 @@ START, END = "__start__", "__end__"
 
 #: branching point -> (router, the nodes it may choose)
 BRANCHES: dict[str, tuple[str, tuple[str, ...]]] = {
-    START: ("resume_at", ("start_source", "transfer", "start_target", "propose", "review", "score", "evaluate",
-                          "close_step", "test", "finish", END)),
+    START: ("resume_at", ("start_source", "transfer", "start_target", "propose", "review", "score", "judge",
+                          "evaluate", "close_step", "test", "finish", END)),
     "propose": ("after_propose", ("review", "score", "close_step")),
     "evaluate": ("after_evaluate", ("score", "close_step", "test", "finish")),
     "close_step": ("after_step", ("propose", "transfer", "test")),
@@ -48,19 +49,34 @@ EDGES: tuple[tuple[str, str], ...] = (
     ("test", "evaluate"),
     ("finish", END),
 )
+#: fixed edges with an LLM judge: the recorded answers go to the judge, then to the evaluator
+JUDGE_EDGES: tuple[tuple[str, str], ...] = tuple(
+    (src, "judge" if dst == "evaluate" else dst) for src, dst in EDGES
+) + (("judge", "evaluate"),)
 #: the built-in nodes in the order the algorithm meets them
-ORDER: tuple[str, ...] = ("start_source", "start_target", "propose", "review", "score", "evaluate", "close_step",
-                          "transfer", "test", "finish")
+ORDER: tuple[str, ...] = ("start_source", "start_target", "propose", "review", "score", "judge", "evaluate",
+                          "close_step", "transfer", "test", "finish")
 
 
-def successors(transfer: bool = True) -> dict[str, list[str]]:
-    """node -> the nodes it may lead to, for the Transfer-Prompting (or the target-only) graph."""
+def fixed_edges(judge: bool = False) -> tuple[tuple[str, str], ...]:
+    """The fixed edges of the graph without (or with) an LLM judge between the scoring and the evaluator."""
+    return JUDGE_EDGES if judge else EDGES
+
+
+def dropped_nodes(transfer: bool = True, judge: bool = False) -> set[str]:
+    """The built-in nodes a graph of this shape leaves out."""
     dropped = {"start_target"} if transfer else {"start_source", "transfer"}
+    return dropped if judge else dropped | {"judge"}
+
+
+def successors(transfer: bool = True, judge: bool = False) -> dict[str, list[str]]:
+    """node -> the nodes it may lead to, for the Transfer-Prompting (or the target-only) graph, with or without a judge."""
+    dropped = dropped_nodes(transfer, judge)
     out: dict[str, list[str]] = {}
     for src, (_, choices) in BRANCHES.items():
         if src != START:
             out[src] = [c for c in choices if c not in dropped]
-    for src, dst in EDGES:
+    for src, dst in fixed_edges(judge):
         out[src] = [dst]
     return {n: out[n] for n in ORDER if n not in dropped}
 
@@ -79,6 +95,8 @@ def node_of(stored: StoredEvent, *, transfer: bool = True) -> str | None:
             return ev.by
         case CandidateAnswered():
             return "test" if ev.split == "test" else "score"
+        case CandidateJudged():
+            return "judge"
         case CandidateScored() | PromptTested():
             return "evaluate"
         case StepCompleted() | StageCompleted():
@@ -95,4 +113,5 @@ def node_of(stored: StoredEvent, *, transfer: bool = True) -> str | None:
             assert_never(ev)
 
 
-__all__ = ("BRANCHES", "EDGES", "END", "ORDER", "START", "node_of", "successors")
+__all__ = ("BRANCHES", "EDGES", "END", "JUDGE_EDGES", "ORDER", "START", "dropped_nodes", "fixed_edges", "node_of",
+           "successors")

@@ -54,6 +54,11 @@ _ENDINGS = (
 _OPTION_LINE = re.compile(r"^\s*\(?([A-J])[).:]\s", re.MULTILINE)
 #: A fixed answer space offered in the demanded format, e.g. "<one of True / False>".
 _ANSWER_SPACE = re.compile(r"<one of ([^>]+)>")
+#: A judge request (agents/judge.py): the reply lines it asks for, and its scale.
+_JUDGE_LINE = re.compile(r"^([a-z][a-z0-9_]*): <score> \|", re.MULTILINE)
+_JUDGE_SCALE = re.compile(r"score from (-?\d+) \(worst\) to (-?\d+) \(best\)")
+_RATIONALES = ("on topic and to the point", "clear but terse", "states the answer without support",
+               "reasoning is easy to follow", "wording is awkward in places", "matches what was asked")
 
 
 def _digest(*parts: object) -> int:
@@ -154,6 +159,9 @@ class FakeBackend(ChatBackend):
 
     def _answer(self, req: ChatRequest) -> str:
         h = _digest(self.seed, req.messages, req.temperature, req.top_p, req.seed, req.sample_index)
+        judged = _JUDGE_LINE.findall(req.messages[-1][1])
+        if judged:
+            return self._judgement(req.messages[-1][1], judged, h)
         if any("<INS>" in content for _, content in req.messages):
             return "<INS>" + self._instruction(h) + "</INS>"
         question = req.messages[-1][1]
@@ -170,6 +178,20 @@ class FakeBackend(ChatBackend):
         if (h >> 24) % 10 == 0:  # deliberately off-format, so IFR < 1
             return f"I think it is probably {answer}, but I am not sure."
         return f"Answer: {answer}\nConfidence: {confidence}%"
+
+    @staticmethod
+    def _judgement(text: str, criteria: list[str], h: int) -> str:
+        """One line per criterion, as the judge's request asks; about 1 in 12 lines off-format (parse failures)."""
+        scale = _JUDGE_SCALE.search(text)
+        low, high = (int(scale.group(1)), int(scale.group(2))) if scale else (1, 5)
+        lines = []
+        for c in criteria:
+            k = _digest(h, c)
+            if k % 12 == 0:
+                lines.append(f"{c}: hard to say")  # deliberately unparseable
+                continue
+            lines.append(f"{c}: {low + (k >> 8) % (high - low + 1)} | {_RATIONALES[(k >> 16) % len(_RATIONALES)]}")
+        return "\n".join(lines)
 
     @staticmethod
     def _instruction(h: int) -> str:

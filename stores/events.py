@@ -156,6 +156,47 @@ class CandidateAnswered(Event):
     answers: list[Answer]
 
 
+class Judgement(_Frozen):
+    """The judge's verdict on one answer for one criterion.
+
+    ``score`` is on the rubric's scale; None when the judge's reply could not
+    be parsed for this criterion (``error`` says why), never a silent 0.
+    """
+
+    example_id: str
+    criterion: str
+    score: float | None
+    rationale: str = ""
+    error: str | None = None
+    call_id: str | None = None
+
+
+class CandidateJudged(Event):
+    """The LLM judge's judgements of one ``candidate.answered`` (same answer key), per answer and criterion.
+
+    ``rubric`` is the rubric's ref (``rubric.default@v1``) and ``judge`` the
+    judge's model spec; ``judge_calls`` the requests made (cache hits included).
+    """
+
+    type: Literal["candidate.judged"] = "candidate.judged"
+    stage: Stage | None = None
+    step: int | None = None
+    role: Role | None = None
+    prompt_id: str
+    task: str
+    split: str = "train"
+    rung: int = 0
+    judge: str
+    rubric: str
+    judge_calls: int = 0
+    judgements: list[Judgement]
+
+    @property
+    def unparsed(self) -> int:
+        """Judgements whose reply could not be parsed."""
+        return sum(j.score is None for j in self.judgements)
+
+
 class CandidateScored(Event):
     """One candidate's metrics on one task (one rung of racing, or the full set)."""
 
@@ -240,6 +281,7 @@ AnyEvent = Annotated[
         StepProposed,
         StepRevised,
         CandidateAnswered,
+        CandidateJudged,
         CandidateScored,
         StepCompleted,
         StageCompleted,
@@ -314,11 +356,13 @@ __all__ = (
     "Answer",
     "AnyEvent",
     "CandidateAnswered",
+    "CandidateJudged",
     "CandidateScored",
     "EVENT_ADAPTER",
     "EVENT_CLASSES",
     "EVENT_TYPES",
     "Event",
+    "Judgement",
     "Metrics",
     "PromptCandidate",
     "PromptTested",

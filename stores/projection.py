@@ -17,6 +17,7 @@ from typing_extensions import assert_never
 from ..config import RunConfig
 from .events import (
     CandidateAnswered,
+    CandidateJudged,
     CandidateScored,
     Metrics,
     PromptCandidate,
@@ -138,6 +139,11 @@ class RunState(BaseModel):
     revisions: tuple[str, ...] = ()
     #: the scorer's answers not yet turned into scores by the evaluator
     unevaluated: tuple[CandidateAnswered, ...] = ()
+    #: the judge's judgements of answers not yet evaluated (``candidate.judged``, same answer key)
+    judged: tuple[CandidateJudged, ...] = ()
+    #: judgements the judge made over the run, and how many of them could not be parsed
+    judgements: int = 0
+    judge_unparsed: int = 0
     scores: tuple[ScoredPrompt, ...] = ()
     prompts: dict[str, str] = Field(default_factory=dict)
     top_k: dict[str, tuple[str, ...]] = Field(default_factory=dict)
@@ -148,6 +154,16 @@ class RunState(BaseModel):
     error: str | None = None
 
     # -- derived views (pure) --------------------------------------------------
+
+    def judgement_of(self, answered: CandidateAnswered) -> CandidateJudged | None:
+        """The judge's judgements of ``answered`` (None: not judged yet)."""
+        key = answer_key(answered)
+        return next((j for j in self.judged if answer_key(j) == key), None)
+
+    def unjudged(self) -> list[CandidateAnswered]:
+        """The answers awaiting evaluation that the judge has not judged yet, in order."""
+        keys = {answer_key(j) for j in self.judged}
+        return [a for a in self.unevaluated if answer_key(a) not in keys]
 
     def step_scores(self, stage: Stage, step: int) -> list[ScoredPrompt]:
         return [s for s in self.scores if s.stage == stage and s.step == step]
@@ -214,6 +230,7 @@ class _Builder:
         self.proposer_calls = dict(state.proposer_calls)
         self.pending = list(state.pending)
         self.unevaluated = list(state.unevaluated)
+        self.judged = list(state.judged)
         self.pending_scored: set[str] = set()
 
     def freeze(self) -> RunState:
@@ -227,6 +244,7 @@ class _Builder:
             proposer_calls=self.proposer_calls,
             pending=tuple(self.pending),
             unevaluated=tuple(self.unevaluated),
+            judged=tuple(self.judged),
         )
         return RunState.model_construct(**data)
 
@@ -281,9 +299,18 @@ def _evaluated(b: _Builder, key: tuple) -> None:
     """Drop the answers the evaluator has just scored (key: what identifies them)."""
     if b.unevaluated:
         b.unevaluated = [a for a in b.unevaluated if answer_key(a) != key]
+    if b.judged:
+        b.judged = [j for j in b.judged if answer_key(j) != key]
 
 
-def answer_key(a: CandidateAnswered | CandidateScored | PromptTested) -> tuple:
+def _judged(b: _Builder, ev: CandidateJudged) -> None:
+    key = answer_key(ev)
+    b.judged = [j for j in b.judged if answer_key(j) != key] + [ev]
+    b.data["judgements"] = b.data["judgements"] + len(ev.judgements)
+    b.data["judge_unparsed"] = b.data["judge_unparsed"] + ev.unparsed
+
+
+def answer_key(a: CandidateAnswered | CandidateJudged | CandidateScored | PromptTested) -> tuple:
     """What ties a ``candidate.answered`` event to the score the evaluator makes of it (same key for both)."""
     if a.split == "test":
         assert not isinstance(a, CandidateScored)  # training scores only: narrows the type
@@ -383,6 +410,8 @@ def _apply(b: _Builder, se: StoredEvent) -> None:
             _scored(b, ev, se.seq)
         case CandidateAnswered():
             b.unevaluated.append(ev)
+        case CandidateJudged():
+            _judged(b, ev)
         case StepProposed():
             _proposed(b, ev)
         case StepRevised():

@@ -18,6 +18,7 @@ from ..errors import TPromptError
 from ..stores import EventLog, RunState, StoredEvent, fold
 from ..stores.events import (
     CandidateAnswered,
+    CandidateJudged,
     CandidateScored,
     PromptTested,
     RunCompleted,
@@ -178,6 +179,8 @@ def describe(se: StoredEvent) -> str:
             right = sum(a.correct for a in ev.answers)
             where = f"test ({ev.role})" if ev.split == "test" else (f"rung {ev.rung}" if ev.rung else "train")
             return f"{ev.prompt_id} on {ev.task} {where}: {right}/{len(ev.answers)} right"
+        case CandidateJudged():
+            return judged_summary(ev)
         case CandidateScored():
             rung = f" rung {ev.rung}" if ev.rung else ""
             return f"{ev.prompt_id} on {ev.task}{rung}: {fmt(ev.objective)} ({ev.n_examples} ex)"
@@ -198,6 +201,19 @@ def describe(se: StoredEvent) -> str:
             return ""
         case _:
             assert_never(ev)
+
+
+def judged_summary(ev: CandidateJudged) -> str:
+    """``p-1 on arc train: relevance 3.8, fluency 4.1 (2 unparsed)``: each criterion's mean score on the rubric's scale."""
+    where = f"test ({ev.role})" if ev.split == "test" else (f"rung {ev.rung}" if ev.rung else "train")
+    by: dict[str, list[float]] = {}
+    for j in ev.judgements:
+        by.setdefault(j.criterion, [])
+        if j.score is not None:
+            by[j.criterion].append(j.score)
+    parts = [f"{c} {fmt(sum(v) / len(v), 2) if v else '-'}" for c, v in by.items()]
+    text = f"{ev.prompt_id} on {ev.task} {where}: " + (", ".join(parts) or "no judgements")
+    return text + (f" ({ev.unparsed} unparsed)" if ev.unparsed else "")
 
 
 def graph_text(successors: dict[str, list[str]], active: str | None, label: str = "") -> Text:

@@ -29,6 +29,7 @@ from ...errors import TPromptError
 from ...graph.topology import node_of, successors
 from ...stores.events import (
     CandidateAnswered,
+    CandidateJudged,
     CandidateScored,
     Event,
     PromptTested,
@@ -72,6 +73,7 @@ EVENT_STYLE: dict[type[Event], str] = {
     StepProposed: "yellow",
     StepRevised: "italic yellow",
     CandidateAnswered: "dim",
+    CandidateJudged: "blue",
     CandidateScored: "",
     StepCompleted: "green",
     TransferSelected: "magenta",
@@ -284,7 +286,7 @@ class RunScreen(LiteralTitles, Screen[None]):
             title += "; it is the latest event of this running run"
         self.query_one("#graph-title", LiteralStatic).update(LiteralText(title, style="bold"))
         self.query_one("#graph-view", LiteralStatic).update(
-            graph_text(successors(transfer), node, f"seq {se.seq}" if node else ""))
+            graph_text(successors(transfer, judge=config is not None and config.judge is not None), node, f"seq {se.seq}" if node else ""))
 
     def _show_scores(self) -> None:
         assert self.follower is not None

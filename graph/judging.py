@@ -1,0 +1,84 @@
+"""The LLM judge over a run's recorded answers: what the ``judge`` node and ``tprompt rescore`` share.
+
+:func:`judge_answered` turns one ``candidate.answered`` into its
+``candidate.judged``: it shows the judge each answer (the scorer's reply as
+the transcript recorded it; in logprob mode, the option chosen), the question
+and the reference, one request per answer, through a recorder call site
+(cached, a transcript row with agent ``judge``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from ..agents.judge import JudgeItem, format_question, judge_request, parse_judgement
+from ..evaluator import Example, Task
+from ..models import ChatBackend
+from ..models.recorder import CallSite
+from ..rubric import Rubric
+from ..stores import EventLog
+from ..stores.events import Answer, CandidateAnswered, CandidateJudged
+
+
+def answer_text(log: EventLog, answered: CandidateAnswered, answer: Answer, example: Example | None) -> str:
+    """What the scorer answered, as the judge is shown it."""
+    if answered.mode == "logprob" or answer.call_id is None:
+        if answer.parsed is None:
+            return "(no answer)"
+        choices = example.choices if example is not None else None
+        idx = ord(answer.parsed[:1].upper()) - 65 if answer.parsed else -1
+        if choices and 0 <= idx < len(choices) and len(answer.parsed) == 1:
+            return f"{answer.parsed}) {choices[idx]}"
+        return answer.parsed
+    row = log.transcripts.call(answer.call_id)
+    text = log.transcripts.body(row.response_hash) if row is not None else None
+    return text if text is not None else (answer.parsed or "(no answer)")
+
+
+def reference_of(example: Example | None) -> str:
+    """The reference answer the judge compares with ("" when there is none)."""
+    if example is None or not example.answer.strip():
+        return ""
+    return f"{example.answer}) {example.answer_text}" if example.choices and example.answer_text else example.answer
+
+
+def judge_answered(
+    log: EventLog,
+    answered: CandidateAnswered,
+    *,
+    rubric: Rubric,
+    model: ChatBackend,
+    site: CallSite,
+    task: Task,
+    examples: Sequence[Example],
+    seed: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> CandidateJudged:
+    """The judge's ``candidate.judged`` for ``answered`` (its calls filed under ``site``).
+
+    Raises:
+        ModelCallFailed: the judge model failed after retries (recorded; resume retries it).
+    """
+    by_id: Mapping[str, Example] = {e.id: e for e in examples}
+    items = []
+    for a in answered.answers:
+        ex = by_id.get(a.example_id)
+        question = format_question(ex.question, ex.choices) if ex is not None else f"(example {a.example_id})"
+        items.append(JudgeItem(example_id=a.example_id, question=question,
+                               answer=answer_text(log, answered, a, ex), reference=reference_of(ex)))
+    requests = [judge_request(rubric, item, task_description=task.description, prompt=answered.text, seed=seed)
+                for item in items]
+    if progress:
+        progress(0, len(requests))
+    results = site.chat(model, requests)
+    if progress:
+        progress(len(requests), len(requests))
+    judgements = [j for item, r in zip(items, results) for j in parse_judgement(r.text, rubric, item, call_id=r.call_id)]
+    return CandidateJudged(
+        stage=answered.stage, step=answered.step, role=answered.role, prompt_id=answered.prompt_id,
+        task=answered.task, split=answered.split, rung=answered.rung, judge=model.spec, rubric=rubric.ref,
+        judge_calls=len(requests), judgements=judgements,
+    )
+
+
+__all__ = ("answer_text", "judge_answered", "reference_of")
