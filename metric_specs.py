@@ -1,12 +1,15 @@
-"""The metrics tprompt knows, in one table: name, label, direction and range.
+"""The metrics tprompt knows, in one registry: name, label, direction, range and version.
 
 Every place that lists, orders, labels or ranks metrics reads this table: the
 events' metric keys, the evaluator's objective and Pareto front, the result
 tables of ``eval``, ``run`` and ``show``, the TUI's columns and the reports.
 The evaluator computes the values (:func:`tprompt.evaluator.compute_metrics`,
-one entry per row here). Each row is a :class:`MetricSpec`, so a metric
-registry (plug-ins with a version and their own compute function) can grow
-from it without changing its readers.
+one entry per row of :data:`METRICS`). The table starts with the paper's seven
+(:data:`METRICS`); the evaluator's metric plug-ins (:mod:`tprompt.evaluator.registry`:
+the open-ended ones, a user's own, the judge's ``judge_<criterion>``) add their
+rows at run time with :func:`register_spec`, and every reader looks names up
+here with :func:`metric_spec`. The functions that compute them live in the
+evaluator; this module is below the stores and holds data only.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class MetricSpec:
         higher_is_better: the direction; the objective and the Pareto front flip the others.
         range: the interval its values lie in.
         pareto: part of the default Pareto front (:data:`tprompt.evaluator.PARETO_METRICS`).
+        version: the version of the function computing it; a run records it and refuses to resume under another.
     """
 
     name: str
@@ -34,6 +38,7 @@ class MetricSpec:
     higher_is_better: bool = True
     range: tuple[float, float] = (0.0, 1.0)
     pareto: bool = True
+    version: str = "1"
 
     @property
     def long_label(self) -> str:
@@ -64,18 +69,50 @@ METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
 #: name -> whether a larger value is better.
 HIGHER_IS_BETTER: dict[str, bool] = {m.name: m.higher_is_better for m in METRICS}
 
-_BY_NAME = {m.name: m for m in METRICS}
+#: Every registered metric by name, in registration order: the seven, then the plug-ins.
+_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
+
+
+def register_spec(spec: MetricSpec) -> MetricSpec:
+    """Add ``spec`` to the registry (again registering an equal spec is a no-op); returns it.
+
+    Raises:
+        ValueError: another spec is registered under that name, or the spec is malformed
+        (a name that is not an identifier-like word, or an empty range).
+    """
+    name = spec.name
+    if not name or not all(c.isalnum() or c in "_.-" for c in name):
+        raise ValueError(f"metric name {name!r} must be letters, digits, '_', '.' or '-'")
+    lo, hi = spec.range
+    if not lo < hi or lo != lo or hi != hi:
+        raise ValueError(f"metric {name!r}: its range {spec.range} must be (low, high) with low < high")
+    old = _BY_NAME.get(name)
+    if old is not None and old != spec:
+        raise ValueError(f"a different metric {name!r} is already registered ({old.label}, version {old.version})")
+    _BY_NAME[name] = spec
+    return spec
+
+
+def is_registered(name: str) -> bool:
+    """Whether metric ``name`` is in the registry."""
+    return name in _BY_NAME
+
+
+def registered_names() -> tuple[str, ...]:
+    """The registered metrics' names: the seven in table order, then the others in registration order."""
+    return tuple(_BY_NAME)
 
 
 def metric_spec(name: str) -> MetricSpec:
-    """The row of metric ``name``; raises KeyError for a name not in :data:`METRICS`."""
+    """The row of metric ``name``; raises KeyError for a name not registered."""
     return _BY_NAME[name]
 
 
 def known_first(names: Iterable[str]) -> list[str]:
-    """``names`` without repeats: the known metrics in table order, then any others sorted."""
+    """``names`` without repeats: the registered metrics in registry order, then any others sorted."""
     seen = set(names)
-    return [m for m in METRIC_NAMES if m in seen] + sorted(seen - set(METRIC_NAMES))
+    return [m for m in _BY_NAME if m in seen] + sorted(seen - set(_BY_NAME))
 
 
-__all__ = ("HIGHER_IS_BETTER", "METRICS", "METRIC_NAMES", "MetricSpec", "known_first", "metric_spec")
+__all__ = ("HIGHER_IS_BETTER", "METRICS", "METRIC_NAMES", "MetricSpec", "is_registered", "known_first",
+           "metric_spec", "register_spec", "registered_names")

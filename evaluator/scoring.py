@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import UsageError
 from .metrics import compute_metrics
 from .objective import ObjectiveWeights, objective
-from .parsing import MISSING_CONFIDENCE, gold_answer, is_correct, parse_output
+from .parsing import MISSING_CONFIDENCE, normalize_text, gold_answer, is_correct, parse_output
 from .prompts import SCORER_TEMPLATE, scorer_user_message
 from .task_model import LETTERS, Example, Task
 
@@ -34,6 +34,8 @@ ScoreMode = Literal["generate", "logprob"]
 #: Longest answer the scorer may write in generate mode (tokens). The format
 #: needs ~10; the slack lets a prompt that asks for brief reasoning still finish.
 SCORER_MAX_TOKENS = 96
+#: Longest reply on an open-ended task (kind ``text``), where the whole reply is the answer.
+OPEN_SCORER_MAX_TOKENS = 192
 
 #: Shown with logprob-mode results.
 LOGPROB_IFR_NOTE = "IFR is 1 by construction in logprob mode (answers are read from option probabilities)"
@@ -91,7 +93,7 @@ def check_mode(mode: str, task: Task, model: ChatBackend | None = None) -> None:
     if mode not in ("generate", "logprob"):
         raise UsageError(f"unknown scoring mode {mode!r}", hint="use 'generate' or 'logprob'")
     if mode == "logprob":
-        if task.kind == "number" or (task.kind == "string" and not task.answer_space):
+        if task.kind in ("number", "text") or (task.kind == "string" and not task.answer_space):
             raise UsageError(
                 f"logprob mode needs a multiple-choice task; {task.name} has {task.kind} answers",
                 hint="use --mode generate",
@@ -179,6 +181,8 @@ def answer_prompt(
     Raises UsageError when ``mode`` does not fit the task or model.
     """
     check_mode(mode, task, model)
+    if task.kind == "text":
+        max_tokens = max(max_tokens, OPEN_SCORER_MAX_TOKENS)
     examples = list(examples)
     total = len(examples)
     logprob = mode == "logprob"
@@ -196,6 +200,14 @@ def answer_prompt(
     return answers
 
 
+def _open_answer(example: Example, text: str) -> tuple[str, bool, bool]:
+    """An open-ended reply: (answer, followed format, correct): the whole reply, always in format,
+    correct when it equals a reference after normalization (the ``exact_match`` metric)."""
+    answer = text.strip()
+    norm = normalize_text(answer)
+    return answer, True, any(normalize_text(t) == norm for t in example.targets)
+
+
 def _score_generate(
     prompt: str, batch: Sequence[Example], task: Task, model: ChatBackend, calls: CallSite, max_tokens: int
 ) -> list[ScoredAnswer]:
@@ -209,6 +221,12 @@ def _score_generate(
     results = calls.chat(model, requests)
     out = []
     for ex, res in zip(batch, results):
+        if task.kind == "text":
+            answer, followed, correct = _open_answer(ex, res.text)
+            out.append(ScoredAnswer(example_id=ex.id, raw=res.text, parsed=answer, followed_format=followed,
+                                    correct=correct, confidence=MISSING_CONFIDENCE,
+                                    gold=(ex.targets or (None,))[0], call_id=res.call_id, cache_hit=res.cache_hit))
+            continue
         parsed = parse_output(res.text, kind=task.kind, choices=ex.choices, answer_space=task.answer_space)
         if parsed.answer is None:
             confidence = 0.0  # unparseable: wrong, and no confidence to credit
