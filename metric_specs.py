@@ -14,7 +14,7 @@ evaluator; this module is below the stores and holds data only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -114,5 +114,13 @@ def known_first(names: Iterable[str]) -> list[str]:
     return [m for m in _BY_NAME if m in seen] + sorted(seen - set(_BY_NAME))
 
 
+def metric_columns(rows: Iterable[Mapping[str, object]]) -> list[str]:
+    """The metric columns of a table of metric dicts: every name any row has, in registry order."""
+    names: set[str] = set()
+    for row in rows:
+        names.update(row)
+    return known_first(names) or list(METRIC_NAMES)
+
+
 __all__ = ("HIGHER_IS_BETTER", "METRICS", "METRIC_NAMES", "MetricSpec", "is_registered", "known_first",
-           "metric_spec", "register_spec", "registered_names")
+           "metric_columns", "metric_spec", "register_spec", "registered_names")

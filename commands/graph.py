@@ -95,27 +95,36 @@ def rescore(
     run: str = typer.Argument(..., help="Run id (or a unique prefix) to evaluate again."),
     weight: Optional[list[str]] = typer.Option(
         None, "--weight", metavar="NAME=W",
-        help=f"Objective weight (repeat): {', '.join(METRIC_NAMES)}. Unnamed ones keep the run's.",
+        help=f"Objective weight (repeat): {', '.join(METRIC_NAMES)} or any metric the run computes. "
+        "Unnamed ones keep the run's.",
+    ),
+    metric: Optional[list[str]] = typer.Option(
+        None, "--metric", metavar="NAME_OR_PATH",
+        help="Add a metric plug-in (repeat), as on `tprompt run`: computed over the recorded answers.",
     ),
     json_: bool = JSON_OPTION,
 ) -> None:
-    """Re-evaluate every candidate of a past run under new objective weights, as a fork, with zero model calls.
+    """Re-evaluate every candidate of a past run under new weights or metrics, as a fork, with zero model calls.
 
     The scorer's recorded answers are scored again; bests, top-k and the test table follow.
     What was proposed, transferred and tested stays the run's own history.
 
-    Example: tprompt rescore r-1a2b3c --weight accuracy=1 --weight ifr=0
+    Example: tprompt rescore r-1a2b3c --weight accuracy=1 --metric token_f1
     """
     from ..graph.rescore import parse_weights, rescore_run
 
     weights = parse_weights(weight or [])
-    if not weights:
-        raise UsageError("give at least one --weight NAME=W", hint="e.g. tprompt rescore RUN --weight accuracy=1")
+    if not weights and not metric:
+        raise UsageError("give at least one --weight NAME=W or --metric NAME",
+                         hint="e.g. tprompt rescore RUN --weight accuracy=1")
     with open_log(ctx, readonly=False) as log:
-        new_id = rescore_run(log, run, weights)
+        new_id = rescore_run(log, run, weights, metrics=metric or ())
         state = log.state(new_id)
     if not json_:
-        err.print(f"rescored {state.parent_run_id} as {new_id} (weights {state.config.weights if state.config else {}}); 0 model calls")
+        cfg = state.config
+        names = ", ".join(cfg.metrics) if cfg and cfg.metrics else "the seven"
+        err.print(f"rescored {state.parent_run_id} as {new_id} (weights {cfg.weights if cfg else {}}, "
+                  f"metrics {names}); 0 model calls")
     report(state, json_=json_)
 
 

@@ -27,7 +27,7 @@ person to review a step's candidates, ``finish`` completes the run.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypedDict
 
@@ -38,7 +38,8 @@ from ..models.recorder import CallSite
 from ..agents.prompts import PROPOSER_TEMPLATES
 from ..agents.proposer import build_meta_prompt, format_exemplar, meta_messages, select_candidates
 from ..agents.transfer import select_transfer
-from ..evaluator import answer_prompt, compute_metrics
+from ..evaluator import Task, answer_prompt
+from ..evaluator.registry import MetricSet
 from ..stores.events import (
     Answer,
     CandidateAnswered,
@@ -251,31 +252,43 @@ def _answer(
 def evaluate(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     """The objective evaluator: metrics and objective of every recorded, not yet evaluated answer set."""
     ctx, run = runtime.context, state["run"]
-    return emit(state, runtime, *(evaluate_answers(a, ctx.objective) for a in run.unevaluated))
+    return emit(state, runtime, *(
+        evaluate_answers(a, ctx.objective, metrics=ctx.metric_set, task=ctx.task(a.task)) for a in run.unevaluated))
 
 
-def evaluate_answers(answered: CandidateAnswered, objective: Callable[[dict[str, float | None]], float]) -> Event:
+def evaluate_answers(
+    answered: CandidateAnswered,
+    objective: Callable[[dict[str, float | None]], float],
+    *,
+    metrics: MetricSet | None = None,
+    task: Task | None = None,
+    extra: Mapping[str, float | None] | None = None,
+) -> Event:
     """What the evaluator makes of one ``candidate.answered``: a score (training) or a test result.
 
-    Pure: the metrics come from the event alone, so a past run can be
-    re-evaluated under other weights without a model call (``tprompt rescore``).
+    Pure: the metrics come from the event, the run's metric plug-ins
+    (``metrics``, over the rows of ``task``: their references) and ``extra``
+    (set-level metrics computed elsewhere from the same answers, e.g. a judge's
+    ``judge_<criterion>``), so a past run can be re-evaluated under other
+    weights or metrics without a model call (``tprompt rescore``). Without
+    ``metrics`` and ``task``: the seven.
     """
     answers = answered.answers
-    metrics = compute_metrics(
-        [a.correct for a in answers], [a.confidence for a in answers], [a.followed_format for a in answers]
-    )
+    values, undefined = (metrics or MetricSet()).compute(answers, task)
+    values.update(extra or {})
     if answered.split == "test":
         return PromptTested(
             role=answered.role,  # type: ignore[arg-type]
             prompt_id=answered.prompt_id, text=answered.text, task=answered.task, split="test",
-            n_examples=len(answers), metrics=metrics, objective=objective(metrics), scorer_calls=answered.scorer_calls,
+            n_examples=len(answers), metrics=values, objective=objective(values), scorer_calls=answered.scorer_calls,
+            undefined=undefined,
         )
     return CandidateScored(
         stage=answered.stage,  # type: ignore[arg-type]
         step=answered.step,  # type: ignore[arg-type]
         prompt_id=answered.prompt_id, text=answered.text, task=answered.task, split=answered.split,
-        n_examples=len(answers), metrics=metrics, objective=objective(metrics), scorer_calls=answered.scorer_calls,
-        rung=answered.rung,
+        n_examples=len(answers), metrics=values, objective=objective(values), scorer_calls=answered.scorer_calls,
+        rung=answered.rung, undefined=undefined,
     )
 
 

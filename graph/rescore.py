@@ -1,10 +1,12 @@
-"""Re-evaluating a past run under other objective weights, with zero model calls.
+"""Re-evaluating a past run under other objective weights or metrics, with zero model calls.
 
 The scorer's answers are events (``candidate.answered``), and the evaluator
 computes the metrics from such an event alone. So a run can be evaluated
 again: :func:`rescore_run` forks it at its first event and writes the same
 history with every ``candidate.scored`` and ``prompt.tested`` recomputed from
-its answers under the new objective, and the bests and top-k of every
+its answers under the new objective (and the run's metric plug-ins, new ones
+added with ``metrics``, computed over the recorded answers and the task's
+rows), and the bests and top-k of every
 ``step.completed`` and ``stage.completed`` recomputed from those scores.
 
 What happened is kept: the proposals, the transfer and the prompts tested
@@ -16,12 +18,13 @@ rescored run that had not finished.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import cast
 
 from ..errors import ConfigError, UsageError
-from ..evaluator import ObjectiveWeights, objective
+from ..evaluator import ObjectiveWeights, Task, load_task, objective
+from ..evaluator.registry import metric_versions, resolve_metrics, run_weights
 from ..stores import EventLog
 from ..stores.events import (
     AnyEvent,
@@ -47,14 +50,19 @@ _SKIPPED = (RunForked, RunPaused, RunResumed, RunFailed)
 
 
 def parse_weights(items: list[str]) -> dict[str, float]:
-    """``["accuracy=1", "ifr=0"]`` -> ``{"accuracy": 1.0, "ifr": 0.0}``; one clear UsageError otherwise."""
-    names = list(ObjectiveWeights.model_fields)
+    """``["accuracy=1", "ifr=0"]`` -> ``{"accuracy": 1.0, "ifr": 0.0}``; one clear UsageError otherwise.
+
+    Names are checked against the registry where the weights are used (a run's
+    plug-ins register theirs when the run's metrics are resolved).
+    """
     out: dict[str, float] = {}
     for item in items:
         name, sep, value = item.partition("=")
         name = name.strip()
-        if not sep or name not in names:
-            raise UsageError(f"bad weight {item!r}", hint=f"use NAME=NUMBER with NAME one of {', '.join(names)}")
+        if not sep or not name:
+            names = list(ObjectiveWeights.model_fields)
+            raise UsageError(f"bad weight {item!r}", hint=f"use NAME=NUMBER with NAME one of {', '.join(names)}, "
+                             "or a metric the run computes")
         try:
             out[name] = float(value)
         except ValueError:
@@ -62,9 +70,13 @@ def parse_weights(items: list[str]) -> dict[str, float]:
     return out
 
 
-def rescore_events(run_events: list[StoredEvent], config: RunConfig, base: RunState) -> list[Event]:
-    """The run's own history after ``base`` with the evaluator's events recomputed under ``config.weights``."""
-    weights = ObjectiveWeights(**config.weights)
+def rescore_events(run_events: list[StoredEvent], config: RunConfig, base: RunState,
+                   tasks: Mapping[str, Task] | None = None) -> list[Event]:
+    """The run's own history after ``base`` with the evaluator's events recomputed under ``config``'s
+    weights and metrics (``tasks``: given as objects by name; others are loaded by name or path)."""
+    metric_set = resolve_metrics(config.metrics, config.metric_versions)
+    weights = ObjectiveWeights(**run_weights(config.weights, metric_set))
+    loaded: dict[str, Task] = dict(tasks or {})
     answers: dict[tuple, CandidateAnswered] = {}
     state = base
     out: list[Event] = []
@@ -83,7 +95,11 @@ def rescore_events(run_events: list[StoredEvent], config: RunConfig, base: RunSt
                     "before tprompt kept the scorer's answers, so it cannot be rescored without model calls",
                     hint="fork it with the new weights instead (tprompt fork RUN --at 1 ...)",
                 )
-            ev = evaluate_answers(answers[key], lambda m: objective(m, weights))
+            answered = answers[key]
+            if answered.task not in loaded:
+                loaded[answered.task] = load_task(answered.task)
+            ev = evaluate_answers(answered, lambda m: objective(m, weights), metrics=metric_set,
+                                  task=loaded[answered.task])
         elif isinstance(ev, StepCompleted):
             best_id, best_objective = step_best(state, ev.stage)
             ev = ev.model_copy(update={"best_prompt_id": best_id, "best_objective": best_objective})
@@ -97,28 +113,35 @@ def rescore_events(run_events: list[StoredEvent], config: RunConfig, base: RunSt
     return out
 
 
-def rescore_run(log: EventLog, run_id: str, weights: Mapping[str, float]) -> str:
-    """Fork ``run_id`` as a new run evaluated under ``weights`` (merged into its own); returns the new id.
+def rescore_run(log: EventLog, run_id: str, weights: Mapping[str, float], *, metrics: Sequence[str] = (),
+                tasks: Mapping[str, Task] | None = None) -> str:
+    """Fork ``run_id`` as a new run evaluated under ``weights`` (merged into its own) and with ``metrics``
+    added to its own (a metric named again is re-created at its current version); returns the new id.
 
     Raises:
-        UnknownRun, ConfigError (bad weights), UsageError (a run without recorded answers).
+        UnknownRun, ConfigError (bad weights or metrics), UsageError (a run without recorded answers).
     """
     run_id = log.resolve(run_id)
     state = log.state(run_id)
     if state.config is None:
         raise UsageError(f"run {run_id} has no run configuration, so it cannot be rescored")
     merged = {**state.config.weights, **weights}
+    refs = list(dict.fromkeys([*state.config.metrics, *(m.strip() for m in metrics)]))
+    versions = {k: v for k, v in state.config.metric_versions.items() if k not in metrics}
+    metric_set = resolve_metrics(refs, versions)
     try:
-        ObjectiveWeights(**merged)
-        config = RunConfig(**{**state.config.model_dump(), "weights": merged})
+        ObjectiveWeights(**run_weights(merged, metric_set))
+        config = RunConfig(**{**state.config.model_dump(), "weights": merged, "metrics": refs,
+                              "metric_versions": metric_versions(metric_set)})
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise ConfigError(f"weights: {str(exc).splitlines()[-1].strip()}", hint="weights are >= 0, not all 0") from None
+        msg = str(exc).splitlines()[-1].strip().removeprefix("Value error, ")
+        raise ConfigError(f"weights: {msg}", hint="weights are >= 0, not all 0, over known metrics") from None
     events = list(log.events(run_id))
     # The fork's own history starts after the lineage's run.created (seq 1) and its run.forked (seq 2).
     base = fold(events[:1], run_id=run_id).model_copy(
         update={"config": config, "target_task": state.target_task, "last_seq": 2}
     )
-    rescored = rescore_events(events[1:], config, base)
+    rescored = rescore_events(events[1:], config, base, tasks)
     return log.fork(
         run_id, 1, config=config, target_task=state.target_task or config.target_task,
         name=f"{state.name or run_id} rescored", events=rescored,
