@@ -42,6 +42,8 @@ _WHERE = {
     "Task": ".evaluator",
     "Example": ".evaluator",
     "ObjectiveWeights": ".evaluator",
+    "metric": ".evaluator.registry",
+    "register_metric": ".evaluator.registry",
 }
 
 __all__ = ("__version__", *sorted(_WHERE))

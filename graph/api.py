@@ -24,6 +24,13 @@ from ..stores.projection import RunState
 from .config import RunConfig, make_config
 
 
+def first_error(exc: ValueError) -> str:
+    """The first message of a pydantic ValidationError (or the error's text)."""
+    errors = getattr(exc, "errors", None)
+    first = errors()[0].get("msg", str(exc)) if callable(errors) else str(exc)
+    return str(first).removeprefix("Value error, ")
+
+
 def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> None:
     """Check everything a run needs before anything is written.
 
@@ -37,7 +44,7 @@ def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> Non
     try:
         ObjectiveWeights(**run_weights(config.weights, metric_set))
     except ValueError as exc:  # pydantic's ValidationError
-        msg = str(exc).splitlines()[-1].strip().removeprefix("Value error, ")
+        msg = first_error(exc)
         raise ConfigError(f"weights: {msg}", hint="weight the seven, a metric the run names, or a registered one",
                           key="weights") from None
     _check_references(tasks, config)

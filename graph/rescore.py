@@ -41,6 +41,7 @@ from ..stores.events import (
     StoredEvent,
 )
 from ..stores.projection import RunState, answer_key, fold
+from .api import first_error
 from .config import RunConfig
 from .nodes import evaluate_answers
 from .rules import stage_top_k, step_best
@@ -134,7 +135,7 @@ def rescore_run(log: EventLog, run_id: str, weights: Mapping[str, float], *, met
         config = RunConfig(**{**state.config.model_dump(), "weights": merged, "metrics": refs,
                               "metric_versions": metric_versions(metric_set)})
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        msg = str(exc).splitlines()[-1].strip().removeprefix("Value error, ")
+        msg = first_error(exc)
         raise ConfigError(f"weights: {msg}", hint="weights are >= 0, not all 0, over known metrics") from None
     events = list(log.events(run_id))
     # The fork's own history starts after the lineage's run.created (seq 1) and its run.forked (seq 2).
