@@ -213,8 +213,13 @@ def _strip_confidence(value: str) -> str:
 
 def parse_output(text: str, *, kind: AnswerKind, choices: tuple[str, ...] | None = None,
                  answer_space: tuple[str, ...] | None = None) -> ParsedOutput:
-    """Read the answer and confidence out of a model output (see the module doc for the rules)."""
+    """Read the answer and confidence out of a model output (see the module doc for the rules).
+
+    On an open-ended task (kind ``text``) the whole reply is the answer, always in format, with no confidence.
+    """
     text = text or ""
+    if kind == "text":
+        return ParsedOutput(text.strip(), None, True)
     confidence = parse_confidence(text)
 
     def read(value: str) -> str | None:
@@ -287,6 +292,8 @@ def is_correct(parsed: str | None, example: Example, task: Task) -> bool:
     gold = gold_answer(example, task)
     if gold is None:
         return False
+    if task.kind == "text":  # equal to one of the references after normalization (the exact_match metric)
+        return any(normalize_text(parsed) == normalize_text(t) for t in example.targets)
     if task.kind == "number":
         try:
             return abs(float(parsed) - float(gold)) <= 1e-6 * max(1.0, abs(float(gold)))
@@ -301,4 +308,6 @@ def gold_answer(example: Example, task: Task) -> str | None:
     """The gold answer normalized the way parsed answers are."""
     if task.kind == "choice":
         return example.answer.strip().upper()
+    if task.kind == "text":  # an open-ended row: its first reference (None: judged only)
+        return example.targets[0] if example.targets else None
     return parse_value(example.answer, kind=task.kind, choices=example.choices, answer_space=task.answer_space)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import UsageError
 from .metrics import compute_metrics
 from .objective import ObjectiveWeights, objective
-from .parsing import MISSING_CONFIDENCE, normalize_text, gold_answer, is_correct, parse_output
+from .parsing import MISSING_CONFIDENCE, gold_answer, is_correct, parse_output
 from .prompts import SCORER_TEMPLATE, scorer_user_message
 from .task_model import LETTERS, Example, Task
 
@@ -200,13 +200,6 @@ def answer_prompt(
     return answers
 
 
-def _open_answer(example: Example, text: str) -> tuple[str, bool, bool]:
-    """An open-ended reply: (answer, followed format, correct): the whole reply, always in format,
-    correct when it equals a reference after normalization (the ``exact_match`` metric)."""
-    answer = text.strip()
-    norm = normalize_text(answer)
-    return answer, True, any(normalize_text(t) == norm for t in example.targets)
-
 
 def _score_generate(
     prompt: str, batch: Sequence[Example], task: Task, model: ChatBackend, calls: CallSite, max_tokens: int
@@ -221,12 +214,6 @@ def _score_generate(
     results = calls.chat(model, requests)
     out = []
     for ex, res in zip(batch, results):
-        if task.kind == "text":
-            answer, followed, correct = _open_answer(ex, res.text)
-            out.append(ScoredAnswer(example_id=ex.id, raw=res.text, parsed=answer, followed_format=followed,
-                                    correct=correct, confidence=MISSING_CONFIDENCE,
-                                    gold=(ex.targets or (None,))[0], call_id=res.call_id, cache_hit=res.cache_hit))
-            continue
         parsed = parse_output(res.text, kind=task.kind, choices=ex.choices, answer_space=task.answer_space)
         if parsed.answer is None:
             confidence = 0.0  # unparseable: wrong, and no confidence to credit
