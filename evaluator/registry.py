@@ -268,8 +268,7 @@ class MetricSet:
         if task is None:
             raise ValueError("plug-in metrics need the task the answers are on (its references)")
         by_id = self._by_id(task)
-        rows = [(by_id.get(a.example_id), a.parsed or "") for a in answers]
-        rows = [(ex, text) for ex, text in rows if ex is not None]
+        rows = [(by_id[a.example_id], a.parsed or "") for a in answers if a.example_id in by_id]
         for m in plugins:
             got, bad = (_per_example if m.per == "example" else _per_set)(m, rows)
             values.update(got)

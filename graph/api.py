@@ -39,7 +39,7 @@ def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> Non
         MissingCredentials, ConfigError.
     """
     given = dict(tasks or {})
-    tasks = [given[name] if name in given else load_task(name) for name in [*config.source_tasks, config.target_task]]
+    loaded = [given[name] if name in given else load_task(name) for name in [*config.source_tasks, config.target_task]]
     metric_set = resolve_metrics(config.metrics, config.metric_versions)
     try:
         ObjectiveWeights(**run_weights(config.weights, metric_set))
@@ -47,7 +47,7 @@ def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> Non
         msg = first_error(exc)
         raise ConfigError(f"weights: {msg}", hint="weight the seven, a metric the run names, or a registered one",
                           key="weights") from None
-    _check_references(tasks, config)
+    _check_references(loaded, config)
     get_model(config.proposer, base_url=config.base_url)
     scorer = get_model(config.scorer, base_url=config.base_url)
     if config.mode == "logprob":
@@ -57,7 +57,7 @@ def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> Non
                 f"{config.scorer} has none",
                 hint="use --mode generate",
             )
-        open_tasks = [t.name for t in tasks if t.kind != "choice"]
+        open_tasks = [t.name for t in loaded if t.kind != "choice"]
         if open_tasks:
             raise UsageError(
                 f"mode logprob needs multiple-choice tasks; {', '.join(open_tasks)} "
