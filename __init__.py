@@ -46,6 +46,8 @@ _WHERE = {
     "Task": ".evaluator",
     "Example": ".evaluator",
     "ObjectiveWeights": ".evaluator",
+    "metric": ".evaluator.registry",
+    "register_metric": ".evaluator.registry",
 }
 
 if TYPE_CHECKING:  # what a type checker sees; at run time each name loads on first use

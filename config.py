@@ -84,7 +84,21 @@ class RunConfig(BaseModel):
         "flight ends (so arms of an experiment can get the same budget).",
     )
     transfer: bool = Field(True, description="False: stage 2 starts from the original prompt (OPRO baseline).")
-    weights: dict[str, float] = Field(default_factory=dict, description="Objective weights overriding defaults.")
+    weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Objective weights by metric name overriding defaults (the seven, or any metric the run computes).",
+    )
+    metrics: list[str] = Field(
+        default_factory=list,
+        description="Metric plug-ins computed on top of the seven (closed tasks) or instead of them (open-ended "
+        "tasks; default rouge_l and token_f1): built-in names (exact_match, token_f1, contains, regex_match, "
+        "json_valid, json_schema_valid, rouge_l) or import paths MODULE:FUNCTION. Each gets weight 1 unless weights say.",
+    )
+    metric_versions: dict[str, str] = Field(
+        default_factory=dict,
+        description="Version of each metric of `metrics` when the run was created (filled in by tprompt; a resume "
+        "under another version is refused).",
+    )
     review: bool = Field(
         False,
         description="Pause before each proposed step is scored, so a person can accept, edit or drop its "

@@ -1,17 +1,20 @@
-"""The metrics tprompt knows, in one table: name, label, direction and range.
+"""The metrics tprompt knows, in one registry: name, label, direction, range and version.
 
 Every place that lists, orders, labels or ranks metrics reads this table: the
 events' metric keys, the evaluator's objective and Pareto front, the result
 tables of ``eval``, ``run`` and ``show``, the TUI's columns and the reports.
 The evaluator computes the values (:func:`tprompt.evaluator.compute_metrics`,
-one entry per row here). Each row is a :class:`MetricSpec`, so a metric
-registry (plug-ins with a version and their own compute function) can grow
-from it without changing its readers.
+one entry per row of :data:`METRICS`). The table starts with the paper's seven
+(:data:`METRICS`); the evaluator's metric plug-ins (:mod:`tprompt.evaluator.registry`:
+the open-ended ones, a user's own, the judge's ``judge_<criterion>``) add their
+rows at run time with :func:`register_spec`, and every reader looks names up
+here with :func:`metric_spec`. The functions that compute them live in the
+evaluator; this module is below the stores and holds data only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -26,6 +29,7 @@ class MetricSpec:
         higher_is_better: the direction; the objective and the Pareto front flip the others.
         range: the interval its values lie in.
         pareto: part of the default Pareto front (:data:`tprompt.evaluator.PARETO_METRICS`).
+        version: the version of the function computing it; a run records it and refuses to resume under another.
     """
 
     name: str
@@ -34,6 +38,7 @@ class MetricSpec:
     higher_is_better: bool = True
     range: tuple[float, float] = (0.0, 1.0)
     pareto: bool = True
+    version: str = "1"
 
     @property
     def long_label(self) -> str:
@@ -64,7 +69,44 @@ METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
 #: name -> whether a larger value is better.
 HIGHER_IS_BETTER: dict[str, bool] = {m.name: m.higher_is_better for m in METRICS}
 
-_BY_NAME = {m.name: m for m in METRICS}
+#: Every registered metric by name, in registration order: the seven, then the plug-ins.
+_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
+
+
+def register_spec(spec: MetricSpec) -> MetricSpec:
+    """Add ``spec`` to the registry (again registering an equal spec is a no-op); returns it.
+
+    Raises:
+        ValueError: another spec is registered under that name, or the spec is malformed
+        (a name that is not an identifier-like word, or an empty range).
+    """
+    name = spec.name
+    if not name or not all(c.isalnum() or c in "_.-" for c in name):
+        raise ValueError(f"metric name {name!r} must be letters, digits, '_', '.' or '-'")
+    lo, hi = spec.range
+    if not lo < hi or lo != lo or hi != hi:
+        raise ValueError(f"metric {name!r}: its range {spec.range} must be (low, high) with low < high")
+    old = _BY_NAME.get(name)
+    if old is not None and old != spec:
+        raise ValueError(f"a different metric {name!r} is already registered ({old.label}, version {old.version})")
+    _BY_NAME[name] = spec
+    return spec
+
+
+def is_registered(name: str) -> bool:
+    """Whether metric ``name`` is in the registry; an LLM judge's metric (``judge_<criterion>``) always is.
+
+    A judge metric's spec is registered the first time its name is seen, so
+    weights may name it before the judge has judged anything.
+    """
+    if name not in _BY_NAME and is_judge_metric(name):
+        register_spec(MetricSpec(name, "judge " + name.removeprefix(JUDGE_PREFIX), pareto=False))
+    return name in _BY_NAME
+
+
+def registered_names() -> tuple[str, ...]:
+    """The registered metrics' names: the seven in table order, then the others in registration order."""
+    return tuple(_BY_NAME)
 
 
 #: The prefix of the LLM judge's metrics (``judge_<criterion>``, see :mod:`tprompt.rubric`).
@@ -72,12 +114,8 @@ JUDGE_PREFIX = "judge_"
 
 
 def metric_spec(name: str) -> MetricSpec:
-    """The row of metric ``name``; raises KeyError for a name neither in :data:`METRICS` nor registered.
-
-    A judge metric (``judge_<criterion>``) is registered the first time it is asked for.
-    """
-    if name not in _BY_NAME and is_judge_metric(name):
-        register_metric(MetricSpec(name, "judge " + name.removeprefix(JUDGE_PREFIX), pareto=False))
+    """The row of metric ``name``; raises KeyError for a name not registered (judge metrics register here)."""
+    is_registered(name)
     return _BY_NAME[name]
 
 
@@ -87,29 +125,19 @@ def is_judge_metric(name: str) -> bool:
     return name.startswith(JUDGE_PREFIX) and bool(rest) and rest.replace("_", "").isalnum() and rest.islower()
 
 
-def register_metric(spec: MetricSpec) -> MetricSpec:
-    """Make ``spec`` known to :func:`metric_spec` (the LLM judge's metrics: higher is better, in [0, 1]).
-
-    A stop-gap until the metric registry: tables keep listing :data:`METRICS`
-    first and any other names after them (:func:`known_first`).
-    """
-    return _BY_NAME.setdefault(spec.name, spec)
-
-
 def known_first(names: Iterable[str]) -> list[str]:
-    """``names`` without repeats: the known metrics in table order, then any others sorted."""
+    """``names`` without repeats: the registered metrics in registry order, then any others sorted."""
     seen = set(names)
-    return [m for m in METRIC_NAMES if m in seen] + sorted(seen - set(METRIC_NAMES))
+    return [m for m in _BY_NAME if m in seen] + sorted(seen - set(_BY_NAME))
 
 
-__all__ = (
-    "HIGHER_IS_BETTER",
-    "JUDGE_PREFIX",
-    "METRICS",
-    "METRIC_NAMES",
-    "MetricSpec",
-    "is_judge_metric",
-    "known_first",
-    "metric_spec",
-    "register_metric",
-)
+def metric_columns(rows: Iterable[Mapping[str, object]]) -> list[str]:
+    """The metric columns of a table of metric dicts: every name any row has, in registry order."""
+    names: set[str] = set()
+    for row in rows:
+        names.update(row)
+    return known_first(names) or list(METRIC_NAMES)
+
+
+__all__ = ("HIGHER_IS_BETTER", "JUDGE_PREFIX", "METRICS", "METRIC_NAMES", "MetricSpec", "is_judge_metric",
+           "is_registered", "known_first", "metric_columns", "metric_spec", "register_spec", "registered_names")

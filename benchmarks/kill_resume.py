@@ -1,6 +1,10 @@
 """kill -9 at random points of a run, then resume: are the events those of an uninterrupted run? Prints a table.
 
 Run: python benchmarks/kill_resume.py [--model fake|smollm2] [--judge SPEC] [--points 6] [--seed 0]
+     [--metric NAME_OR_PATH ...] [--source TASK --target TASK] [--cwd DIR]
+
+``--metric`` adds a metric plug-in to every run (``--metric my_metrics:brevity
+--cwd examples`` for the example user metric, importable from that folder).
 
 A reference run goes uninterrupted; then, for each of ``--points`` event
 counts drawn at random (seeded) from the reference's length, a fresh
@@ -28,9 +32,12 @@ CONFIG = ["--source", "ai2_science", "--target", "arc_challenge", "--steps", "1"
           "--examples", "4", "--test-examples", "4"]
 
 
+CWD: str | None = None  # where the runs are started (--cwd): a user metric module imports from there
+
+
 def tprompt(db: Path, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "tprompt.cli", "--db", str(db), *args], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3600)
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3600, cwd=CWD)
 
 
 def count_events(db: Path) -> int:
@@ -56,8 +63,19 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--judge", default=None, metavar="SPEC", help="an LLM judge's model spec (default: none)")
+    parser.add_argument("--metric", action="append", default=[], help="a metric plug-in for the runs (repeat)")
+    parser.add_argument("--source", help="source task (default: ai2_science)")
+    parser.add_argument("--target", help="target task (default: arc_challenge)")
+    parser.add_argument("--cwd", help="folder the runs start in (a user metric module imports from there)")
     args = parser.parse_args()
-    run_args = ["run", "--json", "--model", args.model, *CONFIG, *(["--judge", args.judge] if args.judge else [])]
+    global CWD
+    CWD = str(Path(args.cwd).resolve()) if args.cwd else None
+    config = list(CONFIG)
+    for flag, value in (("--source", args.source), ("--target", args.target)):
+        if value:
+            config[config.index(flag) + 1] = value
+    run_args = ["run", "--json", "--model", args.model, *config, *(a for m in args.metric for a in ("--metric", m)),
+                *(["--judge", args.judge] if args.judge else [])]
     with tempfile.TemporaryDirectory() as tmp:
         ref_db = Path(tmp) / "ref.db"
         tprompt(ref_db, *run_args)
@@ -72,7 +90,7 @@ def main() -> None:
         for point in points:
             db = Path(tmp) / f"kill{point}.db"
             proc = subprocess.Popen([sys.executable, "-m", "tprompt.cli", "--db", str(db), *run_args],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=CWD)
             deadline = time.monotonic() + 1800
             while count_events(db) < point and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.005)

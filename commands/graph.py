@@ -97,36 +97,42 @@ def rescore(
     run: str = typer.Argument(..., help="Run id (or a unique prefix) to evaluate again."),
     weight: Optional[list[str]] = typer.Option(
         None, "--weight", metavar="NAME=W",
-        help=f"Objective weight (repeat): {', '.join(METRIC_NAMES)}. Unnamed ones keep the run's.",
+        help=f"Objective weight (repeat): {', '.join(METRIC_NAMES)} or any metric the run computes. "
+        "Unnamed ones keep the run's.",
+    ),
+    metric: Optional[list[str]] = typer.Option(
+        None, "--metric", metavar="NAME_OR_PATH",
+        help="Add a metric plug-in (repeat), as on `tprompt run`: computed over the recorded answers.",
     ),
     judge: Optional[str] = typer.Option(None, "--judge", metavar="SPEC", help="Judge every recorded answer again with this judge model (judge calls only)."),
     rubric: Optional[Path] = typer.Option(None, "--rubric", metavar="FILE", help="Judge every recorded answer again on this rubric (a TOML or JSON file; judge calls only)."),
     json_: bool = JSON_OPTION,
 ) -> None:
-    """Re-evaluate every candidate of a past run under new objective weights, judge or rubric, as a fork.
+    """Re-evaluate every candidate of a past run under new weights, metrics, judge or rubric, as a fork.
 
     The scorer's recorded answers are scored again (0 scorer calls); bests, top-k and the test table follow.
     New weights cost no model call; a new --judge or --rubric costs judge calls only (cached where identical).
     What was proposed, transferred and tested stays the run's own history.
 
-    Example: tprompt rescore r-1a2b3c --weight accuracy=1 --weight ifr=0
+    Example: tprompt rescore r-1a2b3c --weight accuracy=1 --metric token_f1
     """
     from ..config import load_rubric_file
     from ..graph.rescore import parse_weights, rescore_run
 
     weights = parse_weights(weight or [])
     rubric_value = load_rubric_file(rubric) if rubric is not None else None
-    if not weights and judge is None and rubric_value is None:
-        raise UsageError("give at least one --weight NAME=W, --judge SPEC or --rubric FILE",
+    if not weights and not metric and judge is None and rubric_value is None:
+        raise UsageError("give at least one --weight NAME=W, --metric NAME, --judge SPEC or --rubric FILE",
                          hint="e.g. tprompt rescore RUN --weight accuracy=1")
     with open_log(ctx, readonly=False) as log:
-        new_id = rescore_run(log, run, weights, judge=judge, rubric=rubric_value)
+        new_id = rescore_run(log, run, weights, metrics=metric or (), judge=judge, rubric=rubric_value)
         state = log.state(new_id)
         judge_calls = sum(n for a, _st, n, *_ in log.transcripts.spend([new_id]) if a == "judge")
     if not json_:
         cfg = state.config
         calls = "0 model calls" if judge is None and rubric_value is None else f"{judge_calls} judge call(s) paid, 0 scorer calls"
-        err.print(f"rescored {state.parent_run_id} as {new_id} (weights {cfg.weights if cfg else {}}"
+        names = ", ".join(cfg.metrics) if cfg and cfg.metrics else "the seven"
+        err.print(f"rescored {state.parent_run_id} as {new_id} (weights {cfg.weights if cfg else {}}, metrics {names}"
                   + (f", judge {cfg.judge}, rubric {cfg.judge_rubric.ref}" if cfg and cfg.judge_rubric else "")
                   + f"); {calls}")
     report(state, json_=json_)

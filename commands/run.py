@@ -16,7 +16,7 @@ from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..config import load_rubric_file
 from ..stores import EventLog, RunState
-from ..metric_specs import METRIC_NAMES
+from ..metric_specs import METRIC_NAMES, metric_columns
 from ..stores.events import ROLES
 from ..prompt_file import read_prompt_file
 from ..stores.control import request_pause
@@ -134,20 +134,27 @@ def next_steps(state: RunState) -> str:
 
 
 def result_table(state: RunState) -> Table:
-    """Metrics of the tested prompts; the prompt texts go in :func:`prompt_list`."""
+    """Metrics of the tested prompts (the run's own metric set); the prompt texts go in :func:`prompt_list`."""
     first = next(iter(state.tested.values()))
+    names = metric_columns(r.metrics for r in state.tested.values())
     table = Table(
         title=f"{state.target_task}: held-out test split ({first.n_examples} examples)", box=box.SIMPLE_HEAD, pad_edge=False
     )
     table.add_column("prompt", no_wrap=True)
-    for m in METRICS:
+    for m in names:
         table.add_column(m, justify="right", no_wrap=True)
     table.add_column("objective", justify="right", no_wrap=True)
+    undefined: dict[str, int] = {}
     for role, label in ROLE_LABELS.items():
         r = state.tested.get(role)
         if r is None:
             continue
-        table.add_row(label, *(fmt_num(r.metrics.get(m)) for m in METRICS), fmt_num(r.objective))
+        table.add_row(label, *(fmt_num(r.metrics.get(m)) for m in names), fmt_num(r.objective))
+        for m, n in r.undefined.items():
+            undefined[m] = undefined.get(m, 0) + n
+    if undefined:
+        table.caption = "undefined (the metric raised or returned a bad value): " + ", ".join(
+            f"{m} on {n} example(s)" for m, n in undefined.items())
     return table
 
 
@@ -196,6 +203,14 @@ def run(
     rubric: Optional[Path] = typer.Option(None, "--rubric", metavar="FILE", help="The judge's rubric: a TOML or JSON file of criteria, scale, instruction, version. Default: relevance, coherence, fluency, faithfulness."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: pause the run when its paid model calls reach this."),
     review: bool = typer.Option(False, "--review", help="Pause before each proposed step is scored, for `tprompt review`."),
+    metric: Optional[list[str]] = typer.Option(
+        None, "--metric", metavar="NAME_OR_PATH",
+        help="A metric plug-in to compute (repeat): rouge_l, token_f1, exact_match, contains, regex_match, json_valid, "
+        "json_schema_valid, or MODULE:FUNCTION. Open-ended tasks default to rouge_l and token_f1.",
+    ),
+    weight: Optional[list[str]] = typer.Option(
+        None, "--weight", metavar="NAME=W", help="Objective weight of a metric (repeat), e.g. --weight rouge_l=2.",
+    ),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML or JSON file of run settings (options override it)."),
     json_: bool = JSON_OPTION,
 ) -> None:
@@ -225,6 +240,12 @@ def run(
             request_timeout=request_timeout, review=review or None, judge=judge,
         )
     )
+    if metric:
+        values["metrics"] = [*values.get("metrics", []), *metric]
+    if weight:
+        from ..graph.rescore import parse_weights
+
+        values["weights"] = {**values.get("weights", {}), **parse_weights(weight)}
     cfg = make_config(values, where=str(config) if config else "options")
     cfg = _pin_base_url(cfg)
     preflight(cfg)  # a bad task or model fails before the database is even created
@@ -335,13 +356,15 @@ def show(
         cfg.add_row(key, Text(str(value)))
     out.print(cfg)
     best = Table(title="best prompts per stage (training examples)")
-    for col in ("stage", "prompt", "step", *METRICS, "objective", "scorer calls", "text"):
+    bests = [b for b in (state.best("source"), state.best("target")) if b is not None]
+    names = metric_columns(b.metrics for b in bests)
+    for col in ("stage", "prompt", "step", *names, "objective", "scorer calls", "text"):
         best.add_column(col)
     for stage in ("source", "target"):
         b = state.best(stage)
         if b is None:
             continue
-        best.add_row(stage, b.prompt_id, str(b.step), *(fmt_num(b.metrics.get(m)) for m in METRICS), fmt_num(b.objective),
+        best.add_row(stage, b.prompt_id, str(b.step), *(fmt_num(b.metrics.get(m)) for m in names), fmt_num(b.objective),
                      str(state.scorer_calls.get(stage, 0)), Text(shorten(b.text, 60)))
     out.print(best)
     if state.tested:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ class _Rows:
         self.warnings: list[str] = []
         self.ids: set[str] = set()
         self.mc: bool | None = None  # whether rows have options, fixed by the first good row
+        self.open: bool | None = None  # whether rows are open-ended (references, no gold answer), likewise
 
     def bad(self, where: str, reason: str) -> None:
         if not self.skip:
@@ -47,8 +49,14 @@ class _Rows:
             return self.bad(where, f"'question' must be text, got {_json_kind(question)} ({question!r:.40})")
         if not isinstance(question, str) or not question.strip():
             return self.bad(where, "missing or empty 'question'")
+        is_open = "reference" in data or "references" in data
+        if is_open:
+            return self._add_open(data, question, where, default_id)
         if "answer" not in data or data["answer"] is None or str(data["answer"]).strip() == "":
-            return self.bad(where, "missing or empty 'answer'")
+            return self.bad(where, "missing or empty 'answer' (an open-ended row gives 'reference' or 'references' "
+                                   'instead; a row only a judge scores gives "reference": null)')
+        if self.open:
+            return self.bad(where, "the first rows are open-ended (reference), this one has an answer (mixed task)")
         answer = str(data["answer"]).strip()
         choices = data.get("choices")
         if choices is not None:
@@ -91,6 +99,41 @@ class _Rows:
             answer_text=str(answer_text) if answer_text is not None else None,
         )
         self.mc = is_mc
+        self.open = False
+        self.ids.add(row_id)
+        self.rows.append((example, split, where))
+
+    def _add_open(self, data: dict[str, Any], question: str, where: str, default_id: str) -> None:
+        """An open-ended row: free-text reference(s) (none: judged only), an optional pattern and JSON schema."""
+        if self.open is False:
+            return self.bad(where, "the first rows have an 'answer', this one has a 'reference' (mixed task)")
+        if data.get("choices") is not None:
+            return self.bad(where, "an open-ended row (with 'reference') cannot have 'choices'")
+        refs = data.get("references", data.get("reference"))
+        refs = [] if refs is None else refs if isinstance(refs, list) else [refs]
+        if not all(isinstance(r, str) for r in refs):
+            return self.bad(where, "'reference' must be text and 'references' a list of texts")
+        refs = [r.strip() for r in refs if r.strip()]
+        pattern = data.get("pattern")
+        if pattern is not None:
+            if not isinstance(pattern, str):
+                return self.bad(where, "'pattern' must be a regular expression as text")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                return self.bad(where, f"'pattern' is not a valid regular expression ({exc})")
+        schema = data.get("schema", data.get("json_schema"))
+        if schema is not None and not isinstance(schema, dict):
+            return self.bad(where, "'schema' must be a JSON Schema object")
+        split = data.get("split")
+        if split is not None and split not in ("train", "test"):
+            return self.bad(where, f"'split' must be 'train' or 'test', not {split!r}")
+        row_id = str(data["id"]) if data.get("id") not in (None, "") else default_id
+        if row_id in self.ids:
+            return self.bad(where, f"duplicate id {row_id!r}")
+        example = Example(id=row_id, question=question.strip(), references=tuple(refs), pattern=pattern,
+                          json_schema=schema)
+        self.open, self.mc = True, False
         self.ids.add(row_id)
         self.rows.append((example, split, where))
 
@@ -142,11 +185,12 @@ def _read_csv(path: Path, acc: _Rows, forced_split: str | None = None) -> None:
             # strict: an unterminated quote is an error, not a cell swallowing the rest of the file
             reader = csv.DictReader(fh, strict=True)
             header = [h.strip() for h in (reader.fieldnames or [])]
-            missing = [c for c in ("question", "answer") if c not in header]
+            needed = ("question", "reference") if "reference" in header and "answer" not in header else ("question", "answer")
+            missing = [c for c in needed if c not in header]
             if missing:
                 raise BadTaskFile(
                     f"{path}:1: the CSV header lacks column(s) {', '.join(missing)}",
-                    hint="columns: question, answer, and optionally choices, id, split",
+                    hint="columns: question, answer (or reference), and optionally choices, id, split",
                     where=f"{path}:1",
                 )
             reader.fieldnames = header
@@ -156,6 +200,8 @@ def _read_csv(path: Path, acc: _Rows, forced_split: str | None = None) -> None:
                     acc.bad(where, "more cells than header columns")
                     continue
                 data: dict[str, Any] = {k: (v or "").strip() for k, v in raw.items()}
+                if data.get("answer") and not data.get("reference"):
+                    data.pop("reference", None)  # a closed row of a file with both columns
                 choices = _parse_choices_cell(data.get("choices", ""))
                 if isinstance(choices, str):
                     acc.bad(where, choices)
@@ -230,7 +276,9 @@ def load_user_task(path: Path, *, skip_bad_rows: bool = False) -> Task:
             if not part:
                 raise BadTaskFile(f"{path}: the {name} split has no rows", where=str(path))
     kind, space = infer_kind(train + test)
-    if kind == "choice":
+    if kind == "text":
+        desc = "Respond to each request."
+    elif kind == "choice":
         desc = "Answer each question by choosing one of the lettered options."
     elif kind == "number":
         desc = "Answer each question with a number."

@@ -4,7 +4,10 @@ The objective is a weighted mean of "goodness" terms in [0, 1]:
 accuracy, IFR, 1 - ECE, AUROC, PR-N, PR-P and 1 - Brier. Default weights
 (:class:`ObjectiveWeights`): accuracy 0.5, IFR 0.2, 1-ECE 0.1, AUROC 0.1,
 PR-N 0.05, PR-P 0.05, 1-Brier 0. Change them with ``ObjectiveWeights(...)``
-(or the run config).
+(or the run config). Any other registered metric (:mod:`tprompt.metric_specs`:
+the open-ended metrics, a user's own, the judge's) can be weighted by name
+too: ``ObjectiveWeights(rouge_l=1)``; a name no metric is registered under is
+an error.
 
 An undefined metric (None, e.g. AUROC when every answer is correct) is left
 out and the remaining weights are renormalized, so the objective stays in
@@ -17,11 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from typing import Any
+import difflib
+import math
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..metric_specs import METRICS, METRIC_NAMES, is_judge_metric, metric_spec
+from ..metric_specs import METRICS, is_registered, metric_spec, registered_names
 
 T = TypeVar("T")
 
@@ -29,11 +33,10 @@ T = TypeVar("T")
 class ObjectiveWeights(BaseModel):
     """Weights of the metrics in the objective (non-negative, not all zero).
 
-    Besides the built-in metrics, an LLM judge's metrics (``judge_<criterion>``)
-    take a weight by name; they weigh 0 unless given one.
+    The seven fields are the paper's metrics with their default weights; any
+    other registered metric name is accepted as an extra key (default weight 0).
     """
 
-    # extra: the judge's metrics, by name (checked below; any other name is refused)
     model_config = ConfigDict(frozen=True, extra="allow")
 
     accuracy: float = Field(0.5, ge=0, description="weight of accuracy")
@@ -44,25 +47,15 @@ class ObjectiveWeights(BaseModel):
     pr_p: float = Field(0.05, ge=0, description="weight of AUPRC with wrong answers positive")
     brier: float = Field(0.0, ge=0, description="weight of 1 - Brier score")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _judge_weights(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        out = dict(data)
-        for name, value in data.items():
-            if name in cls.model_fields:
-                continue
-            if not is_judge_metric(name):
-                raise ValueError(f"unknown weight {name!r}: use one of {', '.join(cls.model_fields)} "
-                                 "or judge_<criterion> for an LLM judge's metric")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"weight {name}: expected a number >= 0, got {value!r}")
-            out[name] = float(value)
-        return out
-
     @model_validator(mode="after")
     def _not_all_zero(self) -> ObjectiveWeights:
+        for name, value in (self.model_extra or {}).items():
+            if not is_registered(name):
+                close = difflib.get_close_matches(name, registered_names(), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"weight of unknown metric {name!r}{hint}; known: {', '.join(registered_names())}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"weight of {name} must be a number >= 0, got {value!r}")
         if sum(self.model_dump().values()) <= 0:
             raise ValueError("at least one objective weight must be positive")
         return self
@@ -101,7 +94,7 @@ def pareto_front(items: Sequence[T], key: Callable[[T], dict[str, float | None]]
     Lower-is-better metrics (ECE, Brier) are flipped; an undefined metric
     counts as worse than any defined value. Items with equal metrics are all kept.
     """
-    names = [m for m in metrics if m in METRIC_NAMES]
+    names = [m for m in metrics if is_registered(m)]
     vectors = []
     for item in items:
         values = key(item)

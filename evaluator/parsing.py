@@ -68,7 +68,7 @@ def _clean(value: str) -> str:
     return value.rstrip(" .;:!,").strip()
 
 
-def _norm_text(text: str) -> str:
+def normalize_text(text: str) -> str:
     """Case-, punctuation- and space-insensitive form of a text."""
     text = text.lower().replace("’", "'")
     text = re.sub(r"[^\w\s']", " ", text)
@@ -84,15 +84,15 @@ def parse_choice(value: str, choices: tuple[str, ...]) -> str | None:
     v = _clean(value)
     if not v:
         return None
-    norm = _norm_text(v)
-    texts = [_norm_text(c) for c in choices]
+    norm = normalize_text(v)
+    texts = [normalize_text(c) for c in choices]
     # A bare letter is a letter, even when an option reads "c" (the speed of light).
     m = re.fullmatch(r"[\(\[]?([A-Za-z])[\)\].]?", v)
     if m and m.group(1).upper() in letters:
         return m.group(1).upper()
     # The option text next, so an option like "A cat" is not read as letter A; compared
     # exactly, then ignoring case, then ignoring punctuation ("-1" vs "1" must stay apart).
-    for form in (lambda t: " ".join(t.split()), lambda t: " ".join(t.casefold().split()), _norm_text):
+    for form in (lambda t: " ".join(t.split()), lambda t: " ".join(t.casefold().split()), normalize_text):
         forms = [form(_clean(c)) for c in choices]
         if forms.count(form(v)) == 1:
             return letters[forms.index(form(v))]
@@ -103,7 +103,7 @@ def parse_choice(value: str, choices: tuple[str, ...]) -> str | None:
     # A capital letter then words: "C Paris", "B because ..."; but "A cat" may be an option text.
     m = re.match(r"^([A-Z])\s+(.+)$", v)
     if m and m.group(1) in letters:
-        rest = _norm_text(m.group(2))
+        rest = normalize_text(m.group(2))
         own = texts[letters.index(m.group(1))]
         other = _by_text(norm, texts, letters)
         if rest and (own.startswith(rest) or rest.startswith(own) or other is None):
@@ -145,7 +145,7 @@ def canonical_number(text: str) -> str | None:
         if value == int(value):
             return str(int(value))
         return f"{value:.10f}".rstrip("0").rstrip(".")
-    words = _norm_text(text).split()
+    words = normalize_text(text).split()
     for i, w in enumerate(words):
         if w in _WORD_NUMBERS:
             n = _WORD_NUMBERS[w]
@@ -160,10 +160,10 @@ def parse_string(value: str, answer_space: tuple[str, ...] | None) -> str | None
     v = _clean(value)
     if not v:
         return None
-    norm = _norm_text(v)
+    norm = normalize_text(v)
     if answer_space is None:
         return norm or None
-    space = [_norm_text(s) for s in answer_space]
+    space = [normalize_text(s) for s in answer_space]
     if norm in space:
         return answer_space[space.index(norm)]
     first = norm.split()[0] if norm else ""
@@ -213,8 +213,13 @@ def _strip_confidence(value: str) -> str:
 
 def parse_output(text: str, *, kind: AnswerKind, choices: tuple[str, ...] | None = None,
                  answer_space: tuple[str, ...] | None = None) -> ParsedOutput:
-    """Read the answer and confidence out of a model output (see the module doc for the rules)."""
+    """Read the answer and confidence out of a model output (see the module doc for the rules).
+
+    On an open-ended task (kind ``text``) the whole reply is the answer, always in format, with no confidence.
+    """
     text = text or ""
+    if kind == "text":
+        return ParsedOutput(text.strip(), None, True)
     confidence = parse_confidence(text)
 
     def read(value: str) -> str | None:
@@ -272,7 +277,7 @@ def _recover(body: str, *, kind: AnswerKind, choices: tuple[str, ...] | None,
         }
         if len(lone) == 1:
             return lone.pop()
-        return _by_text(_norm_text(body), [_norm_text(c) for c in choices], letters)
+        return _by_text(normalize_text(body), [normalize_text(c) for c in choices], letters)
     for line in (lines[-1], lines[0]):
         parsed = parse_string(line, answer_space)
         if parsed is not None and (answer_space is not None or len(lines) == 1):
@@ -287,13 +292,15 @@ def is_correct(parsed: str | None, example: Example, task: Task) -> bool:
     gold = gold_answer(example, task)
     if gold is None:
         return False
+    if task.kind == "text":  # equal to one of the references after normalization (the exact_match metric)
+        return any(normalize_text(parsed) == normalize_text(t) for t in example.targets)
     if task.kind == "number":
         try:
             return abs(float(parsed) - float(gold)) <= 1e-6 * max(1.0, abs(float(gold)))
         except ValueError:
             return False
     if task.kind == "string" and task.answer_space is None:
-        return _norm_text(parsed) == _norm_text(gold)
+        return normalize_text(parsed) == normalize_text(gold)
     return parsed == gold
 
 
@@ -301,4 +308,6 @@ def gold_answer(example: Example, task: Task) -> str | None:
     """The gold answer normalized the way parsed answers are."""
     if task.kind == "choice":
         return example.answer.strip().upper()
+    if task.kind == "text":  # an open-ended row: its first reference (None: judged only)
+        return example.targets[0] if example.targets else None
     return parse_value(example.answer, kind=task.kind, choices=example.choices, answer_space=task.answer_space)

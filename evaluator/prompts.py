@@ -63,6 +63,8 @@ def scorer_user_message(example: Example, task: Task, *, logprob: bool = False,
         letters = ", ".join(LETTERS[: len(example.choices)])
         fmt = template.format_logprob if logprob else template.format_choice
         parts.append(fmt.format(letters=letters))
+    elif task.kind == "text":
+        pass  # open-ended: the whole reply is the answer, no format demanded
     elif task.kind == "number":
         parts.append(template.format_number)
     elif task.answer_space:

@@ -34,6 +34,8 @@ ScoreMode = Literal["generate", "logprob"]
 #: Longest answer the scorer may write in generate mode (tokens). The format
 #: needs ~10; the slack lets a prompt that asks for brief reasoning still finish.
 SCORER_MAX_TOKENS = 96
+#: Longest reply on an open-ended task (kind ``text``), where the whole reply is the answer.
+OPEN_SCORER_MAX_TOKENS = 192
 
 #: Shown with logprob-mode results.
 LOGPROB_IFR_NOTE = "IFR is 1 by construction in logprob mode (answers are read from option probabilities)"
@@ -91,7 +93,7 @@ def check_mode(mode: str, task: Task, model: ChatBackend | None = None) -> None:
     if mode not in ("generate", "logprob"):
         raise UsageError(f"unknown scoring mode {mode!r}", hint="use 'generate' or 'logprob'")
     if mode == "logprob":
-        if task.kind == "number" or (task.kind == "string" and not task.answer_space):
+        if task.kind in ("number", "text") or (task.kind == "string" and not task.answer_space):
             raise UsageError(
                 f"logprob mode needs a multiple-choice task; {task.name} has {task.kind} answers",
                 hint="use --mode generate",
@@ -179,6 +181,8 @@ def answer_prompt(
     Raises UsageError when ``mode`` does not fit the task or model.
     """
     check_mode(mode, task, model)
+    if task.kind == "text":
+        max_tokens = max(max_tokens, OPEN_SCORER_MAX_TOKENS)
     examples = list(examples)
     total = len(examples)
     logprob = mode == "logprob"
@@ -194,6 +198,7 @@ def answer_prompt(
         if progress:
             progress(len(answers), total)
     return answers
+
 
 
 def _score_generate(

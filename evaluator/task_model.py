@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import UsageError
 
-AnswerKind = Literal["choice", "number", "string"]
+#: "text": an open-ended task; the scorer's whole reply is its answer, compared with
+#: the rows' free-text references (or none: judged only).
+AnswerKind = Literal["choice", "number", "string", "text"]
 Split = Literal["train", "test"]
 
 #: Letters used for the options of multiple-choice rows (index 0 = "A").
@@ -26,15 +28,32 @@ MAX_ANSWER_SPACE = 12
 
 
 class Example(BaseModel):
-    """One task row: a question, its options (multiple choice) or none, and the gold answer."""
+    """One task row: a question, its options (multiple choice) or none, and the gold answer.
+
+    An open-ended row (task kind ``text``) has no gold answer (``answer`` is
+    ""), but free-text ``references`` (possibly none: judged only); ``pattern``
+    (a regular expression) and ``json_schema`` are what the ``regex_match`` and
+    ``json_schema_valid`` metrics check a reply against.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str
     question: str
     choices: tuple[str, ...] | None = None
-    answer: str  # the gold letter for multiple choice, else the gold string / number
+    answer: str = ""  # the gold letter for multiple choice, else the gold string / number
     answer_text: str | None = None
+    references: tuple[str, ...] = ()
+    pattern: str | None = None
+    json_schema: dict[str, Any] | None = None
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """What a reply is compared with: the references, else the gold answer (its text for options)."""
+        if self.references:
+            return self.references
+        gold = self.answer_text if self.choices and self.answer_text else self.answer
+        return (gold,) if gold else ()
 
 
 class Task(BaseModel):
@@ -84,12 +103,14 @@ _NUMBER_RE = re.compile(r"^[-+]?\d+(?:\.\d+)?$")
 def infer_kind(rows: list[Example]) -> tuple[AnswerKind, tuple[str, ...] | None]:
     """Answer kind and answer space of a set of rows.
 
-    Rows with options -> "choice". All gold answers numeric -> "number". A few
+    Rows with options -> "choice". Rows with references (or no gold answer) -> "text". All gold answers numeric -> "number". A few
     distinct gold strings, each seen at least twice -> "string" with that answer
     space (in order of first appearance). Otherwise a free "string".
     """
     if rows and rows[0].choices is not None:
         return "choice", None
+    if rows and any(r.references or not r.answer for r in rows):
+        return "text", None
     answers = [r.answer.strip() for r in rows]
     if answers and all(_NUMBER_RE.match(a.replace(",", "")) for a in answers):
         return "number", None

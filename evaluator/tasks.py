@@ -82,6 +82,12 @@ _DATASETS: dict[str, tuple[str, str, str]] = {
         "MIT",
         "Read a biomedical abstract and answer its research question with yes, no or maybe.",
     ),
+    "pubmedqa_long": (
+        "medical",
+        "MIT",
+        "Read a biomedical abstract's context and research question, and write the abstract's conclusion "
+        "(two or three sentences).",
+    ),
     "arc_challenge": (
         "science",
         "CC BY-SA 4.0",
@@ -135,13 +141,15 @@ def _read_rows(path: Path) -> list[Example]:
             if line.strip():
                 d = json.loads(line)
                 choices = d.get("choices")
+                refs = d.get("references") or ([d["reference"]] if d.get("reference") else [])
                 rows.append(
                     Example(
                         id=str(d["id"]),
                         question=d["question"],
                         choices=tuple(choices) if choices is not None else None,
-                        answer=str(d["answer"]).strip(),
+                        answer=str(d.get("answer") or "").strip(),
                         answer_text=d.get("answer_text"),
+                        references=tuple(str(r) for r in refs),
                     )
                 )
     return rows

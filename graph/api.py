@@ -8,6 +8,7 @@ from typing import Any
 from ..models import get_model
 from ..errors import ConfigError, UsageError
 from ..evaluator import ObjectiveWeights, Task, load_task
+from ..evaluator.registry import metric_versions, resolve_metrics, run_weights
 from ..stores import EventLog
 from ..stores.events import (
     PromptCandidate,
@@ -23,6 +24,13 @@ from ..stores.projection import RunState
 from .config import RunConfig, make_config
 
 
+def first_error(exc: ValueError) -> str:
+    """The first message of a pydantic ValidationError (or the error's text)."""
+    errors = getattr(exc, "errors", None)
+    first = errors()[0].get("msg", str(exc)) if callable(errors) else str(exc)
+    return str(first).removeprefix("Value error, ")
+
+
 def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> None:
     """Check everything a run needs before anything is written.
 
@@ -32,10 +40,14 @@ def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> Non
     """
     given = dict(tasks or {})
     loaded = [given[name] if name in given else load_task(name) for name in [*config.source_tasks, config.target_task]]
+    metric_set = resolve_metrics(config.metrics, config.metric_versions)
     try:
-        ObjectiveWeights(**config.weights)
-    except Exception as exc:  # pydantic ValidationError or TypeError from unknown keys
-        raise ConfigError(f"weights: {exc}".splitlines()[0], hint="see `tprompt eval --help` for the metric names") from exc
+        ObjectiveWeights(**run_weights(config.weights, metric_set))
+    except ValueError as exc:  # pydantic's ValidationError
+        msg = first_error(exc)
+        raise ConfigError(f"weights: {msg}", hint="weight the seven, a metric the run names, or a registered one",
+                          key="weights") from None
+    _check_references(loaded, config)
     get_model(config.proposer, base_url=config.base_url)
     if config.judge is not None:
         get_model(config.judge, base_url=config.base_url)
@@ -56,6 +68,28 @@ def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> Non
             )
 
 
+def _check_references(tasks: list[Task], config: RunConfig) -> None:
+    """An open-ended row without a reference can only be judged: refuse it when no judge is configured."""
+    if getattr(config, "judge", None):  # the judge's config key, where the judge is built in
+        return
+    for task in tasks:
+        if task.kind != "text":
+            continue
+        for split, rows in (("train", task.train), ("test", task.test)):
+            bare = next((r for r in rows if not r.targets), None)
+            if bare is not None:
+                raise ConfigError(
+                    f"task {task.name}: {split} row {bare.id!r} has neither 'answer' nor 'reference', and no judge "
+                    "is configured to score it", hint="give the row a reference, or configure a judge", key="judge",
+                )
+
+
+def pin_metrics(config: RunConfig) -> RunConfig:
+    """``config`` with the version of each of its metrics recorded (``metric_versions``), as a new run stores it."""
+    versions = metric_versions(resolve_metrics(config.metrics, config.metric_versions))
+    return config if versions == config.metric_versions else config.model_copy(update={"metric_versions": versions})
+
+
 def create_run(
     log: EventLog, config: RunConfig, *, run_id: str | None = None, tasks: Mapping[str, Task] | None = None
 ) -> str:
@@ -65,6 +99,7 @@ def create_run(
     (pass them again to :class:`Runner` to run or resume it).
     """
     preflight(config, tasks)
+    config = pin_metrics(config)
     text = config.original_prompt
     created = RunCreated(
         config=config,
@@ -117,6 +152,7 @@ def fork_run(
         if from_prompt_id is not None and not config.transfer:
             raise UsageError("--from-prompt needs transfer on")
         preflight(config)
+        config = pin_metrics(config)
         target = config.target_task
     return log.fork(
         run_id,
@@ -223,4 +259,4 @@ def rerun_check(
     return True, f"the re-run produced the same {len(before)} events"
 
 
-__all__ = ("comparable_events", "create_run", "fork_run", "preflight", "rerun_check")
+__all__ = ("comparable_events", "create_run", "fork_run", "pin_metrics", "preflight", "rerun_check")

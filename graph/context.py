@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ..models import ChatBackend, Recorder
 from ..models.recorder import CallSite
 from ..evaluator import Example, ObjectiveWeights, Task, load_task, objective, resolve_mode
+from ..evaluator.registry import MetricSet, resolve_metrics, run_weights
 from ..stores import EventLog
 from ..stores.events import Event, Stage, StoredEvent
 from ..stores.projection import RunState, fold
@@ -54,6 +55,7 @@ class RunContext:
     pause: threading.Event = field(default_factory=threading.Event)
     pause_reason: str = "user"
     _examples: dict[tuple[str, str, int], list[Example]] = field(default_factory=dict)
+    _metric_set: MetricSet | None = None
 
     # -- the log -------------------------------------------------------------------------
 
@@ -91,8 +93,15 @@ class RunContext:
         return resolve_mode(self.config.mode, task, self.scorer)
 
     @property
+    def metric_set(self) -> MetricSet:
+        """The run's metric plug-ins, re-created from its config (names or import paths, versions checked)."""
+        if self._metric_set is None:
+            self._metric_set = resolve_metrics(self.config.metrics, self.config.metric_versions)
+        return self._metric_set
+
+    @property
     def weights(self) -> ObjectiveWeights:
-        return ObjectiveWeights(**self.config.weights)
+        return ObjectiveWeights(**run_weights(self.config.weights, self.metric_set))
 
     def objective(self, metrics: Mapping[str, float | None]) -> float:
         if self.objective_fn is not None:

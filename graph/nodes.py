@@ -29,7 +29,7 @@ person to review a step's candidates, ``finish`` completes the run.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypedDict
 
@@ -41,7 +41,8 @@ from ..agents.prompts import PROPOSER_TEMPLATES
 from ..agents.proposer import build_meta_prompt, format_exemplar, meta_messages, select_candidates
 from ..agents.judge import judgement_metrics
 from ..agents.transfer import select_transfer
-from ..evaluator import answer_prompt, compute_metrics
+from ..evaluator import Task, answer_prompt
+from ..evaluator.registry import MetricSet
 from ..stores.events import (
     Answer,
     CandidateAnswered,
@@ -285,7 +286,8 @@ def evaluate(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     ctx, run = runtime.context, state["run"]
     rubric = ctx.config.judge_rubric
     return emit(state, runtime, *(
-        evaluate_answers(a, ctx.objective, extra=judge_extra(run.judgement_of(a), rubric)) for a in run.unevaluated
+        evaluate_answers(a, ctx.objective, metrics=ctx.metric_set, task=ctx.task(a.task),
+                         extra=judge_extra(run.judgement_of(a), rubric)) for a in run.unevaluated
     ))
 
 
@@ -299,33 +301,36 @@ def judge_extra(judged: CandidateJudged | None, rubric: Any) -> dict[str, float 
 def evaluate_answers(
     answered: CandidateAnswered,
     objective: Callable[[dict[str, float | None]], float],
-    extra: dict[str, float | None] | None = None,
+    *,
+    metrics: MetricSet | None = None,
+    task: Task | None = None,
+    extra: Mapping[str, float | None] | None = None,
 ) -> Event:
     """What the evaluator makes of one ``candidate.answered``: a score (training) or a test result.
 
-    Pure: the metrics come from the event alone (and ``extra``, set-level
-    metrics computed from other recorded events, such as the judge's), so a
-    past run can be re-evaluated under other weights without a model call
-    (``tprompt rescore``).
+    Pure: the metrics come from the event, the run's metric plug-ins
+    (``metrics``, over the rows of ``task``: their references) and ``extra``
+    (set-level metrics computed elsewhere from the same answers, e.g. a judge's
+    ``judge_<criterion>``), so a past run can be re-evaluated under other
+    weights or metrics without a model call (``tprompt rescore``). Without
+    ``metrics`` and ``task``: the seven.
     """
     answers = answered.answers
-    metrics = compute_metrics(
-        [a.correct for a in answers], [a.confidence for a in answers], [a.followed_format for a in answers]
-    )
-    if extra:
-        metrics = {**metrics, **extra}
+    values, undefined = (metrics or MetricSet()).compute(answers, task)
+    values.update(extra or {})
     if answered.split == "test":
         return PromptTested(
             role=answered.role,  # type: ignore[arg-type]
             prompt_id=answered.prompt_id, text=answered.text, task=answered.task, split="test",
-            n_examples=len(answers), metrics=metrics, objective=objective(metrics), scorer_calls=answered.scorer_calls,
+            n_examples=len(answers), metrics=values, objective=objective(values), scorer_calls=answered.scorer_calls,
+            undefined=undefined,
         )
     return CandidateScored(
         stage=answered.stage,  # type: ignore[arg-type]
         step=answered.step,  # type: ignore[arg-type]
         prompt_id=answered.prompt_id, text=answered.text, task=answered.task, split=answered.split,
-        n_examples=len(answers), metrics=metrics, objective=objective(metrics), scorer_calls=answered.scorer_calls,
-        rung=answered.rung,
+        n_examples=len(answers), metrics=values, objective=objective(values), scorer_calls=answered.scorer_calls,
+        rung=answered.rung, undefined=undefined,
     )
 
 

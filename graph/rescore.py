@@ -1,10 +1,12 @@
-"""Re-evaluating a past run under other objective weights (zero model calls) or another judge or rubric.
+"""Re-evaluating a past run under other objective weights or metrics (zero model calls) or another judge or rubric.
 
 The scorer's answers are events (``candidate.answered``), and the evaluator
 computes the metrics from such an event alone. So a run can be evaluated
 again: :func:`rescore_run` forks it at its first event and writes the same
 history with every ``candidate.scored`` and ``prompt.tested`` recomputed from
-its answers under the new objective, and the bests and top-k of every
+its answers under the new objective (and the run's metric plug-ins, new ones
+added with ``metrics``, computed over the recorded answers and the task's
+rows), and the bests and top-k of every
 ``step.completed`` and ``stage.completed`` recomputed from those scores.
 
 A new judge model or rubric costs judge calls only (cached where a request
@@ -22,13 +24,13 @@ rescored run that had not finished.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, cast
 
 from ..errors import ConfigError, UsageError
-from ..evaluator import ObjectiveWeights, load_task, objective
-from ..metric_specs import is_judge_metric
+from ..evaluator import ObjectiveWeights, Task, load_task, objective
+from ..evaluator.registry import metric_versions, resolve_metrics, run_weights
 from ..stores import EventLog, new_run_id
 from ..stores.events import (
     AnyEvent,
@@ -46,6 +48,7 @@ from ..stores.events import (
     StoredEvent,
 )
 from ..stores.projection import RunState, answer_key, fold
+from .api import first_error
 from .config import RunConfig
 from .nodes import evaluate_answers, judge_extra
 from .rules import stage_top_k, step_best, step_label
@@ -58,15 +61,19 @@ _SKIPPED = (RunForked, RunPaused, RunResumed, RunFailed)
 
 
 def parse_weights(items: list[str]) -> dict[str, float]:
-    """``["accuracy=1", "ifr=0"]`` -> ``{"accuracy": 1.0, "ifr": 0.0}``; one clear UsageError otherwise."""
-    names = list(ObjectiveWeights.model_fields)
+    """``["accuracy=1", "ifr=0"]`` -> ``{"accuracy": 1.0, "ifr": 0.0}``; one clear UsageError otherwise.
+
+    Names are checked against the registry where the weights are used (a run's
+    plug-ins register theirs when the run's metrics are resolved).
+    """
     out: dict[str, float] = {}
     for item in items:
         name, sep, value = item.partition("=")
         name = name.strip()
-        if not sep or not (name in names or is_judge_metric(name)):
-            raise UsageError(f"bad weight {item!r}",
-                             hint=f"use NAME=NUMBER with NAME one of {', '.join(names)} or judge_<criterion>")
+        if not sep or not name:
+            names = list(ObjectiveWeights.model_fields)
+            raise UsageError(f"bad weight {item!r}", hint=f"use NAME=NUMBER with NAME one of {', '.join(names)}, "
+                             "or a metric the run computes")
         try:
             out[name] = float(value)
         except ValueError:
@@ -75,16 +82,20 @@ def parse_weights(items: list[str]) -> dict[str, float]:
 
 
 def rescore_events(
-    run_events: list[StoredEvent], config: RunConfig, base: RunState, *, rejudge: Rejudge | None = None
+    run_events: list[StoredEvent], config: RunConfig, base: RunState, tasks: Mapping[str, Task] | None = None,
+    *, rejudge: Rejudge | None = None,
 ) -> list[Event]:
-    """The run's own history after ``base`` with the evaluator's events recomputed under ``config.weights``.
+    """The run's own history after ``base`` with the evaluator's events recomputed under ``config``'s
+    weights and metrics (``tasks``: given as objects by name; others are loaded by name or path).
 
     ``rejudge``: judge every answer set again (a new judge or rubric); its
     ``candidate.judged`` replaces the recorded one, or follows the
     ``candidate.answered`` in a run that had none. Without it, the recorded
     judgements are the judge metrics' source.
     """
-    weights = ObjectiveWeights(**config.weights)
+    metric_set = resolve_metrics(config.metrics, config.metric_versions)
+    weights = ObjectiveWeights(**run_weights(config.weights, metric_set))
+    loaded: dict[str, Task] = dict(tasks or {})
     answers: dict[tuple, CandidateAnswered] = {}
     judged: dict[tuple, CandidateJudged] = {}
     had_judge = any(isinstance(se.event, CandidateJudged) for se in run_events)
@@ -121,8 +132,11 @@ def rescore_events(
                     "before tprompt kept the scorer's answers, so it cannot be rescored without model calls",
                     hint="fork it with the new weights instead (tprompt fork RUN --at 1 ...)",
                 )
-            ev = evaluate_answers(answers[key], lambda m: objective(m, weights),
-                                  extra=judge_extra(judged.get(key), config.judge_rubric))
+            answered = answers[key]
+            if answered.task not in loaded:
+                loaded[answered.task] = load_task(answered.task)
+            ev = evaluate_answers(answered, lambda m: objective(m, weights), metrics=metric_set,
+                                  task=loaded[answered.task], extra=judge_extra(judged.get(key), config.judge_rubric))
         elif isinstance(ev, StepCompleted):
             best_id, best_objective = step_best(state, ev.stage)
             ev = ev.model_copy(update={"best_prompt_id": best_id, "best_objective": best_objective})
@@ -137,28 +151,35 @@ def rescore_run(
     run_id: str,
     weights: Mapping[str, float],
     *,
+    metrics: Sequence[str] = (),
     judge: str | None = None,
     rubric: Mapping[str, Any] | None = None,
+    tasks: Mapping[str, Task] | None = None,
 ) -> str:
-    """Fork ``run_id`` as a new run evaluated under ``weights`` (merged into its own); returns the new id.
+    """Fork ``run_id`` as a new run evaluated under ``weights`` (merged into its own) and with ``metrics``
+    added to its own (a metric named again is re-created at its current version); returns the new id.
 
     ``judge`` (a model spec) or ``rubric`` (the config key's value) change the
     LLM judge: every answer set is judged again (judge calls only, through the
     recorder, filed under the new run; 0 scorer calls).
 
     Raises:
-        UnknownRun, ConfigError (bad weights or rubric), UsageError (a run without recorded answers).
+        UnknownRun, ConfigError (bad weights, metrics or rubric), UsageError (a run without recorded answers).
     """
     run_id = log.resolve(run_id)
     state = log.state(run_id)
     if state.config is None:
         raise UsageError(f"run {run_id} has no run configuration, so it cannot be rescored")
     merged = {**state.config.weights, **weights}
+    refs = list(dict.fromkeys([*state.config.metrics, *(m.strip() for m in metrics)]))
+    versions = {k: v for k, v in state.config.metric_versions.items() if k not in metrics}
+    metric_set = resolve_metrics(refs, versions)
     try:
-        ObjectiveWeights(**merged)
+        ObjectiveWeights(**run_weights(merged, metric_set))
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise ConfigError(f"weights: {str(exc).splitlines()[-1].strip()}", hint="weights are >= 0, not all 0") from None
-    changes: dict[str, Any] = {"weights": merged}
+        msg = first_error(exc)
+        raise ConfigError(f"weights: {msg}", hint="weights are >= 0, not all 0, over known metrics") from None
+    changes: dict[str, Any] = {"weights": merged, "metrics": refs, "metric_versions": metric_versions(metric_set)}
     if judge is not None:
         changes["judge"] = judge
     if rubric is not None:
@@ -179,7 +200,7 @@ def rescore_run(
         recorder = Recorder(log, run_id=new_id, prices=config.prices)
     try:
         rejudge = _rejudge(log, recorder, new_id, config) if recorder is not None else None
-        rescored = rescore_events(events[1:], config, base, rejudge=rejudge)
+        rescored = rescore_events(events[1:], config, base, tasks, rejudge=rejudge)
     finally:
         if recorder is not None and log.path != ":memory:":
             recorder.close()

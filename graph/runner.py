@@ -123,6 +123,7 @@ class Runner:
         self.graph = graph
         for name in self.context.stage_tasks(self.state, "source") + self.context.stage_tasks(self.state, "target"):
             self.context.task(name)  # unknown tasks fail here, before anything is written
+        self.context.metric_set  # noqa: B018 -- a metric that no longer imports, or changed version, fails here too
 
     # -- what front ends and tests ask of a runner ---------------------------------------------
 

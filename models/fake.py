@@ -1,6 +1,7 @@
 """The ``fake`` model: deterministic, offline and fast, for tests, CI and demos.
 
-Its answers depend only on the request and its seed. It cannot know gold
+Its answers depend only on the request and its seed (an open-ended question, one
+without an answer format, gets two of its own sentences back). It cannot know gold
 answers: scorer answers are honestly pseudo-random (about 1 in 10 off-format),
 proposer answers are instructions assembled from a phrase vocabulary chosen by
 the request hash. Spec options, comma separated: ``seed=N``, ``delay=S``
@@ -51,6 +52,7 @@ _ENDINGS = (
     "and state a confidence that reflects your real certainty.",
     "then commit to one answer and rate your confidence from 0 to 100%.",
 )
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _OPTION_LINE = re.compile(r"^\s*\(?([A-J])[).:]\s", re.MULTILINE)
 #: A fixed answer space offered in the demanded format, e.g. "<one of True / False>".
 _ANSWER_SPACE = re.compile(r"<one of ([^>]+)>")
@@ -165,6 +167,8 @@ class FakeBackend(ChatBackend):
         if any("<INS>" in content for _, content in req.messages):
             return "<INS>" + self._instruction(h) + "</INS>"
         question = req.messages[-1][1]
+        if question.startswith("Question: ") and "\nReply " not in question:
+            return self._open_reply(h, question)
         letters = _OPTION_LINE.findall(question)
         space = _ANSWER_SPACE.search(question)
         if letters:
@@ -192,6 +196,13 @@ class FakeBackend(ChatBackend):
                 continue
             lines.append(f"{c}: {low + (k >> 8) % (high - low + 1)} | {_RATIONALES[(k >> 16) % len(_RATIONALES)]}")
         return "\n".join(lines)
+
+    @staticmethod
+    def _open_reply(h: int, question: str) -> str:
+        """An open-ended question (no answer format demanded): two consecutive sentences of it, picked by hash."""
+        sentences = [x.strip() for x in _SENTENCE_END.split(question.removeprefix("Question: ")) if x.strip()]
+        start = h % max(1, len(sentences) - 1)
+        return " ".join(sentences[start : start + 2])
 
     @staticmethod
     def _instruction(h: int) -> str:

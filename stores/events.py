@@ -211,6 +211,8 @@ class CandidateScored(Event):
     metrics: Metrics
     objective: float
     scorer_calls: int = 0
+    #: metric name -> examples it was undefined on (a plug-in that raised or returned a bad value)
+    undefined: dict[str, int] = Field(default_factory=dict)
     #: racing (successive halving) rung; 0 for full scoring
     rung: int = 0
 
@@ -251,6 +253,8 @@ class PromptTested(Event):
     metrics: Metrics
     objective: float
     scorer_calls: int = 0
+    #: metric name -> examples it was undefined on (a plug-in that raised or returned a bad value)
+    undefined: dict[str, int] = Field(default_factory=dict)
 
 
 class RunPaused(Event):

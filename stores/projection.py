@@ -105,6 +105,8 @@ class TestResult(BaseModel):
     metrics: Metrics
     objective: float
     seq: int = 0
+    #: metric name -> examples it was undefined on (see :class:`PromptTested`)
+    undefined: dict[str, int] = {}
 
 
 class RunState(BaseModel):
@@ -396,6 +398,7 @@ def _tested(b: _Builder, ev: PromptTested, seq: int) -> None:
         metrics=ev.metrics,
         objective=ev.objective,
         seq=seq,
+        undefined=ev.undefined,
     )
     b.scorer_calls["test"] = b.scorer_calls.get("test", 0) + ev.scorer_calls
     _evaluated(b, ("test", ev.role))

@@ -111,7 +111,7 @@ def test_tasks_json_and_table(capsys):
     code, out, _ = run(capsys, "tasks", "--json")
     assert code == 0
     data = {d["name"]: d for d in json.loads(out)}
-    assert len(data) == 33
+    assert len(data) == 34  # pubmedqa_long (issue 20) joined the bundled tasks
     assert data["logiqa2"]["non_commercial"] is True
     assert data["bbh/object_counting"]["kind"] == "number"
     code, out, _ = run(capsys, "tasks")

@@ -1,0 +1,312 @@
+"""Metric plug-ins: one registry of metric functions, named in configs by name or import path.
+
+A metric is a function with a spec (:class:`tprompt.metric_specs.MetricSpec`:
+name, direction, range, version). Two shapes:
+
+* per example, ``fn(example, answer) -> float | dict[str, float] | None``; its
+  value for a candidate is the mean over the examples it is defined on;
+* over the whole answer set (``per="set"``), ``fn(examples, answers) -> ...``
+  with the two lists in the same order.
+
+``answer`` is the scorer's answer as recorded: the whole reply on an
+open-ended task, the parsed answer (a letter, a number) on the others. A dict
+result gives several metrics named ``<name>.<key>`` (declare the keys:
+``@metric(keys=("warmth", "clarity"))``). ``None`` means "nothing to compare
+with" (a row without a reference). A result that is not a number, is NaN or
+infinite, lies outside the spec's range, or an exception, makes the metric
+undefined on that example, counted in the candidate's ``undefined``; the run
+goes on.
+
+A run names its metrics in ``RunConfig.metrics`` (``--metric rouge_l``,
+``--metric mypkg.metrics:tone``) and records each one's version in
+``RunConfig.metric_versions``; :func:`resolve_metrics` re-creates them from
+that, so ``resume``, ``replay --rerun``, ``rescore`` and the experiment grid
+compute the same metrics, and refuses a version that changed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import ConfigError
+from ..metric_specs import METRIC_NAMES, MetricSpec, metric_spec, register_spec, registered_names
+from . import open_metrics
+from .metrics import compute_metrics
+from .task_model import Example, Task
+
+Per = Literal["example", "set"]
+
+#: What an open-ended task is scored with when the run names no metric.
+DEFAULT_OPEN_METRICS: tuple[str, ...] = ("rouge_l", "token_f1")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric function and its spec; ``ref`` is how configs name it (``rouge_l`` or ``pkg.mod:fn``)."""
+
+    spec: MetricSpec
+    fn: Callable[..., Any]
+    ref: str
+    per: Per = "example"
+    keys: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The metric names its values are recorded under."""
+        return tuple(f"{self.spec.name}.{k}" for k in self.keys) if self.keys else (self.spec.name,)
+
+
+_FUNCS: dict[str, Metric] = {}
+
+
+def register_metric(spec: MetricSpec, fn: Callable[..., Any], *, per: Per = "example",
+                    keys: Sequence[str] = (), ref: str | None = None) -> Metric:
+    """Register ``fn`` under ``spec`` (and ``ref``, default its name); returns the :class:`Metric`.
+
+    Raises:
+        ValueError: another metric holds the name, or the spec is malformed.
+    """
+    register_spec(spec)
+    for key in keys:
+        register_spec(MetricSpec(f"{spec.name}.{key}", f"{spec.label} {key}", spec.gloss, spec.higher_is_better,
+                                 spec.range, False, spec.version))
+    m = Metric(spec, fn, ref or spec.name, per, tuple(keys))
+    _FUNCS[m.ref] = m
+    _FUNCS.setdefault(spec.name, m)
+    return m
+
+
+def metric(name: str | None = None, *, label: str | None = None, gloss: str = "", higher_is_better: bool = True,
+           range: tuple[float, float] = (0.0, 1.0), version: str = "1", per: Per = "example",
+           keys: Sequence[str] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator declaring a user metric's spec (without it: the function's name, range [0, 1], higher better, v1)."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.__tprompt_metric__ = {  # type: ignore[attr-defined]
+            "name": name or fn.__name__, "label": label or name or fn.__name__, "gloss": gloss,
+            "higher_is_better": higher_is_better, "range": (float(range[0]), float(range[1])),
+            "version": str(version), "per": per, "keys": tuple(keys),
+        }
+        return fn
+
+    return wrap
+
+
+for _name, _label, _gloss in (
+    ("exact_match", "EM", "exact match"), ("token_f1", "F1", "token F1"), ("contains", "contains", ""),
+    ("regex_match", "regex", "pattern found"), ("json_valid", "JSON", "valid JSON"),
+    ("json_schema_valid", "schema", "valid per schema"), ("rouge_l", "ROUGE-L", ""),
+):
+    register_metric(MetricSpec(_name, _label, _gloss, pareto=False), getattr(open_metrics, _name))
+
+
+def builtin_names() -> tuple[str, ...]:
+    """The metrics a run can name without an import path (the seven are always computed on closed tasks)."""
+    return tuple(n for n, m in _FUNCS.items() if n == m.ref and ":" not in n)
+
+
+def _bad(ref: str, what: str, hint: str) -> ConfigError:
+    return ConfigError(f"metric {ref}: {what}", hint=hint, key="metrics")
+
+
+def _import(ref: str) -> Any:
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise _bad(ref, "expected an import path MODULE:FUNCTION", "e.g. --metric mypkg.metrics:tone")
+    added = os.getcwd() not in sys.path
+    if added:  # `tprompt` as a console script: let a module in the working folder import
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # anything the user's module raises while importing
+        raise _bad(ref, f"cannot import {module_name} ({type(exc).__name__}: {exc})",
+                   "check the module name and that it imports (python -c 'import MODULE')") from exc
+    finally:
+        if added:
+            sys.path.remove(os.getcwd())
+    fn = module
+    for part in attr.split("."):
+        if not hasattr(fn, part):
+            raise _bad(ref, f"module {module_name} has no {attr!r}", "name a function defined in that module")
+        fn = getattr(fn, part)
+    return fn
+
+
+def _check_signature(ref: str, fn: Any, per: Per) -> None:
+    if not callable(fn):
+        raise _bad(ref, f"{type(fn).__name__} is not a function", "name a function (example, answer) -> float")
+    want = "(example, answer)" if per == "example" else "(examples, answers)"
+    try:
+        sig = inspect.signature(fn)
+        sig.bind(None, None)
+    except (TypeError, ValueError):
+        raise _bad(ref, f"the function must take two arguments {want}, its signature is "
+                   f"{getattr(fn, '__name__', ref)}{_sig(fn)}", f"define it as def f{want} -> float") from None
+
+
+def _sig(fn: Any) -> str:
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(?)"
+
+
+def resolve_metric(ref: str) -> Metric:
+    """The metric a config names: a registered name (``rouge_l``) or an import path (``pkg.mod:fn``).
+
+    Raises:
+        ConfigError: unknown name, a path that does not import, not a function, the wrong signature,
+        a malformed spec, or a name another metric holds.
+    """
+    ref = ref.strip()
+    if ref in _FUNCS:
+        return _FUNCS[ref]
+    if ":" not in ref:
+        if ref in METRIC_NAMES:
+            raise _bad(ref, "is one of the seven computed on every closed task; it needs no --metric",
+                       "weight it with --weight instead")
+        raise _bad(ref, "unknown metric name", f"built in: {', '.join(builtin_names())}; or give MODULE:FUNCTION")
+    fn = _import(ref)
+    declared = dict(getattr(fn, "__tprompt_metric__", None) or {"name": ref.rpartition(":")[2].split(".")[-1]})
+    per: Per = declared.pop("per", "example")
+    keys = tuple(declared.pop("keys", ()))
+    _check_signature(ref, fn, per)
+    try:
+        spec = MetricSpec(**{"label": declared["name"], **declared})
+        return register_metric(spec, fn, per=per, keys=keys, ref=ref)
+    except (TypeError, ValueError) as exc:
+        raise _bad(ref, str(exc), "give the metric another name with @metric(name=...)") from None
+
+
+def resolve_metrics(refs: Iterable[str], versions: Mapping[str, str] | None = None) -> MetricSet:
+    """The run's metric set from its config's ``metrics`` (and, for a recorded run, ``metric_versions``).
+
+    Raises:
+        ConfigError: as :func:`resolve_metric`, or a metric whose version is not the one the run recorded.
+    """
+    metrics = tuple(resolve_metric(r) for r in dict.fromkeys(refs))
+    for m in metrics:
+        recorded = (versions or {}).get(m.ref)
+        if recorded is not None and recorded != m.spec.version:
+            raise ConfigError(
+                f"metric {m.ref}: the run was recorded with version {recorded}, the code now has version "
+                f"{m.spec.version}", key="metrics",
+                hint="restore that version, or rescore the run under the new one (tprompt rescore RUN --metric ...)",
+            )
+    return MetricSet(metrics)
+
+
+def metric_versions(metrics: MetricSet) -> dict[str, str]:
+    """``ref -> version`` of a metric set: what a run records (``RunConfig.metric_versions``)."""
+    return {m.ref: m.spec.version for m in metrics.metrics}
+
+
+def _check_value(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"returned {type(value).__name__}, not a number")
+    value = float(value)
+    lo, hi = metric_spec(name).range
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise ValueError(f"returned {value}, outside its range [{lo}, {hi}]")
+    return value
+
+
+def _values(m: Metric, result: Any) -> dict[str, float] | None:
+    """One call's result as ``name -> value`` (None: no value); raises for a bad result."""
+    if result is None:
+        return None
+    if m.keys:
+        if not isinstance(result, Mapping) or set(result) != set(m.keys):
+            raise ValueError(f"returned {result!r:.60}, not a dict with the keys {', '.join(m.keys)}")
+        return {f"{m.spec.name}.{k}": _check_value(f"{m.spec.name}.{k}", result[k]) for k in m.keys}
+    return {m.spec.name: _check_value(m.spec.name, result)}
+
+
+@dataclass(frozen=True)
+class MetricSet:
+    """The metric plug-ins a run computes on top of the seven (closed tasks) or instead of them (open tasks)."""
+
+    metrics: tuple[Metric, ...] = ()
+    _examples: dict[str, dict[str, Example]] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        return tuple(m.ref for m in self.metrics)
+
+    def plugins_for(self, task: Task | None) -> tuple[Metric, ...]:
+        """The plug-ins computed on ``task``: the named ones, or the defaults on an open task that names none."""
+        if self.metrics or task is None or task.kind != "text":
+            return self.metrics
+        return tuple(resolve_metric(r) for r in DEFAULT_OPEN_METRICS)
+
+    def names(self) -> tuple[str, ...]:
+        """Every metric name this set may record (the defaults of open tasks included)."""
+        return tuple(n for m in (*self.metrics, *(resolve_metric(r) for r in DEFAULT_OPEN_METRICS)) for n in m.names)
+
+    def compute(self, answers: Sequence[Any], task: Task | None = None
+                ) -> tuple[dict[str, float | None], dict[str, int]]:
+        """``(metrics, undefined)`` of one recorded answer set on ``task`` (None: the seven only).
+
+        ``answers`` are :class:`tprompt.stores.events.Answer`-shaped (``example_id``, ``parsed``, ``correct``,
+        ``confidence``, ``followed_format``); ``undefined`` counts, per metric, the examples it failed on.
+        """
+        values: dict[str, float | None] = {}
+        if task is None or task.kind != "text":
+            values.update(compute_metrics([a.correct for a in answers], [a.confidence for a in answers],
+                                          [a.followed_format for a in answers]))
+        undefined: dict[str, int] = {}
+        plugins = self.plugins_for(task)
+        if not plugins:
+            return values, undefined
+        if task is None:
+            raise ValueError("plug-in metrics need the task the answers are on (its references)")
+        by_id = self._by_id(task)
+        rows = [(by_id[a.example_id], a.parsed or "") for a in answers if a.example_id in by_id]
+        for m in plugins:
+            got, bad = (_per_example if m.per == "example" else _per_set)(m, rows)
+            values.update(got)
+            undefined.update({n: bad for n in m.names if bad})
+        return values, undefined
+
+    def _by_id(self, task: Task) -> dict[str, Example]:
+        if task.name not in self._examples:
+            self._examples[task.name] = {e.id: e for e in (*task.train, *task.test)}
+        return self._examples[task.name]
+
+
+def _per_example(m: Metric, rows: list[tuple[Example, str]]) -> tuple[dict[str, float | None], int]:
+    sums: dict[str, list[float]] = {n: [] for n in m.names}
+    bad = 0
+    for ex, text in rows:
+        try:
+            got = _values(m, m.fn(ex, text))
+        except Exception:  # a user metric failing on one example: undefined there, counted, the run goes on
+            bad += 1
+            continue
+        for n, v in (got or {}).items():
+            sums[n].append(v)
+    return {n: (math.fsum(v) / len(v) if v else None) for n, v in sums.items()}, bad
+
+
+def _per_set(m: Metric, rows: list[tuple[Example, str]]) -> tuple[dict[str, float | None], int]:
+    try:
+        got = _values(m, m.fn([ex for ex, _ in rows], [t for _, t in rows]))
+    except Exception:  # undefined for the whole set: every example counts
+        return {n: None for n in m.names}, len(rows)
+    return {n: (got or {}).get(n) for n in m.names}, 0
+
+
+def run_weights(weights: Mapping[str, float], metrics: MetricSet, extra: Iterable[str] = ()) -> dict[str, float]:
+    """The weights a run's objective uses: every plug-in it computes (and ``extra``) at 1 unless ``weights`` say."""
+    return {**{n: 1.0 for n in (*metrics.names(), *extra)}, **weights}
+
+
+__all__ = ("DEFAULT_OPEN_METRICS", "Metric", "MetricSet", "builtin_names", "metric", "metric_versions",
+           "register_metric", "registered_names", "resolve_metric", "resolve_metrics", "run_weights")

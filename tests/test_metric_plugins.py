@@ -1,0 +1,251 @@
+"""Issue 20, "your task, your metric": open-ended tasks, metric plug-ins, rescore with new metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from tprompt.errors import BadTaskFile, ConfigError
+from tprompt.evaluator import ObjectiveWeights, load_task
+from tprompt.evaluator import open_metrics as om
+from tprompt.evaluator.registry import resolve_metric, resolve_metrics
+from tprompt.evaluator.task_model import Example
+from tprompt.stores.events import Answer
+
+from test_cli_mistakes import one_line
+from test_graph import tprompt
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SMALL = ["--steps", "1", "--candidates", "2", "--top-k", "1", "--examples", "4", "--test-examples", "4"]
+OPEN = ["--source", "pubmedqa_long", "--target", "pubmedqa_long", *SMALL]
+
+
+def ex(**kw: object) -> Example:
+    return Example(id="x", question="q", **kw)  # type: ignore[arg-type]
+
+
+# -- the built-in open-ended metrics -------------------------------------------------------------
+
+
+def test_open_metrics_values() -> None:
+    e = ex(references=("The cat sat on the mat.", "a dog"))
+    assert om.exact_match(e, "the cat sat on the mat") == 1.0 and om.exact_match(e, "the cat") == 0.0
+    assert om.token_f1(e, "the cat sat") == pytest.approx(2 * 1 * 0.5 / 1.5)
+    assert om.contains(e, "I saw a dog today") == 1.0 and om.contains(e, "a doge") == 0.0
+    assert om.rouge_l(e, "The cat sat on the mat.") == pytest.approx(1.0)
+    assert 0.0 < om.rouge_l(e, "the cat was sitting") < 1.0
+    assert om.exact_match(ex(), "x") is None and om.rouge_l(ex(), "x") is None  # nothing to compare with
+    assert om.regex_match(ex(pattern=r"\d{4}"), "in 2024") == 1.0 and om.regex_match(ex(pattern="z"), "a") == 0.0
+    assert om.json_valid(ex(), '{"a": 1}') == 1.0 and om.json_valid(ex(), "```json\n[1]\n```") == 1.0
+    assert om.json_valid(ex(), "{a: 1}") == 0.0
+    schema = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+    assert om.json_schema_valid(ex(json_schema=schema), '{"name": "x"}') == 1.0
+    assert om.json_schema_valid(ex(json_schema=schema), '{"name": 3}') == 0.0
+    assert om.json_schema_valid(ex(json_schema=schema), "not json") == 0.0
+
+
+def test_weights_over_any_registered_metric_and_the_old_seven() -> None:
+    assert ObjectiveWeights(accuracy=1, ifr=0).accuracy == 1  # the old fields keep working
+    assert ObjectiveWeights(rouge_l=2).model_dump()["rouge_l"] == 2
+    with pytest.raises(ValueError, match="unknown metric 'rouge'.*did you mean 'rouge_l'"):
+        ObjectiveWeights(rouge=1)
+    with pytest.raises(ValueError, match="must be a number >= 0"):
+        ObjectiveWeights(rouge_l=-1)
+
+
+# -- the bundled open-ended task -----------------------------------------------------------------
+
+
+def test_pubmedqa_long_is_bundled_with_its_source_and_license() -> None:
+    task = load_task("pubmedqa_long")
+    assert task.kind == "text" and len(task.train) == 100 and len(task.test) == 100 and task.license == "MIT"
+    assert all(r.references and r.answer == "" and r.choices is None for r in task.train + task.test)
+    folder = Path(load_task.__code__.co_filename).parent / "data" / "pubmedqa_long"
+    assert "long_answer" in (folder / "README.md").read_text() and (folder / "LICENSE.upstream").exists()
+
+
+def test_open_task_run_on_fake_shows_the_metric_columns(tmp_path: Path) -> None:
+    proc = tprompt(tmp_path / "t.db", "run", "--model", "fake", *OPEN, "--metric", "rouge_l", "--metric", "token_f1")
+    header = next(line for line in proc.stdout.splitlines() if "objective" in line)
+    assert header.split() == ["prompt", "token_f1", "rouge_l", "objective"]  # registry order
+    row = next(line for line in proc.stdout.splitlines() if line.strip().startswith("best target")).split()
+    assert 0 < float(row[2]) < 1 and 0 < float(row[3]) < 1
+
+
+@pytest.mark.slow
+def test_open_task_run_on_smollm2(tmp_path: Path) -> None:
+    proc = tprompt(tmp_path / "t.db", "run", "--model", "smollm2", *OPEN, "--examples", "2", "--test-examples", "2",
+                   "--metric", "rouge_l")
+    header = next(line for line in proc.stdout.splitlines() if "objective" in line)
+    assert header.split() == ["prompt", "rouge_l", "objective"]
+    row = next(line for line in proc.stdout.splitlines() if line.strip().startswith("best target")).split()
+    assert 0 <= float(row[2]) <= 1
+
+
+# -- rescore adds a metric with zero model calls -------------------------------------------------
+
+
+def _metrics(data: dict, role: str = "best_target") -> dict[str, float]:
+    row = next(r for r in data["table"] if r["role"] == role)
+    return {k: v for k, v in row.items() if k not in ("role", "prompt_id", "prompt", "task", "n_examples", "objective")}
+
+
+def _calls(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT count(*) FROM transcripts").fetchone()[0]
+
+
+def test_rescore_adds_a_metric_with_zero_model_calls(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    first = json.loads(tprompt(db, "run", "--json", "--model", "fake", *OPEN, "--metric", "rouge_l").stdout)
+    before = _calls(db)
+    proc = tprompt(db, "rescore", first["run_id"], "--metric", "exact_match", "--metric", "token_f1",
+                   "--weight", "rouge_l=0", "--json")
+    assert _calls(db) == before  # not one model call, cached or not
+    data = json.loads(proc.stdout)
+    tested = _metrics(data)
+    assert set(tested) == {"rouge_l", "exact_match", "token_f1"}
+    assert set(_metrics(first)) == {"rouge_l"}
+    assert tested["rouge_l"] == _metrics(first)["rouge_l"]
+
+
+# -- a user's own metric: the example module ------------------------------------------------------
+
+
+def test_the_example_metric_module_runs_resumes_and_is_recorded(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    proc = tprompt(db, "run", "--json", "--model", "fake", *OPEN, "--metric", "my_metrics:brevity",
+                   "--metric", "my_metrics:overlap", "--metric", "rouge_l", cwd=EXAMPLES)
+    data = json.loads(proc.stdout)
+    metrics = _metrics(data)
+    assert set(metrics) == {"brevity", "overlap", "rouge_l"} and all(0 <= v <= 1 for v in metrics.values())
+    show = json.loads(tprompt(db, "show", data["run_id"], "--json", cwd=EXAMPLES).stdout)
+    assert show["config"]["metric_versions"] == {"my_metrics:brevity": "1", "my_metrics:overlap": "1", "rouge_l": "1"}
+
+
+# -- bad input: one line, non-zero exit, nothing written -------------------------------------------
+
+
+def _bad_module(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "badmetrics.py").write_text("from tprompt import metric\n" + body)
+    return tmp_path
+
+
+@pytest.mark.parametrize("ref, body, words", [
+    ("nosuchmodule_x:f", "", "cannot import nosuchmodule_x"),
+    ("badmetrics:nothere", "", "has no 'nothere'"),
+    ("badmetrics:f", "def f(answer):\n    return 1.0\n", "must take two arguments"),
+    ("badmetrics:f", "raise RuntimeError('boom')\n", "cannot import badmetrics (RuntimeError: boom)"),
+    ("no_such_builtin", "", "unknown metric name"),
+])
+def test_bad_metric_refs_fail_before_anything_is_written(tmp_path: Path, ref: str, body: str, words: str) -> None:
+    folder = _bad_module(tmp_path, body)
+    db = tmp_path / "t.db"
+    line = one_line(tprompt(db, "run", "--model", "fake", *OPEN, "--metric", ref, check=False, cwd=folder))
+    assert words in line and f"metric {ref}" in line
+    assert not db.exists()
+
+
+def test_weights_naming_an_unknown_metric(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    line = one_line(tprompt(db, "run", "--model", "fake", *OPEN, "--weight", "tone=1", check=False))
+    assert "weights" in line and "unknown metric 'tone'" in line
+    assert not db.exists()
+
+
+def test_an_open_row_without_answer_or_reference(tmp_path: Path) -> None:
+    path = tmp_path / "open.jsonl"
+    path.write_text(json.dumps({"question": "Summarize: a b c", "reference": "a b"}) + "\n"
+                    + json.dumps({"question": "Reply kindly"}) + "\n")
+    with pytest.raises(BadTaskFile, match=r"open\.jsonl:2: missing or empty 'answer'"):
+        load_task(str(path))
+    # A row only a judge could score says so ("reference": null); with no judge configured the run refuses it.
+    path.write_text("".join(json.dumps({"question": f"Reply kindly {i}", "reference": None if i == 2 else "ok"}) + "\n"
+                            for i in range(6)))
+    assert load_task(str(path)).kind == "text"
+    db = tmp_path / "t.db"
+    line = one_line(tprompt(db, "run", "--model", "fake", "--source", str(path), "--target", str(path), *SMALL,
+                            check=False))
+    assert "neither 'answer' nor 'reference'" in line and "no judge" in line and str(path) in line
+    assert not db.exists()
+
+
+RAISES_ON_ONE = '''
+@metric(name="picky")
+def picky(example, answer):
+    if example.id == BAD:
+        raise ValueError("cannot score this one")
+    return 0.5
+
+@metric(name="nanny")
+def nanny(example, answer):
+    return float("nan") if example.id == BAD else 1.0
+
+@metric(name="big", range=(0.0, 1.0))
+def big(example, answer):
+    return 7.0 if example.id == BAD else 0.25
+'''
+
+
+def test_a_metric_that_fails_on_one_example_is_undefined_there_and_counted(tmp_path: Path) -> None:
+    task = load_task("pubmedqa_long")
+    bad = task.test[0].id
+    folder = _bad_module(tmp_path, f"BAD = {bad!r}\n" + RAISES_ON_ONE)
+    sys.modules.pop("badmetrics", None)
+    sys.path.insert(0, str(folder))
+    try:
+        ms = resolve_metrics(["badmetrics:picky", "badmetrics:nanny", "badmetrics:big"])
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("badmetrics", None)
+    answers = [Answer(example_id=e.id, parsed="x", confidence=0.5, followed_format=True, correct=False)
+               for e in task.test[:4]]
+    values, undefined = ms.compute(answers, task)
+    assert values["picky"] == 0.5 and values["nanny"] == 1.0 and values["big"] == 0.25
+    assert undefined == {"picky": 1, "nanny": 1, "big": 1}
+    assert not any(isinstance(v, float) and math.isnan(v) for v in values.values())
+
+
+def test_a_metric_that_raises_in_a_run_is_counted_in_the_table(tmp_path: Path) -> None:
+    task = load_task("pubmedqa_long")
+    # The test rows the run samples are not known up front: fail on every row whose id ends in an even digit.
+    body = "@metric(name='picky')\ndef picky(example, answer):\n" \
+           "    if int(example.id[-1]) % 2 == 0:\n        raise ValueError('no')\n    return 0.5\n"
+    folder = _bad_module(tmp_path, body)
+    proc = tprompt(tmp_path / "t.db", "run", "--model", "fake", *OPEN, "--metric", "badmetrics:picky", cwd=folder)
+    assert "undefined (the metric raised or returned a bad value): picky on" in " ".join(proc.stdout.split())
+    assert task  # the run went on to its final table
+
+
+def test_resuming_under_another_metric_version_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    folder = _bad_module(tmp_path, "@metric(name='tone', version='1')\ndef tone(example, answer):\n    return 0.5\n")
+    first = json.loads(tprompt(db, "run", "--json", "--model", "fake", *OPEN, "--metric", "badmetrics:tone",
+                               "--review", cwd=folder).stdout)  # it pauses for review: a run to resume
+    with sqlite3.connect(db) as conn:
+        n_events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    tprompt(db, "review", first["run_id"], "--accept", cwd=folder)
+    with sqlite3.connect(db) as conn:
+        n_events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    _bad_module(tmp_path, "@metric(name='tone', version='2')\ndef tone(example, answer):\n    return 0.5\n")
+    line = one_line(tprompt(db, "resume", first["run_id"], check=False, cwd=folder))
+    assert "metric badmetrics:tone" in line and "version 1" in line and "version 2" in line
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == n_events
+
+
+def test_a_name_held_by_a_builtin_cannot_be_taken(tmp_path: Path) -> None:
+    folder = _bad_module(tmp_path, "@metric(name='rouge_l')\ndef mine(example, answer):\n    return 0.5\n")
+    sys.modules.pop("badmetrics", None)
+    sys.path.insert(0, str(folder))
+    try:
+        with pytest.raises(ConfigError, match="already registered"):
+            resolve_metric("badmetrics:mine")
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("badmetrics", None)
