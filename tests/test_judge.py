@@ -102,7 +102,7 @@ def test_judgement_metrics_are_mean_scores_normalized_by_the_scale() -> None:
 def test_judge_metrics_take_weights_in_the_objective_and_other_names_are_refused() -> None:
     weights = ObjectiveWeights(accuracy=1, ifr=0, ece=0, auroc=0, pr_n=0, pr_p=0, judge_relevance=3)
     assert objective({"accuracy": 1.0, "judge_relevance": 0.0}, weights) == pytest.approx(0.25)
-    with pytest.raises(ValueError, match="unknown weight 'judge relevance'"):
+    with pytest.raises(ValueError, match="unknown metric 'judge relevance'"):
         ObjectiveWeights(**{"judge relevance": 1})
     make_config({"judge": "fake", "weights": {"judge_fluency": 1.0}})
 
