@@ -16,9 +16,12 @@ rescored run that had not finished.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import cast
+
+from pydantic import ValidationError
 
 from ..errors import ConfigError, UsageError
 from ..evaluator import ObjectiveWeights, objective
@@ -56,9 +59,13 @@ def parse_weights(items: list[str]) -> dict[str, float]:
         if not sep or name not in names:
             raise UsageError(f"bad weight {item!r}", hint=f"use NAME=NUMBER with NAME one of {', '.join(names)}")
         try:
-            out[name] = float(value)
+            weight = float(value)
         except ValueError:
             raise UsageError(f"bad weight {item!r}: {value!r} is not a number", hint="e.g. --weight accuracy=1") from None
+        if not math.isfinite(weight):  # inf, NaN, or 1e309 (which float() reads as inf)
+            raise UsageError(f"bad weight {item!r}: {value.strip()!r} is not a finite number",
+                             hint="give a number such as 0.5, e.g. --weight accuracy=1")
+        out[name] = weight
     return out
 
 
@@ -111,8 +118,11 @@ def rescore_run(log: EventLog, run_id: str, weights: Mapping[str, float]) -> str
     try:
         ObjectiveWeights(**merged)
         config = RunConfig(**{**state.config.model_dump(), "weights": merged})
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise ConfigError(f"weights: {str(exc).splitlines()[-1].strip()}", hint="weights are >= 0, not all 0") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        msg = first.get("msg", str(exc)).removeprefix("Value error, ")
+        raise ConfigError(f"weights{'.' + where if where else ''}: {msg}", hint="weights are >= 0, not all 0") from None
     events = list(log.events(run_id))
     # The fork's own history starts after the lineage's run.created (seq 1) and its run.forked (seq 2).
     base = fold(events[:1], run_id=run_id).model_copy(

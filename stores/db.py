@@ -20,6 +20,7 @@ from pathlib import Path
 import sqlite_utils
 
 from ..errors import (
+    DatabaseDamaged,
     DatabaseLocked,
     NotATPromptDatabase,
     ReadOnlyDatabase,
@@ -173,7 +174,12 @@ def translate(exc: sqlite3.Error, name: str = "the database") -> StoreError:
         return ReadOnlyDatabase(
             f"{name} is read-only", hint="make it writable or pass --db to another file"
         )
-    if "not a database" in low or "malformed" in low or "encrypted" in low:
+    if "malformed" in low:
+        return DatabaseDamaged(
+            f"{name} is damaged ({text})",
+            hint=f"restore it from a backup, or copy out what is readable: sqlite3 {name} .recover | sqlite3 new.db",
+        )
+    if "not a database" in low or "encrypted" in low:
         return NotATPromptDatabase(
             f"{name} is not a tprompt database ({text})",
             hint="pass --db to a tprompt database or to a new file",
