@@ -136,3 +136,82 @@ def test_a_database_with_a_page_overwritten(small_run: tuple[Path, str], tmp_pat
     line = one_line(tprompt(db, command, *args, check=False), code=1)
     assert "m.db is damaged (database disk image is malformed)" in line and ".recover" in line
     assert db.read_bytes() == before
+
+
+# --- review edits longer than the run accepts ---------------------------------------------------
+
+
+def test_revise_refuses_an_edit_or_addition_longer_than_max_prompt_chars() -> None:
+    # was: accepted; the run then scored a candidate longer than it would ever accept from its proposer
+    from tprompt.errors import UsageError
+    from tprompt.graph.review import revise
+    from tprompt.stores import PromptCandidate, prompt_id_of
+
+    cands = [PromptCandidate(prompt_id=prompt_id_of(t), text=t, origin="proposed") for t in ("a", "b")]
+    with pytest.raises(UsageError, match=r"the edit of candidate 1 has 31 characters, more than the run's "
+                                         r"max_prompt_chars \(30\)"):
+        revise(cands, edit={1: "x" * 31}, max_chars=30)
+    with pytest.raises(UsageError, match=r"an added candidate has 31 characters"):
+        revise(cands, add=["y" * 31], max_chars=30)
+    assert [c.text for c in revise(cands, edit={1: "x" * 30}, add=["y" * 30], max_chars=30)] == \
+        ["x" * 30, "b", "y" * 30]
+
+
+@pytest.fixture
+def paused_for_review(tmp_path: Path) -> tuple[Path, str]:
+    from test_graph import SMALL
+
+    from tprompt.graph import Runner, create_run, make_config
+    from tprompt.stores import EventLog
+
+    db = tmp_path / "r.db"
+    with EventLog(db) as log:
+        run_id = create_run(log, make_config({**SMALL, "steps": 1, "top_k": 1, "review": True,
+                                              "max_prompt_chars": 200}))
+        assert Runner(log, run_id).run().awaiting_review()
+    return db, run_id
+
+
+def _revised(db: Path, run_id: str) -> list[object]:
+    from tprompt.stores import EventLog
+
+    with EventLog(db, readonly=True) as log:
+        return [e for e in log.events(run_id) if e.type == "step.revised"]
+
+
+@pytest.mark.parametrize("option", ["--edit", "--add"])
+def test_cli_review_refuses_a_candidate_longer_than_the_run_accepts(paused_for_review: tuple[Path, str],
+                                                                     option: str) -> None:
+    # was: accepted (a step.revised event with the 201-character candidate)
+    db, run_id = paused_for_review
+    value = "1=" + "x" * 201 if option == "--edit" else "x" * 201
+    line = one_line(tprompt(db, "review", run_id, option, value, "--accept", check=False), code=2)
+    assert "201 characters, more than the run's max_prompt_chars (200)" in line
+    assert _revised(db, run_id) == []
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_tui_review_refuses_a_candidate_longer_than_the_run_accepts(
+        paused_for_review: tuple[Path, str]) -> None:
+    # was: accepted (the dialog recorded the 201-character candidate)
+    from test_tui import SIZE, open_run, wait_for
+    from textual.widgets import Input
+
+    from tprompt.tui import create_app
+
+    db, run_id = paused_for_review
+    app = create_app(db, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await open_run(pilot, app, run_id)
+        await pilot.press("v")
+        await pilot.pause()
+        app.screen.query_one("#review-add", Input).value = "x" * 201
+        await pilot.click("#review-ok")
+        await wait_for(pilot, lambda: any("max_prompt_chars (200)" in str(n.message) for n in app._notifications))
+    assert _revised(db, run_id) == []
