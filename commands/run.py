@@ -204,7 +204,7 @@ def run(
     cfg = make_config(values, where=str(config) if config else "options")
     cfg = _pin_base_url(cfg)
     preflight(cfg)  # a bad task or model fails before the database is even created
-    with open_log(ctx, readonly=False) as log:
+    with open_log(ctx, readonly=False, create=True) as log:
         run_id = create_run(log, cfg)
         if not json_:
             err.print(f"run {run_id} created in {log.path}")

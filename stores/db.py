@@ -27,7 +27,7 @@ from ..errors import (
     SchemaTooNew,
     StoreError,
 )
-from ._schema import APPLICATION_ID, MIGRATIONS
+from ._schema import APPLICATION_ID, MIGRATIONS, current_tables
 
 
 def now_iso() -> str:
@@ -67,16 +67,22 @@ def open_database(
     *,
     readonly: bool = False,
     timeout: float | None = None,
+    create: bool = True,
 ) -> sqlite_utils.Database:
     """Open (and, if writable, create or migrate) a tprompt database.
 
     Raises:
-        NotATPromptDatabase: the file is not SQLite, or is another program's.
+        NotATPromptDatabase: the file is not SQLite, or is another program's;
+            or (``create=False``) it is missing or empty.
+        DatabaseDamaged: pages are damaged, or (writers) a table of its schema version is missing.
         SchemaTooNew: written by a newer tprompt.
         ReadOnlyDatabase: a write was needed but the file cannot be written.
         DatabaseLocked: another process holds the lock past the timeout.
 
-    ``timeout`` (seconds) defaults to :func:`default_busy_timeout`.
+    ``timeout`` (seconds) defaults to :func:`default_busy_timeout`. A writer
+    with ``create=False`` (one that works on runs already there: resume,
+    pause, review, fork) neither creates the file nor writes a schema into an
+    empty one; it still upgrades a tprompt database of an older version.
     """
     if timeout is None:
         timeout = default_busy_timeout()
@@ -87,12 +93,13 @@ def open_database(
             f"{name} is a directory, not a tprompt database",
             hint="pass --db with a file path, e.g. --db runs.db (or set TPROMPT_DB)",
         )
-    if readonly and not memory:
+    if (readonly or not create) and not memory:
         if not Path(name).exists():
             raise StoreError(
                 f"no tprompt database at {name}",
                 hint="pass --db PATH or set TPROMPT_DB to an existing database",
             )
+    if readonly and not memory:
         uri = f"file:{Path(name).resolve()}?mode=ro"
         conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
     else:
@@ -106,7 +113,7 @@ def open_database(
     conn.isolation_level = None
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        _check_and_migrate(conn, name, readonly=readonly)
+        _check_and_migrate(conn, name, readonly=readonly, create=create or memory)
         if not readonly and not memory:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -120,7 +127,7 @@ def open_database(
     return sqlite_utils.Database(conn)
 
 
-def _check_and_migrate(conn: sqlite3.Connection, name: str, *, readonly: bool) -> None:
+def _check_and_migrate(conn: sqlite3.Connection, name: str, *, readonly: bool, create: bool = True) -> None:
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -134,7 +141,14 @@ def _check_and_migrate(conn: sqlite3.Connection, name: str, *, readonly: bool) -
             f"{name} has schema version {version}; this tprompt knows up to {len(MIGRATIONS)}",
             hint="upgrade tprompt",
         )
+    if app_id != APPLICATION_ID and not create:
+        raise NotATPromptDatabase(
+            f"{name} is not a tprompt database (it is empty)",
+            hint="pass --db to the database that holds your runs; `tprompt run` creates one",
+        )
     if version == len(MIGRATIONS):
+        if not readonly:
+            _check_tables(conn, name, version)
         return
     if readonly:
         if app_id != APPLICATION_ID:
@@ -154,6 +168,18 @@ def _check_and_migrate(conn: sqlite3.Connection, name: str, *, readonly: bool) -
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _check_tables(conn: sqlite3.Connection, name: str, version: int) -> None:
+    # A writer of a file that says it is current but lacks a table would fail half-way (after `run` said
+    # "created"); refuse it before anything is written.
+    have = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
+    missing = sorted(current_tables() - have)
+    if missing:
+        raise DatabaseDamaged(
+            f"{name} is damaged: schema version {version} has {', '.join(missing)}, which the file lacks",
+            hint="restore it from a backup, or pass --db to another file",
+        )
 
 
 def has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -230,6 +256,7 @@ class Store:
         path: the database file, or ``":memory:"``.
         readonly: open read-only (readers such as the TUI); nothing is written, not even a migration.
         timeout: busy timeout in seconds (default :func:`default_busy_timeout`).
+        create: a writer may create the file (False: it must already be a tprompt database).
 
     Raises:
         StoreError: see :func:`open_database`.
@@ -241,10 +268,11 @@ class Store:
         *,
         readonly: bool = False,
         timeout: float | None = None,
+        create: bool = True,
     ) -> None:
         self.path = str(path)
         self.readonly = readonly
-        self._conn: sqlite3.Connection = open_database(path, readonly=readonly, timeout=timeout).conn
+        self._conn: sqlite3.Connection = open_database(path, readonly=readonly, timeout=timeout, create=create).conn
         self._lock = threading.RLock()
 
     def close(self) -> None:

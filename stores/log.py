@@ -90,7 +90,7 @@ class EventLog:
     Args:
         path: a database path (its :class:`~tprompt.stores.db.Store`, in
             :attr:`store`, is opened here and closed with the log; ``readonly``
-            and ``timeout`` are for it), or an open store to share.
+            ``timeout`` and ``create`` are for it), or an open store to share.
     """
 
     def __init__(
@@ -99,8 +99,9 @@ class EventLog:
         *,
         readonly: bool = False,
         timeout: float | None = None,
+        create: bool = True,
     ) -> None:
-        self.store = path if isinstance(path, Store) else Store(path, readonly=readonly, timeout=timeout)
+        self.store = path if isinstance(path, Store) else Store(path, readonly=readonly, timeout=timeout, create=create)
         self._owned = self.store is not path
         self.path = self.store.path
         self.readonly = self.store.readonly

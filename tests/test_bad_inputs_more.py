@@ -73,6 +73,7 @@ def test_a_run_stored_with_a_null_weight_fails_with_one_clear_line(small_run: tu
     conn.execute("DROP TRIGGER events_no_update")
     conn.execute("UPDATE events SET payload = ? WHERE run_id = ? AND seq = 1", (json.dumps(data), run_id))
     conn.commit()
+    conn.execute("CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'x'); END")
     conn.close()
     for command in ("resume", "show"):
         line = one_line(tprompt(db, command, run_id, check=False), code=1)
@@ -215,3 +216,39 @@ async def test_tui_review_refuses_a_candidate_longer_than_the_run_accepts(
         await pilot.click("#review-ok")
         await wait_for(pilot, lambda: any("max_prompt_chars (200)" in str(n.message) for n in app._notifications))
     assert _revised(db, run_id) == []
+
+
+# --- files that are not (whole) tprompt databases ---------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["resume", "r-x"], ["pause", "r-x"], ["review", "r-x"], ["fork", "r-x"],
+                                     ["rescore", "r-x", "--weight", "accuracy=1"]])
+def test_commands_on_existing_runs_do_not_write_a_schema_into_an_empty_file(tmp_path: Path,
+                                                                             command: list[str]) -> None:
+    # was: "no run 'r-x' in z.db", with the whole schema (100 KB) written into the 0-byte file
+    db = tmp_path / "z.db"
+    db.write_bytes(b"")
+    line = one_line(tprompt(db, *command, check=False), code=1)
+    assert "z.db is not a tprompt database (it is empty)" in line
+    assert _files(tmp_path) == ["z.db"] and db.stat().st_size == 0
+
+
+def test_commands_on_existing_runs_do_not_create_a_database(tmp_path: Path) -> None:
+    # was: resume created and migrated typo.db, then said "no run 'r-x' in typo.db"
+    line = one_line(tprompt(tmp_path / "typo.db", "resume", "r-x", check=False), code=1)
+    assert "no tprompt database at" in line and _files(tmp_path) == []
+
+
+def test_run_refuses_a_database_that_lacks_a_table_of_its_schema(small_run: tuple[Path, str],
+                                                                  tmp_path: Path) -> None:
+    # was: "run r-... created", then "error: ns.db: no such table: run_summaries", leaving a failed partial run
+    db = _copy(small_run[0], tmp_path / "ns.db")
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE run_summaries")
+    conn.commit()
+    conn.close()
+    before = db.read_bytes()
+    line = one_line(tprompt(db, "run", *SMALL_RUN, check=False), code=1)
+    assert "ns.db is damaged: schema version" in line and "run_summaries, which the file lacks" in line
+    assert db.read_bytes() == before
+    assert len(json.loads(tprompt(db, "runs", "--json").stdout)) == 1  # readers still read what is there
