@@ -62,6 +62,38 @@ def _write_protected(name: str) -> bool:
     return no_write_bits or not os.access(name, os.W_OK)
 
 
+def reader_uri(name: str) -> str:
+    """The URI a reader opens ``name`` with: ``mode=ro``, or ``immutable=1`` in a folder no one can write.
+
+    A database in WAL mode needs its ``-shm`` file even to be read, and a reader
+    cannot create that file in a read-only folder (a read-only mount, a folder
+    marked immutable, or without write permission): ``mode=ro`` then fails with
+    "unable to open database file". Where nothing can be written, nothing can
+    change the file either, so it is opened as immutable (no locks, no ``-shm``).
+    A ``-wal`` file with content holds commits not yet in the main file, which
+    ``immutable`` would not see: then ``mode=ro`` it stays.
+    """
+    path = Path(name).resolve()
+    uri = path.as_uri()
+    if _folder_writable(path.parent):
+        return f"{uri}?mode=ro"
+    try:
+        wal_size = os.stat(f"{path}-wal").st_size
+    except OSError:
+        wal_size = 0
+    return f"{uri}?mode=ro" if wal_size else f"{uri}?immutable=1"
+
+
+def _folder_writable(folder: Path) -> bool:
+    # os.access sees a read-only mount (EROFS) and an immutable folder even for root; root's
+    # permission bits it does not, so a folder with no write bit at all counts as read-only too.
+    try:
+        no_write_bits = not (os.stat(folder).st_mode & 0o222)
+    except OSError:
+        return False
+    return not no_write_bits and os.access(folder, os.W_OK)
+
+
 def open_database(
     path: str | os.PathLike[str] = ":memory:",
     *,
@@ -100,13 +132,18 @@ def open_database(
                 hint="pass --db PATH or set TPROMPT_DB to an existing database",
             )
     if readonly and not memory:
-        uri = f"file:{Path(name).resolve()}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+        conn = sqlite3.connect(reader_uri(name), uri=True, timeout=timeout, check_same_thread=False)
     else:
         if not memory and Path(name).exists() and _write_protected(name):
             raise ReadOnlyDatabase(
                 f"database {name} is read-only",
                 hint="make it writable or pass --db to another file",
+            )
+        if not memory and not _folder_writable(Path(name).resolve().parent):
+            raise ReadOnlyDatabase(
+                f"database {name} is in a folder that cannot be written ({Path(name).resolve().parent})",
+                hint="SQLite writes its -wal and -shm files beside the database: make the folder writable or "
+                "copy the database to one that is; commands that only read (runs, show) read it where it is",
             )
         conn = sqlite3.connect(name, timeout=timeout, check_same_thread=False)
     # We manage transactions ourselves (BEGIN IMMEDIATE for appends).

@@ -252,3 +252,61 @@ def test_run_refuses_a_database_that_lacks_a_table_of_its_schema(small_run: tupl
     assert "ns.db is damaged: schema version" in line and "run_summaries, which the file lacks" in line
     assert db.read_bytes() == before
     assert len(json.loads(tprompt(db, "runs", "--json").stdout)) == 1  # readers still read what is there
+
+
+# --- a database in a folder that cannot be written -----------------------------------------------
+
+
+@pytest.fixture
+def immutable_folder(small_run: tuple[Path, str], tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A folder holding a copy of the small run's database, marked immutable (``chattr +i``: even root cannot
+    write in it, as in a read-only mount); skipped where chattr is not allowed."""
+    import subprocess
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    _copy(small_run[0], folder / "t.db")
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not allowed here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("command", ["runs", "show", "events", "export", "transcript"])
+def test_readers_read_a_database_in_a_folder_that_cannot_be_written(
+        immutable_folder: Path, small_run: tuple[Path, str], command: str) -> None:
+    # was: "error: ro/t.db: unable to open database file" (mode=ro still needs to create t.db-shm)
+    db = immutable_folder / "t.db"
+    args = [] if command == "runs" else [small_run[1]]
+    proc = tprompt(db, command, *args, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert small_run[1] in proc.stdout + proc.stderr
+    assert _files(immutable_folder) == ["t.db"]
+
+
+def test_a_writer_names_the_folder_that_cannot_be_written(immutable_folder: Path,
+                                                          small_run: tuple[Path, str]) -> None:
+    # was: "error: ro/t.db: unable to open database file"
+    line = one_line(tprompt(immutable_folder / "t.db", "resume", small_run[1], check=False), code=1)
+    assert "is in a folder that cannot be written" in line and "make the folder writable" in line
+
+
+def test_reader_uri_opens_immutable_only_where_nothing_can_be_written(tmp_path: Path) -> None:
+    # The rule behind the two tests above, on a folder with no write bits (which root could still write,
+    # so the folder is "read-only on purpose", as a file without write bits is for writers).
+    from tprompt.stores.db import reader_uri
+
+    db = tmp_path / "t.db"
+    db.write_bytes(b"")
+    assert reader_uri(str(db)).endswith("?mode=ro")
+    tmp_path.chmod(0o555)
+    try:
+        assert reader_uri(str(db)) == db.resolve().as_uri() + "?immutable=1"
+        tmp_path.chmod(0o755)
+        (tmp_path / "t.db-wal").write_bytes(b"commits not yet in t.db")
+        tmp_path.chmod(0o555)
+        assert reader_uri(str(db)).endswith("?mode=ro")  # immutable would not see the -wal's commits
+    finally:
+        tmp_path.chmod(0o755)
