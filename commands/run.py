@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 from types import FrameType
 from typing import Any, Optional
@@ -19,6 +20,7 @@ from ..metric_specs import METRIC_NAMES
 from ..stores.events import ROLES
 from ..prompt_file import read_prompt_file
 from ..stores.control import request_pause
+from ..stores.leases import holder_alive, lease_holder
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
 from ._progress import RunProgress
 
@@ -33,16 +35,18 @@ def execute(
     json_: bool,
     on_pause: str = "pausing: the work in flight is abandoned, its model calls stay cached (Ctrl-C again to quit now)",
     max_cost: float | None = None,
+    force: bool = False,
 ) -> RunState:
     """Run or continue ``run_id`` in this process with progress and Ctrl-C = pause.
 
     ``on_pause`` is what the first Ctrl-C (or SIGTERM) prints on stderr;
-    ``max_cost`` (USD) pauses the run once its paid calls reach it.
+    ``max_cost`` (USD) pauses the run once its paid calls reach it; ``force``
+    takes over a lease held on another host (``resume --force``).
 
     Raises:
         RunBusy: another live process runs it (nothing is written: the runner takes the run's lease first).
     """
-    runner = Runner(log, run_id, max_cost=max_cost)  # it also honours `tprompt pause RUN`
+    runner = Runner(log, run_id, max_cost=max_cost, force=force)  # it also honours `tprompt pause RUN`
     progress = RunProgress(enabled=err.is_terminal and not json_, plain=not json_)
     interrupts = 0
 
@@ -235,6 +239,12 @@ def resume(
     ctx: typer.Context,
     run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: pause again when the run's paid calls reach this."),
+    force: bool = typer.Option(
+        False, "--force",
+        help="Take the run over from a process on another host that holds it (its lease). Safe only when that "
+        "process is gone, e.g. its machine or container stopped: this host cannot check. A live process on "
+        "this host is never taken over, and a killed one is taken over without --force.",
+    ),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Continue a paused, failed or killed run from its last committed event.
@@ -253,7 +263,7 @@ def resume(
             raise UsageError(f"run {run_id} is waiting for a review of its {state.stage} step {state.in_flight} "
                              "candidates", hint=f"see them with tprompt review {run_id}, then decide with --accept")
         else:
-            state = execute(log, run_id, json_=json_, max_cost=max_cost)
+            state = execute(log, run_id, json_=json_, max_cost=max_cost, force=force)
     report(state, json_=json_)
 
 
@@ -270,8 +280,13 @@ def pause(
         state = log.state(run_id)
         if state.status in ("completed", "failed", "paused"):
             raise UsageError(f"run {run_id} is {state.status}; there is nothing to pause")
+        holder = lease_holder(log, run_id)
+        if holder is not None and not holder_alive(holder):
+            raise UsageError(f"run {run_id} is not running: its process {holder.pid} is gone (killed or crashed)",
+                             hint=f"there is nothing to pause; continue it with tprompt resume {run_id}")
         request_pause(log, run_id)
-    err.print(f"pause requested for {run_id}; its process pauses after the work in flight")
+    where = "" if holder is None or holder.host == socket.gethostname() else f" on {holder.host}"
+    err.print(f"pause requested for {run_id}; its process{where} pauses after the work in flight")
 
 
 def show(

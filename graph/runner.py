@@ -66,6 +66,8 @@ class Runner:
         objective: replaces the weighted objective (metrics -> float).
         graph: a compiled graph from :func:`build_graph` (default: the
             Transfer-Prompting or the target-only graph, as configured).
+        force: take over the run's lease from a process on another host
+            (``tprompt resume --force``; see :func:`tprompt.stores.leases.acquire`).
     """
 
     def __init__(
@@ -78,8 +80,10 @@ class Runner:
         tasks: Mapping[str, Task] | None = None,
         objective: Objective | None = None,
         graph: Any = None,
+        force: bool = False,
     ) -> None:
         self.log = log
+        self.force = force
         self.run_id = log.resolve(run_id)
         self.state = log.state(self.run_id)
         if self.state.config is None:
@@ -150,7 +154,7 @@ class Runner:
         Holds the run's lease while it runs (RunBusy if another live process
         runs it). A failure is recorded as ``run.failed`` and re-raised.
         """
-        with run_lease(self.log, self.run_id):
+        with run_lease(self.log, self.run_id, force=self.force):
             # Whoever held the run before may have appended since this runner folded it.
             self.state = self.log.state(self.run_id)
             mark_handled(self.log, self.run_id)  # a stale pause request must not stop a fresh start

@@ -310,3 +310,79 @@ def test_reader_uri_opens_immutable_only_where_nothing_can_be_written(tmp_path: 
         assert reader_uri(str(db)).endswith("?mode=ro")  # immutable would not see the -wal's commits
     finally:
         tmp_path.chmod(0o755)
+
+
+# --- leases: a killed holder, a holder on another host --------------------------------------------
+
+
+def test_pause_of_a_run_whose_process_was_killed(tmp_path: Path) -> None:
+    # was: "pause requested for r-...; its process pauses after the work in flight" (exit 0; no process ever
+    # would), and the request was left in the database
+    import signal
+
+    from test_graph import start_run_process, wait_for_row
+
+    db, gate = tmp_path / "k.db", tmp_path / "gate"
+    gate.touch()
+    proc = start_run_process(db, scorer=f"fake:gate={gate}")
+    try:
+        wait_for_row(db, "SELECT 1 FROM events WHERE type = 'candidate.scored'", proc)
+        gate.unlink()  # the next model call waits: the kill lands with the run "running"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    (run_id,) = wait_for_row(db, "SELECT run_id FROM runs", proc)
+    line = one_line(tprompt(db, "pause", run_id, check=False), code=2)
+    assert f"run {run_id} is not running: its process {proc.pid} is gone" in line
+    assert f"tprompt resume {run_id}" in line
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM run_requests").fetchone()[0] == 0
+    conn.close()
+
+
+@pytest.fixture
+def held_elsewhere(tmp_path: Path) -> tuple[Path, str]:
+    """A new run whose lease a process on another host holds (as after that machine lost power)."""
+    from test_graph import SMALL
+
+    from tprompt.graph import create_run, make_config
+    from tprompt.stores import EventLog
+    from tprompt.stores.leases import Holder, acquire
+
+    db = tmp_path / "h.db"
+    with EventLog(db) as log:
+        run_id = create_run(log, make_config({**SMALL, "steps": 1, "top_k": 1}))
+        acquire(log, run_id, Holder(4242, "another-host", "1"))
+    return db, run_id
+
+
+def test_resume_force_takes_over_a_lease_of_another_host(held_elsewhere: tuple[Path, str]) -> None:
+    # was: "run r-... is running in process 4242 on another-host (wait for it, or pause it ...)", for ever:
+    # no command could take the run over
+    db, run_id = held_elsewhere
+    line = one_line(tprompt(db, "resume", run_id, check=False), code=1)
+    assert "running in process 4242 on another-host" in line and f"tprompt resume {run_id} --force" in line
+    done = tprompt(db, "resume", run_id, "--force", "--json")
+    assert json.loads(done.stdout)["status"] == "completed"
+    assert "--force" in tprompt(db, "resume", "--help").stdout
+
+
+def test_resume_force_never_takes_over_a_live_process_here(tmp_path: Path) -> None:
+    import os
+
+    from test_graph import SMALL
+
+    from tprompt.graph import create_run, make_config
+    from tprompt.stores import EventLog
+    from tprompt.stores.leases import Holder, acquire, process_start
+
+    db = tmp_path / "l.db"
+    with EventLog(db) as log:
+        run_id = create_run(log, make_config({**SMALL, "steps": 1, "top_k": 1}))
+        parent = os.getppid()  # the pytest runner's parent: alive, on this host
+        acquire(log, run_id, Holder(parent, Holder.me().host, process_start(parent) or ""))
+        before = log.state(run_id).last_seq
+    line = one_line(tprompt(db, "resume", run_id, "--force", check=False), code=1)
+    assert f"run {run_id} is running in process {parent}" in line
+    with EventLog(db, readonly=True) as log:
+        assert log.state(run_id).last_seq == before
