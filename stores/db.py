@@ -125,12 +125,11 @@ def open_database(
             f"{name} is a directory, not a tprompt database",
             hint="pass --db with a file path, e.g. --db runs.db (or set TPROMPT_DB)",
         )
-    if (readonly or not create) and not memory:
-        if not Path(name).exists():
-            raise StoreError(
-                f"no tprompt database at {name}",
-                hint="pass --db PATH or set TPROMPT_DB to an existing database",
-            )
+    if (readonly or not create) and not memory and not Path(name).exists():
+        raise StoreError(
+            f"no tprompt database at {name}",
+            hint="pass --db PATH or set TPROMPT_DB to an existing database",
+        )
     if readonly and not memory:
         conn = sqlite3.connect(reader_uri(name), uri=True, timeout=timeout, check_same_thread=False)
     else:
