@@ -28,6 +28,10 @@ DEFAULT_REQUEST_TIMEOUT = 180.0
 
 Mode = Literal["auto", "generate", "logprob"]
 Budget = Literal["full", "racing"]
+#: A weight: any finite number (inf or NaN would be stored as null, and the run could not be read back).
+Weight = Annotated[float, Field(allow_inf_nan=False)]
+#: A price in USD per million tokens: finite and not negative.
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class RunConfig(BaseModel):
@@ -48,7 +52,7 @@ class RunConfig(BaseModel):
         description="API root of an OpenAI-compatible server for <provider>:<model> specs (proposer and scorer), "
         "e.g. http://127.0.0.1:8000/v1; part of the cache key. Default: OPENAI_BASE_URL for openai: specs.",
     )
-    prices: dict[str, tuple[float, float]] = Field(
+    prices: dict[str, tuple[Price, Price]] = Field(
         default_factory=dict,
         description="USD per million (input, output) tokens by model spec, overriding the built-in table.",
     )
@@ -84,7 +88,7 @@ class RunConfig(BaseModel):
         "flight ends (so arms of an experiment can get the same budget).",
     )
     transfer: bool = Field(True, description="False: stage 2 starts from the original prompt (OPRO baseline).")
-    weights: dict[str, float] = Field(
+    weights: dict[str, Weight] = Field(
         default_factory=dict,
         description="Objective weights by metric name overriding defaults (the seven, or any metric the run computes).",
     )
@@ -267,8 +271,10 @@ def check_values(values: dict[str, Any], *, where: str) -> None:
             kind: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
             TypeAdapter(kind).validate_python(value)
         except ValidationError as exc:
-            msg = exc.errors()[0].get("msg", str(exc)).removeprefix("Value error, ")
-            raise ConfigError(f"{where}: {key}: {msg}", key=key) from exc
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in (key, *first.get("loc", ())))
+            msg = first.get("msg", str(exc)).removeprefix("Value error, ")
+            raise ConfigError(f"{where}: {loc}: {msg}", key=key) from exc
 
 
 def _check_not_bool(key: str, value: Any, where: str) -> None:

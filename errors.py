@@ -49,6 +49,12 @@ class NotATPromptDatabase(StoreError):
     code = "store.not_tprompt"
 
 
+class DatabaseDamaged(NotATPromptDatabase):
+    """The file is an SQLite database whose pages are damaged ("database disk image is malformed")."""
+
+    code = "store.damaged"
+
+
 class SchemaTooNew(StoreError):
     code = "store.schema_too_new"
 
@@ -160,6 +166,7 @@ __all__ = (
     "UsageError",
     "StoreError",
     "NotATPromptDatabase",
+    "DatabaseDamaged",
     "SchemaTooNew",
     "DatabaseLocked",
     "ReadOnlyDatabase",

@@ -69,15 +69,19 @@ def settings(ctx: typer.Context) -> Settings:
     return Settings(db_path=Path(os.environ.get("TPROMPT_DB") or DEFAULT_DB))
 
 
-def open_log(ctx: typer.Context, *, readonly: bool = True) -> EventLog:
-    """Open the database named by ``--db``; readers open it read-only."""
+def open_log(ctx: typer.Context, *, readonly: bool = True, create: bool = False) -> EventLog:
+    """Open the database named by ``--db``; readers open it read-only.
+
+    Only commands that start runs pass ``create=True``; the others need the
+    database (and its runs) to be there already, so they never create a file.
+    """
     path = settings(ctx).db_path
-    if readonly and not path.exists():
+    if not create and not path.exists():
         raise StoreError(
             f"no tprompt database at {path}",
             hint="pass --db PATH or set TPROMPT_DB; `tprompt run` creates one",
         )
-    return EventLog(path, readonly=readonly)
+    return EventLog(path, readonly=readonly, create=create)
 
 
 def print_json(data: Any) -> None:

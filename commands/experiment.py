@@ -84,7 +84,7 @@ def experiment(
             err.print(f"[{index}/{total}] {cell_run.cell.key}  {ARM_LABELS[cell_run.arm]}  seed {cell_run.seed}: "
                       f"done ({state.run_id})")
 
-    with open_log(ctx, readonly=False) as log:
+    with open_log(ctx, readonly=False, create=True) as log:
         if not json_:
             err.print(f"experiment {planned.name}: {len(planned.runs)} runs in {log.path}")
         recorded, _visited = run_experiment(log, planned, execute=_execute_with_progress(json_, concurrency, request_timeout), on_skip=skipped)

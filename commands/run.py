@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 from types import FrameType
 from typing import Any, Optional
@@ -20,6 +21,7 @@ from ..metric_specs import METRIC_NAMES, metric_columns
 from ..stores.events import ROLES
 from ..prompt_file import read_prompt_file
 from ..stores.control import request_pause
+from ..stores.leases import holder_alive, lease_holder
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
 from ._model_options import (
     BASE_URL_OPTION,
@@ -43,18 +45,21 @@ def execute(
     max_cost: float | None = None,
     concurrency: int | None = None,
     request_timeout: float | None = None,
+    force: bool = False,
 ) -> RunState:
     """Run or continue ``run_id`` in this process with progress and Ctrl-C = pause.
 
     ``on_pause`` is what the first Ctrl-C (or SIGTERM) prints on stderr;
     ``max_cost`` (USD) pauses the run once its paid calls reach it;
-    ``concurrency`` and ``request_timeout`` override the run's settings for this execution.
+    ``concurrency`` and ``request_timeout`` override the run's settings for this execution;
+    ``force`` takes over a lease held on another host (``resume --force``).
 
     Raises:
         RunBusy: another live process runs it (nothing is written: the runner takes the run's lease first).
     """
     # The runner takes the run's lease and honours `tprompt pause RUN`, even while model calls hang.
-    runner = Runner(log, run_id, max_cost=max_cost, concurrency=concurrency, request_timeout=request_timeout)
+    runner = Runner(log, run_id, max_cost=max_cost, concurrency=concurrency, request_timeout=request_timeout,
+                    force=force)
     progress = RunProgress(enabled=err.is_terminal and not json_, plain=not json_)
     interrupts = 0
 
@@ -249,7 +254,7 @@ def run(
     cfg = make_config(values, where=str(config) if config else "options")
     cfg = _pin_base_url(cfg)
     preflight(cfg)  # a bad task or model fails before the database is even created
-    with open_log(ctx, readonly=False) as log:
+    with open_log(ctx, readonly=False, create=True) as log:
         run_id = create_run(log, cfg)
         if not json_:
             err.print(f"run {run_id} created in {log.path}")
@@ -282,6 +287,12 @@ def resume(
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: pause again when the run's paid calls reach this."),
     concurrency: Optional[int] = CONCURRENCY_OPTION,
     request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
+    force: bool = typer.Option(
+        False, "--force",
+        help="Take the run over from a process on another host that holds it (its lease). Safe only when that "
+        "process is gone, e.g. its machine or container stopped: this host cannot check. A live process on "
+        "this host is never taken over, and a killed one is taken over without --force.",
+    ),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Continue a paused, failed or killed run from its last committed event.
@@ -303,7 +314,7 @@ def resume(
                              "candidates", hint=f"see them with tprompt review {run_id}, then decide with --accept")
         else:
             state = execute(log, run_id, json_=json_, max_cost=max_cost, concurrency=concurrency,
-                            request_timeout=request_timeout)
+                            request_timeout=request_timeout, force=force)
     report(state, json_=json_)
 
 
@@ -320,8 +331,13 @@ def pause(
         state = log.state(run_id)
         if state.status in ("completed", "failed", "paused"):
             raise UsageError(f"run {run_id} is {state.status}; there is nothing to pause")
+        holder = lease_holder(log, run_id)
+        if holder is not None and not holder_alive(holder):
+            raise UsageError(f"run {run_id} is not running: its process {holder.pid} is gone (killed or crashed)",
+                             hint=f"there is nothing to pause; continue it with tprompt resume {run_id}")
         request_pause(log, run_id)
-    err.print(f"pause requested for {run_id}; its process pauses after the work in flight")
+    where = "" if holder is None or holder.host == socket.gethostname() else f" on {holder.host}"
+    err.print(f"pause requested for {run_id}; its process{where} pauses after the work in flight")
 
 
 def show(

@@ -195,13 +195,20 @@ def load_task(name_or_path: str, *, skip_bad_rows: bool = False) -> Task:
     if key in _bundled():
         return _load_bundled(key)
     path = Path(name_or_path).expanduser()
-    if path.exists():
+    shown = repr(name_or_path) if len(name_or_path) <= 120 else f"{name_or_path[:60]!r}... ({len(name_or_path)} characters)"
+    try:
+        exists = path.exists()
+    except OSError as exc:  # e.g. a name longer than the file system allows, even to look it up
+        raise UnknownTask(f"unknown task {shown}: not a bundled task, and not a usable path ({exc.strerror or exc})",
+                          hint="see `tprompt tasks`, or pass a path to a JSONL/CSV file or folder",
+                          task=name_or_path) from exc
+    if exists:
         from ._userfiles import load_user_task
 
         return load_user_task(path, skip_bad_rows=skip_bad_rows)
     close = [n for n in bundled_names() if key and (key in n or n.endswith("/" + key))][:5]
     hint = f"did you mean {', '.join(close)}?" if close else "see `tprompt tasks`, or pass a path to a JSONL/CSV file or folder"
-    raise UnknownTask(f"unknown task {name_or_path!r} (no bundled task and no such file)", hint=hint, task=name_or_path)
+    raise UnknownTask(f"unknown task {shown} (no bundled task and no such file)", hint=hint, task=name_or_path)
 
 
 

@@ -24,6 +24,7 @@ rescored run that had not finished.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, cast
@@ -75,9 +76,13 @@ def parse_weights(items: list[str]) -> dict[str, float]:
             raise UsageError(f"bad weight {item!r}", hint=f"use NAME=NUMBER with NAME one of {', '.join(names)}, "
                              "or a metric the run computes")
         try:
-            out[name] = float(value)
+            weight = float(value)
         except ValueError:
             raise UsageError(f"bad weight {item!r}: {value!r} is not a number", hint="e.g. --weight accuracy=1") from None
+        if not math.isfinite(weight):  # inf, NaN, or 1e309 (which float() reads as inf)
+            raise UsageError(f"bad weight {item!r}: {value.strip()!r} is not a finite number",
+                             hint="give a number such as 0.5, e.g. --weight accuracy=1")
+        out[name] = weight
     return out
 
 
@@ -177,8 +182,10 @@ def rescore_run(
     try:
         ObjectiveWeights(**run_weights(merged, metric_set))
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        msg = first_error(exc)
-        raise ConfigError(f"weights: {msg}", hint="weights are >= 0, not all 0, over known metrics") from None
+        errors = getattr(exc, "errors", None)
+        loc = ".".join(str(p) for p in errors()[0].get("loc", ())) if callable(errors) else ""
+        raise ConfigError(f"weights{'.' + loc if loc else ''}: {first_error(exc)}",
+                          hint="weights are >= 0, not all 0, over known metrics") from None
     changes: dict[str, Any] = {"weights": merged, "metrics": refs, "metric_versions": metric_versions(metric_set)}
     if judge is not None:
         changes["judge"] = judge

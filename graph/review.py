@@ -32,8 +32,13 @@ def revise(
     drop: Sequence[int] = (),
     edit: Mapping[int, str] | None = None,
     add: Sequence[str] = (),
+    max_chars: int | None = None,
 ) -> list[PromptCandidate]:
-    """The candidates after a person's decisions (1-based numbers); UsageError naming the first bad one."""
+    """The candidates after a person's decisions (1-based numbers); UsageError naming the first bad one.
+
+    ``max_chars`` is the run's ``max_prompt_chars``: an edit or an added candidate
+    longer than that is refused, as the run rejects a longer proposal.
+    """
     n = len(candidates)
     both = sorted(set(drop) & set(edit or {}))
     if both:
@@ -45,6 +50,7 @@ def revise(
             raise UsageError(f"there is no candidate {i} to edit", hint=f"candidates are numbered 1 to {n}")
         if not text.strip():
             raise UsageError(f"the edit of candidate {i} is empty", hint="drop the candidate instead")
+        _check_length(text, max_chars, f"the edit of candidate {i}")
         if text != kept[i].text:
             kept[i] = PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="edited")
     for i in drop:
@@ -55,9 +61,21 @@ def revise(
     for text in add:
         if not text.strip():
             raise UsageError("an added candidate is empty")
+        _check_length(text, max_chars, "an added candidate")
         out.append(PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="edited"))
     seen: set[str] = set()
     return [c for c in out if not (c.prompt_id in seen or seen.add(c.prompt_id))]  # type: ignore[func-returns-value]
+
+
+def _check_length(text: str, max_chars: int | None, what: str) -> None:
+    if max_chars is not None and len(text) > max_chars:
+        raise UsageError(f"{what} has {len(text)} characters, more than the run's max_prompt_chars ({max_chars})",
+                         hint=f"shorten it to {max_chars} characters or fewer")
+
+
+def max_prompt_chars(state: RunState) -> int | None:
+    """The longest candidate ``state``'s run accepts (its config's ``max_prompt_chars``)."""
+    return state.config.max_prompt_chars if state.config is not None else None
 
 
 def record_review(log: EventLog, run_id: str, candidates: Sequence[PromptCandidate]) -> RunState:
@@ -70,4 +88,4 @@ def record_review(log: EventLog, run_id: str, candidates: Sequence[PromptCandida
         return log.state(run_id)
 
 
-__all__ = ("record_review", "revise", "waiting_candidates")
+__all__ = ("max_prompt_chars", "record_review", "revise", "waiting_candidates")

@@ -78,6 +78,8 @@ class Runner:
         concurrency, request_timeout: this execution's values of the run
             settings of those names, over the run's config (they change how
             the calls are made, not what the run records).
+        force: take over the run's lease from a process on another host
+            (``tprompt resume --force``; see :func:`tprompt.stores.leases.acquire`).
     """
 
     def __init__(
@@ -92,8 +94,10 @@ class Runner:
         graph: Any = None,
         concurrency: int | None = None,
         request_timeout: float | None = None,
+        force: bool = False,
     ) -> None:
         self.log = log
+        self.force = force
         self.run_id = log.resolve(run_id)
         self.state = log.state(self.run_id)
         if self.state.config is None:
@@ -178,7 +182,7 @@ class Runner:
         Holds the run's lease while it runs (RunBusy if another live process
         runs it). A failure is recorded as ``run.failed`` and re-raised.
         """
-        with run_lease(self.log, self.run_id):
+        with run_lease(self.log, self.run_id, force=self.force):
             # Whoever held the run before may have appended since this runner folded it.
             self.state = self.log.state(self.run_id)
             mark_handled(self.log, self.run_id)  # a stale pause request must not stop a fresh start

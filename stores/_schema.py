@@ -7,6 +7,7 @@ the end of :data:`MIGRATIONS`; never edit one that has shipped.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable
 
@@ -178,3 +179,16 @@ MIGRATIONS: list[Migration] = [
     _m5_run_leases,
     _m6_run_summaries,
 ]
+
+
+@functools.cache
+def current_tables() -> frozenset[str]:
+    """The tables (and triggers) a database at the current schema version has: the migrations run on ``:memory:``."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for migration in MIGRATIONS:
+            migration(conn)
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')").fetchall()
+    finally:
+        conn.close()
+    return frozenset(name for (name,) in rows if not name.startswith("sqlite_"))

@@ -20,13 +20,14 @@ from pathlib import Path
 import sqlite_utils
 
 from ..errors import (
+    DatabaseDamaged,
     DatabaseLocked,
     NotATPromptDatabase,
     ReadOnlyDatabase,
     SchemaTooNew,
     StoreError,
 )
-from ._schema import APPLICATION_ID, MIGRATIONS
+from ._schema import APPLICATION_ID, MIGRATIONS, current_tables
 
 
 def now_iso() -> str:
@@ -61,21 +62,59 @@ def _write_protected(name: str) -> bool:
     return no_write_bits or not os.access(name, os.W_OK)
 
 
+def reader_uri(name: str) -> str:
+    """The URI a reader opens ``name`` with: ``mode=ro``, or ``immutable=1`` in a folder no one can write.
+
+    A database in WAL mode needs its ``-shm`` file even to be read, and a reader
+    cannot create that file in a read-only folder (a read-only mount, a folder
+    marked immutable, or without write permission): ``mode=ro`` then fails with
+    "unable to open database file". Where nothing can be written, nothing can
+    change the file either, so it is opened as immutable (no locks, no ``-shm``).
+    A ``-wal`` file with content holds commits not yet in the main file, which
+    ``immutable`` would not see: then ``mode=ro`` it stays.
+    """
+    path = Path(name).resolve()
+    uri = path.as_uri()
+    if _folder_writable(path.parent):
+        return f"{uri}?mode=ro"
+    try:
+        wal_size = os.stat(f"{path}-wal").st_size
+    except OSError:
+        wal_size = 0
+    return f"{uri}?mode=ro" if wal_size else f"{uri}?immutable=1"
+
+
+def _folder_writable(folder: Path) -> bool:
+    # os.access sees a read-only mount (EROFS) and an immutable folder even for root; root's
+    # permission bits it does not, so a folder with no write bit at all counts as read-only too.
+    try:
+        no_write_bits = not (os.stat(folder).st_mode & 0o222)
+    except OSError:
+        return False
+    return not no_write_bits and os.access(folder, os.W_OK)
+
+
 def open_database(
     path: str | os.PathLike[str] = ":memory:",
     *,
     readonly: bool = False,
     timeout: float | None = None,
+    create: bool = True,
 ) -> sqlite_utils.Database:
     """Open (and, if writable, create or migrate) a tprompt database.
 
     Raises:
-        NotATPromptDatabase: the file is not SQLite, or is another program's.
+        NotATPromptDatabase: the file is not SQLite, or is another program's;
+            or (``create=False``) it is missing or empty.
+        DatabaseDamaged: pages are damaged, or (writers) a table of its schema version is missing.
         SchemaTooNew: written by a newer tprompt.
         ReadOnlyDatabase: a write was needed but the file cannot be written.
         DatabaseLocked: another process holds the lock past the timeout.
 
-    ``timeout`` (seconds) defaults to :func:`default_busy_timeout`.
+    ``timeout`` (seconds) defaults to :func:`default_busy_timeout`. A writer
+    with ``create=False`` (one that works on runs already there: resume,
+    pause, review, fork) neither creates the file nor writes a schema into an
+    empty one; it still upgrades a tprompt database of an older version.
     """
     if timeout is None:
         timeout = default_busy_timeout()
@@ -86,26 +125,31 @@ def open_database(
             f"{name} is a directory, not a tprompt database",
             hint="pass --db with a file path, e.g. --db runs.db (or set TPROMPT_DB)",
         )
+    if (readonly or not create) and not memory and not Path(name).exists():
+        raise StoreError(
+            f"no tprompt database at {name}",
+            hint="pass --db PATH or set TPROMPT_DB to an existing database",
+        )
     if readonly and not memory:
-        if not Path(name).exists():
-            raise StoreError(
-                f"no tprompt database at {name}",
-                hint="pass --db PATH or set TPROMPT_DB to an existing database",
-            )
-        uri = f"file:{Path(name).resolve()}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+        conn = sqlite3.connect(reader_uri(name), uri=True, timeout=timeout, check_same_thread=False)
     else:
         if not memory and Path(name).exists() and _write_protected(name):
             raise ReadOnlyDatabase(
                 f"database {name} is read-only",
                 hint="make it writable or pass --db to another file",
             )
+        if not memory and not _folder_writable(Path(name).resolve().parent):
+            raise ReadOnlyDatabase(
+                f"database {name} is in a folder that cannot be written ({Path(name).resolve().parent})",
+                hint="SQLite writes its -wal and -shm files beside the database: make the folder writable or "
+                "copy the database to one that is; commands that only read (runs, show) read it where it is",
+            )
         conn = sqlite3.connect(name, timeout=timeout, check_same_thread=False)
     # We manage transactions ourselves (BEGIN IMMEDIATE for appends).
     conn.isolation_level = None
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        _check_and_migrate(conn, name, readonly=readonly)
+        _check_and_migrate(conn, name, readonly=readonly, create=create or memory)
         if not readonly and not memory:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -119,7 +163,7 @@ def open_database(
     return sqlite_utils.Database(conn)
 
 
-def _check_and_migrate(conn: sqlite3.Connection, name: str, *, readonly: bool) -> None:
+def _check_and_migrate(conn: sqlite3.Connection, name: str, *, readonly: bool, create: bool = True) -> None:
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -133,7 +177,14 @@ def _check_and_migrate(conn: sqlite3.Connection, name: str, *, readonly: bool) -
             f"{name} has schema version {version}; this tprompt knows up to {len(MIGRATIONS)}",
             hint="upgrade tprompt",
         )
+    if app_id != APPLICATION_ID and not create:
+        raise NotATPromptDatabase(
+            f"{name} is not a tprompt database (it is empty)",
+            hint="pass --db to the database that holds your runs; `tprompt run` creates one",
+        )
     if version == len(MIGRATIONS):
+        if not readonly:
+            _check_tables(conn, name, version)
         return
     if readonly:
         if app_id != APPLICATION_ID:
@@ -155,6 +206,18 @@ def _check_and_migrate(conn: sqlite3.Connection, name: str, *, readonly: bool) -
         raise
 
 
+def _check_tables(conn: sqlite3.Connection, name: str, version: int) -> None:
+    # A writer of a file that says it is current but lacks a table would fail half-way (after `run` said
+    # "created"); refuse it before anything is written.
+    have = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
+    missing = sorted(current_tables() - have)
+    if missing:
+        raise DatabaseDamaged(
+            f"{name} is damaged: schema version {version} has {', '.join(missing)}, which the file lacks",
+            hint="restore it from a backup, or pass --db to another file",
+        )
+
+
 def has_table(conn: sqlite3.Connection, name: str) -> bool:
     """Whether the database has table ``name`` (a reader may open a file from before its migration)."""
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
@@ -173,7 +236,12 @@ def translate(exc: sqlite3.Error, name: str = "the database") -> StoreError:
         return ReadOnlyDatabase(
             f"{name} is read-only", hint="make it writable or pass --db to another file"
         )
-    if "not a database" in low or "malformed" in low or "encrypted" in low:
+    if "malformed" in low:
+        return DatabaseDamaged(
+            f"{name} is damaged ({text})",
+            hint=f"restore it from a backup, or copy out what is readable: sqlite3 {name} .recover | sqlite3 new.db",
+        )
+    if "not a database" in low or "encrypted" in low:
         return NotATPromptDatabase(
             f"{name} is not a tprompt database ({text})",
             hint="pass --db to a tprompt database or to a new file",
@@ -224,6 +292,7 @@ class Store:
         path: the database file, or ``":memory:"``.
         readonly: open read-only (readers such as the TUI); nothing is written, not even a migration.
         timeout: busy timeout in seconds (default :func:`default_busy_timeout`).
+        create: a writer may create the file (False: it must already be a tprompt database).
 
     Raises:
         StoreError: see :func:`open_database`.
@@ -235,10 +304,11 @@ class Store:
         *,
         readonly: bool = False,
         timeout: float | None = None,
+        create: bool = True,
     ) -> None:
         self.path = str(path)
         self.readonly = readonly
-        self._conn: sqlite3.Connection = open_database(path, readonly=readonly, timeout=timeout).conn
+        self._conn: sqlite3.Connection = open_database(path, readonly=readonly, timeout=timeout, create=create).conn
         self._lock = threading.RLock()
 
     def close(self) -> None:

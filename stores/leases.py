@@ -72,31 +72,42 @@ def lease_holder(log: EventLog, run_id: str) -> Holder | None:
     return Holder(int(row[0]), str(row[1]), str(row[2])) if row else None
 
 
-def acquire(log: EventLog, run_id: str, me: Holder | None = None) -> bool:
+def acquire(log: EventLog, run_id: str, me: Holder | None = None, *, force: bool = False) -> bool:
     """Take ``run_id``'s lease for this process.
+
+    ``force`` takes over a lease held on another host, whose process this host
+    cannot check: safe only when that process is gone (its machine or
+    container stopped). A live holder on this host is never taken over.
 
     Returns:
         True if taken now, False if this process already held it.
 
     Raises:
-        RunBusy: a live process holds it.
+        RunBusy: a live process holds it (on another host: unless ``force``).
     """
     me = me or Holder.me()
     with log.store.writing() as conn:
         held = lease_holder(log, run_id)  # the lock is re-entrant: read inside this transaction
         if held == me:
             return False
-        if held is not None and holder_alive(held):
-            where = f"process {held.pid}" + ("" if held.host == me.host else f" on {held.host}")
-            raise RunBusy(
-                f"run {run_id} is running in {where}",
-                hint=f"wait for it, or pause it with `tprompt pause {run_id}` and resume it here",
-            )
+        if held is not None and holder_alive(held) and not (force and held.host != me.host):
+            raise _busy(run_id, held, me)
         conn.execute(
             "INSERT OR REPLACE INTO run_leases (run_id, pid, host, started, acquired_at) VALUES (?, ?, ?, ?, ?)",
             (run_id, me.pid, me.host, me.started, now_iso()),
         )
     return True
+
+
+def _busy(run_id: str, held: Holder, me: Holder) -> RunBusy:
+    if held.host == me.host:
+        return RunBusy(f"run {run_id} is running in process {held.pid}",
+                       hint=f"wait for it, or pause it with `tprompt pause {run_id}` and resume it here")
+    return RunBusy(
+        f"run {run_id} is running in process {held.pid} on {held.host}",
+        hint=f"wait for it, or pause it with `tprompt pause {run_id}`; if that process is gone (its machine "
+        f"stopped), take the run over with `tprompt resume {run_id} --force`",
+    )
 
 
 def release(log: EventLog, run_id: str, me: Holder | None = None) -> None:
@@ -110,9 +121,9 @@ def release(log: EventLog, run_id: str, me: Holder | None = None) -> None:
 
 
 @contextmanager
-def run_lease(log: EventLog, run_id: str) -> Iterator[None]:
-    """Hold ``run_id``'s lease for the block (re-entrant within one process)."""
-    taken = acquire(log, run_id)
+def run_lease(log: EventLog, run_id: str, *, force: bool = False) -> Iterator[None]:
+    """Hold ``run_id``'s lease for the block (re-entrant within one process); ``force`` as in :func:`acquire`."""
+    taken = acquire(log, run_id, force=force)
     try:
         yield
     finally:

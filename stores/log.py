@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from ..config import RunConfig
 from ..errors import ConflictError, CorruptEvent, SeqOutOfRange, StoreError, UnknownRun
-from .db import Store, has_table, now_iso, translate
+from .db import Store, has_table, now_iso
 from .events import (
     EVENT_ADAPTER,
     EVENT_TYPES,
@@ -90,7 +90,7 @@ class EventLog:
     Args:
         path: a database path (its :class:`~tprompt.stores.db.Store`, in
             :attr:`store`, is opened here and closed with the log; ``readonly``
-            and ``timeout`` are for it), or an open store to share.
+            ``timeout`` and ``create`` are for it), or an open store to share.
     """
 
     def __init__(
@@ -99,8 +99,9 @@ class EventLog:
         *,
         readonly: bool = False,
         timeout: float | None = None,
+        create: bool = True,
     ) -> None:
-        self.store = path if isinstance(path, Store) else Store(path, readonly=readonly, timeout=timeout)
+        self.store = path if isinstance(path, Store) else Store(path, readonly=readonly, timeout=timeout, create=create)
         self._owned = self.store is not path
         self.path = self.store.path
         self.readonly = self.store.readonly
@@ -206,7 +207,7 @@ class EventLog:
 
     def run(self, run_id: str) -> RunRow:
         """The ``runs`` row of ``run_id`` (a unique prefix of it is accepted)."""
-        with self._lock:
+        with self.store.reading():
             run_id = self.resolve(run_id)
             row = self._conn.execute(
                 "SELECT run_id, parent_run_id, parent_seq, status, name, created_at, updated_at"
@@ -217,7 +218,7 @@ class EventLog:
 
     def change_stamp(self) -> tuple[Any, ...]:
         """Changes whenever a run is added or written: (runs, last status change, newest event)."""
-        with self._lock:
+        with self.store.reading():
             runs, updated = self._conn.execute("SELECT count(*), max(updated_at) FROM runs").fetchone()
             # The newest rowid, not count(*): an index lookup, not a scan of every event.
             (events,) = self._conn.execute("SELECT max(rowid) FROM events").fetchone()
@@ -225,7 +226,7 @@ class EventLog:
 
     def runs(self) -> list[RunRow]:
         """Every run, oldest first."""
-        with self._lock:
+        with self.store.reading():
             rows = self._conn.execute(
                 "SELECT run_id, parent_run_id, parent_seq, status, name, created_at, updated_at"
                 " FROM runs ORDER BY created_at, run_id"
@@ -238,7 +239,7 @@ class EventLog:
         Raises:
             UnknownRun: no run, or more than one, matches.
         """
-        with self._lock:
+        with self.store.reading():
             if self._conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 return run_id
             escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -372,7 +373,7 @@ class EventLog:
         One statement; each run's last seq is an index lookup, so the cost does
         not grow with the runs' lengths.
         """
-        with self._lock:
+        with self.store.reading():
             # A reader of a file from before migration 6 has no summaries: every run is then folded.
             summaries = "run_summaries" if has_table(self._conn, "run_summaries") else "(SELECT NULL AS run_id, NULL AS summary, NULL AS seq)"
             rows = self._conn.execute(
@@ -397,7 +398,7 @@ class EventLog:
 
     def last_seq(self, run_id: str) -> int:
         """The seq of the last event in ``run_id``'s history (0 if none)."""
-        with self._lock:
+        with self.store.reading():
             return self._last_seq_locked(run_id)
 
     def _last_seq_locked(self, run_id: str) -> int:
@@ -416,7 +417,7 @@ class EventLog:
         upto: int | None = None
         current: str | None = run_id
         seen: set[str] = set()
-        with self._lock:
+        with self.store.reading():
             while current is not None:
                 if current in seen:  # pragma: no cover - only a hand-edited file could loop
                     raise StoreError(f"run {run_id}: its fork lineage loops at {current}")
@@ -467,11 +468,8 @@ class EventLog:
                 sql += " AND seq <= ?"
                 params.append(hi)
             sql += " ORDER BY seq"
-            with self._lock:
-                try:
-                    rows = self._conn.execute(sql, params).fetchall()
-                except sqlite3.Error as exc:
-                    raise translate(exc, self.path) from exc
+            with self.store.reading() as conn:
+                rows = conn.execute(sql, params).fetchall()
             yield from rows
 
     def check_seq(self, run_id: str, seq: int) -> None:
@@ -552,11 +550,9 @@ def decode_row(
             raise CorruptEvent(
                 f"run {run_id} seq {seq}: payload says {said!r} but the row says {type_!r}", run_id=run_id, seq=seq
             ) from exc
+        detail, hint = _invalid_payload(exc, first)
         raise CorruptEvent(
-            f"run {run_id} seq {seq}: stored {type_} payload is invalid ({first})",
-            hint="the file was edited or damaged; other runs are still readable",
-            run_id=run_id,
-            seq=seq,
+            f"run {run_id} seq {seq}: stored {type_} payload is invalid ({detail})", hint=hint, run_id=run_id, seq=seq
         ) from exc
     if event.type != type_:
         raise CorruptEvent(
@@ -570,6 +566,22 @@ def decode_row(
         created_at=datetime.fromisoformat(created_at),
         event=cast(AnyEvent, event),
     )
+
+
+def _invalid_payload(exc: ValueError, first: str) -> tuple[str, str]:
+    """What is wrong with a stored payload (the first field pydantic names), and what to do."""
+    if not isinstance(exc, ValidationError) or not exc.errors():
+        return first, "the file was edited or damaged; other runs are still readable"
+    error = exc.errors()[0]
+    loc = [str(p) for p in error.get("loc", ())]
+    detail = f"{'.'.join(loc) or 'payload'}: {error.get('msg', first)}"
+    if error.get("input", ...) is None and any(p in ("weights", "prices") for p in loc):
+        # Before weights and prices had to be finite, an inf or NaN was stored as JSON null.
+        return f"{'.'.join(loc)} is null", (
+            "the run was created with a weight or price of inf or NaN, which cannot be read back; "
+            "start it again with finite values; other runs are still readable"
+        )
+    return detail, "the file was edited or damaged; other runs are still readable"
 
 
 def _payload_type(payload: str) -> str | None:

@@ -67,7 +67,8 @@ def test_a_cli_run_takes_its_lease_once(tmp_path: Path, monkeypatch: pytest.Monk
 
     taken: list[str] = []
     real = leases.acquire
-    monkeypatch.setattr(leases, "acquire", lambda log, run_id, me=None: taken.append(run_id) or real(log, run_id, me))
+    monkeypatch.setattr(leases, "acquire",
+                        lambda log, run_id, me=None, **kw: taken.append(run_id) or real(log, run_id, me, **kw))
     log = EventLog(tmp_path / "l.db")
     run_id = create_run(log, make_config({**SMALL, "steps": 1}))
     assert execute(log, run_id, json_=True).status == "completed"

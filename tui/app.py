@@ -235,12 +235,13 @@ class TPromptApp(LiteralTitles, App[None]):
     @work(thread=True, group="runs")
     def review(self, run_id: str, decision: Any) -> None:
         """Worker: record a review (a ReviewDecision) of the step ``run_id`` waits on; resume it if asked."""
-        from ..graph.review import record_review, revise, waiting_candidates
+        from ..graph.review import max_prompt_chars, record_review, revise, waiting_candidates
 
         try:
             with EventLog(self.db_path) as writer:
-                kept = revise(waiting_candidates(writer.state(run_id)), drop=decision.drop, edit=decision.edit,
-                              add=decision.add)
+                state = writer.state(run_id)
+                kept = revise(waiting_candidates(state), drop=decision.drop, edit=decision.edit, add=decision.add,
+                              max_chars=max_prompt_chars(state))
                 record_review(writer, run_id, kept)
         except TPromptError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", markup=False)
