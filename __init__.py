@@ -53,6 +53,7 @@ _WHERE = {
 if TYPE_CHECKING:  # what a type checker sees; at run time each name loads on first use
     from .config import RunConfig, make_config
     from .evaluator import Example, ObjectiveWeights, Task
+    from .evaluator.registry import metric, register_metric
     from .graph.api import create_run, fork_run
     from .graph.build import build_graph, draw
     from .graph.context import RunContext
@@ -87,8 +88,10 @@ __all__ = (
     "export_prompt",
     "fork_run",
     "make_config",
+    "metric",
     "optimize",
     "read_prompt_file",
+    "register_metric",
     "rescore_run",
     "task_from_records",
 )
