@@ -139,13 +139,13 @@ def run_parallel(
     running: dict[int, _Child] = {}
     interrupts = 0
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
+    def count(signum: int, frame: FrameType | None) -> None:
         # Only counted here; the loop forwards it, so a child started just now is not missed.
         nonlocal interrupts
         interrupts += 1
 
     main_thread = threading.current_thread() is threading.main_thread()
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    old = {s: signal.signal(s, count) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     last_tick = 0.0
     announced = 0
     try:
@@ -198,7 +198,8 @@ def run_parallel(
 def _finished(log: EventLog, child: _Child, *, interrupted: bool) -> CellOutcome:
     code = child.proc.returncode
     child.stderr.seek(0)
-    lines = [ln.strip() for ln in child.stderr.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    text = child.stderr.read().decode("utf-8", "replace")
+    lines = [ln.strip().removeprefix("error: ") for ln in text.splitlines() if ln.strip()]
     child.stderr.close()
     state = log.state(child.run_id)
     error = None
