@@ -12,7 +12,6 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import TPromptError, UnknownRun, UsageError
-from ..experiments.parallel import CellOutcome
 from ..experiments.grid import (
     ARM_LABELS,
     CellRun,
@@ -22,6 +21,7 @@ from ..experiments.grid import (
     plan_experiment,
     run_experiment,
 )
+from ..experiments.parallel import CellOutcome
 from ..stores import EventLog, RunState
 from ._common import JSON_OPTION, err, open_log, out, prepare_output_dir, print_json
 from ._model_options import CONCURRENCY_OPTION, REQUEST_TIMEOUT_OPTION, check_model_options

@@ -31,10 +31,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError, UnknownRun
+from ..graph.config import RunConfig, make_config, read_settings_file
 from ..stores import EventLog
 from ..stores import experiments as experiments_table
 from ..stores.projection import RunState
-from ..graph.config import RunConfig, make_config, read_settings_file
 
 Arm = Literal["target_only", "transfer"]
 

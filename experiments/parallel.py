@@ -155,7 +155,7 @@ def run_parallel(
                 on_signal(announced)
             while todo and not interrupts and len(running) < workers:
                 index, cell_run, run_id = todo.pop()
-                stderr = tempfile.TemporaryFile()
+                stderr = tempfile.TemporaryFile()  # noqa: SIM115 -- the child's; closed when it ends
                 proc = subprocess.Popen(list(argv(run_id)), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=stderr, start_new_session=True)
                 running[index] = _Child(index, cell_run, run_id, proc, stderr)
