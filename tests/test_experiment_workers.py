@@ -112,8 +112,11 @@ def test_ctrl_c_pauses_every_cell_and_a_rerun_continues_them(sequential, tmp_pat
     before = by_name(db)
     assert len(before) == 4  # every run was created up front
     statuses = sorted(s for _, s, _ in before.values())
-    assert statuses.count("paused") >= 2, statuses  # the two that ran, paused, not killed
-    assert "completed" not in statuses or statuses.count("completed") < 4
+    # Every cell that was running paused (none left 'running' by a killed child); those not
+    # started yet are still just created. Two held leases a moment before the signal, so
+    # normally two are paused; one may have completed in between on a busy machine.
+    assert set(statuses) <= {"completed", "paused", "created"}, statuses
+    assert statuses.count("paused") >= 1 and statuses.count("completed") <= 2, statuses
     assert leases_held(db) == 0
     assert "continue with: tprompt experiment" in stdout
 
