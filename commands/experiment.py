@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import UnknownRun
+from ..errors import TPromptError, UnknownRun, UsageError
 from ..experiments.grid import (
     ARM_LABELS,
     CellRun,
@@ -19,6 +21,7 @@ from ..experiments.grid import (
     plan_experiment,
     run_experiment,
 )
+from ..experiments.parallel import CellOutcome
 from ..stores import EventLog, RunState
 from ._common import JSON_OPTION, err, open_log, out, prepare_output_dir, print_json
 from ._model_options import CONCURRENCY_OPTION, REQUEST_TIMEOUT_OPTION, check_model_options
@@ -56,6 +59,10 @@ def experiment(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and list the runs without running anything."),
     concurrency: Optional[int] = CONCURRENCY_OPTION,
     request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
+    workers: int = typer.Option(
+        1, "--workers", help="Run up to N cells at once, each in its own process on the same database file. "
+        "Ctrl-C pauses them all; rerunning continues them all."
+    ),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Run a grid of Transfer-Prompting runs against the original prompt and target-only optimization.
@@ -67,9 +74,14 @@ def experiment(
     The models are the file's; --concurrency and --request-timeout override how they are
     called in this execution (in the file: run.concurrency, run.request_timeout, or per model row).
 
-    Example: tprompt experiment examples/experiment-smollm2.toml
+    With --workers N, up to N cells run at once, each a `tprompt resume RUN` process.
+
+    Example: tprompt experiment examples/experiment-smollm2.toml --workers 2
     """
     check_model_options(concurrency, request_timeout)
+    if workers < 1:
+        raise UsageError(f"--workers {workers}: give a number of cells to run at once, at least 1",
+                         hint="--workers 1 (the default) runs them one after another")
     planned = plan_experiment(load_experiment_file(config), where=str(config))
     if dry_run:
         rows = [_cell_row(r, None) | {"name": r.name} for r in planned.runs]
@@ -87,7 +99,12 @@ def experiment(
     with open_log(ctx, readonly=False, create=True) as log:
         if not json_:
             err.print(f"experiment {planned.name}: {len(planned.runs)} runs in {log.path}")
-        recorded, _visited = run_experiment(log, planned, execute=_execute_with_progress(json_, concurrency, request_timeout), on_skip=skipped)
+        failures: list[CellOutcome] = []
+        if workers == 1:
+            recorded, _visited = run_experiment(log, planned, execute=_execute_with_progress(json_, concurrency, request_timeout), on_skip=skipped)
+        else:
+            recorded, outcomes = _run_in_workers(log, planned, workers, json_, concurrency, request_timeout, skipped)
+            failures = [o for o in outcomes if o.failed]
         states = [(r, _state_of(log, r)) for r in recorded.runs]
     done = sum(1 for _, s in states if s is not None and s.status == "completed")
     if json_:
@@ -100,14 +117,96 @@ def experiment(
                 "runs": [_cell_row(r, s) for r, s in states],
             }
         )
+        _raise_failures(failures, config)
         return
     _print_wide([_runs_table(recorded, states)])
+    _raise_failures(failures, config)
     if done == len(states):
         out.print(f"experiment [bold]{recorded.name}[/] complete; write the report with: "
                   f"tprompt report {recorded.name} --out DIR")
     else:
         out.print(f"experiment [bold]{recorded.name}[/]: {done}/{len(states)} runs complete; "
                   f"continue with: tprompt experiment {config}")
+
+
+def _run_in_workers(
+    log: EventLog, planned: Experiment, workers: int, json_: bool, concurrency: int | None,
+    request_timeout: float | None, skipped: Any,
+) -> tuple[Experiment, list[CellOutcome]]:
+    """The grid in up to ``workers`` child processes, with their progress on stderr."""
+    from ..experiments.parallel import run_parallel
+
+    def argv(run_id: str) -> list[str]:
+        cmd = [sys.executable, "-m", "tprompt.cli", "--db", str(log.path), "resume", run_id, "--json"]
+        if concurrency is not None:
+            cmd += ["--concurrency", str(concurrency)]
+        if request_timeout is not None:
+            cmd += ["--request-timeout", str(request_timeout)]
+        return cmd
+
+    def label(cell_run: CellRun, index: int, total: int) -> str:
+        return f"[{index}/{total}] {cell_run.cell.key}  {ARM_LABELS[cell_run.arm]}  seed {cell_run.seed}"
+
+    board = _Board(label) if err.is_terminal and not json_ else None
+
+    def started(cell_run: CellRun, run_id: str, index: int, total: int) -> None:
+        if not json_ and board is None:
+            err.print(Text(f"{label(cell_run, index, total)}  ({run_id}): started"), soft_wrap=True)
+
+    def finished(outcome: CellOutcome, total: int) -> None:
+        if json_:
+            return
+        line = f"{label(outcome.cell_run, outcome.index, total)}  ({outcome.state.run_id}): "
+        line += f"failed: {outcome.error}" if outcome.failed else outcome.state.status
+        err.print(Text(line), soft_wrap=True)
+
+    def interrupted(count: int) -> None:
+        if json_:
+            return
+        if count == 1:
+            err.print("pausing every running cell; rerun the same `tprompt experiment` command to continue "
+                      "(Ctrl-C again to quit now)")
+        else:
+            err.print("quitting the running cells now; their model calls stay cached")
+
+    err_skipped = skipped if not json_ else None
+    if board is None:
+        return run_parallel(log, planned, workers=workers, argv=argv, on_start=started, on_finish=finished,
+                            on_skip=err_skipped, on_signal=interrupted)
+    with board:
+        return run_parallel(log, planned, workers=workers, argv=argv, on_start=started, on_finish=finished,
+                            on_skip=err_skipped, on_tick=board.update, on_signal=interrupted)
+
+
+class _Board:
+    """One line per running cell on a terminal (rich Live), redrawn from the database."""
+
+    def __init__(self, label: Any) -> None:
+        self.label = label
+        self.live = Live(Text(""), console=err, transient=True, refresh_per_second=4)
+
+    def __enter__(self) -> _Board:
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.live.stop()
+
+    def update(self, running: list[tuple[int, CellRun, RunState]], total: int) -> None:
+        from ..experiments.parallel import describe
+
+        lines = [f"{self.label(c, i, total)}  ({s.run_id}): {describe(s)}" for i, c, s in sorted(running, key=lambda r: r[0])]
+        self.live.update(Text("\n".join(lines)))
+
+
+def _raise_failures(failures: list[CellOutcome], config: Path) -> None:
+    if failures:
+        first = failures[0]
+        raise TPromptError(
+            f"{len(failures)} run(s) of the experiment failed, first {first.cell_run.name} ({first.state.run_id}): "
+            f"{first.error}",
+            hint=f"after fixing the cause, continue with: tprompt experiment {config}",
+        )
 
 
 def _state_of(log: EventLog, cell_run: CellRun) -> RunState | None:

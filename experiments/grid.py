@@ -31,10 +31,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError, UnknownRun
+from ..graph.config import RunConfig, make_config, read_settings_file
 from ..stores import EventLog
 from ..stores import experiments as experiments_table
 from ..stores.projection import RunState
-from ..graph.config import RunConfig, make_config, read_settings_file
 
 Arm = Literal["target_only", "transfer"]
 
@@ -374,6 +374,23 @@ def _default_execute(log: EventLog, run_id: str, cell_run: CellRun, index: int, 
     return Runner(log, run_id).run()
 
 
+def preflight_experiment(experiment: Experiment) -> None:
+    """Check every planned run's tasks and models (once per combination) before anything runs.
+
+    Raises:
+        UnknownTask, UnknownModel, ConfigError: the first problem found.
+    """
+    from ..graph.api import preflight
+
+    checked: set[tuple[Any, ...]] = set()
+    for cell_run in experiment.runs:
+        c = cell_run.config
+        key = (c.proposer, c.scorer, tuple(c.source_tasks), c.target_task, c.mode)
+        if key not in checked:
+            preflight(cell_run.config)
+            checked.add(key)
+
+
 def run_experiment(
     log: EventLog,
     experiment: Experiment,
@@ -394,16 +411,10 @@ def run_experiment(
     Raises:
         whatever ``execute`` raises (a failed run stays resumable).
     """
-    from ..graph.api import create_run, preflight
+    from ..graph.api import create_run
 
     execute = execute or _default_execute
-    checked: set[tuple[Any, ...]] = set()
-    for cell_run in experiment.runs:
-        c = cell_run.config
-        key = (c.proposer, c.scorer, tuple(c.source_tasks), c.target_task, c.mode)
-        if key not in checked:  # unknown tasks and models fail before anything runs
-            preflight(cell_run.config)
-            checked.add(key)
+    preflight_experiment(experiment)
     experiment = record_experiment(log, experiment)
     visited: list[tuple[CellRun, RunState]] = []
     total = len(experiment.runs)
@@ -441,6 +452,7 @@ __all__ = (
     "list_experiments",
     "load_experiment_file",
     "plan_experiment",
+    "preflight_experiment",
     "record_experiment",
     "run_experiment",
     "transfer_cost",
