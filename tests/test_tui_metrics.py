@@ -108,3 +108,22 @@ async def test_a_judge_call_shows_the_judgements_it_returned(open_judged) -> Non
         calls.move_cursor(row=0)
         await pilot.pause()
         assert "[judgements of" not in str(screen.query_one("#call-detail", LiteralStatic).render())
+
+
+def test_the_report_of_a_run_with_plug_in_metrics_and_a_judge_has_its_columns(open_judged, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tprompt.experiments.report import build_report, write_report
+    from tprompt.stores import EventLog
+
+    db, run_id, _, _ = open_judged
+    with EventLog(db, readonly=True) as log:
+        report = build_report(log, run_id=run_id)
+        write_report(log, report, tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| arm |"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert cells[:4] == ["arm", "n", "F1", "ROUGE-L"] and cells[-1] == "objective"
+    assert sorted(cells[4:-1]) == ["judge coherence", "judge faithfulness", "judge fluency", "judge relevance"]
+    assert "| accuracy" not in text and "| ece" not in text
+    assert "Higher is better in every column" in text
+    row = next(line for line in text.splitlines() if line.startswith("| original prompt |"))
+    assert len(row.strip("|").split("|")) == len(cells)
