@@ -127,3 +127,15 @@ def test_the_report_of_a_run_with_plug_in_metrics_and_a_judge_has_its_columns(op
     assert "Higher is better in every column" in text
     row = next(line for line in text.splitlines() if line.startswith("| original prompt |"))
     assert len(row.strip("|").split("|")) == len(cells)
+
+
+def test_a_judges_rationale_and_error_never_reach_the_terminal_raw() -> None:
+    from tprompt.stores.events import Judgement
+    from tprompt.tui.data import judgement_text
+
+    evil = "\x1b]0;pwned\x07\x1b[2J"
+    text = judgement_text([Judgement(example_id="e\x1b1", criterion="relevance", score=None, rationale=evil, error=evil),
+                           Judgement(example_id="e2", criterion="fluency", score=4.0, rationale="fine")])
+    assert "\x1b" not in text.plain and "\x07" not in text.plain
+    assert "\\x1b]0;pwned\\x07" in text.plain and "e\\x1b1  relevance no score" in text.plain
+    assert "e2  fluency 4.00\n  fine" in text.plain
