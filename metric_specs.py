@@ -131,6 +131,20 @@ def known_first(names: Iterable[str]) -> list[str]:
     return [m for m in _BY_NAME if m in seen] + sorted(seen - set(_BY_NAME))
 
 
+def heading(name: str) -> str:
+    """A metric's column heading: the paper's seven by their keys (``ifr``, ``pr_p``: the headings the
+    classic tables have always had), any other metric by its label (``ROUGE-L``, ``judge relevance``),
+    a name not registered in this process (a user's metric not imported) as itself."""
+    if name in METRIC_NAMES or not is_registered(name):
+        return name
+    return _BY_NAME[name].label
+
+
+def lower_is_better(names: Iterable[str]) -> list[str]:
+    """The labels of those of ``names`` where a smaller value is better (an unregistered name counts as higher)."""
+    return [_BY_NAME[n].label for n in names if is_registered(n) and not _BY_NAME[n].higher_is_better]
+
+
 def metric_columns(rows: Iterable[Mapping[str, object]]) -> list[str]:
     """The metric columns of a table of metric dicts: every name any row has, in registry order."""
     names: set[str] = set()
@@ -139,5 +153,6 @@ def metric_columns(rows: Iterable[Mapping[str, object]]) -> list[str]:
     return known_first(names) or list(METRIC_NAMES)
 
 
-__all__ = ("HIGHER_IS_BETTER", "JUDGE_PREFIX", "METRICS", "METRIC_NAMES", "MetricSpec", "is_judge_metric",
-           "is_registered", "known_first", "metric_columns", "metric_spec", "register_spec", "registered_names")
+__all__ = ("HIGHER_IS_BETTER", "JUDGE_PREFIX", "METRICS", "METRIC_NAMES", "MetricSpec", "heading", "is_judge_metric",
+           "is_registered", "known_first", "lower_is_better", "metric_columns", "metric_spec", "register_spec",
+           "registered_names")

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .._text import printable
-from ..metric_specs import METRIC_NAMES, METRICS
+from ..evaluator import registry as _registry  # noqa: F401  (registers the built-in plug-in metrics' labels)
+from ..metric_specs import METRIC_NAMES, heading, lower_is_better, metric_columns
 from ..models.pricing import SPEND_COLUMNS, spend_rows
 from ..stores import EventLog
 from ..stores.events import tested_roles
@@ -27,10 +28,9 @@ from ..stores.projection import RunState
 from .grid import ROLE_LABELS, Experiment, cell_states
 from .plot_data import candidate_points, replay_test_answers
 
-#: Table columns: every metric of the evaluator, then the objective.
+#: A classic run's table columns: the paper's seven metrics, then the objective (a report's own: :func:`columns_of`).
 COLUMNS: tuple[str, ...] = (*METRIC_NAMES, "objective")
 
-_LOWER_IS_BETTER = " and ".join(m.label for m in METRICS if not m.higher_is_better)  # "ECE and Brier"
 
 @dataclass(frozen=True, slots=True)
 class ArmSample:
@@ -91,16 +91,21 @@ class Group:
     def arm_samples(self, arm: str) -> list[ArmSample]:
         return [s for s in self.samples if s.arm == arm]
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """This group's columns: its runs' own metrics in registry order, then the objective."""
+        return columns_of([self])
+
     def summary(self, arm: str) -> dict[str, Stat]:
         """Mean and spread over seeds of each column for ``arm``."""
         rows = self.arm_samples(arm)
-        return {c: Stat.of([r.values.get(c) for r in rows]) for c in COLUMNS}
+        return {c: Stat.of([r.values.get(c) for r in rows]) for c in self.columns}
 
     def change(self, arm: str, base: str = "original") -> dict[str, Stat]:
         """Mean and spread over seeds of the paired per-seed difference ``arm - base``."""
         base_by_seed = {s.seed: s for s in self.arm_samples(base)}
         out: dict[str, Stat] = {}
-        for c in COLUMNS:
+        for c in self.columns:
             diffs: list[float | None] = []
             for s in self.arm_samples(arm):
                 b = base_by_seed.get(s.seed)
@@ -130,6 +135,15 @@ class Report:
     spend: list[tuple[str, str, int, int, int, float | None]] = field(default_factory=list)
 
 
+def columns_of(groups: Sequence[Group]) -> tuple[str, ...]:
+    """The table columns of ``groups``: the union of their test rows' metrics in registry order, then the objective.
+
+    A classic run's are :data:`COLUMNS` (the seven); with no row yet, the seven too.
+    """
+    metrics = metric_columns({k: v for k, v in s.values.items() if k != "objective"} for g in groups for s in g.samples)
+    return (*metrics, "objective")
+
+
 # -- building --------------------------------------------------------------------------------
 
 
@@ -141,8 +155,7 @@ def _sample(arm: str, seed: int, state: RunState, role: str) -> ArmSample | None
     row = state.tested.get(role)
     if row is None:
         return None
-    values: dict[str, float | None] = {m: row.metrics.get(m) for m in METRIC_NAMES}
-    values["objective"] = row.objective
+    values: dict[str, float | None] = {**row.metrics, "objective": row.objective}
     return ArmSample(arm, seed, state.run_id, values, row.n_examples, row.text)
 
 
@@ -238,25 +251,31 @@ def fmt_stat(stat: Stat, *, signed: bool = False) -> str:
     return text
 
 
-def table_rows(group: Group) -> tuple[list[list[str]], list[list[str]]]:
-    """The two tables of a group as text: (arm values, changes against the original prompt)."""
+def table_rows(group: Group, columns: Sequence[str] = COLUMNS) -> tuple[list[list[str]], list[list[str]]]:
+    """The two tables of a group as text: (arm values, changes against the original prompt), one cell per column.
+
+    ``columns`` defaults to the classic seven and the objective; a report passes its own (:func:`columns_of`).
+    A column the group has no values for reads ``n/a``.
+    """
+    none = Stat(None, None, 0)
     values = []
     for arm in group.arms:
         if not group.arm_samples(arm):
             continue
         summary = group.summary(arm)
-        values.append([ROLE_LABELS.get(arm, arm), str(len(group.arm_samples(arm)))] + [fmt_stat(summary[c]) for c in COLUMNS])
+        values.append([ROLE_LABELS.get(arm, arm), str(len(group.arm_samples(arm)))]
+                      + [fmt_stat(summary.get(c, none)) for c in columns])
     changes = []
     for arm in group.arms[1:]:
         if not group.arm_samples(arm) or not group.arm_samples("original"):
             continue
         change = group.change(arm)
         changes.append([ROLE_LABELS.get(arm, arm) + " − original", str(change["objective"].n)]
-                       + [fmt_stat(change[c], signed=True) for c in COLUMNS])
+                       + [fmt_stat(change.get(c, none), signed=True) for c in columns])
     if "transfer" in group.arms and group.arm_samples("transfer") and group.arm_samples("target_only"):
         change = group.change("transfer", base="target_only")
         changes.append(["Transfer-Prompting − target-only", str(change["objective"].n)]
-                       + [fmt_stat(change[c], signed=True) for c in COLUMNS])
+                       + [fmt_stat(change.get(c, none), signed=True) for c in columns])
     return values, changes
 
 
@@ -278,27 +297,30 @@ def render_markdown(report: Report, *, images: dict[int, list[tuple[str, str]]] 
     if database:
         meta.append(f"database `{database}`")
     out += [", ".join(meta) + ".", ""]
+    columns = columns_of(report.groups)
+    lower = lower_is_better(columns)
+    direction = f"Higher is better except for {' and '.join(lower)}" if lower else "Higher is better in every column"
     out += [
         "Values are on the held-out test split of the target task: mean ± sample standard deviation over "
-        f"seeds (no ± with one seed). Higher is better except for {_LOWER_IS_BETTER}. The change rows are the "
+        f"seeds (no ± with one seed). {direction}. The change rows are the "
         "mean ± sd of the per-seed paired difference; `n` counts seeds.",
         "",
     ]
     for note in report.notes:
         out += [f"> {note}", ""]
-    header = ["arm", "n", *COLUMNS]
+    header = ["arm", "n", *map(heading, columns)]
     for i, group in enumerate(report.groups):
         out += [f"## {group.title}", ""]
         seeds = ", ".join(str(s) for s in group.seeds) or "-"
         out += [f"Test examples per seed: {group.n_test()}; seeds: {seeds}.", ""]
-        values, changes = table_rows(group)
+        values, changes = table_rows(group, columns)
         if not values:
             out += ["No finished runs yet.", ""]
             continue
         out += [_md_table(header, values), ""]
         if changes:
             out += ["Change against the original prompt (and Transfer-Prompting against target-only):", ""]
-            out += [_md_table(["comparison", "n", *COLUMNS], changes), ""]
+            out += [_md_table(["comparison", "n", *header[2:]], changes), ""]
         for caption, name in images.get(i, []):
             out += [f"![{caption}]({name})", ""]
         best = [s for s in group.samples if s.arm not in ("original",) and s.text]
@@ -391,6 +413,7 @@ __all__ = (
     "RunRef",
     "Stat",
     "build_report",
+    "columns_of",
     "ROLE_LABELS",
     "candidate_points",
     "fmt_stat",

@@ -15,11 +15,13 @@ from typing_extensions import assert_never
 
 from .._text import printable, printable_json
 from ..errors import TPromptError
+from ..evaluator import registry as _registry  # noqa: F401  (registers the built-in plug-in metrics' labels)
 from ..stores import EventLog, RunState, StoredEvent, fold
 from ..stores.events import (
     CandidateAnswered,
     CandidateJudged,
     CandidateScored,
+    Judgement,
     PromptTested,
     RunCompleted,
     RunCreated,
@@ -35,14 +37,11 @@ from ..stores.events import (
     TransferSelected,
 )
 from ..stores.curves import Curve, score_curve
-from ..metric_specs import METRIC_NAMES, known_first
+from ..metric_specs import known_first
 from ..stores.log import gc_paused
 from ..stores.projection import ScoredPrompt
 from ..stores.summary import RunSummary, best_of, best_scored, run_summaries, summarize
-
-#: Metric columns, in the order of the CLI's result table; others follow sorted.
-METRICS: tuple[str, ...] = METRIC_NAMES
-
+from ._literal import LiteralText
 
 def fmt(value: float | None, digits: int = 3) -> str:
     """A number for a table cell: fixed digits, "-" when undefined."""
@@ -298,8 +297,59 @@ def state_digest(state: RunState) -> str:
 
 
 def metric_names(scores: Iterable[ScoredPrompt]) -> list[str]:
-    """The metric columns to show: the known ones in order, then any others."""
+    """The metric columns to show: the run's own metrics, the registered ones in registry order, then any others."""
     return known_first(name for s in scores for name in s.metrics)
+
+
+class Judgements:
+    """A run's ``candidate.judged`` events, indexed by candidate and by judge call, grown as the run is followed."""
+
+    def __init__(self) -> None:
+        self._by_prompt: dict[tuple[str, str], list[CandidateJudged]] = {}
+        self._by_call: dict[str, list[tuple[CandidateJudged, list[Judgement]]]] = {}
+
+    def add(self, events: Iterable[StoredEvent]) -> None:
+        """Index the judged events among ``events``."""
+        for se in events:
+            ev = se.event
+            if not isinstance(ev, CandidateJudged):
+                continue
+            self._by_prompt.setdefault((ev.prompt_id, ev.task), []).append(ev)
+            for j in ev.judgements:
+                if j.call_id:
+                    by_event = self._by_call.setdefault(j.call_id, [])
+                    if not by_event or by_event[-1][0] is not ev:
+                        by_event.append((ev, []))
+                    by_event[-1][1].append(j)
+
+    def of_candidate(self, s: ScoredPrompt) -> list[Judgement]:
+        """The judgements of the answers a score was computed from (same stage, task, training split, rungs up to its own)."""
+        return [j for ev in self._by_prompt.get((s.prompt_id, s.task), ())
+                if ev.split == "train" and ev.stage in (s.stage, None) and ev.rung <= s.rung for j in ev.judgements]
+
+    def of_call(self, call_id: str) -> list[tuple[CandidateJudged, list[Judgement]]]:
+        """The judgements a judge call returned, per event that recorded them (the candidate and stage judged)."""
+        return self._by_call.get(call_id, [])
+
+
+def judgement_text(judgements: Iterable[Judgement], *, examples: bool = True) -> LiteralText:
+    """Each judgement on its lines: ``e-3  relevance 4`` then its rationale, or the reason it has no score.
+
+    Rationales and errors are the judge model's text: appended literally (:class:`LiteralText`).
+    """
+    text = LiteralText()
+    for j in judgements:
+        text.append("\n")
+        if examples:
+            text.append(f"{j.example_id}  ", style="dim")
+        text.append(j.criterion, style="bold")
+        text.append(f" {fmt(j.score, 2)}" if j.score is not None else " no score", style="" if j.score is not None else "red")
+        if j.error:
+            text.append(f"\n  {j.error}", style="red")
+        if j.rationale:
+            text.append("\n  ")
+            text.append(j.rationale)
+    return text
 
 
 def best_prompts(state: RunState) -> list[tuple[str, ScoredPrompt]]:
@@ -319,7 +369,7 @@ def best_prompts(state: RunState) -> list[tuple[str, ScoredPrompt]]:
 
 __all__ = (
     "Curve",
-    "METRICS",
+    "Judgements",
     "RunFollower",
     "RunSummary",
     "RunsModel",
@@ -328,6 +378,7 @@ __all__ = (
     "best_prompts",
     "describe",
     "fmt",
+    "judgement_text",
     "metric_names",
     "one_line",
     "payload_json",

@@ -27,6 +27,7 @@ from textual.widgets import (
 
 from ...errors import TPromptError
 from ...graph.topology import node_of, successors
+from ...metric_specs import heading
 from ...stores.events import (
     CandidateAnswered,
     CandidateJudged,
@@ -48,11 +49,13 @@ from ...stores.events import (
 )
 from ...stores.log import gc_paused
 from ..data import (
+    Judgements,
     RunFollower,
     best_prompts,
     describe,
     fmt,
     graph_text,
+    judgement_text,
     spend_text,
     metric_names,
     one_line,
@@ -114,6 +117,7 @@ class RunScreen(LiteralTitles, Screen[None]):
         self.transcripts: Transcripts | None = None
         self.marked: tuple[str, str] | None = None  # (label, text) of the prompt marked for a diff
         self._metrics: list[str] = []
+        self.judgements = Judgements()
         self._candidates_shown = 0
         self.error: str | None = None
         self._calls_index: dict[str, Any] = {}
@@ -177,6 +181,7 @@ class RunScreen(LiteralTitles, Screen[None]):
         """
         assert self.follower is not None and self.transcripts is not None
         fresh = self.follower.poll()
+        self.judgements.add(fresh)
         try:
             new_calls = self.transcripts.refresh()
         except TPromptError as exc:  # e.g. the file became unreadable
@@ -318,7 +323,7 @@ class RunScreen(LiteralTitles, Screen[None]):
         if metrics != self._metrics or not table.columns:
             # New metric columns: rebuild the table from scratch.
             self._metrics = metrics
-            table.set_columns(["stage", "step", "prompt", "task", "rung", "n", *metrics, "objective", "text"])
+            table.set_columns(["stage", "step", "prompt", "task", "rung", "n", *map(heading, metrics), "objective", "text"])
             self._candidates_shown = 0
             table.set_rows([])
         table.extend([self._candidate_row(s, metrics) for s in state.scores[self._candidates_shown :]])
@@ -351,6 +356,10 @@ class RunScreen(LiteralTitles, Screen[None]):
         text = LiteralText()
         text.append(f"{s.prompt_id} ({s.stage} step {s.step}, {s.task})\n", style="bold")
         text.append(s.text)
+        judged = self.judgements.of_candidate(s)
+        if judged:
+            text.append(f"\n\njudgements ({len(judged)}: per answer and criterion)", style="bold")
+            text.append(judgement_text(judged))
         self.query_one("#candidate-text", LiteralStatic).update(text)
 
     # -- transcripts ------------------------------------------------------------------------
@@ -440,6 +449,11 @@ class RunScreen(LiteralTitles, Screen[None]):
         if row.error:
             text.append(row.error, style="red")
         text.append(_highlighted(detail.response or "", needle))
+        # One reply can serve several judged events (a cache hit when a stage judges the same answers again).
+        for ev, judged in self.judgements.of_call(row.call_id):
+            text.append(f"\n\n[judgements of {ev.prompt_id} ({ev.stage or ev.role or '-'}) on {ev.task}, "
+                        f"example {judged[0].example_id}]", style="bold magenta")
+            text.append(judgement_text(judged, examples=False))
         box.update(text)
 
     # -- events from widgets ------------------------------------------------------------------
