@@ -291,16 +291,18 @@ def _print_wide(tables: list[Table]) -> None:
 
 def terminal_tables(rep: Any) -> list[Table]:
     """The report's tables for the terminal: per group, values and changes against the original."""
-    from ..experiments.report import COLUMNS, table_rows
+    from ..experiments.report import columns_of, table_rows
+    from ..metric_specs import heading
 
+    cols = columns_of(rep.groups)  # the runs' own metrics, in registry order, then the objective
     tables = []
     for group in rep.groups:
-        values, changes = table_rows(group)
+        values, changes = table_rows(group, cols)
         if not values:
             continue  # no finished runs in this cell yet
         title = f"{group.title}\ntest split, {group.n_test()} examples per seed, seeds {', '.join(map(str, group.seeds)) or '-'}"
         table = Table(title=Text(title))
-        for col in ("arm", "n", *COLUMNS):
+        for col in ("arm", "n", *map(heading, cols)):
             table.add_column(col, justify="left" if col == "arm" else "right")
         for row in values:
             table.add_row(*row)
