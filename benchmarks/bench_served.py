@@ -50,9 +50,9 @@ def main() -> None:
         agreement(args.base_url, args.model, args.examples)
         return
 
+    from tprompt.evaluator import load_task, score_prompt
     from tprompt.models import Recorder
     from tprompt.models.api import ApiBackend
-    from tprompt.evaluator import load_task, score_prompt
 
     proc = None
     if args.base_url:
@@ -61,6 +61,7 @@ def main() -> None:
             parser.error("--model is needed with --base-url")
     else:
         from served_server import start_transformers_serve, stop
+
         from tprompt.models._fetch import smollm2_dir
 
         model_dir = smollm2_dir()
@@ -103,10 +104,10 @@ def main() -> None:
 
 def agreement(base_url: str, model_name: str, n: int) -> None:
     """Print argmax agreement and max |p_served - p_local| over ``n`` arc_challenge questions."""
-    from tprompt.models import OptionsRequest, get_model
-    from tprompt.models.api import ApiBackend
     from tprompt.evaluator import load_task
     from tprompt.evaluator.scoring import _messages, _options
+    from tprompt.models import OptionsRequest, get_model
+    from tprompt.models.api import ApiBackend
 
     task = load_task("arc_challenge")
     rows = task.sample(n, split="test", seed=0)

@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_store import fill  # noqa: E402
+from bench_store import fill
 
-from tprompt.stores import EventLog, RunState, apply  # noqa: E402
-from tprompt.tui.data import RunFollower  # noqa: E402
+from tprompt.stores import EventLog, RunState, apply
+from tprompt.tui.data import RunFollower
 
 
 def per_event(log: EventLog, run_id: str) -> None:

@@ -13,14 +13,14 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from ..config import load_rubric_file
 from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
-from ..config import load_rubric_file
-from ..stores import EventLog, RunState
 from ..metric_specs import METRIC_NAMES, metric_columns
-from ..stores.events import ROLES
 from ..prompt_file import read_prompt_file
+from ..stores import EventLog, RunState
 from ..stores.control import request_pause
+from ..stores.events import ROLES
 from ..stores.leases import holder_alive, lease_holder
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
 from ._model_options import (
@@ -81,10 +81,9 @@ def execute(
         signal.signal(signal.SIGTERM, old_term)
     if state.judgements and not json_:
         err.print(judge_line(state))
-    if state.status == "paused":
-        if runner.pause_reason == "budget":
-            err.print(f"run {run_id}: spend ${runner.spent():.4f} reached --max-cost ${max_cost:.4f}; "
-                      f"continue with a higher budget: tprompt resume {run_id} --max-cost N")
+    if state.status == "paused" and runner.pause_reason == "budget":
+        err.print(f"run {run_id}: spend ${runner.spent():.4f} reached --max-cost ${max_cost:.4f}; "
+                  f"continue with a higher budget: tprompt resume {run_id} --max-cost N")
     return state
 
 

@@ -1,9 +1,9 @@
 """The objective prompt evaluator: tasks, answer parsing, the paper's metrics, scoring."""
 
-from .metrics import METRIC_NAMES, HIGHER_IS_BETTER, compute_metrics
+from .metrics import HIGHER_IS_BETTER, METRIC_NAMES, compute_metrics
 from .objective import PARETO_METRICS, ObjectiveWeights, objective, pareto_front
 from .parsing import MISSING_CONFIDENCE, ParsedOutput, parse_output, parse_value
-from .scoring import LOGPROB_IFR_NOTE, Evaluation, answer_prompt, ScoredAnswer, ScoreMode, check_mode, resolve_mode, score_prompt
+from .scoring import LOGPROB_IFR_NOTE, Evaluation, ScoredAnswer, ScoreMode, answer_prompt, check_mode, resolve_mode, score_prompt
 from .tasks import AnswerKind, Example, Task, TaskInfo, list_tasks, load_task
 
 __all__ = (

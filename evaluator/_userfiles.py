@@ -157,7 +157,7 @@ def _read_jsonl(path: Path, acc: _Rows, forced_split: str | None = None) -> None
         acc.add(data, where, f"{path.stem}-{lineno}")
 
 
-def _parse_choices_cell(cell: str) -> list[str] | None | str:
+def _parse_choices_cell(cell: str) -> list[str] | str | None:
     """A CSV choices cell: a JSON list, or options separated by '|'; empty = no options."""
     cell = cell.strip()
     if not cell:

@@ -17,11 +17,10 @@ is 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
-
 import difflib
 import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 

@@ -299,13 +299,13 @@ def _per_set(m: Metric, rows: list[tuple[Example, str]]) -> tuple[dict[str, floa
     try:
         got = _values(m, m.fn([ex for ex, _ in rows], [t for _, t in rows]))
     except Exception:  # undefined for the whole set: every example counts
-        return {n: None for n in m.names}, len(rows)
+        return dict.fromkeys(m.names), len(rows)
     return {n: (got or {}).get(n) for n in m.names}, 0
 
 
 def run_weights(weights: Mapping[str, float], metrics: MetricSet, extra: Iterable[str] = ()) -> dict[str, float]:
     """The weights a run's objective uses: every plug-in it computes (and ``extra``) at 1 unless ``weights`` say."""
-    return {**{n: 1.0 for n in (*metrics.names(), *extra)}, **weights}
+    return {**dict.fromkeys((*metrics.names(), *extra), 1.0), **weights}
 
 
 __all__ = ("DEFAULT_OPEN_METRICS", "Metric", "MetricSet", "builtin_names", "metric", "metric_versions",

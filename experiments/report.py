@@ -14,7 +14,7 @@ import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -289,7 +289,7 @@ def render_markdown(report: Report, *, images: dict[int, list[tuple[str, str]]] 
                     database: str | None = None) -> str:
     """The report as Markdown. ``images[i]`` lists (caption, file name) for group ``i``."""
     images = images or {}
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [f"# {'Experiment' if report.kind == 'experiment' else 'Run'} report: {report.name}", ""]
     if report.description:
         out += [report.description.strip(), ""]

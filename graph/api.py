@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..models import get_model
 from ..errors import ConfigError, UsageError
 from ..evaluator import ObjectiveWeights, Task, load_task
 from ..evaluator.registry import metric_versions, resolve_metrics, run_weights
+from ..models import get_model
 from ..stores import EventLog
 from ..stores.events import (
     PromptCandidate,

@@ -12,10 +12,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from ..models import ChatBackend, Recorder
-from ..models.recorder import CallSite
+
 from ..evaluator import Example, ObjectiveWeights, Task, load_task, objective, resolve_mode
 from ..evaluator.registry import MetricSet, resolve_metrics, run_weights
+from ..models import ChatBackend, Recorder
+from ..models.recorder import CallSite
 from ..stores import EventLog
 from ..stores.events import Event, Stage, StoredEvent
 from ..stores.projection import RunState, fold

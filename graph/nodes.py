@@ -35,14 +35,14 @@ from typing import Any, TypedDict
 
 from langgraph.runtime import Runtime
 
-from ..models import ChatRequest, Recorder
-from ..models.recorder import CallSite
+from ..agents.judge import judgement_metrics
 from ..agents.prompts import PROPOSER_TEMPLATES
 from ..agents.proposer import build_meta_prompt, format_exemplar, meta_messages, select_candidates
-from ..agents.judge import judgement_metrics
 from ..agents.transfer import select_transfer
 from ..evaluator import Task, answer_prompt
 from ..evaluator.registry import MetricSet
+from ..models import ChatRequest, Recorder
+from ..models.recorder import CallSite
 from ..stores.events import (
     Answer,
     CandidateAnswered,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from ..errors import ConfigError, UsageError
@@ -106,7 +106,7 @@ def rescore_events(
     had_judge = any(isinstance(se.event, CandidateJudged) for se in run_events)
     state = base
     out: list[Event] = []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     def add(ev: Event) -> None:
         nonlocal state

@@ -44,7 +44,7 @@ def revise(
     if both:
         raise UsageError(f"candidate {both[0]} is both dropped and edited",
                          hint="drop it or edit it, not both")
-    kept = {i: c for i, c in enumerate(candidates, 1)}
+    kept = dict(enumerate(candidates, 1))
     for i, text in (edit or {}).items():
         if not 1 <= i <= n:
             raise UsageError(f"there is no candidate {i} to edit", hint=f"candidates are numbered 1 to {n}")

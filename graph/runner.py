@@ -24,12 +24,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..models import CallsAbandoned, Recorder, get_model
 from ..errors import TPromptError, UsageError
 from ..evaluator import Task
+from ..models import CallsAbandoned, Recorder, get_model
 from ..stores import EventLog
-from ..stores.events import RunFailed, RunPaused, RunResumed, StoredEvent
 from ..stores.control import mark_handled, pause_requested
+from ..stores.events import RunFailed, RunPaused, RunResumed, StoredEvent
 from ..stores.leases import run_lease
 from ..stores.projection import RunState
 from .config import RunConfig, make_config

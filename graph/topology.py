@@ -7,7 +7,7 @@ not import LangGraph.
 
 from __future__ import annotations
 
-from typing_extensions import assert_never
+from typing import assert_never
 
 from ..stores.events import (
     CandidateAnswered,

@@ -48,8 +48,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..errors import BackendError, MissingCredentials, MissingExtra, TransientBackendError
 from ..config import DEFAULT_REQUEST_TIMEOUT
+from ..errors import BackendError, MissingCredentials, MissingExtra, TransientBackendError
 from .base import ChatBackend
 from .pricing import price_for
 from .types import ChatRequest, OptionsRequest
@@ -345,7 +345,7 @@ def option_distribution(top: Sequence[tuple[str, float]], options: Sequence[str]
     true value is below that), shared with the other missing ones out of the
     mass the list leaves over. Uniform when no option is listed and nothing is left.
     """
-    mass = {opt: 0.0 for opt in options}
+    mass = dict.fromkeys(options, 0.0)
     for token, logprob in top:
         key = token.strip().rstrip(".)").strip()
         if key in mass:

@@ -11,7 +11,8 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult as LCChatResult
+from langchain_core.outputs import ChatGeneration
+from langchain_core.outputs import ChatResult as LCChatResult
 
 from ..errors import BackendError
 from .types import ChatRequest, Message

@@ -27,14 +27,13 @@ from pathlib import Path
 
 from ..errors import BackendError, ModelUnavailable
 from .base import ChatBackend
-from .types import ChatRequest, Message, OptionsRequest
 from .hf_decode import DECODE_BATCH, DECODE_PREFILL_TOKENS, decode
 from .hf_llama import FUSED_PACK_TOKENS, _FusedLlama
 from .hf_packing import (
+    _PLAIN_LLAMA_LIKE,
     MIN_SHARED_PREFIX,
     PACK_TOKENS,
     PACKED_ATTENTION,
-    _PLAIN_LLAMA_LIKE,
     _batches,
     _by_group,
     _common_prefix_len,
@@ -45,6 +44,7 @@ from .hf_packing import (
     _Row,
 )
 from .hf_threads import _threads_for, set_torch_threads
+from .types import ChatRequest, Message, OptionsRequest
 
 
 @dataclass
@@ -154,7 +154,7 @@ class TransformersBackend(ChatBackend):
         torch = self._torch
         rows: list[_Row] = []
         plans: list[tuple[list[int], int]] = []  # per request: option -> row slot, prompt tokens
-        for i, req in enumerate(requests):
+        for _i, req in enumerate(requests):
             if not req.options:
                 raise BackendError("an options request needs at least one option")
             context = self.render(req.messages) + req.answer_prefix
@@ -178,7 +178,7 @@ class TransformersBackend(ChatBackend):
                 plans.append((slots, cut))
         logprobs = self._score_rows(rows)
         results: list[tuple[tuple[float, ...], int]] = []
-        for req, (slots, prompt_tokens) in zip(requests, plans):
+        for slots, prompt_tokens in plans:
             if len(set(slots)) == 1:
                 scores = torch.tensor(logprobs[slots[0]])
             else:

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from .hf_threads import cpu_threads, torch_threads
 from .types import ChatRequest
 
-
 #: Rows decoded together. A step's matmuls read every weight once whatever
 #: the rows, and on a CPU they run far below their peak at a few rows
 #: (measured here, fp32 on 2 threads: 4 rows 77 ms, 16 rows 89 ms, 64 rows

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from .hf_packing import _PackedRows
 
-
 #: The same for the fused Llama pass (:class:`_FusedLlama`): with fewer
 #: elementwise passes over the activations bigger packs pay again (measured
 #: 512/768/1024 on 2 threads: 3.39/3.30/3.37 s for the 48-question benchmark).

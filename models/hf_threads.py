@@ -12,7 +12,6 @@ import os
 import threading
 import time
 
-
 #: Below this many tokens a forward pass runs on one thread: splitting tiny
 #: matmuls across cores costs more in synchronization than it saves, and on a
 #: busy machine threads spin waiting for a core (measured here: 4x slower).

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlite_utils
@@ -32,7 +32,7 @@ from ._schema import APPLICATION_ID, MIGRATIONS, current_tables
 
 def now_iso() -> str:
     """The time stamp of every row the stores write (UTC, microseconds)."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 BUSY_TIMEOUT_S = 30.0

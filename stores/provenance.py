@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import UsageError
+
 # The file format and reading a prompt back live below the stores: a run config file can name
 # an exported prompt (``prompt_file``).
 from ..prompt_file import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, read_prompt_file

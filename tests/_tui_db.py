@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ DEMO_CONFIG: dict[str, Any] = {
 
 
 def _fake_clock() -> Any:
-    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     ticks = itertools.count()
     return lambda: (start + timedelta(seconds=next(ticks))).isoformat(timespec="microseconds")
 
@@ -113,7 +113,7 @@ def screen_text(app: Any) -> str:
 EVIL = ("\x1b]0;pwned-title\x07 \x1b[2J\x1b[31mred \x1b]8;;http://x.test\x1b\\link\x1b]8;;\x1b\\ "
         "\x1bP1$r\x1b\\ \x9b1m\x85 \x07\r\x08\x7f [bold]B[/bold]")
 #: The raw bytes none of the UI's output may carry.
-RAW = tuple(chr(c) for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)))
+RAW = tuple(chr(c) for c in (*range(0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)))
 EVIL_RUN = "r-evil000001"
 EVIL_FAILED = "r-evil000002"
 

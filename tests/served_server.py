@@ -63,9 +63,8 @@ def start_transformers_serve(model_dir: Path, log: Path, *, extra: tuple[str, ..
         "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
         "--device", "cpu", "--dtype", "float32", "--log-level", "warning", *extra,
     ]
-    handle = open(log, "w")
-    proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    handle.close()
+    with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + READY_TIMEOUT_S
     while True:

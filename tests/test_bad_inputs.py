@@ -10,13 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
+from test_cli_mistakes import one_line
+from test_graph import tprompt
 
 from tprompt.errors import UsageError
 from tprompt.graph.review import revise
 from tprompt.stores import PromptCandidate, prompt_id_of
-
-from test_cli_mistakes import one_line
-from test_graph import tprompt
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +85,10 @@ def test_review_refuses_dropping_and_editing_one_candidate() -> None:
 
 def test_an_experiment_budget_no_arm_can_spend_is_refused() -> None:
     # was: accepted, with target_steps capped at 1000 so the arms ended unequal without a notice
+    from test_experiment import GRID
+
     from tprompt.errors import ConfigError
     from tprompt.experiments.grid import plan_experiment
-
-    from test_experiment import GRID
 
     with pytest.raises(ConfigError, match="too large: spending it would take more than 1000 target steps"):
         plan_experiment({**GRID, "budgets": [9999999999999999]})

@@ -160,6 +160,7 @@ def test_revise_refuses_an_edit_or_addition_longer_than_max_prompt_chars() -> No
 @pytest.fixture
 def paused_for_review(tmp_path: Path) -> tuple[Path, str]:
     from test_graph import SMALL
+
     from tprompt.graph import Runner, create_run, make_config
     from tprompt.stores import EventLog
 
@@ -200,6 +201,7 @@ async def test_tui_review_refuses_a_candidate_longer_than_the_run_accepts(
     # was: accepted (the dialog recorded the 201-character candidate)
     from test_tui import SIZE, open_run, wait_for
     from textual.widgets import Input
+
     from tprompt.tui import create_app
 
     db, run_id = paused_for_review
@@ -341,6 +343,7 @@ def test_pause_of_a_run_whose_process_was_killed(tmp_path: Path) -> None:
 def held_elsewhere(tmp_path: Path) -> tuple[Path, str]:
     """A new run whose lease a process on another host holds (as after that machine lost power)."""
     from test_graph import SMALL
+
     from tprompt.graph import create_run, make_config
     from tprompt.stores import EventLog
     from tprompt.stores.leases import Holder, acquire
@@ -367,6 +370,7 @@ def test_resume_force_never_takes_over_a_live_process_here(tmp_path: Path) -> No
     import os
 
     from test_graph import SMALL
+
     from tprompt.graph import create_run, make_config
     from tprompt.stores import EventLog
     from tprompt.stores.leases import Holder, acquire, process_start

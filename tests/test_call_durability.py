@@ -8,9 +8,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-from tprompt.stores import EventLog
-
 from test_graph import start_run_process, tprompt
+
+from tprompt.stores import EventLog
 
 
 def _query(db: Path, sql: str) -> list[tuple]:

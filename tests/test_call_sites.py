@@ -8,14 +8,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from test_graph import run_in_process
 
 from tprompt.agents.prompts import EXEMPLAR_ITEM, META_PROMPT, PROPOSER_SYSTEM, PROPOSER_TEMPLATES, PromptTemplate
 from tprompt.evaluator.prompts import SCORER_TEMPLATE
-from tprompt.models import CallSite, ChatRequest, Recorder, cache_key, chat_request_body, get_model
-from tprompt.models import OptionsRequest, options_request_body
+from tprompt.models import CallSite, ChatRequest, OptionsRequest, Recorder, cache_key, chat_request_body, get_model, options_request_body
 from tprompt.stores import EventLog
-
-from test_graph import run_in_process
 
 MESSAGES = (("user", "Which is a mammal?\nA) shark\nB) whale"),)
 

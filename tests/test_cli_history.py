@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import run_created
 
-from tprompt.config import RunConfig
 from tprompt.cli import main
+from tprompt.config import RunConfig
 from tprompt.stores import CandidateScored, EventLog, RunPaused, StageStarted
 
 
@@ -122,7 +122,7 @@ def test_fork_prints_new_run_id_and_takes_parent_state(cli, filled) -> None:
 def test_fork_run_function_overrides(filled) -> None:
     from tprompt.graph import fork_run
 
-    db, run = filled
+    db, _run = filled
     with EventLog(db) as log:
         child = fork_run(log, "r-demo", at_seq=2, overrides={"target_task": "medqa", "steps": 3}, validate=False)
         state = log.state(child)

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from test_graph import tprompt
 
 from tprompt.errors import BadTaskFile
 from tprompt.evaluator import load_task
-
-from test_graph import tprompt
 
 
 def one_line(proc, code: int | None = None) -> str:  # type: ignore[no-untyped-def]

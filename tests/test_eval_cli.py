@@ -7,10 +7,10 @@ import sqlite3
 
 import pytest
 
-from tprompt.models import Recorder, get_model
 from tprompt.cli import main
 from tprompt.errors import UsageError
 from tprompt.evaluator import LOGPROB_IFR_NOTE, METRIC_NAMES, check_mode, load_task, score_prompt
+from tprompt.models import Recorder, get_model
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from conftest import run_created
+
 from tprompt.config import RunConfig
 from tprompt.errors import CorruptEvent
 from tprompt.stores import (

@@ -15,7 +15,6 @@ import pytest
 
 from tprompt.errors import ConfigError, UnknownTask
 from tprompt.evaluator import compute_metrics
-from tprompt.graph import Runner, create_run, make_config
 from tprompt.experiments.grid import (
     find_experiment,
     load_experiment_file,
@@ -24,6 +23,7 @@ from tprompt.experiments.grid import (
     transfer_cost,
 )
 from tprompt.experiments.report import build_report, render_markdown, replay_test_answers, write_report
+from tprompt.graph import Runner, create_run, make_config
 from tprompt.stores import EventLog
 
 GRID = {
@@ -89,7 +89,7 @@ def train_scorer_calls(db: Path, run_id: str) -> int:
 def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     db = tmp_path_factory.mktemp("grid") / "grid.db"
     with EventLog(db) as log:
-        experiment, visited = run_experiment(log, plan_experiment(GRID))
+        experiment, _visited = run_experiment(log, plan_experiment(GRID))
     return db, experiment
 
 
@@ -136,7 +136,7 @@ def test_unequal_budget_is_capped_per_arm(tmp_path: Path) -> None:
     grid = {**GRID, "name": "odd", "targets": ["arc_challenge"], "seeds": [3], "budgets": [43]}
     db = tmp_path / "odd.db"
     with EventLog(db) as log:
-        experiment, visited = run_experiment(log, plan_experiment(grid))
+        _experiment, visited = run_experiment(log, plan_experiment(grid))
     assert [s.status for _, s in visited] == ["completed", "completed"]
     for _, state in visited:
         calls = train_scorer_calls(db, state.run_id)
@@ -285,7 +285,7 @@ def test_experiment_resumes_after_kill_without_rerunning_finished_cells(tmp_path
         assert {r.status for r in log.runs()} == {"completed"}
     assert len(after) == 8  # no run was created twice
     assert len({name for name, _ in after.values()}) == 8
-    for run_id, name in done:
+    for run_id, _name in done:
         assert after[run_id] == before[run_id]  # finished cells untouched
     for run_id in unfinished:
         assert run_id in after  # the killed run was resumed, not replaced

@@ -14,8 +14,8 @@ from test_graph import run_in_process
 import tprompt as tp
 from tprompt.cli import main
 from tprompt.errors import UsageError
-from tprompt.stores import CandidateScored, EventLog, StageStarted
 from tprompt.graph.config import load_config_file
+from tprompt.stores import CandidateScored, EventLog, StageStarted
 from tprompt.stores.provenance import EXPORT_FORMAT, PromptExport, export_prompt, public_url, read_prompt_file
 
 

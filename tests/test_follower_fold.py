@@ -6,12 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tprompt.stores import EventLog, apply
-from tprompt.stores import projection
-from tprompt.tui.data import RunFollower
-
 from test_graph import run_in_process
+
+from tprompt.stores import apply, projection
+from tprompt.tui.data import RunFollower
 
 
 def test_follower_matches_event_by_event_projection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

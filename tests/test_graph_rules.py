@@ -10,8 +10,9 @@ prefix of its events (a kill -9 anywhere) goes to the node it went to.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -51,7 +52,7 @@ from tprompt.stores.events import (
 )
 from tprompt.stores.projection import RunState, fold
 
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 BASE = dict(source_tasks=["src_a"], target_task="tgt", proposer="fake", scorer="fake", steps=2, candidates=3,
             top_k=2, examples=4, test_examples=3)
 FIXED = dict(EDGES)
@@ -163,7 +164,7 @@ def simulate(cfg: RunConfig, chain: Sequence[str] = ()) -> Trace:
     branch_of = {src: src for src in BRANCHES}
     if chain:  # as build_graph's insert_after: propose leads to the chain, whose last node takes propose's branch
         outgoing["propose"] = chain[0]
-        outgoing.update(zip(chain, chain[1:]))
+        outgoing.update(itertools.pairwise(chain))
         branch_of[chain[-1]] = branch_of.pop("propose")
     trace, run, at = Trace(), created(cfg), START
     for _ in range(500):

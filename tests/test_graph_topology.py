@@ -7,7 +7,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from test_graph import SMALL, comparable, run_in_process, tprompt
+from test_graph import comparable, run_in_process, tprompt
 
 from tprompt.graph import build_graph, comparable_events
 from tprompt.graph.rescore import rescore_run

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 import stub_openai
 from stub_openai import StubServer
+
 from tprompt.graph import Runner, create_run, make_config
 from tprompt.graph.api import comparable_events
 from tprompt.models import ChatRequest, Recorder, get_model

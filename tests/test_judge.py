@@ -21,6 +21,7 @@ from test_graph import (
     tprompt,
     wait_for_row,
 )
+
 from tprompt.agents.judge import (
     JudgeItem,
     judge_request,

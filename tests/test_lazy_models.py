@@ -66,8 +66,8 @@ def test_embedded_model_commands_print_no_library_warnings(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_a_cached_run_on_the_embedded_model_loads_no_weights(tmp_path: Path) -> None:
-    from tprompt.models import backend
     from tprompt.graph import Runner, create_run, make_config
+    from tprompt.models import backend
     from tprompt.stores import EventLog
 
     cfg = make_config(dict(source_tasks=["ai2_science"], target_task="arc_challenge", proposer="fake",

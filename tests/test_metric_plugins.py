@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_cli_mistakes import one_line
+from test_graph import tprompt
 
 from tprompt.errors import BadTaskFile, ConfigError
 from tprompt.evaluator import ObjectiveWeights, load_task
@@ -16,9 +18,6 @@ from tprompt.evaluator import open_metrics as om
 from tprompt.evaluator.registry import resolve_metric, resolve_metrics
 from tprompt.evaluator.task_model import Example
 from tprompt.stores.events import Answer
-
-from test_cli_mistakes import one_line
-from test_graph import tprompt
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SMALL = ["--steps", "1", "--candidates", "2", "--top-k", "1", "--examples", "4", "--test-examples", "4"]
@@ -214,8 +213,8 @@ def test_a_metric_that_fails_on_one_example_is_undefined_there_and_counted(tmp_p
 def test_a_metric_that_raises_in_a_run_is_counted_in_the_table(tmp_path: Path) -> None:
     task = load_task("pubmedqa_long")
     # The test rows the run samples are not known up front: fail on every row whose id ends in an even digit.
-    body = "@metric(name='picky')\ndef picky(example, answer):\n" \
-           "    if int(example.id[-1]) % 2 == 0:\n        raise ValueError('no')\n    return 0.5\n"
+    body = ("@metric(name='picky')\ndef picky(example, answer):\n"
+            "    if int(example.id[-1]) % 2 == 0:\n        raise ValueError('no')\n    return 0.5\n")
     folder = _bad_module(tmp_path, body)
     proc = tprompt(tmp_path / "t.db", "run", "--model", "fake", *OPEN, "--metric", "badmetrics:picky", cwd=folder)
     assert "undefined (the metric raised or returned a bad value): picky on" in " ".join(proc.stdout.split())

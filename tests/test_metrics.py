@@ -128,7 +128,7 @@ def test_hand_checked_ece():
     assert ece([True, False, False, False], [0.8, 0.8, 0.3, 0.3]) == pytest.approx(0.3)
     assert ece([True, True], [1.0, 1.0]) == 0.0
     # bin edges as scikit-learn: 0.1 falls in the first bin [0, 0.1]
-    acc, conf, counts = calibration_bins([True, False], [0.1, 0.05])
+    _acc, conf, counts = calibration_bins([True, False], [0.1, 0.05])
     assert list(counts) == [2] and conf[0] == pytest.approx(0.075)
 
 

@@ -7,9 +7,6 @@ import re
 
 import pytest
 
-from tprompt.models import ChatRequest, OptionsRequest, get_model
-from tprompt.models.api import classify
-from tprompt.models.fake import FakeBackend
 from tprompt.errors import (
     BackendError,
     MissingCredentials,
@@ -17,6 +14,9 @@ from tprompt.errors import (
     TransientBackendError,
     UnknownModel,
 )
+from tprompt.models import ChatRequest, OptionsRequest, get_model
+from tprompt.models.api import classify
+from tprompt.models.fake import FakeBackend
 
 QUESTION = "Which is a mammal?\nA) shark\nB) whale\nC) trout\nD) eel"
 
@@ -159,8 +159,8 @@ def test_provider_errors_are_classified_and_redacted(monkeypatch):
 
 
 def test_embedded_model_that_cannot_be_fetched_says_how_to_get_it(tmp_path, monkeypatch):
-    from tprompt.models import backend
     from tprompt.errors import ModelUnavailable
+    from tprompt.models import backend
 
     monkeypatch.setattr(backend, "_models", {})  # not the session's loaded model
     monkeypatch.setenv("TPROMPT_HOME", str(tmp_path / "home"))

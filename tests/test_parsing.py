@@ -164,7 +164,7 @@ def test_choice_round_trip(n_and_index, percent, template):
 @given(st.integers(-10**9, 10**9), st.sampled_from(["{:,}", "{}", "${:,}", "{} apples", "{:,}.00"]))
 def test_number_round_trip(value, fmt):
     if fmt.startswith("$") and value < 0:
-        fmt = "-$" + "{:,}".format(abs(value))
+        fmt = "-$" + f"{abs(value):,}"
         text = f"Answer: {fmt}"
     else:
         text = "Answer: " + fmt.format(value)

@@ -6,14 +6,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import run_created
 
+from tprompt.errors import ModelCallFailed
 from tprompt.models import ChatRequest, OptionsRequest, Recorder, cache_key, chat_request_body, get_model
 from tprompt.models.fake import FakeBackend
-from tprompt.errors import ModelCallFailed
 from tprompt.stores import EventLog, StepCompleted
 from tprompt.stores.transcripts import TranscriptStore
-
-from conftest import run_created
 
 MESSAGES = (("system", "Answer with a letter."), ("user", "Which is a mammal?\nA) shark\nB) whale"))
 

@@ -12,13 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_graph import SMALL, start_run_process, wait_for_row
 
 from tprompt.errors import RunBusy
 from tprompt.graph import Runner, create_run, make_config
 from tprompt.stores import EventLog
 from tprompt.stores.leases import Holder, acquire, lease_holder, release, run_lease
-
-from test_graph import SMALL, start_run_process, wait_for_row
 
 
 def _dead_pid() -> int:

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from served_server import Server, served  # noqa: F401  (the session fixture)
 from test_graph import wait_for_row
+
 from tprompt.graph import comparable_events
 from tprompt.stores import EventLog
 
@@ -116,8 +116,8 @@ def test_eval_against_the_server_is_cached_and_stores_no_key(served: Server, tmp
 
 def test_a_different_server_url_is_a_different_cache_key(served: Server, tmp_path: Path) -> None:  # noqa: F811
     from tprompt.models import ChatRequest
-    from tprompt.models.recorder import cache_key, chat_request_body
     from tprompt.models.api import ApiBackend
+    from tprompt.models.recorder import cache_key, chat_request_body
 
     here = ApiBackend("openai", served.model, spec=served.spec, base_url=served.base_url + "/")
     there = ApiBackend("openai", served.model, spec=served.spec, base_url="http://10.0.0.1:8000/v1")

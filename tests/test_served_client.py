@@ -17,9 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tprompt.errors import MissingCredentials, ModelCallFailed, TransientBackendError
 from tprompt.models import ChatRequest, Recorder
 from tprompt.models.api import ApiBackend, classify, option_distribution
-from tprompt.errors import MissingCredentials, ModelCallFailed, TransientBackendError
 
 pytest.importorskip("langchain_openai")
 
@@ -48,7 +48,7 @@ class Scripted:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body_in = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
                 with outer.lock:
                     outer.bodies.append(body_in)
@@ -123,7 +123,7 @@ def test_no_key_is_needed_with_a_base_url_but_is_without(monkeypatch: pytest.Mon
 def test_retry_after_is_honoured_then_the_answer_arrives(scripted) -> None:
     server = scripted(lambda n: (429, {"retry-after": "0.6"}, {"error": {"message": "slow down"}}) if n < 2
                       else (200, {}, completion("C")))
-    (text, prompt, completion_tokens), = backend(server.base_url).generate([ChatRequest(messages=(("user", "q"),))])
+    (text, prompt, _completion_tokens), = backend(server.base_url).generate([ChatRequest(messages=(("user", "q"),))])
     assert text == "C" and prompt == 7
     gaps = [b - a for a, b in zip(server.arrivals, server.arrivals[1:])]
     assert len(server.arrivals) == 3 and min(gaps) >= 0.6

@@ -12,6 +12,7 @@ from tprompt.experiments.report import build_report, render_markdown
 from tprompt.stores import EventLog
 from tprompt.tui import create_app
 
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

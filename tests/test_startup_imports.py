@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_graph import run_in_process
 
 HEAVY = ("torch", "transformers", "langgraph", "langchain", "langchain_core", "textual")

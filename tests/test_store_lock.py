@@ -13,16 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_created
 
 from tprompt.errors import StoreError
 from tprompt.models import ChatRequest, Recorder
 from tprompt.models.fake import FakeBackend
-from tprompt.stores import EventLog, StepCompleted, Store
-from tprompt.stores import experiments
+from tprompt.stores import EventLog, StepCompleted, Store, experiments
 from tprompt.stores.control import mark_handled, pause_requested, request_pause
 from tprompt.stores.leases import acquire, lease_holder, release, run_lease
-
-from conftest import run_created
 
 
 class WatchedConnection:

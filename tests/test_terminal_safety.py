@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from test_graph import cli_args, tprompt
+
 from tprompt._text import printable
 from tprompt.stores import EventLog
 from tprompt.stores.transcripts import NewCall, TranscriptStore
-
-from test_graph import cli_args, tprompt
 
 EVIL = "Answer.\x1b[31mRED\x1b]0;pwned\x07 \x1b[2J\rX\x9b1m\x08"
 RAW = ("\x1b", "\x07", "\r", "\x9b", "\x08")

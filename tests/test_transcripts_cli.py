@@ -7,9 +7,9 @@ from pathlib import Path
 
 from conftest import run_created
 
+from tprompt.cli import main
 from tprompt.models import ChatRequest, OptionsRequest, Recorder
 from tprompt.models.fake import FakeBackend
-from tprompt.cli import main
 from tprompt.stores import EventLog, StageStarted
 
 

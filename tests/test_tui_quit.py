@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_graph import SMALL
 
 from tprompt.graph import Runner, create_run, make_config
 from tprompt.graph import runner as runner_module
 from tprompt.stores import EventLog
 from tprompt.tui import create_app
-
-from test_graph import SMALL
 
 
 @pytest.fixture

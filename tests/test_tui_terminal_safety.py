@@ -17,6 +17,7 @@ import pytest
 from _tui_db import EVIL, EVIL_FAILED, EVIL_RUN, RAW, evil, screen_text
 from test_tui import open_run, table, wait_for
 from textual.widgets import Input, Select, Static, TextArea
+
 from tprompt._text import printable
 from tprompt.stores import EventLog
 from tprompt.tui import TPromptApp, create_app

@@ -23,7 +23,6 @@ from ..stores import EventLog
 from ..stores.control import request_pause
 from .widgets import LiteralTitles
 
-
 #: Longest a quit waits for the runs started here to reach a safe point (seconds).
 QUIT_WAIT_S = 120.0
 
@@ -89,7 +88,7 @@ class TPromptApp(LiteralTitles, App[None]):
                         markup=False, timeout=QUIT_WAIT_S)
             try:
                 await asyncio.wait_for(self.workers.wait_for_complete(busy), QUIT_WAIT_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass  # they still pause at their next safe point; the process ends after them
         self.exit()
 

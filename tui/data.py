@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, assert_never
 
 from rich.text import Text
-from typing_extensions import assert_never
 
 from .._text import printable, printable_json
 from ..errors import TPromptError
 from ..evaluator import registry as _registry  # noqa: F401  (registers the built-in plug-in metrics' labels)
+from ..metric_specs import known_first
 from ..stores import EventLog, RunState, StoredEvent, fold
+from ..stores.curves import Curve, score_curve
 from ..stores.events import (
     CandidateAnswered,
     CandidateJudged,
@@ -36,12 +37,11 @@ from ..stores.events import (
     StepRevised,
     TransferSelected,
 )
-from ..stores.curves import Curve, score_curve
-from ..metric_specs import known_first
 from ..stores.log import gc_paused
 from ..stores.projection import ScoredPrompt
 from ..stores.summary import RunSummary, best_of, best_scored, run_summaries, summarize
 from ._literal import LiteralText
+
 
 def fmt(value: float | None, digits: int = 3) -> str:
     """A number for a table cell: fixed digits, "-" when undefined."""

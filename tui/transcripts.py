@@ -13,6 +13,7 @@ from typing import Any
 from ..stores import EventLog
 from ..stores.transcripts import TranscriptRow, TranscriptStore
 
+
 @dataclass(frozen=True, slots=True)
 class CallDetail:
     """One call opened: its messages (role, text), the response and the sampling parameters."""

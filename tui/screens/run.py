@@ -56,11 +56,11 @@ from ..data import (
     fmt,
     graph_text,
     judgement_text,
-    spend_text,
     metric_names,
     one_line,
     payload_json,
     score_curve,
+    spend_text,
     state_digest,
     where,
 )
