@@ -36,8 +36,16 @@ def answer_text(log: EventLog, answered: CandidateAnswered, answer: Answer, exam
 
 
 def reference_of(example: Example | None) -> str:
-    """The reference answer the judge compares with ("" when there is none)."""
-    if example is None or not example.answer.strip():
+    """The reference answer the judge compares with ("" when there is none).
+
+    An open-ended row's references (one, or a list shown one per line), else the gold answer.
+    """
+    if example is None:
+        return ""
+    refs = [r.strip() for r in example.references if r.strip()]
+    if refs:
+        return refs[0] if len(refs) == 1 else "\n".join(f"- {r}" for r in refs)
+    if not example.answer.strip():
         return ""
     return f"{example.answer}) {example.answer_text}" if example.choices and example.answer_text else example.answer
 

@@ -308,3 +308,16 @@ def test_rescore_with_a_rubric_without_criteria_writes_nothing(tmp_path: Path) -
     out = tprompt(db, "rescore", run_id, "--rubric", str(rubric), check=False)
     assert out.returncode != 0 and "the rubric has no criteria" in out.stderr
     assert len(log.runs()) == runs and agents(db) == calls
+
+
+def test_an_open_ended_rows_references_are_the_judges_reference() -> None:
+    # was: "" for every open-ended row (only the gold answer was read), so faithfulness was never asked
+    from tprompt.evaluator.task_model import Example
+    from tprompt.graph.judging import reference_of
+
+    one = Example(id="x-1", question="Q?", references=("The conclusion.",))
+    two = Example(id="x-2", question="Q?", references=("First.", "Second."))
+    assert reference_of(one) == "The conclusion."
+    assert reference_of(two) == "- First.\n- Second."
+    assert reference_of(Example(id="x-3", question="Q?", answer="42")) == "42"
+    assert reference_of(Example(id="x-4", question="Q?", references=())) == ""
