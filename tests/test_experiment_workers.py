@@ -73,7 +73,7 @@ def wait_for_two_running(db: Path, proc: subprocess.Popen[str]) -> int:
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline and proc.poll() is None and most < 2:
         most = max(most, leases_held(db))
-        time.sleep(0.02)
+        time.sleep(0.02)  # the poll step: the loop waits on the leases table, DEADLINE bounds a hang
     return most
 
 
