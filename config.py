@@ -13,8 +13,9 @@ import json
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .rubric import Rubric
@@ -47,10 +48,12 @@ class RunConfig(BaseModel):
     original_prompt: str = Field(DEFAULT_ORIGINAL_PROMPT, description="The prompt the optimization starts from.")
     proposer: str = Field("smollm2", description="Model spec of the reference LLM that writes prompts.")
     scorer: str = Field("smollm2", description="Model spec of the scorer LLM that answers under them.")
-    base_url: str | None = Field(
+    base_url: str | list[str] | None = Field(
         None,
         description="API root of an OpenAI-compatible server for <provider>:<model> specs (proposer and scorer), "
-        "e.g. http://127.0.0.1:8000/v1; part of the cache key. Default: OPENAI_BASE_URL for openai: specs.",
+        "e.g. http://127.0.0.1:8000/v1, or a list of several serving the same model and revision (replicas: "
+        "requests are spread over them, a failing one is retried on another); part of the cache key. "
+        "Default: OPENAI_BASE_URL for openai: specs.",
     )
     prices: dict[str, tuple[Price, Price]] = Field(
         default_factory=dict,
@@ -109,7 +112,11 @@ class RunConfig(BaseModel):
         "candidates (tprompt review RUN), then resume.",
     )
     seed: int = Field(0, description="Seed of example sampling and of the proposer's sampling.")
-    concurrency: int = Field(4, ge=1, le=64, description="Candidates scored at once on API backends.")
+    concurrency: int = Field(
+        4, ge=1, le=64,
+        description="Requests in flight at once to each endpoint of an API model (with several base URLs, the run "
+        "sends up to this many to each, their sum in all).",
+    )
     request_timeout: float = Field(
         DEFAULT_REQUEST_TIMEOUT, gt=0, le=86_400,
         description="Seconds to wait for one request to a served (API) model before it is retried; "
@@ -124,6 +131,14 @@ class RunConfig(BaseModel):
         None, description="The judge's rubric: criteria, scale, instruction, version (default: relevance, "
         "coherence, fluency, faithfulness to the reference)."
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_urls(cls, value: str | list[str] | None) -> str | list[str] | None:
+        # A single string is kept as it was given (logs of every version store one); a list is new, and checked.
+        if isinstance(value, list):
+            return check_base_urls(value)
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -157,6 +172,45 @@ class RunConfig(BaseModel):
 
     def stage_steps(self, stage: str) -> int:
         return self.steps if stage == "source" else self.stage2_steps
+
+
+def check_base_url(url: str) -> str:
+    """``url`` without surrounding spaces or a trailing slash, if it is an http(s) URL with a host.
+
+    Raises:
+        ValueError: it is not one (the message says which).
+    """
+    text = url.strip().rstrip("/") if isinstance(url, str) else ""
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{url!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
+    return text
+
+
+def check_base_urls(urls: list[str]) -> list[str]:
+    """Several base URLs, each checked by :func:`check_base_url`: at least one, none twice.
+
+    Raises:
+        ValueError: the list is empty, holds a non-URL, or names an endpoint twice.
+    """
+    if not urls:
+        raise ValueError("the list of base URLs is empty: give at least one, e.g. [\"http://127.0.0.1:8000/v1\"]")
+    checked = [check_base_url(u) for u in urls]
+    twice = next((u for i, u in enumerate(checked) if u in checked[:i]), None)
+    if twice is not None:
+        raise ValueError(f"{twice} is listed twice: each endpoint once (--concurrency is per endpoint)")
+    return checked
+
+
+def base_urls(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """A ``base_url`` setting as a tuple of endpoints (empty without one)."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def make_config(values: dict[str, Any], *, where: str = "options") -> RunConfig:
@@ -302,6 +356,9 @@ __all__ = (
     "DEFAULT_ORIGINAL_PROMPT",
     "Mode",
     "RunConfig",
+    "base_urls",
+    "check_base_url",
+    "check_base_urls",
     "load_config_file",
     "load_rubric_file",
     "make_config",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import typer
 
+from ..config import check_base_url
 from ..errors import UsageError
 
 MODEL_OPTION = typer.Option(
@@ -21,10 +22,12 @@ MODEL_OPTION = typer.Option(
 BASE_URL_OPTION = typer.Option(
     None, "--base-url", metavar="URL",
     help="API root of an OpenAI-compatible server for openai:MODEL specs, e.g. http://127.0.0.1:8000/v1 "
-    "(default: OPENAI_BASE_URL). No key needed for a local server.",
+    "(default: OPENAI_BASE_URL). No key needed for a local server. Repeat it for several endpoints of the "
+    "same model and revision (replicas): requests are spread over them and fail over.",
 )
 CONCURRENCY_OPTION = typer.Option(
-    None, "--concurrency", metavar="N", help="Requests in flight at once to an API model (default 4)."
+    None, "--concurrency", metavar="N",
+    help="Requests in flight at once to an API model, on each of its endpoints (default 4).",
 )
 REQUEST_TIMEOUT_OPTION = typer.Option(
     None, "--request-timeout", metavar="SECONDS",
@@ -39,3 +42,23 @@ def check_model_options(concurrency: int | None, request_timeout: float | None) 
         raise UsageError(f"--concurrency must be between 1 and 64, not {concurrency}")
     if request_timeout is not None and not 0 < request_timeout <= 86_400:
         raise UsageError(f"--request-timeout must be a positive number of seconds (at most 86400), not {request_timeout:g}")
+
+
+def base_url_setting(urls: list[str] | None) -> str | list[str] | None:
+    """The run setting ``base_url`` from repeated ``--base-url``: None, one URL as a string, several as a list.
+
+    Raises:
+        UsageError: a value is not an http(s) URL, or one is given twice.
+    """
+    if not urls:
+        return None
+    checked: list[str] = []
+    for url in urls:
+        try:
+            checked.append(check_base_url(url))
+        except ValueError as exc:
+            raise UsageError(f"--base-url: {exc}") from exc
+        if checked[-1] in checked[:-1]:
+            raise UsageError(f"--base-url: {checked[-1]} is given twice: give each endpoint once "
+                             "(--concurrency is per endpoint)")
+    return checked[0] if len(checked) == 1 else checked

@@ -21,6 +21,7 @@ from ._model_options import (
     CONCURRENCY_OPTION,
     MODEL_OPTION,
     REQUEST_TIMEOUT_OPTION,
+    base_url_setting,
     check_model_options,
 )
 
@@ -56,7 +57,7 @@ def eval_cmd(
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help=f"The prompt to evaluate (the scorer's system message). Default: the original prompt of a run, {DEFAULT_PROMPT!r}."),
     prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="Read the prompt from this file instead (text, or a `tprompt export` JSON file)."),
     model: Optional[str] = MODEL_OPTION,
-    base_url: Optional[str] = BASE_URL_OPTION,
+    base_url: Optional[list[str]] = BASE_URL_OPTION,
     concurrency: Optional[int] = CONCURRENCY_OPTION,
     request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
     mode: str = typer.Option("auto", "--mode", help="auto (logprob where the task and model allow, as in `run`), generate (verbalized answer and confidence) or logprob (option probabilities; multiple-choice tasks)."),
@@ -75,6 +76,7 @@ def eval_cmd(
     # Validate everything before touching the database: a bad input writes nothing.
     model = DEFAULT_MODEL if model is None else model
     check_model_options(concurrency, request_timeout)
+    url = base_url_setting(base_url)
     text = _read_prompt(prompt, prompt_file)
     if mode not in ("auto", "generate", "logprob"):
         raise UsageError(f"unknown --mode {mode!r}", hint="use auto, generate or logprob")
@@ -89,7 +91,7 @@ def eval_cmd(
         check_mode(mode, the_task)
     from ..models import Recorder, get_model
 
-    backend = get_model(model, base_url=base_url, concurrency=concurrency, request_timeout=request_timeout)
+    backend = get_model(model, base_url=url, concurrency=concurrency, request_timeout=request_timeout)
     mode = resolve_mode(mode, the_task, backend)
     check_mode(mode, the_task, backend)
     rows = the_task.sample(examples, split=split, seed=seed)

@@ -19,6 +19,7 @@ from ._model_options import (
     CONCURRENCY_OPTION,
     MODEL_OPTION,
     REQUEST_TIMEOUT_OPTION,
+    base_url_setting,
     check_model_options,
 )
 from .run import execute, report
@@ -40,7 +41,7 @@ def fork(
     model: Optional[str] = MODEL_OPTION,
     proposer: Optional[str] = typer.Option(None, "--proposer", help="Model spec of the proposer."),
     scorer: Optional[str] = typer.Option(None, "--scorer", help="Model spec of the scorer."),
-    base_url: Optional[str] = BASE_URL_OPTION,
+    base_url: Optional[list[str]] = BASE_URL_OPTION,
     concurrency: Optional[int] = CONCURRENCY_OPTION,
     request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
     no_start: bool = typer.Option(False, "--no-start", help="Only create the fork; run it later with `tprompt resume`."),
@@ -51,6 +52,7 @@ def fork(
     Example: tprompt fork r-1a2b3c --from-prompt p-9f8e --target medqa_usmle --steps 3
     """
     check_model_options(concurrency, request_timeout)
+    url = base_url_setting(base_url)
     path = settings(ctx).db_path
     # Opening a missing file for writing would create an empty database.
     if not path.exists():
@@ -61,7 +63,7 @@ def fork(
     for key, value in (
         ("target_task", target), ("steps", steps), ("target_steps", target_steps), ("candidates", candidates),
         ("examples", examples), ("test_examples", test_examples), ("proposer", proposer), ("scorer", scorer),
-        ("base_url", base_url), ("concurrency", concurrency), ("request_timeout", request_timeout),
+        ("base_url", url), ("concurrency", concurrency), ("request_timeout", request_timeout),
     ):
         if value is not None:
             overrides[key] = value

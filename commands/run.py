@@ -28,6 +28,7 @@ from ._model_options import (
     CONCURRENCY_OPTION,
     MODEL_OPTION,
     REQUEST_TIMEOUT_OPTION,
+    base_url_setting,
     check_model_options,
 )
 from ._progress import RunProgress
@@ -200,7 +201,7 @@ def run(
     prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", metavar="FILE", help="Read the original prompt from a text file or a `tprompt export` JSON file."),
     seed: Optional[int] = typer.Option(None, "--seed", metavar="S", help=f"Seed of sampling. Default: {_default('seed')}."),
     name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="A label for the run."),
-    base_url: Optional[str] = BASE_URL_OPTION,
+    base_url: Optional[list[str]] = BASE_URL_OPTION,
     concurrency: Optional[int] = CONCURRENCY_OPTION,
     request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
     judge: Optional[str] = typer.Option(None, "--judge", metavar="SPEC", help="Model spec of an LLM judge that scores every answer on a rubric (metrics judge_<criterion>; weight them with the config's weights)."),
@@ -227,6 +228,7 @@ def run(
     """
     _check_max_cost(max_cost)
     check_model_options(concurrency, request_timeout)
+    url = base_url_setting(base_url)
     if prompt_file is not None:
         if prompt is not None:
             raise UsageError("give either --prompt or --prompt-file, not both")
@@ -240,7 +242,7 @@ def run(
         _options(
             source_tasks=source, target_task=target, proposer=proposer, scorer=scorer, steps=steps,
             candidates=candidates, top_k=top_k, examples=examples, test_examples=test_examples, mode=mode,
-            budget=budget, original_prompt=prompt, seed=seed, name=name, base_url=base_url, concurrency=concurrency,
+            budget=budget, original_prompt=prompt, seed=seed, name=name, base_url=url, concurrency=concurrency,
             request_timeout=request_timeout, review=review or None, judge=judge,
         )
     )

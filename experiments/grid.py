@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError, UnknownRun
+from ..config import check_base_urls
 from ..graph.config import RunConfig, make_config, read_settings_file
 from ..stores import EventLog
 from ..stores import experiments as experiments_table
@@ -68,10 +69,18 @@ class ModelPair(BaseModel):
     name: str | None = Field(None, description="Label in run names and tables (default: the scorer spec).")
     proposer: str = Field("smollm2", description="Model spec that writes candidate prompts.")
     scorer: str | None = Field(None, description="Model spec that answers the questions (default: the proposer).")
-    base_url: str | None = Field(None, description="OpenAI-compatible server of this row's API specs (run.base_url).")
+    base_url: str | list[str] | None = Field(
+        None, description="OpenAI-compatible server of this row's API specs, or a list of several serving the same "
+        "model and revision (run.base_url)."
+    )
     request_timeout: float | None = Field(
         None, gt=0, le=86_400, description="Seconds per request to this row's served models (run.request_timeout)."
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_urls(cls, value: str | list[str] | None) -> str | list[str] | None:
+        return check_base_urls(value) if isinstance(value, list) else value
 
     @property
     def scorer_spec(self) -> str:

@@ -21,6 +21,7 @@ from ..stores import EventLog
 from ..stores.events import Event, Stage, StoredEvent
 from ..stores.projection import RunState, fold
 from ..stores.summary import summarize
+from ..config import base_urls
 from .config import RunConfig
 from .rules import ScoreJob, stage_tasks, step_label
 
@@ -112,6 +113,11 @@ class RunContext:
     @property
     def scorer_is_remote(self) -> bool:
         return not self.config.scorer.startswith(_LOCAL_PREFIXES)
+
+    @property
+    def served_width(self) -> int:
+        """Requests a served scorer takes at once: ``concurrency`` on each of its endpoints."""
+        return self.config.concurrency * max(1, len(base_urls(self.config.base_url)))
 
     # -- pausing ---------------------------------------------------------------------------
 

@@ -189,7 +189,7 @@ def score(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     stage: Stage = run.stage  # type: ignore[assignment]
     step = run.in_flight or 0
     appended: list[StoredEvent] = []
-    width = ctx.config.concurrency if ctx.scorer_is_remote else 1
+    width = ctx.served_width if ctx.scorer_is_remote else 1
     for start in range(0, len(jobs), width):
         chunk = jobs[start : start + width]
         site = ctx.call_site(run, "scorer")  # job i's event will be appended at site.seq + i: its calls are filed there
@@ -244,8 +244,8 @@ def _answer(
     answers = answer_prompt(
         prompt, examples, task=task, model=ctx.scorer, recorder=site, mode=mode,  # type: ignore[arg-type]
         progress=_progress(runtime, label),
-        # A served scorer takes `concurrency` requests at once; a batch must hold that many.
-        batch_size=max(8, ctx.config.concurrency) if ctx.scorer_is_remote else LOCAL_SCORER_BATCH,
+        # A served scorer takes `concurrency` requests at once per endpoint; a batch must hold them all.
+        batch_size=max(8, ctx.served_width) if ctx.scorer_is_remote else LOCAL_SCORER_BATCH,
     )
     return mode, [
         Answer(example_id=a.example_id, parsed=a.parsed, confidence=a.confidence, followed_format=a.followed_format,

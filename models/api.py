@@ -8,10 +8,21 @@ Ollama's ``/v1``) needs no key, a placeholder is sent. The base URL is part of
 the backend's ``revision`` and so of every cache key: two servers never share
 answers.
 
-Requests go out in parallel, at most ``concurrency`` at a time per run
-(across examples and candidates: the bound is one semaphore per run's view of
-the backend, :meth:`ApiBackend.for_run`; the client and its connections are
-shared by every run of the process).
+Several base URLs (a list) are several endpoints of one model: vLLM
+data-parallel replicas, or several servers. Requests are spread over them
+(:mod:`._endpoints`), at most ``concurrency`` in flight on each; a request that
+fails on one with a retryable error (a lost connection, a 5xx, a 429, a
+timeout) is sent again at once to another, and the failing endpoint sits out a
+short cool-down. Only when every endpoint has failed do the retry rules below
+apply, as with one endpoint. The revision names the set of URLs (in any order),
+never the endpoint that answered, so the endpoints must serve the same model
+and revision. Whether log-probabilities come back is probed once, on whichever
+endpoint, for all: they are assumed to be the same kind of server.
+
+Requests go out in parallel, at most ``concurrency`` at a time per run and
+endpoint (across examples and candidates: the bound is held by each run's view
+of the backend, :meth:`ApiBackend.for_run`; the clients and their connections
+are shared by every run of the process).
 
 Every request to an OpenAI-compatible server waits at most ``request_timeout``
 seconds (default :data:`~.backend.DEFAULT_REQUEST_TIMEOUT`) for its answer. A
@@ -50,6 +61,7 @@ from typing import Any
 
 from ..config import DEFAULT_REQUEST_TIMEOUT
 from ..errors import BackendError, MissingCredentials, MissingExtra, TransientBackendError
+from ._endpoints import Health, Slots
 from .base import ChatBackend
 from .pricing import price_for
 from .types import ChatRequest, OptionsRequest
@@ -86,8 +98,14 @@ _RETRYABLE_NAMES = (
 )
 
 
-def resolve_base_url(provider: str, base_url: str | None) -> str | None:
-    """The base URL to use: the given one, else (openai only) ``OPENAI_BASE_URL``; without a trailing slash."""
+def resolve_base_url(provider: str, base_url: str | Sequence[str] | None) -> str | tuple[str, ...] | None:
+    """The base URL to use: the given one, else (openai only) ``OPENAI_BASE_URL``; without a trailing slash.
+
+    Several URLs come back as a tuple (one listed alone, as that string).
+    """
+    if base_url is not None and not isinstance(base_url, str):
+        urls = tuple(dict.fromkeys(u for u in (resolve_base_url(provider, one) for one in base_url) if u))
+        return urls[0] if len(urls) == 1 else urls or resolve_base_url(provider, None)  # type: ignore[return-value]
     if not base_url and provider == "openai":
         base_url = next((os.environ[v] for v in BASE_URL_ENV if os.environ.get(v)), None)
     return base_url.strip().rstrip("/") if base_url and base_url.strip() else None
@@ -100,8 +118,8 @@ class ApiBackend(ChatBackend):
         provider: a key of :data:`PROVIDERS`.
         model: the provider's model name (for a local server, what its ``/v1/models`` lists).
         spec: the spec string, ``provider:model``.
-        base_url: the server's API root, e.g. ``http://127.0.0.1:8000/v1``.
-        concurrency: requests in flight at once.
+        base_url: the server's API root, e.g. ``http://127.0.0.1:8000/v1``, or several (endpoints of one model).
+        concurrency: requests in flight at once on each endpoint.
         request_timeout: seconds to wait for one request (openai: per request; see the module doc).
 
     Raises:
@@ -116,7 +134,7 @@ class ApiBackend(ChatBackend):
         model: str,
         *,
         spec: str,
-        base_url: str | None = None,
+        base_url: str | Sequence[str] | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
@@ -128,10 +146,11 @@ class ApiBackend(ChatBackend):
                 hint=f"run `{install}`",
                 spec=spec,
             )
-        base_url = resolve_base_url(provider, base_url)
+        resolved = resolve_base_url(provider, base_url)
+        urls: tuple[str, ...] = (resolved,) if isinstance(resolved, str) else resolved or ()
         kwargs: dict[str, Any] = {}
         if key_var and not os.environ.get(key_var):
-            if not base_url:
+            if not urls:
                 raise MissingCredentials(
                     f"model {spec} needs an API key in the environment variable {key_var}",
                     hint=f"set {key_var} (it is read from the environment only and never stored), "
@@ -139,8 +158,6 @@ class ApiBackend(ChatBackend):
                     spec=spec,
                 )
             kwargs["api_key"] = PLACEHOLDER_KEY
-        if base_url:
-            kwargs["base_url"] = base_url
         if provider == "openai":
             kwargs["max_retries"] = 0  # retried in _invoke: a timeout must not be retried twice over
         elif provider == "anthropic":
@@ -150,28 +167,36 @@ class ApiBackend(ChatBackend):
         self.spec = spec
         self.provider = provider
         self.model_name = model
-        self.base_url = base_url
-        # The base URL identifies the server and so the answers; keys never appear here.
-        self.revision = f"{provider}:{model}" + (f"@{base_url}" if base_url else "")
-        self.price = price_for(provider, model, base_url=base_url)
-        self._gate = threading.BoundedSemaphore(max(1, concurrency))
+        self.base_urls = urls
+        self.base_url = ", ".join(urls) if urls else None  # in messages: the server(s) asked
+        # The base URLs identify the servers and so the answers (the set of them: never the one that
+        # answered, so several endpoints share one cache); keys never appear here.
+        self.revision = f"{provider}:{model}" + (f"@{','.join(sorted(urls))}" if urls else "")
+        self.price = price_for(provider, model, base_url=self.base_url)
         self._concurrency = max(1, concurrency)
+        self._health = Health(max(1, len(urls)))  # shared by every run's view: it is about the servers
+        self._slots = Slots(max(1, len(urls)), self._concurrency, self._health)
         self.request_timeout = float(request_timeout)
         self.abandoned: Callable[[], bool] | None = None
-        self._probe = _Probe()  # shared by every run's view: the server either returns logprobs or not
+        self._probe = _Probe()  # shared by every run's view: the servers either return logprobs or not
         try:
-            self._model = init_chat_model(model, model_provider=provider, **kwargs)
+            self._models = [init_chat_model(model, model_provider=provider, **kwargs, **({"base_url": u} if u else {}))
+                            for u in urls or (None,)]
         except Exception as exc:  # the provider package validates its own settings
             raise BackendError(f"cannot set up model {spec}: {_first_line(exc)}") from exc
 
     @property
     def chat_model(self):
-        return self._model
+        return self._models[0]
 
     @property
     def concurrency(self) -> int:
-        """Requests in flight at once (over every thread using this view of the backend)."""
-        return self._concurrency
+        """Requests in flight at once over every endpoint (``concurrency`` on each) and every thread of this view."""
+        return self._slots.total
+
+    def in_flight(self) -> list[int]:
+        """Requests this view has in flight now, per endpoint (in the order of :attr:`base_urls`)."""
+        return self._slots.in_flight()
 
     def for_run(
         self,
@@ -180,10 +205,11 @@ class ApiBackend(ChatBackend):
         request_timeout: float | None = None,
         abandoned: Callable[[], bool] | None = None,
     ) -> ApiBackend:
-        """A view for one run: the same client, cache identity and probe; its own gate, timeout and abandon check."""
+        """A view for one run: the same clients, cache identity, probe and endpoint health; its own slots
+        (``concurrency`` per endpoint), timeout and abandon check."""
         view = copy.copy(self)
         view._concurrency = max(1, int(concurrency)) if concurrency is not None else self._concurrency
-        view._gate = threading.BoundedSemaphore(view._concurrency)
+        view._slots = Slots(len(self._models), view._concurrency, self._health)
         if request_timeout is not None:
             view.request_timeout = float(request_timeout)
         view.abandoned = abandoned
@@ -237,7 +263,8 @@ class ApiBackend(ChatBackend):
 
     def option_probs(self, requests: Sequence[OptionsRequest]) -> list[tuple[tuple[float, ...], int]]:
         if not self.supports_option_probs:
-            where = f"the server at {self.base_url}" if self.base_url else f"provider {self.provider}"
+            servers = "servers" if len(self.base_urls) > 1 else "server"
+            where = f"the {servers} at {self.base_url}" if self.base_url else f"provider {self.provider}"
             raise BackendError(
                 f"model {self.spec}: {where} returns no token log-probabilities, so answer options cannot be scored",
                 hint="use --mode generate (or auto, which falls back to it)",
@@ -259,27 +286,45 @@ class ApiBackend(ChatBackend):
     # -- shared machinery -----------------------------------------------------------------------
 
     def _invoke(self, messages: list[dict[str, str]], **kwargs: Any) -> Any:
-        """One request, through this view's gate; 429/5xx/connection errors retried, a timeout raised at once."""
+        """One request, on a free endpoint of this view; 429/5xx/connection errors retried, a timeout raised at once.
+
+        With several endpoints, a retryable failure on one (a timeout too) marks it down and sends the
+        request to another at once; once it has failed on every endpoint that is up, the rules of one
+        endpoint apply.
+        """
         if self.provider == "openai":
             kwargs["timeout"] = self.request_timeout  # per request: views of one client differ
         attempt = 0
+        tried: set[int] = set()
         while True:
-            with self._gate:
+            with self._slots.slot(avoid=tried) as index:
                 try:
-                    return self._model.invoke(messages, **kwargs)
+                    answer = self._models[index].invoke(messages, **kwargs)
                 except Exception as exc:
-                    error, cause = self._error(exc), exc
+                    error, cause = self._error(exc, index), exc
+                else:
+                    self._health.mark_up(index)
+                    return answer
+            abandoned = bool(self.abandoned and self.abandoned())
+            if len(self._models) > 1 and error.is_retryable and not abandoned:
+                self._health.mark_down(index, getattr(error, "retry_after", None))
+                tried.add(index)
+                up = self._health.up()
+                if any(up[i] and i not in tried for i in range(len(up))):
+                    continue  # failover: another endpoint, at once (not one of the retries below)
             retry = (self.provider == "openai" and error.is_retryable and not getattr(error, "timed_out", False)
-                     and attempt < CLIENT_RETRIES and not (self.abandoned and self.abandoned()))
+                     and attempt < CLIENT_RETRIES and not abandoned)
             if not retry:
                 raise error from cause
             wait = getattr(error, "retry_after", None)
             time.sleep(min(MAX_RETRY_WAIT_S, wait if wait is not None else 0.5 * 2**attempt))
             attempt += 1
+            tried.clear()
 
-    def _error(self, exc: BaseException) -> BackendError:
-        """A provider exception as a tprompt error, in words that name the server."""
-        where = f"the server at {self.base_url}" if self.base_url else f"provider {self.provider}"
+    def _error(self, exc: BaseException, index: int = 0) -> BackendError:
+        """A provider exception as a tprompt error, in words that name the server (endpoint ``index``)."""
+        url = self.base_urls[index] if self.base_urls else None
+        where = f"the server at {url}" if url else f"provider {self.provider}"
         name = type(exc).__name__
         if not isinstance(exc, BackendError) and ("Timeout" in name or isinstance(exc, TimeoutError)):
             return TransientBackendError(
@@ -300,7 +345,7 @@ class ApiBackend(ChatBackend):
         """``one`` over ``requests`` in order, up to :attr:`concurrency` at once; the first error is raised."""
         if len(requests) <= 1:
             return [one(r) for r in requests]
-        with ThreadPoolExecutor(max_workers=min(len(requests), self._concurrency)) as pool:
+        with ThreadPoolExecutor(max_workers=min(len(requests), self.concurrency)) as pool:
             futures = [pool.submit(one, r) for r in requests]
             return [f.result() for f in futures]
 

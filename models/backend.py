@@ -77,14 +77,14 @@ class LazyBackend(ChatBackend):
         return getattr(self.backend(), name)
 
 
-_models: dict[tuple[str, str | None], ChatBackend] = {}
+_models: dict[tuple[str, str | tuple[str, ...] | None], ChatBackend] = {}
 _models_lock = threading.Lock()
 
 
 def get_model(
     spec: str = DEFAULT_MODEL,
     *,
-    base_url: str | None = None,
+    base_url: str | Sequence[str] | None = None,
     concurrency: int | None = None,
     request_timeout: float | None = None,
     abandoned: Callable[[], bool] | None = None,
@@ -93,7 +93,8 @@ def get_model(
 
     ``base_url`` points a ``<provider>:<model>`` spec at a server of its own
     (an OpenAI-compatible ``.../v1``); without it ``openai:`` specs read
-    ``OPENAI_BASE_URL``. Given any of ``concurrency`` (requests in flight),
+    ``OPENAI_BASE_URL``; a list of several is one model behind several
+    endpoints (see :mod:`.api`). Given any of ``concurrency`` (requests in flight, per endpoint),
     ``request_timeout`` (seconds per request) or ``abandoned`` (see
     :meth:`ChatBackend.for_run`), the answer is a new view of the shared
     backend with those settings; the shared backend keeps its own.
@@ -110,23 +111,22 @@ def get_model(
         )
     spec = spec.strip()
     kind = spec.partition(":")[0]
-    if kind in ("fake", "hf", "smollm2"):
-        base_url = None  # local backends have no server
-    else:
+    where: str | tuple[str, ...] | None = None  # local backends have no server
+    if kind not in ("fake", "hf", "smollm2"):
         from .api import resolve_base_url
 
-        base_url = resolve_base_url(kind, base_url)
+        where = resolve_base_url(kind, base_url)
     with _models_lock:
-        model = _models.get((spec, base_url))
+        model = _models.get((spec, where))
         if model is None:
-            model = _load(spec, base_url)
-            _models[(spec, base_url)] = model
+            model = _load(spec, where)
+            _models[(spec, where)] = model
     if concurrency is None and request_timeout is None and abandoned is None:
         return model
     return model.for_run(concurrency=concurrency, request_timeout=request_timeout, abandoned=abandoned)
 
 
-def _load(spec: str, base_url: str | None = None) -> ChatBackend:
+def _load(spec: str, base_url: str | tuple[str, ...] | None = None) -> ChatBackend:
     kind, _, rest = spec.partition(":")
     if kind == "fake":
         from .fake import FakeBackend

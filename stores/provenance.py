@@ -181,11 +181,13 @@ def _setting(config: Any, key: str) -> Any:
     return getattr(config, key, None)
 
 
-def _models(config: Any) -> dict[str, str | None]:
+def _models(config: Any) -> dict[str, Any]:
+    urls = _setting(config, "base_url")
     return {
         "proposer": _setting(config, "proposer"),
         "scorer": _setting(config, "scorer"),
-        "base_url": public_url(_setting(config, "base_url")),
+        # several endpoints (a list) stay a list, each made public
+        "base_url": [public_url(u) for u in urls] if isinstance(urls, (list, tuple)) else public_url(urls),
     }
 
 

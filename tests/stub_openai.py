@@ -9,7 +9,10 @@ speaks ``POST /v1/chat/completions``. Its ``mode`` can change while it runs:
 - ``hang``: accepts the request and never answers (until the server closes);
 - ``empty``: a 200 whose ``choices`` list is empty;
 - ``answer`` with ``hang_after=N``: the first N requests are answered, every
-  later one hangs (a run then has finished calls and calls in flight).
+  later one hangs (a run then has finished calls and calls in flight);
+- ``answer`` with ``fail_after=N``: the first N requests are answered, every
+  later one gets a 503 (``failures`` counts them): a replica that went bad.
+  Closing the server (:meth:`StubServer.close`) makes it refuse connections.
 
 ``gather=K`` holds each answered request until K are in flight or
 ``gather_s`` passes, so a test can see how many a client sends at once.
@@ -55,10 +58,12 @@ def deterministic_answer(body: dict) -> dict:
 class StubServer:
     """The server; see the module doc. ``answered``/``held`` count requests answered and hanging now."""
 
-    def __init__(self, mode: str = "answer", *, hang_after: int | None = None, gather: int = 0,
-                 gather_s: float = 0.3) -> None:
+    def __init__(self, mode: str = "answer", *, hang_after: int | None = None, fail_after: int | None = None,
+                 gather: int = 0, gather_s: float = 0.3) -> None:
         self.mode = mode
         self.hang_after = hang_after
+        self.fail_after = fail_after
+        self.failures = 0
         self.gather, self.gather_s = gather, gather_s
         self.received = 0
         self.answered = 0
@@ -78,12 +83,25 @@ class StubServer:
                     n = outer.received
                     outer.received += 1
                     hang = outer.mode == "hang" or (outer.hang_after is not None and n >= outer.hang_after)
-                    if hang:
+                    fail = outer.fail_after is not None and n >= outer.fail_after
+                    if fail:
+                        outer.failures += 1
+                    elif hang:
                         outer.held += 1
                     else:
                         outer.in_flight += 1
                         outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
                     outer.state.notify_all()
+                if fail:
+                    data = json.dumps({"error": {"message": "stub: replica unavailable", "type": "server_error"}})
+                    self.send_response(503)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data.encode())
+                    with outer.state:
+                        outer.state.notify_all()
+                    return
                 if hang:
                     outer.closing.wait()  # never answers while the server runs
                     self.close_connection = True
