@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import ConfigError, UnknownRun
 from ..config import check_base_urls
+from ..errors import ConfigError, UnknownRun
 from ..graph.config import RunConfig, make_config, read_settings_file
 from ..stores import EventLog
 from ..stores import experiments as experiments_table

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ..config import base_urls
 from ..evaluator import Example, ObjectiveWeights, Task, load_task, objective, resolve_mode
 from ..evaluator.registry import MetricSet, resolve_metrics, run_weights
 from ..models import ChatBackend, Recorder
@@ -21,7 +22,6 @@ from ..stores import EventLog
 from ..stores.events import Event, Stage, StoredEvent
 from ..stores.projection import RunState, fold
 from ..stores.summary import summarize
-from ..config import base_urls
 from .config import RunConfig
 from .rules import ScoreJob, stage_tasks, step_label
 

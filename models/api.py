@@ -180,8 +180,8 @@ class ApiBackend(ChatBackend):
         self.abandoned: Callable[[], bool] | None = None
         self._probe = _Probe()  # shared by every run's view: the servers either return logprobs or not
         try:
-            self._models = [init_chat_model(model, model_provider=provider, **kwargs, **({"base_url": u} if u else {}))
-                            for u in urls or (None,)]
+            self._models = [init_chat_model(model, model_provider=provider, **_with_url(kwargs, url))
+                            for url in urls or (None,)]
         except Exception as exc:  # the provider package validates its own settings
             raise BackendError(f"cannot set up model {spec}: {_first_line(exc)}") from exc
 
@@ -348,6 +348,11 @@ class ApiBackend(ChatBackend):
         with ThreadPoolExecutor(max_workers=min(len(requests), self.concurrency)) as pool:
             futures = [pool.submit(one, r) for r in requests]
             return [f.result() for f in futures]
+
+
+def _with_url(kwargs: dict[str, Any], url: str | None) -> dict[str, Any]:
+    """A client's settings, with its endpoint's base URL when it has one."""
+    return {**kwargs, "base_url": url} if url else dict(kwargs)
 
 
 class _Probe:

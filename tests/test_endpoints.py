@@ -19,13 +19,11 @@ from typing import Any
 
 import pytest
 import stub_openai
-from stub_openai import StubServer
 
 from tprompt.errors import ConfigError, ModelCallFailed
 from tprompt.graph import Runner, create_run, make_config
 from tprompt.graph.api import comparable_events
-from tprompt.models import ChatRequest, Recorder, get_model
-from tprompt.models import _endpoints, api
+from tprompt.models import ChatRequest, Recorder, _endpoints, api, get_model
 from tprompt.models.api import CLIENT_RETRIES, ApiBackend
 from tprompt.stores import EventLog
 
