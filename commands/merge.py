@@ -30,7 +30,7 @@ def merge(
     if json_:
         print_json({"into": str(into), **asdict(counts)})
         return
-    out.print(Text(f"{printable(str(into))}: {counts.describe()}"))
+    out.print(Text(f"{printable(str(into))}: {counts.describe()}"), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -457,7 +457,7 @@ def merge_files(sources: Sequence[Path], into: Path) -> MergeCounts:
             if len(unique) <= MAX_ATTACHED:
                 return merge_many(dst, unique)
             with _scratch(into) as tmp:
-                built = _build(unique, tmp)
+                built = _build(unique, tmp, lineage=False)
                 merged = merge_many(dst, [tmp], labels=[f"the {len(unique)} files merged"])
             return MergeCounts(**{**_as_dict(merged), "cache_kept": merged.cache_kept + built.cache_kept})
     with _scratch(into) as tmp:
@@ -482,37 +482,39 @@ def _scratch(into: Path) -> Iterator[Path]:
                 leftover.unlink()
 
 
-def _build(sources: Sequence[Path], tmp: Path) -> MergeCounts:
-    """A new database at ``tmp`` holding every source; checked whole, closed when returned."""
+def _build(sources: Sequence[Path], tmp: Path, *, lineage: bool = True) -> MergeCounts:
+    """A new database at ``tmp`` holding every source; checked whole, closed when returned.
+
+    ``lineage=False``: a fork's parent may be missing (the file is merged on into one that may hold it).
+    """
     names = [str(s) for s in sources]
     with Store(tmp) as store:
-        if len(sources) <= MAX_ATTACHED:
-            counts = merge_many(store, sources)
-        else:
-            # Several transactions (SQLite attaches at most 10 files): a fork may come in a group before its
-            # parent, so foreign keys wait for the one check at the end. The file is not in place yet.
-            with store.reading() as conn:
-                conn.execute("PRAGMA foreign_keys = OFF")
-            counts = MergeCounts()
-            for start in range(0, len(sources), MAX_ATTACHED):
-                counts += _merge(store, sources[start : start + MAX_ATTACHED], run_ids=None, labels=None,
-                                 lineage=False)
-            with store.reading() as conn:
+        # Groups of sources in several transactions (SQLite attaches at most 10 files): a fork may come
+        # in a group before its parent, so foreign keys wait for the one check at the end. The file is
+        # not in place yet, so the groups need not be one transaction.
+        with store.reading() as conn:
+            conn.execute("PRAGMA foreign_keys = OFF")
+        counts = MergeCounts()
+        for start in range(0, len(sources), MAX_ATTACHED):
+            counts += _merge(store, sources[start : start + MAX_ATTACHED], run_ids=None, labels=None, lineage=False)
+        with store.reading() as conn:
+            if lineage:
                 check_lineage(conn, names)
-                conn.execute("PRAGMA foreign_keys = ON")
-        problems = integrity_problems(store)
+            conn.execute("PRAGMA foreign_keys = ON")
+        problems = integrity_problems(store, foreign_keys=lineage)
         if problems:
             raise DatabaseDamaged(f"the merged file {tmp} fails its integrity check ({problems[0]})",
                                   hint="nothing was written; report this as a bug")
     return counts
 
 
-def integrity_problems(store: Store) -> list[str]:
-    """``PRAGMA integrity_check``'s findings (up to 5); empty when the file is sound."""
+def integrity_problems(store: Store, *, foreign_keys: bool = True) -> list[str]:
+    """``PRAGMA integrity_check``'s findings (up to 5), and ``foreign_key_check``'s; empty when the file is sound."""
     with store.reading() as conn:
         rows = [r[0] for r in conn.execute("PRAGMA integrity_check(5)")]
-        rows += [f"foreign key: {r[0]} row {r[1]} names a missing {r[2]} row"
-                 for r in conn.execute("PRAGMA foreign_key_check").fetchall()[:5]]
+        if foreign_keys:
+            rows += [f"foreign key: {r[0]} row {r[1]} names a missing {r[2]} row"
+                     for r in conn.execute("PRAGMA foreign_key_check").fetchall()[:5]]
     return [] if rows == ["ok"] else [r for r in rows if r != "ok"]
 
 
