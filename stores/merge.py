@@ -167,15 +167,21 @@ def merge_into(dst: Store, source: Path, *, run_ids: Collection[str] | None = No
 
 
 def merge_many(
-    dst: Store, sources: Sequence[Path], *, run_ids: Collection[str] | None = None, labels: Sequence[str] | None = None
+    dst: Store,
+    sources: Sequence[Path],
+    *,
+    run_ids: Collection[str] | None = None,
+    labels: Sequence[str] | None = None,
+    checked: bool = False,
 ) -> MergeCounts:
     """Merge up to :data:`MAX_ATTACHED` sources into ``dst`` in one write transaction; see :func:`merge_into`.
 
-    ``labels`` name the sources in error messages (default: their paths).
+    ``labels`` name the sources in error messages (default: their paths); ``checked``: the caller
+    has passed each source through :func:`check_source` already.
     """
     if len(sources) > MAX_ATTACHED:
         raise ValueError(f"merge_many takes at most {MAX_ATTACHED} sources at once")
-    return _merge(dst, sources, run_ids=run_ids, labels=labels, lineage=True)
+    return _merge(dst, sources, run_ids=run_ids, labels=labels, lineage=True, checked=checked)
 
 
 def _merge(
@@ -185,6 +191,7 @@ def _merge(
     run_ids: Collection[str] | None,
     labels: Sequence[str] | None,
     lineage: bool,
+    checked: bool = False,
 ) -> MergeCounts:
     if dst.readonly:
         raise ReadOnlyDatabase(f"{dst.path} was opened read-only; cannot merge into it")
@@ -193,7 +200,8 @@ def _merge(
     for source in sources:
         if dst.path != ":memory:" and Path(dst.path).exists() and os.path.samefile(source, dst.path):
             raise UsageError(f"{source} is the database merged into", hint="merge it into another file")
-        check_source(source)
+        if not checked:  # merge_files checked them all before creating anything
+            check_source(source)
     total = MergeCounts()
     with dst._lock, _attached(dst, sources) as aliases, immediate(dst._conn, dst.path) as conn:
         if lineage:
@@ -455,10 +463,10 @@ def merge_files(sources: Sequence[Path], into: Path) -> MergeCounts:
     if into.exists():
         with Store(into, create=False) as dst:
             if len(unique) <= MAX_ATTACHED:
-                return merge_many(dst, unique)
+                return merge_many(dst, unique, checked=True)
             with _scratch(into) as tmp:
                 built = _build(unique, tmp, lineage=False)
-                merged = merge_many(dst, [tmp], labels=[f"the {len(unique)} files merged"])
+                merged = merge_many(dst, [tmp], labels=[f"the {len(unique)} files merged"], checked=True)
             return MergeCounts(**{**_as_dict(merged), "cache_kept": merged.cache_kept + built.cache_kept})
     with _scratch(into) as tmp:
         counts = _build(unique, tmp)
@@ -496,7 +504,8 @@ def _build(sources: Sequence[Path], tmp: Path, *, lineage: bool = True) -> Merge
             conn.execute("PRAGMA foreign_keys = OFF")
         counts = MergeCounts()
         for start in range(0, len(sources), MAX_ATTACHED):
-            counts += _merge(store, sources[start : start + MAX_ATTACHED], run_ids=None, labels=None, lineage=False)
+            counts += _merge(store, sources[start : start + MAX_ATTACHED], run_ids=None, labels=None, lineage=False,
+                             checked=True)
         with store.reading() as conn:
             if lineage:
                 check_lineage(conn, names)

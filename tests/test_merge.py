@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,8 +191,8 @@ def test_conflicting_run_is_refused_naming_run_and_seq(base: dict, tmp_path: Pat
         Runner(log, "r-prefix").run()
     with EventLog(right) as log:
         log.append("r-prefix", [RunFailed(error="stopped by hand")])
-    with EventLog(left, readonly=True) as l, EventLog(right, readonly=True) as r:
-        pairs = zip(l.raw_events("r-prefix"), r.raw_events("r-prefix"))
+    with EventLog(left, readonly=True) as lo, EventLog(right, readonly=True) as ro:
+        pairs = zip(lo.raw_events("r-prefix"), ro.raw_events("r-prefix"))
         first = next(x[1] for x, y in pairs if x[2:6] != y[2:6])
     assert first > 1
     dst_hash = digest(left)
