@@ -277,6 +277,10 @@ def test_fork_merges_with_its_parent_from_another_file(base: dict, tmp_path: Pat
     assert code == 0, err
     shown = json.loads(out)
     assert shown["status"] == "completed" and shown["parent_run_id"] == parent
+    shot = tmp_path / "fork.svg"
+    code, _, err = cli("--db", str(into), "ui", fork, "--screenshot", str(shot))  # the UI opens the fork
+    assert code == 0, err
+    assert fork in shot.read_text(encoding="utf-8").replace("&#160;", " ")
     with EventLog(into, readonly=True) as merged, EventLog(base["a"], readonly=True) as a:
         state = merged.state(fork)
         point = state.parent_seq
@@ -418,3 +422,16 @@ def test_many_sources_for_an_existing_file_are_merged_at_once(base: dict, tmp_pa
     assert integrity(dst) == [("ok",)]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dst")]
     assert keys(dst, "events") == keys(base["a"], "events") | keys(base["b"], "events") | keys(base["fork_only"], "events")
+
+
+def test_merge_has_help_with_an_example_and_json(base: dict, tmp_path: Path, cli) -> None:
+    code, out, _ = cli("merge", "--help")
+    assert code == 0 and "Example: tprompt merge" in out
+    code, out, err = cli("merge", str(base["b"]), "--into", str(tmp_path / "b2.db"), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["runs"] == len(keys(base["b"], "runs")) and data["events"] == len(keys(base["b"], "events"))
+    assert data["into"] == str(tmp_path / "b2.db")
+    code, _, err = cli("merge", "--into", str(tmp_path / "c.db"))
+    one_line_error(code, err)
+    assert not (tmp_path / "c.db").exists()
