@@ -435,3 +435,41 @@ def test_merge_has_help_with_an_example_and_json(base: dict, tmp_path: Path, cli
     code, _, err = cli("merge", "--into", str(tmp_path / "c.db"))
     one_line_error(code, err)
     assert not (tmp_path / "c.db").exists()
+
+
+def test_a_fork_past_the_end_of_its_parents_merged_log_is_refused(base: dict, tmp_path: Path) -> None:
+    # The parent's file holds a shorter copy of its log than the fork point: the fork's history would have a hole.
+    forked = copy(base["long"], tmp_path / "forked.db")
+    with EventLog(forked) as log:
+        point = log.last_seq("r-prefix") - 1
+        fork = fork_run(log, "r-prefix", at_seq=point, validate=False)
+    alone = without_run(forked, tmp_path / "alone.db", "r-prefix")
+    short_last = len(rows(base["short"], "events"))
+    assert short_last < point
+    with pytest.raises(MissingForkParent, match=f"at seq {point}.*up to seq {short_last}"):
+        merge_files([alone, base["short"]], tmp_path / "bad.db")
+    assert not (tmp_path / "bad.db").exists()
+    counts = merge_files([alone, base["short"], base["long"]], tmp_path / "good.db")
+    assert counts.runs == 2
+    with EventLog(tmp_path / "good.db", readonly=True) as log:
+        assert log.last_seq(fork) == point + 1
+
+
+def test_a_run_forked_differently_in_two_files_is_refused(base: dict, tmp_path: Path) -> None:
+    left, right = copy(base["long"], tmp_path / "left.db"), copy(base["long"], tmp_path / "right.db")
+    for path, at in ((left, 3), (right, 4)):
+        with EventLog(path) as log:
+            fork_run(log, "r-prefix", at_seq=at, validate=False)
+            fork_id = log.runs()[-1].run_id
+        with sqlite3.connect(path) as conn:  # the same id for both forks, as two machines might have drawn
+            conn.execute("PRAGMA foreign_keys = OFF")
+            conn.execute("DROP TRIGGER events_no_update")
+            conn.execute("UPDATE events SET run_id = 'r-fork', event_id = 'r-fork:forked' WHERE run_id = ?", (fork_id,))
+            conn.execute("UPDATE run_summaries SET run_id = 'r-fork' WHERE run_id = ?", (fork_id,))
+            conn.execute("UPDATE runs SET run_id = 'r-fork' WHERE run_id = ?", (fork_id,))
+            conn.execute("CREATE TRIGGER events_no_update BEFORE UPDATE ON events"
+                         " BEGIN SELECT RAISE(ABORT, 'tprompt events are immutable'); END")
+    before = dump(left)
+    with Store(left) as store, pytest.raises(MergeConflict, match="r-fork.*at seq 3.*at seq 4"):
+        merge_into(store, right)
+    assert dump(left) == before
