@@ -200,6 +200,11 @@ def test_conflicting_run_is_refused_naming_run_and_seq(base: dict, tmp_path: Pat
     line = one_line_error(code, err)
     assert "r-prefix" in line and f"seq {first}" in line
     assert digest(left) == dst_hash
+    # A good source before the bad one in the same merge: its rows go back out with the rest.
+    before = dump(left)
+    code, _, err = cli("merge", str(base["b"]), str(right), "--into", str(left))
+    assert f"seq {first}" in one_line_error(code, err)
+    assert dump(left) == before and not keys(left, "runs") & keys(base["b"], "runs")
     new = tmp_path / "new.db"
     code, _, err = cli("merge", str(left), str(right), "--into", str(new))
     assert "r-prefix" in one_line_error(code, err) and f"seq {first}" in err
