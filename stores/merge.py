@@ -46,7 +46,7 @@ from ..errors import (
     UnknownRun,
     UsageError,
 )
-from .db import Store, _check_and_migrate, immediate, reader_uri, translate
+from .db import Store, _check_and_migrate, default_busy_timeout, immediate, reader_uri, translate
 
 #: Sources attached to one connection at once (SQLite allows 10 by default; the temp schema is apart).
 MAX_ATTACHED = 8
@@ -120,7 +120,7 @@ def check_source(source: Path) -> None:
     if source.stat().st_size == 0:
         raise NotATPromptDatabase(f"{name} is empty, not a tprompt database", hint="name a tprompt database")
     try:
-        conn = sqlite3.connect(reader_uri(name), uri=True)
+        conn = sqlite3.connect(reader_uri(name), uri=True, timeout=default_busy_timeout())
     except sqlite3.Error as exc:
         raise translate(exc, name) from exc
     try:
@@ -198,7 +198,7 @@ def _merge(
     sources = [Path(s) for s in sources]
     names = list(labels) if labels is not None else [str(s) for s in sources]
     for source in sources:
-        if dst.path != ":memory:" and Path(dst.path).exists() and os.path.samefile(source, dst.path):
+        if _same_file(source, Path(dst.path)):
             raise UsageError(f"{source} is the database merged into", hint="merge it into another file")
         if not checked:  # merge_files checked them all before creating anything
             check_source(source)
@@ -213,6 +213,13 @@ def _merge(
         if lineage:
             check_lineage(conn, names)
     return total
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is missing (or ":memory:"): they are not one file
+        return False
 
 
 @contextlib.contextmanager
@@ -448,9 +455,9 @@ def merge_files(sources: Sequence[Path], into: Path) -> MergeCounts:
     into = Path(into)
     unique: list[Path] = []
     for source in map(Path, sources):
-        if into.exists() and source.exists() and os.path.samefile(source, into):
+        if _same_file(source, into):
             raise UsageError(f"{source} is the file merged into (--into {into})", hint="name another --into file")
-        if not any(source.exists() and u.exists() and os.path.samefile(source, u) for u in unique):
+        if not any(_same_file(source, u) for u in unique):
             unique.append(source)
     if not unique:
         raise UsageError("no databases to merge", hint="e.g. tprompt merge a.db b.db --into all.db")

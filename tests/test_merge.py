@@ -20,6 +20,7 @@ from tprompt.errors import (
     MissingForkParent,
     NotATPromptDatabase,
     SchemaTooNew,
+    StoreError,
     UnknownRun,
     UsageError,
 )
@@ -232,7 +233,7 @@ def test_a_prefix_is_extended_to_the_longer_log(base: dict, tmp_path: Path, orde
     assert integrity(dst) == [("ok",)]
 
 
-@pytest.mark.parametrize("bad", ["truncated", "foreign_sqlite", "text", "empty", "newer"])
+@pytest.mark.parametrize("bad", ["truncated", "foreign_sqlite", "text", "empty", "newer", "missing", "folder"])
 def test_a_bad_source_is_refused_and_nothing_is_written(base: dict, tmp_path: Path, cli, bad: str) -> None:
     source = tmp_path / f"{bad}.db"
     expected: type[Exception]
@@ -250,11 +251,16 @@ def test_a_bad_source_is_refused_and_nothing_is_written(base: dict, tmp_path: Pa
     elif bad == "empty":
         source.touch()
         expected = NotATPromptDatabase
-    else:
+    elif bad == "newer":
         copy(base["b"], source)
         with sqlite3.connect(source) as conn:
             conn.execute("PRAGMA user_version = 99")
         expected = SchemaTooNew
+    elif bad == "missing":
+        expected = StoreError
+    else:
+        source.mkdir()
+        expected = StoreError
     dst = copy(base["a"], tmp_path / "dst.db")
     dst_hash = digest(dst)
     code, _, err = cli("merge", str(base["b"]), str(source), "--into", str(dst))
