@@ -30,7 +30,8 @@ Mode = Literal["auto", "generate", "logprob"]
 #: How a local model computes: fp32 weights, bf16 (CPUs with native bf16 matmul) or dynamic int8 linears.
 Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "int8")
-#: fp32: int8 agrees with it on 95-97% of answers only (docs/models.md), below the 97% bar on each task.
+#: fp32: neither bf16 (92.5-100% argmax agreement per task) nor int8 (49-87%) reaches 97% on each task
+#: (benchmarks/bench_precision.py, docs/models.md).
 DEFAULT_PRECISION: Precision = "fp32"
 
 
