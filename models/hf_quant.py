@@ -130,23 +130,30 @@ def quantize_stock(model) -> None:
     qconfig, so the stock layers (the shared prefix's pass, models without the
     fused pass) and the fused ones compute with the same int8 weights.
     """
+    import warnings
+
     import torch
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     _use_int8_engine()
-    quantize_dynamic(model.base_model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+    with warnings.catch_warnings():  # the same deprecation note as in _quantize_per_channel
+        warnings.simplefilter("ignore", UserWarning)
+        quantize_dynamic(model.base_model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
 
 def _quantize_per_channel(w):
     """``w`` (out, in) quantized as torch's per-channel dynamic qconfig quantizes a Linear's weight."""
+    import warnings
+
+    import torch
     from torch.ao.quantization import per_channel_dynamic_qconfig
 
     observer = per_channel_dynamic_qconfig.weight()
     observer(w)
     scale, zero_point = observer.calculate_qparams()
-    import torch
-
-    return torch.quantize_per_channel(w, scale.float(), zero_point.long(), 0, torch.qint8)
+    with warnings.catch_warnings():  # torch 2.13 marks quantized tensors deprecated; its dynamic Linear uses them too
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.quantize_per_channel(w, scale.float(), zero_point.long(), 0, torch.qint8)
 
 
 def _use_int8_engine() -> str:
