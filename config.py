@@ -28,6 +28,17 @@ DEFAULT_ORIGINAL_PROMPT = "Answer the question."
 DEFAULT_REQUEST_TIMEOUT = 180.0
 
 Mode = Literal["auto", "generate", "logprob"]
+#: How a local model computes: fp32 weights, bf16 (CPUs with native bf16 matmul) or dynamic int8 linears.
+Precision = Literal["fp32", "bf16", "int8"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "int8")
+#: fp32: neither bf16 (92.5-100% argmax agreement per task) nor int8 (49-87%) reaches 97% on each task
+#: (benchmarks/bench_precision.py, docs/models.md).
+DEFAULT_PRECISION: Precision = "fp32"
+
+
+def local_spec(spec: str) -> bool:
+    """Whether a model spec names a model computed in this process (the embedded one or ``hf:``)."""
+    return spec == "smollm2" or spec.startswith("hf:")
 Budget = Literal["full", "racing"]
 #: A weight: any finite number (inf or NaN would be stored as null, and the run could not be read back).
 Weight = Annotated[float, Field(allow_inf_nan=False)]
@@ -54,6 +65,11 @@ class RunConfig(BaseModel):
         "e.g. http://127.0.0.1:8000/v1, or a list of several serving the same model and revision (replicas: "
         "requests are spread over them, a failing one is retried on another); part of the cache key. "
         "Default: OPENAI_BASE_URL for openai: specs.",
+    )
+    precision: Precision = Field(
+        DEFAULT_PRECISION,
+        description="How the local models (smollm2, hf:...) compute: fp32, bf16 (CPUs with native bf16 matmul) "
+        "or int8 (dynamic int8 linears); part of the cache key. Other models ignore it.",
     )
     prices: dict[str, tuple[Price, Price]] = Field(
         default_factory=dict,
@@ -149,6 +165,12 @@ class RunConfig(BaseModel):
         for role in ("proposer", "scorer", "judge"):
             if getattr(self, role) is not None and not getattr(self, role).strip():
                 raise ValueError(f"{role} is an empty model spec: give one such as smollm2, fake or openai:gpt-4o-mini")
+        if self.precision != DEFAULT_PRECISION and not any(
+            local_spec(s) for s in (self.proposer, self.scorer, self.judge) if s is not None
+        ):
+            raise ValueError(
+                f"precision {self.precision} applies to local models (smollm2, hf:...); this run has none"
+            )
         if self.rubric is not None and self.judge is None:
             raise ValueError("a rubric is given but no judge: give a judge model spec (--judge SPEC)")
         history_max = 1 + self.steps * self.candidates
@@ -165,6 +187,10 @@ class RunConfig(BaseModel):
         if self.judge is None:
             return None
         return self.rubric or Rubric()
+
+    def precision_of(self, spec: str) -> Precision:
+        """The precision the model ``spec`` computes at in this run (local models only; others: the default)."""
+        return self.precision if local_spec(spec) else DEFAULT_PRECISION
 
     @property
     def stage2_steps(self) -> int:

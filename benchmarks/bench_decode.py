@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline", type=Path, help="a directory whose tprompt is an older checkout")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16 or int8 (per-precision ratios in one run: bench_precision.py)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -110,7 +111,7 @@ def main() -> None:
 
     from tprompt.models import get_model
 
-    backend = get_model("smollm2")
+    backend = get_model("smollm2", precision=args.precision)
     reqs = requests(args.n, args.tokens)
     backend.generate(reqs[:2])  # warm up
     rows: dict[str, list] = {"tprompt": [], "stock": [], "baseline": []}
@@ -146,7 +147,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(figures, indent=2))
         return
-    print(f"greedy decoding, {args.n} ARC questions, up to {args.tokens} new tokens, SmolLM2-135M fp32, {figures['machine']}")
+    print(f"greedy decoding, {args.n} ARC questions, up to {args.tokens} new tokens, SmolLM2-135M {args.precision}, {figures['machine']}")
     for name in ("tprompt", "baseline", "stock"):
         if name in figures:
             f = figures[name]

@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=48, help="examples (the same for both ways)")
     parser.add_argument("--repeat", type=int, default=3, help="fast-path runs; the median time is reported")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16 or int8 (per-precision ratios in one run: bench_precision.py)")
     args = parser.parse_args()
 
     from tprompt.models import ChatRequest, OptionsRequest, get_model
@@ -110,7 +111,7 @@ def main() -> None:
     examples = load_examples(args.n + 4)
     warmup, examples = examples[:4], examples[4:]
     t0 = time.perf_counter()
-    backend = get_model("smollm2")
+    backend = get_model("smollm2", precision=args.precision)
     load_s = time.perf_counter() - t0
 
     def options_request(ex: dict) -> OptionsRequest:
@@ -194,7 +195,7 @@ def main() -> None:
         print(json.dumps(figures, indent=2))
         return
     used = ", ".join(f"{v} on {k} thread{'s' if k != '1' else ''}" for k, v in figures["fast_path_threads"].items())
-    print(f"ARC-Challenge, {n} questions, SmolLM2-135M-Instruct fp32, {os.cpu_count()} cores"
+    print(f"ARC-Challenge, {n} questions, SmolLM2-135M-Instruct {args.precision}, {os.cpu_count()} cores"
           f" (fast-path passes: {used}; 1-min load average {figures['load_average_before_fast']} before,"
           f" {figures['load_average_after_fast']} after)")
     print(f"  fast path (option probs): {figures['fast_examples_per_s']:7.2f} examples/s  (median {fast_s:.1f} s"

@@ -1,7 +1,7 @@
 """The model options, defined once: every command that takes a model spec takes these.
 
-``--model`` (the spec), ``--base-url``, ``--concurrency`` and
-``--request-timeout``. Commands that continue a run whose model is pinned in
+``--model`` (the spec), ``--base-url``, ``--precision`` (local models),
+``--concurrency`` and ``--request-timeout``. Commands that continue a run whose model is pinned in
 its config (``resume``, ``experiment``, ``replay --rerun``) take the two that
 change how calls are made, not what they answer: ``--concurrency`` and
 ``--request-timeout``.
@@ -24,6 +24,11 @@ BASE_URL_OPTION = typer.Option(
     help="API root of an OpenAI-compatible server for openai:MODEL specs, e.g. http://127.0.0.1:8000/v1 "
     "(default: OPENAI_BASE_URL). No key needed for a local server. Repeat it for several endpoints of the "
     "same model and revision (replicas): requests are spread over them and fail over.",
+)
+PRECISION_OPTION = typer.Option(
+    None, "--precision", metavar="fp32|bf16|int8",
+    help="How a local model (smollm2, hf:...) computes: fp32 (default), bf16 (CPUs with native bf16 matmul) "
+    "or int8 (dynamic int8 linears: faster, answers differ more; see docs/models.md). Part of the cache key.",
 )
 CONCURRENCY_OPTION = typer.Option(
     None, "--concurrency", metavar="N",

@@ -10,6 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from ..config import DEFAULT_PRECISION
 from ..errors import UsageError
 from ..evaluator import check_mode, list_tasks, load_task, resolve_mode, score_prompt
 from ..graph.config import DEFAULT_ORIGINAL_PROMPT as DEFAULT_PROMPT
@@ -20,6 +21,7 @@ from ._model_options import (
     BASE_URL_OPTION,
     CONCURRENCY_OPTION,
     MODEL_OPTION,
+    PRECISION_OPTION,
     REQUEST_TIMEOUT_OPTION,
     base_url_setting,
     check_model_options,
@@ -58,6 +60,7 @@ def eval_cmd(
     prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="Read the prompt from this file instead (text, or a `tprompt export` JSON file)."),
     model: Optional[str] = MODEL_OPTION,
     base_url: Optional[list[str]] = BASE_URL_OPTION,
+    precision: Optional[str] = PRECISION_OPTION,
     concurrency: Optional[int] = CONCURRENCY_OPTION,
     request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
     mode: str = typer.Option("auto", "--mode", help="auto (logprob where the task and model allow, as in `run`), generate (verbalized answer and confidence) or logprob (option probabilities; multiple-choice tasks)."),
@@ -91,7 +94,8 @@ def eval_cmd(
         check_mode(mode, the_task)
     from ..models import Recorder, get_model
 
-    backend = get_model(model, base_url=url, concurrency=concurrency, request_timeout=request_timeout)
+    backend = get_model(model, base_url=url, concurrency=concurrency, request_timeout=request_timeout,
+                        precision=precision or DEFAULT_PRECISION)
     mode = resolve_mode(mode, the_task, backend)
     check_mode(mode, the_task, backend)
     rows = the_task.sample(examples, split=split, seed=seed)

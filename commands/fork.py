@@ -18,6 +18,7 @@ from ._model_options import (
     BASE_URL_OPTION,
     CONCURRENCY_OPTION,
     MODEL_OPTION,
+    PRECISION_OPTION,
     REQUEST_TIMEOUT_OPTION,
     base_url_setting,
     check_model_options,
@@ -42,6 +43,7 @@ def fork(
     proposer: Optional[str] = typer.Option(None, "--proposer", help="Model spec of the proposer."),
     scorer: Optional[str] = typer.Option(None, "--scorer", help="Model spec of the scorer."),
     base_url: Optional[list[str]] = BASE_URL_OPTION,
+    precision: Optional[str] = PRECISION_OPTION,
     concurrency: Optional[int] = CONCURRENCY_OPTION,
     request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
     no_start: bool = typer.Option(False, "--no-start", help="Only create the fork; run it later with `tprompt resume`."),
@@ -63,7 +65,7 @@ def fork(
     for key, value in (
         ("target_task", target), ("steps", steps), ("target_steps", target_steps), ("candidates", candidates),
         ("examples", examples), ("test_examples", test_examples), ("proposer", proposer), ("scorer", scorer),
-        ("base_url", url), ("concurrency", concurrency), ("request_timeout", request_timeout),
+        ("base_url", url), ("precision", precision), ("concurrency", concurrency), ("request_timeout", request_timeout),
     ):
         if value is not None:
             overrides[key] = value

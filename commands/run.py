@@ -27,6 +27,7 @@ from ._model_options import (
     BASE_URL_OPTION,
     CONCURRENCY_OPTION,
     MODEL_OPTION,
+    PRECISION_OPTION,
     REQUEST_TIMEOUT_OPTION,
     base_url_setting,
     check_model_options,
@@ -202,6 +203,7 @@ def run(
     seed: Optional[int] = typer.Option(None, "--seed", metavar="S", help=f"Seed of sampling. Default: {_default('seed')}."),
     name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="A label for the run."),
     base_url: Optional[list[str]] = BASE_URL_OPTION,
+    precision: Optional[str] = PRECISION_OPTION,
     concurrency: Optional[int] = CONCURRENCY_OPTION,
     request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
     judge: Optional[str] = typer.Option(None, "--judge", metavar="SPEC", help="Model spec of an LLM judge that scores every answer on a rubric (metrics judge_<criterion>; weight them with the config's weights)."),
@@ -242,7 +244,7 @@ def run(
         _options(
             source_tasks=source, target_task=target, proposer=proposer, scorer=scorer, steps=steps,
             candidates=candidates, top_k=top_k, examples=examples, test_examples=test_examples, mode=mode,
-            budget=budget, original_prompt=prompt, seed=seed, name=name, base_url=url, concurrency=concurrency,
+            budget=budget, original_prompt=prompt, seed=seed, name=name, base_url=url, precision=precision, concurrency=concurrency,
             request_timeout=request_timeout, review=review or None, judge=judge,
         )
     )

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import check_base_urls
+from ..config import Precision
 from ..errors import ConfigError, UnknownRun
 from ..graph.config import RunConfig, make_config, read_settings_file
 from ..stores import EventLog
@@ -75,6 +76,9 @@ class ModelPair(BaseModel):
     )
     request_timeout: float | None = Field(
         None, gt=0, le=86_400, description="Seconds per request to this row's served models (run.request_timeout)."
+    )
+    precision: Precision | None = Field(
+        None, description="How this row's local models compute: fp32, bf16 or int8 (run.precision)."
     )
 
     @field_validator("base_url")
@@ -289,6 +293,7 @@ def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Exp
                     scorer=model.scorer_spec,
                     **({"base_url": model.base_url} if model.base_url else {}),
                     **({"request_timeout": model.request_timeout} if model.request_timeout is not None else {}),
+                    **({"precision": model.precision} if model.precision is not None else {}),
                     seed=seed,
                     transfer=arm == "transfer",
                     scorer_budget=cell.budget,

@@ -48,10 +48,10 @@ def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> Non
         raise ConfigError(f"weights: {msg}", hint="weight the seven, a metric the run names, or a registered one",
                           key="weights") from None
     _check_references(loaded, config)
-    get_model(config.proposer, base_url=config.base_url)
+    get_model(config.proposer, base_url=config.base_url, precision=config.precision_of(config.proposer))
     if config.judge is not None:
-        get_model(config.judge, base_url=config.base_url)
-    scorer = get_model(config.scorer, base_url=config.base_url)
+        get_model(config.judge, base_url=config.base_url, precision=config.precision_of(config.judge))
+    scorer = get_model(config.scorer, base_url=config.base_url, precision=config.precision_of(config.scorer))
     if config.mode == "logprob":
         if not scorer.supports_option_probs:
             raise UsageError(

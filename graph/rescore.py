@@ -223,7 +223,8 @@ def _rejudge(log: EventLog, recorder: Any, run_id: str, config: RunConfig) -> Re
     from .judging import judge_answered
 
     assert config.judge is not None and config.judge_rubric is not None
-    model = get_model(config.judge, base_url=config.base_url, concurrency=config.concurrency)
+    model = get_model(config.judge, base_url=config.base_url, concurrency=config.concurrency,
+                      precision=config.precision_of(config.judge))
     tasks: dict[str, Any] = {}
 
     def rejudge(answered: CandidateAnswered, seq: int) -> CandidateJudged:

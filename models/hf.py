@@ -43,6 +43,7 @@ from .hf_packing import (
     _register_packed_attention,
     _Row,
 )
+from .hf_quant import Precision, quantize_stock, revision_with
 from .hf_threads import _threads_for, set_torch_threads
 from .types import ChatRequest, Message, OptionsRequest
 
@@ -71,12 +72,14 @@ class ForwardStats:
 
 
 class TransformersBackend(ChatBackend):
-    """A transformers causal LM on the CPU (fp32)."""
+    """A transformers causal LM on the CPU, at fp32, bf16 or int8 (:mod:`.hf_quant`)."""
 
     supports_option_probs = True
     batched = True  # one forward pass answers a batch
 
-    def __init__(self, source: str | os.PathLike[str], *, spec: str, revision: str | None = None) -> None:
+    def __init__(
+        self, source: str | os.PathLike[str], *, spec: str, revision: str | None = None, precision: Precision = "fp32",
+    ) -> None:
         set_torch_threads()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -89,7 +92,8 @@ class TransformersBackend(ChatBackend):
             hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(source))
-            self.model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+            self.model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
         except (OSError, ValueError) as exc:
             raise ModelUnavailable(
                 f"cannot load the transformers model {source} ({str(exc).splitlines()[0]})",
@@ -99,7 +103,8 @@ class TransformersBackend(ChatBackend):
             if quiet:
                 hf_logging.enable_progress_bar()
         self.model.eval()
-        self.revision = revision or _revision_of(source, self.model)
+        self.precision = precision
+        self.revision = revision or revision_with(_revision_of(source, self.model), precision)
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id or 0
@@ -123,7 +128,9 @@ class TransformersBackend(ChatBackend):
             _register_packed_attention()
             self.model.set_attn_implementation(PACKED_ATTENTION)
             self._packed = True
-        self._fused = _FusedLlama.build(self.model) if self._packed and self._option_head is not None else None
+        self._fused = _FusedLlama.build(self.model, precision) if self._packed and self._option_head is not None else None
+        if precision == "int8":
+            quantize_stock(self.model)  # after the fused pass took its own int8 copy of the fp32 weights
 
     # -- text <-> tokens -----------------------------------------------------------
 

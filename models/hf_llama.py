@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .hf_packing import _PackedRows
+from .hf_quant import Precision, weight_for
 
 #: The same for the fused Llama pass (:class:`_FusedLlama`): with fewer
 #: elementwise passes over the activations bigger packs pay again (measured
@@ -34,8 +35,12 @@ class _FusedLlama:
         self.head = model.get_output_embeddings()
 
     @classmethod
-    def build(cls, model) -> _FusedLlama | None:
-        """The fused pass for a bias-free SiLU Llama, else None (the stock layers are used)."""
+    def build(cls, model, precision: Precision = "fp32") -> _FusedLlama | None:
+        """The fused pass for a bias-free SiLU Llama, else None (the stock layers are used).
+
+        At int8 the fused matrices are quantized and prepacked (:class:`Int8Weight`);
+        at fp32 and bf16 they are the model's own weights (bf16: loaded as bf16).
+        """
         import torch
 
         config = model.config
@@ -56,11 +61,12 @@ class _FusedLlama:
                 attn, mlp = layer.self_attn, layer.mlp
                 qkv = _concat_linears([attn.q_proj, attn.k_proj, attn.v_proj])
                 gate_up = _concat_linears([mlp.gate_proj, mlp.up_proj])
+                o, down = _concat_linears([attn.o_proj]), _concat_linears([mlp.down_proj])
                 fused.append((
-                    layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon, qkv,
-                    _concat_linears([attn.o_proj]),
+                    layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon, weight_for(qkv, precision),
+                    weight_for(o, precision),
                     layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon,
-                    gate_up, _concat_linears([mlp.down_proj]), scaling,
+                    weight_for(gate_up, precision), weight_for(down, precision), scaling,
                 ))
         return cls(model, fused)
 
@@ -97,7 +103,7 @@ class _FusedLlama:
                 kv_out.append((k, v))
             out = scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling, enable_gqa=gqa)
             out = out.transpose(1, 2).reshape(pk.rows * pk.width, q_width).index_select(0, pk.scatter)
-            hidden = torch.addmm(hidden, out, o_w)  # residual + o_proj(attention)
+            hidden = o_w.addmm(hidden, out)  # residual + o_proj(attention)
             hidden = self._mlp(hidden, ln2, eps2, gate_up_w, down_w)
         norm = base.norm
         return rms_norm(hidden[keep_idx], (hidden_width,), norm.weight, norm.variance_epsilon)
@@ -115,11 +121,10 @@ class _FusedLlama:
 
     def _qkv(self, x, qkv_w, rope):
         """Queries and keys (rotated; tokens, heads + kv heads, dim) and values (tokens, kv heads, dim) of ``x``."""
-        import torch
 
         heads, kv_heads, dim = self.heads, self.kv_heads, self.dim
         tokens, cut = x.shape[0], (heads + kv_heads) * dim
-        qkv = torch.mm(x, qkv_w)
+        qkv = qkv_w.mm(x)
         cos, sin = rope
         qk = qkv[:, :cut].view(tokens, heads + kv_heads, dim)
         qk = qk * cos + qk.roll(dim // 2, dims=-1) * sin
@@ -128,12 +133,11 @@ class _FusedLlama:
     @staticmethod
     def _mlp(hidden, norm_w, eps, gate_up_w, down_w):
         """``hidden`` plus the MLP of its norm (SiLU-gated; the residual add folded into the down projection)."""
-        import torch
         from torch.nn.functional import rms_norm, silu
 
-        gate_up = torch.mm(rms_norm(hidden, (hidden.shape[1],), norm_w, eps), gate_up_w)
+        gate_up = gate_up_w.mm(rms_norm(hidden, (hidden.shape[1],), norm_w, eps))
         inter = gate_up.shape[1] // 2
-        return torch.addmm(hidden, silu(gate_up[:, :inter]).mul_(gate_up[:, inter:]), down_w)
+        return down_w.addmm(hidden, silu(gate_up[:, :inter]).mul_(gate_up[:, inter:]))
 
     # -- decoding ---------------------------------------------------------------------------
 
@@ -166,7 +170,6 @@ class _FusedLlama:
         (transformers' dynamic cache grows by ``torch.cat``, a copy of the
         whole cache per layer and step).
         """
-        import torch
         from torch.nn.functional import rms_norm, scaled_dot_product_attention
 
         base = self.base
@@ -188,7 +191,7 @@ class _FusedLlama:
             k = state.keys[i, :, :, : at + 1]
             v = state.values[i, :, :, : at + 1]
             out = scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling, enable_gqa=gqa)
-            hidden = torch.addmm(hidden, out.reshape(rows, q_width), o_w)
+            hidden = o_w.addmm(hidden, out.reshape(rows, q_width))
             hidden = self._mlp(hidden, ln2, eps2, gate_up_w, down_w)
         state.length = at + 1
         norm = base.norm

