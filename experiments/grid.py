@@ -30,8 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import check_base_urls
-from ..config import Precision
+from ..config import Precision, check_base_urls
 from ..errors import ConfigError, UnknownRun
 from ..graph.config import RunConfig, make_config, read_settings_file
 from ..stores import EventLog
