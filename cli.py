@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "transcripts",
     "ui",
     "experiment",
+    "merge",
 )
 
 app = typer.Typer(

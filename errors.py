@@ -91,6 +91,18 @@ class SeqOutOfRange(StoreError, UsageError):
     exit_code = 2
 
 
+class MergeConflict(StoreError):
+    """Two databases being merged hold the same run (or experiment) id with different contents."""
+
+    code = "store.merge_conflict"
+
+
+class MissingForkParent(MergeConflict):
+    """A merge would leave a fork without its parent run (or without the parent's events up to the fork point)."""
+
+    code = "store.missing_fork_parent"
+
+
 class CorruptEvent(StoreError):
     """A stored event cannot be read: bad JSON, unknown type, newer schema."""
 
@@ -174,6 +186,8 @@ __all__ = (
     "UnknownRun",
     "SeqOutOfRange",
     "CorruptEvent",
+    "MergeConflict",
+    "MissingForkParent",
     "BackendError",
     "UnknownModel",
     "ModelUnavailable",
