@@ -63,6 +63,8 @@ SHIP_EVERY = 1.0
 ATTEMPTS = 3
 #: Ray CPUs of a cell whose models are served elsewhere (an API, a vLLM server, the fake model).
 SERVED_CPUS = 0.25
+#: How often a task looks at its shard for rows to ship (seconds).
+_LOOK = 0.05
 #: How long the driver waits for the next shipment before it redraws progress and looks at signals.
 _WAIT = 0.5
 
@@ -163,13 +165,13 @@ def cell_task(seed: bytes, run_id: str, settings: _Settings, flag: Any = None) -
             finished = False
             while not finished:
                 try:
-                    update = updates.get(timeout=settings.ship_every or None)
+                    finished = updates.get(timeout=_LOOK) is None
                 except queue.Empty:
-                    update = "tick"
-                finished = update is None
-                event = getattr(update, "events", None)
-                due = finished or bool(event) or time.monotonic() - last >= settings.ship_every
-                if due and (now := stamp(log.store)) != shipped:
+                    pass
+                now = stamp(log.store)
+                # An event ships at once; answered calls alone at most every ship_every seconds.
+                due = finished or now[0] != shipped[0] or time.monotonic() - last >= settings.ship_every
+                if due and now != shipped:
                     shipped, last = now, time.monotonic()
                     yield ("shard", snapshot(log.store))
             thread.join()
@@ -286,8 +288,8 @@ def run_on_ray(
         else:
             todo.append(_Cell(index, cell_run, run_id, seen=state.last_seq))
     gpus = ray.cluster_resources().get("GPU", 0) > 0
-    remote = ray.remote(cell_task).options(max_retries=0)  # a lost task is resubmitted here, with a fresh seed
-    flag = ray.remote(PauseFlag).options(num_cpus=0).remote() if todo else None
+    remote = ray.remote(max_retries=0)(cell_task)  # a lost task is resubmitted here, with a fresh seed
+    flag = ray.remote(num_cpus=0)(PauseFlag).remote() if todo else None
     settings = _Settings(ship_every, concurrency, request_timeout)
 
     def submit(cell: _Cell) -> None:
