@@ -236,7 +236,7 @@ def test_shards_made_on_two_nodes_merge_into_one_reportable_file(cluster, sequen
     workers = [n.node_id for n in cluster.worker_nodes][:2]
     task = ray.remote(max_retries=0)(cell_task)
     shards = []
-    for (cell_run, run_id), node in zip(runs, workers):
+    for (_cell_run, run_id), node in zip(runs, workers):
         gen = task.options(num_cpus=0.25, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
             extract(driver, run_id), run_id, _Settings(1.0, None, None))
         items = [ray.get(ref) for ref in gen]
