@@ -63,6 +63,14 @@ def experiment(
         1, "--workers", help="Run up to N cells at once, each in its own process on the same database file. "
         "Ctrl-C pauses them all; rerunning continues them all."
     ),
+    ray: bool = typer.Option(
+        False, "--ray", help="Run each cell as a task on a Ray cluster: the one at RAY_ADDRESS, or a new local "
+        "Ray. Needs the extra: pip install 'tprompt[ray]'."
+    ),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", metavar="ADDRESS", help="Join the Ray cluster at ADDRESS (auto, HOST:PORT or "
+        "ray://HOST:PORT) and run each cell as a task there (implies --ray)."
+    ),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Run a grid of Transfer-Prompting runs against the original prompt and target-only optimization.
@@ -75,6 +83,8 @@ def experiment(
     called in this execution (in the file: run.concurrency, run.request_timeout, or per model row).
 
     With --workers N, up to N cells run at once, each a `tprompt resume RUN` process.
+    With --ray (or --ray-address ADDRESS), every cell is a Ray task that runs in a shard on its
+    worker's local disk and ships it back as it goes; this database stays the one that is written.
 
     Example: tprompt experiment examples/experiment-smollm2.toml --workers 2
     """
@@ -82,6 +92,14 @@ def experiment(
     if workers < 1:
         raise UsageError(f"--workers {workers}: give a number of cells to run at once, at least 1",
                          hint="--workers 1 (the default) runs them one after another")
+    on_ray = ray or ray_address is not None
+    if on_ray and workers != 1:
+        raise UsageError("--ray and --workers cannot be combined: on Ray every cell is a task and the cluster "
+                         "decides how many run at once", hint="drop --workers")
+    if on_ray and not dry_run:
+        from ..experiments.ray_cells import import_ray
+
+        import_ray()  # no Ray installed: one line saying how to get it, before anything is written
     planned = plan_experiment(load_experiment_file(config), where=str(config))
     if dry_run:
         rows = [_cell_row(r, None) | {"name": r.name} for r in planned.runs]
@@ -100,10 +118,15 @@ def experiment(
         if not json_:
             err.print(f"experiment {planned.name}: {len(planned.runs)} runs in {log.path}")
         failures: list[CellOutcome] = []
-        if workers == 1:
+        if on_ray:
+            recorded, outcomes = _run_cells(log, planned, json_, skipped, ray_address=ray_address, ray=True,
+                                            concurrency=concurrency, request_timeout=request_timeout)
+            failures = [o for o in outcomes if o.failed]
+        elif workers == 1:
             recorded, _visited = run_experiment(log, planned, execute=_execute_with_progress(json_, concurrency, request_timeout), on_skip=skipped)
         else:
-            recorded, outcomes = _run_in_workers(log, planned, workers, json_, concurrency, request_timeout, skipped)
+            recorded, outcomes = _run_cells(log, planned, json_, skipped, workers=workers,
+                                            concurrency=concurrency, request_timeout=request_timeout)
             failures = [o for o in outcomes if o.failed]
         states = [(r, _state_of(log, r)) for r in recorded.runs]
     done = sum(1 for _, s in states if s is not None and s.status == "completed")
@@ -129,12 +152,11 @@ def experiment(
                   f"continue with: tprompt experiment {config}")
 
 
-def _run_in_workers(
-    log: EventLog, planned: Experiment, workers: int, json_: bool, concurrency: int | None,
-    request_timeout: float | None, skipped: Any,
+def _run_cells(
+    log: EventLog, planned: Experiment, json_: bool, skipped: Any, *, workers: int = 1, ray: bool = False,
+    ray_address: str | None = None, concurrency: int | None = None, request_timeout: float | None = None,
 ) -> tuple[Experiment, list[CellOutcome]]:
-    """The grid in up to ``workers`` child processes, with their progress on stderr."""
-    from ..experiments.parallel import run_parallel
+    """The grid in up to ``workers`` child processes, or as tasks on a Ray cluster, with their progress on stderr."""
 
     def argv(run_id: str) -> list[str]:
         cmd = [sys.executable, "-m", "tprompt.cli", "--db", str(log.path), "resume", run_id, "--json"]
@@ -149,33 +171,58 @@ def _run_in_workers(
 
     board = _Board(label) if err.is_terminal and not json_ else None
 
-    def started(cell_run: CellRun, run_id: str, index: int, total: int) -> None:
-        if not json_ and board is None:
-            err.print(Text(f"{label(cell_run, index, total)}  ({run_id}): started"), soft_wrap=True)
+    def say(line: str) -> None:
+        if not json_:
+            err.print(Text(line), soft_wrap=True)
+
+    def started(cell_run: CellRun, run_id: str, index: int, total: int, where: str = "") -> None:
+        if board is None:
+            say(f"{label(cell_run, index, total)}  ({run_id}): started" + (f" on node {where}" if where else ""))
+
+    def events(index: int, cell_run: CellRun, new: list[Any], state: RunState, total: int) -> None:
+        from ._progress import plain_line
+
+        if board is None:
+            for stored in new:
+                line = plain_line(stored, state)
+                if line:
+                    say(f"{label(cell_run, index, total)}: {line}")
+
+    def retried(index: int, cell_run: CellRun, where: str, error: str, attempt: int, total: int) -> None:
+        say(f"{label(cell_run, index, total)}: lost on node {where} ({error}); attempt {attempt} continues "
+            "from the last shipped event")
 
     def finished(outcome: CellOutcome, total: int) -> None:
-        if json_:
-            return
         line = f"{label(outcome.cell_run, outcome.index, total)}  ({outcome.state.run_id}): "
-        line += f"failed: {outcome.error}" if outcome.failed else outcome.state.status
-        err.print(Text(line), soft_wrap=True)
+        say(line + (f"failed: {outcome.error}" if outcome.failed else outcome.state.status))
 
     def interrupted(count: int) -> None:
-        if json_:
-            return
         if count == 1:
-            err.print("pausing every running cell; rerun the same `tprompt experiment` command to continue "
-                      "(Ctrl-C again to quit now)")
+            say("pausing every running cell; rerun the same `tprompt experiment` command to continue "
+                "(Ctrl-C again to quit now)")
         else:
-            err.print("quitting the running cells now; their model calls stay cached")
+            say("quitting the running cells now; their model calls stay cached")
 
     err_skipped = skipped if not json_ else None
+    tick = board.update if board is not None else None
+
+    def go() -> tuple[Experiment, list[CellOutcome]]:
+        if ray:
+            from ..experiments.ray_cells import Callbacks, run_on_ray
+
+            callbacks = Callbacks(on_start=started, on_events=events, on_retry=retried, on_finish=finished,
+                                  on_skip=err_skipped, on_tick=tick, on_signal=interrupted)
+            return run_on_ray(log, planned, address=ray_address, concurrency=concurrency,
+                              request_timeout=request_timeout, callbacks=callbacks)
+        from ..experiments.parallel import run_parallel
+
+        return run_parallel(log, planned, workers=workers, argv=argv, on_start=started, on_finish=finished,
+                            on_skip=err_skipped, on_tick=tick, on_signal=interrupted)
+
     if board is None:
-        return run_parallel(log, planned, workers=workers, argv=argv, on_start=started, on_finish=finished,
-                            on_skip=err_skipped, on_signal=interrupted)
+        return go()
     with board:
-        return run_parallel(log, planned, workers=workers, argv=argv, on_start=started, on_finish=finished,
-                            on_skip=err_skipped, on_tick=board.update, on_signal=interrupted)
+        return go()
 
 
 class _Board:

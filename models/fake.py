@@ -8,7 +8,9 @@ the request hash. Spec options, comma separated: ``seed=N``, ``delay=S``
 (seconds per request, so tests can kill a run mid-flight), ``transient=N``
 (the first N calls raise a retryable error), ``fail=1`` (every call fails),
 ``gate=PATH`` (every call waits until the file PATH exists, so a test can hold
-a run in flight for exactly as long as it needs, whatever the machine's load).
+a run in flight for exactly as long as it needs, whatever the machine's load),
+``calls=PATH`` (every request appends one line to the file PATH as it is sent, so a
+test can count the calls paid across processes and machines, killed ones included).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class FakeBackend(ChatBackend):
         self.transient = 0
         self.fail = False
         self.gate = ""
+        self.calls_file = ""
         _, _, options = spec.partition(":")
         for item in filter(None, (p.strip() for p in options.split(","))):
             key, _, value = item.partition("=")
@@ -99,6 +102,8 @@ class FakeBackend(ChatBackend):
                     self.fail = value not in ("", "0", "false")
                 elif key == "gate" and value:
                     self.gate = value
+                elif key == "calls" and value:
+                    self.calls_file = value
                 else:
                     raise ValueError(key)
             except ValueError:
@@ -113,6 +118,13 @@ class FakeBackend(ChatBackend):
         with self._lock:
             self._calls += 1
             calls = self._calls
+        if self.calls_file:
+            # One O_APPEND write per call: lines from concurrent processes never interleave.
+            fd = os.open(self.calls_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, b"call\n" * count)
+            finally:
+                os.close(fd)
         if self.fail:
             raise BackendError(f"the fake model {self.spec} fails every call (fail=1)")
         if calls <= self.transient:

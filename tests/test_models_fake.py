@@ -89,6 +89,17 @@ def test_delay_is_per_request():
     assert time.perf_counter() - t0 >= 0.2
 
 
+def test_calls_option_counts_every_request_sent(tmp_path):
+    calls = tmp_path / "calls"
+    fake = FakeBackend(f"fake:calls={calls}")
+    fake.generate([scorer_request(i) for i in range(3)])
+    fake.option_probs([OptionsRequest(messages=(("user", QUESTION),), options=("A", "B"))])
+    assert calls.read_text().splitlines() == ["call"] * 4
+    plain = FakeBackend("fake")
+    plain.generate([scorer_request()])
+    assert calls.read_text().count("call") == 4  # only the spec that names the file writes to it
+
+
 def test_transient_and_fail_options():
     fake = FakeBackend("fake:transient=1")
     with pytest.raises(TransientBackendError) as info:
