@@ -43,7 +43,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # served_server, when run as a script or by a benchmark
-from served_server import Server, _tail, free_port, stop, wait_ready  # noqa: E402
+from served_server import Server, _tail, free_port, stop, wait_ready
 
 VLLM_VERSION = "0.32.0"
 #: The distribution and exact release; its torch pin (2.13.0+cpu) is what the machine has on disk.
