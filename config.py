@@ -81,7 +81,7 @@ class RunConfig(BaseModel):
     mode: Mode = Field(
         "auto",
         description="Scoring mode: generate (verbalized answers), logprob (option probabilities, MC tasks on "
-        "local models), auto (logprob where possible).",
+        "local models or servers returning logprobs, e.g. vLLM), auto (logprob where possible).",
     )
     steps: int = Field(2, ge=1, le=1000, description="Optimization steps per stage.")
     target_steps: int | None = Field(None, ge=1, le=1000, description="Steps of stage 2 (default: steps).")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -66,32 +67,47 @@ def start_transformers_serve(model_dir: Path, log: Path, *, extra: tuple[str, ..
     with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + READY_TIMEOUT_S
+    wait_ready(proc, base_url, log, what="transformers serve", timeout=READY_TIMEOUT_S)
+    return proc, base_url
+
+
+def wait_ready(proc: subprocess.Popen, base_url: str, log: Path, *, what: str, timeout: float) -> None:
+    """Poll ``GET base_url/models`` until it lists a model; raise RuntimeError (with the log) if the server exits or times out."""
+    deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"transformers serve exited with {proc.returncode} before answering:\n{_tail(log)}")
+            raise RuntimeError(f"{what} exited with {proc.returncode} before answering:\n{_tail(log)}")
         try:
             with urllib.request.urlopen(f"{base_url}/models", timeout=5) as response:
                 listed = json.load(response)
             if response.status == 200 and listed.get("data"):
-                return proc, base_url
+                return
         except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
             pass
         if time.monotonic() > deadline:
             stop(proc)
-            raise RuntimeError(f"transformers serve did not answer /v1/models in {READY_TIMEOUT_S:.0f} s:\n{_tail(log)}")
+            raise RuntimeError(f"{what} did not answer /v1/models in {timeout:.0f} s:\n{_tail(log)}")
         time.sleep(0.25)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """Stop the server we started (its own process group), by its id."""
+def stop(proc: subprocess.Popen, *, grace: float = 15.0) -> None:
+    """Stop the server we started and its children (its own process group, by its id): SIGTERM, SIGKILL after ``grace`` s."""
     if proc.poll() is None:
-        proc.terminate()
+        _signal_group(proc, signal.SIGTERM)
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            pass
+    # Children (vLLM's engine process) may outlive the parent: the group goes whatever the parent did.
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # started with start_new_session: the group id is the process id
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _tail(log: Path, lines: int = 40) -> str:
