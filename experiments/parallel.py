@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 from ..errors import UsageError
 from ..stores import EventLog
@@ -137,62 +137,85 @@ def run_parallel(
             todo.append((index, cell_run, run_id))
     todo.reverse()  # pop() from the end hands them out in the grid's order
     running: dict[int, _Child] = {}
-    interrupts = 0
-
-    def count(signum: int, frame: FrameType | None) -> None:
-        # Only counted here; the loop forwards it, so a child started just now is not missed.
-        nonlocal interrupts
-        interrupts += 1
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    old = {s: signal.signal(s, count) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    interrupts = Interrupts()
     last_tick = 0.0
     announced = 0
-    try:
-        while running or (todo and not interrupts):
-            if on_signal is not None and announced < interrupts:
-                announced = interrupts
-                on_signal(announced)
-            while todo and not interrupts and len(running) < workers:
-                index, cell_run, run_id = todo.pop()
-                stderr = tempfile.TemporaryFile()  # noqa: SIM115 -- the child's; closed when it ends
-                proc = subprocess.Popen(list(argv(run_id)), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=stderr, start_new_session=True)
-                running[index] = _Child(index, cell_run, run_id, proc, stderr)
-                if on_start is not None:
-                    on_start(cell_run, run_id, index, total)
-            for child in list(running.values()):
-                while child.signals < interrupts and child.proc.poll() is None:
+    with interrupts:
+        try:
+            while running or (todo and not interrupts.count):
+                if on_signal is not None and announced < interrupts.count:
+                    announced = interrupts.count
+                    on_signal(announced)
+                while todo and not interrupts.count and len(running) < workers:
+                    index, cell_run, run_id = todo.pop()
+                    stderr = tempfile.TemporaryFile()  # noqa: SIM115 -- the child's; closed when it ends
+                    proc = subprocess.Popen(list(argv(run_id)), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=stderr, start_new_session=True)
+                    running[index] = _Child(index, cell_run, run_id, proc, stderr)
+                    if on_start is not None:
+                        on_start(cell_run, run_id, index, total)
+                for child in list(running.values()):
+                    while child.signals < interrupts.count and child.proc.poll() is None:
+                        child.proc.send_signal(signal.SIGINT)
+                        child.signals += 1
+                    if child.proc.poll() is not None:
+                        del running[child.index]
+                        outcome = _finished(log, child, interrupted=interrupts.count > 0)
+                        outcomes[child.index] = outcome
+                        if on_finish is not None:
+                            on_finish(outcome, total)
+                now = time.monotonic()
+                if on_tick is not None and running and now - last_tick >= _TICK:
+                    last_tick = now
+                    on_tick([(c.index, c.cell_run, log.state(c.run_id)) for c in running.values()], total)
+                if running:
+                    time.sleep(_POLL)  # a poll of the children, not a wait for an outcome
+        finally:
+            for child in running.values():  # an exception in this process: leave no child running unpaused
+                if child.proc.poll() is None:
                     child.proc.send_signal(signal.SIGINT)
-                    child.signals += 1
-                if child.proc.poll() is not None:
-                    del running[child.index]
-                    outcome = _finished(log, child, interrupted=interrupts > 0)
-                    outcomes[child.index] = outcome
-                    if on_finish is not None:
-                        on_finish(outcome, total)
-            now = time.monotonic()
-            if on_tick is not None and running and now - last_tick >= _TICK:
-                last_tick = now
-                on_tick([(c.index, c.cell_run, log.state(c.run_id)) for c in running.values()], total)
-            if running:
-                time.sleep(_POLL)  # a poll of the children, not a wait for an outcome
-    finally:
-        for child in running.values():  # an exception in this process: leave no child running unpaused
-            if child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGINT)
-        for child in running.values():
-            try:
-                child.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                child.proc.kill()
-            child.stderr.close()
-        for signum, handler in old.items():
+            for child in running.values():
+                try:
+                    child.proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                child.stderr.close()
+    return experiment, in_grid_order(log, runs, outcomes)
+
+
+class Interrupts:
+    """SIGINT and SIGTERM counted, not raised, while cells run; the previous handlers come back on exit.
+
+    The loop that runs the cells reads :attr:`count` and passes each one on (to
+    a child, a pause flag), so a cell started just after a Ctrl-C is not
+    missed. Outside the main thread signals cannot be caught and nothing is
+    installed.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._old.items():
             signal.signal(signum, handler)
+        self._old = {}
+
+
+def in_grid_order(log: EventLog, runs: Sequence[tuple[CellRun, str]], outcomes: dict[int, CellOutcome]) -> list[CellOutcome]:
+    """One outcome per planned run, in the grid's order; runs never started get their current state."""
     for index, (cell_run, run_id) in enumerate(runs, start=1):
         if index not in outcomes:
             outcomes[index] = CellOutcome(index, cell_run, log.state(run_id))
-    return experiment, [outcomes[i] for i in sorted(outcomes)]
+    return [outcomes[i] for i in sorted(outcomes)]
 
 
 def _finished(log: EventLog, child: _Child, *, interrupted: bool) -> CellOutcome:
@@ -223,4 +246,4 @@ def describe(state: RunState) -> str:
     return text
 
 
-__all__ = ("CellOutcome", "describe", "prepare_runs", "run_parallel")
+__all__ = ("CellOutcome", "Interrupts", "describe", "in_grid_order", "prepare_runs", "run_parallel")

@@ -40,7 +40,6 @@ from __future__ import annotations
 import os
 import queue
 import shutil
-import signal
 import socket
 import tempfile
 import threading
@@ -48,14 +47,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from ..errors import TPromptError, UsageError
 from ..stores import EventLog, StoredEvent
 from ..stores.projection import RunState
 from .grid import CellRun, Experiment
-from .parallel import CellOutcome, prepare_runs
+from .parallel import CellOutcome, Interrupts, in_grid_order, prepare_runs
 
 #: Seconds between two shipments of a shard whose calls (not events) changed.
 SHIP_EVERY = 1.0
@@ -320,43 +318,31 @@ def run_on_ray(
     for cell in todo:
         submit(cell)
         running[cell.index] = cell
-    interrupts = 0
     announced = 0
-
-    def count(signum: int, frame: FrameType | None) -> None:
-        nonlocal interrupts
-        interrupts += 1
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    old = {s: signal.signal(s, count) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     last_tick = 0.0
-    try:
-        while running:
-            if announced < interrupts:
-                announced = interrupts
-                if announced == 1 and flag is not None:
-                    flag.set.remote()  # every runner pauses at its next look and ships its run.paused
-                if cb.on_signal is not None:
-                    cb.on_signal(announced)
-                if announced > 1:
-                    break
-            ready, _ = ray.wait([c.gen for c in running.values()], num_returns=1, timeout=_WAIT)
-            for gen in ready:
-                cell = next(c for c in running.values() if c.gen is gen)
-                _advance(ray, cell, merged, finish, submit, attempts, cb, total, paused=interrupts > 0)
-            now = time.monotonic()
-            if cb.on_tick is not None and running and now - last_tick >= _TICK:
-                last_tick = now
-                cb.on_tick([(c.index, c.cell_run, log.state(c.run_id)) for c in running.values()], total)
-    finally:
-        for cell in running.values():  # a second Ctrl-C or an error here: stop the tasks, keep what was merged
-            ray.cancel(cell.gen, force=True)
-        for signum, handler in old.items():
-            signal.signal(signum, handler)
-    for index, (cell_run, run_id) in enumerate(runs, start=1):
-        if index not in outcomes:
-            outcomes[index] = CellOutcome(index, cell_run, log.state(run_id))
-    return experiment, [outcomes[i] for i in sorted(outcomes)]
+    with Interrupts() as interrupts:
+        try:
+            while running:
+                if announced < interrupts.count:
+                    announced = interrupts.count
+                    if announced == 1 and flag is not None:
+                        flag.set.remote()  # every runner pauses at its next look and ships its run.paused
+                    if cb.on_signal is not None:
+                        cb.on_signal(announced)
+                    if announced > 1:
+                        break
+                ready, _ = ray.wait([c.gen for c in running.values()], num_returns=1, timeout=_WAIT)
+                for gen in ready:
+                    cell = next(c for c in running.values() if c.gen is gen)
+                    _advance(ray, cell, merged, finish, submit, attempts, cb, total, paused=interrupts.count > 0)
+                now = time.monotonic()
+                if cb.on_tick is not None and running and now - last_tick >= _TICK:
+                    last_tick = now
+                    cb.on_tick([(c.index, c.cell_run, log.state(c.run_id)) for c in running.values()], total)
+        finally:
+            for cell in running.values():  # a second Ctrl-C or an error here: stop the tasks, keep what was merged
+                ray.cancel(cell.gen, force=True)
+    return experiment, in_grid_order(log, runs, outcomes)
 
 
 _TICK = 0.5
