@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -255,3 +256,43 @@ def test_shards_made_on_two_nodes_merge_into_one_reportable_file(cluster, sequen
     report = tprompt(merged, "report", "rayg", "--out", str(tmp_path / "report"))
     assert (tmp_path / "report" / "report.md").exists()
     assert "Transfer-Prompting" in report.stdout
+
+
+def test_ctrl_c_pauses_every_cell_on_the_cluster_and_a_rerun_continues_them(cluster, sequential, tmp_path: Path) -> None:
+    seq_runs, _, calls = sequential
+    db = tmp_path / "int.db"
+    config = write_toml(tmp_path / "rayg.toml", grid(calls))
+    env = {**os.environ, "TPROMPT_DB": str(db)}
+    args = [sys.executable, "-m", "tprompt.cli", "experiment", str(config), "--ray-address", cluster.address]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline and proc.poll() is None and not scored(db):
+            time.sleep(0.05)  # the poll step of a wait on the driver's events; DEADLINE bounds a hang
+        assert proc.poll() is None, "the grid ended before a cell had a scored candidate"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=DEADLINE)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr  # paused, as `run` and `--workers` do
+    assert "continue with: tprompt experiment" in stdout
+    before = by_name(db)
+    statuses = sorted(s for _, s, _ in before.values())
+    assert len(before) == 4 and set(statuses) <= {"completed", "paused", "created"}, statuses
+    assert "paused" in statuses, statuses  # a cell mid-step when the signal came paused, none left running
+    again = subprocess.run([*args, "--json"], env=env, capture_output=True, text=True, timeout=DEADLINE)
+    assert json.loads(again.stdout)["completed"] == 4, again.stderr
+    after = by_name(db)
+    assert {n: r for n, (r, _, _) in after.items()} == {n: r for n, (r, _, _) in before.items()}  # none created twice
+    assert_same_events(db, seq_runs)
+
+
+def scored(db: Path) -> bool:
+    """Whether the driver's database has a scored candidate (False while the file or its schema is not there yet)."""
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(db, timeout=10) as conn:
+            return conn.execute("SELECT 1 FROM events WHERE type = 'candidate.scored' LIMIT 1").fetchone() is not None
+    except sqlite3.OperationalError:
+        return False
