@@ -31,8 +31,10 @@ Mode = Literal["auto", "generate", "logprob"]
 #: How a local model computes: fp32 weights, bf16 (CPUs with native bf16 matmul) or dynamic int8 linears.
 Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "int8")
-#: fp32: neither bf16 (92.5-100% argmax agreement per task) nor int8 (49-87%) reaches 97% on each task
-#: (benchmarks/bench_precision.py, docs/models.md).
+#: The precision of a config that names none as it is read back (every run stored before runs recorded
+#: theirs computed at fp32) and of ``get_model``. A new run's default is decided where its config is made
+#: (:func:`make_config`): bf16 on a CPU with native bf16 matmul (98.5-100% argmax agreement with fp32 per
+#: task), else fp32 (``models.hf_quant.default_precision``; int8 agrees on 49-91% only).
 DEFAULT_PRECISION: Precision = "fp32"
 
 
@@ -69,7 +71,8 @@ class RunConfig(BaseModel):
     precision: Precision = Field(
         DEFAULT_PRECISION,
         description="How the local models (smollm2, hf:...) compute: fp32, bf16 (CPUs with native bf16 matmul) "
-        "or int8 (dynamic int8 linears); part of the cache key. Other models ignore it.",
+        "or int8 (dynamic int8 linears); part of the cache key. Other models ignore it. A new run without it: "
+        "bf16 where the CPU has native bf16 matmul, else fp32 (recorded in the run).",
     )
     prices: dict[str, tuple[Price, Price]] = Field(
         default_factory=dict,
@@ -245,12 +248,19 @@ def make_config(values: dict[str, Any], *, where: str = "options") -> RunConfig:
     for key, value in values.items():
         _check_not_bool(key, value, where)
     try:
-        return RunConfig(**values)
+        config = RunConfig(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ())) or "config"
         msg = first.get("msg", str(exc)).removeprefix("Value error, ")
         raise ConfigError(f"{where}: {loc}: {msg}") from exc
+    if "precision" not in values:  # a new config: this machine's default, written into it
+        from .models.hf_quant import default_precision
+
+        precision = default_precision(config.proposer, config.scorer, config.judge)
+        if precision != config.precision:
+            config = config.model_copy(update={"precision": precision})
+    return config
 
 
 def read_settings_file(path: str | Path, *, what: str = "config file") -> dict[str, Any]:

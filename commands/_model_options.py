@@ -27,8 +27,9 @@ BASE_URL_OPTION = typer.Option(
 )
 PRECISION_OPTION = typer.Option(
     None, "--precision", metavar="fp32|bf16|int8",
-    help="How a local model (smollm2, hf:...) computes: fp32 (default), bf16 (CPUs with native bf16 matmul) "
-    "or int8 (dynamic int8 linears: faster, answers differ more; see docs/models.md). Part of the cache key.",
+    help="How a local model (smollm2, hf:...) computes: fp32, bf16 (bf16 matmuls; the default on CPUs with native "
+    "bf16 matmul, else fp32) or int8 (dynamic int8 linears: faster, answers differ more; see docs/models.md). "
+    "Part of the cache key.",
 )
 CONCURRENCY_OPTION = typer.Option(
     None, "--concurrency", metavar="N",

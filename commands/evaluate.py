@@ -10,11 +10,11 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ..config import DEFAULT_PRECISION
 from ..errors import UsageError
 from ..evaluator import check_mode, list_tasks, load_task, resolve_mode, score_prompt
 from ..graph.config import DEFAULT_ORIGINAL_PROMPT as DEFAULT_PROMPT
 from ..metric_specs import METRICS
+from ..models.hf_quant import default_precision
 from ..prompt_file import read_prompt_file
 from ._common import JSON_OPTION, SafeConsole, err, fmt_num, out, print_json, settings, shorten
 from ._model_options import (
@@ -95,7 +95,7 @@ def eval_cmd(
     from ..models import Recorder, get_model
 
     backend = get_model(model, base_url=url, concurrency=concurrency, request_timeout=request_timeout,
-                        precision=precision or DEFAULT_PRECISION)
+                        precision=precision or default_precision(model))
     mode = resolve_mode(mode, the_task, backend)
     check_mode(mode, the_task, backend)
     rows = the_task.sample(examples, split=split, seed=seed)

@@ -43,7 +43,7 @@ from .hf_packing import (
     _register_packed_attention,
     _Row,
 )
-from .hf_quant import Precision, quantize_stock, revision_with
+from .hf_quant import Precision, bf16_stock, quantize_stock, revision_with
 from .hf_threads import _threads_for, set_torch_threads
 from .types import ChatRequest, Message, OptionsRequest
 
@@ -92,8 +92,7 @@ class TransformersBackend(ChatBackend):
             hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(source))
-            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-            self.model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
+            self.model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise ModelUnavailable(
                 f"cannot load the transformers model {source} ({str(exc).splitlines()[0]})",
@@ -131,6 +130,8 @@ class TransformersBackend(ChatBackend):
         self._fused = _FusedLlama.build(self.model, precision) if self._packed and self._option_head is not None else None
         if precision == "int8":
             quantize_stock(self.model)  # after the fused pass took its own int8 copy of the fp32 weights
+        elif precision == "bf16":
+            bf16_stock(self.model)  # the fused pass's bf16 matrices, shared (the fp32 weights are freed)
 
     # -- text <-> tokens -----------------------------------------------------------
 
