@@ -74,8 +74,8 @@ def main() -> None:
 
     from bench_decode import requests as generate_requests
 
+    from tprompt._cpu import bf16_native
     from tprompt.models import get_model
-    from tprompt.models.hf_quant import bf16_native
 
     others = [p for p in args.precisions.split(",") if p and p != "fp32"]
     if "bf16" in others and not bf16_native():

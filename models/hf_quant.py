@@ -7,7 +7,7 @@
   stream, the norms, rotary, attention, the KV cache and the option scores stay
   fp32. Only on a CPU with native bf16 matmul (AVX-512 BF16 or AMX): elsewhere
   oneDNN emulates it slower than fp32, so it is refused with one line. The
-  default for new runs where the CPU has it (:func:`default_precision`):
+  default for new runs where the CPU has it (``config.default_precision``):
   measured against fp32 on 200 test questions each of three bundled tasks,
   98.5% / 99.0% / 100% argmax agreement (the whole model in bf16, as the
   first version of this did, gave 95.5% / 92.5% / 100%: the bf16 residual
@@ -28,9 +28,8 @@ fp32's revision is the one it always had.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-from ..config import DEFAULT_PRECISION, PRECISIONS, Precision, local_spec
+from .. import _cpu
+from ..config import DEFAULT_PRECISION, PRECISIONS, Precision, default_precision, local_spec
 from ..errors import UsageError
 
 #: torch's quantized engine for the int8 linears (see the module doc for the measurement).
@@ -45,19 +44,6 @@ _REVISION_MARKS: dict[str, str] = {"bf16": "bf16w", "int8": "int8"}
 def revision_with(revision: str, precision: Precision) -> str:
     """``revision`` of the fp32 weights, marked with ``precision`` unless it is fp32 (whose key stays as it was)."""
     return revision if precision == "fp32" else f"{revision}/{_REVISION_MARKS[precision]}"
-
-
-def default_precision(*specs: str | None) -> Precision:
-    """The precision a new run or evaluation computes at when none is given: the one rule for it.
-
-    bf16 when one of ``specs`` is a local model and the CPU multiplies bf16
-    natively (its argmax agreement with fp32 is above 97% on each task
-    measured, see the module doc), else fp32. A run records the precision it
-    was created with, so resuming it elsewhere never changes its arithmetic.
-    """
-    if any(s is not None and local_spec(s) for s in specs) and bf16_native():
-        return "bf16"
-    return DEFAULT_PRECISION
 
 
 def check_precision(spec: str, precision: str) -> Precision:
@@ -76,27 +62,12 @@ def check_precision(spec: str, precision: str) -> Precision:
             f"--precision {precision} applies to local models (smollm2, hf:...), not {spec}",
             hint="drop --precision (the server or provider decides how its model computes)",
         )
-    if precision == "bf16" and not bf16_native():
+    if precision == "bf16" and not _cpu.bf16_native():
         raise UsageError(
             "--precision bf16 needs a CPU with native bf16 matmul (avx512_bf16 or amx_bf16); this one has neither",
             hint="use --precision int8 or fp32",
         )
     return precision  # type: ignore[return-value]
-
-
-@lru_cache(maxsize=1)
-def bf16_native() -> bool:
-    """Whether this CPU multiplies bf16 natively (its flags say avx512_bf16 or amx_bf16, and oneDNN agrees)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
-    except OSError:
-        return False
-    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
-        return False
-    import torch
-
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 # -- the weights at a precision ---------------------------------------------------------------
@@ -246,6 +217,5 @@ def _use_int8_engine() -> str:
 
 
 __all__ = (
-    "DEFAULT_PRECISION", "PRECISIONS", "Precision", "bf16_native", "bf16_stock", "check_precision", "default_precision",
-    "revision_with",
+    "DEFAULT_PRECISION", "PRECISIONS", "Precision", "bf16_stock", "check_precision", "default_precision", "revision_with",
 )

@@ -26,6 +26,7 @@ from test_cli_mistakes import one_line
 from test_graph import tprompt
 from test_hf_packing import _tiny_llama
 
+from tprompt import _cpu
 from tprompt.config import make_config
 from tprompt.errors import ConfigError, UsageError
 from tprompt.models import backend as backend_module
@@ -106,7 +107,7 @@ def test_fused_int8_decoding_equals_the_quantized_stock_model():
             token = expected.argmax(-1)
 
 
-needs_bf16 = pytest.mark.skipif(not hf_quant.bf16_native(), reason="this CPU has no native bf16 matmul")
+needs_bf16 = pytest.mark.skipif(not _cpu.bf16_native(), reason="this CPU has no native bf16 matmul")
 
 
 @needs_bf16
@@ -162,14 +163,14 @@ def test_fused_bf16_decoding_follows_the_bf16_stock_model():
 def test_a_new_run_computes_at_bf16_where_the_cpu_has_it_and_records_it(monkeypatch):
     from tprompt.config import RunConfig
 
-    monkeypatch.setattr(hf_quant, "bf16_native", lambda: True)
+    monkeypatch.setattr(_cpu, "bf16_native", lambda: True)
     assert make_config({}).precision == "bf16"  # the embedded model: bf16 where the CPU has it
     assert make_config({"precision": "fp32"}).precision == "fp32"  # said: kept
     assert make_config({"proposer": "fake", "scorer": "fake"}).precision == "fp32"  # no local model
     assert make_config({"scorer": "fake"}).precision == "bf16"  # the proposer is local
     stored = make_config({}).model_dump()
     assert make_config(stored).precision == "bf16"  # a fork or resume keeps what the run recorded
-    monkeypatch.setattr(hf_quant, "bf16_native", lambda: False)
+    monkeypatch.setattr(_cpu, "bf16_native", lambda: False)
     assert make_config({}).precision == "fp32"
     assert make_config(stored).precision == "bf16"  # ... also on a CPU that cannot (get_model then refuses it)
     del stored["precision"]
@@ -185,7 +186,7 @@ def _model_dir(tmp_path: Path) -> Path:
 
 
 def test_each_precision_has_its_own_revision_and_fp32_keeps_its_own(tmp_path, monkeypatch):
-    monkeypatch.setattr(hf_quant, "bf16_native", lambda: True)
+    monkeypatch.setattr(_cpu, "bf16_native", lambda: True)
     spec = f"hf:{_model_dir(tmp_path)}"
     revisions = {p: get_model(spec, precision=p).revision for p in ("fp32", "bf16", "int8")}
     assert len(set(revisions.values())) == 3
@@ -204,7 +205,7 @@ def test_the_cache_key_differs_per_precision(tmp_path, monkeypatch):
     from tprompt.models import ChatRequest
     from tprompt.models.recorder import cache_key, chat_request_body
 
-    monkeypatch.setattr(hf_quant, "bf16_native", lambda: True)
+    monkeypatch.setattr(_cpu, "bf16_native", lambda: True)
     spec = f"hf:{_model_dir(tmp_path)}"
     request = ChatRequest(messages=(("user", "hi"),))
     keys = {cache_key(chat_request_body(get_model(spec, precision=p), request)) for p in ("fp32", "bf16", "int8")}
@@ -223,7 +224,7 @@ def test_a_precision_for_a_model_that_is_not_local_is_one_clear_error(spec):
 
 
 def test_bf16_without_native_bf16_matmul_is_one_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(hf_quant, "bf16_native", lambda: False)
+    monkeypatch.setattr(_cpu, "bf16_native", lambda: False)
     with pytest.raises(UsageError, match="native bf16 matmul"):
         get_model(f"hf:{_model_dir(tmp_path)}", precision="bf16")
 
