@@ -34,8 +34,8 @@ Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "int8")
 #: The precision of a config that names none as it is read back (every run stored before runs recorded
 #: theirs computed at fp32) and of ``get_model``. A new run's default is decided where its config is made
-#: (:func:`make_config`): bf16 on a CPU with native bf16 matmul (98.5-100% argmax agreement with fp32 per
-#: task), else fp32 (``models.hf_quant.default_precision``; int8 agrees on 49-91% only).
+#: (:func:`make_config`, by :func:`default_precision`): bf16 on a CPU with native bf16 matmul (98.5-100%
+#: argmax agreement with fp32 per task), else fp32; int8 agrees on 49-87% only.
 DEFAULT_PRECISION: Precision = "fp32"
 
 
@@ -55,6 +55,8 @@ def default_precision(*specs: str | None) -> Precision:
     if any(s is not None and local_spec(s) for s in specs) and _cpu.bf16_native():
         return "bf16"
     return DEFAULT_PRECISION
+
+
 Budget = Literal["full", "racing"]
 #: A weight: any finite number (inf or NaN would be stored as null, and the run could not be read back).
 Weight = Annotated[float, Field(allow_inf_nan=False)]
