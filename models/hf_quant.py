@@ -28,6 +28,8 @@ fp32's revision is the one it always had.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .. import _cpu
 from ..config import DEFAULT_PRECISION, PRECISIONS, Precision, default_precision, local_spec
 from ..errors import UsageError
@@ -111,6 +113,7 @@ class Bf16Weight:
         return self.mm(x).add_(residual)
 
 
+@lru_cache(maxsize=1)
 def _bf16_linear_class():
     """The stock layers' bf16 linear (a torch module, so built on first use: torch is imported lazily)."""
     import torch

@@ -110,13 +110,20 @@ def test_fused_int8_decoding_equals_the_quantized_stock_model():
 needs_bf16 = pytest.mark.skipif(not _cpu.bf16_native(), reason="this CPU has no native bf16 matmul")
 
 
-@needs_bf16
-def test_fused_bf16_pass_equals_the_stock_layers_in_bf16():
+def _bf16_fused_and_stock():
+    """The tiny Llama's fused pass at bf16 and a copy of it whose stock layers ``bf16_stock`` made bf16."""
     model = _tiny_llama()
     stock = copy.deepcopy(model)
     hf_quant.bf16_stock(stock)
     fused = hf_llama._FusedLlama.build(model, "bf16")
-    assert fused is not None and isinstance(fused.layers[0][2], hf_quant.Bf16Weight)
+    assert fused is not None
+    return model, fused, stock
+
+
+@needs_bf16
+def test_fused_bf16_pass_equals_the_stock_layers_in_bf16():
+    model, fused, stock = _bf16_fused_and_stock()
+    assert isinstance(fused.layers[0][2], hf_quant.Bf16Weight)
     assert model.model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16  # views of the fused matrices
     ids, position_ids, rows, keep = _packed_inputs()
     with torch.inference_mode():
@@ -135,11 +142,7 @@ def test_fused_bf16_decoding_follows_the_bf16_stock_model():
     """A packed prefill and decoding steps at bf16: the stock bf16 layers' logits with a cache, the same greedy tokens."""
     from transformers import DynamicCache
 
-    model = _tiny_llama()
-    stock = copy.deepcopy(model)
-    hf_quant.bf16_stock(stock)
-    fused = hf_llama._FusedLlama.build(model, "bf16")
-    assert fused is not None
+    _, fused, stock = _bf16_fused_and_stock()
     prompt = [5, 9, 3, 7]
     ids = torch.tensor(prompt)
     position_ids = torch.arange(len(prompt)).unsqueeze(0)
