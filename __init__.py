@@ -38,9 +38,9 @@ _WHERE = {
     "RunConfig": ".config",
     "make_config": ".config",
     "rescore_run": ".graph.rescore",
-    "export_prompt": ".stores.provenance",
+    "export_prompt": ".export",
     "read_prompt_file": ".prompt_file",
-    "PromptExport": ".stores.provenance",
+    "PromptExport": ".export",
     "EventLog": ".stores",
     "RunState": ".stores",
     "Task": ".evaluator",
@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time each name loads on fi
     from .config import RunConfig, make_config
     from .evaluator import Example, ObjectiveWeights, Task
     from .evaluator.registry import metric, register_metric
+    from .export import PromptExport, export_prompt
     from .graph.api import create_run, fork_run
     from .graph.build import build_graph, draw
     from .graph.context import RunContext
@@ -63,7 +64,6 @@ if TYPE_CHECKING:  # what a type checker sees; at run time each name loads on fi
     from .graph.runner import EventsAppended, Progress, Runner
     from .prompt_file import read_prompt_file
     from .stores import EventLog, RunState
-    from .stores.provenance import PromptExport, export_prompt
 
 __all__ = (
     "__version__",

@@ -2,7 +2,7 @@
 
 ``tprompt run --prompt-file``, ``eval --prompt-file`` and a config file's
 ``prompt_file`` key read through :func:`read_prompt_file`; ``tprompt export``
-(:mod:`tprompt.stores.provenance`) writes the JSON format it recognizes.
+(:mod:`tprompt.export`) writes the JSON format it recognizes.
 """
 
 from __future__ import annotations

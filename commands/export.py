@@ -1,7 +1,7 @@
 """``tprompt export``: a run's best prompt, with its provenance, out of tprompt.
 
-The export itself is built in the core (:func:`tprompt.stores.provenance.export_prompt`),
-the same function behind ``RunState.best_prompt`` and ``RunState.provenance``.
+The export itself is built in the core (:func:`tprompt.export.export_prompt`),
+the one rule behind ``RunState.best_prompt`` too.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import typer
 from rich.text import Text
 
 from ..errors import UsageError
-from ..stores.provenance import FORMATS, STAGES, export_prompt
+from ..export import FORMATS, STAGES, export_prompt
 from ._common import check_output_file, err, open_log, write_atomically
 
 

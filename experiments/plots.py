@@ -24,7 +24,7 @@ from .grid import ROLE_LABELS
 from .plot_data import candidate_points, replay_test_answers
 
 if TYPE_CHECKING:
-    from .report import Group
+    from .report_model import Group
 
 #: One colour per arm or role, the same in every plot.
 COLORS = {

@@ -200,22 +200,15 @@ class RunState(BaseModel):
         hist = self.history(stage)
         return hist[-1] if hist else None
 
+    def best_overall(self) -> ScoredPrompt | None:
+        """The prompt ``tprompt export`` takes by default: the target stage's best, else the source's (None: none)."""
+        return self.best("target") or self.best("source")
+
     @property
     def best_prompt(self) -> str | None:
-        """The prompt ``tprompt export`` writes: the target stage's best, else the source's (None: none scored)."""
-        found = self._export()
-        return found.prompt if found else None
-
-    @property
-    def provenance(self) -> dict[str, Any] | None:
-        """Where :attr:`best_prompt` comes from, as ``tprompt export --format json`` writes it."""
-        found = self._export()
-        return found.provenance if found else None
-
-    def _export(self) -> Any:
-        from .provenance import default_stage, export_prompt
-
-        return export_prompt(self) if default_stage(self) else None
+        """The text of :meth:`best_overall` (its provenance: :func:`tprompt.export.export_prompt`)."""
+        found = self.best_overall()
+        return found.text if found else None
 
 
 class _Builder:

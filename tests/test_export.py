@@ -14,9 +14,9 @@ from test_graph import run_in_process
 import tprompt as tp
 from tprompt.cli import main
 from tprompt.errors import UsageError
+from tprompt.export import EXPORT_FORMAT, PromptExport, export_prompt, public_url, read_prompt_file
 from tprompt.graph.config import load_config_file
 from tprompt.stores import CandidateScored, EventLog, StageStarted
-from tprompt.stores.provenance import EXPORT_FORMAT, PromptExport, export_prompt, public_url, read_prompt_file
 
 
 @pytest.fixture
@@ -215,7 +215,7 @@ def test_optimize_result_has_the_exported_prompt_and_provenance(cli, tmp_path: P
     assert state.best_prompt is not None and state.best_prompt == state.best("target").text  # type: ignore[union-attr]
     _, out, _ = cli("--db", str(db), "export", state.run_id, "--format", "json")
     exported = json.loads(out)
-    assert exported["prompt"] == state.best_prompt and exported["provenance"] == state.provenance
+    assert exported["prompt"] == state.best_prompt and exported["provenance"] == tp.export_prompt(state).provenance
     assert tp.export_prompt(state).to_dict() == exported
     (tmp_path / "best.json").write_text(out)
     again = tp.optimize(db, target="arc_challenge", model="fake", steps=1, candidates=2, examples=3, test_examples=3,
@@ -227,7 +227,9 @@ def test_a_run_with_nothing_scored_has_no_best_prompt(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     with EventLog(db) as log:
         state = log.state(_hand_made(db))
-    assert state.best_prompt is None and state.provenance is None
+    assert state.best_prompt is None and state.best_overall() is None
+    with pytest.raises(UsageError, match="nothing to export"):  # no provenance either
+        export_prompt(state)
 
 
 # -- loaded back as the original prompt of a new run ---------------------------------------

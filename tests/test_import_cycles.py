@@ -1,10 +1,12 @@
 """No import cycles among tprompt's modules: a module split in two whose halves import each other is one
 module in two files.
 
-Read from the source (``ast``), not from a running interpreter: every ``import`` counts, at module level
-and inside functions (a deferred import hides a cycle from Python, not from the design); imports under
-``if TYPE_CHECKING:`` do not run and do not count. A name a package re-exports lazily (a ``_WHERE``
-table for :func:`tprompt._lazy.lazy_exports`) counts as an import of the module that defines it.
+Read from the source (``ast``), not from a running interpreter: every ``import`` counts, at module level,
+inside functions and under ``if TYPE_CHECKING:`` (a deferred or type-only import hides a cycle from Python,
+not from the design: two modules that need each other's names are one module in two files). A name a
+package re-exports lazily (a ``_WHERE`` table for :func:`tprompt._lazy.lazy_exports`) counts as an import of
+the module that defines it; the package's ``TYPE_CHECKING`` block that mirrors that table for type
+checkers (see test_public_names.py) is the same table, not an import by the package.
 """
 
 from __future__ import annotations
@@ -35,22 +37,16 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
-    """Every import statement that can run: all of them but those under ``if TYPE_CHECKING:``."""
-    found: list[ast.Import | ast.ImportFrom] = []
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
-            for child in node.orelse:
-                visit(child)
-            return
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            found.append(node)
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(tree)
-    return found
+def _imports(tree: ast.Module, lazy: dict[str, str]) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement, wherever it is; a lazy package's ``TYPE_CHECKING`` mirror of ``lazy`` aside."""
+    mirror: set[int] = set()
+    if lazy:
+        for node in tree.body:
+            if isinstance(node, ast.If) and _is_type_checking(node.test):
+                mirror |= {id(imp) for imp in node.body if isinstance(imp, ast.ImportFrom)
+                           and all(a.name in lazy for a in imp.names)}
+    return [node for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in mirror]
 
 
 def _lazy_table(tree: ast.Module) -> dict[str, str]:
@@ -81,7 +77,7 @@ def import_graph(root: Path, package: str = "tprompt") -> dict[str, set[str]]:
 
     for src, tree in trees.items():
         is_package = files[src].name == "__init__.py"
-        for node in _imports(tree):
+        for node in _imports(tree, lazy[src]):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name.split(".")[0] == package:
@@ -157,13 +153,28 @@ def test_the_graph_sees_tprompts_imports() -> None:
 
 def test_the_check_sees_cycles(tmp_path: Path) -> None:
     (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "__init__.py").write_text('_WHERE = {"Thing": ".lazy"}\n')
-    (tmp_path / "pkg" / "lazy.py").write_text("def f():\n    from .. import c\n")
+    (tmp_path / "pkg" / "__init__.py").write_text(
+        '_WHERE = {"Thing": ".lazy"}\nif TYPE_CHECKING:\n    from .lazy import Thing\n')
+    (tmp_path / "pkg" / "lazy.py").write_text("def f():\n    from .. import c\n")  # deferred: counts
     (tmp_path / "a.py").write_text("from .pkg import Thing\n")
     (tmp_path / "c.py").write_text("import tprompt.a\n")
     (tmp_path / "b.py").write_text(
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import d\n")
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import d\n")  # type-only: counts
     (tmp_path / "d.py").write_text("from .b import x\n")
+    (tmp_path / "e.py").write_text("import typing\nif typing.TYPE_CHECKING:\n    from .f import y\n")
+    (tmp_path / "f.py").write_text("def g():\n    from . import e\n")
     graph = import_graph(tmp_path)
-    assert graph["tprompt.b"] == set() and graph["tprompt.d"] == {"tprompt.b"}
-    assert import_cycles(graph) == [["tprompt.a", "tprompt.c", "tprompt.pkg.lazy"]]
+    assert graph["tprompt.b"] == {"tprompt.d"} and graph["tprompt.d"] == {"tprompt.b"}
+    assert graph["tprompt.pkg"] == set()  # the lazy table's TYPE_CHECKING mirror is not an import of the package
+    assert import_cycles(graph) == [["tprompt.a", "tprompt.c", "tprompt.pkg.lazy"], ["tprompt.b", "tprompt.d"],
+                                    ["tprompt.e", "tprompt.f"]]
+
+
+def test_the_two_deferred_circles_of_b94469e_are_seen(tmp_path: Path) -> None:
+    # stores/projection.py imported export code inside a method, export code imported the projection under
+    # TYPE_CHECKING: the check must call that a circle (it is how main looked at b94469e).
+    (tmp_path / "stores").mkdir()
+    (tmp_path / "stores" / "projection.py").write_text("def _export():\n    from .provenance import export_prompt\n")
+    (tmp_path / "stores" / "provenance.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .projection import RunState\n")
+    assert import_cycles(import_graph(tmp_path)) == [["tprompt.stores.projection", "tprompt.stores.provenance"]]

@@ -24,17 +24,17 @@ from ..errors import UsageError
 # The file format and reading a prompt back live below the stores: a run config file can name
 # an exported prompt (``prompt_file``).
 from ..prompt_file import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, read_prompt_file
-from .events import METRIC_NAMES, Stage
+from ..stores.events import METRIC_NAMES, Stage
+from ..stores.projection import RunState, ScoredPrompt
 
 if TYPE_CHECKING:
     from langchain_core.prompts import ChatPromptTemplate
-
-    from .projection import RunState, ScoredPrompt
 
 
 Format = Literal["text", "json", "langchain"]
 FORMATS: tuple[str, ...] = ("text", "json", "langchain")
 STAGES: tuple[str, ...] = ("source", "target")
+_STAGE: dict[str, Stage] = {"source": "source", "target": "target"}
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,8 @@ class PromptExport:
 
 def default_stage(state: RunState) -> Stage | None:
     """The stage an export takes by default: target once it has a scored prompt, else source (None: neither)."""
-    for stage in ("target", "source"):
-        if state.best(stage) is not None:  # type: ignore[arg-type]
-            return stage  # type: ignore[return-value]
-    return None
+    found = state.best_overall()
+    return found.stage if found else None
 
 
 def export_prompt(state: RunState, stage: str | None = None) -> PromptExport:
@@ -101,10 +99,10 @@ def export_prompt(state: RunState, stage: str | None = None) -> PromptExport:
     Raises:
         UsageError: no candidate scored yet in the run, or in the stage asked for, or an unknown stage.
     """
-    if stage is not None and stage not in STAGES:
+    if stage is not None and stage not in _STAGE:
         raise UsageError(f"unknown stage {stage!r}", hint="use source or target")
-    chosen = stage or default_stage(state)
-    best = state.best(chosen) if chosen else None  # type: ignore[arg-type]
+    chosen = _STAGE[stage] if stage is not None else default_stage(state)
+    best = state.best(chosen) if chosen else None
     if chosen is None or best is None:
         where = f"its {stage} stage has" if stage else "it has"
         other = default_stage(state)

@@ -1,0 +1,28 @@
+"""A run's best prompt out of tprompt: the export (prompt + provenance) built from a run's folded state.
+
+Above the stores: it reads a :class:`~tprompt.stores.RunState`, the stores never call it.
+"""
+
+from .provenance import (
+    EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION,
+    FORMATS,
+    STAGES,
+    PromptExport,
+    default_stage,
+    export_prompt,
+    public_url,
+    read_prompt_file,
+)
+
+__all__ = (
+    "EXPORT_FORMAT",
+    "EXPORT_FORMAT_VERSION",
+    "FORMATS",
+    "STAGES",
+    "PromptExport",
+    "default_stage",
+    "export_prompt",
+    "public_url",
+    "read_prompt_file",
+)
