@@ -49,7 +49,7 @@ def default_precision(*specs: str | None) -> Precision:
 
     bf16 when one of ``specs`` is a local model and the CPU multiplies bf16
     natively (its argmax agreement with fp32 is 98.5-100% on each task
-    measured, see ``models.hf_quant``), else fp32. A run records the precision
+    measured, see ``models.local.precision``), else fp32. A run records the precision
     it was created with, so resuming it elsewhere never changes its arithmetic.
     """
     if any(s is not None and local_spec(s) for s in specs) and _cpu.bf16_native():

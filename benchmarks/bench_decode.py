@@ -7,7 +7,7 @@ tokens at most, as ``--mode generate`` sends them (the scorer's system prompt
 and one question per request), in one ``generate`` call. Printed, medians of
 ``--repeat`` runs, all in this one run of the benchmark:
 
-* tprompt's ``TransformersBackend.generate`` (this checkout);
+* tprompt's ``TransformersBackend.generate`` (the local engine) (this checkout);
 * with ``--baseline DIR`` (a directory whose ``tprompt`` is an older
   checkout, e.g. ``DIR/tprompt -> /path/to/old/worktree``), the same call
   in that code, run in a subprocess, and whether its texts are identical;
@@ -57,14 +57,15 @@ def run_stock(backend, reqs) -> tuple[float, int]:
     """transformers' own batched greedy ``generate`` on the same prompts."""
     import torch
 
-    tok = backend.tokenizer
+    engine = backend.engine
+    tok = engine.tokenizer
     tok.padding_side = "left"
-    texts = [backend.render(r.messages) for r in reqs]
+    texts = [engine.render(r.messages) for r in reqs]
     batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     limit = max(r.max_tokens for r in reqs)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        out = backend.model.generate(**batch, max_new_tokens=limit, do_sample=False, pad_token_id=backend.pad_id)
+        out = engine.model.generate(**batch, max_new_tokens=limit, do_sample=False, pad_token_id=engine.pad_id)
     elapsed = time.perf_counter() - t0
     new = out[:, batch["input_ids"].shape[1]:]
     produced = 0

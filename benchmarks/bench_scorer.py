@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from tprompt.models import ChatRequest, OptionsRequest, get_model
-    from tprompt.models.hf_threads import cpu_threads
+    from tprompt.models.local.threads import cpu_threads
 
     examples = load_examples(args.n + 4)
     warmup, examples = examples[:4], examples[4:]
@@ -129,13 +129,13 @@ def main() -> None:
     # median of a few runs, as other processes may take the cores for a while.
     times = []
     for _ in range(max(1, args.repeat)):
-        backend.stats.reset()
+        backend.engine.stats.reset()
         t0 = time.perf_counter()
         scored = backend.option_probs([options_request(ex) for ex in examples])
         times.append(time.perf_counter() - t0)
     fast_s = sorted(times)[len(times) // 2]
-    stats = backend.stats
-    fast_flops = model_flops(backend.model, stats) / fast_s
+    stats = backend.engine.stats
+    fast_flops = model_flops(backend.engine.model, stats) / fast_s
     fast_threads = dict(stats.threads)
     load_fast = os.getloadavg()[0]
     # Measured on both sides of the fast path: on a machine shared with other

@@ -10,11 +10,11 @@ import typer
 from rich import box
 from rich.table import Table
 
+from ..config import default_precision
 from ..errors import UsageError
 from ..evaluator import check_mode, list_tasks, load_task, resolve_mode, score_prompt
 from ..graph.config import DEFAULT_ORIGINAL_PROMPT as DEFAULT_PROMPT
 from ..metric_specs import METRICS
-from ..models.hf_quant import default_precision
 from ..prompt_file import read_prompt_file
 from ._common import JSON_OPTION, SafeConsole, err, fmt_num, out, print_json, settings, shorten
 from ._model_options import (

@@ -99,7 +99,7 @@ def get_model(
     ``request_timeout`` (seconds per request) or ``abandoned`` (see
     :meth:`ChatBackend.for_run`), the answer is a new view of the shared
     backend with those settings; the shared backend keeps its own.
-    ``precision`` (local models only: see :mod:`.hf_quant`) loads its own copy
+    ``precision`` (local models only: see :mod:`.local.precision`) loads its own copy
     of the weights, with its own revision.
 
     Raises:
@@ -114,7 +114,7 @@ def get_model(
             "empty model spec", hint=f"give one such as {DEFAULT_MODEL}, fake, hf:<dir> or openai:<model>"
         )
     spec = spec.strip()
-    from .hf_quant import check_precision
+    from .local.precision import check_precision
 
     precision = check_precision(spec, precision)
     kind = spec.partition(":")[0]
@@ -134,7 +134,7 @@ def get_model(
 
 
 def _load(spec: str, base_url: str | tuple[str, ...] | None = None, precision: Precision = DEFAULT_PRECISION) -> ChatBackend:
-    from .hf_quant import revision_with
+    from .local.precision import revision_with
 
     kind, _, rest = spec.partition(":")
     if kind == "fake":

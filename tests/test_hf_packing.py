@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-from tprompt.models import hf_llama, hf_packing, hf_threads
+from tprompt.models.local import llama, packing
+from tprompt.models.local import threads as thread_policy
 
 
 def _dense_reference(query, key, value, lengths, prefix):
@@ -37,8 +38,8 @@ def test_packed_attention_equals_the_dense_block_mask(prefix):
     total = sum(lengths)
     query = torch.randn(1, 9, total, 64)
     key, value = torch.randn(1, 3, prefix + total, 64), torch.randn(1, 3, prefix + total, 64)
-    rows = hf_packing._packed_rows(torch, starts, lengths, prefix)
-    out, _ = hf_packing._packed_attention(_Module(), query, key, value, None, scaling=0.125, packed_rows=rows)
+    rows = packing._packed_rows(torch, starts, lengths, prefix)
+    out, _ = packing._packed_attention(_Module(), query, key, value, None, scaling=0.125, packed_rows=rows)
     assert out.shape == (1, total, 9, 64)
     assert torch.allclose(out, _dense_reference(query, key, value, lengths, prefix), atol=1e-5)
 
@@ -46,7 +47,7 @@ def test_packed_attention_equals_the_dense_block_mask(prefix):
 def test_packed_attention_without_rows_is_plain_sdpa():
     torch.manual_seed(1)
     query, key, value = torch.randn(2, 9, 4, 64), torch.randn(2, 3, 4, 64), torch.randn(2, 3, 4, 64)
-    out, _ = hf_packing._packed_attention(_Module(), query, key, value, None, scaling=0.125)
+    out, _ = packing._packed_attention(_Module(), query, key, value, None, scaling=0.125)
     expected = torch.nn.functional.scaled_dot_product_attention(
         query, key.repeat_interleave(3, 1), value.repeat_interleave(3, 1), is_causal=True, scale=0.125
     )
@@ -65,14 +66,14 @@ def test_packed_attention_without_rows_is_plain_sdpa():
 def test_threads_leave_the_cores_others_use(monkeypatch, others, threads):
     monkeypatch.delenv("TPROMPT_TORCH_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(hf_threads._OTHERS, "update", lambda: others)
-    assert hf_threads.cpu_threads() == threads
+    monkeypatch.setattr(thread_policy._OTHERS, "update", lambda: others)
+    assert thread_policy.cpu_threads() == threads
 
 
 def test_other_load_is_the_machine_minus_this_process(monkeypatch):
     readings = iter([(0.0, 0.0, 0.0), (2.0, 3.0, 2.0), (2.1, 3.2, 2.1), (4.0, 5.0, 3.8)])
-    monkeypatch.setattr(hf_threads, "_cpu_reading", lambda: next(readings))
-    meter = hf_threads._OtherLoad()
+    monkeypatch.setattr(thread_policy, "_cpu_reading", lambda: next(readings))
+    meter = thread_policy._OtherLoad()
     assert meter.update() == pytest.approx(0.5)  # 1.5 cores busy, 1.0 of them ours
     assert meter.update() == pytest.approx(0.5)  # too soon after: the last figure
     assert meter.update() == pytest.approx(0.1)  # since the last counted reading: 1.0 busy, 0.9 ours
@@ -81,17 +82,17 @@ def test_other_load_is_the_machine_minus_this_process(monkeypatch):
 def test_without_proc_stat_the_load_average_decides(monkeypatch):
     monkeypatch.delenv("TPROMPT_TORCH_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(hf_threads._OTHERS, "update", lambda: None)
+    monkeypatch.setattr(thread_policy._OTHERS, "update", lambda: None)
     monkeypatch.setattr(os, "getloadavg", lambda: (3.2, 3.2, 3.2))
-    assert hf_threads.cpu_threads() == 1
+    assert thread_policy.cpu_threads() == 1
     monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.9, 1.9))
-    assert hf_threads.cpu_threads() == 2
+    assert thread_policy.cpu_threads() == 2
 
 
 def test_threads_from_the_environment_win(monkeypatch):
     monkeypatch.setenv("TPROMPT_TORCH_THREADS", "3")
     monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
-    assert hf_threads.cpu_threads() == 3
+    assert thread_policy.cpu_threads() == 3
 
 
 def _tiny_llama(**overrides):
@@ -103,8 +104,8 @@ def _tiny_llama(**overrides):
         num_key_value_heads=2, max_position_embeddings=128, **overrides,
     )
     model = LlamaForCausalLM(config).eval()
-    hf_packing._register_packed_attention()
-    model.set_attn_implementation(hf_packing.PACKED_ATTENTION)
+    packing._register_packed_attention()
+    model.set_attn_implementation(packing.PACKED_ATTENTION)
     return model
 
 
@@ -115,7 +116,7 @@ def test_fused_llama_pass_equals_the_stock_layers(prefix):
     model = _tiny_llama()
     torch.manual_seed(3)
     stock_q = model.model.layers[0].self_attn.q_proj.weight.clone()
-    fused = hf_llama._FusedLlama.build(model)
+    fused = llama._FusedLlama.build(model)
     assert fused is not None
     # The modules' weights are now views of the fused ones, with the same values.
     assert torch.equal(model.model.layers[0].self_attn.q_proj.weight, stock_q)
@@ -130,7 +131,7 @@ def test_fused_llama_pass_equals_the_stock_layers(prefix):
             prefix_kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
             cache = DynamicCache(list(prefix_kv))
         position_ids = torch.cat([torch.arange(prefix, prefix + n) for n in lengths]).unsqueeze(0)
-        rows = hf_packing._packed_rows(torch, starts, lengths, prefix)
+        rows = packing._packed_rows(torch, starts, lengths, prefix)
         keep = torch.tensor([3, 4, 10, 11])
         expected = model.model(
             input_ids=ids[:, prefix:], attention_mask=torch.ones(1, 1, 1, 1, dtype=torch.bool),
@@ -142,7 +143,7 @@ def test_fused_llama_pass_equals_the_stock_layers(prefix):
 
 
 def test_fused_llama_pass_declines_biased_projections():
-    assert hf_llama._FusedLlama.build(_tiny_llama(attention_bias=True)) is None
+    assert llama._FusedLlama.build(_tiny_llama(attention_bias=True)) is None
 
 
 @pytest.mark.parametrize("prefix", [0, 3])
@@ -151,7 +152,7 @@ def test_fused_decoding_equals_the_stock_layers_with_a_cache(prefix):
     from transformers import DynamicCache
 
     model = _tiny_llama()
-    fused = hf_llama._FusedLlama.build(model)
+    fused = llama._FusedLlama.build(model)
     torch.manual_seed(4)
     shared = torch.randint(1, 64, (prefix,)).tolist()
     rows = [shared + torch.randint(1, 64, (n,)).tolist() for n in (2, 5)]
@@ -174,7 +175,7 @@ def test_fused_decoding_equals_the_stock_layers_with_a_cache(prefix):
         starts = [0, lengths[0]]
         packed_pos = torch.cat([torch.arange(prefix, prefix + n) for n in lengths]).unsqueeze(0)
         kv: list = []
-        states = fused.forward(packed, packed_pos, prefix_kv, hf_packing._packed_rows(torch, starts, lengths, prefix),
+        states = fused.forward(packed, packed_pos, prefix_kv, packing._packed_rows(torch, starts, lengths, prefix),
                                torch.tensor([lengths[0] - 1, sum(lengths) - 1]), kv)
         got = fused.head(states)
         assert torch.allclose(got, stock_logits, atol=1e-5)
@@ -220,7 +221,7 @@ class _Backend:
     ],
 )
 def test_stop_strings_are_found_in_the_decoded_tail(text, stop, expected):
-    from tprompt.models.hf_decode import _stopped
+    from tprompt.models.local.decode import _stopped
 
     tokens = [ord(c) for c in text]
     tail = 4 * max((len(s) for s in stop), default=0) + 2

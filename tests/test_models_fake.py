@@ -193,7 +193,7 @@ def test_the_core_never_imports_the_cli_or_tui():
     import sys
 
     code = (
-        "import sys, tprompt.models, tprompt.stores.transcripts, tprompt.models.hf, tprompt.models.api;"
+        "import sys, tprompt.models, tprompt.stores.transcripts, tprompt.models.hf, tprompt.models.local.engine, tprompt.models.api;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('typer', 'textual') or m.startswith('tprompt.commands')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

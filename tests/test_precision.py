@@ -30,8 +30,9 @@ from tprompt import _cpu
 from tprompt.config import make_config
 from tprompt.errors import ConfigError, UsageError
 from tprompt.models import backend as backend_module
-from tprompt.models import get_model, hf_llama, hf_packing, hf_quant
-from tprompt.models.hf import dir_revision
+from tprompt.models import get_model
+from tprompt.models.local import llama, packing, precision
+from tprompt.models.local.revision import dir_revision
 
 
 def _packed_inputs(prefix: int = 0):
@@ -40,7 +41,7 @@ def _packed_inputs(prefix: int = 0):
     torch.manual_seed(5)
     ids = torch.randint(0, 64, (total,))
     position_ids = torch.cat([torch.arange(prefix, prefix + n) for n in lengths]).unsqueeze(0)
-    rows = hf_packing._packed_rows(torch, starts, lengths, prefix)
+    rows = packing._packed_rows(torch, starts, lengths, prefix)
     return ids, position_ids, rows, torch.tensor([3, 4, 10, 11])
 
 
@@ -59,8 +60,8 @@ def test_fused_int8_pass_equals_quantize_dynamic_of_the_stock_layers():
     model = _tiny_llama()
     stock = copy.deepcopy(model)
     quantize_dynamic(stock.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
-    fused = hf_llama._FusedLlama.build(model, "int8")
-    assert fused is not None and isinstance(fused.layers[0][2], hf_quant.Int8Weight)
+    fused = llama._FusedLlama.build(model, "int8")
+    assert fused is not None and isinstance(fused.layers[0][2], precision.Int8Weight)
     ids, position_ids, rows, keep = _packed_inputs()
     with torch.inference_mode():
         expected = _stock_states(stock, ids, position_ids, rows, keep)
@@ -78,7 +79,7 @@ def test_fused_int8_decoding_equals_the_quantized_stock_model():
     model = _tiny_llama()
     stock = copy.deepcopy(model)
     quantize_dynamic(stock.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
-    fused = hf_llama._FusedLlama.build(model, "int8")
+    fused = llama._FusedLlama.build(model, "int8")
     assert fused is not None
     rows = [[5, 9, 3], [7, 1, 2, 8, 4]]
     lengths = [len(r) for r in rows]
@@ -92,7 +93,7 @@ def test_fused_int8_decoding_equals_the_quantized_stock_model():
         kv: list = []
         packed_pos = torch.cat([torch.arange(n) for n in lengths]).unsqueeze(0)
         states = fused.forward(torch.tensor([t for r in rows for t in r]), packed_pos, None,
-                               hf_packing._packed_rows(torch, [0, lengths[0]], lengths, 0),
+                               packing._packed_rows(torch, [0, lengths[0]], lengths, 0),
                                torch.tensor([lengths[0] - 1, sum(lengths) - 1]), kv)
         assert torch.allclose(fused.head(states), out.logits[:, -1], atol=1e-2)
         ours = fused.start_decode(kv, lengths, 0, width + 4)
@@ -114,8 +115,8 @@ def _bf16_fused_and_stock():
     """The tiny Llama's fused pass at bf16 and a copy of it whose stock layers ``bf16_stock`` made bf16."""
     model = _tiny_llama()
     stock = copy.deepcopy(model)
-    hf_quant.bf16_stock(stock)
-    fused = hf_llama._FusedLlama.build(model, "bf16")
+    precision.bf16_stock(stock)
+    fused = llama._FusedLlama.build(model, "bf16")
     assert fused is not None
     return model, fused, stock
 
@@ -123,7 +124,7 @@ def _bf16_fused_and_stock():
 @needs_bf16
 def test_fused_bf16_pass_equals_the_stock_layers_in_bf16():
     model, fused, stock = _bf16_fused_and_stock()
-    assert isinstance(fused.layers[0][2], hf_quant.Bf16Weight)
+    assert isinstance(fused.layers[0][2], precision.Bf16Weight)
     assert model.model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16  # views of the fused matrices
     ids, position_ids, rows, keep = _packed_inputs()
     with torch.inference_mode():
@@ -146,7 +147,7 @@ def test_fused_bf16_decoding_follows_the_bf16_stock_model():
     prompt = [5, 9, 3, 7]
     ids = torch.tensor(prompt)
     position_ids = torch.arange(len(prompt)).unsqueeze(0)
-    rows = hf_packing._packed_rows(torch, [0], [len(prompt)], 0)
+    rows = packing._packed_rows(torch, [0], [len(prompt)], 0)
     with torch.inference_mode():
         kv: list = []
         fused.forward(ids, position_ids, None, rows, torch.tensor([len(prompt) - 1]), kv)

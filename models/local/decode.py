@@ -1,4 +1,4 @@
-"""Decoding a batch with the transformers backend: one prefill, then one token per live row per step.
+"""Decoding a batch with the local engine: one prefill, then one token per live row per step.
 
 Every row of the batch decodes together on every core; a row leaves the
 batch when it ends (end of text, a stop string, its token limit). On a plain
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .hf_threads import cpu_threads, torch_threads
-from .types import ChatRequest
+from ..types import ChatRequest
+from .threads import cpu_threads, torch_threads
 
 #: Rows decoded together. A step's matmuls read every weight once whatever
 #: the rows, and on a CPU they run far below their peak at a few rows
@@ -31,23 +31,23 @@ DECODE_BATCH = 32
 DECODE_PREFILL_TOKENS = 32 * 384
 
 
-def decode(backend, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_kv) -> list[tuple[str, int]]:
+def decode(engine, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_kv) -> list[tuple[str, int]]:
     """(text, generated tokens) of each row of ``batch``, decoded together."""
-    torch = backend._torch
+    torch = engine.torch
     n = len(batch)
     limit = max(r.max_tokens for r in reqs)
-    fused = backend._fused
+    fused = engine.fused
     state = cache = mask = None
     if fused is not None:
         # One packed pass over every row (no padding), keeping each layer's keys and values.
         kv: list = []
-        states, _ = backend._forward_packed(batch, prefix_len, prefix_kv, kv_out=kv)
+        states, _ = engine.forward_packed(batch, prefix_len, prefix_kv, kv_out=kv)
         step_logits = fused.head(states)
         lengths = [len(r.ids) - prefix_len for r in batch]
         state = fused.start_decode(kv, lengths, prefix_len, prefix_len + max(lengths) + limit)
         last_pos = torch.tensor([prefix_len + length - 1 for length in lengths])
     else:
-        logits, cache, mask, last_pos = backend._forward(batch, prefix_len, prefix_kv, 1)
+        logits, cache, mask, last_pos = engine.forward_padded(batch, prefix_len, prefix_kv, 1)
         step_logits = logits[:, -1, :]
     generators = []
     for req in reqs:
@@ -66,12 +66,12 @@ def decode(backend, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_
             for k, b in enumerate(active):
                 req = reqs[b]
                 token = greedy[k] if req.temperature <= 0 else _pick(step_logits[k].float(), req, generators[b], torch)
-                if token in backend.eos_ids:
-                    texts[b] = backend._finish(produced[b], req.stop)
+                if token in engine.eos_ids:
+                    texts[b] = engine.finish(produced[b], req.stop)
                     continue
                 produced[b].append(token)
-                if len(produced[b]) >= req.max_tokens or _stopped(backend, produced[b], req.stop, tails[b]):
-                    texts[b] = backend._finish(produced[b], req.stop)
+                if len(produced[b]) >= req.max_tokens or _stopped(engine, produced[b], req.stop, tails[b]):
+                    texts[b] = engine.finish(produced[b], req.stop)
                     continue
                 still.append(k)
                 next_ids.append(token)
@@ -96,7 +96,7 @@ def decode(backend, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_
                         slots = list(range(len(slots)))
             last_pos = last_pos + 1
             if state is not None:
-                ids = torch.full((state.rows,), backend.pad_id, dtype=torch.long)
+                ids = torch.full((state.rows,), engine.pad_id, dtype=torch.long)
                 ids[slots] = torch.tensor(next_ids)
                 step_logits = fused.decode_step(state, ids, last_pos)
                 if len(slots) < state.rows:
@@ -105,29 +105,29 @@ def decode(backend, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_
                 assert mask is not None  # the stock layers decode with a mask
                 ids = torch.tensor(next_ids)
                 mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype)], dim=1)
-                out = backend.model(
+                out = engine.model(
                     input_ids=ids.unsqueeze(1), attention_mask=mask, position_ids=last_pos.unsqueeze(1),
                     cache=cache, use_cache=True, logits_to_keep=1,
                 )
                 step_logits, cache = out.logits[:, -1, :], out.cache
-            backend.stats.count_pass(threads)
-            backend.stats.tokens += len(active)
-            backend.stats.padded_tokens += state.rows if state is not None else len(active)
+            engine.stats.count_pass(threads)
+            engine.stats.tokens += len(active)
+            engine.stats.padded_tokens += state.rows if state is not None else len(active)
     for b in range(n):
         if texts[b] is None:
-            texts[b] = backend._finish(produced[b], reqs[b].stop)
+            texts[b] = engine.finish(produced[b], reqs[b].stop)
     return [(texts[b] or "", len(produced[b])) for b in range(n)]
 
 
-def _stopped(backend, tokens: list[int], stop: tuple[str, ...], tail: int) -> bool:
+def _stopped(engine, tokens: list[int], stop: tuple[str, ...], tail: int) -> bool:
     """Whether the text of ``tokens`` holds a stop string, looking at the new tail first."""
     stops = [s for s in stop if s]
     if not stops:
         return False
-    end = backend.tokenizer.decode(tokens[-tail:], skip_special_tokens=True)
+    end = engine.tokenizer.decode(tokens[-tail:], skip_special_tokens=True)
     if not any(s in end for s in stops):
         return False
-    text = backend.tokenizer.decode(tokens, skip_special_tokens=True)
+    text = engine.tokenizer.decode(tokens, skip_special_tokens=True)
     return any(s in text for s in stops)
 
 

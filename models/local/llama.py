@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .hf_packing import _PackedRows
-from .hf_quant import Bf16Weight, Precision, weight_for
+from .packing import _PackedRows
+from .precision import Bf16Weight, Precision, weight_for
 
 #: The same for the fused Llama pass (:class:`_FusedLlama`): with fewer
 #: elementwise passes over the activations bigger packs pay again (measured

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .types import Message
+from ..types import Message
 
 if TYPE_CHECKING:  # torch is imported by the caller (it loads slowly; this module must not)
     from torch import Tensor

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .. import _cpu
-from ..config import DEFAULT_PRECISION, PRECISIONS, Precision, default_precision, local_spec
-from ..errors import UsageError
+from ... import _cpu
+from ...config import DEFAULT_PRECISION, PRECISIONS, Precision, default_precision, local_spec
+from ...errors import UsageError
 
 #: torch's quantized engine for the int8 linears (see the module doc for the measurement).
 INT8_ENGINE = "x86"
