@@ -16,11 +16,13 @@ from rich.text import Text
 from ..config import load_rubric_file
 from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
+from ..graph.parents import run_frontier
 from ..metric_specs import METRIC_NAMES, metric_columns
 from ..prompt_file import read_prompt_file
 from ..stores import EventLog, RunState
 from ..stores.control import request_pause
 from ..stores.events import ROLES
+from ..stores.frontier import Frontier
 from ..stores.leases import holder_alive, lease_holder
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
 from ._model_options import (
@@ -357,7 +359,12 @@ def show(
         state = log.state(run_id)
         lineage = [(s.run_id, s.first_seq, s.last_seq) for s in log.lineage(run_id)]
         spend = log.transcripts.spend([run_id])
+        frontiers = _frontiers(log, run_id, state)
     data = summary(state)
+    data["pareto_pool"] = {
+        stage: [{"prompt_id": m, "examples_best_on": len(f.wins.get(m, ()))} for m in f.members]
+        for stage, f in frontiers.items()
+    }
     data["lineage"] = [{"run_id": r, "first_seq": a, "last_seq": b} for r, a, b in lineage]
     data["spend"] = [
         {"agent": a, "stage": st, "calls": n, "prompt_tokens": pt, "completion_tokens": ct, "usd": usd}
@@ -386,6 +393,8 @@ def show(
         best.add_row(stage, b.prompt_id, str(b.step), *(fmt_num(b.metrics.get(m)) for m in names), fmt_num(b.objective),
                      str(state.scorer_calls.get(stage, 0)), Text(shorten(b.text, 60)))
     out.print(best)
+    for front in frontiers.values():
+        out.print(frontier_table(state, front))
     if state.tested:
         out.print(result_table(state))
         for line in prompt_list(state):
@@ -394,6 +403,28 @@ def show(
         out.print(f"transfer gain on the test split (objective, best target - original): {data['transfer_gain']:+.3f}")
     if spend:
         out.print(spend_table(spend))
+
+
+def _frontiers(log: Any, run_id: str, state: RunState) -> dict[str, Frontier]:
+    """Each stage's Pareto pool (the stages that scored a candidate), from the run's events."""
+    if state.config is None:
+        return {}
+    events = list(log.events(run_id))
+    fronts = {stage: run_frontier(events, state.config, stage) for stage in ("source", "target")}
+    return {stage: f for stage, f in fronts.items() if f.candidates}
+
+
+def frontier_table(state: RunState, front: Frontier) -> Table:
+    """A stage's Pareto pool: each member, the (metric, example) keys it is best on, its objective, its text."""
+    table = Table(title=f"Pareto pool, {front.stage} stage ({len(front.members)} of {len(front.candidates)} "
+                        f"candidates, {front.keys} per-example keys)")
+    for col in ("prompt", "keys best on (ties too)", "objective", "text"):
+        table.add_column(col)
+    mean = {h.prompt_id: h.objective for h in state.history(front.stage)}
+    for pid in front.members:
+        table.add_row(pid, str(len(front.wins.get(pid, ()))), fmt_num(mean.get(pid)),
+                      Text(shorten(state.prompts.get(pid, ""), 60)))
+    return table
 
 
 def spend_table(spend: list[tuple[str, str, int, int, int, float | None]]) -> Table:

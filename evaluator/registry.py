@@ -33,7 +33,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ..errors import ConfigError
 from ..metric_specs import METRIC_NAMES, MetricSpec, metric_spec, register_spec, registered_names
@@ -218,6 +218,32 @@ def _check_value(name: str, value: Any) -> float:
     return value
 
 
+#: Longest feedback text kept per example and metric (the rest is cut: events stay small).
+MAX_FEEDBACK_CHARS = 400
+
+
+class Scored(NamedTuple):
+    """A per-example metric's value with its feedback: what went wrong on this example, in words.
+
+    A metric may return this, any ``(score, text)`` pair, or an object with
+    ``score`` and ``feedback`` attributes; the text is recorded with the
+    example's value and shown to the reflective proposer.
+    """
+
+    score: Any
+    feedback: str
+
+
+def split_feedback(result: Any) -> tuple[Any, str | None]:
+    """``(value, feedback)`` of one metric result: a ``(score, text)`` pair, an object with both, or a bare value."""
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], str):
+        return result[0], result[1]
+    if hasattr(result, "score") and hasattr(result, "feedback"):
+        text = result.feedback
+        return result.score, text if isinstance(text, str) else None
+    return result, None
+
+
 def _values(m: Metric, result: Any) -> dict[str, float] | None:
     """One call's result as ``name -> value`` (None: no value); raises for a bad result."""
     if result is None:
@@ -257,23 +283,30 @@ class MetricSet:
         ``answers`` are :class:`tprompt.stores.events.Answer`-shaped (``example_id``, ``parsed``, ``correct``,
         ``confidence``, ``followed_format``); ``undefined`` counts, per metric, the examples it failed on.
         """
-        values: dict[str, float | None] = {}
+        done = self.compute_all(answers, task)
+        return done.values, done.undefined
+
+    def compute_all(self, answers: Sequence[Any], task: Task | None = None) -> Computed:
+        """As :meth:`compute`, with each per-example plug-in's value and feedback on every example."""
+        out = Computed()
         if task is None or task.kind != "text":
-            values.update(compute_metrics([a.correct for a in answers], [a.confidence for a in answers],
-                                          [a.followed_format for a in answers]))
-        undefined: dict[str, int] = {}
+            out.values.update(compute_metrics([a.correct for a in answers], [a.confidence for a in answers],
+                                              [a.followed_format for a in answers]))
         plugins = self.plugins_for(task)
         if not plugins:
-            return values, undefined
+            return out
         if task is None:
             raise ValueError("plug-in metrics need the task the answers are on (its references)")
         by_id = self._by_id(task)
         rows = [(by_id[a.example_id], a.parsed or "") for a in answers if a.example_id in by_id]
         for m in plugins:
-            got, bad = (_per_example if m.per == "example" else _per_set)(m, rows)
-            values.update(got)
-            undefined.update({n: bad for n in m.names if bad})
-        return values, undefined
+            if m.per == "example":
+                got, bad = _per_example(m, rows, out)
+            else:
+                got, bad = _per_set(m, rows)
+            out.values.update(got)
+            out.undefined.update({n: bad for n in m.names if bad})
+        return out
 
     def _by_id(self, task: Task) -> dict[str, Example]:
         if task.name not in self._examples:
@@ -281,17 +314,38 @@ class MetricSet:
         return self._examples[task.name]
 
 
-def _per_example(m: Metric, rows: list[tuple[Example, str]]) -> tuple[dict[str, float | None], int]:
+@dataclass
+class Computed:
+    """What the evaluator computes of one answer set: the metrics, and per example what the plug-ins said.
+
+    ``example_values``: metric name -> example id -> value (per-example
+    plug-ins, where defined); ``feedback``: metric name -> example id -> the
+    text a plug-in returned with its value (cut to :data:`MAX_FEEDBACK_CHARS`).
+    """
+
+    values: dict[str, float | None] = field(default_factory=dict)
+    undefined: dict[str, int] = field(default_factory=dict)
+    example_values: dict[str, dict[str, float]] = field(default_factory=dict)
+    feedback: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def _per_example(m: Metric, rows: list[tuple[Example, str]], out: Computed | None = None
+                 ) -> tuple[dict[str, float | None], int]:
     sums: dict[str, list[float]] = {n: [] for n in m.names}
     bad = 0
     for ex, text in rows:
         try:
-            got = _values(m, m.fn(ex, text))
+            value, note = split_feedback(m.fn(ex, text))
+            got = _values(m, value)
         except Exception:  # a user metric failing on one example: undefined there, counted, the run goes on
             bad += 1
             continue
         for n, v in (got or {}).items():
             sums[n].append(v)
+            if out is not None:
+                out.example_values.setdefault(n, {})[ex.id] = v
+                if note:
+                    out.feedback.setdefault(n, {})[ex.id] = note[:MAX_FEEDBACK_CHARS]
     return {n: (math.fsum(v) / len(v) if v else None) for n, v in sums.items()}, bad
 
 
@@ -308,5 +362,5 @@ def run_weights(weights: Mapping[str, float], metrics: MetricSet, extra: Iterabl
     return {**dict.fromkeys((*metrics.names(), *extra), 1.0), **weights}
 
 
-__all__ = ("DEFAULT_OPEN_METRICS", "Metric", "MetricSet", "builtin_names", "metric", "metric_versions",
+__all__ = ("DEFAULT_OPEN_METRICS", "Computed", "MAX_FEEDBACK_CHARS", "Metric", "MetricSet", "Scored", "split_feedback", "builtin_names", "metric", "metric_versions",
            "register_metric", "registered_names", "resolve_metric", "resolve_metrics", "run_weights")

@@ -316,21 +316,23 @@ def evaluate_answers(
     ``metrics`` and ``task``: the seven.
     """
     answers = answered.answers
-    values, undefined = (metrics or MetricSet()).compute(answers, task)
+    done = (metrics or MetricSet()).compute_all(answers, task)
+    values, undefined = done.values, done.undefined
     values.update(extra or {})
+    per_example = {"example_values": done.example_values, "feedback": done.feedback}
     if answered.split == "test":
         return PromptTested(
             role=answered.role,  # type: ignore[arg-type]
             prompt_id=answered.prompt_id, text=answered.text, task=answered.task, split="test",
             n_examples=len(answers), metrics=values, objective=objective(values), scorer_calls=answered.scorer_calls,
-            undefined=undefined,
+            undefined=undefined, **per_example,
         )
     return CandidateScored(
         stage=answered.stage,  # type: ignore[arg-type]
         step=answered.step,  # type: ignore[arg-type]
         prompt_id=answered.prompt_id, text=answered.text, task=answered.task, split=answered.split,
         n_examples=len(answers), metrics=values, objective=objective(values), scorer_calls=answered.scorer_calls,
-        rung=answered.rung, undefined=undefined,
+        rung=answered.rung, undefined=undefined, **per_example,
     )
 
 

@@ -213,6 +213,10 @@ class CandidateScored(Event):
     scorer_calls: int = 0
     #: metric name -> examples it was undefined on (a plug-in that raised or returned a bad value)
     undefined: dict[str, int] = Field(default_factory=dict)
+    #: metric name -> example id -> value, for the per-example metrics (the Pareto pool's keys)
+    example_values: dict[str, dict[str, float]] = Field(default_factory=dict)
+    #: metric name -> example id -> the feedback text a metric returned with its value
+    feedback: dict[str, dict[str, str]] = Field(default_factory=dict)
     #: racing (successive halving) rung; 0 for full scoring
     rung: int = 0
 
@@ -255,6 +259,10 @@ class PromptTested(Event):
     scorer_calls: int = 0
     #: metric name -> examples it was undefined on (a plug-in that raised or returned a bad value)
     undefined: dict[str, int] = Field(default_factory=dict)
+    #: metric name -> example id -> value, for the per-example metrics (the Pareto pool's keys)
+    example_values: dict[str, dict[str, float]] = Field(default_factory=dict)
+    #: metric name -> example id -> the feedback text a metric returned with its value
+    feedback: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 
 class RunPaused(Event):
