@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import _cpu
 from .errors import ConfigError
-from .rubric import Rubric
+from .judge.rubric import Rubric
 
 DEFAULT_ORIGINAL_PROMPT = "Answer the question."
 

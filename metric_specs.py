@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .judge.rubric import JUDGE_PREFIX, is_judge_metric
+
 
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
@@ -109,20 +111,10 @@ def registered_names() -> tuple[str, ...]:
     return tuple(_BY_NAME)
 
 
-#: The prefix of the LLM judge's metrics (``judge_<criterion>``, see :mod:`tprompt.rubric`).
-JUDGE_PREFIX = "judge_"
-
-
 def metric_spec(name: str) -> MetricSpec:
     """The row of metric ``name``; raises KeyError for a name not registered (judge metrics register here)."""
     is_registered(name)
     return _BY_NAME[name]
-
-
-def is_judge_metric(name: str) -> bool:
-    """True for the name of an LLM-judge metric: ``judge_<criterion>``."""
-    rest = name.removeprefix(JUDGE_PREFIX)
-    return name.startswith(JUDGE_PREFIX) and bool(rest) and rest.replace("_", "").isalnum() and rest.islower()
 
 
 def known_first(names: Iterable[str]) -> list[str]:

@@ -35,12 +35,13 @@ from typing import Any, TypedDict
 
 from langgraph.runtime import Runtime
 
-from ..agents.judge import judgement_metrics
 from ..agents.prompts import PROPOSER_TEMPLATES
 from ..agents.proposer import build_meta_prompt, format_exemplar, meta_messages, select_candidates
 from ..agents.transfer import select_transfer
 from ..evaluator import Task, answer_prompt
 from ..evaluator.registry import MetricSet
+from ..judge.answers import judge_answered
+from ..judge.request import judgement_metrics
 from ..models import ChatRequest, Recorder
 from ..models.recorder import CallSite
 from ..stores.events import (
@@ -61,7 +62,6 @@ from ..stores.events import (
 from ..stores.projection import RunState
 from . import rules
 from .context import RunContext
-from .judging import judge_answered
 from .rules import ScoreJob, closing_events, step_label
 
 

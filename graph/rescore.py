@@ -219,8 +219,8 @@ def rescore_run(
 
 def _rejudge(log: EventLog, recorder: Any, run_id: str, config: RunConfig) -> Rejudge:
     """The judge of ``config`` over recorded answers, its calls filed under ``run_id`` at each judged event's seq."""
+    from ..judge.answers import judge_answered
     from ..models import get_model
-    from .judging import judge_answered
 
     assert config.judge is not None and config.judge_rubric is not None
     model = get_model(config.judge, base_url=config.base_url, concurrency=config.concurrency,

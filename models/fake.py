@@ -58,7 +58,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _OPTION_LINE = re.compile(r"^\s*\(?([A-J])[).:]\s", re.MULTILINE)
 #: A fixed answer space offered in the demanded format, e.g. "<one of True / False>".
 _ANSWER_SPACE = re.compile(r"<one of ([^>]+)>")
-#: A judge request (agents/judge.py): the reply lines it asks for, and its scale.
+#: A judge request (judge/request.py): the reply lines it asks for, and its scale.
 _JUDGE_LINE = re.compile(r"^([a-z][a-z0-9_]*): <score> \|", re.MULTILINE)
 _JUDGE_SCALE = re.compile(r"score from (-?\d+) \(worst\) to (-?\d+) \(best\)")
 _RATIONALES = ("on topic and to the point", "clear but terse", "states the answer without support",

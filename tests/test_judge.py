@@ -22,23 +22,23 @@ from test_graph import (
     wait_for_row,
 )
 
-from tprompt.agents.judge import (
+from tprompt.config import make_config
+from tprompt.errors import ConfigError
+from tprompt.evaluator import ObjectiveWeights, load_task, objective
+from tprompt.graph import build_graph
+from tprompt.graph.rescore import rescore_run
+from tprompt.graph.rules import next_node
+from tprompt.judge.answers import judge_answered
+from tprompt.judge.request import (
     JudgeItem,
     judge_request,
     judgement_metrics,
     parse_judgement,
 )
-from tprompt.config import make_config
-from tprompt.errors import ConfigError
-from tprompt.evaluator import ObjectiveWeights, load_task, objective
-from tprompt.graph import build_graph
-from tprompt.graph.judging import judge_answered
-from tprompt.graph.rescore import rescore_run
-from tprompt.graph.rules import next_node
+from tprompt.judge.rubric import Criterion, Rubric
 from tprompt.models import Recorder
 from tprompt.models.base import ChatBackend
 from tprompt.models.fake import FakeBackend
-from tprompt.rubric import Criterion, Rubric
 from tprompt.stores import EventLog
 from tprompt.stores.events import CandidateAnswered, CandidateJudged, Judgement
 from tprompt.stores.projection import answer_key, fold
@@ -313,7 +313,7 @@ def test_rescore_with_a_rubric_without_criteria_writes_nothing(tmp_path: Path) -
 def test_an_open_ended_rows_references_are_the_judges_reference() -> None:
     # was: "" for every open-ended row (only the gold answer was read), so faithfulness was never asked
     from tprompt.evaluator.task_model import Example
-    from tprompt.graph.judging import reference_of
+    from tprompt.judge.answers import reference_of
 
     one = Example(id="x-1", question="Q?", references=("The conclusion.",))
     two = Example(id="x-2", question="Q?", references=("First.", "Second."))

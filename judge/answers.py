@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from ..agents.judge import JudgeItem, format_question, judge_request, parse_judgement
 from ..evaluator import Example, Task
 from ..models import ChatBackend
 from ..models.recorder import CallSite
-from ..rubric import Rubric
 from ..stores import EventLog
 from ..stores.events import Answer, CandidateAnswered, CandidateJudged
+from .request import JudgeItem, format_question, judge_request, parse_judgement
+from .rubric import Rubric
 
 
 def answer_text(log: EventLog, answered: CandidateAnswered, answer: Answer, example: Example | None) -> str:

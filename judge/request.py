@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..models.types import ChatRequest
-from ..rubric import Criterion, Rubric, judge_metric
 from ..stores.events import CandidateJudged, Judgement
 from .prompts import JUDGE_CRITERION, JUDGE_PROMPT, JUDGE_REPLY_LINE, JUDGE_TEMPLATES
+from .rubric import Criterion, Rubric, judge_metric
 
 #: The most characters of a rationale kept in the event.
 RATIONALE_CHARS = 200

@@ -8,7 +8,7 @@ new rubric (bump ``version``), and the old rubric's cached judgements stay
 valid for the old one.
 
 It sits below the stores (like :mod:`tprompt.config`, which holds it) and
-imports nothing of tprompt's.
+imports nothing of tprompt's. The judge's metric names (``judge_<criterion>``) are made here.
 """
 
 from __future__ import annotations
@@ -103,9 +103,20 @@ class Rubric(BaseModel):
         return (score - low) / (high - low)
 
 
+#: The prefix of the LLM judge's metrics: ``judge_<criterion>``.
+JUDGE_PREFIX = "judge_"
+
+
 def judge_metric(criterion: str) -> str:
     """The metric a criterion's judgements make: ``judge_<criterion>``."""
-    return f"judge_{criterion}"
+    return JUDGE_PREFIX + criterion
 
 
-__all__ = ("DEFAULT_CRITERIA", "DEFAULT_INSTRUCTION", "Criterion", "Rubric", "judge_metric")
+def is_judge_metric(name: str) -> bool:
+    """True for the name of an LLM-judge metric: ``judge_<criterion>``."""
+    rest = name.removeprefix(JUDGE_PREFIX)
+    return name.startswith(JUDGE_PREFIX) and bool(rest) and rest.replace("_", "").isalnum() and rest.islower()
+
+
+__all__ = ("DEFAULT_CRITERIA", "DEFAULT_INSTRUCTION", "JUDGE_PREFIX", "Criterion", "Rubric", "is_judge_metric",
+           "judge_metric")
