@@ -17,6 +17,7 @@ from ..config import load_rubric_file
 from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..graph.parents import run_frontier
+from ..graph.rules import rollouts_used
 from ..metric_specs import METRIC_NAMES, metric_columns
 from ..prompt_file import read_prompt_file
 from ..stores import EventLog, RunState
@@ -47,6 +48,7 @@ def execute(
     json_: bool,
     on_pause: str = "pausing: the work in flight is abandoned, its model calls stay cached (Ctrl-C again to quit now)",
     max_cost: float | None = None,
+    max_rollouts: int | None = None,
     concurrency: int | None = None,
     request_timeout: float | None = None,
     force: bool = False,
@@ -55,6 +57,7 @@ def execute(
 
     ``on_pause`` is what the first Ctrl-C (or SIGTERM) prints on stderr;
     ``max_cost`` (USD) pauses the run once its paid calls reach it;
+    ``max_rollouts`` pauses it before its scorer calls on training examples would go past that many;
     ``concurrency`` and ``request_timeout`` override the run's settings for this execution;
     ``force`` takes over a lease held on another host (``resume --force``).
 
@@ -62,8 +65,8 @@ def execute(
         RunBusy: another live process runs it (nothing is written: the runner takes the run's lease first).
     """
     # The runner takes the run's lease and honours `tprompt pause RUN`, even while model calls hang.
-    runner = Runner(log, run_id, max_cost=max_cost, concurrency=concurrency, request_timeout=request_timeout,
-                    force=force)
+    runner = Runner(log, run_id, max_cost=max_cost, max_rollouts=max_rollouts, concurrency=concurrency,
+                    request_timeout=request_timeout, force=force)
     progress = RunProgress(enabled=err.is_terminal and not json_, plain=not json_)
     interrupts = 0
 
@@ -88,6 +91,11 @@ def execute(
     if state.status == "paused" and runner.pause_reason == "budget":
         err.print(f"run {run_id}: spend ${runner.spent():.4f} reached --max-cost ${max_cost:.4f}; "
                   f"continue with a higher budget: tprompt resume {run_id} --max-cost N")
+    if state.status == "paused" and runner.pause_reason == "rollouts":
+        used = rollouts_used(state)
+        err.print(f"run {run_id}: {used} rollouts (scorer calls on training examples) of --max-rollouts "
+                  f"{max_rollouts}; the next scoring would go past it. Continue with a higher budget: "
+                  f"tprompt resume {run_id} --max-rollouts N")
     return state
 
 
@@ -211,6 +219,7 @@ def run(
     judge: Optional[str] = typer.Option(None, "--judge", metavar="SPEC", help="Model spec of an LLM judge that scores every answer on a rubric (metrics judge_<criterion>; weight them with the config's weights)."),
     rubric: Optional[Path] = typer.Option(None, "--rubric", metavar="FILE", help="The judge's rubric: a TOML or JSON file of criteria, scale, instruction, version. Default: relevance, coherence, fluency, faithfulness."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: pause the run when its paid model calls reach this."),
+    max_rollouts: Optional[int] = typer.Option(None, "--max-rollouts", metavar="N", help="Pause the run before its scorer calls on training examples (rollouts, both stages) would go past N."),
     review: bool = typer.Option(False, "--review", help="Pause before each proposed step is scored, for `tprompt review`."),
     metric: Optional[list[str]] = typer.Option(
         None, "--metric", metavar="NAME_OR_PATH",
@@ -230,7 +239,7 @@ def run(
 
     Example: tprompt run --source bbh/navigate --target bbh/web_of_lies --model fake --steps 3
     """
-    _check_max_cost(max_cost)
+    _check_max_cost(max_cost, max_rollouts)
     check_model_options(concurrency, request_timeout)
     url = base_url_setting(base_url)
     if prompt_file is not None:
@@ -263,13 +272,15 @@ def run(
         run_id = create_run(log, cfg)
         if not json_:
             err.print(f"run {run_id} created in {log.path}")
-        state = execute(log, run_id, json_=json_, max_cost=max_cost)
+        state = execute(log, run_id, json_=json_, max_cost=max_cost, max_rollouts=max_rollouts)
     report(state, json_=json_)
 
 
-def _check_max_cost(max_cost: float | None) -> None:
+def _check_max_cost(max_cost: float | None, max_rollouts: int | None = None) -> None:
     if max_cost is not None and not max_cost > 0:
         raise UsageError(f"--max-cost must be a positive number of US dollars, not {max_cost}")
+    if max_rollouts is not None and max_rollouts < 1:
+        raise UsageError(f"--max-rollouts must be a positive number of scorer calls, not {max_rollouts}")
 
 
 def _pin_base_url(cfg: Any) -> Any:
@@ -290,6 +301,7 @@ def resume(
     ctx: typer.Context,
     run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: pause again when the run's paid calls reach this."),
+    max_rollouts: Optional[int] = typer.Option(None, "--max-rollouts", metavar="N", help="Pause again before the run's scorer calls on training examples would go past N (counted from the run's start)."),
     concurrency: Optional[int] = CONCURRENCY_OPTION,
     request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
     force: bool = typer.Option(
@@ -307,7 +319,7 @@ def resume(
 
     Example: tprompt resume r-1a2b3c --request-timeout 600
     """
-    _check_max_cost(max_cost)
+    _check_max_cost(max_cost, max_rollouts)
     check_model_options(concurrency, request_timeout)
     with open_log(ctx, readonly=False) as log:
         run_id = log.resolve(run)
@@ -318,8 +330,8 @@ def resume(
             raise UsageError(f"run {run_id} is waiting for a review of its {state.stage} step {state.in_flight} "
                              "candidates", hint=f"see them with tprompt review {run_id}, then decide with --accept")
         else:
-            state = execute(log, run_id, json_=json_, max_cost=max_cost, concurrency=concurrency,
-                            request_timeout=request_timeout, force=force)
+            state = execute(log, run_id, json_=json_, max_cost=max_cost, max_rollouts=max_rollouts,
+                            concurrency=concurrency, request_timeout=request_timeout, force=force)
     report(state, json_=json_)
 
 

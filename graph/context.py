@@ -54,6 +54,8 @@ class RunContext:
     objective_fn: Objective | None = None
     pause_check: Callable[[], bool] | None = None
     max_cost: float | None = None
+    #: scorer calls on training examples after which the run pauses (``--max-rollouts``)
+    max_rollouts: int | None = None
     pause: threading.Event = field(default_factory=threading.Event)
     pause_reason: str = "user"
     _examples: dict[tuple[str, str, int], list[Example]] = field(default_factory=dict)
@@ -132,6 +134,11 @@ class RunContext:
             self.pause.set()
             return True
         return False
+
+    def pause_for_rollouts(self) -> None:
+        """Pause the run: the next scoring would take it past ``max_rollouts``."""
+        self.pause_reason = "rollouts"
+        self.pause.set()
 
     def spent(self) -> float:
         """USD of this run's calls answered by a model (cache hits are free)."""

@@ -185,7 +185,8 @@ def score(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     appended in candidate order, so the log is the same as a serial run's.
     """
     ctx, run = runtime.context, state["run"]
-    jobs = rules.score_jobs(run, ctx.config)
+    # Under --max-rollouts, the jobs that fit are scored, then the run pauses: no answer is paid for and dropped.
+    jobs, over = rules.rollouts_fit(run, rules.score_jobs(run, ctx.config), ctx.max_rollouts)
     stage: Stage = run.stage  # type: ignore[assignment]
     step = run.in_flight or 0
     appended: list[StoredEvent] = []
@@ -212,6 +213,8 @@ def score(state: GraphState, runtime: Runtime[RunContext]) -> Update:
         finally:
             for rec in recorders:
                 rec.close()
+    if over:
+        ctx.pause_for_rollouts()  # after the work: a raised pause flag abandons scoring in flight
     return {"run": run, "events": appended}
 
 

@@ -140,6 +140,34 @@ def budget_left(run: RunState, config: RunConfig) -> int | None:
     return max(0, config.scorer_budget - used)
 
 
+def rollouts_used(run: RunState) -> int:
+    """Scorer calls on training examples so far (both stages), answers not yet evaluated included:
+    the rollouts of ``--max-rollouts`` (the unit GEPA and MIPROv2 report budgets in)."""
+    evaluated = run.scorer_calls.get("source", 0) + run.scorer_calls.get("target", 0)
+    return evaluated + sum(a.scorer_calls for a in run.unevaluated if a.split != "test")
+
+
+def rollouts_fit(run: RunState, jobs: Sequence[ScoreJob], max_rollouts: int | None) -> tuple[list[ScoreJob], bool]:
+    """The leading ``jobs`` that keep the rollouts within ``max_rollouts``, and whether any job was left out."""
+    if max_rollouts is None:
+        return list(jobs), False
+    used, fit = rollouts_used(run), list[ScoreJob]()
+    for job in jobs:
+        if used + job.new_calls > max_rollouts:
+            return fit, True
+        fit.append(job)
+        used += job.new_calls
+    return fit, False
+
+
+def rollouts_exhausted(run: RunState, config: RunConfig, max_rollouts: int | None) -> bool:
+    """No new step fits in ``max_rollouts``: not even its cheapest scoring job (so it is not proposed)."""
+    if max_rollouts is None:
+        return False
+    cheapest = rung_sizes(config)[0] if config.budget == "racing" else config.examples
+    return rollouts_used(run) + cheapest > max_rollouts
+
+
 def budget_spent(run: RunState, config: RunConfig) -> bool:
     """True when not even the cheapest scoring job fits in the budget left."""
     left = budget_left(run, config)
@@ -263,6 +291,9 @@ __all__ = (
     "original",
     "patience_exhausted",
     "prompt_for_role",
+    "rollouts_exhausted",
+    "rollouts_fit",
+    "rollouts_used",
     "rung_sizes",
     "score_jobs",
     "stage_tasks",

@@ -34,6 +34,7 @@ from ..stores.leases import run_lease
 from ..stores.projection import RunState
 from .config import RunConfig, make_config
 from .context import Abandon, Objective, RunContext
+from .rules import next_node, rollouts_exhausted
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,9 @@ class Runner:
             request is read from the database, and cleared when honoured).
         max_cost: USD; once the run's paid calls reach it, the run pauses
             (reason ``budget``) and can be resumed with a higher budget.
+        max_rollouts: scorer calls on training examples (both stages); the
+            run scores what fits, then pauses (reason ``rollouts``) before a
+            scoring job or a new step that would go past it. Never exceeded.
         tasks: tasks given as Python objects, by the names the config uses.
         objective: replaces the weighted objective (metrics -> float).
         graph: a compiled graph from :func:`build_graph` (default: the
@@ -89,6 +93,7 @@ class Runner:
         *,
         pause_check: Callable[[], bool] | None = None,
         max_cost: float | None = None,
+        max_rollouts: int | None = None,
         tasks: Mapping[str, Task] | None = None,
         objective: Objective | None = None,
         graph: Any = None,
@@ -123,7 +128,7 @@ class Runner:
             judge=views[self.config.judge] if self.config.judge else None, tasks=dict(tasks or {}),
             objective_fn=objective, pause=pause,
             pause_check=lambda: bool(pause_check and pause_check()) or pause_requested(log, self.run_id),
-            max_cost=max_cost,
+            max_cost=max_cost, max_rollouts=max_rollouts,
         )
         self.graph = graph
         for name in self.context.stage_tasks(self.state, "source") + self.context.stage_tasks(self.state, "target"):
@@ -195,6 +200,8 @@ class Runner:
         from .build import build_graph, recursion_limit
 
         s = self.state
+        if s.status == "paused" and self._out_of_rollouts():
+            return  # paused at --max-rollouts, and still out of them: nothing to do, nothing written
         if s.status in ("paused", "failed") or (s.status == "running" and s.last_seq > 0):
             yield self._append("resume", RunResumed())
         graph = self.graph if self.graph is not None else build_graph(transfer=self.config.transfer,
@@ -217,7 +224,7 @@ class Runner:
                         continue
                     self.state = update["run"]
                     yield EventsAppended(node, list(update["events"]), self.state)
-                if self.state.status == "running" and ctx.pause_requested():
+                if self.state.status == "running" and (ctx.pause_requested() or self._out_of_rollouts()):
                     break  # between two nodes: nothing is in flight
         except (Abandon, CallsAbandoned):
             self.state = self.log.state(self.run_id)  # what the node appended before it gave up
@@ -234,6 +241,16 @@ class Runner:
             stop_watching()
         if self.state.status == "running":
             yield self._append("pause", RunPaused(reason=ctx.pause_reason))
+
+    def _out_of_rollouts(self) -> bool:
+        """``--max-rollouts`` is reached before a new step: pause instead of paying its proposer."""
+        ctx = self.context
+        if ctx.max_rollouts is None or next_node(self.state, self.config) != "propose":
+            return False
+        if not rollouts_exhausted(self.state, self.config, ctx.max_rollouts):
+            return False
+        ctx.pause_reason = "rollouts"
+        return True
 
     def _watch_pause(self) -> Callable[[], None]:
         """Start a thread raising the pause flag on a pause request (``tprompt pause``, ``pause_check``).
