@@ -2,7 +2,9 @@
 
 Each is a per-example function ``(example, answer) -> float | None``: 1.0 is
 best, ``None`` when the row gives nothing to compare with (no reference, no
-pattern, no schema). The registry (:mod:`.registry`) records them with their
+pattern, no schema). Where a miss has a short reason, the value comes with it
+as ``(value, feedback)``: token F1 and ROUGE-L quote the reference,
+``json_schema_valid`` names the missing fields (or the schema errors). The registry (:mod:`.registry`) records them with their
 specs; a run names them in ``metrics`` (``--metric rouge_l``).
 
 * ``exact_match``: the reply equals a reference after normalization (case,
@@ -26,6 +28,22 @@ from typing import Any
 from .parsing import normalize_text
 from .task_model import Example
 
+#: Longest reference quoted in a metric's feedback.
+_QUOTE = 200
+
+
+def _quote(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _QUOTE else text[: _QUOTE - 1] + "…"
+
+
+#: A value, or a value with its feedback (the registry records the text with the example's value).
+Result = float | tuple[float, str]
+
+
+def _scored(value: float, feedback: str) -> Result:
+    return (value, feedback) if feedback else value
+
 _FENCE = re.compile(r"^```[\w-]*\s*\n(.*?)\n?```\s*$", re.S)
 
 
@@ -47,12 +65,13 @@ def _f1(pred: list[str], gold: list[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def token_f1(example: Example, answer: str) -> float | None:
+def token_f1(example: Example, answer: str) -> Result | None:
     """SQuAD-style token F1 (normalized tokens) against the best-matching reference."""
     if not example.targets:
         return None
     pred = normalize_text(answer).split()
-    return max(_f1(pred, normalize_text(t).split()) for t in example.targets)
+    value, best = max((_f1(pred, normalize_text(t).split()), t) for t in example.targets)
+    return _scored(value, "" if value == 1.0 else f"the reference: {_quote(best)}")
 
 
 def contains(example: Example, answer: str) -> float | None:
@@ -94,14 +113,25 @@ def _validator(schema_json: str) -> Any:
     return jsonschema.validators.validator_for(schema)(schema)
 
 
-def json_schema_valid(example: Example, answer: str) -> float | None:
+def json_schema_valid(example: Example, answer: str) -> Result | None:
     """1.0 when the reply is JSON that validates against the row's ``schema``, else 0.0."""
     if example.json_schema is None:
         return None
     ok, value = _json_of(answer)
     if not ok:
-        return 0.0
-    return float(_validator(json.dumps(example.json_schema, sort_keys=True)).is_valid(value))
+        return _scored(0.0, "the reply is not JSON")
+    errors = list(_validator(json.dumps(example.json_schema, sort_keys=True)).iter_errors(value))
+    if not errors:
+        return 1.0
+    missing = sorted({m for e in errors if e.validator == "required" for m in _missing(e)})
+    said = f"missing fields: {', '.join(missing)}" if missing else "; ".join(sorted({e.message for e in errors})[:3])
+    return _scored(0.0, _quote(said))
+
+
+def _missing(error: Any) -> list[str]:
+    """The required properties a ``required`` validation error names (absent from its instance)."""
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    return [p for p in error.validator_value if p not in instance]
 
 
 @lru_cache(maxsize=1)
@@ -111,12 +141,13 @@ def _rouge() -> Any:
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
 
-def rouge_l(example: Example, answer: str) -> float | None:
+def rouge_l(example: Example, answer: str) -> Result | None:
     """ROUGE-L F-measure of the reply against the best reference (``rouge-score``, Porter-stemmed)."""
     if not example.references and not example.targets:
         return None
     scorer = _rouge()
-    return max(scorer.score(t, answer)["rougeL"].fmeasure for t in example.targets)
+    value, best = max((scorer.score(t, answer)["rougeL"].fmeasure, t) for t in example.targets)
+    return _scored(value, "" if value == 1.0 else f"the reference: {_quote(best)}")
 
 
 __all__ = ("contains", "exact_match", "json_schema_valid", "json_valid", "regex_match", "rouge_l", "token_f1")

@@ -292,6 +292,10 @@ class MetricSet:
         if task is None or task.kind != "text":
             out.values.update(compute_metrics([a.correct for a in answers], [a.confidence for a in answers],
                                               [a.followed_format for a in answers]))
+            if task is not None:
+                by_id = self._by_id(task)
+                notes = {a.example_id: answer_feedback(a, by_id[a.example_id]) for a in answers if a.example_id in by_id}
+                out.feedback["accuracy"] = {k: v for k, v in notes.items() if v}
         plugins = self.plugins_for(task)
         if not plugins:
             return out
@@ -327,6 +331,16 @@ class Computed:
     undefined: dict[str, int] = field(default_factory=dict)
     example_values: dict[str, dict[str, float]] = field(default_factory=dict)
     feedback: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def answer_feedback(answer: Any, example: Example) -> str:
+    """What went wrong with one closed-task answer, in words ("" when it is right): wrong vs gold, or no answer."""
+    if answer.correct:
+        return ""
+    gold = example.answer + (f" ({example.answer_text})" if example.choices and example.answer_text else "")
+    if answer.parsed is None:
+        return f"no answer in the required format; the gold answer is {gold}"
+    return f"answered {answer.parsed}, the gold answer is {gold}"[:MAX_FEEDBACK_CHARS]
 
 
 def _per_example(m: Metric, rows: list[tuple[Example, str]], out: Computed | None = None

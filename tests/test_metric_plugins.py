@@ -34,18 +34,58 @@ def ex(**kw: object) -> Example:
 def test_open_metrics_values() -> None:
     e = ex(references=("The cat sat on the mat.", "a dog"))
     assert om.exact_match(e, "the cat sat on the mat") == 1.0 and om.exact_match(e, "the cat") == 0.0
-    assert om.token_f1(e, "the cat sat") == pytest.approx(2 * 1 * 0.5 / 1.5)
+    assert om.token_f1(e, "the cat sat") == (pytest.approx(2 * 1 * 0.5 / 1.5), "the reference: The cat sat on the mat.")
     assert om.contains(e, "I saw a dog today") == 1.0 and om.contains(e, "a doge") == 0.0
     assert om.rouge_l(e, "The cat sat on the mat.") == pytest.approx(1.0)
-    assert 0.0 < om.rouge_l(e, "the cat was sitting") < 1.0
+    value, note = om.rouge_l(e, "the cat was sitting")  # type: ignore[misc]
+    assert 0.0 < value < 1.0 and note == "the reference: The cat sat on the mat."
     assert om.exact_match(ex(), "x") is None and om.rouge_l(ex(), "x") is None  # nothing to compare with
     assert om.regex_match(ex(pattern=r"\d{4}"), "in 2024") == 1.0 and om.regex_match(ex(pattern="z"), "a") == 0.0
     assert om.json_valid(ex(), '{"a": 1}') == 1.0 and om.json_valid(ex(), "```json\n[1]\n```") == 1.0
     assert om.json_valid(ex(), "{a: 1}") == 0.0
     schema = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
     assert om.json_schema_valid(ex(json_schema=schema), '{"name": "x"}') == 1.0
-    assert om.json_schema_valid(ex(json_schema=schema), '{"name": 3}') == 0.0
-    assert om.json_schema_valid(ex(json_schema=schema), "not json") == 0.0
+    assert om.json_schema_valid(ex(json_schema=schema), '{"name": 3}') == (0.0, "3 is not of type 'string'")
+    assert om.json_schema_valid(ex(json_schema=schema), '{"age": 3}') == (0.0, "missing fields: name")
+    assert om.json_schema_valid(ex(json_schema=schema), "not json") == (0.0, "the reply is not JSON")
+
+
+def test_a_metric_returns_feedback_as_a_pair_or_an_object_and_it_is_recorded_per_example() -> None:
+    from tprompt.evaluator.registry import MetricSet, Scored, register_metric, split_feedback
+    from tprompt.metric_specs import MetricSpec
+
+    class Verdict:
+        def __init__(self, score: float, feedback: str) -> None:
+            self.score, self.feedback = score, feedback
+
+    assert split_feedback((0.5, "half")) == (0.5, "half") and split_feedback(Scored(1.0, "ok")) == (1.0, "ok")
+    assert split_feedback(Verdict(0.0, "no")) == (0.0, "no") and split_feedback(0.25) == (0.25, None)
+    m = register_metric(MetricSpec("fb_probe", "probe"),
+                        lambda e, a: Verdict(0.0, "too short " * 100) if a == "x" else (1.0, ""))
+    task = load_task("pubmedqa_long")
+    rows = task.train[:2]
+    answers = [Answer(example_id=r.id, parsed=p, confidence=1.0, followed_format=True, correct=False)
+               for r, p in zip(rows, ["x", "long enough"])]
+    done = MetricSet((m,)).compute_all(answers, task)
+    assert done.values["fb_probe"] == 0.5
+    assert done.example_values["fb_probe"] == {rows[0].id: 0.0, rows[1].id: 1.0}
+    assert list(done.feedback["fb_probe"]) == [rows[0].id]  # an empty text is no feedback
+    assert done.feedback["fb_probe"][rows[0].id].startswith("too short") and len(done.feedback["fb_probe"][rows[0].id]) == 400
+
+
+def test_closed_task_answers_get_wrong_vs_gold_feedback() -> None:
+    from tprompt.evaluator.registry import MetricSet
+
+    task = load_task("ai2_science")
+    rows = task.train[:3]
+    wrong = next(c for c in "ABCD" if c != rows[0].answer)
+    answers = [Answer(example_id=rows[0].id, parsed=wrong, confidence=1.0, followed_format=True, correct=False),
+               Answer(example_id=rows[1].id, parsed=None, confidence=0.0, followed_format=False, correct=False),
+               Answer(example_id=rows[2].id, parsed=rows[2].answer, confidence=1.0, followed_format=True, correct=True)]
+    notes = MetricSet().compute_all(answers, task).feedback["accuracy"]
+    assert notes[rows[0].id].startswith(f"answered {wrong}, the gold answer is {rows[0].answer}")
+    assert notes[rows[1].id].startswith("no answer in the required format; the gold answer is")
+    assert rows[2].id not in notes
 
 
 def test_weights_over_any_registered_metric_and_the_old_seven() -> None:
