@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - older typer on real click
     from click import exceptions as _click_exc  # type: ignore[no-redef]
 
 from . import __version__
-from .commands._common import DEFAULT_DB, ExitCode, Settings, err
+from .commands._common import ACTIVE_DB, DEFAULT_DB, ExitCode, Settings, err, with_db
 from .errors import TPromptError
 
 #: Modules under ``tprompt.commands`` that add commands, in help order.
@@ -72,6 +72,7 @@ def _root(
     ),
 ) -> None:
     ctx.obj = Settings(db_path=db or Path(DEFAULT_DB))
+    ACTIVE_DB.set(ctx.obj.db_path)
 
 
 def _no_flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         code = int(result) if isinstance(result, int) else 0
     except TPromptError as exc:
         # The message is literal text: it may quote user input or `pip install 'x[extra]'`.
-        err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+        err.print(Text.assemble(("error: ", "bold red"), with_db(str(exc))), soft_wrap=True)
         code = exc.exit_code
     except typer.Exit as exc:
         code = exc.exit_code

@@ -258,6 +258,21 @@ def base_urls(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def stage_rule(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the rule of which stages a run has applied (one rule, for the CLI and the TUI).
+
+    No source stage unless sources are named or the run is the bundled demo: a run that names a target
+    but no source task is target-only (``transfer = false``, no source tasks); a run naming neither is
+    the demo (ai2_science -> arc_challenge). An explicit ``transfer`` setting is kept as given.
+    """
+    if "transfer" in values:
+        return values
+    named = values.get("source_tasks")
+    if named or ("source_tasks" not in values and "target_task" not in values):
+        return values
+    return {**values, "transfer": False, "source_tasks": []}
+
+
 def make_config(values: dict[str, Any], *, where: str = "options") -> RunConfig:
     """Validate ``values`` into a :class:`RunConfig`; one clear ConfigError on any problem."""
     _check_keys(values, where)
@@ -413,4 +428,5 @@ __all__ = (
     "load_rubric_file",
     "make_config",
     "read_settings_file",
+    "stage_rule",
 )

@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shlex
 import sys
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -32,6 +35,10 @@ class ExitCode(IntEnum):
     FAILURE = 1
     USAGE = 2
     INTERRUPTED = 130
+
+
+#: The database of the command line being run (set by the root callback), for the hints printed after it ends.
+ACTIVE_DB: ContextVar[Path | None] = ContextVar("ACTIVE_DB", default=None)
 
 
 @dataclass
@@ -57,7 +64,7 @@ class SafeConsole(Console):
 #: Data goes to stdout; everything else to stderr. Piped output has no width
 #: to respect, so tables are not squeezed into rich's default 80 columns.
 out = SafeConsole(soft_wrap=False, highlight=False, width=None if sys.stdout.isatty() else 160)
-err = SafeConsole(stderr=True, highlight=False)
+err = SafeConsole(stderr=True, highlight=False, soft_wrap=True)  # hints stay one line: copied, they run
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON on stdout and nothing else.")
 
@@ -67,6 +74,36 @@ def settings(ctx: typer.Context) -> Settings:
     if isinstance(obj, Settings):
         return obj
     return Settings(db_path=Path(os.environ.get("TPROMPT_DB") or DEFAULT_DB))
+
+
+def tprompt_cmd() -> str:
+    """``tprompt`` as a printed command must start to reach this database again: ``--db PATH`` unless it is the default.
+
+    Every hint a command prints (``next:``, ``continue with:``) starts with this, so it works as printed.
+    """
+    try:  # typer >= 0.20 vendors click
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - older typer on real click
+        from click.globals import get_current_context  # type: ignore[no-redef]
+    ctx = get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    if isinstance(obj, Settings):
+        path = obj.db_path
+    else:  # after the command (an error being printed): the database its --db named
+        path = ACTIVE_DB.get() or Path(os.environ.get("TPROMPT_DB") or DEFAULT_DB)
+    if path == Path(DEFAULT_DB):
+        return "tprompt"
+    return f"tprompt --db {shlex.quote(str(path))}"
+
+
+_HINTED_COMMAND = re.compile(r"\btprompt (?=(?:resume|show|fork|review|rescore|replay|events|export|transcript|runs|"
+                             r"report|experiment|pause|eval|ui)\b)")
+
+
+def with_db(text: str) -> str:
+    """``text`` with every ``tprompt COMMAND`` it names (an error's hint from the core) carrying ``--db`` as needed."""
+    prefix = tprompt_cmd()
+    return text if prefix == "tprompt" else _HINTED_COMMAND.sub(lambda _m: prefix + " ", text)
 
 
 def open_log(ctx: typer.Context, *, readonly: bool = True, create: bool = False) -> EventLog:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -23,7 +24,7 @@ from ..experiments.grid import (
 )
 from ..experiments.parallel import CellOutcome
 from ..stores import EventLog, RunState
-from ._common import JSON_OPTION, err, open_log, out, prepare_output_dir, print_json
+from ._common import JSON_OPTION, err, open_log, out, prepare_output_dir, print_json, tprompt_cmd
 from ._model_options import CONCURRENCY_OPTION, REQUEST_TIMEOUT_OPTION, check_model_options
 from .run import execute as execute_run
 
@@ -146,10 +147,10 @@ def experiment(
     _raise_failures(failures, config)
     if done == len(states):
         out.print(f"experiment [bold]{recorded.name}[/] complete; write the report with: "
-                  f"tprompt report {recorded.name} --out DIR")
+                  f"{tprompt_cmd()} report {shlex.quote(recorded.name)} --out DIR")
     else:
         out.print(f"experiment [bold]{recorded.name}[/]: {done}/{len(states)} runs complete; "
-                  f"continue with: tprompt experiment {config}")
+                  f"continue with: {tprompt_cmd()} experiment {shlex.quote(str(config))}")
 
 
 def _run_cells(
@@ -252,7 +253,7 @@ def _raise_failures(failures: list[CellOutcome], config: Path) -> None:
         raise TPromptError(
             f"{len(failures)} run(s) of the experiment failed, first {first.cell_run.name} ({first.state.run_id}): "
             f"{first.error}",
-            hint=f"after fixing the cause, continue with: tprompt experiment {config}",
+            hint=f"after fixing the cause, continue with: {tprompt_cmd()} experiment {shlex.quote(str(config))}",
         )
 
 

@@ -13,7 +13,7 @@ import typer
 
 from ..errors import StoreError
 from ..graph import fork_run
-from ._common import JSON_OPTION, err, open_log, out, print_json, settings
+from ._common import JSON_OPTION, err, open_log, out, print_json, settings, tprompt_cmd
 from ._model_options import (
     BASE_URL_OPTION,
     CONCURRENCY_OPTION,
@@ -29,7 +29,7 @@ from .run import execute, report
 def fork(
     ctx: typer.Context,
     run: str = typer.Argument(..., help="Run id (or a unique prefix) to fork."),
-    at: Optional[int] = typer.Option(None, "--at", help="Fork after this seq of the run's history."),
+    at: Optional[int] = typer.Option(None, "--at", help="Fork after this seq of the run's history. Default: after the source stage, whose top-k prompts then seed the target stage (the transfer)."),
     from_prompt: Optional[str] = typer.Option(
         None, "--from-prompt", help="Fork from this source prompt (id or prefix): the target stage starts from it."
     ),
@@ -51,7 +51,9 @@ def fork(
 ) -> None:
     """Branch a run at any event or from any source prompt, onto a (possibly different) target; prints the new id.
 
-    Example: tprompt fork r-1a2b3c --from-prompt p-9f8e --target medqa_usmle --steps 3
+    Without --at or --from-prompt, the fork starts after the source stage and transfers its top-k prompts.
+
+    Example: tprompt fork r-1a2b3c --target medqa_usmle --steps 3
     """
     check_model_options(concurrency, request_timeout)
     url = base_url_setting(base_url)
@@ -82,7 +84,7 @@ def fork(
             else:
                 out.print(new_id)
                 if err.is_terminal:
-                    err.print(f"forked {parent} at seq {point}; `tprompt resume {new_id}` runs it")
+                    err.print(f"forked {parent} at seq {point}; `{tprompt_cmd()} resume {new_id}` runs it")
             return
         if not json_:
             out.print(new_id)

@@ -12,7 +12,7 @@ from rich.text import Text
 from ..errors import UsageError
 from ..metric_specs import METRIC_NAMES
 from ..stores.events import PromptCandidate
-from ._common import JSON_OPTION, err, open_log, out, print_json
+from ._common import JSON_OPTION, err, open_log, out, print_json, tprompt_cmd
 from .run import execute, report
 
 
@@ -67,7 +67,7 @@ def review(
         elif json_:
             print_json({"run_id": run_id, "step": state.in_flight, "candidates": [c.model_dump() for c in kept]})
         else:
-            err.print(f"next: tprompt resume {run_id}")
+            err.print(f"next: {tprompt_cmd()} resume {run_id}")
 
 
 def _edits(items: list[str], n: int) -> dict[int, str]:
@@ -90,7 +90,7 @@ def _show(run_id: str, stage: str, step: int, cands: list[PromptCandidate], json
     for i, c in enumerate(cands, 1):
         table.add_row(str(i), c.prompt_id, Text(c.text))
     out.print(table)
-    err.print(f"decide with: tprompt review {run_id} [--drop N] [--edit N=TEXT] [--add TEXT] --accept [--resume]")
+    err.print(f"decide with: {tprompt_cmd()} review {run_id} [--drop N] [--edit N=TEXT] [--add TEXT] --accept [--resume]")
 
 
 def rescore(

@@ -13,7 +13,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from ..config import load_rubric_file
+from ..config import load_rubric_file, stage_rule
 from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..graph.parents import run_frontier
@@ -25,7 +25,7 @@ from ..stores.control import request_pause
 from ..stores.events import ROLES
 from ..stores.frontier import Frontier
 from ..stores.leases import holder_alive, lease_holder
-from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten
+from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten, tprompt_cmd
 from ._model_options import (
     BASE_URL_OPTION,
     CONCURRENCY_OPTION,
@@ -90,12 +90,12 @@ def execute(
         err.print(judge_line(state))
     if state.status == "paused" and runner.pause_reason == "budget":
         err.print(f"run {run_id}: spend ${runner.spent():.4f} reached --max-cost ${max_cost:.4f}; "
-                  f"continue with a higher budget: tprompt resume {run_id} --max-cost N")
+                  f"continue with a higher budget: {tprompt_cmd()} resume {run_id} --max-cost N")
     if state.status == "paused" and runner.pause_reason == "rollouts":
         used = rollouts_used(state)
         err.print(f"run {run_id}: {used} rollouts (scorer calls on training examples) of --max-rollouts "
                   f"{max_rollouts}; the next scoring would go past it. Continue with a higher budget: "
-                  f"tprompt resume {run_id} --max-rollouts N")
+                  f"{tprompt_cmd()} resume {run_id} --max-rollouts N")
     return state
 
 
@@ -125,11 +125,11 @@ def report(state: RunState, *, json_: bool) -> None:
         return
     if state.status == "paused" and state.awaiting_review():
         err.print(f"run {state.run_id} paused for review of its {state.stage} step {state.in_flight} candidates: "
-                  f"tprompt review {state.run_id}")
+                  f"{tprompt_cmd()} review {state.run_id}")
     elif state.status == "paused":
-        err.print(f"run {state.run_id} paused at seq {state.last_seq}; continue with: tprompt resume {state.run_id}")
+        err.print(f"run {state.run_id} paused at seq {state.last_seq}; continue with: {tprompt_cmd()} resume {state.run_id}")
     elif state.status == "failed":
-        err.print(Text(f"run {state.run_id} failed: {state.error}; after fixing the cause: tprompt resume {state.run_id}"))
+        err.print(Text(f"run {state.run_id} failed: {state.error}; after fixing the cause: {tprompt_cmd()} resume {state.run_id}"))
     if state.tested:
         out.print(result_table(state))
         for line in prompt_list(state):
@@ -140,13 +140,14 @@ def report(state: RunState, *, json_: bool) -> None:
 
 def next_steps(state: RunState) -> str:
     """What to do with a run now, with its id."""
-    r = state.run_id
+    r, tp = state.run_id, tprompt_cmd()
     if state.awaiting_review():
-        return f"next: tprompt review {r} (see the candidates, then --accept, --drop N, --edit N=TEXT)"
+        return f"next: {tp} review {r} (see the candidates, then --accept, --drop N, --edit N=TEXT)"
     if state.status == "completed":
-        return (f"next: tprompt show {r} (details) · tprompt ui {r} (browse, replay) · "
-                f"tprompt fork {r} --target TASK (transfer its source prompts elsewhere)")
-    return f"next: tprompt resume {r} · tprompt show {r} · tprompt ui {r}"
+        fork = (f" · {tp} fork {r} --target TASK (transfer its source prompts elsewhere)"
+                if state.config is None or state.config.transfer else "")
+        return f"next: {tp} show {r} (details) · {tp} ui {r} (browse, replay){fork}"
+    return f"next: {tp} resume {r} · {tp} show {r} · {tp} ui {r}"
 
 
 def result_table(state: RunState) -> Table:
@@ -196,8 +197,9 @@ def _options(**given: Any) -> dict[str, Any]:
 
 def run(
     ctx: typer.Context,
-    source: Optional[list[str]] = typer.Option(None, "--source", metavar="TASK", help="Source task, a name or a path (repeat for several). Default: ai2_science."),
+    source: Optional[list[str]] = typer.Option(None, "--source", metavar="TASK", help="Source task, a name or a path (repeat for several). Default: none when --target is given (target-only), ai2_science for the demo."),
     target: Optional[str] = typer.Option(None, "--target", metavar="TASK", help="Target task, a name or a path. Default: arc_challenge."),
+    target_only: bool = typer.Option(False, "--target-only", help="Optimize on the target task alone: no source stage, no transfer (the default whenever --target is given without --source)."),
     model: Optional[str] = MODEL_OPTION,
     proposer: Optional[str] = typer.Option(None, "--proposer", metavar="SPEC", help="Model spec of the reference LLM that writes prompts. Default: --model."),
     scorer: Optional[str] = typer.Option(None, "--scorer", metavar="SPEC", help="Model spec of the scorer LLM. Default: --model."),
@@ -235,12 +237,16 @@ def run(
     """Optimize a prompt on source task(s), transfer it to a target task, and test all three.
 
     With no options: a small demo on the embedded model (ai2_science -> arc_challenge).
+    A run with --target and no --source optimizes on the target alone (as --target-only does).
     Ctrl-C pauses; `tprompt resume RUN` continues, also after a crash.
 
     Example: tprompt run --source bbh/navigate --target bbh/web_of_lies --model fake --steps 3
     """
     _check_max_cost(max_cost, max_rollouts)
     check_model_options(concurrency, request_timeout)
+    if target_only and source:
+        raise UsageError("--target-only runs no source stage, so it takes no --source",
+                         hint="leave out --source, or --target-only to transfer from the sources")
     url = base_url_setting(base_url)
     if prompt_file is not None:
         if prompt is not None:
@@ -259,6 +265,9 @@ def run(
             request_timeout=request_timeout, review=review or None, judge=judge,
         )
     )
+    if target_only:
+        values.update(transfer=False, source_tasks=[])
+    values = stage_rule(values)
     if metric:
         values["metrics"] = [*values.get("metrics", []), *metric]
     if weight:
@@ -268,12 +277,32 @@ def run(
     cfg = make_config(values, where=str(config) if config else "options")
     cfg = _pin_base_url(cfg)
     preflight(cfg)  # a bad task or model fails before the database is even created
+    if not json_:
+        for line in row_warnings(cfg):
+            err.print(Text(f"warning: {line}"), soft_wrap=True)
     with open_log(ctx, readonly=False, create=True) as log:
         run_id = create_run(log, cfg)
         if not json_:
             err.print(f"run {run_id} created in {log.path}")
         state = execute(log, run_id, json_=json_, max_cost=max_cost, max_rollouts=max_rollouts)
     report(state, json_=json_)
+
+
+def row_warnings(cfg: Any) -> list[str]:
+    """What the run's settings ask for that its tasks cannot give: more training or test rows than they have."""
+    from ..evaluator import load_task
+
+    lines = []
+    names = [*cfg.source_tasks, cfg.target_task] if cfg.transfer else [cfg.target_task]
+    for name in dict.fromkeys(names):
+        task = load_task(name)
+        if len(task.train) < cfg.examples:
+            lines.append(f"task {name} has {len(task.train)} training row(s); each candidate is scored on those "
+                         f"{len(task.train)}, not on --examples {cfg.examples}")
+        if name == cfg.target_task and len(task.test) < cfg.test_examples:
+            lines.append(f"task {name} has {len(task.test)} test row(s); the final table uses those "
+                         f"{len(task.test)}, not --test-examples {cfg.test_examples}")
+    return lines
 
 
 def _check_max_cost(max_cost: float | None, max_rollouts: int | None = None) -> None:
@@ -328,7 +357,7 @@ def resume(
             err.print(f"run {run_id} is already completed")
         elif state.awaiting_review():
             raise UsageError(f"run {run_id} is waiting for a review of its {state.stage} step {state.in_flight} "
-                             "candidates", hint=f"see them with tprompt review {run_id}, then decide with --accept")
+                             "candidates", hint=f"see them with {tprompt_cmd()} review {run_id}, then decide with --accept")
         else:
             state = execute(log, run_id, json_=json_, max_cost=max_cost, max_rollouts=max_rollouts,
                             concurrency=concurrency, request_timeout=request_timeout, force=force)
@@ -351,7 +380,7 @@ def pause(
         holder = lease_holder(log, run_id)
         if holder is not None and not holder_alive(holder):
             raise UsageError(f"run {run_id} is not running: its process {holder.pid} is gone (killed or crashed)",
-                             hint=f"there is nothing to pause; continue it with tprompt resume {run_id}")
+                             hint=f"there is nothing to pause; continue it with {tprompt_cmd()} resume {run_id}")
         request_pause(log, run_id)
     where = "" if holder is None or holder.host == socket.gethostname() else f" on {holder.host}"
     err.print(f"pause requested for {run_id}; its process{where} pauses after the work in flight")

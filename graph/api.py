@@ -120,7 +120,10 @@ def fork_run(
     overrides: dict[str, Any] | None = None,
     validate: bool = True,
 ) -> str:
-    """Branch ``run_id`` at a seq, or from one of its source prompts onto a (new) target.
+    """Branch ``run_id`` at a seq, or after its source stage (or from one of its source prompts) onto a (new) target.
+
+    Without ``at_seq`` the fork point is the end of the parent's source stage, so the
+    fork's target stage starts from the source stage's top-k, as the transfer does.
 
     The fork's config is the parent's (as of the fork point) updated with
     ``overrides``. With ``from_prompt_id`` the fork point is the end of the
@@ -132,11 +135,13 @@ def fork_run(
         UnknownRun, SeqOutOfRange, UsageError (no such prompt, or no fork point), ConfigError.
     """
     run_id = log.resolve(run_id)
-    if (at_seq is None) == (from_prompt_id is None):
-        raise UsageError("give exactly one of --at SEQ or --from-prompt PROMPT_ID")
+    if at_seq is not None and from_prompt_id is not None:
+        raise UsageError("give at most one of --at SEQ or --from-prompt PROMPT_ID",
+                         hint="neither: the fork's target stage starts from the source stage's top-k (transfer)")
     if from_prompt_id is not None:
         parent = log.state(run_id)
         from_prompt_id = _resolve_prompt(parent, from_prompt_id)
+    if at_seq is None:  # the paper's transfer: after the source stage, its top-k (or the one prompt) seed the target
         at_seq = _source_stage_end(log, run_id)
     assert at_seq is not None
     log.check_seq(run_id, at_seq)
@@ -181,6 +186,10 @@ def _source_stage_end(log: EventLog, run_id: str) -> int:
     for se in log.events(run_id):
         if isinstance(se.event, StageCompleted) and se.event.stage == "source":
             return se.seq
+    config = log.state(run_id).config
+    if config is not None and not config.transfer:
+        raise UsageError(f"run {run_id} is target-only: it has no source stage to transfer from",
+                         hint="fork it at an event with --at SEQ (`tprompt events RUN` lists them)")
     raise UsageError(
         f"run {run_id} has not finished its source stage, so there is no transfer point yet",
         hint="resume it first, or fork --at SEQ",

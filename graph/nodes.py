@@ -220,14 +220,17 @@ def score(state: GraphState, runtime: Runtime[RunContext]) -> Update:
 
 def _answer_job(runtime: Runtime[RunContext], stage: Stage, step: int, job: ScoreJob, site: CallSite) -> CandidateAnswered:
     ctx = runtime.context
-    examples = ctx.examples(job.task, "train", ctx.config.examples)[: job.n_examples]
+    available = ctx.examples(job.task, "train", ctx.config.examples)
+    examples = available[: job.n_examples]
+    # The calls made: a task with fewer training rows than the rung asks for answers only the rows it has.
+    new_calls = len(examples) - min(job.n_examples - job.new_calls, len(available))
     label = f"{stage} step {step}: {job.candidate.prompt_id} on {job.task}"
     if job.rung:
         label += f" (rung {job.rung})"
     mode, answers = _answer(runtime, job.candidate.text, job.task, examples, label, site)
     return CandidateAnswered(
         stage=stage, step=step, prompt_id=job.candidate.prompt_id, text=job.candidate.text, task=job.task,
-        split="train", rung=job.rung, mode=mode, scorer_calls=job.new_calls, answers=answers,
+        split="train", rung=job.rung, mode=mode, scorer_calls=new_calls, answers=answers,
     )
 
 

@@ -333,7 +333,7 @@ def test_pause_of_a_run_whose_process_was_killed(tmp_path: Path) -> None:
     (run_id,) = wait_for_row(db, "SELECT run_id FROM runs", proc)
     line = one_line(tprompt(db, "pause", run_id, check=False), code=2)
     assert f"run {run_id} is not running: its process {proc.pid} is gone" in line
-    assert f"tprompt resume {run_id}" in line
+    assert f"tprompt --db {db} resume {run_id}" in line
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT count(*) FROM run_requests").fetchone()[0] == 0
     conn.close()
@@ -360,7 +360,7 @@ def test_resume_force_takes_over_a_lease_of_another_host(held_elsewhere: tuple[P
     # no command could take the run over
     db, run_id = held_elsewhere
     line = one_line(tprompt(db, "resume", run_id, check=False), code=1)
-    assert "running in process 4242 on another-host" in line and f"tprompt resume {run_id} --force" in line
+    assert "running in process 4242 on another-host" in line and f"tprompt --db {db} resume {run_id} --force" in line
     done = tprompt(db, "resume", run_id, "--force", "--json")
     assert json.loads(done.stdout)["status"] == "completed"
     assert "--force" in tprompt(db, "resume", "--help").stdout

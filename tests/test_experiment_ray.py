@@ -275,7 +275,7 @@ def test_ctrl_c_pauses_every_cell_on_the_cluster_and_a_rerun_continues_them(clus
     finally:
         proc.kill()
     assert proc.returncode == 0, stderr  # paused, as `run` and `--workers` do
-    assert "continue with: tprompt experiment" in stdout
+    assert f"continue with: tprompt --db {db} experiment" in stdout
     before = by_name(db)
     statuses = sorted(s for _, s, _ in before.values())
     assert len(before) == 4 and set(statuses) <= {"completed", "paused", "created"}, statuses

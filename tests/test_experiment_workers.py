@@ -118,7 +118,7 @@ def test_ctrl_c_pauses_every_cell_and_a_rerun_continues_them(sequential, tmp_pat
     assert set(statuses) <= {"completed", "paused", "created"}, statuses
     assert statuses.count("paused") >= 1 and statuses.count("completed") <= 2, statuses
     assert leases_held(db) == 0
-    assert "continue with: tprompt experiment" in stdout
+    assert f"continue with: tprompt --db {db} experiment" in stdout
 
     again = json.loads(tprompt(db, "experiment", str(config), "--workers", "2", "--json").stdout)
     assert again["completed"] == again["total"] == 4

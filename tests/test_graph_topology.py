@@ -112,7 +112,7 @@ def test_review_pauses_before_scoring_and_records_the_edit(tmp_path: Path) -> No
     assert state.awaiting_review() and state.stage == "source" and state.in_flight == 1
     assert not state.step_scores("source", 1)  # nothing of step 1 was scored
     refused = tprompt(db, "resume", run_id, check=False)
-    assert refused.returncode != 0 and f"tprompt review {run_id}" in refused.stderr
+    assert refused.returncode != 0 and f"tprompt --db {db} review {run_id}" in refused.stderr
     shown = json.loads(tprompt(db, "review", run_id, "--json").stdout)
     n = len(shown["candidates"])
     tprompt(db, "review", run_id, "--drop", "1", "--add", "Answer with the letter only.", "--accept")

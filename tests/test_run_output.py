@@ -13,6 +13,7 @@ def test_plain_progress_lines_and_next_steps(tmp_path: Path) -> None:
     assert any(line.startswith("source step 1/2 done: best training objective") for line in lines), proc.stderr
     assert any(line.startswith("tested best target prompt on arc_challenge") for line in lines)
     run_id = next(line.split()[1] for line in lines if line.startswith("run r-") and "completed at seq" in line)
-    assert f"next: tprompt show {run_id}" in proc.stderr and f"tprompt ui {run_id}" in proc.stderr
+    db = tmp_path / "t.db"  # not the default database: every command printed names it
+    assert f"next: tprompt --db {db} show {run_id}" in proc.stderr and f"tprompt --db {db} ui {run_id}" in proc.stderr
     json_run = tprompt(tmp_path / "t.db", "run", "--json", *cli_args())
     assert json_run.stderr.strip() == ""  # --json: data on stdout, nothing else

@@ -44,7 +44,7 @@ def test_max_cost_pauses_then_resume_with_more_finishes(tmp_path: Path) -> None:
     paused = tprompt(db, "run", "--config", str(config), "--max-cost", "0.5", "--json")
     state = json.loads(paused.stdout)
     assert state["status"] == "paused", paused.stderr
-    assert "reached --max-cost" in paused.stderr and "tprompt resume" in paused.stderr
+    assert "reached --max-cost" in paused.stderr and f"tprompt --db {db} resume" in paused.stderr
     with sqlite3.connect(db) as conn:
         spent = conn.execute("SELECT sum(cost) FROM transcripts WHERE cache_hit = 0").fetchone()[0]
         reason = conn.execute("SELECT payload FROM events WHERE type = 'run.paused'").fetchone()[0]

@@ -302,6 +302,21 @@ async def test_new_run_form_runs_in_a_worker_and_dashboard_follows(db_path: Path
         assert [r.values[0] for r in table(app, "#calls").rows_shown] == list(range(1, n_calls + 1))
 
 
+async def test_new_run_form_without_source_tasks_is_target_only(db_path: Path) -> None:
+    # was: an empty source field kept the default ai2_science source stage (issue 29)
+    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
+        form = app.screen
+        assert form.values()["source_tasks"] == ["ai2_science"]  # the prefilled demo transfers
+        form.query_one("#new-source_tasks", Input).value = ""
+        form.query_one("#new-target_task", Input).value = "bbh/web_of_lies"
+        values = form.values()
+        assert values["transfer"] is False and values["source_tasks"] == []
+
+
 async def test_pause_and_resume_a_run_started_here(db_path: Path) -> None:
     app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
     async with app.run_test(size=SIZE) as pilot:

@@ -264,10 +264,14 @@ class NewRunScreen(_FormModal[dict[str, Any] | None]):
         self.query_one("#new-source_tasks", Input).focus()
 
     def values(self) -> dict[str, Any]:
-        """The form as RunConfig values (empty fields keep the defaults)."""
+        """The form as RunConfig values (empty fields keep the defaults; no source task: target-only)."""
+        from ...config import stage_rule
+
         values: dict[str, Any] = {}
         for key, _ in FORM_FIELDS:
             raw = self.query_one(f"#new-{key}", Input).value.strip()
+            if not raw and key == "source_tasks":  # no source tasks: a target-only run
+                values[key] = []
             if not raw:
                 continue
             if key == "source_tasks":
@@ -277,7 +281,7 @@ class NewRunScreen(_FormModal[dict[str, Any] | None]):
             else:
                 values[key] = raw
         values["mode"] = self.query_one("#new-mode", Select).value
-        return values
+        return stage_rule(values)
 
     def _submit(self) -> None:
         from ...graph.config import make_config
