@@ -19,9 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import _cpu
 from .errors import ConfigError
+from .evaluator.template import MAX_DESCRIPTION_CHARS, ChatTemplate
 from .judge.rubric import Rubric
 
 DEFAULT_ORIGINAL_PROMPT = "Answer the question."
+
 
 #: Seconds to wait for one served request (an API call) before it counts as failed and is retried.
 #: A slow self-hosted model on a CPU writes a few tokens a second, and a server that takes one
@@ -75,6 +77,15 @@ class RunConfig(BaseModel):
     )
     target_task: str = Field("arc_challenge", description="Stage-2 task: a bundled name or a path.")
     original_prompt: str = Field(DEFAULT_ORIGINAL_PROMPT, description="The prompt the optimization starts from.")
+    template: ChatTemplate | None = Field(
+        None,
+        description="The user's prompt template (messages with {field} placeholders) the scorer is sent, rendered "
+        "on each row; original_prompt is the text of its optimizable messages. It applies to every task that is "
+        "not a bundled benchmark (those keep their Q&A template). None: the Q&A template everywhere.",
+    )
+    description: str | None = Field(
+        None, description="What the target task is, for the proposer (overrides the task's own description)."
+    )
     proposer: str = Field("smollm2", description="Model spec of the reference LLM that writes prompts.")
     scorer: str = Field("smollm2", description="Model spec of the scorer LLM that answers under them.")
     base_url: str | list[str] | None = Field(
@@ -167,6 +178,18 @@ class RunConfig(BaseModel):
         "coherence, fluency, faithfulness to the reference)."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _prompt_of_template(cls, data: Any) -> Any:
+        # A template without an original prompt starts from the template's own optimizable messages.
+        if isinstance(data, dict) and data.get("template") is not None and "original_prompt" not in data:
+            template = data["template"]
+            if isinstance(template, dict):
+                template = ChatTemplate.model_validate(template)
+            if isinstance(template, ChatTemplate):
+                data = {**data, "original_prompt": template.original_text}
+        return data
+
     @field_validator("base_url")
     @classmethod
     def _check_base_urls(cls, value: str | list[str] | None) -> str | list[str] | None:
@@ -179,8 +202,13 @@ class RunConfig(BaseModel):
     def _check(self) -> RunConfig:
         if not self.source_tasks and self.transfer:
             raise ValueError("source_tasks is empty: give at least one source task (or set transfer = false)")
-        if not self.original_prompt.strip():
+        if not self.original_prompt.strip() and self.template is None:
             raise ValueError("original_prompt is empty")
+        if self.template is not None:
+            self._check_template(self.template)
+        if self.description is not None and not (0 < len(self.description.strip()) <= MAX_DESCRIPTION_CHARS):
+            raise ValueError(f"the description has {len(self.description)} characters; give 1 to "
+                             f"{MAX_DESCRIPTION_CHARS} (the proposer's prompt takes no more)")
         for role in ("proposer", "scorer", "judge"):
             if getattr(self, role) is not None and not getattr(self, role).strip():
                 raise ValueError(f"{role} is an empty model spec: give one such as smollm2, fake or openai:gpt-4o-mini")
@@ -199,6 +227,20 @@ class RunConfig(BaseModel):
                 f"(1 original + {self.steps} steps x {self.candidates} candidates = {history_max})"
             )
         return self
+
+    def _check_template(self, template: ChatTemplate) -> None:
+        template.check("template")
+        problem = template.placeholder_problem(self.original_prompt)
+        if problem is not None:
+            raise ValueError(f"original_prompt does not fit the template: it {problem}")
+        if len(template.optimizable) > 1:
+            from .evaluator.tasks import bundled_names
+
+            bundled = sorted(set(bundled_names()) & {*self.source_tasks, self.target_task})
+            if bundled:
+                raise ValueError(f"the template has {len(template.optimizable)} optimizable messages, and "
+                                 f"{', '.join(bundled)} (bundled) is scored under its one-message Q&A template: "
+                                 "use your own tasks, or one optimizable message")
 
     @property
     def judge_rubric(self) -> Rubric | None:
@@ -357,21 +399,22 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data.setdefault("proposer", model)
         data.setdefault("scorer", model)
     if "prompt_file" in data:
-        data["original_prompt"] = _prompt_from_file(data, where=str(path))
+        found = _prompt_from_file(data, where=str(path))
+        data["original_prompt" if isinstance(found, str) else "template"] = found
     check_values(data, where=str(path))
     return data
 
 
-def _prompt_from_file(data: dict[str, Any], *, where: str) -> str:
-    """``prompt_file``: the original prompt read from a text file or a ``tprompt export`` JSON file."""
-    from .prompt_file import read_prompt_file
+def _prompt_from_file(data: dict[str, Any], *, where: str) -> str | ChatTemplate:
+    """``prompt_file``: the original prompt, or the template, read from a file (:func:`read_prompt_source`)."""
+    from .prompt_file import read_prompt_source
 
     name = data.pop("prompt_file")
     if "original_prompt" in data:
         raise ConfigError(f"{where}: give original_prompt or prompt_file, not both", key="prompt_file")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where}: prompt_file: expected a file name", key="prompt_file")
-    return read_prompt_file(name, what=f"{where}: prompt_file")
+    return read_prompt_source(name, what=f"{where}: prompt_file")
 
 
 def check_values(values: dict[str, Any], *, where: str) -> None:

@@ -1,16 +1,31 @@
-"""A prompt read from a file: a ``tprompt export`` JSON file, a LangChain export of one, or text.
+"""A prompt read from a file: text, a ``tprompt export``, or a template of chat messages.
 
-``tprompt run --prompt-file``, ``eval --prompt-file`` and a config file's
-``prompt_file`` key read through :func:`read_prompt_file`; ``tprompt export``
-(:mod:`tprompt.export`) writes the JSON format it recognizes.
+:func:`read_prompt_source` reads any of them: a text file (the prompt), a
+``tprompt export`` JSON file, a LangChain ``ChatPromptTemplate`` serialized
+with ``langchain_core.load.dumps``, or a JSON/TOML/YAML file of messages with
+``{field}`` placeholders (``{{field}}`` as MLflow and Langfuse write them is
+read too); a template comes back as a :class:`ChatTemplate`. ``tprompt run
+--prompt-file`` and a config file's ``prompt_file`` key read through it;
+:func:`read_prompt_file` is the text-only reading ``eval --prompt-file`` uses.
+``tprompt export`` (:mod:`tprompt.export`) writes the formats read here.
 """
 
 from __future__ import annotations
 
 import json
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .errors import UsageError
+from .evaluator.prompts import SCORER_TEMPLATE
+from .evaluator.template import ChatTemplate, from_messages
+
+#: Suffixes of files read as the prompt's plain text.
+TEXT_SUFFIXES = frozenset({"", ".txt", ".md", ".prompt", ".text"})
+#: Suffixes of structured files: an export, or a template of messages.
+STRUCTURED_SUFFIXES = frozenset({".json", ".toml", ".yaml", ".yml"})
 
 #: The ``format`` field of a JSON export: how a file says it is one.
 EXPORT_FORMAT = "tprompt.prompt"
@@ -21,17 +36,37 @@ MAX_PROMPT_FILE_BYTES = 1 << 20
 
 
 def read_prompt_file(path: str | Path, *, what: str = "prompt file") -> str:
-    """The prompt in ``path``: a JSON export of tprompt (its ``prompt``), a LangChain export of one, or text.
-
-    A ``.json`` file must be an export (it is recognized by its ``format``
-    field); any other file is the prompt itself, stripped of surrounding
-    whitespace. Only regular files are read (a FIFO or a device would hang or
-    never end), up to :data:`MAX_PROMPT_FILE_BYTES`.
+    """The prompt text in ``path``: a text file or a ``tprompt export`` of a prompt (see :func:`read_prompt_source`).
 
     Raises:
-        UsageError: the file cannot be read, is empty, or is a JSON file that is not an export (or a newer one).
+        UsageError: as :func:`read_prompt_source`, and for a file holding a template of several messages.
+    """
+    found = read_prompt_source(path, what=what, text_only=True)
+    if isinstance(found, ChatTemplate):
+        raise UsageError(f"{what} {path} is a prompt template of {len(found.messages)} messages, not one prompt text",
+                         hint="`tprompt run --prompt-file` optimizes a template; here give a text file")
+    return found
+
+
+def read_prompt_source(path: str | Path, *, what: str = "prompt file", text_only: bool = False) -> str | ChatTemplate:
+    """The prompt in ``path``: its text, or the template of chat messages it holds.
+
+    * ``.txt``, ``.md``, ``.prompt`` or no suffix: the prompt itself, stripped.
+    * ``.json``: a ``tprompt export`` (the user's template it was scored in,
+      else its prompt; ``text_only``: its prompt), a LangChain ``ChatPromptTemplate`` (``langchain_core.load.dumps``),
+      or ``{"messages": [...]}`` / a list of messages.
+    * ``.toml``, ``.yaml``, ``.yml``: ``messages`` (a list of ``{role, content,
+      optimize?}``) and optionally ``name``.
+
+    Only regular files are read (a FIFO or a device would hang or never end),
+    up to :data:`MAX_PROMPT_FILE_BYTES`.
+
+    Raises:
+        UsageError: one line naming the file: unreadable, empty, an unknown suffix, a syntax error, or a
+            template no run can use (a bad placeholder, no message the proposer may rewrite).
     """
     p = Path(path)
+    suffix = p.suffix.lower()
     try:
         if not p.is_file():
             reason = "no such file" if not p.exists() else "not a regular file"
@@ -39,40 +74,142 @@ def read_prompt_file(path: str | Path, *, what: str = "prompt file") -> str:
         if p.stat().st_size > MAX_PROMPT_FILE_BYTES:
             raise UsageError(f"{what} {p} is larger than {MAX_PROMPT_FILE_BYTES >> 20} MB",
                              hint="a prompt file holds one prompt")
+        if suffix not in TEXT_SUFFIXES | STRUCTURED_SUFFIXES:
+            raise UsageError(f"{what} {p}: unknown format {p.suffix!r}",
+                             hint="give a .txt file (the prompt) or a .json, .toml or .yaml template or export")
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {what} {p}: {exc}") from exc
-    if p.suffix.lower() == ".json":
-        prompt = _prompt_of_export(text, p, what)
+    if suffix in STRUCTURED_SUFFIXES:
+        found = _structured(text, p, what, text_only)
     else:
-        prompt = text.strip()
-    if not prompt.strip():
+        found = text.strip()
+    if isinstance(found, str) and not found.strip():
         raise UsageError(f"{what} {p} is empty", hint="write the prompt into it")
-    return prompt
+    return found
 
 
-def _prompt_of_export(text: str, p: Path, what: str) -> str:
-    not_export = UsageError(
-        f'{what} {p} is not a prompt exported by tprompt (no "format": "{EXPORT_FORMAT}")',
-        hint="write it with `tprompt export RUN --format json`, or give the prompt as a .txt file",
-    )
+def _structured(text: str, p: Path, what: str, text_only: bool) -> str | ChatTemplate:
+    suffix = p.suffix.lower()
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"{what} {p}: not valid JSON ({exc})",
-                         hint="give a `tprompt export` JSON file, or the prompt as a .txt file") from exc
-    if isinstance(data, dict) and data.get("lc") == 1:  # langchain_core.load.dumps of our template
-        data = ((data.get("kwargs") or {}).get("metadata") or {}).get("tprompt")
-    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-        raise not_export
+        if suffix == ".json":
+            data: Any = json.loads(text)
+        elif suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{what} {p}: not valid {suffix[1:].upper()} ({_first_line(exc)})",
+                         hint="fix the syntax at the place named") from exc
+    except Exception as exc:  # yaml.YAMLError: imported lazily, so not nameable above
+        raise UsageError(f"{what} {p}: not valid YAML ({_first_line(exc)})",
+                         hint="fix the syntax at the place named") from exc
+    where = f"{what} {p}"
+    if isinstance(data, Mapping) and data.get("lc") == 1:
+        return template_from_langchain_dict(data, where=where, text_only=text_only)
+    if isinstance(data, Mapping) and data.get("format") == EXPORT_FORMAT:
+        return _prompt_of_export(data, where, text_only)
+    if isinstance(data, list):
+        return from_messages(data, name=p.stem, where=where)
+    if isinstance(data, Mapping) and "messages" in data:
+        unknown = sorted(set(data) - {"messages", "name"})
+        if unknown:
+            raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}", hint="a template has messages and name")
+        name = data.get("name") or p.stem
+        return from_messages(data["messages"], name=str(name), where=where)
+    raise UsageError(f"{where} is not a prompt exported by tprompt (no \"format\": \"{EXPORT_FORMAT}\") "
+                     "nor a template (no \"messages\")",
+                     hint="write {\"messages\": [{\"role\": \"system\", \"content\": \"...\"}, ...]}, "
+                          "or give the prompt as a .txt file")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def template_from_langchain_dict(data: Mapping[str, Any], *, where: str,
+                                 text_only: bool = False) -> str | ChatTemplate:
+    """A ``langchain_core.load.dumps`` of a ``ChatPromptTemplate`` (tprompt's export or the user's own)."""
+    meta = ((data.get("kwargs") or {}).get("metadata") or {}).get("tprompt")
+    if isinstance(meta, Mapping) and meta.get("format") == EXPORT_FORMAT:
+        return _prompt_of_export(meta, where, text_only)
+    from langchain_core.load import loads
+
+    try:
+        obj = loads(json.dumps(data), allowed_objects="core")
+    except Exception as exc:  # langchain raises several kinds for a file it cannot rebuild
+        raise UsageError(f"{where}: not a LangChain object langchain_core.load.loads can read ({_first_line(exc)})",
+                         hint="write it with langchain_core.load.dumps(prompt_template)") from exc
+    return template_from_langchain(obj, where=where)
+
+
+def template_from_langchain(obj: Any, *, where: str = "the LangChain prompt", name: str = "template") -> ChatTemplate:
+    """A :class:`ChatTemplate` from a LangChain ``ChatPromptTemplate`` (its messages, in order).
+
+    f-string and mustache message templates are read; a ``MessagesPlaceholder``
+    (a list of messages from the row) is refused.
+
+    Raises:
+        UsageError: not a ChatPromptTemplate, or a message of a kind tprompt cannot render.
+    """
+    from langchain_core.messages import BaseMessage
+    from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
+
+    if not isinstance(obj, ChatPromptTemplate):
+        raise UsageError(f"{where}: a {type(obj).__name__}, not a ChatPromptTemplate",
+                         hint="give a ChatPromptTemplate (ChatPromptTemplate.from_messages([...]))")
+    roles = {"system": "system", "human": "user", "ai": "assistant"}
+    messages: list[dict[str, Any]] = []
+    for i, m in enumerate(obj.messages, 1):
+        if isinstance(m, BaseMessage):  # a literal message: its braces are text
+            role, content = m.type, str(m.content).replace("{", "{{").replace("}", "}}")
+        elif isinstance(prompt := getattr(m, "prompt", None), PromptTemplate):
+            role = {"SystemMessagePromptTemplate": "system", "HumanMessagePromptTemplate": "human",
+                    "AIMessagePromptTemplate": "ai"}.get(type(m).__name__, "")
+            content = prompt.template
+            if prompt.template_format == "mustache":
+                from .evaluator.template import from_double
+
+                content = from_double(content)
+            elif prompt.template_format != "f-string":
+                raise UsageError(f"{where}: message {i} is a {prompt.template_format} template",
+                                 hint="use f-string or mustache message templates")
+        else:
+            raise UsageError(f"{where}: message {i} is a {type(m).__name__}, which tprompt cannot render on a row",
+                             hint="use system, human and ai message templates")
+        if role not in roles:
+            raise UsageError(f"{where}: message {i} has role {role!r}", hint="use system, human and ai messages")
+        messages.append({"role": roles[role], "content": content})
+    return from_messages(messages, name=name, where=where)
+
+
+def _prompt_of_export(data: Mapping[str, Any], where: str, text_only: bool) -> str | ChatTemplate:
+    """The prompt of a ``tprompt export``, or the user's template it was scored in.
+
+    A prompt scored under a bundled task's Q&A template comes back as its text
+    (a new run sends it under the Q&A template again).
+    """
     version = data.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version > EXPORT_FORMAT_VERSION:
-        raise UsageError(f"{what} {p}: export format version {version!r}, this tprompt reads up to "
+        raise UsageError(f"{where}: export format version {version!r}, this tprompt reads up to "
                          f"{EXPORT_FORMAT_VERSION}", hint="upgrade tprompt")
+    template = data.get("template")
+    declared = isinstance(template, Mapping) and template.get("name") == SCORER_TEMPLATE.name
+    if template is not None and not text_only and not declared:
+        try:
+            return ChatTemplate.model_validate(template)
+        except ValueError as exc:
+            raise UsageError(f"{where}: its \"template\" is not a template ({_first_line(exc)})",
+                             hint="export it again with tprompt export") from exc
     prompt = data.get("prompt")
     if not isinstance(prompt, str):
-        raise UsageError(f"{what} {p}: its \"prompt\" is not text", hint="export it again with tprompt export")
+        raise UsageError(f"{where}: its \"prompt\" is not text", hint="export it again with tprompt export")
     return prompt
 
 
-__all__ = ("EXPORT_FORMAT", "EXPORT_FORMAT_VERSION", "MAX_PROMPT_FILE_BYTES", "read_prompt_file")
+__all__ = (
+    "EXPORT_FORMAT", "EXPORT_FORMAT_VERSION", "MAX_PROMPT_FILE_BYTES", "read_prompt_file", "read_prompt_source",
+    "template_from_langchain",
+)

@@ -72,6 +72,17 @@ TRANSFERRED_SECTION = PromptTemplate(
 """,
 )
 
+#: The user's template, shown when the run scores one (embedded where the transferred section goes).
+TEMPLATE_SECTION = PromptTemplate(
+    name="proposer.template",
+    version=1,
+    text="""The instruction is one message of this prompt template; each {{field}} is filled from a row of the task, \
+and <INSTRUCTION> marks the message you write:
+{messages}
+{keep}
+""",
+)
+
 HISTORY_ITEM = PromptTemplate(name="proposer.history_item", version=1, text="Instruction: {text}\nScore: {score}")
 
 EXEMPLAR_ITEM = PromptTemplate(name="proposer.exemplar", version=1, text="Q: {question}\nA: {answer}")
@@ -88,5 +99,6 @@ __all__ = (
     "PROPOSER_SYSTEM",
     "PROPOSER_TEMPLATES",
     "PromptTemplate",
+    "TEMPLATE_SECTION",
     "TRANSFERRED_SECTION",
 )

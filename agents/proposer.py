@@ -10,10 +10,20 @@ cache), and keeps the instructions that are new, non-empty and short enough.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from ..evaluator.task_model import Example
+from ..evaluator.template import ChatTemplate
 from ..stores.events import PromptCandidate, RejectedCandidate, prompt_id_of
-from .prompts import EXEMPLAR_ITEM, HISTORY_ITEM, META_PROMPT, PROPOSER_SYSTEM, TRANSFERRED_SECTION
+from .prompts import (
+    EXEMPLAR_ITEM,
+    HISTORY_ITEM,
+    META_PROMPT,
+    PROPOSER_SYSTEM,
+    PROPOSER_TEMPLATES,
+    TEMPLATE_SECTION,
+    TRANSFERRED_SECTION,
+)
 
 _INS = re.compile(r"<INS>(.*?)(?:</INS>|$)", re.S | re.I)
 
@@ -28,6 +38,31 @@ def format_exemplar(question: str, choices: Sequence[str] | None, answer: str, a
     return EXEMPLAR_ITEM.render(question=q, answer=a)
 
 
+def exemplar(example: Example) -> str:
+    """One row as the proposer sees it: its input, and its gold answer or (open-ended) its first reference."""
+    answer = example.answer or (example.references[0] if example.references else "")
+    return format_exemplar(example.question, example.choices, answer, example.answer_text)
+
+
+def template_section(template: ChatTemplate, slot: int) -> str:
+    """The user's template as the proposer sees it: every message, the one it writes (``slot``) marked.
+
+    ``slot`` indexes the template's optimizable messages. When that message has
+    placeholders, the section says they must be kept.
+    """
+    index = template.optimizable[slot]
+    lines = [f"[{m.role}] " + ("<INSTRUCTION>" if i == index else m.content) for i, m in enumerate(template.messages)]
+    kept = template.messages[index].placeholders
+    keep = ("The instruction must contain each of these placeholders exactly once, as written: "
+            + ", ".join("{" + f + "}" for f in kept) + ".\n") if kept else ""
+    return TEMPLATE_SECTION.render(messages="\n".join(lines), keep=keep)
+
+
+def proposer_templates(template: ChatTemplate | None) -> tuple[str, ...]:
+    """The declared templates a proposer request is rendered from (the template section only when shown)."""
+    return PROPOSER_TEMPLATES + ((TEMPLATE_SECTION.ref,) if template is not None else ())
+
+
 def build_meta_prompt(
     *,
     task_description: str,
@@ -36,8 +71,12 @@ def build_meta_prompt(
     transferred: Sequence[str] = (),
     source_tasks: Sequence[str] = (),
     history_size: int = 20,
+    template: str = "",
 ) -> str:
-    """The reference prompt. ``history`` is (text, objective in 0..1), any order."""
+    """The reference prompt. ``history`` is (text, objective in 0..1), any order.
+
+    ``template`` is the user's template section (:func:`template_section`), shown before the transferred prompts.
+    """
     ranked = sorted(history, key=lambda h: h[1])[-history_size:]
     hist = "\n\n".join(HISTORY_ITEM.render(text=t, score=str(round(s * 100))) for t, s in ranked) or "(none yet)"
     section = ""
@@ -49,7 +88,7 @@ def build_meta_prompt(
     return META_PROMPT.render(
         task_description=task_description.strip(),
         exemplars="\n\n".join(exemplars) or "(none)",
-        transferred=section,
+        transferred=template + section,
         history=hist,
     )
 
@@ -68,18 +107,29 @@ def meta_messages(meta_prompt: str) -> tuple[tuple[str, str], ...]:
 
 
 def select_candidates(
-    replies: Sequence[str], *, known_texts: Sequence[str], max_chars: int
+    replies: Sequence[str], *, known_texts: Sequence[str], max_chars: int,
+    compose: Callable[[int, str], str] | None = None, check: Callable[[str], str | None] | None = None,
 ) -> tuple[list[PromptCandidate], list[RejectedCandidate]]:
-    """De-duplicate (against history and each other) and reject empty or over-long ones."""
+    """De-duplicate (against history and each other) and reject empty, over-long or template-breaking ones.
+
+    ``compose(i, instruction)`` makes reply ``i``'s instruction a whole
+    candidate (a template with several optimizable messages: the others kept);
+    ``check(text)`` says why a candidate breaks the template (a placeholder
+    dropped or invented), recorded as the rejection's reason: it is never scored.
+    """
     seen = {_norm(t) for t in known_texts}
     kept: list[PromptCandidate] = []
     rejected: list[RejectedCandidate] = []
-    for reply in replies:
-        text = parse_instruction(reply)
-        if not text:
+    for i, reply in enumerate(replies):
+        instruction = parse_instruction(reply)
+        text = compose(i, instruction) if compose is not None and instruction else instruction
+        problem = check(text) if check is not None and instruction else None
+        if not instruction:
             rejected.append(RejectedCandidate(text=reply[:200], reason="empty"))
-        elif len(text) > max_chars:
-            rejected.append(RejectedCandidate(text=text[:200], reason=f"longer than {max_chars} characters"))
+        elif len(instruction) > max_chars:
+            rejected.append(RejectedCandidate(text=instruction[:200], reason=f"longer than {max_chars} characters"))
+        elif problem is not None:
+            rejected.append(RejectedCandidate(text=instruction[:200], reason=problem))
         elif _norm(text) in seen:
             rejected.append(RejectedCandidate(text=text[:200], reason="duplicate"))
         else:
@@ -94,7 +144,10 @@ def _norm(text: str) -> str:
 
 __all__ = (
     "build_meta_prompt",
+    "exemplar",
     "format_exemplar",
+    "proposer_templates",
+    "template_section",
     "meta_messages",
     "parse_instruction",
     "select_candidates",

@@ -19,7 +19,7 @@ from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..graph.parents import run_frontier
 from ..graph.rules import rollouts_used
 from ..metric_specs import METRIC_NAMES, metric_columns
-from ..prompt_file import read_prompt_file
+from ..prompt_file import read_prompt_source
 from ..stores import EventLog, RunState
 from ..stores.control import request_pause
 from ..stores.events import ROLES
@@ -211,7 +211,8 @@ def run(
     mode: Optional[str] = typer.Option(None, "--mode", metavar="MODE", help=f"auto, generate or logprob. Default: {_default('mode')}."),
     budget: Optional[str] = typer.Option(None, "--budget", metavar="BUDGET", help=f"full, or racing (successive halving). Default: {_default('budget')}."),
     prompt: Optional[str] = typer.Option(None, "--prompt", metavar="TEXT", help="The original prompt to start from. Default: the task-neutral prompt shown by `tprompt show`."),
-    prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", metavar="FILE", help="Read the original prompt from a text file or a `tprompt export` JSON file."),
+    prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", metavar="FILE", help="Read the original prompt from a file: text, a `tprompt export`, or your prompt template (a LangChain ChatPromptTemplate dump, or a JSON/TOML/YAML file of messages with {field} placeholders; see docs/tasks.md)."),
+    description: Optional[str] = typer.Option(None, "--description", metavar="TEXT", help="What the target task is, for the proposer (default: the task's own description)."),
     seed: Optional[int] = typer.Option(None, "--seed", metavar="S", help=f"Seed of sampling. Default: {_default('seed')}."),
     name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="A label for the run."),
     base_url: Optional[list[str]] = BASE_URL_OPTION,
@@ -248,11 +249,17 @@ def run(
         raise UsageError("--target-only runs no source stage, so it takes no --source",
                          hint="leave out --source, or --target-only to transfer from the sources")
     url = base_url_setting(base_url)
+    template = None
     if prompt_file is not None:
         if prompt is not None:
             raise UsageError("give either --prompt or --prompt-file, not both")
-        prompt = read_prompt_file(prompt_file)
+        found = read_prompt_source(prompt_file)
+        prompt, template = (found, None) if isinstance(found, str) else (None, found)
     values: dict[str, Any] = load_config_file(config) if config else {}
+    if prompt_file is not None:
+        values.pop("template" if template is None else "original_prompt", None)  # the option overrides the file
+        if template is not None:
+            values["template"] = template
     if rubric is not None:
         values["rubric"] = load_rubric_file(rubric)
     if model is not None:
@@ -262,7 +269,7 @@ def run(
             source_tasks=source, target_task=target, proposer=proposer, scorer=scorer, steps=steps,
             candidates=candidates, top_k=top_k, examples=examples, test_examples=test_examples, mode=mode,
             budget=budget, original_prompt=prompt, seed=seed, name=name, base_url=url, precision=precision, concurrency=concurrency,
-            request_timeout=request_timeout, review=review or None, judge=judge,
+            request_timeout=request_timeout, review=review or None, judge=judge, description=description,
         )
     )
     if target_only:

@@ -16,6 +16,10 @@ from typing import Any
 
 from ..errors import BadTaskFile
 from .task_model import LETTERS, Example, Task, infer_kind
+from .template import MAX_DESCRIPTION_CHARS
+
+#: A file next to a task file (``STEM.description.txt``) or in a task folder (``description.txt``).
+DESCRIPTION_SUFFIX = ".description.txt"
 
 #: Share of rows that go to train when a single file has no ``split`` column.
 TRAIN_FRACTION = 0.2
@@ -29,8 +33,20 @@ class _Rows:
         self.rows: list[tuple[Example, str | None, str]] = []  # (example, split or None, where)
         self.warnings: list[str] = []
         self.ids: set[str] = set()
+        self.description: str | None = None
         self.mc: bool | None = None  # whether rows have options, fixed by the first good row
         self.open: bool | None = None  # whether rows are open-ended (references, no gold answer), likewise
+
+    def describe(self, text: Any, where: str) -> None:
+        """The task's description, from a JSONL header line or a sidecar file."""
+        if not isinstance(text, str) or not text.strip():
+            raise BadTaskFile(f"{where}: the description must be non-empty text", where=where,
+                              hint='a header line reads {"description": "what the task is"}')
+        if len(text) > MAX_DESCRIPTION_CHARS:
+            raise BadTaskFile(f"{where}: the description has {len(text)} characters, more than the "
+                              f"{MAX_DESCRIPTION_CHARS} the proposer's prompt takes", where=where,
+                              hint="shorten it to a few sentences")
+        self.description = text.strip()
 
     def bad(self, where: str, reason: str) -> None:
         if not self.skip:
@@ -44,14 +60,17 @@ class _Rows:
     def add(self, data: Any, where: str, default_id: str) -> None:
         if not isinstance(data, dict):
             return self.bad(where, "a row must be an object with question/answer fields")
+        fields = input_fields(data)
         question = data.get("question")
         if question is not None and not isinstance(question, str):
             return self.bad(where, f"'question' must be text, got {_json_kind(question)} ({question!r:.40})")
+        if question is None and any(v.strip() for v in fields.values()):
+            question = "\n".join(f"{k}: {v}" for k, v in fields.items())  # a row of the user's own fields
         if not isinstance(question, str) or not question.strip():
-            return self.bad(where, "missing or empty 'question'")
+            return self.bad(where, "missing or empty 'question' (or any other input field)")
         is_open = "reference" in data or "references" in data
         if is_open:
-            return self._add_open(data, question, where, default_id)
+            return self._add_open(data, question, fields, where, default_id)
         if "answer" not in data or data["answer"] is None or str(data["answer"]).strip() == "":
             return self.bad(where, "missing or empty 'answer' (an open-ended row gives 'reference' or 'references' "
                                    'instead; a row only a judge scores gives "reference": null)')
@@ -97,13 +116,15 @@ class _Rows:
             choices=choices,
             answer=answer,
             answer_text=str(answer_text) if answer_text is not None else None,
+            fields=fields,
         )
         self.mc = is_mc
         self.open = False
         self.ids.add(row_id)
         self.rows.append((example, split, where))
 
-    def _add_open(self, data: dict[str, Any], question: str, where: str, default_id: str) -> None:
+    def _add_open(self, data: dict[str, Any], question: str, fields: dict[str, str], where: str,
+                  default_id: str) -> None:
         """An open-ended row: free-text reference(s) (none: judged only), an optional pattern and JSON schema."""
         if self.open is False:
             return self.bad(where, "the first rows have an 'answer', this one has a 'reference' (mixed task)")
@@ -132,10 +153,21 @@ class _Rows:
         if row_id in self.ids:
             return self.bad(where, f"duplicate id {row_id!r}")
         example = Example(id=row_id, question=question.strip(), references=tuple(refs), pattern=pattern,
-                          json_schema=schema)
+                          json_schema=schema, fields=fields)
         self.open, self.mc = True, False
         self.ids.add(row_id)
         self.rows.append((example, split, where))
+
+
+#: Keys of a row that are not input fields a template may name.
+NON_INPUT_KEYS = frozenset({"answer", "answer_text", "reference", "references", "choices", "id", "split", "pattern",
+                            "schema", "json_schema", "meta"})
+
+
+def input_fields(data: dict[str, Any]) -> dict[str, str]:
+    """A row's input fields as text (JSON for numbers, lists and objects), for a template's placeholders."""
+    return {str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+            for k, v in data.items() if k not in NON_INPUT_KEYS and v is not None}
 
 
 def _read_jsonl(path: Path, acc: _Rows, forced_split: str | None = None) -> None:
@@ -151,6 +183,9 @@ def _read_jsonl(path: Path, acc: _Rows, forced_split: str | None = None) -> None
             data = json.loads(line)
         except json.JSONDecodeError as exc:
             acc.bad(where, f"invalid JSON ({exc.msg})")
+            continue
+        if isinstance(data, dict) and set(data) == {"description"} and not acc.rows:  # the header line
+            acc.describe(data["description"], where)
             continue
         if forced_split is not None and isinstance(data, dict):
             data = {**data, "split": forced_split}
@@ -185,12 +220,13 @@ def _read_csv(path: Path, acc: _Rows, forced_split: str | None = None) -> None:
             # strict: an unterminated quote is an error, not a cell swallowing the rest of the file
             reader = csv.DictReader(fh, strict=True)
             header = [h.strip() for h in (reader.fieldnames or [])]
-            needed = ("question", "reference") if "reference" in header and "answer" not in header else ("question", "answer")
+            needed = ("reference",) if "reference" in header and "answer" not in header else ("answer",)
             missing = [c for c in needed if c not in header]
             if missing:
                 raise BadTaskFile(
                     f"{path}:1: the CSV header lacks column(s) {', '.join(missing)}",
-                    hint="columns: question, answer (or reference), and optionally choices, id, split",
+                    hint="columns: answer (or reference), question or your own input fields, and optionally "
+                         "choices, id, split",
                     where=f"{path}:1",
                 )
             reader.fieldnames = header
@@ -254,6 +290,15 @@ def load_user_task(path: Path, *, skip_bad_rows: bool = False) -> Task:
             _read(file, acc, forced_split=split)
     else:
         _read(path, acc)
+    sidecar = path / "description.txt" if path.is_dir() else path.with_name(path.stem + DESCRIPTION_SUFFIX)
+    if sidecar.is_file():
+        if acc.description is not None:
+            raise BadTaskFile(f"{sidecar}: {path} has a description line already; give one or the other",
+                              where=str(sidecar))
+        try:
+            acc.describe(sidecar.read_text(encoding="utf-8"), str(sidecar))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadTaskFile(f"cannot read {sidecar}: {exc}", where=str(sidecar)) from exc
     rows = [r for r, _, _ in acc.rows]
     if not rows:
         raise BadTaskFile(f"{path}: no usable rows", hint="see docs/tasks.md for the row format", where=str(path))
@@ -276,6 +321,20 @@ def load_user_task(path: Path, *, skip_bad_rows: bool = False) -> Task:
             if not part:
                 raise BadTaskFile(f"{path}: the {name} split has no rows", where=str(path))
     kind, space = infer_kind(train + test)
+    desc = acc.description or _default_description(kind, space)
+    return Task(
+        name=str(path),
+        description=desc,
+        kind=kind,
+        answer_space=space,
+        train=tuple(train),
+        test=tuple(test),
+        warnings=tuple(acc.warnings),
+    )
+
+
+def _default_description(kind: str, space: tuple[str, ...] | None) -> str:
+    """What a task without a description of its own is said to be (from its answer kind)."""
     if kind == "text":
         desc = "Respond to each request."
     elif kind == "choice":
@@ -286,12 +345,4 @@ def load_user_task(path: Path, *, skip_bad_rows: bool = False) -> Task:
         desc = f"Answer each question with one of: {', '.join(space)}."
     else:
         desc = "Answer each question with a short answer."
-    return Task(
-        name=str(path),
-        description=desc,
-        kind=kind,
-        answer_space=space,
-        train=tuple(train),
-        test=tuple(test),
-        warnings=tuple(acc.warnings),
-    )
+    return desc

@@ -247,6 +247,39 @@ def parse_output(text: str, *, kind: AnswerKind, choices: tuple[str, ...] | None
     return ParsedOutput(None, confidence, False)
 
 
+def parse_reply(text: str, *, kind: AnswerKind, choices: tuple[str, ...] | None = None,
+                answer_space: tuple[str, ...] | None = None) -> ParsedOutput:
+    """Read the answer out of a free reply to the user's own template (which demands no "Answer:" line).
+
+    The answer is read as :func:`parse_output` reads it (an "Answer:" line,
+    else recovered from the text). ``followed_format`` (IFR) is True when the
+    reply's first non-empty line is the answer itself (a bare label, letter,
+    option text or number, markdown and final punctuation aside), or when an
+    "Answer:" line holds it: the reply is usable as it stands. The confidence
+    is a stated one ("Confidence: 80%") if the reply has it, else None (the
+    scorer then uses :data:`MISSING_CONFIDENCE`). On an open-ended task the
+    whole reply is the answer, always in format.
+    """
+    parsed = parse_output(text, kind=kind, choices=choices, answer_space=answer_space)
+    if kind == "text" or parsed.answer is None or parsed.followed_format:
+        return parsed
+    lines = [ln for ln in (text or "").splitlines() if ln.strip()]
+    first = _clean(lines[0]) if lines else ""
+    bare = parse_value(first, kind=kind, choices=choices, answer_space=answer_space)
+    if kind == "choice":
+        # "B", "(b)", "B) Paris", "B. Paris", or the option text alone
+        opts = choices or ()
+        m = re.fullmatch(r"[\(\[]?([A-Za-z])(?:[\)\].:]\s*(.*)|)", first)
+        lettered = bool(m) and m.group(1).upper() in LETTERS[: len(opts)] and (  # type: ignore[union-attr]
+            not m.group(2) or normalize_text(m.group(2)) == normalize_text(opts[LETTERS.index(m.group(1).upper())]))  # type: ignore[union-attr]
+        exact = lettered or any(normalize_text(first) == normalize_text(c) for c in opts)
+    elif kind == "number":
+        exact = canonical_number(first) is not None and bool(re.fullmatch(r"[-−$\d.,\s]+", first))
+    else:
+        exact = normalize_text(first) == normalize_text(bare or "")
+    return ParsedOutput(parsed.answer, parsed.confidence, bool(exact and bare == parsed.answer))
+
+
 def _recover(body: str, *, kind: AnswerKind, choices: tuple[str, ...] | None,
              answer_space: tuple[str, ...] | None) -> str | None:
     """An answer from output without any answer marker; conservative, to not invent answers."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .task_model import LETTERS, Example, Task
+from .template import ChatTemplate, TemplateMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,34 @@ SCORER_TEMPLATE = ScorerTemplate(
     format_free="Reply in exactly this format:\nAnswer: <your short answer>\nConfidence: <0-100>%",
     format_logprob="Reply with the letter of the correct option ({letters}).",
 )
+
+
+def declared_template(task: Task, *, logprob: bool = False, template: ScorerTemplate = SCORER_TEMPLATE) -> ChatTemplate:
+    """The Q&A template a task without a template of its own is scored under, as a :class:`ChatTemplate`.
+
+    Rendered on a row (:func:`.template.row_values`) with a prompt, it gives
+    exactly the messages :func:`scorer_user_message` makes with that prompt as
+    the system message: what ``tprompt export`` writes for bundled tasks.
+    """
+    parts = [template.question]  # "{question}" stays a placeholder
+    if task.kind == "choice":
+        parts.append(template.options)  # "{options}" likewise
+        parts.append((template.format_logprob if logprob else template.format_choice).replace(
+            "{letters}", "\x00"))  # "{letters}" too, once the rest is escaped
+    elif task.kind == "number":
+        parts.append(_literal(template.format_number))
+    elif task.kind != "text" and task.answer_space:
+        space = " / ".join(task.answer_space)
+        parts.append(_literal(template.format_space.format(space=space) if not logprob else f"Reply with one of {space}."))
+    elif task.kind != "text":
+        parts.append(_literal(template.format_free))
+    user = "\n\n".join(parts).replace("\x00", "{letters}")
+    return ChatTemplate(name=template.name, messages=(
+        TemplateMessage(role="system", content="", optimize=True), TemplateMessage(role="user", content=user)))
+
+
+def _literal(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def options_block(choices: tuple[str, ...]) -> str:

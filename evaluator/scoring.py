@@ -21,9 +21,10 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import UsageError
 from .metrics import compute_metrics
 from .objective import ObjectiveWeights, objective
-from .parsing import MISSING_CONFIDENCE, gold_answer, is_correct, parse_output
+from .parsing import MISSING_CONFIDENCE, gold_answer, is_correct, parse_output, parse_reply
 from .prompts import SCORER_TEMPLATE, scorer_user_message
 from .task_model import LETTERS, Example, Task
+from .template import ChatTemplate, row_values
 
 if TYPE_CHECKING:  # the agents package imports nothing from here; keep it that way at runtime too
     from ..models import ChatBackend, Recorder
@@ -111,7 +112,11 @@ def _options(example: Example, task: Task) -> tuple[str, ...]:
     return tuple(task.answer_space or ())
 
 
-def _messages(prompt: str, example: Example, task: Task, logprob: bool) -> tuple[tuple[str, str], ...]:
+def _messages(prompt: str, example: Example, task: Task, logprob: bool,
+              template: ChatTemplate | None = None) -> tuple[tuple[str, str], ...]:
+    """The scorer's request messages: the user's template rendered on the row, else the Q&A template."""
+    if template is not None:
+        return template.render(prompt, row_values(example))
     user = scorer_user_message(example, task, logprob=logprob)
     if prompt.strip():
         return (("system", prompt), ("user", user))
@@ -130,6 +135,7 @@ def score_prompt(
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 8,
     max_tokens: int = SCORER_MAX_TOKENS,
+    template: ChatTemplate | None = None,
 ) -> Evaluation:
     """Score ``prompt`` (the system message) on ``examples`` of ``task``.
 
@@ -143,7 +149,7 @@ def score_prompt(
     calls = recorder.at("scorer") if hasattr(recorder, "at") else recorder
     answers = answer_prompt(
         prompt, examples, task=task, model=model, recorder=calls, mode=mode,  # type: ignore[arg-type]
-        progress=progress, batch_size=batch_size, max_tokens=max_tokens,
+        progress=progress, batch_size=batch_size, max_tokens=max_tokens, template=template,
     )
     logprob = mode == "logprob"
     total = len(answers)
@@ -174,11 +180,15 @@ def answer_prompt(
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 8,
     max_tokens: int = SCORER_MAX_TOKENS,
+    template: ChatTemplate | None = None,
 ) -> list[ScoredAnswer]:
     """The scorer's part of :func:`score_prompt`: ``model`` answers ``examples`` under ``prompt``; no metrics.
 
     ``recorder`` is the call site every call is filed under (agent, run, step, seq).
-    Raises UsageError when ``mode`` does not fit the task or model.
+    With ``template`` (the user's), each request is that template rendered on
+    the row with ``prompt`` as its optimizable messages, nothing added, and the
+    answer is read from the free reply (:func:`.parsing.parse_reply`); without,
+    the bundled Q&A template. Raises UsageError when ``mode`` does not fit the task or model.
     """
     check_mode(mode, task, model)
     if task.kind == "text":
@@ -192,9 +202,9 @@ def answer_prompt(
     for start in range(0, total, max(1, batch_size)):
         batch = examples[start : start + max(1, batch_size)]
         if logprob:
-            answers.extend(_score_logprob(prompt, batch, task, model, recorder))
+            answers.extend(_score_logprob(prompt, batch, task, model, recorder, template))
         else:
-            answers.extend(_score_generate(prompt, batch, task, model, recorder, max_tokens))
+            answers.extend(_score_generate(prompt, batch, task, model, recorder, max_tokens, template))
         if progress:
             progress(len(answers), total)
     return answers
@@ -202,19 +212,21 @@ def answer_prompt(
 
 
 def _score_generate(
-    prompt: str, batch: Sequence[Example], task: Task, model: ChatBackend, calls: CallSite, max_tokens: int
+    prompt: str, batch: Sequence[Example], task: Task, model: ChatBackend, calls: CallSite, max_tokens: int,
+    template: ChatTemplate | None,
 ) -> list[ScoredAnswer]:
     from ..models import ChatRequest
 
     requests = [
-        ChatRequest(messages=_messages(prompt, ex, task, False), temperature=0.0, max_tokens=max_tokens,
-                    templates=(SCORER_TEMPLATE.ref,))
+        ChatRequest(messages=_messages(prompt, ex, task, False, template), temperature=0.0, max_tokens=max_tokens,
+                    templates=(_ref(template),))
         for ex in batch
     ]
     results = calls.chat(model, requests)
     out = []
+    parse = parse_output if template is None else parse_reply
     for ex, res in zip(batch, results):
-        parsed = parse_output(res.text, kind=task.kind, choices=ex.choices, answer_space=task.answer_space)
+        parsed = parse(res.text, kind=task.kind, choices=ex.choices, answer_space=task.answer_space)
         if parsed.answer is None:
             confidence = 0.0  # unparseable: wrong, and no confidence to credit
         elif parsed.confidence is None:
@@ -237,14 +249,21 @@ def _score_generate(
     return out
 
 
+def _ref(template: ChatTemplate | None) -> str:
+    return SCORER_TEMPLATE.ref if template is None else template.ref
+
+
 def _score_logprob(
-    prompt: str, batch: Sequence[Example], task: Task, model: ChatBackend, calls: CallSite
+    prompt: str, batch: Sequence[Example], task: Task, model: ChatBackend, calls: CallSite,
+    template: ChatTemplate | None,
 ) -> list[ScoredAnswer]:
     from ..models import OptionsRequest
 
+    # The user's template: the options (letters or labels) as the first tokens of the reply, nothing prepended.
+    prefix = "Answer: " if template is None else ""
     requests = [
-        OptionsRequest(messages=_messages(prompt, ex, task, True), options=_options(ex, task), answer_prefix="Answer: ",
-                       templates=(SCORER_TEMPLATE.ref,))
+        OptionsRequest(messages=_messages(prompt, ex, task, True, template), options=_options(ex, task),
+                       answer_prefix=prefix, templates=(_ref(template),))
         for ex in batch
     ]
     results = calls.option_probs(model, requests)

@@ -30,6 +30,10 @@ MAX_ANSWER_SPACE = 12
 class Example(BaseModel):
     """One task row: a question, its options (multiple choice) or none, and the gold answer.
 
+    A user's row may carry other input fields (``fields``); a row without a
+    ``question`` has its fields as "name: value" lines there, for the proposer
+    and the judge to read.
+
     An open-ended row (task kind ``text``) has no gold answer (``answer`` is
     ""), but free-text ``references`` (possibly none: judged only); ``pattern``
     (a regular expression) and ``json_schema`` are what the ``regex_match`` and
@@ -46,6 +50,9 @@ class Example(BaseModel):
     references: tuple[str, ...] = ()
     pattern: str | None = None
     json_schema: dict[str, Any] | None = None
+    #: The row's input fields by name (``question`` included when it has one), for a user's template
+    #: (:mod:`.template`); empty for bundled rows, whose one input is ``question``.
+    fields: dict[str, str] = {}
 
     @property
     def targets(self) -> tuple[str, ...]:

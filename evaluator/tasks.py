@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..errors import UnknownTask
 from .task_model import LETTERS, MAX_ANSWER_SPACE, AnswerKind, Example, Split, Task, infer_kind
+from .template import ChatTemplate
 
 
 class TaskInfo(BaseModel):
@@ -212,6 +213,17 @@ def load_task(name_or_path: str, *, skip_bad_rows: bool = False) -> Task:
 
 
 
+def task_template(template: ChatTemplate | None, task: str) -> ChatTemplate | None:
+    """The template a run scores ``task`` under: the run's ``template``, except on a bundled benchmark.
+
+    A bundled task keeps its declared Q&A template (None here: the scorer's
+    ``scorer.user`` message under the prompt as system message), whatever the run's template.
+    """
+    if template is None or task.strip().strip("/") in _bundled():
+        return None
+    return template
+
+
 def list_tasks() -> list[TaskInfo]:
     """The bundled tasks with kind, sizes, domain and license, sorted by name."""
     infos = []
@@ -235,5 +247,5 @@ def list_tasks() -> list[TaskInfo]:
 
 __all__ = (
     "LETTERS", "MAX_ANSWER_SPACE", "AnswerKind", "Example", "Split", "Task", "TaskInfo", "bundled_names", "infer_kind",
-    "list_tasks", "load_task",
+    "list_tasks", "load_task", "task_template",
 )

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import UsageError
+from ..evaluator.template import ChatTemplate
 
 # The file format and reading a prompt back live below the stores: a run config file can name
 # an exported prompt (``prompt_file``).
@@ -44,30 +45,51 @@ class PromptExport:
     prompt: str
     prompt_id: str
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: The template the prompt was scored in, holding the prompt (None: unknown, e.g. a task no longer on disk).
+    template: ChatTemplate | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON export: ``format``, ``format_version``, ``prompt``, ``prompt_id``, ``provenance``."""
+        """The JSON export: ``format``, ``format_version``, ``prompt``, ``prompt_id``, ``template``, ``provenance``.
+
+        ``template`` is the scored template with the prompt in it (``{field}`` placeholders), or null.
+        """
         return {
             "format": EXPORT_FORMAT,
             "format_version": EXPORT_FORMAT_VERSION,
             "prompt": self.prompt,
             "prompt_id": self.prompt_id,
+            "template": self.template.model_dump(mode="json") if self.template is not None else None,
             "provenance": self.provenance,
         }
 
     def to_langchain(self) -> ChatPromptTemplate:
-        """A LangChain ``ChatPromptTemplate``: the prompt as its system message, then ``{question}`` from the user.
+        """A LangChain ``ChatPromptTemplate``: the scored template with the prompt in it.
 
-        The prompt is a literal message (braces in it are not template fields);
-        the whole JSON export rides along in ``metadata["tprompt"]``.
+        Formatted on a row (``format_messages(**row)``) it gives exactly the
+        messages the scorer was sent for that row (f-string placeholders). An
+        empty system message is left out, as the scorer leaves it out. Without a
+        known template: the prompt as a literal system message, then
+        ``{question}``. The whole JSON export rides along in ``metadata["tprompt"]``.
         """
         from langchain_core.messages import SystemMessage
-        from langchain_core.prompts import ChatPromptTemplate, HumanMessagePromptTemplate
-
-        return ChatPromptTemplate(
-            messages=[SystemMessage(content=self.prompt), HumanMessagePromptTemplate.from_template("{question}")],
-            metadata={"tprompt": self.to_dict()},
+        from langchain_core.prompts import (
+            AIMessagePromptTemplate,
+            ChatPromptTemplate,
+            HumanMessagePromptTemplate,
+            SystemMessagePromptTemplate,
         )
+
+        meta = {"tprompt": self.to_dict()}
+        if self.template is None:
+            return ChatPromptTemplate(
+                messages=[SystemMessage(content=self.prompt), HumanMessagePromptTemplate.from_template("{question}")],
+                metadata=meta,
+            )
+        kinds = {"system": SystemMessagePromptTemplate, "user": HumanMessagePromptTemplate,
+                 "assistant": AIMessagePromptTemplate}
+        messages = [kinds[m.role].from_template(m.content, template_format="f-string")
+                    for m in self.template.messages if m.role != "system" or m.content.strip()]
+        return ChatPromptTemplate(messages=messages, metadata=meta)  # type: ignore[arg-type]
 
     def render(self, format: str = "json") -> str:
         """The export as file contents: ``text`` (the prompt alone), ``json``, or ``langchain``
@@ -113,7 +135,33 @@ def export_prompt(state: RunState, stage: str | None = None) -> PromptExport:
         else:
             hint = f"resume it until a step is scored: tprompt resume {state.run_id}"
         raise UsageError(f"run {state.run_id}: nothing to export, {where} no scored prompt", hint=hint)
-    return PromptExport(prompt=best.text, prompt_id=best.prompt_id, provenance=_provenance(state, best))
+    return PromptExport(prompt=best.text, prompt_id=best.prompt_id, provenance=_provenance(state, best),
+                        template=scored_template(state, best))
+
+
+def scored_template(state: RunState, best: ScoredPrompt) -> ChatTemplate | None:
+    """The template ``best`` was scored in, holding its text: the run's, or its task's declared Q&A template.
+
+    None when the task cannot be loaded to tell its Q&A template (a task given as a Python object, or a
+    file no longer there).
+    """
+    from ..errors import TPromptError
+    from ..evaluator import load_task
+    from ..evaluator.prompts import declared_template
+    from ..evaluator.tasks import task_template
+
+    config = state.config
+    task_name = best.task
+    own = task_template(getattr(config, "template", None), task_name)
+    if own is not None:
+        return own.with_text(best.text)
+    try:
+        task = load_task(task_name)
+    except TPromptError:
+        return None
+    # The prompt is sent literally under the Q&A template: its braces are text in the template.
+    literal = best.text.replace("{", "{{").replace("}", "}}")
+    return declared_template(task, logprob=state.modes.get(task_name) == "logprob").with_text(literal)
 
 
 def _provenance(state: RunState, best: ScoredPrompt) -> dict[str, Any]:

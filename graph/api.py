@@ -8,6 +8,7 @@ from typing import Any
 from ..errors import ConfigError, UsageError
 from ..evaluator import ObjectiveWeights, Task, load_task
 from ..evaluator.registry import metric_versions, resolve_metrics, run_weights
+from ..evaluator.tasks import task_template
 from ..models import get_model
 from ..stores import EventLog
 from ..stores.events import (
@@ -48,6 +49,10 @@ def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> Non
         raise ConfigError(f"weights: {msg}", hint="weight the seven, a metric the run names, or a registered one",
                           key="weights") from None
     _check_references(loaded, config)
+    for task in loaded:
+        template = task_template(config.template, task.name)
+        if template is not None:
+            template.check_rows([*task.train, *task.test], where=f"task {task.name}")
     get_model(config.proposer, base_url=config.base_url, precision=config.precision_of(config.proposer))
     if config.judge is not None:
         get_model(config.judge, base_url=config.base_url, precision=config.precision_of(config.judge))

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from ..config import base_urls
 from ..evaluator import Example, ObjectiveWeights, Task, load_task, objective, resolve_mode
 from ..evaluator.registry import MetricSet, resolve_metrics, run_weights
+from ..evaluator.tasks import task_template
+from ..evaluator.template import ChatTemplate
 from ..models import ChatBackend, Recorder
 from ..models.recorder import CallSite
 from ..stores import EventLog
@@ -82,7 +84,14 @@ class RunContext:
     def task(self, name: str) -> Task:
         if name not in self.tasks:
             self.tasks[name] = load_task(name)
-        return self.tasks[name]
+        task = self.tasks[name]
+        if self.config.description is not None and name == self.config.target_task:
+            return task.model_copy(update={"description": self.config.description})
+        return task
+
+    def template_for(self, task: Task) -> ChatTemplate | None:
+        """The template ``task`` is scored under: the run's (the user's), or None (the bundled Q&A template)."""
+        return task_template(self.config.template, task.name)
 
     def stage_tasks(self, state: RunState, stage: Stage) -> list[str]:
         return stage_tasks(state, self.config, stage)

@@ -35,8 +35,14 @@ from typing import Any, TypedDict
 
 from langgraph.runtime import Runtime
 
-from ..agents.prompts import PROPOSER_TEMPLATES
-from ..agents.proposer import build_meta_prompt, format_exemplar, meta_messages, select_candidates
+from ..agents.proposer import (
+    build_meta_prompt,
+    exemplar,
+    meta_messages,
+    proposer_templates,
+    select_candidates,
+    template_section,
+)
 from ..agents.transfer import select_transfer
 from ..evaluator import Task, answer_prompt
 from ..evaluator.registry import MetricSet
@@ -127,43 +133,66 @@ def transfer(state: GraphState, runtime: Runtime[RunContext]) -> Update:
 
 
 def propose(state: GraphState, runtime: Runtime[RunContext]) -> Update:
-    """The reference LLM proposes the next step's candidates from the (prompt, score) history."""
+    """The reference LLM proposes the next step's candidates from the (prompt, score) history.
+
+    With the user's template, the proposer sees it (its placeholders, the
+    message it writes marked) and a proposal that breaks an optimizable
+    message's placeholders is recorded as rejected. A template with several
+    optimizable messages has reply ``i`` rewrite message ``i mod k`` of the
+    best candidate so far (each proposal changes one message).
+    """
     ctx, run = runtime.context, state["run"]
     config = ctx.config
     stage: Stage = run.stage  # type: ignore[assignment]
     step = run.step + 1
     tasks = rules.stage_tasks(run, config, stage)
     task = ctx.task(tasks[0])
-    exemplars = [
-        format_exemplar(e.question, e.choices, e.answer, e.answer_text)
-        for e in ctx.examples(tasks[0], "train", max(config.exemplars, 1))[: config.exemplars]
-    ]
+    template = ctx.template_for(task)
+    exemplars = [exemplar(e) for e in ctx.examples(tasks[0], "train", max(config.exemplars, 1))[: config.exemplars]]
     description = task.description
     if len(tasks) > 1:
         description += "\n(The instruction is also used for: " + ", ".join(tasks[1:]) + ".)"
-    meta = build_meta_prompt(
-        task_description=description,
-        exemplars=exemplars,
-        history=[(h.text, h.objective) for h in run.history(stage)],
-        transferred=[c.text for c in run.transferred] if stage == "target" else [],
-        source_tasks=run.source_tasks,
-        history_size=config.history_size,
-    )
+    history = [(h.text, h.objective) for h in run.history(stage)]
+    slots = len(template.optimizable) if template is not None else 1
+    best = run.best(stage)
+    base: tuple[str, ...] = ()
+    if template is not None and slots > 1:
+        base = template.contents(best.text if best is not None else rules.original(run, config).text)
+    metas = {}
+    for slot in range(min(slots, config.candidates)):
+        metas[slot] = build_meta_prompt(
+            task_description=description,
+            exemplars=exemplars,
+            history=[(template.contents(t)[slot], o) for t, o in history] if slots > 1 else history,  # type: ignore[union-attr]
+            transferred=[c.text for c in run.transferred] if stage == "target" else [],
+            source_tasks=run.source_tasks,
+            history_size=config.history_size,
+            template=template_section(template, slot) if template is not None else "",
+        )
     requests = [
         ChatRequest(
-            messages=meta_messages(meta),
+            messages=meta_messages(metas[i % slots]),
             temperature=config.proposer_temperature,
             max_tokens=config.proposer_max_tokens,
             seed=config.seed,
             sample_index=i,
-            templates=PROPOSER_TEMPLATES,
+            templates=proposer_templates(template),
         )
         for i in range(config.candidates)
     ]
     runtime.stream_writer({"label": f"{stage} step {step}: proposing", "done": 0, "total": len(requests)})
     results = ctx.call_site(run, "proposer", step=step_label(stage, step)).chat(ctx.proposer, requests)
+
+    def compose(i: int, instruction: str) -> str:
+        assert template is not None
+        contents = list(base)
+        contents[i % slots] = instruction
+        return template.candidate_text(contents)
+
     kept, rejected = select_candidates(
-        [r.text for r in results], known_texts=list(run.prompts.values()), max_chars=config.max_prompt_chars
+        [r.text for r in results], known_texts=list(run.prompts.values()), max_chars=config.max_prompt_chars,
+        compose=compose if slots > 1 else None,
+        check=template.placeholder_problem if template is not None else None,
     )
     return emit(
         state, runtime,
@@ -249,6 +278,7 @@ def _answer(
     mode = ctx.mode_for(task)
     answers = answer_prompt(
         prompt, examples, task=task, model=ctx.scorer, recorder=site, mode=mode,  # type: ignore[arg-type]
+        template=ctx.template_for(task),
         progress=_progress(runtime, label),
         # A served scorer takes `concurrency` requests at once per endpoint; a batch must hold them all.
         batch_size=max(8, ctx.served_width) if ctx.scorer_is_remote else LOCAL_SCORER_BATCH,

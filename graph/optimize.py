@@ -21,6 +21,9 @@ from typing import Any
 
 from ..errors import UsageError
 from ..evaluator import Example, Task
+from ..evaluator._userfiles import input_fields
+from ..evaluator.template import MAX_DESCRIPTION_CHARS, ChatTemplate
+from ..prompt_file import template_from_langchain
 from ..stores import EventLog
 from ..stores.projection import RunState
 from .api import create_run
@@ -41,7 +44,9 @@ def task_from_records(
     test_fraction: float = 0.5,
     seed: int = 0,
 ) -> Task:
-    """A task from rows ``{"question", "choices" (optional list), "answer"}``.
+    """A task from rows ``{"question", "choices" (optional list), "answer"}``, or open-ended ``{..., "reference"}``.
+
+    A row may carry other input fields (a template names them, see docs/tasks.md).
 
     With ``choices`` the task is multiple choice and ``answer`` is the right
     choice's text (or its letter); without, answers are compared as strings.
@@ -51,9 +56,18 @@ def task_from_records(
         raise UsageError(f"task {name!r} has no rows")
     examples: list[Example] = []
     kinds = set()
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise UsageError(f"task {name!r}: the description has {len(description)} characters, more than the "
+                         f"{MAX_DESCRIPTION_CHARS} the proposer's prompt takes", hint="shorten it to a few sentences")
     for i, row in enumerate(records, 1):
-        if not isinstance(row, Mapping) or "question" not in row or "answer" not in row:
-            raise UsageError(f"task {name!r}, row {i}: needs 'question' and 'answer'")
+        if isinstance(row, Mapping) and ("reference" in row or "references" in row) and "answer" not in row:
+            examples.append(_open_row(name, i, row))
+            kinds.add("text")
+            continue
+        if not isinstance(row, Mapping) or "answer" not in row or not input_fields(dict(row)):
+            raise UsageError(f"task {name!r}, row {i}: needs 'answer' (or 'reference') and an input field "
+                             "such as 'question'")
+        question = str(row["question"]) if "question" in row else _fields_text(row)
         choices = row.get("choices")
         answer = str(row["answer"])
         if choices:
@@ -64,11 +78,12 @@ def task_from_records(
                 letter, text = answer, choices[LETTERS.index(answer)]
             else:
                 raise UsageError(f"task {name!r}, row {i}: answer {answer!r} is neither a choice nor its letter")
-            examples.append(Example(id=f"{name}-{i}", question=str(row["question"]), choices=choices, answer=letter,
-                                    answer_text=text))
+            examples.append(Example(id=f"{name}-{i}", question=question, choices=choices, answer=letter,
+                                    answer_text=text, fields=input_fields(dict(row))))
             kinds.add("choice")
         else:
-            examples.append(Example(id=f"{name}-{i}", question=str(row["question"]), answer=answer))
+            examples.append(Example(id=f"{name}-{i}", question=question, answer=answer,
+                                    fields=input_fields(dict(row))))
             kinds.add("string")
     if len(kinds) > 1:
         raise UsageError(f"task {name!r} mixes rows with and without choices")
@@ -76,6 +91,20 @@ def task_from_records(
     n_test = max(1, round(len(examples) * test_fraction)) if len(examples) > 1 else 0
     test, train = examples[:n_test], examples[n_test:] or examples
     return Task(name=name, description=description, kind=kinds.pop(), train=tuple(train), test=tuple(test or train))
+
+
+def _fields_text(row: Mapping[str, Any]) -> str:
+    return "\n".join(f"{k}: {v}" for k, v in input_fields(dict(row)).items())
+
+
+def _open_row(name: str, i: int, row: Mapping[str, Any]) -> Example:
+    """An open-ended row: its input fields and free-text reference(s)."""
+    refs = row.get("references", row.get("reference"))
+    refs = [] if refs is None else refs if isinstance(refs, (list, tuple)) else [refs]
+    if not input_fields(dict(row)) or not all(isinstance(r, str) for r in refs):
+        raise UsageError(f"task {name!r}, row {i}: an open-ended row needs an input field and text reference(s)")
+    question = str(row["question"]) if "question" in row else _fields_text(row)
+    return Example(id=f"{name}-{i}", question=question, references=tuple(refs), fields=input_fields(dict(row)))
 
 
 def optimize(
@@ -89,6 +118,7 @@ def optimize(
     nodes: Mapping[str, Node] | None = None,
     insert_after: Mapping[str, str] | None = None,
     on_update: Callable[[Update], None] | None = None,
+    template: Any = None,
     **config: Any,
 ) -> RunState:
     """Create and run one Transfer-Prompting run (or, ``transfer=False``, target-only); the final state.
@@ -102,6 +132,9 @@ def optimize(
         objective: metrics -> float, replacing the weighted objective.
         nodes, insert_after: see :func:`tprompt.graph.build_graph`.
         on_update: receives the run's stream (events appended, progress).
+        template: the prompt to optimize as you use it: a LangChain ``ChatPromptTemplate`` or a
+            :class:`~tprompt.evaluator.template.ChatTemplate` (see docs/tasks.md); the scorer is sent it
+            rendered on each row, and the proposer rewrites its system message(s).
         config: any other :class:`RunConfig` field (steps, candidates, ...).
     """
     tasks: dict[str, Task] = {}
@@ -113,6 +146,8 @@ def optimize(
         return t
 
     values: dict[str, Any] = dict(config)
+    if template is not None:
+        values["template"] = template if isinstance(template, ChatTemplate) else template_from_langchain(template)
     values["target_task"] = name_of(target)
     if source:
         values["source_tasks"] = [name_of(t) for t in source]

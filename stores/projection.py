@@ -148,6 +148,8 @@ class RunState(BaseModel):
     scores: tuple[ScoredPrompt, ...] = ()
     prompts: dict[str, str] = Field(default_factory=dict)
     top_k: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    #: the scoring mode (generate, logprob) of each task's answers, as its last ``candidate.answered`` says
+    modes: dict[str, str] = Field(default_factory=dict)
     transferred: tuple[PromptCandidate, ...] = ()
     tested: dict[str, TestResult] = Field(default_factory=dict)
     scorer_calls: dict[str, int] = Field(default_factory=dict)
@@ -219,6 +221,7 @@ class _Builder:
         self.scores = list(state.scores)
         self.prompts = dict(state.prompts)
         self.top_k = dict(state.top_k)
+        self.modes = dict(state.modes)
         self.tested = dict(state.tested)
         self.scorer_calls = dict(state.scorer_calls)
         self.proposer_calls = dict(state.proposer_calls)
@@ -233,6 +236,7 @@ class _Builder:
             scores=tuple(self.scores),
             prompts=self.prompts,
             top_k=self.top_k,
+            modes=self.modes,
             tested=self.tested,
             scorer_calls=self.scorer_calls,
             proposer_calls=self.proposer_calls,
@@ -405,6 +409,7 @@ def _apply(b: _Builder, se: StoredEvent) -> None:
             _scored(b, ev, se.seq)
         case CandidateAnswered():
             b.unevaluated.append(ev)
+            b.modes[ev.task] = ev.mode
         case CandidateJudged():
             _judged(b, ev)
         case StepProposed():

@@ -14,6 +14,8 @@ from test_graph import run_in_process
 import tprompt as tp
 from tprompt.cli import main
 from tprompt.errors import UsageError
+from tprompt.evaluator import load_task
+from tprompt.evaluator.template import row_values
 from tprompt.export import EXPORT_FORMAT, PromptExport, export_prompt, public_url, read_prompt_file
 from tprompt.graph.config import load_config_file
 from tprompt.stores import CandidateScored, EventLog, StageStarted
@@ -115,9 +117,24 @@ def test_langchain_export_loads_back_and_formats(cli, finished) -> None:
         warnings.simplefilter("ignore")  # loads() says it is in beta
         template = loads(out)
     assert isinstance(template, ChatPromptTemplate)
-    messages = template.format_messages(question="Which gas do plants take in?")
     expected = json.loads(as_json)
-    assert messages == [SystemMessage(content=expected["prompt"]), HumanMessage(content="Which gas do plants take in?")]
+    # The bundled task's declared Q&A template, formatted on a row: the scorer's request for that row.
+    with EventLog(db) as log:
+        ts = log.transcripts
+        sent = [json.loads(ts.body(r.request_hash) or "{}")["messages"] for r in ts.rows([(run_id, None, None)])
+                if r.agent == "scorer" and r.step == "test"]
+    task = load_task("arc_challenge")
+    rows = {ex.question: ex for ex in task.test}
+    checked = 0
+    for request in sent:
+        if request[0][1] != expected["prompt"]:
+            continue  # the test call of another prompt (original, best source)
+        ex = next(e for q, e in rows.items() if f"Question: {q}\n" in request[-1][1])
+        messages = template.format_messages(**row_values(ex))
+        role = {SystemMessage: "system", HumanMessage: "user"}
+        assert [[role[type(m)], m.content] for m in messages] == request
+        checked += 1
+    assert checked > 0
     assert template.metadata == {"tprompt": expected}
 
 
