@@ -60,6 +60,10 @@ def default_precision(*specs: str | None) -> Precision:
 
 
 Budget = Literal["full", "racing"]
+#: How the proposer writes candidates: the paper's meta-prompt, or GEPA-style reflection on a parent's failures.
+ProposerStyle = Literal["paper", "reflective"]
+#: Which candidate a reflective proposal improves on: the stage's best, or one drawn from its Pareto pool.
+ParentSelection = Literal["best", "pareto"]
 #: A weight: any finite number (inf or NaN would be stored as null, and the run could not be read back).
 Weight = Annotated[float, Field(allow_inf_nan=False)]
 #: A price in USD per million tokens: finite and not negative.
@@ -120,6 +124,20 @@ class RunConfig(BaseModel):
     examples: int = Field(16, ge=1, le=10_000, description="Training examples each candidate is scored on.")
     test_examples: int = Field(40, ge=1, le=10_000, description="Held-out test examples for the final table.")
     history_size: int = Field(20, ge=1, le=200, description="Earlier (prompt, score) pairs shown to the proposer.")
+    proposer_style: ProposerStyle = Field(
+        "paper",
+        description="paper: the reference prompt of (prompt, score) history (the paper's method); reflective: each "
+        "step picks a parent candidate and shows the proposer its training answers with their feedback, failures "
+        "first (GEPA, arXiv 2507.19457), asking for an improved prompt.",
+    )
+    parent_selection: ParentSelection = Field(
+        "best",
+        description="Reflective style: the parent is the stage's best candidate (best), or drawn from the "
+        "candidates best on at least one training example and metric (pareto).",
+    )
+    reflection_examples: int = Field(
+        4, ge=1, le=32, description="Reflective style: the parent's training answers shown per proposal."
+    )
     exemplars: int = Field(3, ge=0, le=20, description="Task examples shown in the reference prompt.")
     max_prompt_chars: int = Field(800, ge=20, le=20_000, description="Longer candidates are rejected.")
     patience: int | None = Field(
@@ -218,6 +236,9 @@ class RunConfig(BaseModel):
             raise ValueError(
                 f"precision {self.precision} applies to local models (smollm2, hf:...); this run has none"
             )
+        if self.parent_selection != "best" and self.proposer_style != "reflective":
+            raise ValueError("parent_selection pareto picks the parent of a reflective proposal: "
+                             "set proposer_style = reflective (--proposer-style reflective)")
         if self.rubric is not None and self.judge is None:
             raise ValueError("a rubric is given but no judge: give a judge model spec (--judge SPEC)")
         history_max = 1 + self.steps * self.candidates

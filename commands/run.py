@@ -210,6 +210,8 @@ def run(
     test_examples: Optional[int] = typer.Option(None, "--test-examples", metavar="N", help=f"Held-out examples in the final table. Default: {_default('test_examples')}."),
     mode: Optional[str] = typer.Option(None, "--mode", metavar="MODE", help=f"auto, generate or logprob. Default: {_default('mode')}."),
     budget: Optional[str] = typer.Option(None, "--budget", metavar="BUDGET", help=f"full, or racing (successive halving). Default: {_default('budget')}."),
+    proposer_style: Optional[str] = typer.Option(None, "--proposer-style", metavar="STYLE", help=f"paper (the reference prompt of (prompt, score) history) or reflective (improve a parent from its failures and their feedback, GEPA-style). Default: {_default('proposer_style')}."),
+    parent_selection: Optional[str] = typer.Option(None, "--parent-selection", metavar="RULE", help=f"Reflective style: best (the stage's best candidate) or pareto (drawn from the candidates best on at least one training example). Default: {_default('parent_selection')}."),
     prompt: Optional[str] = typer.Option(None, "--prompt", metavar="TEXT", help="The original prompt to start from. Default: the task-neutral prompt shown by `tprompt show`."),
     prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", metavar="FILE", help="Read the original prompt from a file: text, a `tprompt export`, or your prompt template (a LangChain ChatPromptTemplate dump, or a JSON/TOML/YAML file of messages with {field} placeholders; see docs/tasks.md)."),
     description: Optional[str] = typer.Option(None, "--description", metavar="TEXT", help="What the target task is, for the proposer (default: the task's own description)."),
@@ -268,7 +270,8 @@ def run(
         _options(
             source_tasks=source, target_task=target, proposer=proposer, scorer=scorer, steps=steps,
             candidates=candidates, top_k=top_k, examples=examples, test_examples=test_examples, mode=mode,
-            budget=budget, original_prompt=prompt, seed=seed, name=name, base_url=url, precision=precision, concurrency=concurrency,
+            budget=budget, proposer_style=proposer_style, parent_selection=parent_selection, original_prompt=prompt,
+            seed=seed, name=name, base_url=url, precision=precision, concurrency=concurrency,
             request_timeout=request_timeout, review=review or None, judge=judge, description=description,
         )
     )

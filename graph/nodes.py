@@ -35,6 +35,7 @@ from typing import Any, TypedDict
 
 from langgraph.runtime import Runtime
 
+from ..agents.prompts import TEMPLATE_SECTION
 from ..agents.proposer import (
     build_meta_prompt,
     exemplar,
@@ -43,6 +44,7 @@ from ..agents.proposer import (
     select_candidates,
     template_section,
 )
+from ..agents.reflective import REFLECTIVE_TEMPLATES, build_reflection
 from ..agents.transfer import select_transfer
 from ..evaluator import Task, answer_prompt
 from ..evaluator.registry import MetricSet
@@ -68,6 +70,7 @@ from ..stores.events import (
 from ..stores.projection import RunState
 from . import rules
 from .context import RunContext
+from .parents import choose_parent, parent_traces, reflection_batch
 from .rules import ScoreJob, closing_events, step_label
 
 
@@ -152,6 +155,8 @@ def propose(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     description = task.description
     if len(tasks) > 1:
         description += "\n(The instruction is also used for: " + ", ".join(tasks[1:]) + ".)"
+    if config.proposer_style == "reflective":
+        return _propose_reflective(state, runtime, stage, step, description, template)
     history = [(h.text, h.objective) for h in run.history(stage)]
     slots = len(template.optimizable) if template is not None else 1
     best = run.best(stage)
@@ -197,6 +202,60 @@ def propose(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     return emit(
         state, runtime,
         StepProposed(stage=stage, step=step, candidates=kept, rejected=rejected, call_ids=[r.call_id for r in results]),
+    )
+
+
+def _propose_reflective(state: GraphState, runtime: Runtime[RunContext], stage: Stage, step: int,
+                        description: str, template: Any) -> Update:
+    """The reflective style: a parent (best or from the Pareto pool) and a minibatch of its answers with feedback.
+
+    The parent and the examples shown are recorded in ``step.proposed``; both
+    are functions of the events before it and the seed, so a run killed here
+    proposes the same step again, from the cache. With the user's template,
+    reply ``i`` rewrites optimizable message ``i mod k`` of the parent (the
+    template shown, its placeholders checked), as in the paper style.
+    """
+    ctx, run = runtime.context, state["run"]
+    config = ctx.config
+    events = list(ctx.log.events(ctx.run_id))
+    parent_id = choose_parent(events, run, config, stage, step)
+    parent = run.prompts.get(parent_id or "", "") or rules.original(run, config).text
+    traces = parent_traces(events, config, stage, parent_id or "",
+                           lambda task: ctx.examples(task, "train", config.examples))
+    shown = reflection_batch(traces, config, stage, step)
+    slots = len(template.optimizable) if template is not None else 1
+    contents: tuple[str, ...] = template.contents(parent) if template is not None else (parent,)
+    texts = [
+        build_reflection(task_description=description, parent=contents[slot], traces=shown,
+                         template=template_section(template, slot) if template is not None else "")
+        for slot in range(min(slots, config.candidates))
+    ]
+    requests = [
+        ChatRequest(
+            messages=meta_messages(texts[i % slots]), temperature=config.proposer_temperature,
+            max_tokens=config.proposer_max_tokens, seed=config.seed, sample_index=i,
+            templates=REFLECTIVE_TEMPLATES + ((TEMPLATE_SECTION.ref,) if template is not None else ()),
+        )
+        for i in range(config.candidates)
+    ]
+    runtime.stream_writer({"label": f"{stage} step {step}: reflecting on {parent_id}", "done": 0,
+                           "total": len(requests)})
+    results = ctx.call_site(run, "proposer", step=step_label(stage, step)).chat(ctx.proposer, requests)
+
+    def compose(i: int, instruction: str) -> str:
+        rewritten = list(contents)
+        rewritten[i % slots] = instruction
+        return str(template.candidate_text(rewritten))
+
+    kept, rejected = select_candidates(
+        [r.text for r in results], known_texts=list(run.prompts.values()), max_chars=config.max_prompt_chars,
+        compose=compose if slots > 1 else None,
+        check=template.placeholder_problem if template is not None else None,
+    )
+    return emit(
+        state, runtime,
+        StepProposed(stage=stage, step=step, candidates=kept, rejected=rejected, call_ids=[r.call_id for r in results],
+                     parent_id=parent_id, shown=[(t.task, t.example_id) for t in shown]),
     )
 
 

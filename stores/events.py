@@ -105,6 +105,10 @@ class StepProposed(Event):
     candidates: list[PromptCandidate]
     rejected: list[RejectedCandidate] = Field(default_factory=list)
     call_ids: list[str] = Field(default_factory=list)
+    #: reflective style: the candidate the proposer was asked to improve
+    parent_id: str | None = None
+    #: reflective style: the parent's training answers shown to the proposer, as (task, example id), in order
+    shown: list[tuple[str, str]] = Field(default_factory=list)
 
 
 class StepRevised(Event):

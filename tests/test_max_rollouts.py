@@ -68,7 +68,7 @@ def test_the_cli_pauses_and_says_how_to_continue(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["status"] == "paused"
-    hint = f"tprompt resume {data['run_id']} --max-rollouts N"
+    hint = f"tprompt --db {tmp_path / 't.db'} resume {data['run_id']} --max-rollouts N"
     assert "12 rollouts" in proc.stderr and hint in proc.stderr
     resumed = subprocess.run([sys.executable, "-m", "tprompt.cli", "resume", data["run_id"], "--json",
                               "--max-rollouts", "1000"], capture_output=True, text=True, env=env, timeout=300)

@@ -1,0 +1,90 @@
+"""The reflective proposer style: a parent's failures and their feedback in the request, never a held-out
+example; the parent and the examples shown are events, so a paused run resumes to the same events."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tprompt.errors import ConfigError
+from tprompt.evaluator import load_task
+from tprompt.graph import Runner, comparable_events, create_run, make_config
+from tprompt.stores import EventLog
+from tprompt.stores.events import CandidateAnswered, StepProposed
+
+SMALL = dict(source_tasks=["bbh/navigate"], target_task="bbh/web_of_lies", proposer="fake", scorer="fake", steps=2,
+             candidates=2, top_k=2, examples=6, test_examples=6, mode="generate", proposer_style="reflective",
+             reflection_examples=3)
+
+
+def _request_text(log: EventLog, call_id: str) -> str:
+    row = log.transcripts.call(call_id)
+    assert row is not None
+    body = json.loads(log.transcripts.body(row.request_hash) or "{}")
+    return "\n".join(str(m[1] if isinstance(m, list) else m.get("content", "")) for m in body["messages"])
+
+
+def _run(tmp_path: Path, name: str, **overrides: Any) -> tuple[EventLog, str]:
+    log = EventLog(tmp_path / f"{name}.db")
+    run_id = create_run(log, make_config({**SMALL, **overrides}))
+    assert Runner(log, run_id).run().status == "completed"
+    return log, run_id
+
+
+@pytest.mark.parametrize("selection", ["best", "pareto"])
+def test_a_reflective_request_shows_the_parents_failures_with_feedback_and_no_held_out_example(
+        tmp_path: Path, selection: str) -> None:
+    log, run_id = _run(tmp_path, "r", parent_selection=selection)
+    events = [se.event for se in log.events(run_id)]
+    tasks = {t: load_task(t) for t in ("bbh/navigate", "bbh/web_of_lies")}
+    rows = {(t, e.id): e for t, task in tasks.items() for e in (*task.train, *task.test)}
+    held_out = [rows[(ev.task, a.example_id)].question for ev in events
+                if isinstance(ev, CandidateAnswered) and ev.split == "test" for a in ev.answers]
+    assert held_out
+    reflective = [ev for ev in events if isinstance(ev, StepProposed) and ev.step > 0]
+    assert len(reflective) == 4  # two steps in each stage, the transferred seeds among the target's parents
+    for ev in reflective:
+        assert ev.parent_id is not None and len(ev.shown) == 3
+        # The parent's own answers on the examples shown, as recorded before this proposal.
+        answered = {(a_ev.task, a.example_id): a for a_ev in events if isinstance(a_ev, CandidateAnswered)
+                    and a_ev.prompt_id == ev.parent_id and a_ev.split == "train" and a_ev.stage == ev.stage
+                    for a in a_ev.answers}
+        verdicts = [not answered[key].correct for key in ev.shown]
+        assert verdicts == sorted(verdicts, reverse=True)  # failures first
+        for call_id in ev.call_ids:
+            text = _request_text(log, call_id)
+            parent_text = next(c.text for e in events if isinstance(e, StepProposed) for c in e.candidates
+                               if c.prompt_id == ev.parent_id)
+            assert f"<INS>{parent_text}</INS>" in text
+            for key in ev.shown:
+                a, row = answered[key], rows[key]
+                assert row.question.strip() in text
+                if not a.correct:
+                    assert f"answered {a.parsed}, the gold answer is {row.answer}" in text
+            assert not any(q.strip() in text for q in held_out)
+    assert any("(failed)" in _request_text(log, ev.call_ids[0]) for ev in reflective)
+
+
+def test_a_run_paused_anywhere_resumes_to_the_events_of_one_never_paused(tmp_path: Path) -> None:
+    whole, ref = _run(tmp_path, "whole", parent_selection="pareto")
+    log = EventLog(tmp_path / "paused.db")
+    run_id = create_run(log, make_config({**SMALL, "parent_selection": "pareto"}))
+    for budget in (6, 13, 20, 31):  # pause at several points of both stages (rollouts of 6 examples each)
+        assert Runner(log, run_id, max_rollouts=budget).run().status == "paused"
+    assert Runner(log, run_id).run().status == "completed"
+    assert comparable_events(log, run_id) == comparable_events(whole, ref)
+
+
+def test_judge_rationales_are_feedback(tmp_path: Path) -> None:
+    log, run_id = _run(tmp_path, "j", judge="fake", steps=1, target_steps=1, transfer=False)
+    proposed = [se.event for se in log.events(run_id) if isinstance(se.event, StepProposed) and se.event.step > 0]
+    text = _request_text(log, proposed[0].call_ids[0])
+    assert "judge_relevance: " in text
+
+
+def test_pareto_selection_needs_the_reflective_style() -> None:
+    with pytest.raises(ConfigError, match="set proposer_style = reflective"):
+        make_config({**SMALL, "proposer_style": "paper", "parent_selection": "pareto"})
