@@ -1,7 +1,8 @@
 """kill -9 at random points of a run, then resume: are the events those of an uninterrupted run? Prints a table.
 
 Run: python benchmarks/kill_resume.py [--model fake|smollm2] [--judge SPEC] [--points 6] [--seed 0]
-     [--metric NAME_OR_PATH ...] [--source TASK --target TASK] [--cwd DIR]
+     [--metric NAME_OR_PATH ...] [--source TASK --target TASK] [--cwd DIR] [--steps N]
+     [--proposer-style paper|reflective] [--parent-selection best|pareto]
 
 ``--metric`` adds a metric plug-in to every run (``--metric my_metrics:brevity
 --cwd examples`` for the example user metric, importable from that folder).
@@ -13,7 +14,10 @@ counts drawn at random (seeded) from the reference's length, a fresh
 timestamps and pause/resume marks aside (``graph.comparable_events``). Also
 printed: model calls paid twice (a cache key answered by a model more than once).
 ``--judge SPEC`` runs an LLM judge too (a ``candidate.judged`` per answer set),
-so kills also land inside the judge node.
+so kills also land inside the judge node. ``--proposer-style reflective
+--parent-selection pareto`` runs the reflective proposer with parents drawn
+from the Pareto pool (``--steps 2`` gives each stage a proposal whose parent
+is drawn from a pool of several).
 """
 
 from __future__ import annotations
@@ -67,15 +71,19 @@ def main() -> None:
     parser.add_argument("--source", help="source task (default: ai2_science)")
     parser.add_argument("--target", help="target task (default: arc_challenge)")
     parser.add_argument("--cwd", help="folder the runs start in (a user metric module imports from there)")
+    parser.add_argument("--steps", type=int, default=1, help="optimization steps per stage (default: 1)")
+    parser.add_argument("--proposer-style", default="paper", choices=("paper", "reflective"))
+    parser.add_argument("--parent-selection", default="best", choices=("best", "pareto"))
     args = parser.parse_args()
     global CWD
     CWD = str(Path(args.cwd).resolve()) if args.cwd else None
     config = list(CONFIG)
-    for flag, value in (("--source", args.source), ("--target", args.target)):
+    for flag, value in (("--source", args.source), ("--target", args.target), ("--steps", str(args.steps))):
         if value:
             config[config.index(flag) + 1] = value
     run_args = ["run", "--json", "--model", args.model, *config, *(a for m in args.metric for a in ("--metric", m)),
-                *(["--judge", args.judge] if args.judge else [])]
+                *(["--judge", args.judge] if args.judge else []), "--proposer-style", args.proposer_style,
+                *(["--parent-selection", args.parent_selection] if args.parent_selection != "best" else [])]
     with tempfile.TemporaryDirectory() as tmp:
         ref_db = Path(tmp) / "ref.db"
         tprompt(ref_db, *run_args)
@@ -85,7 +93,9 @@ def main() -> None:
         n = len(reference)
         points = sorted(random.Random(args.seed).sample(range(2, n), min(args.points, n - 2)))
         judged = sum(t == "candidate.judged" for t, _ in reference)
-        print(f"model {args.model}, judge {args.judge or '-'} ({judged} candidate.judged): uninterrupted run of {n} events; kill -9 after {points} events")
+        print(f"model {args.model}, judge {args.judge or '-'} ({judged} candidate.judged), proposer style "
+              f"{args.proposer_style}, parents {args.parent_selection}, {args.steps} step(s) per stage: "
+              f"uninterrupted run of {n} events; kill -9 after {points} events")
         same_all = True
         for point in points:
             db = Path(tmp) / f"kill{point}.db"
