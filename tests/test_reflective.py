@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_user_template as user_template
 
 from tprompt.errors import ConfigError
 from tprompt.evaluator import load_task
 from tprompt.graph import Runner, comparable_events, create_run, make_config
 from tprompt.stores import EventLog
 from tprompt.stores.events import CandidateAnswered, StepProposed
+
+cli, own = user_template.cli, user_template.own  # the fixtures of a run on the user's own task and template
 
 SMALL = dict(source_tasks=["bbh/navigate"], target_task="bbh/web_of_lies", proposer="fake", scorer="fake", steps=2,
              candidates=2, top_k=2, examples=6, test_examples=6, mode="generate", proposer_style="reflective",
@@ -88,3 +91,13 @@ def test_judge_rationales_are_feedback(tmp_path: Path) -> None:
 def test_pareto_selection_needs_the_reflective_style() -> None:
     with pytest.raises(ConfigError, match="set proposer_style = reflective"):
         make_config({**SMALL, "proposer_style": "paper", "parent_selection": "pareto"})
+
+
+def test_reflective_style_with_the_users_template(cli, tmp_path: Path, own) -> None:
+    db = user_template._own_run(cli, tmp_path, own, "--proposer-style", "reflective", "--parent-selection", "pareto")
+    request = user_template._requests(db, "proposer")[0]
+    text = request["messages"][-1][1]
+    assert "proposer.reflect@v1" in request["templates"] and "proposer.template@v1" in request["templates"]
+    assert "[system] <INSTRUCTION>\n[user] Sentence: {sentence}" in text  # the template, the message it writes
+    assert f"<INS>{user_template.SYSTEM}</INS>" in text  # the parent's optimizable message
+    assert "Feedback: rouge_l: the reference: 19" in text  # the open task's metric feedback quotes the reference
