@@ -151,6 +151,21 @@ def test_rescore_adds_a_metric_with_zero_model_calls(tmp_path: Path) -> None:
     assert set(tested) == {"rouge_l", "exact_match", "token_f1"}
     assert set(_metrics(first)) == {"rouge_l"}
     assert tested["rouge_l"] == _metrics(first)["rouge_l"]
+    # Feedback is recorded with the values, and the rescored run has it too, at 0 calls (test split included).
+    from tprompt.stores import EventLog
+    from tprompt.stores.events import CandidateScored, PromptTested
+
+    with EventLog(db) as log:
+        runs = [r.run_id for r in log.runs()]
+        assert len(runs) == 2
+        scored = {rid: [se.event for se in log.events(rid) if se.run_id == rid
+                        and isinstance(se.event, (CandidateScored, PromptTested))] for rid in runs}
+    old, new = scored[first["run_id"]], next(v for k, v in scored.items() if k != first["run_id"])
+    assert any(ev.feedback.get("rouge_l") for ev in old if isinstance(ev, PromptTested))
+    assert any(ev.feedback.get("token_f1") for ev in new if isinstance(ev, PromptTested))
+    assert any(ev.feedback.get("token_f1") for ev in new if isinstance(ev, CandidateScored))
+    rouge = {ev.prompt_id: ev.feedback.get("rouge_l") for ev in old if isinstance(ev, PromptTested)}
+    assert {ev.prompt_id: ev.feedback.get("rouge_l") for ev in new if isinstance(ev, PromptTested)} == rouge
 
 
 # -- a user's own metric: the example module ------------------------------------------------------
