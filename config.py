@@ -29,6 +29,8 @@ DEFAULT_ORIGINAL_PROMPT = "Answer the question."
 #: A slow self-hosted model on a CPU writes a few tokens a second, and a server that takes one
 #: request at a time queues the others: 256 tokens behind a queue of a few fit in this.
 DEFAULT_REQUEST_TIMEOUT = 180.0
+#: Seconds one call of a user metric (``metrics`` MODULE:FUNCTION), or its import, may take by default.
+DEFAULT_METRIC_TIMEOUT = 30.0
 
 Mode = Literal["auto", "generate", "logprob"]
 #: How a local model computes: fp32 weights, bf16 (CPUs with native bf16 matmul) or dynamic int8 linears.
@@ -169,6 +171,11 @@ class RunConfig(BaseModel):
         default_factory=dict,
         description="Version of each metric of `metrics` when the run was created (filled in by tprompt; a resume "
         "under another version is refused).",
+    )
+    metric_timeout: float = Field(
+        DEFAULT_METRIC_TIMEOUT, gt=0, le=86_400,
+        description="Seconds one call of a user metric (MODULE:FUNCTION, run in a worker process) may take; a call "
+        "past it is that metric's failure on that example (undefined, counted, logged), and the run goes on.",
     )
     review: bool = Field(
         False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any, Optional
@@ -88,6 +89,8 @@ def execute(
         signal.signal(signal.SIGTERM, old_term)
     if state.judgements and not json_:
         err.print(judge_line(state))
+    for line in metric_failure_lines(runner.context.metric_set.failures):
+        err.print(Text(line), soft_wrap=True)
     if state.status == "paused" and runner.pause_reason == "budget":
         err.print(f"run {run_id}: spend ${runner.spent():.4f} reached --max-cost ${max_cost:.4f}; "
                   f"continue with a higher budget: {tprompt_cmd()} resume {run_id} --max-cost N")
@@ -97,6 +100,14 @@ def execute(
                   f"{max_rollouts}; the next scoring would go past it. Continue with a higher budget: "
                   f"{tprompt_cmd()} resume {run_id} --max-rollouts N")
     return state
+
+
+def metric_failure_lines(failures: Mapping[str, tuple[int, str]]) -> list[str]:
+    """One line per user metric that failed in this process: how often, the first reason, where the log is."""
+    from ..evaluator.metric_worker import log_path
+
+    return [f"metric {ref}: failed on {n} example(s), undefined there (first: {first}); details in {log_path()}"
+            for ref, (n, first) in failures.items()]
 
 
 def judge_line(state: RunState) -> str:
@@ -234,6 +245,7 @@ def run(
     weight: Optional[list[str]] = typer.Option(
         None, "--weight", metavar="NAME=W", help="Objective weight of a metric (repeat), e.g. --weight rouge_l=2.",
     ),
+    metric_timeout: Optional[float] = typer.Option(None, "--metric-timeout", metavar="SECONDS", help="Seconds one call of a MODULE:FUNCTION metric may take; a call past it is undefined on that example. Default: 30."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML or JSON file of run settings (options override it)."),
     json_: bool = JSON_OPTION,
 ) -> None:
@@ -273,6 +285,7 @@ def run(
             budget=budget, proposer_style=proposer_style, parent_selection=parent_selection, original_prompt=prompt,
             seed=seed, name=name, base_url=url, precision=precision, concurrency=concurrency,
             request_timeout=request_timeout, review=review or None, judge=judge, description=description,
+            metric_timeout=metric_timeout,
         )
     )
     if target_only:

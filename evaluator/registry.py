@@ -17,6 +17,10 @@ infinite, lies outside the spec's range, or an exception, makes the metric
 undefined on that example, counted in the candidate's ``undefined``; the run
 goes on.
 
+A metric named by import path is imported and called in a worker process
+(:mod:`.metric_worker`): an exit, an interrupt, a hang past the run's
+``metric_timeout`` or a print in it cannot end, hang or corrupt the run.
+
 A run names its metrics in ``RunConfig.metrics`` (``--metric rouge_l``,
 ``--metric mypkg.metrics:tone``) and records each one's version in
 ``RunConfig.metric_versions``; :func:`resolve_metrics` re-creates them from
@@ -37,7 +41,7 @@ from typing import Any, Literal, NamedTuple
 
 from ..errors import ConfigError
 from ..metric_specs import METRIC_NAMES, MetricSpec, metric_spec, register_spec, registered_names
-from . import open_metrics
+from . import metric_worker, open_metrics
 from .metrics import compute_metrics
 from .task_model import Example, Task
 
@@ -56,6 +60,7 @@ class Metric:
     ref: str
     per: Per = "example"
     keys: tuple[str, ...] = ()
+    isolated: bool = False  # a user's metric: computed in the worker process, ``fn`` is not called here
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -67,7 +72,7 @@ _FUNCS: dict[str, Metric] = {}
 
 
 def register_metric(spec: MetricSpec, fn: Callable[..., Any], *, per: Per = "example",
-                    keys: Sequence[str] = (), ref: str | None = None) -> Metric:
+                    keys: Sequence[str] = (), ref: str | None = None, isolated: bool = False) -> Metric:
     """Register ``fn`` under ``spec`` (and ``ref``, default its name); returns the :class:`Metric`.
 
     Raises:
@@ -77,7 +82,7 @@ def register_metric(spec: MetricSpec, fn: Callable[..., Any], *, per: Per = "exa
     for key in keys:
         register_spec(MetricSpec(f"{spec.name}.{key}", f"{spec.label} {key}", spec.gloss, spec.higher_is_better,
                                  spec.range, False, spec.version))
-    m = Metric(spec, fn, ref or spec.name, per, tuple(keys))
+    m = Metric(spec, fn, ref or spec.name, per, tuple(keys), isolated)
     _FUNCS[m.ref] = m
     _FUNCS.setdefault(spec.name, m)
     return m
@@ -158,12 +163,15 @@ def _sig(fn: Any) -> str:
         return "(?)"
 
 
-def resolve_metric(ref: str) -> Metric:
+def resolve_metric(ref: str, *, timeout: float = metric_worker.DEFAULT_METRIC_TIMEOUT,
+                   abandoned: Callable[[], bool] | None = None) -> Metric:
     """The metric a config names: a registered name (``rouge_l``) or an import path (``pkg.mod:fn``).
 
+    An import path is imported in the metric worker (``timeout``: seconds the import may take).
+
     Raises:
-        ConfigError: unknown name, a path that does not import, not a function, the wrong signature,
-        a malformed spec, or a name another metric holds.
+        ConfigError: unknown name, a path that does not import (or exits, or hangs), not a function,
+        the wrong signature, a malformed spec, or a name another metric holds.
     """
     ref = ref.strip()
     if ref in _FUNCS:
@@ -173,25 +181,50 @@ def resolve_metric(ref: str) -> Metric:
             raise _bad(ref, "is one of the seven computed on every closed task; it needs no --metric",
                        "weight it with --weight instead")
         raise _bad(ref, "unknown metric name", f"built in: {', '.join(builtin_names())}; or give MODULE:FUNCTION")
+    if not metric_worker.in_worker():
+        declared = metric_worker.worker().load(ref, timeout=timeout, abandoned=abandoned)
+        return _register_declared(ref, declared, _in_worker_only, isolated=True)
     fn = _import(ref)
     declared = dict(getattr(fn, "__tprompt_metric__", None) or {"name": ref.rpartition(":")[2].split(".")[-1]})
+    _check_signature(ref, fn, declared.get("per", "example"))
+    return _register_declared(ref, declared, fn)
+
+
+def _register_declared(ref: str, declared: Mapping[str, Any], fn: Callable[..., Any], *,
+                       isolated: bool = False) -> Metric:
+    declared = dict(declared)
     per: Per = declared.pop("per", "example")
     keys = tuple(declared.pop("keys", ()))
-    _check_signature(ref, fn, per)
     try:
         spec = MetricSpec(**{"label": declared["name"], **declared})
-        return register_metric(spec, fn, per=per, keys=keys, ref=ref)
+        return register_metric(spec, fn, per=per, keys=keys, ref=ref, isolated=isolated)
     except (TypeError, ValueError) as exc:
         raise _bad(ref, str(exc), "give the metric another name with @metric(name=...)") from None
 
 
-def resolve_metrics(refs: Iterable[str], versions: Mapping[str, str] | None = None) -> MetricSet:
+def _in_worker_only(*args: Any) -> Any:
+    raise RuntimeError("a user metric is called in the metric worker (tprompt.evaluator.metric_worker)")
+
+
+def declared_of(m: Metric) -> dict[str, Any]:
+    """What the worker tells the run about a metric it imported: its spec's fields, ``per`` and ``keys``."""
+    s = m.spec
+    return {"name": s.name, "label": s.label, "gloss": s.gloss, "higher_is_better": s.higher_is_better,
+            "range": s.range, "pareto": s.pareto, "version": s.version, "per": m.per, "keys": m.keys}
+
+
+def resolve_metrics(refs: Iterable[str], versions: Mapping[str, str] | None = None, *,
+                    timeout: float = metric_worker.DEFAULT_METRIC_TIMEOUT,
+                    abandoned: Callable[[], bool] | None = None) -> MetricSet:
     """The run's metric set from its config's ``metrics`` (and, for a recorded run, ``metric_versions``).
+
+    ``timeout`` bounds each import and each call of a user metric (the run's ``metric_timeout``);
+    ``abandoned()`` turning True stops a wait for one (:class:`~.metric_worker.MetricsAbandoned`).
 
     Raises:
         ConfigError: as :func:`resolve_metric`, or a metric whose version is not the one the run recorded.
     """
-    metrics = tuple(resolve_metric(r) for r in dict.fromkeys(refs))
+    metrics = tuple(resolve_metric(r, timeout=timeout, abandoned=abandoned) for r in dict.fromkeys(refs))
     for m in metrics:
         recorded = (versions or {}).get(m.ref)
         if recorded is not None and recorded != m.spec.version:
@@ -200,7 +233,7 @@ def resolve_metrics(refs: Iterable[str], versions: Mapping[str, str] | None = No
                 f"{m.spec.version}", key="metrics",
                 hint="restore that version, or rescore the run under the new one (tprompt rescore RUN --metric ...)",
             )
-    return MetricSet(metrics)
+    return MetricSet(metrics, timeout=timeout, abandoned=abandoned)
 
 
 def metric_versions(metrics: MetricSet) -> dict[str, str]:
@@ -255,11 +288,24 @@ def _values(m: Metric, result: Any) -> dict[str, float] | None:
     return {m.spec.name: _check_value(m.spec.name, result)}
 
 
+def checked_values(m: Metric, result: Any) -> tuple[dict[str, float] | None, str | None]:
+    """One call's result as ``(name -> value or None, feedback or None)``; raises for a bad result.
+
+    The one rule for a result, in the run's process and in the metric worker alike.
+    """
+    value, note = split_feedback(result)
+    return _values(m, value), note
+
+
 @dataclass(frozen=True)
 class MetricSet:
     """The metric plug-ins a run computes on top of the seven (closed tasks) or instead of them (open tasks)."""
 
     metrics: tuple[Metric, ...] = ()
+    timeout: float = metric_worker.DEFAULT_METRIC_TIMEOUT
+    abandoned: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
+    #: metric ref -> (failed calls, the first one's reason), over every set this computed: what the run reports.
+    failures: dict[str, tuple[int, str]] = field(default_factory=dict, compare=False, repr=False)
     _examples: dict[str, dict[str, Example]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -305,12 +351,35 @@ class MetricSet:
         rows = [(by_id[a.example_id], a.parsed or "") for a in answers if a.example_id in by_id]
         for m in plugins:
             if m.per == "example":
-                got, bad = _per_example(m, rows, out)
+                got, bad = _per_example(m, rows, self._calls(m), out)
             else:
-                got, bad = _per_set(m, rows)
+                got, bad = _per_set(m, rows, self._calls(m))
             out.values.update(got)
             out.undefined.update({n: bad for n in m.names if bad})
         return out
+
+    def _calls(self, m: Metric) -> Callable[[list[tuple[Any, ...]], list[str]], list[Any]]:
+        """How ``m`` is called on a batch of argument tuples (labelled for the log): in-process or in the worker."""
+
+        def here(items: list[tuple[Any, ...]], labels: list[str]) -> list[Any]:
+            out: list[Any] = []
+            for args in items:
+                try:
+                    out.append(checked_values(m, m.fn(*args)))
+                except Exception as exc:  # a metric failing on one example: undefined there, counted
+                    out.append(metric_worker.Failed(metric_worker.one_line(exc)))
+            return out
+
+        def isolated(items: list[tuple[Any, ...]], labels: list[str]) -> list[Any]:
+            out = metric_worker.worker().call(m.ref, items, timeout=self.timeout, abandoned=self.abandoned)
+            failed = [(label, r.reason) for label, r in zip(labels, out) if isinstance(r, metric_worker.Failed)]
+            if failed:
+                n, first = self.failures.get(m.ref, (0, failed[0][1]))
+                self.failures[m.ref] = (n + len(failed), first)
+                metric_worker.note_failures(m.ref, failed)
+            return out
+
+        return isolated if m.isolated else here
 
     def _by_id(self, task: Task) -> dict[str, Example]:
         if task.name not in self._examples:
@@ -343,17 +412,18 @@ def answer_feedback(answer: Any, example: Example) -> str:
     return f"answered {answer.parsed}, the gold answer is {gold}"[:MAX_FEEDBACK_CHARS]
 
 
-def _per_example(m: Metric, rows: list[tuple[Example, str]], out: Computed | None = None
+Calls = Callable[[list[tuple[Any, ...]], list[str]], list[Any]]
+
+
+def _per_example(m: Metric, rows: list[tuple[Example, str]], calls: Calls, out: Computed | None = None
                  ) -> tuple[dict[str, float | None], int]:
     sums: dict[str, list[float]] = {n: [] for n in m.names}
     bad = 0
-    for ex, text in rows:
-        try:
-            value, note = split_feedback(m.fn(ex, text))
-            got = _values(m, value)
-        except Exception:  # a user metric failing on one example: undefined there, counted, the run goes on
+    for (ex, _), result in zip(rows, calls(list(rows), [ex.id for ex, _ in rows])):
+        if isinstance(result, metric_worker.Failed):  # failed on one example: undefined there, counted, the run goes on
             bad += 1
             continue
+        got, note = result
         for n, v in (got or {}).items():
             sums[n].append(v)
             if out is not None:
@@ -363,11 +433,11 @@ def _per_example(m: Metric, rows: list[tuple[Example, str]], out: Computed | Non
     return {n: (math.fsum(v) / len(v) if v else None) for n, v in sums.items()}, bad
 
 
-def _per_set(m: Metric, rows: list[tuple[Example, str]]) -> tuple[dict[str, float | None], int]:
-    try:
-        got = _values(m, m.fn([ex for ex, _ in rows], [t for _, t in rows]))
-    except Exception:  # undefined for the whole set: every example counts
+def _per_set(m: Metric, rows: list[tuple[Example, str]], calls: Calls) -> tuple[dict[str, float | None], int]:
+    (result,) = calls([([ex for ex, _ in rows], [t for _, t in rows])], [f"set of {len(rows)}"])
+    if isinstance(result, metric_worker.Failed):  # undefined for the whole set: every example counts
         return dict.fromkeys(m.names), len(rows)
+    got, _ = result
     return {n: (got or {}).get(n) for n in m.names}, 0
 
 
@@ -376,5 +446,6 @@ def run_weights(weights: Mapping[str, float], metrics: MetricSet, extra: Iterabl
     return {**dict.fromkeys((*metrics.names(), *extra), 1.0), **weights}
 
 
-__all__ = ("DEFAULT_OPEN_METRICS", "Computed", "MAX_FEEDBACK_CHARS", "Metric", "MetricSet", "Scored", "split_feedback", "builtin_names", "metric", "metric_versions",
-           "register_metric", "registered_names", "resolve_metric", "resolve_metrics", "run_weights")
+__all__ = ("DEFAULT_OPEN_METRICS", "MAX_FEEDBACK_CHARS", "Computed", "Metric", "MetricSet", "Scored", "builtin_names",
+           "checked_values", "declared_of", "metric", "metric_versions", "register_metric", "registered_names",
+           "resolve_metric", "resolve_metrics", "run_weights", "split_feedback")

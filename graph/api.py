@@ -41,7 +41,7 @@ def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> Non
     """
     given = dict(tasks or {})
     loaded = [given[name] if name in given else load_task(name) for name in [*config.source_tasks, config.target_task]]
-    metric_set = resolve_metrics(config.metrics, config.metric_versions)
+    metric_set = resolve_metrics(config.metrics, config.metric_versions, timeout=config.metric_timeout)
     try:
         ObjectiveWeights(**run_weights(config.weights, metric_set))
     except ValueError as exc:  # pydantic's ValidationError

@@ -109,7 +109,8 @@ class RunContext:
     def metric_set(self) -> MetricSet:
         """The run's metric plug-ins, re-created from its config (names or import paths, versions checked)."""
         if self._metric_set is None:
-            self._metric_set = resolve_metrics(self.config.metrics, self.config.metric_versions)
+            self._metric_set = resolve_metrics(self.config.metrics, self.config.metric_versions,
+                                               timeout=self.config.metric_timeout, abandoned=self.pause.is_set)
         return self._metric_set
 
     @property

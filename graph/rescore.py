@@ -98,7 +98,7 @@ def rescore_events(
     ``candidate.answered`` in a run that had none. Without it, the recorded
     judgements are the judge metrics' source.
     """
-    metric_set = resolve_metrics(config.metrics, config.metric_versions)
+    metric_set = resolve_metrics(config.metrics, config.metric_versions, timeout=config.metric_timeout)
     weights = ObjectiveWeights(**run_weights(config.weights, metric_set))
     loaded: dict[str, Task] = dict(tasks or {})
     answers: dict[tuple, CandidateAnswered] = {}
@@ -178,7 +178,7 @@ def rescore_run(
     merged = {**state.config.weights, **weights}
     refs = list(dict.fromkeys([*state.config.metrics, *(m.strip() for m in metrics)]))
     versions = {k: v for k, v in state.config.metric_versions.items() if k not in metrics}
-    metric_set = resolve_metrics(refs, versions)
+    metric_set = resolve_metrics(refs, versions, timeout=state.config.metric_timeout)
     try:
         ObjectiveWeights(**run_weights(merged, metric_set))
     except ValueError as exc:  # pydantic's ValidationError is a ValueError

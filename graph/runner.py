@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import TPromptError, UsageError
 from ..evaluator import Task
+from ..evaluator.metric_worker import MetricsAbandoned
 from ..models import CallsAbandoned, Recorder, get_model
 from ..stores import EventLog
 from ..stores.control import mark_handled, pause_requested
@@ -226,7 +227,7 @@ class Runner:
                     yield EventsAppended(node, list(update["events"]), self.state)
                 if self.state.status == "running" and (ctx.pause_requested() or self._out_of_rollouts()):
                     break  # between two nodes: nothing is in flight
-        except (Abandon, CallsAbandoned):
+        except (Abandon, CallsAbandoned, MetricsAbandoned):
             self.state = self.log.state(self.run_id)  # what the node appended before it gave up
         except TPromptError as exc:
             self._fail(exc, exc.code, exc.is_retryable)

@@ -13,7 +13,7 @@ from test_cli_mistakes import one_line
 from test_graph import tprompt
 
 from tprompt.errors import BadTaskFile, ConfigError
-from tprompt.evaluator import ObjectiveWeights, load_task
+from tprompt.evaluator import ObjectiveWeights, load_task, metric_worker
 from tprompt.evaluator import open_metrics as om
 from tprompt.evaluator.registry import resolve_metric, resolve_metrics
 from tprompt.evaluator.task_model import Example
@@ -22,6 +22,14 @@ from tprompt.stores.events import Answer
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SMALL = ["--steps", "1", "--candidates", "2", "--top-k", "1", "--examples", "4", "--test-examples", "4"]
 OPEN = ["--source", "pubmedqa_long", "--target", "pubmedqa_long", *SMALL]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_metric_worker() -> object:
+    # User metrics are imported in a worker process that outlives a test: a test rewriting badmetrics.py needs a new one.
+    metric_worker.reset()
+    yield
+    metric_worker.reset()
 
 
 def ex(**kw: object) -> Example:
