@@ -210,3 +210,19 @@ def test_metric_set_in_process_api_counts_failures(tmp_path: Path, monkeypatch: 
     assert values["g"] == (0.5 if even < 6 else None)
     assert ms.failures["usermetrics:g"][0] == even
     metric_worker.reset()
+
+
+def test_values_and_feedback_come_back_from_the_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TPROMPT_HOME", str(tmp_path / "home"))
+    _module(tmp_path, "@metric(name='fb')\ndef fb(example, answer):\n    return 0.25, 'too long: ' + example.id\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    metric_worker.reset()
+    task = load_task("pubmedqa_long")
+    ms = resolve_metrics(["usermetrics:fb"])
+    assert ms.metrics[0].isolated
+    answers = [Answer(example_id=e.id, parsed="x", confidence=0.5, followed_format=True, correct=False)
+               for e in task.test[:3]]
+    done = ms.compute_all(answers, task)
+    assert done.values["fb"] == 0.25 and done.undefined == {}
+    assert done.feedback["fb"] == {e.id: f"too long: {e.id}" for e in task.test[:3]}
+    metric_worker.reset()
