@@ -40,7 +40,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "merge",
 )
 
-app = typer.Typer(
+#: The app without its commands; :func:`_full_app` adds them (``tprompt --version`` needs none of them).
+_app = typer.Typer(
     name="tprompt",
     help="Transfer-Prompting with an event log: optimize prompts on source tasks, transfer them "
     "to a target task, and pause, resume, replay, fork and inspect every run.",
@@ -57,7 +58,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@_app.callback()
 def _root(
     ctx: typer.Context,
     db: Optional[Path] = typer.Option(
@@ -83,8 +84,24 @@ def _no_flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
 _option_type = typer.core.TyperOption.display_type_rich
 typer.core.TyperOption.display_type_rich = _no_flag_type  # type: ignore[method-assign]
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"{__package__}.commands.{_name}").register(app)
+_registered = False
+
+
+def _full_app() -> typer.Typer:
+    """The app with every command registered (each command module imported once, on first use)."""
+    global _registered
+    if not _registered:
+        for name in COMMAND_MODULES:
+            importlib.import_module(f"{__package__}.commands.{name}").register(_app)
+        _registered = True
+    return _app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # ``from tprompt.cli import app`` gives the app with its commands.
+    if name == "app":
+        return _full_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _click_line(exc: _click_exc.ClickException) -> str:
@@ -103,8 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if (sys.argv[1:] if argv is None else argv) == ["--version"]:
+        # Answered before any command module is imported: it uses none of them.
+        typer.echo(f"tprompt {__version__}")
+        if argv is None:
+            sys.exit(ExitCode.OK)
+        return ExitCode.OK
     try:
-        result = app(args=argv, prog_name="tprompt", standalone_mode=False)
+        result = _full_app()(args=argv, prog_name="tprompt", standalone_mode=False)
         code = int(result) if isinstance(result, int) else 0
     except TPromptError as exc:
         # The message is literal text: it may quote user input or `pip install 'x[extra]'`.

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -25,7 +25,9 @@ from rich.segment import Segment
 
 from .._text import printable, printable_json
 from ..errors import StoreError, UsageError
-from ..stores import EventLog
+
+if TYPE_CHECKING:  # the store loads when a command opens it, not for `tprompt --version`
+    from ..stores import EventLog
 
 DEFAULT_DB = "tprompt.db"
 
@@ -118,6 +120,8 @@ def open_log(ctx: typer.Context, *, readonly: bool = True, create: bool = False)
             f"no tprompt database at {path}",
             hint="pass --db PATH or set TPROMPT_DB; `tprompt run` creates one",
         )
+    from ..stores import EventLog
+
     return EventLog(path, readonly=readonly, create=create)
 
 

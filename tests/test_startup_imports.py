@@ -50,3 +50,28 @@ def test_reading_commands_import_no_model_or_graph_library(recorded: tuple[Path,
     line = [x for x in proc.stderr.splitlines() if x.startswith("HEAVY=")]
     assert line, proc.stderr
     assert json.loads(line[0][len("HEAVY="):]) == [], f"tprompt {' '.join(args)} imported them"
+
+
+#: Everything of tprompt that `tprompt --version` may import: the CLI's shell, its error types and
+#: text helpers. No command module, no store, no evaluator, no model code (issue 34).
+VERSION_IMPORTS = ["tprompt", "tprompt._lazy", "tprompt._text", "tprompt.cli", "tprompt.commands",
+                   "tprompt.commands._common", "tprompt.errors"]
+
+VERSION_PROBE = """
+import json, sys
+from tprompt.cli import main
+sys.argv = ["tprompt", "--version"]
+try:
+    main()
+except SystemExit:
+    pass
+print("IMPORTED=" + json.dumps(sorted(m for m in sys.modules if m == "tprompt" or m.startswith("tprompt."))), file=sys.stderr)
+"""
+
+
+def test_version_imports_only_the_cli_shell() -> None:
+    proc = subprocess.run([sys.executable, "-c", VERSION_PROBE], capture_output=True, text=True, timeout=300)
+    assert proc.stdout.startswith("tprompt "), proc.stdout + proc.stderr
+    line = [x for x in proc.stderr.splitlines() if x.startswith("IMPORTED=")]
+    assert line, proc.stderr
+    assert json.loads(line[0][len("IMPORTED="):]) == VERSION_IMPORTS
