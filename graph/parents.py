@@ -103,7 +103,8 @@ def parent_traces(events: Sequence[StoredEvent | Event], config: RunConfig, stag
                 task=task, example_id=ex.id,
                 exemplar=exemplar(ex),
                 answer=answers[key], score=sum(values) / len(values) if values else (0.0 if noted else 1.0),
-                feedback=tuple(text if metric == "accuracy" else f"{metric}: {text}" for metric, text in noted.items()),
+                feedback=tuple(text if metric == "accuracy" else f"{metric}: {text}"  # wrong vs gold first
+                               for metric, text in sorted(noted.items(), key=lambda kv: kv[0] != "accuracy")),
             ))
     return traces
 

@@ -86,6 +86,9 @@ def test_judge_rationales_are_feedback(tmp_path: Path) -> None:
     proposed = [se.event for se in log.events(run_id) if isinstance(se.event, StepProposed) and se.event.step > 0]
     text = _request_text(log, proposed[0].call_ids[0])
     assert "judge_relevance: " in text
+    # On a failure, what was wrong comes first, then the judge's rationales.
+    failed = [block for block in text.split("### Example") if "(failed)" in block]
+    assert failed and all(b.split("Feedback: ", 1)[1].startswith("answered ") for b in failed)
 
 
 def test_pareto_selection_needs_the_reflective_style() -> None:
