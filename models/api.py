@@ -221,7 +221,8 @@ class ApiBackend(ChatBackend):
         def one(req: ChatRequest) -> tuple[str, int, int]:
             messages = [{"role": r, "content": c} for r, c in req.messages]
             message = self._invoke(messages, **self._sampling(req))
-            text = message.content if isinstance(message.content, str) else message.text
+            # A server may echo what it was sent (the Authorization header): the key never reaches a store.
+            text = strip_keys(message.content if isinstance(message.content, str) else message.text)
             usage = getattr(message, "usage_metadata", None) or {}
             prompt = usage.get("input_tokens") or sum(self.count_tokens(c) for _, c in req.messages)
             completion = usage.get("output_tokens") or self.count_tokens(text)
@@ -461,11 +462,20 @@ def _first_line(exc: BaseException) -> str:
     return _redact(text[0] if text else type(exc).__name__)[:300]
 
 
-def _redact(text: str) -> str:
-    # Provider messages sometimes echo a key ("Incorrect API key provided: sk-..."):
-    # mask every value of a known key variable before the text goes anywhere.
+def strip_keys(text: str) -> str:
+    """``text`` with every API key tprompt may send (the value of each provider's key variable) masked as ``***``.
+
+    Only the exact values: a model's reply keeps everything else as it was.
+    """
     for _, _, _, var in PROVIDERS.values():
         value = os.environ.get(var) if var else None
         if value and len(value) >= 6:
             text = text.replace(value, "***")
+    return text
+
+
+def _redact(text: str) -> str:
+    # Provider messages sometimes echo a key ("Incorrect API key provided: sk-..."): mask the keys tprompt
+    # sends, and anything shaped like one, before the text goes anywhere.
+    text = strip_keys(text)
     return re.sub(r"\b(sk|pk|key|api)[-_][A-Za-z0-9_\-]{8,}", "***", text)

@@ -12,7 +12,9 @@ speaks ``POST /v1/chat/completions``. Its ``mode`` can change while it runs:
   later one hangs (a run then has finished calls and calls in flight);
 - ``answer`` with ``fail_after=N``: the first N requests are answered, every
   later one gets a 503 (``failures`` counts them): a replica that went bad.
-  Closing the server (:meth:`StubServer.close`) makes it refuse connections.
+  Closing the server (:meth:`StubServer.close`) makes it refuse connections;
+- ``echo_auth=True``: every answer's text starts with the request's ``Authorization``
+  header (a server that leaks the API key it was sent into its replies).
 
 ``gather=K`` holds each answered request until K are in flight or
 ``gather_s`` passes, so a test can see how many a client sends at once.
@@ -59,8 +61,9 @@ class StubServer:
     """The server; see the module doc. ``answered``/``held`` count requests answered and hanging now."""
 
     def __init__(self, mode: str = "answer", *, hang_after: int | None = None, fail_after: int | None = None,
-                 gather: int = 0, gather_s: float = 0.3) -> None:
+                 gather: int = 0, gather_s: float = 0.3, echo_auth: bool = False) -> None:
         self.mode = mode
+        self.echo_auth = echo_auth
         self.hang_after = hang_after
         self.fail_after = fail_after
         self.failures = 0
@@ -111,6 +114,9 @@ class StubServer:
                         with outer.state:
                             outer.state.wait_for(lambda: outer.in_flight >= outer.gather, timeout=outer.gather_s)
                     reply = completion("", 0, 0) | {"choices": []} if outer.mode == "empty" else deterministic_answer(body)
+                    if outer.echo_auth and reply["choices"]:
+                        message = reply["choices"][0]["message"]
+                        message["content"] = f"{self.headers.get('authorization')} {message['content']}"
                 finally:
                     with outer.state:
                         outer.in_flight -= 1

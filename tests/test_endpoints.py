@@ -171,3 +171,19 @@ def test_a_config_written_before_lists_reads_the_same(tmp_path: Path) -> None:
     old = make_config({**RUN, "base_url": "http://127.0.0.1:8000/v1/"}).model_dump_json()
     again = RunConfig.model_validate_json(old)
     assert again.base_url == "http://127.0.0.1:8000/v1/"  # a stored string stays that string
+
+
+def test_a_server_echoing_the_api_key_does_not_get_it_stored(
+        stub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 32: the key tprompt sent came back in the reply text and was stored in events and bodies.
+    key = "sk-test-ECHOED-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    server = stub("answer", echo_auth=True)
+    db = tmp_path / "t.db"
+    run_id = _run(db, server.base_url)
+    assert server.answered > 0
+    with EventLog(db, readonly=True) as log:
+        assert log.state(run_id).status == "completed"
+    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("t.db"))
+    assert key.encode() not in stored
+    assert b"Bearer ***" in stored  # the echo itself is kept, the key masked
