@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ui",
     "experiment",
     "merge",
+    "trace",
 )
 
 #: The app without its commands; :func:`_full_app` adds them (``tprompt --version`` needs none of them).

@@ -37,6 +37,7 @@ from ._model_options import (
     check_model_options,
 )
 from ._progress import RunProgress
+from .trace import OTEL_OPTION, live_export, otel_target
 
 METRICS = METRIC_NAMES
 ROLE_LABELS = {role: role.replace("_", " ") for role in ROLES}
@@ -53,6 +54,7 @@ def execute(
     concurrency: int | None = None,
     request_timeout: float | None = None,
     force: bool = False,
+    otel: str | None = None,
 ) -> RunState:
     """Run or continue ``run_id`` in this process with progress and Ctrl-C = pause.
 
@@ -60,11 +62,13 @@ def execute(
     ``max_cost`` (USD) pauses the run once its paid calls reach it;
     ``max_rollouts`` pauses it before its scorer calls on training examples would go past that many;
     ``concurrency`` and ``request_timeout`` override the run's settings for this execution;
-    ``force`` takes over a lease held on another host (``resume --force``).
+    ``force`` takes over a lease held on another host (``resume --force``);
+    ``otel`` is an OTLP collector's URL (else ``OTEL_EXPORTER_OTLP_ENDPOINT``, else none): spans are sent as the run goes.
 
     Raises:
         RunBusy: another live process runs it (nothing is written: the runner takes the run's lease first).
     """
+    where = otel_target(otel)
     # The runner takes the run's lease and honours `tprompt pause RUN`, even while model calls hang.
     runner = Runner(log, run_id, max_cost=max_cost, max_rollouts=max_rollouts, concurrency=concurrency,
                     request_timeout=request_timeout, force=force)
@@ -82,8 +86,13 @@ def execute(
     old_int = signal.signal(signal.SIGINT, on_signal)
     old_term = signal.signal(signal.SIGTERM, on_signal)
     try:
-        with progress:
-            state = runner.run(progress.update)
+        with progress, live_export(log, run_id, where) as export_hook:
+
+            def on_update(update: Any) -> None:
+                progress.update(update)
+                export_hook(update)
+
+            state = runner.run(on_update)
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
@@ -247,6 +256,7 @@ def run(
     ),
     metric_timeout: Optional[float] = typer.Option(None, "--metric-timeout", metavar="SECONDS", help="Seconds one call of a MODULE:FUNCTION metric may take; a call past it is undefined on that example. Default: 30."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML or JSON file of run settings (options override it)."),
+    otel: Optional[str] = OTEL_OPTION,
     json_: bool = JSON_OPTION,
 ) -> None:
     """Optimize a prompt on source task(s), transfer it to a target task, and test all three.
@@ -303,11 +313,12 @@ def run(
     if not json_:
         for line in row_warnings(cfg):
             err.print(Text(f"warning: {line}"), soft_wrap=True)
+    otel_target(otel)  # so does a bad --otel URL or a missing otel extra
     with open_log(ctx, readonly=False, create=True) as log:
         run_id = create_run(log, cfg)
         if not json_:
             err.print(f"run {run_id} created in {log.path}")
-        state = execute(log, run_id, json_=json_, max_cost=max_cost, max_rollouts=max_rollouts)
+        state = execute(log, run_id, json_=json_, max_cost=max_cost, max_rollouts=max_rollouts, otel=otel)
     report(state, json_=json_)
 
 
@@ -362,6 +373,7 @@ def resume(
         "process is gone, e.g. its machine or container stopped: this host cannot check. A live process on "
         "this host is never taken over, and a killed one is taken over without --force.",
     ),
+    otel: Optional[str] = OTEL_OPTION,
     json_: bool = JSON_OPTION,
 ) -> None:
     """Continue a paused, failed or killed run from its last committed event.
@@ -373,6 +385,7 @@ def resume(
     """
     _check_max_cost(max_cost, max_rollouts)
     check_model_options(concurrency, request_timeout)
+    otel_target(otel)
     with open_log(ctx, readonly=False) as log:
         run_id = log.resolve(run)
         state = log.state(run_id)
@@ -383,7 +396,7 @@ def resume(
                              "candidates", hint=f"see them with {tprompt_cmd()} review {run_id}, then decide with --accept")
         else:
             state = execute(log, run_id, json_=json_, max_cost=max_cost, max_rollouts=max_rollouts,
-                            concurrency=concurrency, request_timeout=request_timeout, force=force)
+                            concurrency=concurrency, request_timeout=request_timeout, force=force, otel=otel)
     report(state, json_=json_)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from mlflow_server import mlflow_server  # noqa: F401  (a session fixture: one MLflow server for the suite)
 
 from tprompt.stores import EventLog, PromptCandidate, RunCreated, prompt_id_of
 

@@ -13,7 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CORE = ("tprompt.config", "tprompt.stores", "tprompt.graph", "tprompt.agents", "tprompt.models", "tprompt.experiments",
-        "tprompt.evaluator", "tprompt.judge", "tprompt.judge.answers", "tprompt.export")
+        "tprompt.evaluator", "tprompt.judge", "tprompt.judge.answers", "tprompt.export",
+        "tprompt.telemetry")
 FRONT_ENDS = ("textual", "typer", "tprompt.tui", "tprompt.cli", "tprompt.commands")
 
 

@@ -4,12 +4,13 @@ langchain (issue 12, item 7). Each command runs in a fresh interpreter on a real
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from test_graph import run_in_process
+from test_graph import cli_args, run_in_process
 
 HEAVY = ("torch", "transformers", "langgraph", "langchain", "langchain_core", "textual")
 
@@ -75,3 +76,20 @@ def test_version_imports_only_the_cli_shell() -> None:
     line = [x for x in proc.stderr.splitlines() if x.startswith("IMPORTED=")]
     assert line, proc.stderr
     assert json.loads(line[0][len("IMPORTED="):]) == VERSION_IMPORTS
+
+
+OTEL_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+def test_a_run_without_an_otlp_endpoint_imports_no_exporter(tmp_path: Path) -> None:
+    """Issue 33: with no endpoint, a run loads neither tprompt.telemetry nor the OTLP exporter."""
+    probe = (
+        "import sys\nfrom tprompt.cli import main\n"
+        f"sys.argv = ['tprompt', 'run', *{cli_args(steps=1)!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('LOADED=' + ','.join(sorted(m for m in sys.modules if m.startswith(('tprompt.telemetry', "
+        "'opentelemetry.exporter')))), file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                          env={**{k: v for k, v in os.environ.items() if k not in OTEL_VARS}, "TPROMPT_DB": str(tmp_path / "t.db")})
+    assert "LOADED=\n" in proc.stderr, proc.stderr[-2000:]
