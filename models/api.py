@@ -58,6 +58,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..config import DEFAULT_REQUEST_TIMEOUT
 from ..errors import BackendError, MissingCredentials, MissingExtra, TransientBackendError
@@ -179,6 +180,9 @@ class ApiBackend(ChatBackend):
         self.request_timeout = float(request_timeout)
         self.abandoned: Callable[[], bool] | None = None
         self._probe = _Probe()  # shared by every run's view: the servers either return logprobs or not
+        # A self-hosted OpenAI-compatible server also gets the legacy max_tokens (OpenAI's own API refuses both).
+        self._legacy_max_tokens = provider == "openai" and bool(urls) and not any(
+            (urlsplit(u).hostname or "").endswith("api.openai.com") for u in urls)
         try:
             self._models = [init_chat_model(model, model_provider=provider, **_with_url(kwargs, url))
                             for url in urls or (None,)]
@@ -295,6 +299,10 @@ class ApiBackend(ChatBackend):
         """
         if self.provider == "openai":
             kwargs["timeout"] = self.request_timeout  # per request: views of one client differ
+            if "max_tokens" in kwargs and self._legacy_max_tokens:
+                # langchain-openai sends the limit as max_completion_tokens, which llama.cpp's Python server
+                # drops (a 1-token request then writes a whole reply); such servers read the legacy name.
+                kwargs["extra_body"] = {**kwargs.get("extra_body", {}), "max_tokens": kwargs["max_tokens"]}
         attempt = 0
         tried: set[int] = set()
         while True:

@@ -13,6 +13,8 @@ speaks ``POST /v1/chat/completions``. Its ``mode`` can change while it runs:
 - ``answer`` with ``fail_after=N``: the first N requests are answered, every
   later one gets a 503 (``failures`` counts them): a replica that went bad.
   Closing the server (:meth:`StubServer.close`) makes it refuse connections;
+- ``legacy_only=True``: the length limit read is ``max_tokens`` alone (llama.cpp's
+  Python server drops ``max_completion_tokens``); every request body is kept in ``bodies``;
 - ``echo_auth=True``: every answer's text starts with the request's ``Authorization``
   header (a server that leaks the API key it was sent into its replies).
 
@@ -61,8 +63,10 @@ class StubServer:
     """The server; see the module doc. ``answered``/``held`` count requests answered and hanging now."""
 
     def __init__(self, mode: str = "answer", *, hang_after: int | None = None, fail_after: int | None = None,
-                 gather: int = 0, gather_s: float = 0.3, echo_auth: bool = False) -> None:
+                 gather: int = 0, gather_s: float = 0.3, echo_auth: bool = False, legacy_only: bool = False) -> None:
         self.mode = mode
+        self.legacy_only = legacy_only
+        self.bodies: list[dict] = []
         self.echo_auth = echo_auth
         self.hang_after = hang_after
         self.fail_after = fail_after
@@ -82,6 +86,9 @@ class StubServer:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+                if outer.legacy_only:
+                    outer.bodies.append(dict(body))
+                    body.pop("max_completion_tokens", None)
                 with outer.state:
                     n = outer.received
                     outer.received += 1

@@ -187,3 +187,16 @@ def test_a_server_echoing_the_api_key_does_not_get_it_stored(
     stored = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("t.db"))
     assert key.encode() not in stored
     assert b"Bearer ***" in stored  # the echo itself is kept, the key masked
+
+
+def test_a_server_that_reads_only_the_legacy_max_tokens_gets_it(
+        stub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 32: llama.cpp's Python server drops max_completion_tokens (what langchain-openai sends), so every
+    # one-token request wrote a whole reply. A base_url server gets the legacy max_tokens beside it.
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    expected = _events(tmp_path / "new.db", _run(tmp_path / "new.db", stub("answer").base_url))
+    legacy = stub("answer", legacy_only=True)
+    assert _events(tmp_path / "old.db", _run(tmp_path / "old.db", legacy.base_url)) == expected
+    assert legacy.bodies and all(b.get("max_tokens") == b.get("max_completion_tokens") for b in legacy.bodies)
+    model = ApiBackend("openai", "gpt-x", spec="openai:gpt-x", base_url="https://api.openai.com/v1")
+    assert not model._legacy_max_tokens  # OpenAI's own API refuses a request carrying both
