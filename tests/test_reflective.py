@@ -4,6 +4,7 @@ example; the parent and the examples shown are events, so a paused run resumes t
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +105,15 @@ def test_reflective_style_with_the_users_template(cli, tmp_path: Path, own) -> N
     assert "[system] <INSTRUCTION>\n[user] Sentence: {sentence}" in text  # the template, the message it writes
     assert f"<INS>{user_template.SYSTEM}</INS>" in text  # the parent's optimizable message
     assert "Feedback: rouge_l: the reference: 19" in text  # the open task's metric feedback quotes the reference
+
+
+def test_the_timeline_names_a_reflective_steps_parent() -> None:
+    from datetime import datetime
+
+    from tprompt.stores.events import PromptCandidate, StoredEvent
+    from tprompt.tui.data import describe
+
+    ev = StepProposed(stage="source", step=1, candidates=[PromptCandidate(prompt_id="p-2", text="b")],
+                      parent_id="p-1", shown=[("t", "e1"), ("t", "e2")])
+    se = StoredEvent(run_id="r", seq=3, event_id="r:3", schema_version=1, created_at=datetime.now(UTC), event=ev)
+    assert describe(se) == "1 candidate(s), improving p-1 from 2 answer(s) with feedback"

@@ -171,6 +171,8 @@ def describe(se: StoredEvent) -> str:
             text = f"{len(ev.candidates)} candidate(s)"
             if ev.rejected:
                 text += f", {len(ev.rejected)} rejected"
+            if ev.parent_id is not None:  # the reflective style: the parent, and its answers the proposer read
+                text += f", improving {ev.parent_id} from {len(ev.shown)} answer(s) with feedback"
             return text
         case StepRevised():
             return f"{len(ev.candidates)} candidate(s) after {ev.by}"
