@@ -255,6 +255,9 @@ def _read_csv(path: Path, acc: _Rows, forced_split: str | None = None) -> None:
 
 
 def _read(path: Path, acc: _Rows, forced_split: str | None = None) -> None:
+    if not path.is_file():  # a device (/dev/zero), a FIFO or a socket: reading it would never end, or block
+        raise BadTaskFile(f"{path}: not a regular file (a device, pipe or socket)",
+                          hint="pass a JSONL or CSV file, or a folder holding train/test files", where=str(path))
     if path.suffix.lower() == ".csv":
         _read_csv(path, acc, forced_split)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,15 @@ def test_bad_files_as_a_whole(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(BadTaskFile, match="not UTF-8"):
         load_task(str(binary))
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_task_path_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    # Issue 32: --task /dev/zero read without end; a FIFO blocks its reader forever.
+    if kind == "device":
+        path = Path("/dev/zero")
+    else:
+        path = tmp_path / "rows.jsonl"
+        os.mkfifo(path)
+    with pytest.raises(BadTaskFile, match="not a regular file"):
+        load_task(str(path))
