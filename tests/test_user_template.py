@@ -331,3 +331,20 @@ def test_a_langchain_object_with_a_messages_placeholder_is_refused() -> None:
     prompt = ChatPromptTemplate.from_messages([("system", "Be brief."), MessagesPlaceholder("history")])
     with pytest.raises(UsageError, match="message 2 is a MessagesPlaceholder"):
         template_from_langchain(prompt)
+
+
+def test_the_readme_example_runs_as_printed(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README "What to do next": examples/dates, its template, rows and metric (on the fake model here)."""
+    monkeypatch.chdir(Path(__file__).parents[1] / "examples" / "dates")
+    db = tmp_path / "t.db"
+    code, _, err = cli("--db", str(db), "run", "--target", "dates.jsonl", "--target-only", "--prompt-file",
+                       "template.json", "--metric", "datemetrics:iso_date", "--model", "fake", "--steps", "1",
+                       "--candidates", "2", "--examples", "4", "--test-examples", "4")
+    assert code == 0, err
+    with EventLog(db) as log:
+        run_id = log.runs()[0].run_id
+        assert log.state(run_id).config.template.name == "dates"  # type: ignore[union-attr]
+    out = tmp_path / "dates_prompt.json"
+    code, _, err = cli("--db", str(db), "export", run_id, "--format", "langchain", "--out", str(out))
+    assert code == 0, err
+    assert isinstance(read_prompt_source(out), ChatTemplate)
