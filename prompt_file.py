@@ -192,7 +192,10 @@ def _prompt_of_export(data: Mapping[str, Any], where: str, text_only: bool) -> s
     (a new run sends it under the Q&A template again).
     """
     version = data.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version > EXPORT_FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:  # damaged or hand-written, not newer
+        raise UsageError(f"{where}: its \"format_version\" is {version!r}, not a whole number from 1",
+                         hint=f"export it again with tprompt export (it writes format_version {EXPORT_FORMAT_VERSION})")
+    if version > EXPORT_FORMAT_VERSION:
         raise UsageError(f"{where}: export format version {version!r}, this tprompt reads up to "
                          f"{EXPORT_FORMAT_VERSION}", hint="upgrade tprompt")
     template = data.get("template")

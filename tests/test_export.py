@@ -294,6 +294,7 @@ def test_text_and_langchain_exports_and_config_files_load_back(cli, finished, tm
     [
         ('{"prompt": "Think."}', 'not a prompt exported by tprompt'),
         ('{"format": "tprompt.prompt", "format_version": 99, "prompt": "Think."}', "format version 99"),
+        ('{"format": "tprompt.prompt", "format_version": "1", "prompt": "Think."}', '"format_version" is \'1\', not a whole'),
         ('{"format": "tprompt.prompt", "format_version": 1, "prompt": "  "}', "is empty"),
         ("{not json", "not valid JSON"),
     ],
