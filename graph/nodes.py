@@ -187,22 +187,33 @@ def propose(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     ]
     runtime.stream_writer({"label": f"{stage} step {step}: proposing", "done": 0, "total": len(requests)})
     results = ctx.call_site(run, "proposer", step=step_label(stage, step)).chat(ctx.proposer, requests)
+    return _emit_proposals(state, runtime, stage, step, [r.text for r in results], [r.call_id for r in results],
+                           template, base)
+
+
+def _emit_proposals(state: GraphState, runtime: Runtime[RunContext], stage: Stage, step: int, replies: list[str],
+                    call_ids: list[str], template: Any, base: Sequence[str], **recorded: Any) -> Update:
+    """The step's candidates from the proposer's replies (checked, de-duplicated), appended as ``step.proposed``.
+
+    With a template of several optimizable messages, reply ``i`` replaces
+    message ``i mod k`` of ``base`` (the contents it rewrites); ``recorded``
+    are further ``step.proposed`` fields (the reflective style's parent and examples shown).
+    """
+    run, config = state["run"], runtime.context.config
+    slots = len(template.optimizable) if template is not None else 1
 
     def compose(i: int, instruction: str) -> str:
-        assert template is not None
         contents = list(base)
         contents[i % slots] = instruction
-        return template.candidate_text(contents)
+        return str(template.candidate_text(contents))
 
     kept, rejected = select_candidates(
-        [r.text for r in results], known_texts=list(run.prompts.values()), max_chars=config.max_prompt_chars,
+        replies, known_texts=list(run.prompts.values()), max_chars=config.max_prompt_chars,
         compose=compose if slots > 1 else None,
         check=template.placeholder_problem if template is not None else None,
     )
-    return emit(
-        state, runtime,
-        StepProposed(stage=stage, step=step, candidates=kept, rejected=rejected, call_ids=[r.call_id for r in results]),
-    )
+    return emit(state, runtime, StepProposed(stage=stage, step=step, candidates=kept, rejected=rejected,
+                                             call_ids=call_ids, **recorded))
 
 
 def _propose_reflective(state: GraphState, runtime: Runtime[RunContext], stage: Stage, step: int,
@@ -241,22 +252,8 @@ def _propose_reflective(state: GraphState, runtime: Runtime[RunContext], stage: 
     runtime.stream_writer({"label": f"{stage} step {step}: reflecting on {parent_id}", "done": 0,
                            "total": len(requests)})
     results = ctx.call_site(run, "proposer", step=step_label(stage, step)).chat(ctx.proposer, requests)
-
-    def compose(i: int, instruction: str) -> str:
-        rewritten = list(contents)
-        rewritten[i % slots] = instruction
-        return str(template.candidate_text(rewritten))
-
-    kept, rejected = select_candidates(
-        [r.text for r in results], known_texts=list(run.prompts.values()), max_chars=config.max_prompt_chars,
-        compose=compose if slots > 1 else None,
-        check=template.placeholder_problem if template is not None else None,
-    )
-    return emit(
-        state, runtime,
-        StepProposed(stage=stage, step=step, candidates=kept, rejected=rejected, call_ids=[r.call_id for r in results],
-                     parent_id=parent_id, shown=[(t.task, t.example_id) for t in shown]),
-    )
+    return _emit_proposals(state, runtime, stage, step, [r.text for r in results], [r.call_id for r in results],
+                           template, contents, parent_id=parent_id, shown=[(t.task, t.example_id) for t in shown])
 
 
 def review(state: GraphState, runtime: Runtime[RunContext]) -> Update:
