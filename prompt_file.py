@@ -13,6 +13,7 @@ read too); a template comes back as a :class:`ChatTemplate`. ``tprompt run
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -111,6 +112,8 @@ def _structured(text: str, p: Path, what: str, text_only: bool) -> str | ChatTem
         return template_from_langchain_dict(data, where=where, text_only=text_only)
     if isinstance(data, Mapping) and data.get("format") == EXPORT_FORMAT:
         return _prompt_of_export(data, where, text_only)
+    if isinstance(data, Mapping) and data.get("type") in ("text", "chat") and "prompt" in data:
+        return _langfuse(data, where)
     if isinstance(data, list):
         return from_messages(data, name=p.stem, where=where)
     if isinstance(data, Mapping) and "messages" in data:
@@ -123,6 +126,27 @@ def _structured(text: str, p: Path, what: str, text_only: bool) -> str | ChatTem
                      "nor a template (no \"messages\")",
                      hint="write {\"messages\": [{\"role\": \"system\", \"content\": \"...\"}, ...]}, "
                           "or give the prompt as a .txt file")
+
+
+def _langfuse(data: Mapping[str, Any], where: str) -> str | ChatTemplate:
+    """A Langfuse prompt (``tprompt export --format langfuse``, or Langfuse's own): ``{{var}}`` read back as ``{var}``."""
+    prompt = data.get("prompt")
+    if data.get("type") == "text" and isinstance(prompt, str):
+        return from_double_braces(prompt)
+    if data.get("type") == "chat" and isinstance(prompt, list):
+        messages = [{**m, "content": from_double_braces(m["content"])} if isinstance(m, Mapping) and
+                    isinstance(m.get("content"), str) else m for m in prompt]
+        return from_messages(messages, name=str(data.get("name") or "template"), where=where)
+    raise UsageError(f"{where}: a Langfuse prompt of type {data.get('type')!r} whose prompt is not "
+                     f"{'text' if data.get('type') == 'text' else 'a list of messages'}",
+                     hint="type text holds a string, type chat a list of {role, content}")
+
+
+def from_double_braces(template: str) -> str:
+    """A registry template (``{{var}}``: MLflow, Langfuse) as a tprompt template (``{var}``, literal braces doubled)."""
+    parts = re.split(r"(\{\{\s*[A-Za-z_][A-Za-z0-9_]*\s*\}\})", template)
+    return "".join("{" + part[2:-2].strip() + "}" if i % 2 else part.replace("{", "{{").replace("}", "}}")
+                   for i, part in enumerate(parts))
 
 
 def _first_line(exc: Exception) -> str:

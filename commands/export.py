@@ -6,6 +6,7 @@ the one rule behind ``RunState.best_prompt`` too.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -15,7 +16,7 @@ from rich.text import Text
 
 from ..errors import UsageError
 from ..export import FORMATS, STAGES, export_prompt
-from ._common import check_output_file, err, open_log, write_atomically
+from ._common import check_output_file, err, open_log, out, write_atomically
 
 
 def export(
@@ -27,8 +28,18 @@ def export(
     ),
     format: str = typer.Option(
         "text", "--format", metavar="FORMAT",
-        help="text (the prompt alone), json (prompt and provenance; `run --prompt-file` reads it back) or "
-        "langchain (a ChatPromptTemplate, serialized with langchain_core.load.dumps).",
+        help="text (the prompt alone), json (prompt and provenance; `run --prompt-file` reads it back), "
+        "langchain (a ChatPromptTemplate, serialized with langchain_core.load.dumps) or langfuse (Langfuse's prompt "
+        "JSON: {{var}} template, provenance in config, --alias as label; `run --prompt-file` reads it back).",
+    ),
+    to: Optional[str] = typer.Option(
+        None, "--to", metavar="mlflow[:NAME]",
+        help="Register the prompt as a new version in MLflow's prompt registry (MLFLOW_TRACKING_URI) under NAME "
+        "(default tprompt-<target task>), provenance as tags. Needs pip install 'tprompt[mlflow]'.",
+    ),
+    alias: Optional[str] = typer.Option(
+        None, "--alias", metavar="ALIAS", help="With --to mlflow: point this alias (e.g. production) at the new "
+        "version. With --format langfuse: a label.",
     ),
     out_file: Optional[Path] = typer.Option(
         None, "--out", metavar="FILE", help="Write the export to FILE (replaced whole) instead of stdout."
@@ -38,6 +49,12 @@ def export(
 
     Example: tprompt export r-1a2b3c --format json --out prompt.json
     """
+    if to is not None:
+        return _register(ctx, run, stage, to, alias)
+    if format == "langfuse":
+        return _write(ctx, run, stage, out_file, alias)
+    if alias is not None:
+        raise UsageError("--alias goes with --to mlflow or --format langfuse")
     if format not in FORMATS:
         raise UsageError(f"unknown --format {format!r}", hint="use " + ", ".join(FORMATS))
     if stage is not None and stage not in STAGES:
@@ -57,6 +74,46 @@ def export(
     where = f" to {out_file}" if out_file is not None else ""
     err.print(Text(f"exported {found.prompt_id} ({p['stage']} stage, step {p['step']}, seq {p['seq']}, "
                    f"objective {p['objective']:.3f}) of run {state.run_id}{where}"), soft_wrap=True)
+
+
+def _check_stage(stage: str | None) -> None:
+    if stage is not None and stage not in STAGES:
+        raise UsageError(f"unknown --stage {stage!r}", hint="use source or target")
+
+
+def _register(ctx: typer.Context, run: str, stage: str | None, to: str, alias: str | None) -> None:
+    registry, _, name = to.partition(":")
+    if registry != "mlflow":
+        raise UsageError(f"unknown registry in --to {to!r}", hint="use --to mlflow or --to mlflow:NAME")
+    _check_stage(stage)
+    with open_log(ctx) as log:
+        state = log.state(log.resolve(run))
+    found = export_prompt(state, stage)
+    from ..export.registry import register_mlflow
+
+    name, version = register_mlflow(found, name or None, alias)
+    out.print(Text(f"prompts:/{name}/{version}"))
+    err.print(Text(f"registered {found.prompt_id} of run {state.run_id} as MLflow prompt {name} version {version}"
+                   + (f" (alias {alias})" if alias else "")), soft_wrap=True)
+
+
+def _write(ctx: typer.Context, run: str, stage: str | None, out_file: Path | None, alias: str | None) -> None:
+    _check_stage(stage)
+    if out_file is not None:
+        check_output_file(out_file, "--out")
+    with open_log(ctx) as log:
+        state = log.state(log.resolve(run))
+    found = export_prompt(state, stage)
+    from ..export.registry import langfuse_prompt
+
+    text = json.dumps(langfuse_prompt(found, labels=[alias] if alias else None), indent=2, ensure_ascii=False) + "\n"
+    if out_file is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_atomically(out_file, text)
+    err.print(Text(f"exported {found.prompt_id} of run {state.run_id} as a Langfuse prompt"
+                   + (f" to {out_file}" if out_file else "")), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
