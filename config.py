@@ -72,6 +72,16 @@ Weight = Annotated[float, Field(allow_inf_nan=False)]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
+class RecordedFile(BaseModel):
+    """A file a run reads (a task file or folder, a metric module), as it was when the run recorded it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = Field(description="Absolute path.")
+    sha256: str = Field(description="sha256 of the content (of a folder: of its files' names and contents).")
+    root: str | None = Field(None, description="A metric module: the folder its module name imports from.")
+
+
 class RunConfig(BaseModel):
     """The knobs of a run. Defaults are the small demo that runs in minutes on a 2-core CPU."""
 
@@ -176,6 +186,11 @@ class RunConfig(BaseModel):
         DEFAULT_METRIC_TIMEOUT, gt=0, le=86_400,
         description="Seconds one call of a user metric (MODULE:FUNCTION, run in a worker process) may take; a call "
         "past it is that metric's failure on that example (undefined, counted, logged), and the run goes on.",
+    )
+    files: dict[str, RecordedFile] = Field(
+        default_factory=dict,
+        description="Task files and metric modules the run reads, by task name or `metric MODULE` (filled in by "
+        "tprompt: absolute path and content hash; resume, replay and rescore refuse a file changed since).",
     )
     review: bool = Field(
         False,
@@ -491,6 +506,7 @@ __all__ = (
     "Budget",
     "DEFAULT_ORIGINAL_PROMPT",
     "Mode",
+    "RecordedFile",
     "RunConfig",
     "base_urls",
     "check_base_url",

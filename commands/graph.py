@@ -107,6 +107,11 @@ def rescore(
     ),
     judge: Optional[str] = typer.Option(None, "--judge", metavar="SPEC", help="Judge every recorded answer again with this judge model (judge calls only)."),
     rubric: Optional[Path] = typer.Option(None, "--rubric", metavar="FILE", help="Judge every recorded answer again on this rubric (a TOML or JSON file; judge calls only)."),
+    accept_changed: bool = typer.Option(
+        False, "--accept-changed",
+        help="A task file or metric module changed since the run recorded it: rescore under the new content "
+        "(the new run records the new hashes) instead of refusing.",
+    ),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Re-evaluate every candidate of a past run under new weights, metrics, judge or rubric, as a fork.
@@ -119,14 +124,19 @@ def rescore(
     """
     from ..config import load_rubric_file
     from ..graph.rescore import parse_weights, rescore_run
+    from ..run_files import check_files
 
     weights = parse_weights(weight or [])
     rubric_value = load_rubric_file(rubric) if rubric is not None else None
-    if not weights and not metric and judge is None and rubric_value is None:
-        raise UsageError("give at least one --weight NAME=W, --metric NAME, --judge SPEC or --rubric FILE",
-                         hint="e.g. tprompt rescore RUN --weight accuracy=1")
+    if not weights and not metric and judge is None and rubric_value is None and not accept_changed:
+        raise UsageError("give at least one --weight NAME=W, --metric NAME, --judge SPEC, --rubric FILE "
+                         "or --accept-changed", hint="e.g. tprompt rescore RUN --weight accuracy=1")
     with open_log(ctx, readonly=False) as log:
-        new_id = rescore_run(log, run, weights, metrics=metric or (), judge=judge, rubric=rubric_value)
+        run_id = log.resolve(run)
+        config = log.state(run_id).config
+        files = check_files(config, run_id=run_id, accept_changed=accept_changed).files if config else None
+        new_id = rescore_run(log, run_id, weights, metrics=metric or (), judge=judge, rubric=rubric_value,
+                             files=files)
         state = log.state(new_id)
         judge_calls = sum(n for a, _st, n, *_ in log.transcripts.spend([new_id]) if a == "judge")
     if not json_:

@@ -21,6 +21,7 @@ from ..graph.parents import run_frontier
 from ..graph.rules import rollouts_used
 from ..metric_specs import METRIC_NAMES, metric_columns
 from ..prompt_file import read_prompt_source
+from ..run_files import check_files
 from ..stores import EventLog, RunState
 from ..stores.control import request_pause
 from ..stores.events import ROLES
@@ -395,6 +396,8 @@ def resume(
             raise UsageError(f"run {run_id} is waiting for a review of its {state.stage} step {state.in_flight} "
                              "candidates", hint=f"see them with {tprompt_cmd()} review {run_id}, then decide with --accept")
         else:
+            if state.config is not None:
+                check_files(state.config, run_id=run_id)  # a task file or metric module changed: refused here
             state = execute(log, run_id, json_=json_, max_cost=max_cost, max_rollouts=max_rollouts,
                             concurrency=concurrency, request_timeout=request_timeout, force=force, otel=otel)
     report(state, json_=json_)

@@ -10,6 +10,7 @@ from ..evaluator import ObjectiveWeights, Task, load_task
 from ..evaluator.registry import metric_versions, resolve_metrics, run_weights
 from ..evaluator.tasks import task_template
 from ..models import get_model
+from ..run_files import record_files
 from ..stores import EventLog
 from ..stores.events import (
     PromptCandidate,
@@ -104,7 +105,7 @@ def create_run(
     (pass them again to :class:`Runner` to run or resume it).
     """
     preflight(config, tasks)
-    config = pin_metrics(config)
+    config = record_files(pin_metrics(config), given=dict(tasks or {}))  # paths made absolute, contents hashed: the run works from any folder
     text = config.original_prompt
     created = RunCreated(
         config=config,
@@ -162,7 +163,7 @@ def fork_run(
         if from_prompt_id is not None and not config.transfer:
             raise UsageError("--from-prompt needs transfer on")
         preflight(config)
-        config = pin_metrics(config)
+        config = record_files(pin_metrics(config))
         target = config.target_task
     return log.fork(
         run_id,

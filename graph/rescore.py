@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from ..config import RecordedFile
 from ..errors import ConfigError, UsageError
 from ..evaluator import ObjectiveWeights, Task, load_task, objective
 from ..evaluator.registry import metric_versions, resolve_metrics, run_weights
@@ -160,9 +161,13 @@ def rescore_run(
     judge: str | None = None,
     rubric: Mapping[str, Any] | None = None,
     tasks: Mapping[str, Task] | None = None,
+    files: Mapping[str, RecordedFile] | None = None,
 ) -> str:
     """Fork ``run_id`` as a new run evaluated under ``weights`` (merged into its own) and with ``metrics``
     added to its own (a metric named again is re-created at its current version); returns the new id.
+
+    ``files``: the run's recorded files as the new run records them (their current hashes, when the
+    caller accepted a change: :func:`tprompt.run_files.check_files`).
 
     ``judge`` (a model spec) or ``rubric`` (the config key's value) change the
     LLM judge: every answer set is judged again (judge calls only, through the
@@ -187,6 +192,8 @@ def rescore_run(
         raise ConfigError(f"weights{'.' + loc if loc else ''}: {first_error(exc)}",
                           hint="weights are >= 0, not all 0, over known metrics") from None
     changes: dict[str, Any] = {"weights": merged, "metrics": refs, "metric_versions": metric_versions(metric_set)}
+    if files is not None:
+        changes["files"] = dict(files)
     if judge is not None:
         changes["judge"] = judge
     if rubric is not None:

@@ -1,0 +1,122 @@
+"""The files a run reads, recorded so the run works from any folder and refuses a file changed since.
+
+A new run records each task given as a path by its absolute path (the config
+then names the task by that path) and each metric module (``MODULE:FUNCTION``)
+by its file and the folder it imports from, each with a sha256 of its content
+(``RunConfig.files``). ``resume``, ``replay --rerun`` and ``rescore`` check
+them first (:func:`check_files`): a file that changed or is gone is one clear
+error, unless the caller accepts the change (``rescore --accept-changed``),
+which records the new hashes in the new run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+from collections.abc import Collection
+from pathlib import Path
+
+from .config import RecordedFile, RunConfig
+from .errors import ConfigError
+
+#: How a metric module is keyed in ``RunConfig.files``.
+METRIC_KEY = "metric "
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of a file's bytes, or of a folder's files (relative names and contents, in name order)."""
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(f.relative_to(path)).encode() + b"\0")
+            digest.update(hashlib.sha256(f.read_bytes()).digest())
+    else:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _is_path_task(name: str) -> bool:
+    from .evaluator.tasks import bundled_names
+
+    key = name.strip().strip("/")
+    if key in bundled_names():
+        return False
+    try:
+        return Path(name).expanduser().exists()
+    except OSError:
+        return False
+
+
+def record_files(config: RunConfig, *, given: Collection[str] = ()) -> RunConfig:
+    """``config`` with its path tasks named by absolute path and every task file and metric module recorded.
+
+    ``given``: task names given as Python objects (kept as they are). Call it after the
+    metrics were resolved (their modules are imported then).
+    """
+    files = dict(config.files)
+
+    def absolute(name: str) -> str:
+        if name in given or not _is_path_task(name):
+            return name
+        path = Path(name).expanduser().resolve()
+        files[str(path)] = RecordedFile(path=str(path), sha256=content_hash(path))
+        return str(path)
+
+    sources = [absolute(n) for n in config.source_tasks]
+    target = absolute(config.target_task)
+    for ref in config.metrics:
+        module_name = ref.partition(":")[0].strip()
+        if ":" not in ref:
+            continue
+        file = getattr(sys.modules.get(module_name), "__file__", None) or _file_of(ref)
+        if not file:
+            continue
+        path = Path(file).resolve()
+        root = path.parent if path.name != "__init__.py" else path.parent.parent
+        for _ in module_name.split(".")[1:]:
+            root = root.parent
+        files[METRIC_KEY + module_name] = RecordedFile(path=str(path), sha256=content_hash(path), root=str(root))
+    return config.model_copy(update={"source_tasks": sources, "target_task": target, "files": files})
+
+
+def _file_of(ref: str) -> str | None:
+    """The source file of a registered metric's function (its module may have left ``sys.modules``)."""
+    from .evaluator.registry import resolve_metric
+
+    try:
+        return inspect.getsourcefile(resolve_metric(ref).fn)
+    except TypeError:  # a builtin or a callable object without a source file
+        return None
+
+
+def check_files(config: RunConfig, *, run_id: str, accept_changed: bool = False) -> RunConfig:
+    """Refuse a run whose recorded files changed or are gone; put its metric modules' folders on the import path.
+
+    Returns ``config`` with the current hashes when ``accept_changed`` (for a new run to record them).
+
+    Raises:
+        ConfigError: a recorded file is gone, or (without ``accept_changed``) its content changed.
+    """
+    files = dict(config.files)
+    for key, rec in config.files.items():
+        path = Path(rec.path)
+        what = f"metric module {key.removeprefix(METRIC_KEY)}" if key.startswith(METRIC_KEY) else "task file"
+        if not path.exists():
+            raise ConfigError(f"run {run_id}: its {what} {rec.path} is gone",
+                              hint="put it back at that path (the run recorded its content hash)", key="files")
+        now = content_hash(path)
+        if now != rec.sha256:
+            if not accept_changed:
+                raise ConfigError(
+                    f"run {run_id}: its {what} {rec.path} changed since the run recorded it "
+                    f"(sha256 {rec.sha256[:12]} then, {now[:12]} now)",
+                    hint="restore that content, or rescore the run under the new one: "
+                    f"tprompt rescore {run_id} --accept-changed", key="files")
+            files[key] = rec.model_copy(update={"sha256": now})
+        if rec.root and rec.root not in sys.path:
+            sys.path.insert(0, rec.root)  # the recorded module, from any folder (not a namesake in the working one)
+    return config.model_copy(update={"files": files}) if files != config.files else config
+
+
+__all__ = ("METRIC_KEY", "check_files", "content_hash", "record_files")

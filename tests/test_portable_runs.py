@@ -1,0 +1,102 @@
+"""A run works from any folder, and refuses a task file or metric module changed since it recorded them (issue 29)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from test_own_task_cli import write_dates
+
+from tprompt.cli import main
+
+METRIC = '''import re
+
+
+def iso_date(example, answer):
+    return 1.0 if re.fullmatch(r"\\\\d{4}-\\\\d{2}-\\\\d{2}", str(answer).strip()) else 0.0
+'''
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def own_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[Path, str, str]:
+    """A run of a task file and a metric module given by relative names in folder proj/, paused after its first step."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    write_dates(proj / "dates.jsonl")
+    # A module name of this test's own: metrics are registered by their MODULE:FUNCTION for the process.
+    module = f"portable_{hashlib.sha1(str(tmp_path).encode()).hexdigest()[:10]}"
+    (proj / f"{module}.py").write_text(METRIC)
+    monkeypatch.chdir(proj)
+    db = tmp_path / "runs.db"
+    code, out, err = cli(capsys, "--db", str(db), "run", "--target", "dates.jsonl", "--metric",
+                         f"{module}:iso_date", "--model", "fake", "--steps", "2", "--candidates", "2",
+                         "--examples", "6", "--test-examples", "4", "--max-rollouts", "12", "--json")
+    assert code == 0, err
+    state = json.loads(out)
+    assert state["status"] == "paused"
+    monkeypatch.syspath_prepend(str(tmp_path))  # nothing of proj/ stays importable by accident
+    import sys
+
+    sys.modules.pop(module, None)
+    monkeypatch.chdir(tmp_path / "..")
+    return db, state["run_id"], module
+
+
+def test_resume_replay_and_rescore_from_another_folder(own_run: tuple[Path, str, str],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    db, run_id, _ = own_run
+    # was: "unknown task 'dates.jsonl'" and "cannot import datemetrics" from any other folder
+    code, out, err = cli(capsys, "--db", str(db), "resume", run_id, "--json")
+    assert code == 0, err
+    done = json.loads(out)
+    assert done["status"] == "completed" and done["target_task"] == str(db.parent / "proj" / "dates.jsonl")
+    code, out, err = cli(capsys, "--db", str(db), "replay", run_id, "--rerun")
+    assert code == 0, err
+    code, out, err = cli(capsys, "--db", str(db), "rescore", run_id, "--weight", "iso_date=2", "--json")
+    assert code == 0, err and json.loads(out)["status"] == "completed"
+
+
+def test_a_changed_task_file_is_refused_and_accepted_for_rescoring(own_run: tuple[Path, str, str],
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    db, run_id, _ = own_run
+    task = db.parent / "proj" / "dates.jsonl"
+    with task.open("a") as f:
+        f.write(json.dumps({"question": "On 1 May 2001.", "reference": "2001-05-01"}) + "\n")
+    n_events = _events(db)
+    for argv in (("resume", run_id), ("replay", run_id, "--rerun"), ("rescore", run_id, "--weight", "iso_date=2")):
+        code, _, err = cli(capsys, "--db", str(db), *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"its task file {task} changed since the run recorded it" in err
+        assert f"tprompt --db {db} rescore {run_id} --accept-changed" in err
+        assert _events(db) == n_events  # nothing written
+    code, out, err = cli(capsys, "--db", str(db), "rescore", run_id, "--accept-changed", "--json")
+    assert code == 0, err
+    new_id = json.loads(out)["run_id"]
+    code, out, _ = cli(capsys, "--db", str(db), "show", new_id, "--json")
+    from tprompt.run_files import content_hash
+
+    assert json.loads(out)["config"]["files"][str(task)]["sha256"] == content_hash(task)  # the new hash recorded
+
+
+def test_a_changed_metric_module_is_refused(own_run: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    db, run_id, module = own_run
+    path = db.parent / "proj" / f"{module}.py"
+    path.write_text(METRIC + "\n# edited\n")
+    code, _, err = cli(capsys, "--db", str(db), "resume", run_id)
+    assert code == 2 and f"its metric module {module} {path} changed" in err
+
+
+def _events(db: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
