@@ -12,7 +12,8 @@ which records the new hashes in the new run.
 from __future__ import annotations
 
 import hashlib
-import inspect
+import importlib.util
+import os
 import sys
 from collections.abc import Collection
 from pathlib import Path
@@ -69,7 +70,7 @@ def record_files(config: RunConfig, *, given: Collection[str] = ()) -> RunConfig
         module_name = ref.partition(":")[0].strip()
         if ":" not in ref:
             continue
-        file = getattr(sys.modules.get(module_name), "__file__", None) or _file_of(ref)
+        file = getattr(sys.modules.get(module_name), "__file__", None) or _file_of(module_name)
         if not file:
             continue
         path = Path(file).resolve()
@@ -80,14 +81,25 @@ def record_files(config: RunConfig, *, given: Collection[str] = ()) -> RunConfig
     return config.model_copy(update={"source_tasks": sources, "target_task": target, "files": files})
 
 
-def _file_of(ref: str) -> str | None:
-    """The source file of a registered metric's function (its module may have left ``sys.modules``)."""
-    from .evaluator.registry import resolve_metric
+def _file_of(module_name: str) -> str | None:
+    """The file of a metric module, found as the registry imports it (the working folder first), without running it.
 
+    User metrics import in a worker process (:mod:`tprompt.evaluator.metric_worker`), so this process may
+    never have imported the module.
+    """
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
     try:
-        return inspect.getsourcefile(resolve_metric(ref).fn)
-    except TypeError:  # a builtin or a callable object without a source file
-        return None
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        spec = None
+    finally:
+        if added:
+            sys.path.remove(cwd)
+    origin = spec.origin if spec is not None else None
+    return origin if origin and origin not in ("built-in", "frozen") else None
 
 
 def check_files(config: RunConfig, *, run_id: str, accept_changed: bool = False) -> RunConfig:
@@ -116,6 +128,9 @@ def check_files(config: RunConfig, *, run_id: str, accept_changed: bool = False)
             files[key] = rec.model_copy(update={"sha256": now})
         if rec.root and rec.root not in sys.path:
             sys.path.insert(0, rec.root)  # the recorded module, from any folder (not a namesake in the working one)
+            from .evaluator import metric_worker
+
+            metric_worker.reset()  # user metrics import in a worker that copies sys.path when it starts
     return config.model_copy(update={"files": files}) if files != config.files else config
 
 

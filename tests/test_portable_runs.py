@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from test_own_task_cli import write_dates
 
 from tprompt.cli import main
+from tprompt.evaluator import metric_worker
 
 METRIC = '''import re
 
@@ -35,6 +37,8 @@ def own_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     # A module name of this test's own: metrics are registered by their MODULE:FUNCTION for the process.
     module = f"portable_{hashlib.sha1(str(tmp_path).encode()).hexdigest()[:10]}"
     (proj / f"{module}.py").write_text(METRIC)
+    importlib.invalidate_caches()  # a module file written after this process started importing
+    metric_worker.reset()  # the metrics worker of an earlier test imports from that test's folder
     monkeypatch.chdir(proj)
     db = tmp_path / "runs.db"
     code, out, err = cli(capsys, "--db", str(db), "run", "--target", "dates.jsonl", "--metric",
