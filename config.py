@@ -395,9 +395,7 @@ def read_settings_file(path: str | Path, *, what: str = "config file") -> dict[s
         if suffix == ".json":
             data = json.loads(text)
         elif suffix in (".yaml", ".yml"):
-            import yaml  # PyYAML comes with transformers
-
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         else:
             data = tomllib.loads(text)
     except Exception as exc:  # the parsers' own error types differ; all mean "not a valid file"
@@ -407,6 +405,49 @@ def read_settings_file(path: str | Path, *, what: str = "config file") -> dict[s
     return data
 
 
+#: The most YAML nodes a settings file may expand to (aliases counted each time they are used): an alias
+#: bomb ("billion laughs") is refused here instead of expanding while it is validated.
+MAX_YAML_NODES = 100_000
+
+#: The most criteria a rubric may name: each is one more judge question on every answer.
+MAX_RUBRIC_CRITERIA = 50
+
+#: The formats a settings file may be written in.
+SETTINGS_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` parsed as YAML safely (no Python objects), refused if it expands past :data:`MAX_YAML_NODES`.
+
+    Raises:
+        ValueError: it expands to more nodes than that (an alias bomb); yaml.YAMLError: it is not valid YAML.
+    """
+    import yaml  # PyYAML comes with transformers
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+
+        def size(n: Any) -> int:
+            # Memoized per node, so an alias used a million times is counted a million times in linear time.
+            if id(n) not in sizes:
+                sizes[id(n)] = 0  # a recursive alias counts once on its way round
+                children = n.value if isinstance(n.value, list) else []
+                parts = [c for pair in children for c in pair] if isinstance(n, yaml.MappingNode) else children
+                sizes[id(n)] = min(1 + sum(size(c) for c in parts), MAX_YAML_NODES + 1)
+            return sizes[id(n)]
+
+        if size(node) > MAX_YAML_NODES:
+            raise ValueError(f"the YAML expands to more than {MAX_YAML_NODES} values (aliases repeated); "
+                             "write the values out")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_rubric_file(path: str | Path) -> dict[str, Any]:
     """Read a judge's rubric (TOML, JSON or YAML: ``criteria``, ``scale``, ``instruction``, ``name``, ``version``,
     at the top level or under a ``[rubric]`` table) into the value of the config key ``rubric``, checked.
@@ -414,9 +455,19 @@ def load_rubric_file(path: str | Path) -> dict[str, Any]:
     Raises:
         ConfigError: the file is unreadable or the rubric is invalid (no criteria, a bad scale, ...).
     """
+    if Path(path).suffix.lower() not in SETTINGS_SUFFIXES:
+        raise ConfigError(f"rubric file {path}: a rubric is a .toml, .json or .yaml file, not "
+                          f"{Path(path).suffix or 'a file without an extension'}")
     data = read_settings_file(path, what="rubric file")
     if set(data) == {"rubric"} and isinstance(data["rubric"], dict):
         data = data["rubric"]
+    criteria = data.get("criteria")
+    if not criteria:
+        raise ConfigError(f"rubric file {path}: the rubric has no criteria: give at least one [[criteria]] "
+                          "with a name and a description")
+    if isinstance(criteria, list) and len(criteria) > MAX_RUBRIC_CRITERIA:
+        raise ConfigError(f"rubric file {path}: {len(criteria)} criteria; give at most {MAX_RUBRIC_CRITERIA} "
+                          "(each is one more judge question on every answer)")
     check_values({"rubric": data}, where=f"rubric file {path}")
     return data
 

@@ -321,3 +321,24 @@ def test_an_open_ended_rows_references_are_the_judges_reference() -> None:
     assert reference_of(two) == "- First.\n- Second."
     assert reference_of(Example(id="x-3", question="Q?", answer="42")) == "42"
     assert reference_of(Example(id="x-4", question="Q?", references=())) == ""
+
+
+@pytest.mark.parametrize(("name", "text", "needle"), [
+    ("r.toml", 'name = "nocrit"\nscale = [1, 5]\n', "has no criteria"),       # was: the default rubric, silently
+    ("r.toml", "", "has no criteria"),                                          # was: the default rubric, silently
+    ("r.txt", '[[criteria]]\nname = "a"\ndescription = "b"\n', ".toml, .json or .yaml"),  # was: read as TOML
+    ("r.yaml", "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi")) + "criteria: [{name: x, description: d, extra: *i}]\n",
+     "expands to more than"),                                                   # was: hung while validated
+    ("r.toml", "".join(f'[[criteria]]\nname = "c{i}"\ndescription = "d"\n' for i in range(51)),
+     "at most 50"),                                                             # was: 51 judge calls per answer
+])
+def test_a_bad_rubric_file_is_one_line_naming_it(tmp_path: Path, name: str, text: str, needle: str) -> None:
+    rubric = tmp_path / name
+    rubric.write_text(text)
+    db = tmp_path / "t.db"
+    out = tprompt(db, "run", *cli_args(), "--judge", "fake", "--rubric", str(rubric), check=False)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and needle in lines[0] and str(rubric) in lines[0], out.stderr
+    assert len(lines) <= 2 and "Traceback" not in out.stderr and not db.exists()
