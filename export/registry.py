@@ -76,6 +76,10 @@ def register_mlflow(found: PromptExport, name: str | None = None, alias: str | N
         import mlflow
     except ImportError as exc:
         raise MissingExtra("registering a prompt in MLflow needs MLflow", hint="pip install 'tprompt[mlflow]'") from exc
+    import logging
+
+    # MLflow logs its wait for the new version at INFO on stderr; tprompt reports the outcome itself.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     name = name or default_name(found)
     _kind, template = registry_prompt(found)
     p = found.provenance
