@@ -184,6 +184,12 @@ def _read_jsonl(path: Path, acc: _Rows, forced_split: str | None = None) -> None
         except json.JSONDecodeError as exc:
             acc.bad(where, f"invalid JSON ({exc.msg})")
             continue
+        try:  # JSON escapes can spell a lone surrogate ("\\ud800"), which no text store or terminal takes
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad_char = exc.object[exc.start:exc.end].encode("unicode_escape").decode("ascii")
+            acc.bad(where, f"not valid Unicode: a lone surrogate ({bad_char}); write the character itself")
+            continue
         if isinstance(data, dict) and set(data) == {"description"} and not acc.rows:  # the header line
             acc.describe(data["description"], where)
             continue

@@ -117,6 +117,20 @@ def test_a_task_name_too_long_for_a_file_name(tmp_path: Path, how: str) -> None:
     assert not db.exists()
 
 
+def test_a_row_with_a_lone_surrogate_is_named_by_file_and_line(tmp_path: Path) -> None:
+    # was: a UnicodeEncodeError traceback, after run had already written the run
+    task = tmp_path / "mine.jsonl"
+    rows = [{"question": f"q{i}?", "answer": "yes", "split": "train" if i % 2 else "test"} for i in range(6)]
+    rows[1]["question"] = "bad \ud800 text"
+    task.write_text("\n".join(json.dumps(r) for r in rows) + "\n")  # json.dumps escapes it: "\\ud800"
+    db = tmp_path / "t.db"
+    proc = tprompt(db, "run", "--target", str(task), "--model", "fake", "--steps", "1", check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and len(lines) <= 2, proc.stderr
+    assert f"{task}:2" in lines[0] and "lone surrogate (\\ud800)" in lines[0]
+    assert not db.exists()
+
+
 # --- damaged databases ----------------------------------------------------------------------------
 
 
