@@ -233,9 +233,12 @@ class RunConfig(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _check_base_urls(cls, value: str | list[str] | None) -> str | list[str] | None:
-        # A single string is kept as it was given (logs of every version store one); a list is new, and checked.
+        # A single string is checked but kept as it was given (logs of every version store one, trailing slash
+        # and all); a list is new, and stored checked. Checked whatever the model: a fake run stores it too.
         if isinstance(value, list):
             return check_base_urls(value)
+        if value is not None:
+            check_base_url(value)
         return value
 
     @model_validator(mode="after")
@@ -313,7 +316,7 @@ def check_base_url(url: str) -> str:
     text = url.strip().rstrip("/") if isinstance(url, str) else ""
     try:
         parts = urlsplit(text)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and text.isprintable()
     except ValueError:
         ok = False
     if not ok:

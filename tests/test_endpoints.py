@@ -10,6 +10,7 @@ with two base URLs reaches its runs; bad lists are one clear line.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -200,3 +201,19 @@ def test_a_server_that_reads_only_the_legacy_max_tokens_gets_it(
     assert legacy.bodies and all(b.get("max_tokens") == b.get("max_completion_tokens") for b in legacy.bodies)
     model = ApiBackend("openai", "gpt-x", spec="openai:gpt-x", base_url="https://api.openai.com/v1")
     assert not model._legacy_max_tokens  # OpenAI's own API refuses a request carrying both
+
+
+@pytest.mark.parametrize("bad", ["ftp://127.0.0.1:8000/v1", "http://127.0.0.1\x00:8000/v1", "localhost:8000"])
+def test_a_bad_base_url_is_refused_whatever_the_model(tmp_path: Path, bad: str) -> None:
+    # was: accepted (and stored in the run) when the model is fake, which never calls it
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"base_url": bad}))
+    with pytest.raises(ConfigError) as caught:
+        make_config({**RUN, "proposer": "fake", "scorer": "fake", "base_url": bad})
+    assert "is not an http(s) URL" in str(caught.value) and "\x00" not in str(caught.value)
+    db = tmp_path / "t.db"
+    done = subprocess.run([sys.executable, "-m", "tprompt.cli", "--db", str(db), "run", "--model", "fake",
+                           "--config", str(config)], capture_output=True, text=True, timeout=120)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode != 0 and "Traceback" not in done.stderr and len(lines) <= 2, done.stderr
+    assert "is not an http(s) URL" in lines[0] and str(config) in lines[0] and not db.exists()
