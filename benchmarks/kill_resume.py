@@ -13,7 +13,7 @@ counts drawn at random (seeded) from the reference's length, a fresh
 ``tprompt resume`` finishes it. Compared: every event's type and payload, ids,
 timestamps and pause/resume marks aside (``graph.comparable_events``). Also
 printed: model calls paid twice (a cache key answered by a model more than once).
-``--judge SPEC`` runs an LLM judge too (a ``candidate.judged`` per answer set),
+``--judge SPEC`` runs an LLM judge too (a ``candidate.judged``/``test.judged`` per answer set),
 so kills also land inside the judge node. ``--proposer-style reflective
 --parent-selection pareto`` runs the reflective proposer with parents drawn
 from the Pareto pool (``--steps 2`` gives each stage a proposal whose parent
@@ -92,8 +92,8 @@ def main() -> None:
             reference = comparable_events(log, ref.run_id)
         n = len(reference)
         points = sorted(random.Random(args.seed).sample(range(2, n), min(args.points, n - 2)))
-        judged = sum(t == "candidate.judged" for t, _ in reference)
-        print(f"model {args.model}, judge {args.judge or '-'} ({judged} candidate.judged), proposer style "
+        judged = sum(t in ("candidate.judged", "test.judged") for t, _ in reference)
+        print(f"model {args.model}, judge {args.judge or '-'} ({judged} candidate.judged/test.judged), proposer style "
               f"{args.proposer_style}, parents {args.parent_selection}, {args.steps} step(s) per stage: "
               f"uninterrupted run of {n} events; kill -9 after {points} events")
         same_all = True

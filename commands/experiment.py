@@ -23,6 +23,7 @@ from ..experiments.grid import (
     run_experiment,
 )
 from ..experiments.parallel import CellOutcome
+from ..graph.resources import ExecutionOptions
 from ..stores import EventLog, RunState
 from ._common import JSON_OPTION, err, open_log, out, prepare_output_dir, print_json, tprompt_cmd
 from ._model_options import CONCURRENCY_OPTION, REQUEST_TIMEOUT_OPTION, check_model_options
@@ -48,7 +49,7 @@ def _execute_with_progress(json_: bool, concurrency: int | None = None, request_
             err.print(f"[{index}/{total}] {cell_run.cell.key}  {ARM_LABELS[cell_run.arm]}  seed {cell_run.seed}  ({run_id})")
         return execute_run(
             log, run_id, json_=json_, on_pause="pausing: rerun the same `tprompt experiment` command to continue",
-            concurrency=concurrency, request_timeout=request_timeout,
+            options=ExecutionOptions(concurrency=concurrency, request_timeout=request_timeout),
         )
 
     return execute

@@ -139,6 +139,7 @@ def replay(
         raise UsageError("--concurrency and --request-timeout apply to --rerun only", hint="add --rerun")
     if rerun:
         from ..graph import rerun_check
+        from ..graph.resources import ExecutionOptions
         from ..run_files import check_files
 
         with open_log(ctx) as log:
@@ -146,7 +147,8 @@ def replay(
             config = log.state(run_id).config
             if config is not None:
                 check_files(config, run_id=run_id)
-            same, why = rerun_check(log, run_id, concurrency=concurrency, request_timeout=request_timeout)
+            same, why = rerun_check(log, run_id,
+                                    options=ExecutionOptions(concurrency=concurrency, request_timeout=request_timeout))
         if json_:
             print_json({"run_id": run_id, "same": same, "detail": why})
         else:

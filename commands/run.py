@@ -18,6 +18,7 @@ from ..config import load_rubric_file, stage_rule
 from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..graph.parents import run_frontier
+from ..graph.resources import ExecutionOptions, RunResources
 from ..graph.rules import rollouts_used
 from ..metric_specs import METRIC_NAMES, metric_columns
 from ..prompt_file import read_prompt_source
@@ -50,20 +51,18 @@ def execute(
     *,
     json_: bool,
     on_pause: str = "pausing: the work in flight is abandoned, its model calls stay cached (Ctrl-C again to quit now)",
-    max_cost: float | None = None,
-    max_rollouts: int | None = None,
-    concurrency: int | None = None,
-    request_timeout: float | None = None,
-    force: bool = False,
+    options: ExecutionOptions | None = None,
+    resources: RunResources | None = None,
     otel: str | None = None,
 ) -> RunState:
     """Run or continue ``run_id`` in this process with progress and Ctrl-C = pause.
 
     ``on_pause`` is what the first Ctrl-C (or SIGTERM) prints on stderr;
-    ``max_cost`` (USD) pauses the run once its paid calls reach it;
-    ``max_rollouts`` pauses it before its scorer calls on training examples would go past that many;
-    ``concurrency`` and ``request_timeout`` override the run's settings for this execution;
-    ``force`` takes over a lease held on another host (``resume --force``);
+    ``options``: this execution's (``max_cost``: USD, pause once the run's paid
+    calls reach it; ``max_rollouts``: pause before its scorer calls on training
+    examples would go past that many; ``concurrency`` and ``request_timeout``
+    over the run's settings; ``force``: take over a lease held on another host,
+    ``resume --force``); ``resources``: the run's resources if opened already (``tprompt run``);
     ``otel`` is an OTLP collector's URL (else ``OTEL_EXPORTER_OTLP_ENDPOINT``, else none): spans are sent as the run goes.
 
     Raises:
@@ -71,8 +70,7 @@ def execute(
     """
     where = otel_target(otel)
     # The runner takes the run's lease and honours `tprompt pause RUN`, even while model calls hang.
-    runner = Runner(log, run_id, max_cost=max_cost, max_rollouts=max_rollouts, concurrency=concurrency,
-                    request_timeout=request_timeout, force=force)
+    runner = Runner(log, run_id, options=options, resources=resources)
     progress = RunProgress(enabled=err.is_terminal and not json_, plain=not json_)
     interrupts = 0
 
@@ -102,12 +100,12 @@ def execute(
     for line in metric_failure_lines(runner.context.metric_set.failures):
         err.print(Text(line), soft_wrap=True)
     if state.status == "paused" and runner.pause_reason == "budget":
-        err.print(f"run {run_id}: spend ${runner.spent():.4f} reached --max-cost ${max_cost:.4f}; "
+        err.print(f"run {run_id}: spend ${runner.spent():.4f} reached --max-cost ${runner.options.max_cost or 0:.4f}; "
                   f"continue with a higher budget: {tprompt_cmd()} resume {run_id} --max-cost N")
     if state.status == "paused" and runner.pause_reason == "rollouts":
         used = rollouts_used(state)
         err.print(f"run {run_id}: {used} rollouts (scorer calls on training examples) of --max-rollouts "
-                  f"{max_rollouts}; the next scoring would go past it. Continue with a higher budget: "
+                  f"{runner.options.max_rollouts}; the next scoring would go past it. Continue with a higher budget: "
                   f"{tprompt_cmd()} resume {run_id} --max-rollouts N")
     return state
 
@@ -268,7 +266,8 @@ def run(
 
     Example: tprompt run --source bbh/navigate --target bbh/web_of_lies --model fake --steps 3
     """
-    _check_max_cost(max_cost, max_rollouts)
+    # --concurrency and --request-timeout are the config's (recorded); the rest is this execution's.
+    options = ExecutionOptions(max_cost=max_cost, max_rollouts=max_rollouts)
     check_model_options(concurrency, request_timeout)
     if target_only and source:
         raise UsageError("--target-only runs no source stage, so it takes no --source",
@@ -310,27 +309,26 @@ def run(
         values["weights"] = {**values.get("weights", {}), **parse_weights(weight)}
     cfg = make_config(values, where=str(config) if config else "options")
     cfg = _pin_base_url(cfg)
-    preflight(cfg)  # a bad task or model fails before the database is even created
+    resources = preflight(cfg, options=options)  # a bad task or model fails before the database is even created
     if not json_:
-        for line in row_warnings(cfg):
+        for line in row_warnings(cfg, resources.tasks):
             err.print(Text(f"warning: {line}"), soft_wrap=True)
     otel_target(otel)  # so does a bad --otel URL or a missing otel extra
     with open_log(ctx, readonly=False, create=True) as log:
-        run_id = create_run(log, cfg)
+        run_id = create_run(log, cfg, resources=resources)
         if not json_:
             err.print(f"run {run_id} created in {log.path}")
-        state = execute(log, run_id, json_=json_, max_cost=max_cost, max_rollouts=max_rollouts, otel=otel)
+        state = execute(log, run_id, json_=json_, options=options, resources=resources, otel=otel)
     report(state, json_=json_)
 
 
-def row_warnings(cfg: Any) -> list[str]:
-    """What the run's settings ask for that its tasks cannot give: more training or test rows than they have."""
-    from ..evaluator import load_task
-
+def row_warnings(cfg: Any, tasks: Mapping[str, Any]) -> list[str]:
+    """What the run's settings ask for that its tasks (opened with the run's resources) cannot give:
+    more training or test rows than they have."""
     lines = []
     names = [*cfg.source_tasks, cfg.target_task] if cfg.transfer else [cfg.target_task]
     for name in dict.fromkeys(names):
-        task = load_task(name)
+        task = tasks[name]
         if len(task.train) < cfg.examples:
             lines.append(f"task {name} has {len(task.train)} training row(s); each candidate is scored on those "
                          f"{len(task.train)}, not on --examples {cfg.examples}")
@@ -338,13 +336,6 @@ def row_warnings(cfg: Any) -> list[str]:
             lines.append(f"task {name} has {len(task.test)} test row(s); the final table uses those "
                          f"{len(task.test)}, not --test-examples {cfg.test_examples}")
     return lines
-
-
-def _check_max_cost(max_cost: float | None, max_rollouts: int | None = None) -> None:
-    if max_cost is not None and not max_cost > 0:
-        raise UsageError(f"--max-cost must be a positive number of US dollars, not {max_cost}")
-    if max_rollouts is not None and max_rollouts < 1:
-        raise UsageError(f"--max-rollouts must be a positive number of scorer calls, not {max_rollouts}")
 
 
 def _pin_base_url(cfg: Any) -> Any:
@@ -384,7 +375,8 @@ def resume(
 
     Example: tprompt resume r-1a2b3c --request-timeout 600
     """
-    _check_max_cost(max_cost, max_rollouts)
+    options = ExecutionOptions(max_cost=max_cost, max_rollouts=max_rollouts, concurrency=concurrency,
+                               request_timeout=request_timeout, force=force)
     check_model_options(concurrency, request_timeout)
     otel_target(otel)
     with open_log(ctx, readonly=False) as log:
@@ -398,8 +390,7 @@ def resume(
         else:
             if state.config is not None:
                 check_files(state.config, run_id=run_id)  # a task file or metric module changed: refused here
-            state = execute(log, run_id, json_=json_, max_cost=max_cost, max_rollouts=max_rollouts,
-                            concurrency=concurrency, request_timeout=request_timeout, force=force, otel=otel)
+            state = execute(log, run_id, json_=json_, options=options, otel=otel)
     report(state, json_=json_)
 
 

@@ -14,7 +14,7 @@ Two modes:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -82,11 +82,14 @@ class Evaluation(BaseModel):
         return sum(a.correct for a in self.answers)
 
 
-def resolve_mode(mode: str, task: Task, model: ChatBackend) -> str:
-    """``auto`` -> ``logprob`` for multiple-choice tasks on a model that scores options, else ``generate``."""
+def resolve_mode(mode: str, task: Task, model: ChatBackend) -> ScoreMode:
+    """``auto`` -> ``logprob`` for multiple-choice tasks on a model that scores options, else ``generate``.
+
+    Any other ``mode`` is returned as given (:func:`check_mode` refuses one that is neither).
+    """
     if mode == "auto":
         return "logprob" if (task.kind == "choice" and model.supports_option_probs) else "generate"
-    return mode
+    return cast(ScoreMode, mode)
 
 
 def check_mode(mode: str, task: Task, model: ChatBackend | None = None) -> None:

@@ -115,6 +115,7 @@ def cell_task(seed: bytes, run_id: str, settings: _Settings, flag: Any = None) -
     shard, which is shipped) is the ``end`` item's text, not an exception: only
     a lost worker or node makes the driver submit the cell again.
     """
+    from ..graph.resources import ExecutionOptions
     from ..graph.runner import Runner
     from ..stores.shard import snapshot, stamp
 
@@ -144,8 +145,8 @@ def cell_task(seed: bytes, run_id: str, settings: _Settings, flag: Any = None) -
 
     try:
         with EventLog(path) as log:
-            runner = Runner(log, run_id, pause_check=paused, concurrency=settings.concurrency,
-                            request_timeout=settings.request_timeout)
+            runner = Runner(log, run_id, pause_check=paused, options=ExecutionOptions(
+                concurrency=settings.concurrency, request_timeout=settings.request_timeout))
 
             def work() -> None:
                 try:

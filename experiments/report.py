@@ -100,7 +100,7 @@ def _run_report(log: EventLog, run_id: str) -> Report:
     target = state.target_task or config.target_task
     model = config.scorer
     title = f"{model} · {' + '.join(sources) or '(no source stage)'} → {target}"
-    roles = tested_roles(config.transfer)
+    roles: list[str] = list(tested_roles(config.transfer))
     group = Group(title, model, sources, target, config.scorer_budget, roles)
     for role in roles:
         sample = _sample(role, seed, state, role)

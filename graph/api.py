@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ConfigError, UsageError
-from ..evaluator import ObjectiveWeights, Task, load_task
-from ..evaluator.registry import metric_versions, resolve_metrics, run_weights
-from ..evaluator.tasks import task_template
-from ..models import get_model
+from ..errors import UsageError
+from ..evaluator import Task
 from ..run_files import record_files
 from ..stores import EventLog
 from ..stores.events import (
@@ -24,88 +21,43 @@ from ..stores.events import (
 )
 from ..stores.projection import RunState
 from .config import RunConfig, make_config
+from .resources import ExecutionOptions, RunResources, first_error, pin_metrics
 
 
-def first_error(exc: ValueError) -> str:
-    """The first message of a pydantic ValidationError (or the error's text)."""
-    errors = getattr(exc, "errors", None)
-    first = errors()[0].get("msg", str(exc)) if callable(errors) else str(exc)
-    return str(first).removeprefix("Value error, ")
+def preflight(
+    config: RunConfig, tasks: Mapping[str, Task] | None = None, *, options: ExecutionOptions | None = None
+) -> RunResources:
+    """Check everything a run needs before anything is written: open its resources.
 
-
-def preflight(config: RunConfig, tasks: Mapping[str, Task] | None = None) -> None:
-    """Check everything a run needs before anything is written.
+    Returns the opened :class:`RunResources`; pass them on (to :func:`create_run`
+    and :class:`Runner`) so nothing is opened twice.
 
     Raises:
         UnknownTask, BadTaskFile, UnknownModel, ModelUnavailable, MissingExtra,
         MissingCredentials, ConfigError.
     """
-    given = dict(tasks or {})
-    loaded = [given[name] if name in given else load_task(name) for name in [*config.source_tasks, config.target_task]]
-    metric_set = resolve_metrics(config.metrics, config.metric_versions, timeout=config.metric_timeout)
-    try:
-        ObjectiveWeights(**run_weights(config.weights, metric_set))
-    except ValueError as exc:  # pydantic's ValidationError
-        msg = first_error(exc)
-        raise ConfigError(f"weights: {msg}", hint="weight the seven, a metric the run names, or a registered one",
-                          key="weights") from None
-    _check_references(loaded, config)
-    for task in loaded:
-        template = task_template(config.template, task.name)
-        if template is not None:
-            template.check_rows([*task.train, *task.test], where=f"task {task.name}")
-    get_model(config.proposer, base_url=config.base_url, precision=config.precision_of(config.proposer))
-    if config.judge is not None:
-        get_model(config.judge, base_url=config.base_url, precision=config.precision_of(config.judge))
-    scorer = get_model(config.scorer, base_url=config.base_url, precision=config.precision_of(config.scorer))
-    if config.mode == "logprob":
-        if not scorer.supports_option_probs:
-            raise UsageError(
-                f"mode logprob needs option probabilities (a local model, or a server that returns logprobs); "
-                f"{config.scorer} has none",
-                hint="use --mode generate",
-            )
-        open_tasks = [t.name for t in loaded if t.kind != "choice"]
-        if open_tasks:
-            raise UsageError(
-                f"mode logprob needs multiple-choice tasks; {', '.join(open_tasks)} "
-                + ("is not" if len(open_tasks) == 1 else "are not"),
-                hint="use --mode generate or auto",
-            )
-
-
-def _check_references(tasks: list[Task], config: RunConfig) -> None:
-    """An open-ended row without a reference can only be judged: refuse it when no judge is configured."""
-    if getattr(config, "judge", None):  # the judge's config key, where the judge is built in
-        return
-    for task in tasks:
-        if task.kind != "text":
-            continue
-        for split, rows in (("train", task.train), ("test", task.test)):
-            bare = next((r for r in rows if not r.targets), None)
-            if bare is not None:
-                raise ConfigError(
-                    f"task {task.name}: {split} row {bare.id!r} has neither 'answer' nor 'reference', and no judge "
-                    "is configured to score it", hint="give the row a reference, or configure a judge", key="judge",
-                )
-
-
-def pin_metrics(config: RunConfig) -> RunConfig:
-    """``config`` with the version of each of its metrics recorded (``metric_versions``), as a new run stores it."""
-    versions = metric_versions(resolve_metrics(config.metrics, config.metric_versions))
-    return config if versions == config.metric_versions else config.model_copy(update={"metric_versions": versions})
+    return RunResources.open(config, tasks=tasks, options=options)
 
 
 def create_run(
-    log: EventLog, config: RunConfig, *, run_id: str | None = None, tasks: Mapping[str, Task] | None = None
+    log: EventLog,
+    config: RunConfig,
+    *,
+    run_id: str | None = None,
+    tasks: Mapping[str, Task] | None = None,
+    resources: RunResources | None = None,
 ) -> str:
     """Validate and record a new run (its ``run.created`` event); returns the run id.
 
     ``tasks``: tasks given as Python objects, by the names ``config`` uses
-    (pass them again to :class:`Runner` to run or resume it).
+    (pass them again to :class:`Runner` to run or resume it). ``resources``:
+    the run's resources opened already (:func:`preflight`) for ``config``;
+    opened here otherwise.
     """
-    preflight(config, tasks)
-    config = record_files(pin_metrics(config), given=dict(tasks or {}))  # paths made absolute, contents hashed: the run works from any folder
+    if resources is None or not resources.matches(pin_metrics(config, resources.metric_set)):
+        resources = RunResources.open(config, tasks=tasks)
+    # paths made absolute, contents hashed: the run works from any folder
+    config = record_files(pin_metrics(config, resources.metric_set), given=dict(tasks or {}))
     text = config.original_prompt
     created = RunCreated(
         config=config,
@@ -162,8 +114,7 @@ def fork_run(
     if validate:
         if from_prompt_id is not None and not config.transfer:
             raise UsageError("--from-prompt needs transfer on")
-        preflight(config)
-        config = record_files(pin_metrics(config))
+        config = record_files(pin_metrics(config, RunResources.open(config).metric_set))
         target = config.target_task
     return log.fork(
         run_id,
@@ -230,14 +181,13 @@ def comparable_events(log: EventLog, run_id: str, *, own_only: bool = False) -> 
 
 
 def rerun_check(
-    log: EventLog, run_id: str, *, on_update: Any = None, concurrency: int | None = None,
-    request_timeout: float | None = None,
+    log: EventLog, run_id: str, *, on_update: Any = None, options: ExecutionOptions | None = None,
 ) -> tuple[bool, str]:
     """Re-execute ``run_id`` from its config in a scratch copy of the database.
 
     The copy has the same LLM cache, so a deterministic run replays for free;
-    the original database is not written. ``concurrency`` and ``request_timeout``
-    override how the re-run calls its models. Returns (same, explanation).
+    the original database is not written. ``options`` (concurrency, request
+    timeout) change how the re-run calls its models. Returns (same, explanation).
     """
     import tempfile
 
@@ -259,9 +209,11 @@ def rerun_check(
                     target_task=original.target_task or "",
                     from_prompt_id=original.from_prompt_id,
                 )
+                resources = None
             else:
-                new_id = create_run(scratch, original.config)
-            Runner(scratch, new_id, concurrency=concurrency, request_timeout=request_timeout).run(on_update)
+                resources = RunResources.open(original.config, options=options)
+                new_id = create_run(scratch, original.config, resources=resources)
+            Runner(scratch, new_id, options=options, resources=resources).run(on_update)
             again = comparable_events(scratch, new_id, own_only=original.parent_run_id is not None)
         before = comparable_events(log, run_id, own_only=original.parent_run_id is not None)
     if original.status != "completed":
@@ -274,4 +226,4 @@ def rerun_check(
     return True, f"the re-run produced the same {len(before)} events"
 
 
-__all__ = ("comparable_events", "create_run", "fork_run", "pin_metrics", "preflight", "rerun_check")
+__all__ = ("comparable_events", "create_run", "first_error", "fork_run", "pin_metrics", "preflight", "rerun_check")

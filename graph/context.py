@@ -1,7 +1,7 @@
 """What the graph's nodes share during one run: LangGraph's runtime context.
 
-A :class:`RunContext` holds the run's resources (the event log, the recorder,
-the proposer and scorer models, the tasks). The algorithm's rules over the
+A :class:`RunContext` holds the run's resources (:class:`RunResources`: the
+tasks, metrics, objective and model views) with the event log and the recorder. The algorithm's rules over the
 run's projection are pure functions of (state, config) in :mod:`.rules`.
 Nodes receive the context as ``runtime.context``; they never keep state in it:
 the run's state is the projection in the graph state, folded from the log.
@@ -14,24 +14,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..config import base_urls
-from ..evaluator import Example, ObjectiveWeights, Task, load_task, objective, resolve_mode
-from ..evaluator.registry import MetricSet, resolve_metrics, run_weights
+from ..evaluator import Example, ScoreMode, Task, resolve_mode
+from ..evaluator.registry import MetricSet
 from ..evaluator.tasks import task_template
 from ..evaluator.template import ChatTemplate
 from ..models import ChatBackend, Recorder
 from ..models.recorder import CallSite
 from ..stores import EventLog
 from ..stores.events import Event, Stage, StoredEvent
-from ..stores.projection import RunState, fold
-from ..stores.summary import summarize
+from ..stores.projection import RunState
 from .config import RunConfig
+from .resources import Objective, RunResources
 from .rules import ScoreJob, stage_tasks, step_label
 
 #: Model specs whose calls go over the network: a step's candidates are scored concurrently there.
 _LOCAL_PREFIXES = ("smollm2", "hf:", "fake")
-
-#: The evaluator's objective: metrics -> one number to maximize.
-Objective = Callable[[Mapping[str, float | None]], float]
 
 
 class Abandon(Exception):
@@ -40,51 +37,62 @@ class Abandon(Exception):
 
 @dataclass
 class RunContext:
-    """The run-scoped resources and rules every node reads (``runtime.context``)."""
+    """The run-scoped resources and rules every node reads (``runtime.context``).
+
+    The resources (tasks, metrics, objective, model views, this execution's
+    options) are :class:`RunResources`, opened once per execution; the
+    context adds the log, the recorder and the pause machinery.
+    """
 
     log: EventLog
     run_id: str
-    config: RunConfig
+    resources: RunResources
     recorder: Recorder
-    proposer: ChatBackend
-    scorer: ChatBackend
-    #: the LLM judge (None: no judge configured)
-    judge: ChatBackend | None = None
-    #: tasks given as Python objects (by name); others are loaded by name or path
-    tasks: dict[str, Task] = field(default_factory=dict)
-    #: replaces the weighted objective of ``config.weights``
-    objective_fn: Objective | None = None
     pause_check: Callable[[], bool] | None = None
-    max_cost: float | None = None
-    #: scorer calls on training examples after which the run pauses (``--max-rollouts``)
-    max_rollouts: int | None = None
-    pause: threading.Event = field(default_factory=threading.Event)
     pause_reason: str = "user"
     _examples: dict[tuple[str, str, int], list[Example]] = field(default_factory=dict)
-    _metric_set: MetricSet | None = None
+
+    # -- the resources -------------------------------------------------------------------
+
+    @property
+    def config(self) -> RunConfig:
+        return self.resources.config
+
+    @property
+    def proposer(self) -> ChatBackend:
+        return self.resources.proposer
+
+    @property
+    def scorer(self) -> ChatBackend:
+        return self.resources.scorer
+
+    @property
+    def judge(self) -> ChatBackend | None:
+        return self.resources.judge
+
+    @property
+    def pause(self) -> threading.Event:
+        return self.resources.pause
+
+    @property
+    def max_cost(self) -> float | None:
+        return self.resources.options.max_cost
+
+    @property
+    def max_rollouts(self) -> int | None:
+        """Scorer calls on training examples after which the run pauses (``--max-rollouts``)."""
+        return self.resources.options.max_rollouts
 
     # -- the log -------------------------------------------------------------------------
 
     def emit(self, state: RunState, *events: Event) -> tuple[list[StoredEvent], RunState]:
         """Append ``events`` atomically after ``state``'s last event; the stored events and the new state."""
-        expected = state.last_seq + 1
-        ids = [f"{self.run_id}:{expected + i}:{ev.type}" for i, ev in enumerate(events)]
-        after: list[RunState] = []
-
-        def summary(stored: list[StoredEvent]) -> tuple[int, str]:
-            # The run's row in `tprompt runs`, written with the events it describes.
-            after.append(fold(stored, state=state))  # one state copy per append, not per event
-            return after[0].last_seq, summarize(after[0], "").to_json()
-
-        stored = self.log.append(self.run_id, list(events), expected_seq=expected, event_ids=ids, summary=summary)
-        return stored, after[0] if after else state
+        return self.log.append_after(state, list(events))
 
     # -- tasks and examples ------------------------------------------------------------------
 
     def task(self, name: str) -> Task:
-        if name not in self.tasks:
-            self.tasks[name] = load_task(name)
-        task = self.tasks[name]
+        task = self.resources.task(name)
         if self.config.description is not None and name == self.config.target_task:
             return task.model_copy(update={"description": self.config.description})
         return task
@@ -102,25 +110,16 @@ class RunContext:
             self._examples[key] = self.task(task).sample(n, split=split, seed=self.config.seed)
         return self._examples[key]
 
-    def mode_for(self, task: Task) -> str:
+    def mode_for(self, task: Task) -> ScoreMode:
         return resolve_mode(self.config.mode, task, self.scorer)
 
     @property
     def metric_set(self) -> MetricSet:
-        """The run's metric plug-ins, re-created from its config (names or import paths, versions checked)."""
-        if self._metric_set is None:
-            self._metric_set = resolve_metrics(self.config.metrics, self.config.metric_versions,
-                                               timeout=self.config.metric_timeout, abandoned=self.pause.is_set)
-        return self._metric_set
-
-    @property
-    def weights(self) -> ObjectiveWeights:
-        return ObjectiveWeights(**run_weights(self.config.weights, self.metric_set))
+        """The run's metric plug-ins (names or import paths, versions checked when the resources were opened)."""
+        return self.resources.metric_set
 
     def objective(self, metrics: Mapping[str, float | None]) -> float:
-        if self.objective_fn is not None:
-            return float(self.objective_fn(metrics))
-        return objective(dict(metrics), self.weights)
+        return self.resources.objective(metrics)
 
     @property
     def scorer_is_remote(self) -> bool:

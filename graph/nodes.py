@@ -13,7 +13,7 @@ Agents (paper, section 3):
 * ``score``: the scorer LLM answers the training questions under each
   candidate still to score (one ``candidate.answered`` per candidate and task).
 * ``judge`` (when a judge is configured): the LLM judge scores every recorded
-  answer on the rubric's criteria (``candidate.judged``).
+  answer on the rubric's criteria (``candidate.judged``, ``test.judged``).
 * ``evaluate``: the objective evaluator turns recorded answers into the
   metrics and the objective (``candidate.scored``, or ``prompt.tested``).
 * ``transfer``: the top-k source prompts seed the target stage
@@ -46,7 +46,7 @@ from ..agents.proposer import (
 )
 from ..agents.reflective import REFLECTIVE_TEMPLATES, build_reflection
 from ..agents.transfer import select_transfer
-from ..evaluator import Task, answer_prompt
+from ..evaluator import ScoreMode, Task, answer_prompt
 from ..evaluator.registry import MetricSet
 from ..judge.answers import judge_answered
 from ..judge.request import judgement_metrics
@@ -54,10 +54,11 @@ from ..models import ChatRequest, Recorder
 from ..models.recorder import CallSite
 from ..stores.events import (
     Answer,
+    Answered,
     CandidateAnswered,
-    CandidateJudged,
     CandidateScored,
     Event,
+    Judged,
     PromptTested,
     RunCompleted,
     RunPaused,
@@ -65,6 +66,7 @@ from ..stores.events import (
     StageStarted,
     StepProposed,
     StoredEvent,
+    TestAnswered,
     TransferSelected,
 )
 from ..stores.projection import RunState
@@ -89,6 +91,12 @@ def emit(state: GraphState, runtime: Runtime[RunContext], *events: Event) -> Upd
     """Append ``events`` after the run's last event; the state update saying so."""
     stored, run = runtime.context.emit(state["run"], *events)
     return {"run": run, "events": stored}
+
+
+def _stage(run: RunState) -> Stage:
+    """The stage ``run`` is in (a node that works on a step runs only inside a stage)."""
+    assert run.stage is not None, "a step's node runs only once a stage has started"
+    return run.stage
 
 
 def _progress(runtime: Runtime[RunContext], label: str) -> Callable[[int, int], None]:
@@ -146,7 +154,7 @@ def propose(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     """
     ctx, run = runtime.context, state["run"]
     config = ctx.config
-    stage: Stage = run.stage  # type: ignore[assignment]
+    stage = _stage(run)
     step = run.step + 1
     tasks = rules.stage_tasks(run, config, stage)
     task = ctx.task(tasks[0])
@@ -272,7 +280,7 @@ def score(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     ctx, run = runtime.context, state["run"]
     # Under --max-rollouts, the jobs that fit are scored, then the run pauses: no answer is paid for and dropped.
     jobs, over = rules.rollouts_fit(run, rules.score_jobs(run, ctx.config), ctx.max_rollouts)
-    stage: Stage = run.stage  # type: ignore[assignment]
+    stage = _stage(run)
     step = run.in_flight or 0
     appended: list[StoredEvent] = []
     width = ctx.served_width if ctx.scorer_is_remote else 1
@@ -315,7 +323,7 @@ def _answer_job(runtime: Runtime[RunContext], stage: Stage, step: int, job: Scor
     mode, answers = _answer(runtime, job.candidate.text, job.task, examples, label, site)
     return CandidateAnswered(
         stage=stage, step=step, prompt_id=job.candidate.prompt_id, text=job.candidate.text, task=job.task,
-        split="train", rung=job.rung, mode=mode, scorer_calls=new_calls, answers=answers,
+        rung=job.rung, mode=mode, scorer_calls=new_calls, answers=answers,
     )
 
 
@@ -328,12 +336,12 @@ LOCAL_SCORER_BATCH = 32
 
 def _answer(
     runtime: Runtime[RunContext], prompt: str, task_name: str, examples: Sequence[Any], label: str, site: CallSite
-) -> tuple[Any, list[Answer]]:
+) -> tuple[ScoreMode, list[Answer]]:
     ctx = runtime.context
     task = ctx.task(task_name)
     mode = ctx.mode_for(task)
     answers = answer_prompt(
-        prompt, examples, task=task, model=ctx.scorer, recorder=site, mode=mode,  # type: ignore[arg-type]
+        prompt, examples, task=task, model=ctx.scorer, recorder=site, mode=mode,
         template=ctx.template_for(task),
         progress=_progress(runtime, label),
         # A served scorer takes `concurrency` requests at once per endpoint; a batch must hold them all.
@@ -349,7 +357,8 @@ def _answer(
 def judge(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     """The LLM judge scores every recorded, not yet judged answer set on the rubric's criteria.
 
-    One ``candidate.judged`` per ``candidate.answered``, appended as soon as it
+    One ``candidate.judged`` per ``candidate.answered`` (``test.judged`` per
+    ``test.answered``), appended as soon as it
     is complete (a pause or a crash loses at most the set in flight).
     """
     ctx, run = runtime.context, state["run"]
@@ -357,11 +366,9 @@ def judge(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     assert rubric is not None and model is not None, "the judge node runs only when a judge is configured"
     appended: list[StoredEvent] = []
     for answered in run.unjudged():
-        test = answered.split == "test"
-        step = "test" if test else step_label(answered.stage or "", answered.step or 0)
-        n = ctx.config.test_examples if test else ctx.config.examples
+        n = rules.judge_examples(answered, ctx.config)
         event = judge_answered(
-            ctx.log, answered, rubric=rubric, model=model, site=ctx.call_site(run, "judge", step=step),
+            ctx.log, answered, rubric=rubric, model=model, site=ctx.call_site(run, "judge", step=rules.judge_step(answered)),
             task=ctx.task(answered.task), examples=ctx.examples(answered.task, answered.split, n),
             seed=ctx.config.seed, progress=_progress(runtime, f"judging {answered.prompt_id} on {answered.task}"),
         )
@@ -383,7 +390,7 @@ def evaluate(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     ))
 
 
-def judge_extra(judged: CandidateJudged | None, rubric: Any) -> dict[str, float | None] | None:
+def judge_extra(judged: Judged | None, rubric: Any) -> dict[str, float | None] | None:
     """The judge's metrics of one answer set, for :func:`evaluate_answers` (None without a judgement)."""
     if judged is None or rubric is None:
         return None
@@ -391,14 +398,14 @@ def judge_extra(judged: CandidateJudged | None, rubric: Any) -> dict[str, float 
 
 
 def evaluate_answers(
-    answered: CandidateAnswered,
+    answered: Answered,
     objective: Callable[[dict[str, float | None]], float],
     *,
     metrics: MetricSet | None = None,
     task: Task | None = None,
     extra: Mapping[str, float | None] | None = None,
 ) -> Event:
-    """What the evaluator makes of one ``candidate.answered``: a score (training) or a test result.
+    """What the evaluator makes of one answer set: a score (``candidate.answered``) or a test result (``test.answered``).
 
     Pure: the metrics come from the event, the run's metric plug-ins
     (``metrics``, over the rows of ``task``: their references) and ``extra``
@@ -412,17 +419,15 @@ def evaluate_answers(
     values, undefined = done.values, done.undefined
     values.update(extra or {})
     per_example = {"example_values": done.example_values, "feedback": done.feedback}
-    if answered.split == "test":
+    if isinstance(answered, TestAnswered):
         return PromptTested(
-            role=answered.role,  # type: ignore[arg-type]
-            prompt_id=answered.prompt_id, text=answered.text, task=answered.task, split="test",
+            role=answered.role, prompt_id=answered.prompt_id, text=answered.text, task=answered.task,
             n_examples=len(answers), metrics=values, objective=objective(values), scorer_calls=answered.scorer_calls,
             undefined=undefined, **per_example,
         )
     return CandidateScored(
-        stage=answered.stage,  # type: ignore[arg-type]
-        step=answered.step,  # type: ignore[arg-type]
-        prompt_id=answered.prompt_id, text=answered.text, task=answered.task, split=answered.split,
+        stage=answered.stage, step=answered.step,
+        prompt_id=answered.prompt_id, text=answered.text, task=answered.task,
         n_examples=len(answers), metrics=values, objective=objective(values), scorer_calls=answered.scorer_calls,
         rung=answered.rung, undefined=undefined, **per_example,
     )
@@ -431,7 +436,7 @@ def evaluate_answers(
 def close_step(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     """Close the step in flight (best so far, stop rule) and, when due, the stage (its top-k)."""
     ctx, run = runtime.context, state["run"]
-    stage: Stage = run.stage  # type: ignore[assignment]
+    stage = _stage(run)
     return emit(state, runtime, *closing_events(run, ctx.config, stage))
 
 
@@ -449,8 +454,8 @@ def test(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     mode, answers = _answer(runtime, prompt.text, target, examples, f"test: {role}", ctx.call_site(run, "scorer", step="test"))
     return emit(
         state, runtime,
-        CandidateAnswered(role=role, prompt_id=prompt.prompt_id, text=prompt.text, task=target,  # type: ignore[arg-type]
-                          split="test", mode=mode, scorer_calls=len(answers), answers=answers),
+        TestAnswered(role=role, prompt_id=prompt.prompt_id, text=prompt.text, task=target,
+                     mode=mode, scorer_calls=len(answers), answers=answers),
     )
 
 

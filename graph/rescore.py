@@ -30,16 +30,18 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from ..config import RecordedFile
-from ..errors import ConfigError, UsageError
-from ..evaluator import ObjectiveWeights, Task, load_task, objective
-from ..evaluator.registry import metric_versions, resolve_metrics, run_weights
+from ..errors import UsageError
+from ..evaluator import ObjectiveWeights, Task
+from ..evaluator.registry import metric_versions
 from ..stores import EventLog, new_run_id
 from ..stores.events import (
+    Answered,
     AnyEvent,
     CandidateAnswered,
     CandidateJudged,
     CandidateScored,
     Event,
+    Judged,
     PromptTested,
     RunFailed,
     RunForked,
@@ -48,15 +50,17 @@ from ..stores.events import (
     StageCompleted,
     StepCompleted,
     StoredEvent,
+    TestAnswered,
+    TestJudged,
 )
 from ..stores.projection import RunState, answer_key, fold
-from .api import first_error
 from .config import RunConfig
 from .nodes import evaluate_answers, judge_extra
-from .rules import stage_top_k, step_best, step_label
+from .resources import Evaluation, open_judge
+from .rules import judge_examples, judge_step, stage_top_k, step_best
 
 #: (the answers to judge, the seq its candidate.judged will have) -> that event
-Rejudge = Callable[[CandidateAnswered, int], CandidateJudged]
+Rejudge = Callable[[Answered, int], Judged]
 
 #: Marks of an execution, not of its result: a rescore does not copy them.
 _SKIPPED = (RunForked, RunPaused, RunResumed, RunFailed)
@@ -89,22 +93,22 @@ def parse_weights(items: list[str]) -> dict[str, float]:
 
 def rescore_events(
     run_events: list[StoredEvent], config: RunConfig, base: RunState, tasks: Mapping[str, Task] | None = None,
-    *, rejudge: Rejudge | None = None,
+    *, rejudge: Rejudge | None = None, evaluation: Evaluation | None = None,
 ) -> list[Event]:
     """The run's own history after ``base`` with the evaluator's events recomputed under ``config``'s
-    weights and metrics (``tasks``: given as objects by name; others are loaded by name or path).
+    weights and metrics (``tasks``: given as objects by name; others are loaded by name or path;
+    ``evaluation``: the tasks, metrics and objective opened already for ``config``).
 
     ``rejudge``: judge every answer set again (a new judge or rubric); its
     ``candidate.judged`` replaces the recorded one, or follows the
     ``candidate.answered`` in a run that had none. Without it, the recorded
     judgements are the judge metrics' source.
     """
-    metric_set = resolve_metrics(config.metrics, config.metric_versions, timeout=config.metric_timeout)
-    weights = ObjectiveWeights(**run_weights(config.weights, metric_set))
-    loaded: dict[str, Task] = dict(tasks or {})
-    answers: dict[tuple, CandidateAnswered] = {}
-    judged: dict[tuple, CandidateJudged] = {}
-    had_judge = any(isinstance(se.event, CandidateJudged) for se in run_events)
+    if evaluation is None:
+        evaluation = Evaluation.open(config, tasks=tasks, task_names=answered_tasks(run_events))
+    answers: dict[tuple, Answered] = {}
+    judged: dict[tuple, Judged] = {}
+    had_judge = any(isinstance(se.event, (CandidateJudged, TestJudged)) for se in run_events)
     state = base
     out: list[Event] = []
     now = datetime.now(UTC)
@@ -121,12 +125,12 @@ def rescore_events(
         ev: Event = se.event
         if isinstance(ev, _SKIPPED):
             continue
-        if isinstance(ev, CandidateAnswered):
+        if isinstance(ev, (CandidateAnswered, TestAnswered)):
             answers[answer_key(ev)] = ev
             if rejudge is not None and not had_judge:
                 add(ev)
                 ev = judged[answer_key(ev)] = rejudge(ev, state.last_seq + 1)
-        elif isinstance(ev, CandidateJudged):
+        elif isinstance(ev, (CandidateJudged, TestJudged)):
             if rejudge is not None:
                 ev = rejudge(answers[answer_key(ev)], state.last_seq + 1)
             judged[answer_key(ev)] = ev
@@ -139,10 +143,9 @@ def rescore_events(
                     hint="fork it with the new weights instead (tprompt fork RUN --at 1 ...)",
                 )
             answered = answers[key]
-            if answered.task not in loaded:
-                loaded[answered.task] = load_task(answered.task)
-            ev = evaluate_answers(answered, lambda m: objective(m, weights), metrics=metric_set,
-                                  task=loaded[answered.task], extra=judge_extra(judged.get(key), config.judge_rubric))
+            ev = evaluate_answers(answered, evaluation.objective, metrics=evaluation.metric_set,
+                                  task=evaluation.task(answered.task),
+                                  extra=judge_extra(judged.get(key), config.judge_rubric))
         elif isinstance(ev, StepCompleted):
             best_id, best_objective = step_best(state, ev.stage)
             ev = ev.model_copy(update={"best_prompt_id": best_id, "best_objective": best_objective})
@@ -183,15 +186,14 @@ def rescore_run(
     merged = {**state.config.weights, **weights}
     refs = list(dict.fromkeys([*state.config.metrics, *(m.strip() for m in metrics)]))
     versions = {k: v for k, v in state.config.metric_versions.items() if k not in metrics}
-    metric_set = resolve_metrics(refs, versions, timeout=state.config.metric_timeout)
-    try:
-        ObjectiveWeights(**run_weights(merged, metric_set))
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        errors = getattr(exc, "errors", None)
-        loc = ".".join(str(p) for p in errors()[0].get("loc", ())) if callable(errors) else ""
-        raise ConfigError(f"weights{'.' + loc if loc else ''}: {first_error(exc)}",
-                          hint="weights are >= 0, not all 0, over known metrics") from None
-    changes: dict[str, Any] = {"weights": merged, "metrics": refs, "metric_versions": metric_versions(metric_set)}
+    events = list(log.events(run_id))
+    # Checked before the new config is made, so a bad weight is named as the weight check words it.
+    evaluation = Evaluation.open(
+        state.config.model_copy(update={"weights": merged, "metrics": refs, "metric_versions": versions}),
+        tasks=tasks, task_names=answered_tasks(events),
+    )
+    changes: dict[str, Any] = {"weights": merged, "metrics": refs,
+                               "metric_versions": metric_versions(evaluation.metric_set)}
     if files is not None:
         changes["files"] = dict(files)
     if judge is not None:
@@ -201,7 +203,6 @@ def rescore_run(
     from .config import make_config
 
     config = make_config({**state.config.model_dump(), **changes}, where="rescore")
-    events = list(log.events(run_id))
     # The fork's own history starts after the lineage's run.created (seq 1) and its run.forked (seq 2).
     base = fold(events[:1], run_id=run_id).model_copy(
         update={"config": config, "target_task": state.target_task, "last_seq": 2}
@@ -213,8 +214,8 @@ def rescore_run(
 
         recorder = Recorder(log, run_id=new_id, prices=config.prices)
     try:
-        rejudge = _rejudge(log, recorder, new_id, config) if recorder is not None else None
-        rescored = rescore_events(events[1:], config, base, tasks, rejudge=rejudge)
+        rejudge = _rejudge(log, recorder, new_id, config, evaluation) if recorder is not None else None
+        rescored = rescore_events(events[1:], config, base, rejudge=rejudge, evaluation=evaluation)
     finally:
         if recorder is not None and log.path != ":memory:":
             recorder.close()
@@ -224,25 +225,25 @@ def rescore_run(
     )
 
 
-def _rejudge(log: EventLog, recorder: Any, run_id: str, config: RunConfig) -> Rejudge:
+def answered_tasks(events: Sequence[StoredEvent]) -> list[str]:
+    """The tasks a run's recorded answer sets are on, in order of first answer."""
+    return list(dict.fromkeys(se.event.task for se in events if isinstance(se.event, (CandidateAnswered, TestAnswered))))
+
+
+def _rejudge(log: EventLog, recorder: Any, run_id: str, config: RunConfig, evaluation: Evaluation) -> Rejudge:
     """The judge of ``config`` over recorded answers, its calls filed under ``run_id`` at each judged event's seq."""
     from ..judge.answers import judge_answered
-    from ..models import get_model
 
-    assert config.judge is not None and config.judge_rubric is not None
-    model = get_model(config.judge, base_url=config.base_url, concurrency=config.concurrency,
-                      precision=config.precision_of(config.judge))
-    tasks: dict[str, Any] = {}
+    assert config.judge_rubric is not None
+    model = open_judge(config)
 
-    def rejudge(answered: CandidateAnswered, seq: int) -> CandidateJudged:
-        test = answered.split == "test"
-        task = tasks.get(answered.task) or tasks.setdefault(answered.task, load_task(answered.task))
-        n = config.test_examples if test else config.examples
-        step = "test" if test else step_label(answered.stage or "", answered.step or 0)
+    def rejudge(answered: Answered, seq: int) -> Judged:
+        task = evaluation.task(answered.task)
         return judge_answered(
             log, answered, rubric=config.judge_rubric, model=model,  # type: ignore[arg-type]
-            site=recorder.at("judge", run_id=run_id, step=step, seq=seq), task=task,
-            examples=task.sample(n, split=answered.split, seed=config.seed), seed=config.seed,
+            site=recorder.at("judge", run_id=run_id, step=judge_step(answered), seq=seq), task=task,
+            examples=task.sample(judge_examples(answered, config), split=answered.split, seed=config.seed),
+            seed=config.seed,
         )
 
     return rejudge

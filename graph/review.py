@@ -63,8 +63,10 @@ def revise(
             raise UsageError("an added candidate is empty")
         _check_length(text, max_chars, "an added candidate")
         out.append(PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="edited"))
-    seen: set[str] = set()
-    return [c for c in out if not (c.prompt_id in seen or seen.add(c.prompt_id))]  # type: ignore[func-returns-value]
+    unique: dict[str, PromptCandidate] = {}
+    for c in out:
+        unique.setdefault(c.prompt_id, c)  # the first of a repeated prompt stays, in its place
+    return list(unique.values())
 
 
 def _check_length(text: str, max_chars: int | None, what: str) -> None:
@@ -83,8 +85,9 @@ def record_review(log: EventLog, run_id: str, candidates: Sequence[PromptCandida
     with run_lease(log, run_id):
         state = log.state(run_id)
         waiting_candidates(state)
-        log.append(run_id, [StepRevised(stage=state.stage, step=state.in_flight, by="review",  # type: ignore[arg-type]
-                                        candidates=list(candidates))], expected_seq=state.last_seq + 1)
+        assert state.stage is not None and state.in_flight is not None  # a run awaiting review has a step in flight
+        log.append(run_id, [StepRevised(stage=state.stage, step=state.in_flight, by="review",
+                                        candidates=list(candidates))], expected_seq=state.last_seq + 1, base=state)
         return log.state(run_id)
 
 

@@ -19,7 +19,19 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..stores.events import Event, PromptCandidate, Stage, StageCompleted, StepCompleted, prompt_id_of, tested_roles
+from ..stores.events import (
+    Answered,
+    CandidateAnswered,
+    Event,
+    PromptCandidate,
+    Role,
+    Stage,
+    StageCompleted,
+    StepCompleted,
+    TestAnswered,
+    prompt_id_of,
+    tested_roles,
+)
 from ..stores.projection import RunState, ScoredPrompt
 from .config import RunConfig
 
@@ -91,7 +103,7 @@ def stages(config: RunConfig) -> tuple[Stage, ...]:
     return ("source", "target") if config.transfer else ("target",)
 
 
-def untested_role(run: RunState, config: RunConfig) -> str | None:
+def untested_role(run: RunState, config: RunConfig) -> Role | None:
     """The next role whose prompt the test split has not scored yet (None: all tested)."""
     return next((r for r in tested_roles(config.transfer) if r not in run.tested), None)
 
@@ -111,6 +123,18 @@ def step_label(stage: str, step: int) -> str:
     return f"{stage}:{step}"
 
 
+def judge_step(answered: Answered) -> str:
+    """The step the judge's calls on ``answered`` are filed under: its training step, or ``test``."""
+    if isinstance(answered, TestAnswered):
+        return "test"
+    return step_label(answered.stage, answered.step)
+
+
+def judge_examples(answered: Answered, config: RunConfig) -> int:
+    """How many of its task's rows ``answered`` answered (the sample the judge is shown again)."""
+    return config.test_examples if isinstance(answered, TestAnswered) else config.examples
+
+
 def original(run: RunState, config: RunConfig) -> PromptCandidate:
     """The run's original prompt."""
     if run.original_prompt is not None:
@@ -119,7 +143,7 @@ def original(run: RunState, config: RunConfig) -> PromptCandidate:
     return PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="original")
 
 
-def prompt_for_role(run: RunState, config: RunConfig, role: str) -> PromptCandidate:
+def prompt_for_role(run: RunState, config: RunConfig, role: Role) -> PromptCandidate:
     """The prompt tested as ``role`` (the best of a stage, or the original when the stage scored none)."""
     if role == "original":
         return original(run, config)
@@ -200,7 +224,7 @@ def score_jobs(run: RunState, config: RunConfig) -> list[ScoreJob]:
     stage: Stage = run.stage
     tasks = stage_tasks(run, config, stage)
     done = {(x.prompt_id, x.task, x.rung): x for x in run.step_scores(stage, step)}
-    answered = {(a.prompt_id, a.task, a.rung) for a in run.unevaluated}
+    answered = {(a.prompt_id, a.task, a.rung) for a in run.unevaluated if isinstance(a, CandidateAnswered)}
     alive = list(run.pending)
     racing = config.budget == "racing" and step > 0 and len(alive) > 1
     sizes = rung_sizes(config) if racing else [config.examples]

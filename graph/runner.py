@@ -1,7 +1,8 @@
 """Driving one run through the graph: resume, stream, pause, fail.
 
-:class:`Runner` builds the run's :class:`RunContext` (log, recorder, models,
-tasks), folds the run's projection from the log, and streams the compiled
+:class:`Runner` folds the run's projection from the log (once), opens its
+:class:`RunResources` (tasks, metrics, objective, model views) unless given
+them, builds the :class:`RunContext` (those, the log, the recorder), and streams the compiled
 graph (``stream_mode=["updates", "custom"]``). What it yields, and what the
 CLI and the TUI show, is LangGraph's stream: the events each node appended
 (:class:`EventsAppended`) and the progress inside a node (:class:`Progress`).
@@ -27,15 +28,16 @@ from typing import Any
 from ..errors import TPromptError, UsageError
 from ..evaluator import Task
 from ..evaluator.metric_worker import MetricsAbandoned
-from ..models import CallsAbandoned, Recorder, get_model
+from ..models import CallsAbandoned, Recorder
 from ..stores import EventLog
 from ..stores.control import mark_handled, pause_requested
 from ..stores.events import RunFailed, RunPaused, RunResumed, StoredEvent
 from ..stores.leases import run_lease
 from ..stores.projection import RunState
-from .config import RunConfig, make_config
-from .context import Abandon, Objective, RunContext
-from .rules import next_node, rollouts_exhausted
+from .config import RunConfig
+from .context import Abandon, RunContext
+from .resources import ExecutionOptions, Objective, RunResources
+from .rules import next_node, rollouts_exhausted, stage_tasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,20 +73,22 @@ class Runner:
         pause_check: called between pieces of work; True pauses the run. A
             ``tprompt pause RUN`` from another process always does (the
             request is read from the database, and cleared when honoured).
-        max_cost: USD; once the run's paid calls reach it, the run pauses
-            (reason ``budget``) and can be resumed with a higher budget.
-        max_rollouts: scorer calls on training examples (both stages); the
-            run scores what fits, then pauses (reason ``rollouts``) before a
-            scoring job or a new step that would go past it. Never exceeded.
         tasks: tasks given as Python objects, by the names the config uses.
         objective: replaces the weighted objective (metrics -> float).
         graph: a compiled graph from :func:`build_graph` (default: the
             Transfer-Prompting or the target-only graph, as configured).
-        concurrency, request_timeout: this execution's values of the run
-            settings of those names, over the run's config (they change how
-            the calls are made, not what the run records).
-        force: take over the run's lease from a process on another host
-            (``tprompt resume --force``; see :func:`tprompt.stores.leases.acquire`).
+        options: this execution's options (concurrency and request timeout
+            over the run's config: they change how the calls are made, not
+            what the run records; ``max_cost``: USD, once the run's paid calls
+            reach it the run pauses, reason ``budget``; ``max_rollouts``: scorer
+            calls on training examples, both stages: the run scores what fits,
+            then pauses, reason ``rollouts``, before a scoring job or a new
+            step that would go past it, never exceeded; ``force``: take over
+            the run's lease from a process on another host, see
+            :func:`tprompt.stores.leases.acquire`).
+        resources: the run's resources, already opened (by :func:`create_run`'s
+            caller, say); opened here from the run's config when not given, or
+            when they were opened for another config.
     """
 
     def __init__(
@@ -93,48 +97,33 @@ class Runner:
         run_id: str,
         *,
         pause_check: Callable[[], bool] | None = None,
-        max_cost: float | None = None,
-        max_rollouts: int | None = None,
         tasks: Mapping[str, Task] | None = None,
         objective: Objective | None = None,
         graph: Any = None,
-        concurrency: int | None = None,
-        request_timeout: float | None = None,
-        force: bool = False,
+        options: ExecutionOptions | None = None,
+        resources: RunResources | None = None,
     ) -> None:
         self.log = log
-        self.force = force
         self.run_id = log.resolve(run_id)
         self.state = log.state(self.run_id)
-        if self.state.config is None:
+        recorded = self.state.config
+        if recorded is None:
             raise UsageError(f"run {self.run_id} has no configuration event; it cannot be run")
-        assert self.state.config is not None  # a created run has its config
-        self.config: RunConfig = self.state.config
-        given = {"concurrency": concurrency, "request_timeout": request_timeout}
-        if any(v is not None for v in given.values()):
-            self.config = make_config({**self.config.model_dump(), **{k: v for k, v in given.items() if v is not None}})
-        pause = threading.Event()
-        # Each run gets its own view of a shared backend: its gate, timeout and pause are its own.
-        views: dict[str, Any] = {}
-        for spec in (self.config.proposer, self.config.scorer, *([self.config.judge] if self.config.judge else [])):
-            if spec not in views:
-                views[spec] = get_model(
-                    spec, base_url=self.config.base_url, concurrency=self.config.concurrency,
-                    request_timeout=self.config.request_timeout, abandoned=pause.is_set,
-                    precision=self.config.precision_of(spec),
-                )
+        if (resources is None or not resources.matches(recorded) or (options is not None and options != resources.options)
+                or (objective is not None and objective is not resources.evaluation.objective_fn)):
+            names = stage_tasks(self.state, recorded, "source") + stage_tasks(self.state, recorded, "target")
+            # Unknown tasks, a metric that no longer imports or changed version, fail here, before anything is written.
+            resources = RunResources.open(recorded, tasks=tasks, task_names=names, options=options, objective_fn=objective)
+        self.resources = resources
+        self.options = resources.options
+        self.force = self.options.force
+        self.config: RunConfig = resources.config
         self.context = RunContext(
-            log=log, run_id=self.run_id, config=self.config, recorder=Recorder(log, run_id=self.run_id, prices=self.config.prices),
-            proposer=views[self.config.proposer], scorer=views[self.config.scorer],
-            judge=views[self.config.judge] if self.config.judge else None, tasks=dict(tasks or {}),
-            objective_fn=objective, pause=pause,
+            log=log, run_id=self.run_id, resources=resources,
+            recorder=Recorder(log, run_id=self.run_id, prices=self.config.prices),
             pause_check=lambda: bool(pause_check and pause_check()) or pause_requested(log, self.run_id),
-            max_cost=max_cost, max_rollouts=max_rollouts,
         )
         self.graph = graph
-        for name in self.context.stage_tasks(self.state, "source") + self.context.stage_tasks(self.state, "target"):
-            self.context.task(name)  # unknown tasks fail here, before anything is written
-        self.context.metric_set  # noqa: B018 -- a metric that no longer imports, or changed version, fails here too
 
     # -- what front ends and tests ask of a runner ---------------------------------------------
 
@@ -190,8 +179,9 @@ class Runner:
         runs it). A failure is recorded as ``run.failed`` and re-raised.
         """
         with run_lease(self.log, self.run_id, force=self.force):
-            # Whoever held the run before may have appended since this runner folded it.
-            self.state = self.log.state(self.run_id)
+            # Whoever held the run before may have appended since this runner folded it (then: fold again).
+            if self.log.last_seq(self.run_id) != self.state.last_seq:
+                self.state = self.log.state(self.run_id)
             mark_handled(self.log, self.run_id)  # a stale pause request must not stop a fresh start
             yield from self._stream()
             if self.state.status == "paused":
@@ -285,9 +275,11 @@ class Runner:
 
     def _fail(self, exc: BaseException, code: str, retryable: bool) -> None:
         try:
+            # After whatever the node appended before it failed (this process holds the run's lease).
             self.log.append(
                 self.run_id,
                 [RunFailed(error=str(exc) or type(exc).__name__, code=code, retryable=retryable)],
+                expected_seq=self.log.last_seq(self.run_id) + 1,
             )
         except TPromptError:
             pass  # the store itself failed; the original error is what matters

@@ -26,6 +26,8 @@ from ..stores.events import (
     StepProposed,
     StepRevised,
     StoredEvent,
+    TestAnswered,
+    TestJudged,
     TransferSelected,
 )
 
@@ -94,8 +96,10 @@ def node_of(stored: StoredEvent, *, transfer: bool = True) -> str | None:
         case StepRevised():
             return ev.by
         case CandidateAnswered():
-            return "test" if ev.split == "test" else "score"
-        case CandidateJudged():
+            return "score"
+        case TestAnswered():
+            return "test"
+        case CandidateJudged() | TestJudged():
             return "judge"
         case CandidateScored() | PromptTested():
             return "evaluate"

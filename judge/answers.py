@@ -1,7 +1,7 @@
 """The LLM judge over a run's recorded answers: what the ``judge`` node and ``tprompt rescore`` share.
 
-:func:`judge_answered` turns one ``candidate.answered`` into its
-``candidate.judged``: it shows the judge each answer (the scorer's reply as
+:func:`judge_answered` turns one answer set (``candidate.answered``,
+``test.answered``) into its judgement (``candidate.judged``, ``test.judged``): it shows the judge each answer (the scorer's reply as
 the transcript recorded it; in logprob mode, the option chosen), the question
 and the reference, one request per answer, through a recorder call site
 (cached, a transcript row with agent ``judge``).
@@ -15,12 +15,12 @@ from ..evaluator import Example, Task
 from ..models import ChatBackend
 from ..models.recorder import CallSite
 from ..stores import EventLog
-from ..stores.events import Answer, CandidateAnswered, CandidateJudged
+from ..stores.events import Answer, Answered, CandidateJudged, Judged, TestAnswered, TestJudged
 from .request import JudgeItem, format_question, judge_request, parse_judgement
 from .rubric import Rubric
 
 
-def answer_text(log: EventLog, answered: CandidateAnswered, answer: Answer, example: Example | None) -> str:
+def answer_text(log: EventLog, answered: Answered, answer: Answer, example: Example | None) -> str:
     """What the scorer answered, as the judge is shown it."""
     if answered.mode == "logprob" or answer.call_id is None:
         if answer.parsed is None:
@@ -52,7 +52,7 @@ def reference_of(example: Example | None) -> str:
 
 def judge_answered(
     log: EventLog,
-    answered: CandidateAnswered,
+    answered: Answered,
     *,
     rubric: Rubric,
     model: ChatBackend,
@@ -61,8 +61,8 @@ def judge_answered(
     examples: Sequence[Example],
     seed: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> CandidateJudged:
-    """The judge's ``candidate.judged`` for ``answered`` (its calls filed under ``site``).
+) -> Judged:
+    """The judge's judgement of ``answered``, of the same split (its calls filed under ``site``).
 
     Raises:
         ModelCallFailed: the judge model failed after retries (recorded; resume retries it).
@@ -82,10 +82,12 @@ def judge_answered(
     if progress:
         progress(len(requests), len(requests))
     judgements = [j for item, r in zip(items, results) for j in parse_judgement(r.text, rubric, item, call_id=r.call_id)]
+    if isinstance(answered, TestAnswered):
+        return TestJudged(role=answered.role, prompt_id=answered.prompt_id, task=answered.task, judge=model.spec,
+                          rubric=rubric.ref, judge_calls=len(requests), judgements=judgements)
     return CandidateJudged(
-        stage=answered.stage, step=answered.step, role=answered.role, prompt_id=answered.prompt_id,
-        task=answered.task, split=answered.split, rung=answered.rung, judge=model.spec, rubric=rubric.ref,
-        judge_calls=len(requests), judgements=judgements,
+        stage=answered.stage, step=answered.step, prompt_id=answered.prompt_id, task=answered.task,
+        rung=answered.rung, judge=model.spec, rubric=rubric.ref, judge_calls=len(requests), judgements=judgements,
     )
 
 

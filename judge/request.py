@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..models.types import ChatRequest
-from ..stores.events import CandidateJudged, Judgement
+from ..stores.events import Judged, Judgement
 from .prompts import JUDGE_CRITERION, JUDGE_PROMPT, JUDGE_REPLY_LINE, JUDGE_TEMPLATES
 from .rubric import Criterion, Rubric, judge_metric
 
@@ -121,7 +121,7 @@ def _from_json(reply: str) -> dict[str, tuple[float | None, str]]:
     return out
 
 
-def judgement_metrics(judged: CandidateJudged, rubric: Rubric) -> dict[str, float | None]:
+def judgement_metrics(judged: Judged, rubric: Rubric) -> dict[str, float | None]:
     """The judge's metrics of one answer set: ``judge_<criterion>`` -> mean normalized score, None if none parsed.
 
     Pure: a function of the event and the rubric (its scale) alone.

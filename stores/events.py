@@ -30,10 +30,10 @@ Role = Literal["original", "best_source", "best_target"]
 Metrics = dict[str, float | None]
 
 #: The prompts a finished run tests on the target's held-out split, in order.
-ROLES: tuple[str, ...] = ("original", "best_source", "best_target")
+ROLES: tuple[Role, ...] = ("original", "best_source", "best_target")
 
 
-def tested_roles(transfer: bool) -> list[str]:
+def tested_roles(transfer: bool) -> list[Role]:
     """The roles a run tests: all three with transfer, no best source prompt without (the OPRO baseline)."""
     return list(ROLES) if transfer else ["original", "best_target"]
 
@@ -139,23 +139,40 @@ class Answer(_Frozen):
 
 
 class CandidateAnswered(Event):
-    """The scorer agent's answers for one prompt on one task: what the evaluator scores.
+    """The scorer agent's answers for one candidate on one task's training questions: what the evaluator scores.
 
-    Training answers carry the stage, step and racing rung; test answers
-    (split ``test``) carry the role of the prompt tested instead.
+    Version 2: training answers only (the held-out test answers are :class:`TestAnswered`);
+    version 1 held both, told apart by ``split`` (see :func:`_split_answered`).
     """
 
+    schema_version: ClassVar[int] = 2
     type: Literal["candidate.answered"] = "candidate.answered"
-    stage: Stage | None = None
-    step: int | None = None
-    role: Role | None = None
+    stage: Stage
+    step: int
     prompt_id: str
     text: str
     task: str
-    split: str = "train"
+    split: Literal["train"] = "train"
+    #: racing (successive halving) rung; 0 for full scoring
     rung: int = 0
     mode: Literal["generate", "logprob"] = "generate"
     #: scorer calls this adds to the run's count (racing: only the rung's new examples)
+    scorer_calls: int = 0
+    answers: list[Answer]
+
+
+class TestAnswered(Event):
+    """The scorer agent's answers on the target task's held-out test questions under the prompt of one role."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    type: Literal["test.answered"] = "test.answered"
+    role: Role
+    prompt_id: str
+    text: str
+    task: str
+    split: Literal["test"] = "test"
+    mode: Literal["generate", "logprob"] = "generate"
+    #: scorer calls this adds to the run's count
     scorer_calls: int = 0
     answers: list[Answer]
 
@@ -176,19 +193,20 @@ class Judgement(_Frozen):
 
 
 class CandidateJudged(Event):
-    """The LLM judge's judgements of one ``candidate.answered`` (same answer key), per answer and criterion.
+    """The LLM judge's judgements of one :class:`CandidateAnswered` (same answer key), per answer and criterion.
 
     ``rubric`` is the rubric's ref (``rubric.default@v1``) and ``judge`` the
     judge's model spec; ``judge_calls`` the requests made (cache hits included).
+    Version 2: training answers only (test answers' are :class:`TestJudged`).
     """
 
+    schema_version: ClassVar[int] = 2
     type: Literal["candidate.judged"] = "candidate.judged"
-    stage: Stage | None = None
-    step: int | None = None
-    role: Role | None = None
+    stage: Stage
+    step: int
     prompt_id: str
     task: str
-    split: str = "train"
+    split: Literal["train"] = "train"
     rung: int = 0
     judge: str
     rubric: str
@@ -201,6 +219,32 @@ class CandidateJudged(Event):
         return sum(j.score is None for j in self.judgements)
 
 
+class TestJudged(Event):
+    """The LLM judge's judgements of one :class:`TestAnswered` (the same role's test answers)."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    type: Literal["test.judged"] = "test.judged"
+    role: Role
+    prompt_id: str
+    task: str
+    split: Literal["test"] = "test"
+    judge: str
+    rubric: str
+    judge_calls: int = 0
+    judgements: list[Judgement]
+
+    @property
+    def unparsed(self) -> int:
+        """Judgements whose reply could not be parsed."""
+        return sum(j.score is None for j in self.judgements)
+
+
+#: a set of scorer answers the evaluator (and the judge) works on: training or test
+Answered = CandidateAnswered | TestAnswered
+#: the judge's judgements of an answer set: training or test
+Judged = CandidateJudged | TestJudged
+
+
 class CandidateScored(Event):
     """One candidate's metrics on one task (one rung of racing, or the full set)."""
 
@@ -210,7 +254,7 @@ class CandidateScored(Event):
     prompt_id: str
     text: str
     task: str
-    split: str = "train"
+    split: Literal["train"] = "train"
     n_examples: int
     metrics: Metrics
     objective: float
@@ -256,7 +300,7 @@ class PromptTested(Event):
     prompt_id: str
     text: str
     task: str
-    split: str = "test"
+    split: Literal["test"] = "test"
     n_examples: int
     metrics: Metrics
     objective: float
@@ -297,7 +341,9 @@ AnyEvent = Annotated[
         StepProposed,
         StepRevised,
         CandidateAnswered,
+        TestAnswered,
         CandidateJudged,
+        TestJudged,
         CandidateScored,
         StepCompleted,
         StageCompleted,
@@ -317,6 +363,25 @@ EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
 EVENT_CLASSES: tuple[type[Event], ...] = get_args(get_args(AnyEvent)[0])
 
 
+#: The run status each of these event classes leaves a run in (the others keep it): the
+#: ``runs.status`` column the store keeps and the fold's ``RunState.status`` both read this.
+STATUS_AFTER: dict[type[Event], str] = {
+    RunCreated: "created",
+    RunForked: "created",
+    StageStarted: "running",
+    RunResumed: "running",
+    RunPaused: "paused",
+    RunCompleted: "completed",
+    RunFailed: "failed",
+}
+
+
+def event_key(run_id: str, seq: int, event: Event) -> str:
+    """The idempotency key of ``event`` appended to ``run_id`` at ``seq``: the same event at the same
+    seq has the same key, so a re-executed step writes nothing twice."""
+    return f"{run_id}:{seq}:{event.type}"
+
+
 def type_of(cls: type[Event]) -> str:
     """The ``type`` literal an event class is stored under."""
     default = cls.model_fields["type"].default
@@ -327,8 +392,31 @@ def type_of(cls: type[Event]) -> str:
 #: stored type literal -> event class (decoding a row; nothing else should look events up by string)
 EVENT_TYPES: dict[str, type[Event]] = {type_of(cls): cls for cls in EVENT_CLASSES}
 
-#: (type, stored schema_version) -> function bringing that payload one version up.
-UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def _split_answered(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 ``candidate.answered``/``candidate.judged``: training, or a test set (then ``test.*``).
+
+    Version 1 held both facts in one class, with ``split`` saying which: test
+    payloads carry the role (no stage, step or rung), training payloads the
+    stage, step and rung (no role).
+    """
+    data = dict(data)
+    role = data.pop("role", None)
+    if data.get("split", "train") == "test":
+        for key in ("stage", "step", "rung"):
+            data.pop(key, None)
+        data["type"] = "test." + data["type"].split(".", 1)[1]
+        data["role"] = role
+    return data
+
+
+#: (type, stored schema_version) -> function bringing that payload one version up
+#: (it may change the payload's ``type``: one stored class became two).
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("candidate.answered", 1): _split_answered,
+    ("candidate.judged", 1): _split_answered,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +458,7 @@ __all__ = (
     "ROLES",
     "tested_roles",
     "Answer",
+    "Answered",
     "AnyEvent",
     "CandidateAnswered",
     "CandidateJudged",
@@ -378,6 +467,7 @@ __all__ = (
     "EVENT_CLASSES",
     "EVENT_TYPES",
     "Event",
+    "Judged",
     "Judgement",
     "Metrics",
     "PromptCandidate",
@@ -390,6 +480,7 @@ __all__ = (
     "RunForked",
     "RunPaused",
     "RunResumed",
+    "STATUS_AFTER",
     "Stage",
     "StageCompleted",
     "StageStarted",
@@ -397,8 +488,11 @@ __all__ = (
     "StepProposed",
     "StepRevised",
     "StoredEvent",
+    "TestAnswered",
+    "TestJudged",
     "TransferSelected",
     "UPCASTERS",
+    "event_key",
     "prompt_id_of",
     "type_of",
 )

@@ -14,7 +14,8 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -27,33 +28,18 @@ from .db import Store, has_table, now_iso
 from .events import (
     EVENT_ADAPTER,
     EVENT_TYPES,
+    STATUS_AFTER,
     UPCASTERS,
     AnyEvent,
     Event,
-    RunCompleted,
     RunCreated,
-    RunFailed,
     RunForked,
-    RunPaused,
-    RunResumed,
-    StageStarted,
     StoredEvent,
+    event_key,
 )
 
 if TYPE_CHECKING:
     from .transcripts import TranscriptStore
-
-#: How an event class changes the ``runs.status`` column (a cached view).
-_STATUS_AFTER: dict[type[Event], str] = {
-    RunCreated: "created",
-    RunForked: "created",
-    StageStarted: "running",
-    RunResumed: "running",
-    RunPaused: "paused",
-    RunCompleted: "completed",
-    RunFailed: "failed",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class RunRow:
@@ -75,6 +61,10 @@ class Segment:
     run_id: str
     first_seq: int
     last_seq: int | None  # None: to the end
+
+
+#: How many runs' folds a log keeps (an experiment's process writes a few runs at a time).
+_FOLDS_KEPT = 16
 
 
 def new_run_id() -> str:
@@ -108,6 +98,9 @@ class EventLog:
         # The store's own connection and lock: stores/ modules share them, nothing else sees them.
         self._conn: sqlite3.Connection = self.store._conn
         self._lock = self.store._lock
+        # The fold of the runs this log wrote or folded last (run id -> state at its last seq): an append
+        # folds only its own events onto it to keep the run's summary row.
+        self._folded: OrderedDict[str, RunState] = OrderedDict()
 
     @functools.cached_property
     def transcripts(self) -> TranscriptStore:
@@ -143,7 +136,7 @@ class EventLog:
         Creating the same ``run_id`` with the same ``event_id`` again is a no-op.
         """
         run_id = run_id or new_run_id()
-        event_id = event_id or f"{run_id}:created"
+        event_id = event_id or event_key(run_id, 1, created)
         with self.store.writing():
             row = self._conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
@@ -153,7 +146,7 @@ class EventLog:
                     " VALUES (?, NULL, NULL, 'created', ?, ?, ?)",
                     (run_id, created.name, stamp, stamp),
                 )
-            self._append_locked(run_id, [created], expected_seq=None, event_ids=[event_id])
+            self._append_locked(run_id, [created], expected_seq=None, event_ids=[event_id], base=RunState(run_id=run_id))
         return run_id
 
     def fork(
@@ -201,8 +194,11 @@ class EventLog:
                 config=config,
                 target_task=target_task,
             )
-            ids = [f"{run_id}:forked", *(f"{run_id}:{at_seq + 2 + i}:{ev.type}" for i, ev in enumerate(events))]
-            self._append_locked(run_id, [forked, *events], expected_seq=at_seq + 1, event_ids=ids)
+            written = [forked, *events]
+            ids = [event_key(run_id, at_seq + 1 + i, ev) for i, ev in enumerate(written)]
+            # No summary row: it would take a fold of the parent's history (a fork costs one row and one
+            # event); `runs` folds a run whose row is behind.
+            self._append_locked(run_id, written, expected_seq=at_seq + 1, event_ids=ids, base=None)
         return run_id
 
     def run(self, run_id: str) -> RunRow:
@@ -272,33 +268,43 @@ class EventLog:
         *,
         expected_seq: int | None = None,
         event_ids: Sequence[str | None] | None = None,
-        summary: Callable[[list[StoredEvent]], tuple[int, str]] | None = None,
+        base: RunState | None = None,
     ) -> list[StoredEvent]:
-        """Append ``events`` to ``run_id`` in one transaction.
+        """Append ``events`` to ``run_id`` in one transaction: the one way an event is written.
 
         Args:
             expected_seq: the seq the first new event must get; if another
                 writer got there first, :class:`ConflictError` is raised and
-                nothing is written.
-            event_ids: idempotency keys; an event whose id is already stored is
-                skipped (appending the same event twice leaves one).
-            summary: given the events written, the run's summary row after
-                them as (last seq, JSON); stored in the same transaction
-                (see :mod:`tprompt.stores.summary`).
+                nothing is written. With it, each event's idempotency key is
+                :func:`~tprompt.stores.events.event_key` of its seq (the same
+                event appended again at the same seq is skipped).
+            event_ids: idempotency keys instead (an event whose id is stored
+                already is skipped); without them or ``expected_seq``, fresh ids.
+            base: the run's state before these events (the caller's fold), so
+                the run's summary row is kept without folding its history.
+
+        The run's ``runs.status`` and its ``run_summaries`` row follow in the
+        same transaction: the row is written whenever the log knows the run's
+        state before the append (``base``, or its own last fold of the run).
 
         Returns:
             The events written (duplicates skipped), with their envelopes.
         """
         if event_ids is not None and len(event_ids) != len(events):
             raise ValueError("event_ids must match events one to one")
+        if event_ids is None and expected_seq is not None:
+            event_ids = [event_key(run_id, expected_seq + i, ev) for i, ev in enumerate(events)]
         with self.store.writing():
-            stored = self._append_locked(run_id, events, expected_seq=expected_seq, event_ids=event_ids)
-            if summary is not None and stored:
-                seq, text = summary(stored)
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO run_summaries (run_id, seq, summary) VALUES (?, ?, ?)", (run_id, seq, text)
-                )
-            return stored
+            return self._append_locked(run_id, events, expected_seq=expected_seq, event_ids=event_ids, base=base)
+
+    def append_after(self, state: RunState, events: Sequence[Event]) -> tuple[list[StoredEvent], RunState]:
+        """:meth:`append` ``events`` right after ``state``'s last event; the events written and the state after them."""
+        stored = self.append(state.run_id, events, expected_seq=state.last_seq + 1, base=state)
+        if not stored:
+            return stored, state
+        after = self._folded.get(state.run_id)
+        assert after is not None and after.last_seq == stored[-1].seq  # append just folded them
+        return stored, after
 
     def _append_locked(
         self,
@@ -307,6 +313,7 @@ class EventLog:
         *,
         expected_seq: int | None,
         event_ids: Sequence[str | None] | None,
+        base: RunState | None,
     ) -> list[StoredEvent]:
         if event_ids is None:
             # Fresh random ids: none can be stored already, so there is nothing to look up.
@@ -358,14 +365,37 @@ class EventLog:
             ) from exc
         status = None
         for _, ev in fresh:
-            status = _STATUS_AFTER.get(type(ev), status)
+            status = STATUS_AFTER.get(type(ev), status)
         # The runs row changes with the run's status only: touching it on every append
         # made each commit write one more page (readers see new events by their rowid).
         if status is not None:
             self._conn.execute(
                 "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?", (status, stamp, run_id)
             )
+        self._keep_summary(run_id, last, stored, base)
         return stored
+
+    def _keep_summary(self, run_id: str, last: int, stored: list[StoredEvent], base: RunState | None) -> None:
+        """Write the run's summary row after ``stored`` (in the append's transaction) when its prior state is known."""
+        from .projection import fold
+        from .summary import summarize
+
+        known = base if base is not None and base.last_seq == last else self._folded.get(run_id)
+        if known is None or known.last_seq != last or known.run_id != run_id:
+            self._folded.pop(run_id, None)
+            return
+        after = fold(stored, state=known)  # one state copy per append, not per event
+        self._conn.execute(
+            "INSERT OR REPLACE INTO run_summaries (run_id, seq, summary) VALUES (?, ?, ?)",
+            (run_id, after.last_seq, summarize(after, "").to_json()),
+        )
+        self._remember(after)
+
+    def _remember(self, state: RunState) -> None:
+        self._folded[state.run_id] = state
+        self._folded.move_to_end(state.run_id)
+        while len(self._folded) > _FOLDS_KEPT:
+            self._folded.popitem(last=False)
 
     def summary_rows(self) -> list[tuple[RunRow, int, str | None]]:
         """Every run, oldest first, with its last seq and its stored summary row (JSON, or None).
@@ -491,7 +521,10 @@ class EventLog:
         if upto is not None:
             self.check_seq(run_id, upto)
         with gc_paused():
-            return fold(self.events(run_id, upto=upto), run_id=run_id)
+            state = fold(self.events(run_id, upto=upto), run_id=run_id)
+        if upto is None:
+            self._remember(state)
+        return state
 
 
 @contextlib.contextmanager
@@ -522,6 +555,7 @@ def decode_row(
             seq=seq,
         )
     current = cls.schema_version
+    upcast_type = type_  # what the payload's type is once brought up to date (an upcaster may split a class)
     try:
         if schema_version == current:
             # The row's type picks the class: no union dispatch per event.
@@ -535,6 +569,12 @@ def decode_row(
             )
         else:
             data = json.loads(payload)
+            if not isinstance(data, dict) or data.get("type") != type_:
+                said = data.get("type") if isinstance(data, dict) else None
+                raise CorruptEvent(
+                    f"run {run_id} seq {seq}: payload says {said!r} but the row says {type_!r}",
+                    run_id=run_id, seq=seq,
+                )
             for version in range(schema_version, current):
                 upcast = UPCASTERS.get((type_, version))
                 if upcast is None:
@@ -542,6 +582,7 @@ def decode_row(
                         f"run {run_id} seq {seq}: no upcaster for {type_} v{version}", run_id=run_id, seq=seq
                     )
                 data = upcast(data)
+            upcast_type = data.get("type", type_)
             event = EVENT_ADAPTER.validate_python(data)
     except (ValidationError, ValueError) as exc:
         first = str(exc).splitlines()[0]
@@ -554,7 +595,7 @@ def decode_row(
         raise CorruptEvent(
             f"run {run_id} seq {seq}: stored {type_} payload is invalid ({detail})", hint=hint, run_id=run_id, seq=seq
         ) from exc
-    if event.type != type_:
+    if event.type != upcast_type:
         raise CorruptEvent(
             f"run {run_id} seq {seq}: payload says {event.type!r} but the row says {type_!r}", run_id=run_id, seq=seq
         )

@@ -15,9 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import RunConfig
 from .events import (
+    STATUS_AFTER,
+    Answered,
     CandidateAnswered,
     CandidateJudged,
     CandidateScored,
+    Judged,
     Metrics,
     PromptCandidate,
     PromptTested,
@@ -34,6 +37,8 @@ from .events import (
     StepProposed,
     StepRevised,
     StoredEvent,
+    TestAnswered,
+    TestJudged,
     TransferSelected,
 )
 
@@ -139,9 +144,9 @@ class RunState(BaseModel):
     #: who revised the step in flight's candidates so far (``step.revised`` ``by``), in order
     revisions: tuple[str, ...] = ()
     #: the scorer's answers not yet turned into scores by the evaluator
-    unevaluated: tuple[CandidateAnswered, ...] = ()
-    #: the judge's judgements of answers not yet evaluated (``candidate.judged``, same answer key)
-    judged: tuple[CandidateJudged, ...] = ()
+    unevaluated: tuple[Answered, ...] = ()
+    #: the judge's judgements of answers not yet evaluated (``candidate.judged``/``test.judged``, same answer key)
+    judged: tuple[Judged, ...] = ()
     #: judgements the judge made over the run, and how many of them could not be parsed
     judgements: int = 0
     judge_unparsed: int = 0
@@ -158,12 +163,12 @@ class RunState(BaseModel):
 
     # -- derived views (pure) --------------------------------------------------
 
-    def judgement_of(self, answered: CandidateAnswered) -> CandidateJudged | None:
+    def judgement_of(self, answered: Answered) -> Judged | None:
         """The judge's judgements of ``answered`` (None: not judged yet)."""
         key = answer_key(answered)
         return next((j for j in self.judged if answer_key(j) == key), None)
 
-    def unjudged(self) -> list[CandidateAnswered]:
+    def unjudged(self) -> list[Answered]:
         """The answers awaiting evaluation that the judge has not judged yet, in order."""
         keys = {answer_key(j) for j in self.judged}
         return [a for a in self.unevaluated if answer_key(a) not in keys]
@@ -249,7 +254,7 @@ class _Builder:
 
 def _created(b: _Builder, ev: RunCreated) -> None:
     b.data.update(
-        status="created",
+        status=STATUS_AFTER[RunCreated],
         config=ev.config,
         name=ev.name,
         source_tasks=tuple(ev.source_tasks),
@@ -261,7 +266,7 @@ def _created(b: _Builder, ev: RunCreated) -> None:
 
 def _forked(b: _Builder, ev: RunForked) -> None:
     b.data.update(
-        status="created",
+        status=STATUS_AFTER[RunForked],
         config=ev.config,
         target_task=ev.target_task,
         parent_run_id=ev.parent_run_id,
@@ -273,7 +278,7 @@ def _forked(b: _Builder, ev: RunForked) -> None:
 
 
 def _stage_started(b: _Builder, ev: StageStarted) -> None:
-    b.data.update(status="running", stage=ev.stage, step=-1, in_flight=None, stage_stopped=False)
+    b.data.update(status=STATUS_AFTER[StageStarted], stage=ev.stage, step=-1, in_flight=None, stage_stopped=False)
     b.pending = []
 
 
@@ -301,19 +306,17 @@ def _evaluated(b: _Builder, key: tuple) -> None:
         b.judged = [j for j in b.judged if answer_key(j) != key]
 
 
-def _judged(b: _Builder, ev: CandidateJudged) -> None:
+def _judged(b: _Builder, ev: Judged) -> None:
     key = answer_key(ev)
     b.judged = [j for j in b.judged if answer_key(j) != key] + [ev]
     b.data["judgements"] = b.data["judgements"] + len(ev.judgements)
     b.data["judge_unparsed"] = b.data["judge_unparsed"] + ev.unparsed
 
 
-def answer_key(a: CandidateAnswered | CandidateJudged | CandidateScored | PromptTested) -> tuple:
-    """What ties a ``candidate.answered`` event to the score the evaluator makes of it (same key for both)."""
-    if a.split == "test":
-        assert not isinstance(a, CandidateScored)  # training scores only: narrows the type
+def answer_key(a: Answered | Judged | CandidateScored | PromptTested) -> tuple:
+    """What ties an answer set (``candidate.answered``, ``test.answered``) to its judgement and its score."""
+    if isinstance(a, (TestAnswered, TestJudged, PromptTested)):
         return ("test", a.role)
-    assert not isinstance(a, PromptTested)  # always split "test"
     return (a.stage, a.step, a.prompt_id, a.task, a.rung)
 
 
@@ -407,10 +410,10 @@ def _apply(b: _Builder, se: StoredEvent) -> None:
     match ev:
         case CandidateScored():
             _scored(b, ev, se.seq)
-        case CandidateAnswered():
+        case CandidateAnswered() | TestAnswered():
             b.unevaluated.append(ev)
             b.modes[ev.task] = ev.mode
-        case CandidateJudged():
+        case CandidateJudged() | TestJudged():
             _judged(b, ev)
         case StepProposed():
             _proposed(b, ev)
@@ -431,13 +434,13 @@ def _apply(b: _Builder, se: StoredEvent) -> None:
         case TransferSelected():
             _transfer(b, ev)
         case RunPaused():
-            b.data["status"] = "paused"
+            b.data["status"] = STATUS_AFTER[RunPaused]
         case RunResumed():
-            b.data.update(status="running", error=None)
+            b.data.update(status=STATUS_AFTER[RunResumed], error=None)
         case RunCompleted():
-            b.data["status"] = "completed"
+            b.data["status"] = STATUS_AFTER[RunCompleted]
         case RunFailed():
-            b.data.update(status="failed", error=ev.error)
+            b.data.update(status=STATUS_AFTER[RunFailed], error=ev.error)
         case _:
             assert_never(ev)
 

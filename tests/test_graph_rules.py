@@ -47,6 +47,7 @@ from tprompt.stores.events import (
     StepProposed,
     StepRevised,
     StoredEvent,
+    TestAnswered,
     TransferSelected,
     prompt_id_of,
 )
@@ -91,13 +92,13 @@ def answers(prompt_id: str, task: str, n: int) -> list[Answer]:
             for i in range(n)]
 
 
-def scored(a: CandidateAnswered) -> Event:
+def scored(a: CandidateAnswered | TestAnswered) -> Event:
     acc = sum(x.correct for x in a.answers) / len(a.answers)
     metrics = {"accuracy": acc}
-    if a.split == "test":
-        return PromptTested(role=a.role, prompt_id=a.prompt_id, text=a.text, task=a.task,  # type: ignore[arg-type]
+    if isinstance(a, TestAnswered):
+        return PromptTested(role=a.role, prompt_id=a.prompt_id, text=a.text, task=a.task,
                             n_examples=len(a.answers), metrics=metrics, objective=acc, scorer_calls=a.scorer_calls)
-    return CandidateScored(stage=a.stage, step=a.step, prompt_id=a.prompt_id, text=a.text,  # type: ignore[arg-type]
+    return CandidateScored(stage=a.stage, step=a.step, prompt_id=a.prompt_id, text=a.text,
                            task=a.task, n_examples=len(a.answers), metrics=metrics, objective=acc,
                            scorer_calls=a.scorer_calls, rung=a.rung)
 
@@ -136,9 +137,9 @@ def node_events(node: str, run: RunState, cfg: RunConfig) -> list[Event]:
         role = untested_role(run, cfg)
         best = run.best("source" if role == "best_source" else "target")
         prompt = run.original_prompt if role == "original" or best is None else cand(best.text)
-        return [CandidateAnswered(role=role, prompt_id=prompt.prompt_id, text=prompt.text,  # type: ignore[union-attr,arg-type]
-                                  task=cfg.target_task, split="test", scorer_calls=cfg.test_examples,
-                                  answers=answers(prompt.prompt_id, "test", cfg.test_examples))]  # type: ignore[union-attr]
+        return [TestAnswered(role=role, prompt_id=prompt.prompt_id, text=prompt.text,  # type: ignore[union-attr,arg-type]
+                             task=cfg.target_task, scorer_calls=cfg.test_examples,
+                             answers=answers(prompt.prompt_id, "test", cfg.test_examples))]  # type: ignore[union-attr]
     if node == "finish":
         return [RunCompleted()]
     raise AssertionError(node)

@@ -64,7 +64,7 @@ def test_evaluator_scores_exactly_the_recorded_answers(tmp_path: Path) -> None:
         a = answered[(s.event.stage, s.event.step, s.event.prompt_id, s.event.task)]
         assert a.seq < s.seq and s.event.n_examples == len(a.event.answers)
         assert s.event.metrics["accuracy"] == sum(x.correct for x in a.event.answers) / len(a.event.answers)
-    tests = [e for e in events if e.type == "candidate.answered" and e.event.split == "test"]
+    tests = [e for e in events if e.type == "test.answered"]
     assert [t.event.role for t in tests] == ["original", "best_source", "best_target"]
 
 

@@ -40,7 +40,7 @@ from tprompt.models import Recorder
 from tprompt.models.base import ChatBackend
 from tprompt.models.fake import FakeBackend
 from tprompt.stores import EventLog
-from tprompt.stores.events import CandidateAnswered, CandidateJudged, Judgement
+from tprompt.stores.events import Answered, CandidateJudged, Judged, Judgement
 from tprompt.stores.projection import answer_key, fold
 
 END, START = "__end__", "__start__"
@@ -88,7 +88,7 @@ def test_an_unparseable_or_out_of_scale_reply_is_recorded_as_a_failure_never_a_z
     got = parse_judgement("relevance: 9 | great\nI cannot judge fluency.", rubric, ITEM)
     assert [j.score for j in got] == [None, None]
     assert "outside the scale 1..5" in (got[0].error or "") and "no score for fluency" in (got[1].error or "")
-    judged = CandidateJudged(prompt_id="p", task="t", judge="fake", rubric=rubric.ref, judgements=got)
+    judged = CandidateJudged(stage="source", step=1, prompt_id="p", task="t", judge="fake", rubric=rubric.ref, judgements=got)
     assert judged.unparsed == 2
     assert judgement_metrics(judged, rubric) == {"judge_relevance": None, "judge_fluency": None}
 
@@ -96,7 +96,7 @@ def test_an_unparseable_or_out_of_scale_reply_is_recorded_as_a_failure_never_a_z
 def test_judgement_metrics_are_mean_scores_normalized_by_the_scale() -> None:
     rubric = Rubric(criteria=(Criterion(name="relevance", description="r"),), scale=(0, 10))
     judgements = [Judgement(example_id=f"e{i}", criterion="relevance", score=s) for i, s in enumerate((10, 5, None))]
-    judged = CandidateJudged(prompt_id="p", task="t", judge="fake", rubric=rubric.ref, judgements=judgements)
+    judged = CandidateJudged(stage="source", step=1, prompt_id="p", task="t", judge="fake", rubric=rubric.ref, judgements=judgements)
     assert judgement_metrics(judged, rubric) == {"judge_relevance": 0.75}
 
 
@@ -133,8 +133,8 @@ def test_a_judged_run_on_the_fake_model(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     log, run_id = run_in_process(db, **JUDGED, weights={"judge_relevance": 1.0})
     events = list(log.events(run_id))
-    answered = [e for e in events if isinstance(e.event, CandidateAnswered)]
-    judged = {answer_key(e.event): e for e in events if isinstance(e.event, CandidateJudged)}
+    answered = [e for e in events if isinstance(e.event, Answered)]
+    judged = {answer_key(e.event): e for e in events if isinstance(e.event, Judged)}
     assert answered and len(judged) == len(answered)
     scored = {answer_key(e.event): e for e in events if e.type in ("candidate.scored", "prompt.tested")}
     rubric = Rubric()
@@ -181,7 +181,7 @@ class _Refuses(ChatBackend):
 
 def test_a_judge_reply_that_cannot_be_parsed_is_recorded_per_answer_and_criterion(tmp_path: Path) -> None:
     log, run_id = run_in_process(tmp_path / "t.db", steps=1, candidates=1)
-    answered = next(e.event for e in log.events(run_id) if isinstance(e.event, CandidateAnswered))
+    answered = next(e.event for e in log.events(run_id) if isinstance(e.event, Answered))
     task = load_task(answered.task)
     with Recorder(log, run_id=run_id) as rec:
         judged = judge_answered(log, answered, rubric=Rubric(), model=_Refuses(), site=rec.at("judge", run_id=run_id),
@@ -226,7 +226,7 @@ def test_rescore_with_a_new_rubric_calls_only_the_judge_and_is_a_fork(tmp_path: 
     state = log.state(new_id)
     assert state.parent_run_id == run_id and state.config is not None and state.config.judge_rubric is not None
     assert state.config.judge_rubric.ref == "rubric.terse@v1"
-    judged = [e.event for e in log.events(new_id) if isinstance(e.event, CandidateJudged)]
+    judged = [e.event for e in log.events(new_id) if isinstance(e.event, Judged)]
     assert judged and {j.rubric for j in judged} == {"rubric.terse@v1"}
     assert {j.criterion for x in judged for j in x.judgements} == {"brevity"}
     assert all("judge_brevity" in s.metrics for s in state.scores)
@@ -241,8 +241,8 @@ def test_rescore_adds_a_judge_to_a_run_that_had_none(tmp_path: Path) -> None:
     log, run_id = run_in_process(tmp_path / "t.db", steps=1, candidates=1)
     new_id = rescore_run(log, run_id, {"judge_relevance": 1.0}, judge="fake")
     events = list(log.events(new_id))
-    answered = [e for e in events if isinstance(e.event, CandidateAnswered)]
-    judged = [e for e in events if isinstance(e.event, CandidateJudged)]
+    answered = [e for e in events if isinstance(e.event, Answered)]
+    judged = [e for e in events if isinstance(e.event, Judged)]
     assert len(judged) == len(answered) and all(j.seq == a.seq + 1 for a, j in zip(answered, judged))
     assert log.state(new_id).status == "completed"
 
@@ -286,7 +286,7 @@ def test_a_judged_run_on_smollm2(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     log, run_id = run_in_process(db, proposer="fake", scorer="fake", judge="smollm2", steps=1, candidates=1,
                                  top_k=1, examples=2, test_examples=2)
-    judged = [e.event for e in log.events(run_id) if isinstance(e.event, CandidateJudged)]
+    judged = [e.event for e in log.events(run_id) if isinstance(e.event, Judged)]
     assert judged and all(j.judge == "smollm2" for j in judged)
     assert agents(db)["judge"] == sum(len({x.example_id for x in j.judgements}) for j in judged)
     assert log.state(run_id).status == "completed"

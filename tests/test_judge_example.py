@@ -44,6 +44,6 @@ def test_the_judge_example_runs_as_documented(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:
         after = dict(conn.execute("SELECT agent, count(*) FROM transcripts GROUP BY agent").fetchall())
         rubrics = {json.loads(p)["rubric"] for (p,) in conn.execute(
-            "SELECT payload FROM events WHERE type = 'candidate.judged'")}
+            "SELECT payload FROM events WHERE type IN ('candidate.judged', 'test.judged')")}
     assert after["scorer"] == before["scorer"] and after["judge"] == 2 * before["judge"]
     assert rubrics == {"rubric.qa@v1", "rubric.terse@v1"}

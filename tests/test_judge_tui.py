@@ -11,7 +11,7 @@ from test_judge import JUDGED
 from test_tui import SIZE, keys_of, open_run, table, wait_for
 from textual.widgets import Select
 
-from tprompt.stores.events import CandidateJudged
+from tprompt.stores.events import Judged
 from tprompt.tui import create_app
 from tprompt.tui.data import describe
 
@@ -26,7 +26,7 @@ def anyio_backend() -> str:
 async def test_the_run_view_lists_judgements_and_the_judges_transcripts(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     log, run_id = run_in_process(db, **JUDGED)
-    judged = [se for se in log.events(run_id) if isinstance(se.event, CandidateJudged)]
+    judged = [se for se in log.events(run_id) if isinstance(se.event, Judged)]
     log.close()
     line = describe(judged[0])
     assert line.startswith(f"{judged[0].event.prompt_id} on ") and "relevance" in line and "faithfulness" in line

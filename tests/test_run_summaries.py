@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -47,16 +48,32 @@ def test_a_summary_behind_its_run_is_not_trusted(tmp_path: Path) -> None:
         assert forked == summarize(log.state(fork), log.run(fork).created_at)
 
 
-def test_the_summary_is_written_with_the_events_or_not_at_all(tmp_path: Path) -> None:
-    with EventLog(tmp_path / "t.db") as log:
-        run_id = log.create_run(run_created("a"), run_id="r-a")
+def test_the_summary_is_written_with_the_events_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tprompt.stores.summary as summary
 
-        def broken(stored):
+    with EventLog(tmp_path / "t.db") as log:
+        run_id = log.create_run(run_created("a"), run_id="r-a")  # the store knows the run's state: it keeps its row
+
+        def broken(state, created_at):  # type: ignore[no-untyped-def]
             raise RuntimeError("summary failed")
 
+        monkeypatch.setattr(summary, "summarize", broken)
         with pytest.raises(RuntimeError):
-            log.append(run_id, [StageStarted(stage="source", tasks=["source"])], summary=broken)
+            log.append(run_id, [StageStarted(stage="source", tasks=["source"])], expected_seq=2)
         assert log.last_seq(run_id) == 1  # the events went with it
+
+
+def test_the_store_keeps_the_summary_of_every_append_it_can(tmp_path: Path) -> None:
+    """No graph code: an append of the log's own (create, review, failure) keeps the row current."""
+    with EventLog(tmp_path / "t.db") as log:
+        run_id = log.create_run(run_created("a"), run_id="r-a")
+        log.append(run_id, [StageStarted(stage="source", tasks=["source"])], expected_seq=2)
+        ((_row, last, text),) = log.summary_rows()
+        assert last == 2 and text is not None and json.loads(text)["status"] == "running"
+    with EventLog(tmp_path / "t.db") as other:  # a log that never folded the run writes no row, and says so by its seq
+        other.append(run_id, [RunPaused()], expected_seq=3)
+        ((_row, last, text),) = other.summary_rows()
+        assert last == 3 and text is None
 
 
 def test_runs_reads_a_database_from_before_summaries(tmp_path: Path, cli_main=None) -> None:

@@ -19,9 +19,11 @@ from ..metric_specs import known_first
 from ..stores import EventLog, RunState, StoredEvent, fold
 from ..stores.curves import Curve, score_curve
 from ..stores.events import (
+    Answered,
     CandidateAnswered,
     CandidateJudged,
     CandidateScored,
+    Judged,
     Judgement,
     PromptTested,
     RunCompleted,
@@ -35,6 +37,8 @@ from ..stores.events import (
     StepCompleted,
     StepProposed,
     StepRevised,
+    TestAnswered,
+    TestJudged,
     TransferSelected,
 )
 from ..stores.log import gc_paused
@@ -176,11 +180,10 @@ def describe(se: StoredEvent) -> str:
             return text
         case StepRevised():
             return f"{len(ev.candidates)} candidate(s) after {ev.by}"
-        case CandidateAnswered():
+        case CandidateAnswered() | TestAnswered():
             right = sum(a.correct for a in ev.answers)
-            where = f"test ({ev.role})" if ev.split == "test" else (f"rung {ev.rung}" if ev.rung else "train")
-            return f"{ev.prompt_id} on {ev.task} {where}: {right}/{len(ev.answers)} right"
-        case CandidateJudged():
+            return f"{ev.prompt_id} on {ev.task} {answers_where(ev)}: {right}/{len(ev.answers)} right"
+        case CandidateJudged() | TestJudged():
             return judged_summary(ev)
         case CandidateScored():
             rung = f" rung {ev.rung}" if ev.rung else ""
@@ -204,9 +207,16 @@ def describe(se: StoredEvent) -> str:
             assert_never(ev)
 
 
-def judged_summary(ev: CandidateJudged) -> str:
+def answers_where(ev: Answered | Judged) -> str:
+    """Which answers an answer set or its judgement is about: ``test (original)``, ``rung 1`` or ``train``."""
+    if isinstance(ev, (TestAnswered, TestJudged)):
+        return f"test ({ev.role})"
+    return f"rung {ev.rung}" if ev.rung else "train"
+
+
+def judged_summary(ev: Judged) -> str:
     """``p-1 on arc train: relevance 3.8, fluency 4.1 (2 unparsed)``: each criterion's mean score on the rubric's scale."""
-    where = f"test ({ev.role})" if ev.split == "test" else (f"rung {ev.rung}" if ev.rung else "train")
+    where = answers_where(ev)
     by: dict[str, list[float]] = {}
     for j in ev.judgements:
         by.setdefault(j.criterion, [])
@@ -304,19 +314,20 @@ def metric_names(scores: Iterable[ScoredPrompt]) -> list[str]:
 
 
 class Judgements:
-    """A run's ``candidate.judged`` events, indexed by candidate and by judge call, grown as the run is followed."""
+    """A run's ``candidate.judged`` and ``test.judged`` events, indexed by candidate and by judge call, grown as the run is followed."""
 
     def __init__(self) -> None:
         self._by_prompt: dict[tuple[str, str], list[CandidateJudged]] = {}
-        self._by_call: dict[str, list[tuple[CandidateJudged, list[Judgement]]]] = {}
+        self._by_call: dict[str, list[tuple[Judged, list[Judgement]]]] = {}
 
     def add(self, events: Iterable[StoredEvent]) -> None:
         """Index the judged events among ``events``."""
         for se in events:
             ev = se.event
-            if not isinstance(ev, CandidateJudged):
+            if not isinstance(ev, (CandidateJudged, TestJudged)):
                 continue
-            self._by_prompt.setdefault((ev.prompt_id, ev.task), []).append(ev)
+            if isinstance(ev, CandidateJudged):
+                self._by_prompt.setdefault((ev.prompt_id, ev.task), []).append(ev)
             for j in ev.judgements:
                 if j.call_id:
                     by_event = self._by_call.setdefault(j.call_id, [])
@@ -327,9 +338,9 @@ class Judgements:
     def of_candidate(self, s: ScoredPrompt) -> list[Judgement]:
         """The judgements of the answers a score was computed from (same stage, task, training split, rungs up to its own)."""
         return [j for ev in self._by_prompt.get((s.prompt_id, s.task), ())
-                if ev.split == "train" and ev.stage in (s.stage, None) and ev.rung <= s.rung for j in ev.judgements]
+                if ev.stage == s.stage and ev.rung <= s.rung for j in ev.judgements]
 
-    def of_call(self, call_id: str) -> list[tuple[CandidateJudged, list[Judgement]]]:
+    def of_call(self, call_id: str) -> list[tuple[Judged, list[Judgement]]]:
         """The judgements a judge call returned, per event that recorded them (the candidate and stage judged)."""
         return self._by_call.get(call_id, [])
 

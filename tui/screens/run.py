@@ -45,6 +45,8 @@ from ...stores.events import (
     StepCompleted,
     StepProposed,
     StepRevised,
+    TestAnswered,
+    TestJudged,
     TransferSelected,
 )
 from ...stores.log import gc_paused
@@ -76,7 +78,9 @@ EVENT_STYLE: dict[type[Event], str] = {
     StepProposed: "yellow",
     StepRevised: "italic yellow",
     CandidateAnswered: "dim",
+    TestAnswered: "dim",
     CandidateJudged: "blue",
+    TestJudged: "blue",
     CandidateScored: "",
     StepCompleted: "green",
     TransferSelected: "magenta",
@@ -451,7 +455,7 @@ class RunScreen(LiteralTitles, Screen[None]):
         text.append(_highlighted(detail.response or "", needle))
         # One reply can serve several judged events (a cache hit when a stage judges the same answers again).
         for ev, judged in self.judgements.of_call(row.call_id):
-            text.append(f"\n\n[judgements of {ev.prompt_id} ({ev.stage or ev.role or '-'}) on {ev.task}, "
+            text.append(f"\n\n[judgements of {ev.prompt_id} ({ev.role if isinstance(ev, TestJudged) else ev.stage}) on {ev.task}, "
                         f"example {judged[0].example_id}]", style="bold magenta")
             text.append(judgement_text(judged, examples=False))
         box.update(text)

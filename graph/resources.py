@@ -1,0 +1,281 @@
+"""What one run opens, once: its tasks, metrics, objective and model views.
+
+A run needs the same things wherever it starts (``tprompt run``, ``resume``,
+``fork``, ``rescore``, ``replay --rerun``, an experiment cell, the Python
+API): the tasks its config names, loaded; its metric plug-ins, resolved at
+their pinned versions; its objective weights, checked against that metric
+set; and a view of each model it calls (the proposer, the scorer, the judge),
+with this execution's concurrency, timeout and pause flag. :class:`RunResources`
+holds them, typed and frozen, opened by :meth:`RunResources.open` from
+(config, tasks given as objects, :class:`ExecutionOptions`).
+
+This module is the only caller, for a run, of the task loader, the metric
+resolver, the weight check and ``get_model``, and the only place their errors
+are worded. ``rescore`` needs no model: it opens :class:`Evaluation`, the
+evaluator's part alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import ConfigError, UsageError
+from ..evaluator import ObjectiveWeights, Task, load_task, objective
+from ..evaluator.registry import MetricSet, metric_versions, resolve_metrics, run_weights
+from ..evaluator.tasks import task_template
+from ..models import ChatBackend, get_model
+from .config import RunConfig
+
+#: The evaluator's objective: metrics -> one number to maximize.
+Objective = Callable[[Mapping[str, float | None]], float]
+
+
+def first_error(exc: ValueError) -> str:
+    """The first message of a pydantic ValidationError (or the error's text)."""
+    errors = getattr(exc, "errors", None)
+    first = errors()[0].get("msg", str(exc)) if callable(errors) else str(exc)
+    return str(first).removeprefix("Value error, ")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionOptions:
+    """How this execution of a run calls its models and when it stops; not part of what the run records.
+
+    Args:
+        concurrency: requests in flight per endpoint of a served model (None: the run's config).
+        request_timeout: seconds per request to a served model (None: the run's config).
+        max_cost: USD; the run pauses (reason ``budget``) once its paid calls reach it.
+        max_rollouts: scorer calls on training examples; the run pauses (reason ``rollouts``) before passing it.
+        force: take over the run's lease from a process on another host (``resume --force``).
+    """
+
+    concurrency: int | None = None
+    request_timeout: float | None = None
+    max_cost: float | None = None
+    max_rollouts: int | None = None
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_cost is not None and not self.max_cost > 0:
+            raise UsageError(f"--max-cost must be a positive number of US dollars, not {self.max_cost}")
+        if self.max_rollouts is not None and self.max_rollouts < 1:
+            raise UsageError(f"--max-rollouts must be a positive number of scorer calls, not {self.max_rollouts}")
+        if self.concurrency is not None and not 1 <= self.concurrency <= 64:
+            raise UsageError(f"--concurrency must be between 1 and 64, not {self.concurrency}")
+        if self.request_timeout is not None and not 0 < self.request_timeout <= 86_400:
+            raise UsageError(
+                f"--request-timeout must be a positive number of seconds (at most 86400), not {self.request_timeout:g}")
+
+    def applied(self, config: RunConfig) -> RunConfig:
+        """``config`` as this execution runs it: its ``concurrency`` and ``request_timeout`` replaced where given."""
+        update: dict[str, Any] = {}
+        if self.concurrency is not None:
+            update["concurrency"] = self.concurrency
+        if self.request_timeout is not None:
+            update["request_timeout"] = self.request_timeout
+        return config.model_copy(update=update) if update else config
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evaluation:
+    """The evaluator's part of a run: its tasks, metric set and objective (no model)."""
+
+    config: RunConfig
+    #: every task the run names, by name (given as objects, or loaded by name or path)
+    tasks: Mapping[str, Task]
+    metric_set: MetricSet
+    weights: ObjectiveWeights
+    #: replaces the weighted objective of ``weights``
+    objective_fn: Objective | None = None
+
+    @classmethod
+    def open(
+        cls,
+        config: RunConfig,
+        *,
+        tasks: Mapping[str, Task] | None = None,
+        task_names: Iterable[str] | None = None,
+        objective_fn: Objective | None = None,
+        abandoned: Callable[[], bool] | None = None,
+    ) -> Evaluation:
+        """Load the tasks (``task_names``, default: the config's), resolve the metrics, check the weights.
+
+        Raises:
+            UnknownTask, BadTaskFile, ConfigError (a metric or a weight).
+        """
+        given = dict(tasks or {})
+        names = list(dict.fromkeys(task_names if task_names is not None else [*config.source_tasks, config.target_task]))
+        loaded = {**given, **{name: given[name] if name in given else load_task(name) for name in names}}
+        metric_set = resolve_metrics(config.metrics, config.metric_versions, timeout=config.metric_timeout,
+                                     abandoned=abandoned)
+        return cls(config=config, tasks=MappingProxyType(loaded), metric_set=metric_set,
+                   weights=check_weights(config.weights, metric_set), objective_fn=objective_fn)
+
+    def task(self, name: str) -> Task:
+        """The task ``name`` of this run."""
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise UsageError(f"task {name!r} is not one of this run's ({', '.join(self.tasks)})") from None
+
+    def objective(self, metrics: Mapping[str, float | None]) -> float:
+        """The one number the run maximizes, from a candidate's metrics."""
+        if self.objective_fn is not None:
+            return float(self.objective_fn(metrics))
+        return objective(dict(metrics), self.weights)
+
+
+def check_weights(weights: Mapping[str, float], metric_set: MetricSet) -> ObjectiveWeights:
+    """A run's objective weights over ``metric_set``, checked; ConfigError naming the first bad one."""
+    try:
+        return ObjectiveWeights(**run_weights(weights, metric_set))
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        errors = getattr(exc, "errors", None)
+        loc = ".".join(str(p) for p in errors()[0].get("loc", ())) if callable(errors) else ""
+        raise ConfigError(f"weights{'.' + loc if loc else ''}: {first_error(exc)}",
+                          hint="weights are >= 0, not all 0, over the seven, a metric the run names, or a registered one",
+                          key="weights") from None
+
+
+def pin_metrics(config: RunConfig, metric_set: MetricSet) -> RunConfig:
+    """``config`` with the version of each of its metrics recorded (``metric_versions``), as a new run stores it."""
+    versions = metric_versions(metric_set)
+    return config if versions == config.metric_versions else config.model_copy(update={"metric_versions": versions})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunResources:
+    """Everything one execution of a run uses, opened once (:meth:`open`) and passed down.
+
+    ``config`` is the run's configuration as this execution runs it: metric
+    versions pinned, execution options applied. ``pause`` is the execution's
+    pause flag: the model views stop waiting for requests once it is up.
+    """
+
+    config: RunConfig
+    options: ExecutionOptions
+    evaluation: Evaluation
+    proposer: ChatBackend
+    scorer: ChatBackend
+    #: the LLM judge (None: no judge configured)
+    judge: ChatBackend | None
+    pause: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def open(
+        cls,
+        config: RunConfig,
+        *,
+        tasks: Mapping[str, Task] | None = None,
+        task_names: Iterable[str] | None = None,
+        options: ExecutionOptions | None = None,
+        objective_fn: Objective | None = None,
+    ) -> RunResources:
+        """Open a run's resources: everything a run needs is checked here, before anything is written.
+
+        Args:
+            config: the run's configuration (from its ``run.created``, or about to be recorded).
+            tasks: tasks given as Python objects, by the names ``config`` uses.
+            task_names: the tasks to open (default: the config's source and target tasks).
+            options: this execution's options (default: none).
+            objective_fn: replaces the weighted objective.
+
+        Raises:
+            UnknownTask, BadTaskFile, UnknownModel, ModelUnavailable, MissingExtra,
+            MissingCredentials, ConfigError, UsageError.
+        """
+        options = options or ExecutionOptions()
+        pause = threading.Event()
+        evaluation = Evaluation.open(config, tasks=tasks, task_names=task_names, objective_fn=objective_fn,
+                                     abandoned=pause.is_set)
+        config = options.applied(pin_metrics(config, evaluation.metric_set))
+        evaluation = Evaluation(config=config, tasks=evaluation.tasks, metric_set=evaluation.metric_set,
+                                weights=evaluation.weights, objective_fn=objective_fn)
+        _check_references(list(evaluation.tasks.values()), config)
+        for task in evaluation.tasks.values():
+            template = task_template(config.template, task.name)
+            if template is not None:
+                template.check_rows([*task.train, *task.test], where=f"task {task.name}")
+        # Each run gets its own view of a shared backend: its gate, timeout and pause are its own.
+        views: dict[str, ChatBackend] = {}
+        for spec in (config.proposer, config.scorer, *([config.judge] if config.judge else [])):
+            if spec not in views:
+                views[spec] = get_model(
+                    spec, base_url=config.base_url, concurrency=config.concurrency,
+                    request_timeout=config.request_timeout, abandoned=pause.is_set,
+                    precision=config.precision_of(spec),
+                )
+        resources = cls(config=config, options=options, evaluation=evaluation, proposer=views[config.proposer],
+                        scorer=views[config.scorer], judge=views[config.judge] if config.judge else None, pause=pause)
+        resources._check_mode()
+        return resources
+
+    def _check_mode(self) -> None:
+        if self.config.mode != "logprob":
+            return
+        if not self.scorer.supports_option_probs:
+            raise UsageError(
+                f"mode logprob needs option probabilities (a local model, or a server that returns logprobs); "
+                f"{self.config.scorer} has none",
+                hint="use --mode generate",
+            )
+        open_tasks = [t.name for t in self.evaluation.tasks.values() if t.kind != "choice"]
+        if open_tasks:
+            raise UsageError(
+                f"mode logprob needs multiple-choice tasks; {', '.join(open_tasks)} "
+                + ("is not" if len(open_tasks) == 1 else "are not"),
+                hint="use --mode generate or auto",
+            )
+
+    @property
+    def tasks(self) -> Mapping[str, Task]:
+        return self.evaluation.tasks
+
+    @property
+    def metric_set(self) -> MetricSet:
+        return self.evaluation.metric_set
+
+    @property
+    def weights(self) -> ObjectiveWeights:
+        return self.evaluation.weights
+
+    def task(self, name: str) -> Task:
+        return self.evaluation.task(name)
+
+    def objective(self, metrics: Mapping[str, float | None]) -> float:
+        return self.evaluation.objective(metrics)
+
+    def matches(self, config: RunConfig) -> bool:
+        """Whether these resources were opened for a run recorded with ``config`` (execution options aside)."""
+        return self.options.applied(config) == self.config
+
+
+def open_judge(config: RunConfig) -> ChatBackend:
+    """A view of ``config``'s judge model alone (``tprompt rescore --judge``: no proposer or scorer is called)."""
+    assert config.judge is not None
+    return get_model(config.judge, base_url=config.base_url, concurrency=config.concurrency,
+                     precision=config.precision_of(config.judge))
+
+
+def _check_references(tasks: list[Task], config: RunConfig) -> None:
+    """An open-ended row without a reference can only be judged: refuse it when no judge is configured."""
+    if config.judge:
+        return
+    for task in tasks:
+        if task.kind != "text":
+            continue
+        for split, rows in (("train", task.train), ("test", task.test)):
+            bare = next((r for r in rows if not r.targets), None)
+            if bare is not None:
+                raise ConfigError(
+                    f"task {task.name}: {split} row {bare.id!r} has neither 'answer' nor 'reference', and no judge "
+                    "is configured to score it", hint="give the row a reference, or configure a judge", key="judge",
+                )
+
+
+__all__ = ("Evaluation", "ExecutionOptions", "Objective", "RunResources", "check_weights", "first_error", "open_judge",
+           "pin_metrics")
