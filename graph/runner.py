@@ -105,7 +105,8 @@ class Runner:
     ) -> None:
         self.log = log
         self.run_id = log.resolve(run_id)
-        self.state = log.state(self.run_id)
+        # A run this log has just written (created, say) is not folded again.
+        self.state = log.known_state(self.run_id) or log.state(self.run_id)
         recorded = self.state.config
         if recorded is None:
             raise UsageError(f"run {self.run_id} has no configuration event; it cannot be run")

@@ -391,6 +391,12 @@ class EventLog:
         )
         self._remember(after)
 
+    def known_state(self, run_id: str) -> RunState | None:
+        """This log's own fold of ``run_id`` (kept by its appends and :meth:`state`) if no event was
+        appended since, by any writer; None otherwise (then :meth:`state` folds it)."""
+        known = self._folded.get(run_id)
+        return known if known is not None and known.last_seq == self.last_seq(run_id) else None
+
     def _remember(self, state: RunState) -> None:
         self._folded[state.run_id] = state
         self._folded.move_to_end(state.run_id)

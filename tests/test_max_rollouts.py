@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tprompt.graph import Runner, comparable_events, create_run, make_config
+from tprompt.graph.resources import ExecutionOptions
 from tprompt.graph.rules import rollouts_used
 from tprompt.stores import EventLog
 from tprompt.stores.events import CandidateAnswered, RunPaused
@@ -41,7 +42,7 @@ def test_the_run_pauses_at_the_budget_and_resumes_to_the_same_events(tmp_path: P
     db = tmp_path / "paused.db"
     log = EventLog(db)
     run_id = create_run(log, make_config(SMALL))
-    runner = Runner(log, run_id, max_rollouts=budget)
+    runner = Runner(log, run_id, options=ExecutionOptions(max_rollouts=budget))
     state = runner.run()
     assert state.status == "paused" and runner.pause_reason == "rollouts"
     # Exactly the budget when the jobs (4 rollouts each) fill it; never past it; every answer recorded.
@@ -50,7 +51,7 @@ def test_the_run_pauses_at_the_budget_and_resumes_to_the_same_events(tmp_path: P
     assert isinstance(last, RunPaused) and last.reason == "rollouts"
     before = _calls(db)
 
-    again = Runner(log, run_id, max_rollouts=budget).run()  # the same budget: nothing more to do
+    again = Runner(log, run_id, options=ExecutionOptions(max_rollouts=budget)).run()  # the same budget: nothing more to do
     assert again.status == "paused" and rollouts_used(again) == used and _calls(db) == before
 
     done = Runner(log, run_id).run()
