@@ -14,6 +14,7 @@ import test_user_template as user_template
 from tprompt.errors import ConfigError
 from tprompt.evaluator import load_task
 from tprompt.graph import Runner, comparable_events, create_run, make_config
+from tprompt.graph.resources import ExecutionOptions
 from tprompt.stores import EventLog
 from tprompt.stores.events import CandidateAnswered, StepProposed
 
@@ -77,7 +78,7 @@ def test_a_run_paused_anywhere_resumes_to_the_events_of_one_never_paused(tmp_pat
     log = EventLog(tmp_path / "paused.db")
     run_id = create_run(log, make_config({**SMALL, "parent_selection": "pareto"}))
     for budget in (6, 13, 20, 31):  # pause at several points of both stages (rollouts of 6 examples each)
-        assert Runner(log, run_id, max_rollouts=budget).run().status == "paused"
+        assert Runner(log, run_id, options=ExecutionOptions(max_rollouts=budget)).run().status == "paused"
     assert Runner(log, run_id).run().status == "completed"
     assert comparable_events(log, run_id) == comparable_events(whole, ref)
 
