@@ -16,7 +16,7 @@ from tprompt.evaluator import load_task
 from tprompt.graph import Runner, comparable_events, create_run, make_config
 from tprompt.graph.resources import ExecutionOptions
 from tprompt.stores import EventLog
-from tprompt.stores.events import CandidateAnswered, StepProposed
+from tprompt.stores.events import CandidateAnswered, StepProposed, TestAnswered
 
 cli, own = user_template.cli, user_template.own  # the fixtures of a run on the user's own task and template
 
@@ -47,7 +47,7 @@ def test_a_reflective_request_shows_the_parents_failures_with_feedback_and_no_he
     tasks = {t: load_task(t) for t in ("bbh/navigate", "bbh/web_of_lies")}
     rows = {(t, e.id): e for t, task in tasks.items() for e in (*task.train, *task.test)}
     held_out = [rows[(ev.task, a.example_id)].question for ev in events
-                if isinstance(ev, CandidateAnswered) and ev.split == "test" for a in ev.answers]
+                if isinstance(ev, TestAnswered) for a in ev.answers]
     assert held_out
     reflective = [ev for ev in events if isinstance(ev, StepProposed) and ev.step > 0]
     assert len(reflective) == 4  # two steps in each stage, the transferred seeds among the target's parents
