@@ -1,8 +1,8 @@
-"""A run in one row: what ``tprompt runs`` and the runs browser show, kept by the writer.
+"""A run in one row: what ``tprompt runs`` and the runs browser show, kept by the store.
 
 :func:`summarize` is the one rule that turns a run's state into its row. The
-run's writer stores that row in the same transaction as the events it
-appends (``EventLog.append(..., summary=...)``), so listing runs reads one row
+event log stores that row in the same transaction as the events it appends
+(``EventLog.append`` folds them onto the run's state before them), so listing runs reads one row
 per run whatever their length. A row older than the run's last event (a fork,
 ``tprompt pause`` from another process, a database written before summaries
 existed) is not trusted: that run is folded instead.
