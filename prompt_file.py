@@ -98,9 +98,9 @@ def _structured(text: str, p: Path, what: str, text_only: bool) -> str | ChatTem
         elif suffix == ".toml":
             data = tomllib.loads(text)
         else:
-            import yaml
+            from .config import load_yaml
 
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{what} {p}: not valid {suffix[1:].upper()} ({_first_line(exc)})",
                          hint="fix the syntax at the place named") from exc

@@ -399,3 +399,17 @@ def test_resume_force_never_takes_over_a_live_process_here(tmp_path: Path) -> No
     assert f"run {run_id} is running in process {parent}" in line
     with EventLog(db, readonly=True) as log:
         assert log.state(run_id).last_seq == before
+
+
+def test_a_yaml_alias_bomb_as_prompt_file_is_one_line(tmp_path: Path) -> None:
+    # The prompt file reads YAML with the one loader of --config/--rubric (config.load_yaml), so the expansion
+    # cap holds here too; before, this file was refused for its extra keys, not for its size.
+    bomb = tmp_path / "p.yaml"
+    bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi")) + "messages: *i\n")
+    db = tmp_path / "t.db"
+    proc = tprompt(db, "run", "--model", "fake", "--prompt-file", str(bomb), check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and len(lines) <= 2, proc.stderr
+    assert str(bomb) in lines[0] and "expands to more than" in lines[0] and not db.exists()
