@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import _cpu
-from .errors import ConfigError
+from .errors import ConfigError, first_error
 from .evaluator.template import MAX_DESCRIPTION_CHARS, ChatTemplate
 from .judge.rubric import Rubric
 
@@ -43,9 +43,20 @@ PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "int8")
 DEFAULT_PRECISION: Precision = "fp32"
 
 
-def local_spec(spec: str) -> bool:
-    """Whether a model spec names a model computed in this process (the embedded one or ``hf:``)."""
-    return spec == "smollm2" or spec.startswith("hf:")
+#: The kinds of model spec (``kind`` or ``kind:rest``) computed in this process, with no server: the embedded
+#: model, ``hf:`` and ``fake``. The one rule for "is this model local" (the scorer's concurrency, a Ray cell's
+#: resources, a run's default precision, whether a base URL applies).
+IN_PROCESS_KINDS: tuple[str, ...] = ("smollm2", "hf", "fake")
+
+
+def in_process_spec(spec: str | None) -> bool:
+    """Whether a model spec names a model computed in this process (no server): see :data:`IN_PROCESS_KINDS`."""
+    return bool(spec) and str(spec).strip().partition(":")[0] in IN_PROCESS_KINDS
+
+
+def local_spec(spec: str | None) -> bool:
+    """Whether a model spec names a model whose weights this process computes with (the embedded one or ``hf:``)."""
+    return in_process_spec(spec) and not str(spec).strip().startswith("fake")
 
 
 def default_precision(*specs: str | None) -> Precision:
@@ -369,10 +380,7 @@ def make_config(values: dict[str, Any], *, where: str = "options") -> RunConfig:
     try:
         config = RunConfig(**values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ())) or "config"
-        msg = first.get("msg", str(exc)).removeprefix("Value error, ")
-        raise ConfigError(f"{where}: {loc}: {msg}") from exc
+        raise ConfigError(first_error(exc, where=where)) from exc
     if "precision" not in values:  # a new config: this machine's default, written into it
         precision = default_precision(config.proposer, config.scorer, config.judge)
         if precision != config.precision:
@@ -530,10 +538,7 @@ def check_values(values: dict[str, Any], *, where: str) -> None:
             kind: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
             TypeAdapter(kind).validate_python(value)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in (key, *first.get("loc", ())))
-            msg = first.get("msg", str(exc)).removeprefix("Value error, ")
-            raise ConfigError(f"{where}: {loc}: {msg}", key=key) from exc
+            raise ConfigError(first_error(exc, where=where, prefix=(key,)), key=key) from exc
 
 
 def _check_not_bool(key: str, value: Any, where: str) -> None:

@@ -9,6 +9,8 @@ mistake in what the user asked.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TPromptError(Exception):
     """Root of every tprompt error."""
@@ -164,6 +166,21 @@ class ConfigError(UsageError):
     code = "config"
 
 
+def first_error(exc: ValueError, *, where: str | None = None, prefix: tuple[str, ...] = ()) -> str:
+    """The first problem of a pydantic ``ValidationError`` as one line, ``where: field.path: message``
+    (without ``where``, no location: the message alone); any other ValueError: its text.
+
+    The one formatting of a validation error for people (configs, experiment files, weights).
+    """
+    errors = getattr(exc, "errors", None)
+    first: dict[str, Any] = dict(errors()[0]) if callable(errors) and errors() else {}
+    msg = str(first.get("msg", exc)).removeprefix("Value error, ")
+    if where is None:
+        return msg
+    loc = ".".join(str(p) for p in (*prefix, *(first.get("loc") or ()))) or "config"
+    return f"{where}: {loc}: {msg}"
+
+
 # --- the terminal UI -------------------------------------------------------------
 
 
@@ -198,6 +215,7 @@ __all__ = (
     "TaskError",
     "UnknownTask",
     "BadTaskFile",
+    "first_error",
     "ConfigError",
     "AppCrashed",
 )

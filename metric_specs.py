@@ -66,13 +66,25 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("brier", "Brier", higher_is_better=False, pareto=False),
 )
 
+#: The open-ended metrics built in (their functions: :mod:`tprompt.evaluator.open_metrics`, paired with these specs
+#: by :mod:`tprompt.evaluator.registry`); a run computes them when it names them (``--metric rouge_l``).
+OPEN_METRICS: tuple[MetricSpec, ...] = tuple(
+    MetricSpec(name, label, gloss, pareto=False) for name, label, gloss in (
+        ("exact_match", "EM", "exact match"), ("token_f1", "F1", "token F1"), ("contains", "contains", ""),
+        ("regex_match", "regex", "pattern found"), ("json_valid", "JSON", "valid JSON"),
+        ("json_schema_valid", "schema", "valid per schema"), ("rouge_l", "ROUGE-L", ""),
+    )
+)
+
 #: The metrics' names, in table order.
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
 #: name -> whether a larger value is better.
 HIGHER_IS_BETTER: dict[str, bool] = {m.name: m.higher_is_better for m in METRICS}
 
-#: Every registered metric by name, in registration order: the seven, then the plug-ins.
-_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
+#: Every registered metric by name, in registration order: the seven, the open-ended ones, then a user's.
+_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in (*METRICS, *OPEN_METRICS)}
+#: The names a user's metric may not take: the built-in metrics' (the judge's ``judge_*`` are refused too).
+BUILTIN_NAMES: frozenset[str] = frozenset(_BY_NAME)
 
 
 def register_spec(spec: MetricSpec) -> MetricSpec:
@@ -96,14 +108,11 @@ def register_spec(spec: MetricSpec) -> MetricSpec:
 
 
 def is_registered(name: str) -> bool:
-    """Whether metric ``name`` is in the registry; an LLM judge's metric (``judge_<criterion>``) always is.
+    """Whether metric ``name`` has a spec: a registered one, or an LLM judge's (``judge_<criterion>``).
 
-    A judge metric's spec is registered the first time its name is seen, so
-    weights may name it before the judge has judged anything.
+    A lookup only: nothing is registered by asking (a judge metric's spec is made from its name).
     """
-    if name not in _BY_NAME and is_judge_metric(name):
-        register_spec(MetricSpec(name, "judge " + name.removeprefix(JUDGE_PREFIX), pareto=False))
-    return name in _BY_NAME
+    return name in _BY_NAME or is_judge_metric(name)
 
 
 def registered_names() -> tuple[str, ...]:
@@ -112,9 +121,13 @@ def registered_names() -> tuple[str, ...]:
 
 
 def metric_spec(name: str) -> MetricSpec:
-    """The row of metric ``name``; raises KeyError for a name not registered (judge metrics register here)."""
-    is_registered(name)
-    return _BY_NAME[name]
+    """The row of metric ``name`` (a judge metric's is made from its name); KeyError for a name with none."""
+    found = _BY_NAME.get(name)
+    if found is not None:
+        return found
+    if is_judge_metric(name):
+        return MetricSpec(name, "judge " + name.removeprefix(JUDGE_PREFIX), pareto=False)
+    raise KeyError(name)
 
 
 def known_first(names: Iterable[str]) -> list[str]:
@@ -129,12 +142,12 @@ def heading(name: str) -> str:
     a name not registered in this process (a user's metric not imported) as itself."""
     if name in METRIC_NAMES or not is_registered(name):
         return name
-    return _BY_NAME[name].label
+    return metric_spec(name).label
 
 
 def lower_is_better(names: Iterable[str]) -> list[str]:
     """The labels of those of ``names`` where a smaller value is better (an unregistered name counts as higher)."""
-    return [_BY_NAME[n].label for n in names if is_registered(n) and not _BY_NAME[n].higher_is_better]
+    return [metric_spec(n).label for n in names if is_registered(n) and not metric_spec(n).higher_is_better]
 
 
 def metric_columns(rows: Iterable[Mapping[str, object]]) -> list[str]:
@@ -145,6 +158,6 @@ def metric_columns(rows: Iterable[Mapping[str, object]]) -> list[str]:
     return known_first(names) or list(METRIC_NAMES)
 
 
-__all__ = ("HIGHER_IS_BETTER", "JUDGE_PREFIX", "METRICS", "METRIC_NAMES", "MetricSpec", "heading", "is_judge_metric",
+__all__ = ("BUILTIN_NAMES", "HIGHER_IS_BETTER", "JUDGE_PREFIX", "METRICS", "METRIC_NAMES", "OPEN_METRICS", "MetricSpec", "heading", "is_judge_metric",
            "is_registered", "known_first", "lower_is_better", "metric_columns", "metric_spec", "register_spec",
            "registered_names")

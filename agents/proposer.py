@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from ..evaluator.prompts import options_block
 from ..evaluator.task_model import Example
 from ..evaluator.template import ChatTemplate
 from ..stores.events import PromptCandidate, RejectedCandidate, prompt_id_of
@@ -31,7 +32,7 @@ _INS = re.compile(r"<INS>(.*?)(?:</INS>|$)", re.S | re.I)
 def format_exemplar(question: str, choices: Sequence[str] | None, answer: str, answer_text: str | None) -> str:
     q = question.strip()
     if choices:
-        q += "\n" + "\n".join(f"{chr(65 + i)}) {c}" for i, c in enumerate(choices))
+        q += "\n" + options_block(tuple(choices))
         a = f"{answer}) {answer_text}" if answer_text else answer
     else:
         a = answer

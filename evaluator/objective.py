@@ -4,10 +4,11 @@ The objective is a weighted mean of "goodness" terms in [0, 1]:
 accuracy, IFR, 1 - ECE, AUROC, PR-N, PR-P and 1 - Brier. Default weights
 (:class:`ObjectiveWeights`): accuracy 0.5, IFR 0.2, 1-ECE 0.1, AUROC 0.1,
 PR-N 0.05, PR-P 0.05, 1-Brier 0. Change them with ``ObjectiveWeights(...)``
-(or the run config). Any other registered metric (:mod:`tprompt.metric_specs`:
-the open-ended metrics, a user's own, the judge's) can be weighted by name
-too: ``ObjectiveWeights(rouge_l=1)``; a name no metric is registered under is
-an error.
+(or the run config). A built-in open-ended metric or a judge's can be weighted
+by name too: ``ObjectiveWeights(rouge_l=1)``. A run's weights are checked
+against the metrics that run computes, and nothing else
+(:func:`tprompt.evaluator.registry.run_objective_weights`, validation context
+``{"metrics": names}``): what this process happens to have imported plays no part.
 
 An undefined metric (None, e.g. AUROC when every answer is correct) is left
 out and the remaining weights are renormalized, so the objective stays in
@@ -22,9 +23,9 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
-from ..metric_specs import METRICS, is_registered, metric_spec, registered_names
+from ..metric_specs import BUILTIN_NAMES, METRIC_NAMES, METRICS, is_judge_metric, is_registered, metric_spec
 
 T = TypeVar("T")
 
@@ -47,12 +48,17 @@ class ObjectiveWeights(BaseModel):
     brier: float = Field(0.0, ge=0, description="weight of 1 - Brier score")
 
     @model_validator(mode="after")
-    def _not_all_zero(self) -> ObjectiveWeights:
+    def _not_all_zero(self, info: ValidationInfo) -> ObjectiveWeights:
+        run_metrics: tuple[str, ...] | None = (info.context or {}).get("metrics") if info is not None else None
+        if run_metrics is not None:  # a run's weights: the seven and the metrics that run computes
+            known = [*METRIC_NAMES, *(n for n in run_metrics if n not in METRIC_NAMES)]
+        else:  # weights on their own: the built-in metrics, and any judge criterion's
+            known = sorted(BUILTIN_NAMES, key=lambda n: (n not in METRIC_NAMES, n))
         for name, value in (self.model_extra or {}).items():
-            if not is_registered(name):
-                close = difflib.get_close_matches(name, registered_names(), n=1)
+            if name not in known and (run_metrics is not None or not is_judge_metric(name)):
+                close = difflib.get_close_matches(name, known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"weight of unknown metric {name!r}{hint}; known: {', '.join(registered_names())}")
+                raise ValueError(f"weight of unknown metric {name!r}{hint}; known: {', '.join(known)}")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"weight of {name} must be a number >= 0, got {value!r}")
         if sum(self.model_dump().values()) <= 0:

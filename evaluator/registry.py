@@ -39,10 +39,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from ..errors import ConfigError
-from ..metric_specs import METRIC_NAMES, MetricSpec, metric_spec, register_spec, registered_names
+from ..errors import ConfigError, first_error
+from ..judge.rubric import JUDGE_PREFIX, Rubric, judge_metric
+from ..metric_specs import BUILTIN_NAMES, METRIC_NAMES, OPEN_METRICS, MetricSpec, metric_spec, register_spec, registered_names
 from . import metric_worker, open_metrics
 from .metrics import compute_metrics
+from .objective import ObjectiveWeights
 from .task_model import Example, Task
 
 Per = Literal["example", "set"]
@@ -104,12 +106,8 @@ def metric(name: str | None = None, *, label: str | None = None, gloss: str = ""
     return wrap
 
 
-for _name, _label, _gloss in (
-    ("exact_match", "EM", "exact match"), ("token_f1", "F1", "token F1"), ("contains", "contains", ""),
-    ("regex_match", "regex", "pattern found"), ("json_valid", "JSON", "valid JSON"),
-    ("json_schema_valid", "schema", "valid per schema"), ("rouge_l", "ROUGE-L", ""),
-):
-    register_metric(MetricSpec(_name, _label, _gloss, pareto=False), getattr(open_metrics, _name))
+for _spec in OPEN_METRICS:  # the built-in open-ended metrics: each spec with its function
+    register_metric(_spec, getattr(open_metrics, _spec.name))
 
 
 def builtin_names() -> tuple[str, ...]:
@@ -195,6 +193,11 @@ def _register_declared(ref: str, declared: Mapping[str, Any], fn: Callable[..., 
     declared = dict(declared)
     per: Per = declared.pop("per", "example")
     keys = tuple(declared.pop("keys", ()))
+    name = str(declared["name"])
+    if name in BUILTIN_NAMES or name.startswith(JUDGE_PREFIX):
+        what = "the LLM judge's metrics" if name.startswith(JUDGE_PREFIX) else "a built-in metric"
+        raise _bad(ref, f"its name {name!r} is already registered for {what}; a metric of yours cannot take its place",
+                   "give it another name with @metric(name=...)")
     try:
         spec = MetricSpec(**{"label": declared["name"], **declared})
         return register_metric(spec, fn, per=per, keys=keys, ref=ref, isolated=isolated)
@@ -446,6 +449,31 @@ def run_weights(weights: Mapping[str, float], metrics: MetricSet, extra: Iterabl
     return {**dict.fromkeys((*metrics.names(), *extra), 1.0), **weights}
 
 
+def run_objective_weights(weights: Mapping[str, float], metrics: MetricSet, rubric: Rubric | None = None, *,
+                          open_tasks: bool = True) -> ObjectiveWeights:
+    """The objective weights of a run that computes ``metrics`` (and, with a judge, ``rubric``'s criteria).
+
+    The one check of a run's weights: a weight may name the seven, a metric of ``metrics`` or a criterion of the
+    run's judge (``judge_<criterion>``), nothing else, whatever this process has imported; numbers >= 0, not all 0.
+    With ``open_tasks`` False (no task of the run is open-ended) the open tasks' default metrics, which such a
+    run never computes, do not count as a positive weight.
+
+    Raises:
+        ConfigError: ``weights: <what is wrong>``, the same line for every command.
+    """
+    judged = tuple(judge_metric(c.name) for c in rubric.criteria) if rubric is not None else ()
+    computed = run_weights(weights, metrics)
+    if not open_tasks and not metrics.metrics:
+        computed = {k: v for k, v in computed.items() if k in weights or k not in DEFAULT_OPEN_METRICS}
+    try:
+        return ObjectiveWeights.model_validate(computed, context={"metrics": (*metrics.names(), *judged)})
+    except ValueError as exc:  # pydantic's ValidationError
+        raise ConfigError(f"weights: {first_error(exc)}", key="weights",
+                          hint="weights are numbers >= 0, not all 0, over the seven, the run's --metric ones "
+                               "or its judge's criteria (judge_<criterion>)") from None
+
+
+
 __all__ = ("DEFAULT_OPEN_METRICS", "MAX_FEEDBACK_CHARS", "Computed", "Metric", "MetricSet", "Scored", "builtin_names",
            "checked_values", "declared_of", "metric", "metric_versions", "register_metric", "registered_names",
-           "resolve_metric", "resolve_metrics", "run_weights", "split_feedback")
+           "resolve_metric", "resolve_metrics", "run_objective_weights", "run_weights", "split_feedback")

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import Precision, check_base_urls
-from ..errors import ConfigError, UnknownRun
+from ..errors import ConfigError, UnknownRun, first_error
 from ..graph.config import RunConfig, make_config, read_settings_file
 from ..stores import EventLog
 from ..stores import experiments as experiments_table
@@ -237,13 +237,10 @@ def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Exp
     try:
         config = ExperimentConfig(**values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ())) or "config"
-        msg = first.get("msg", str(exc)).removeprefix("Value error, ")
         hint = None
-        if first.get("type") == "extra_forbidden":
+        if exc.errors()[0].get("type") == "extra_forbidden":
             hint = "known keys: " + ", ".join(ExperimentConfig.model_fields)
-        raise ConfigError(f"{where}: {loc}: {msg}", hint=hint) from exc
+        raise ConfigError(first_error(exc, where=where), hint=hint) from exc
     base = make_config(dict(config.run), where=f"{where} [run]")
     cells: list[Cell] = []
     for model in config.models:

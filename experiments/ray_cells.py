@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import local_spec
 from ..errors import TPromptError, UsageError
 from ..stores import EventLog, StoredEvent
 from ..stores.projection import RunState
@@ -78,15 +79,10 @@ def import_ray() -> Any:
     return ray
 
 
-def is_local_model(spec: str | None) -> bool:
-    """A model that runs inside the cell's process (its weights on that node), not behind a server."""
-    return bool(spec) and (spec == "smollm2" or str(spec).startswith("hf:"))
-
-
 def cell_resources(cell_run: CellRun, *, gpus: bool) -> dict[str, float]:
     """The Ray resources a cell asks for: a CPU (and a GPU on a GPU cluster) for a local model, little otherwise."""
     c = cell_run.config
-    if any(is_local_model(s) for s in (c.proposer, c.scorer, c.judge)):
+    if any(local_spec(s) for s in (c.proposer, c.scorer, c.judge)):  # its weights on that node
         return {"num_cpus": 1, "num_gpus": 1 if gpus else 0}
     return {"num_cpus": SERVED_CPUS, "num_gpus": 0}
 
@@ -396,6 +392,5 @@ __all__ = (
     "cell_task",
     "connect",
     "import_ray",
-    "is_local_model",
     "run_on_ray",
 )

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from .._text import printable
-from ..evaluator import registry as _registry  # noqa: F401  (registers the built-in plug-in metrics' labels)
 from ..metric_specs import heading, lower_is_better
 from ..models.pricing import SPEND_COLUMNS, spend_rows
 from ..stores import EventLog

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ..config import base_urls
+from ..config import base_urls, in_process_spec
 from ..evaluator import Example, ScoreMode, Task, resolve_mode
 from ..evaluator.registry import MetricSet
 from ..evaluator.tasks import task_template
@@ -26,9 +26,6 @@ from ..stores.projection import RunState
 from .config import RunConfig
 from .resources import Objective, RunResources
 from .rules import ScoreJob, stage_tasks, step_label
-
-#: Model specs whose calls go over the network: a step's candidates are scored concurrently there.
-_LOCAL_PREFIXES = ("smollm2", "hf:", "fake")
 
 
 class Abandon(Exception):
@@ -123,7 +120,8 @@ class RunContext:
 
     @property
     def scorer_is_remote(self) -> bool:
-        return not self.config.scorer.startswith(_LOCAL_PREFIXES)
+        # A scorer behind a server: a step's candidates are scored concurrently there.
+        return not in_process_spec(self.config.scorer)
 
     @property
     def served_width(self) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import UsageError
 from ..evaluator import Example, Task
 from ..evaluator._userfiles import input_fields
+from ..evaluator.task_model import LETTERS
 from ..evaluator.template import MAX_DESCRIPTION_CHARS, ChatTemplate
 from ..prompt_file import template_from_langchain
 from ..stores import EventLog
@@ -32,8 +33,6 @@ from .config import make_config
 from .context import Objective
 from .nodes import Node
 from .runner import Runner, Update
-
-LETTERS = "ABCDEFGHIJ"
 
 
 def task_from_records(
@@ -72,6 +71,9 @@ def task_from_records(
         answer = str(row["answer"])
         if choices:
             choices = tuple(str(c) for c in choices)
+            if len(choices) > len(LETTERS):
+                raise UsageError(f"task {name!r}, row {i}: {len(choices)} choices, at most {len(LETTERS)} "
+                                 f"(one letter each, A to Z)")
             if answer in choices:
                 letter, text = LETTERS[choices.index(answer)], answer
             elif answer in LETTERS[: len(choices)]:

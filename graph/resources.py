@@ -23,22 +23,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import ConfigError, UsageError
+from ..errors import ConfigError, UsageError, first_error
 from ..evaluator import ObjectiveWeights, Task, load_task, objective
-from ..evaluator.registry import MetricSet, metric_versions, resolve_metrics, run_weights
+from ..evaluator.registry import MetricSet, metric_versions, resolve_metrics, run_objective_weights
 from ..evaluator.tasks import task_template
 from ..models import ChatBackend, get_model
 from .config import RunConfig
 
 #: The evaluator's objective: metrics -> one number to maximize.
 Objective = Callable[[Mapping[str, float | None]], float]
-
-
-def first_error(exc: ValueError) -> str:
-    """The first message of a pydantic ValidationError (or the error's text)."""
-    errors = getattr(exc, "errors", None)
-    first = errors()[0].get("msg", str(exc)) if callable(errors) else str(exc)
-    return str(first).removeprefix("Value error, ")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,7 +106,9 @@ class Evaluation:
         metric_set = resolve_metrics(config.metrics, config.metric_versions, timeout=config.metric_timeout,
                                      abandoned=abandoned)
         return cls(config=config, tasks=MappingProxyType(loaded), metric_set=metric_set,
-                   weights=check_weights(config.weights, metric_set), objective_fn=objective_fn)
+                   weights=check_weights(config.weights, metric_set, config,
+                                         open_tasks=any(t.kind == "text" for t in loaded.values())),
+                   objective_fn=objective_fn)
 
     def task(self, name: str) -> Task:
         """The task ``name`` of this run."""
@@ -129,16 +124,12 @@ class Evaluation:
         return objective(dict(metrics), self.weights)
 
 
-def check_weights(weights: Mapping[str, float], metric_set: MetricSet) -> ObjectiveWeights:
-    """A run's objective weights over ``metric_set``, checked; ConfigError naming the first bad one."""
-    try:
-        return ObjectiveWeights(**run_weights(weights, metric_set))
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        errors = getattr(exc, "errors", None)
-        loc = ".".join(str(p) for p in errors()[0].get("loc", ())) if callable(errors) else ""
-        raise ConfigError(f"weights{'.' + loc if loc else ''}: {first_error(exc)}",
-                          hint="weights are >= 0, not all 0, over the seven, a metric the run names, or a registered one",
-                          key="weights") from None
+def check_weights(weights: Mapping[str, float], metric_set: MetricSet, config: RunConfig | None = None, *,
+                  open_tasks: bool = True) -> ObjectiveWeights:
+    """A run's objective weights over ``metric_set`` (and its judge's criteria), checked: see
+    :func:`tprompt.evaluator.registry.run_objective_weights` (ConfigError ``weights: ...``)."""
+    return run_objective_weights(weights, metric_set, config.judge_rubric if config is not None else None,
+                                 open_tasks=open_tasks)
 
 
 def pin_metrics(config: RunConfig, metric_set: MetricSet) -> RunConfig:

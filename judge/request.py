@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..evaluator.prompts import options_block
 from ..models.types import ChatRequest
 from ..stores.events import Judged, Judgement
 from .prompts import JUDGE_CRITERION, JUDGE_PROMPT, JUDGE_REPLY_LINE, JUDGE_TEMPLATES
@@ -137,7 +138,7 @@ def format_question(question: str, choices: Sequence[str] | None) -> str:
     """A question as the judge sees it: the text, then its lettered options if any."""
     q = question.strip()
     if choices:
-        q += "\n" + "\n".join(f"{chr(65 + i)}) {c}" for i, c in enumerate(choices))
+        q += "\n" + options_block(tuple(choices))
     return q
 
 

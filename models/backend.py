@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..config import DEFAULT_PRECISION, DEFAULT_REQUEST_TIMEOUT, Precision  # the run config's defaults, re-exported
+from ..config import DEFAULT_PRECISION, DEFAULT_REQUEST_TIMEOUT, Precision, in_process_spec  # the run config's defaults, re-exported
 from ..errors import UnknownModel
 from .base import ChatBackend
 from .types import ChatRequest, OptionsRequest
@@ -119,7 +119,7 @@ def get_model(
     precision = check_precision(spec, precision)
     kind = spec.partition(":")[0]
     where: str | tuple[str, ...] | None = None  # local backends have no server
-    if kind not in ("fake", "hf", "smollm2"):
+    if not in_process_spec(spec):
         from .api import resolve_base_url
 
         where = resolve_base_url(kind, base_url)

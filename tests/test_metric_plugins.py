@@ -311,3 +311,59 @@ def test_a_name_held_by_a_builtin_cannot_be_taken(tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(folder))
         sys.modules.pop("badmetrics", None)
+
+
+# -- one registry: lookups without side effects, weights against the run's own metrics ---------------------------
+
+
+def test_asking_whether_a_judge_metric_is_known_registers_nothing() -> None:
+    from tprompt import metric_specs
+
+    before = metric_specs.registered_names()
+    assert metric_specs.is_registered("judge_never_seen_before") and not metric_specs.is_registered("judge_")
+    assert metric_specs.metric_spec("judge_never_seen_before").label == "judge never_seen_before"
+    assert metric_specs.registered_names() == before  # b94469e registered it as a side effect of asking
+
+
+def test_a_runs_weights_are_checked_against_its_own_metrics_not_the_process() -> None:
+    from tprompt.evaluator.registry import MetricSet, run_objective_weights
+    from tprompt.judge.rubric import Rubric
+
+    # This process knows exact_match; a run that does not compute it may not weight it (rouge_l and token_f1,
+    # what an open task computes when it names nothing, every run may).
+    resolve_metrics(["exact_match"])
+    with pytest.raises(ConfigError, match="weights: weight of unknown metric 'exact_match'"):
+        run_objective_weights({"exact_match": 1}, MetricSet())
+    assert run_objective_weights({"exact_match": 1}, resolve_metrics(["exact_match"])).model_dump()["exact_match"] == 1
+    with pytest.raises(ConfigError, match="unknown metric 'judge_nosuch'"):
+        run_objective_weights({"judge_nosuch": 1}, MetricSet(), Rubric())  # not a criterion of the run's rubric
+    with pytest.raises(ConfigError, match="unknown metric 'judge_relevance'"):
+        run_objective_weights({"judge_relevance": 1}, MetricSet())  # a run without a judge
+    assert run_objective_weights({"judge_relevance": 2}, MetricSet(), Rubric()).model_dump()["judge_relevance"] == 2
+    zero = dict.fromkeys(("accuracy", "ifr", "ece", "auroc", "pr_n", "pr_p", "brier"), 0)
+    with pytest.raises(ConfigError, match="weights: at least one objective weight must be positive"):
+        run_objective_weights(zero, MetricSet(), open_tasks=False)
+    # An open task computes rouge_l and token_f1 when its run names no metric: they carry the objective there.
+    assert run_objective_weights(zero, MetricSet()).model_dump()["rouge_l"] == 1
+
+
+@pytest.mark.parametrize("weight, words", [
+    ("judge_nosuch=1", "unknown metric 'judge_nosuch'"),
+    ("accuracy=0", "at least one objective weight must be positive"),
+])
+def test_run_refuses_a_judge_criterion_it_lacks_and_all_zero_weights(tmp_path: Path, weight: str, words: str) -> None:
+    db = tmp_path / "t.db"
+    zero = [a for m in ("ifr", "ece", "auroc", "pr_n", "pr_p", "brier") for a in ("--weight", f"{m}=0")]
+    line = one_line(tprompt(db, "run", "--model", "fake", "--judge", "fake", "--target", "arc_challenge", *SMALL,
+                            *zero, "--weight", weight, check=False))
+    assert "weights" in line and words in line
+    assert not db.exists()
+
+
+def test_a_user_metric_cannot_take_a_built_in_name(tmp_path: Path) -> None:
+    folder = _bad_module(tmp_path, "from tprompt import metric\n\n@metric(name='accuracy')\n"
+                                   "def f(example, answer):\n    return 1.0\n")
+    db = tmp_path / "t.db"
+    line = one_line(tprompt(db, "run", "--model", "fake", *OPEN, "--metric", "badmetrics:f", check=False, cwd=folder))
+    assert "metric badmetrics:f: its name 'accuracy' is a built-in metric's" in line and "@metric(name=" in line
+    assert not db.exists()

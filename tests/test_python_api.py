@@ -51,6 +51,31 @@ def test_optimize_with_python_tasks_and_a_custom_objective(tmp_path: Path) -> No
     assert "EventsAppended" in seen and "Progress" in seen
 
 
+@pytest.mark.parametrize("n", [11, 26])
+def test_task_from_records_takes_up_to_26_choices_and_the_fake_model_scores_them(tmp_path: Path, n: int) -> None:
+    # Up to b94469e graph/optimize.py lettered choices A-J only: an 11th choice raised a raw IndexError.
+    from tprompt.evaluator import score_prompt
+    from tprompt.models import get_model
+    from tprompt.models.recorder import Recorder
+
+    rows = [{"question": f"Which is option {k}?", "choices": [f"opt {j}" for j in range(n)], "answer": f"opt {k}"}
+            for k in (0, n - 1, n // 2, 1)]
+    task = tp.task_from_records("wide", rows, description="Pick the option named.")
+    assert all(len(e.choices or ()) == n for e in task.train)
+    last = next(e for e in (*task.train, *task.test) if e.answer_text == f"opt {n - 1}")
+    assert last.answer == "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[n - 1]
+    with Recorder(tmp_path / "t.db") as rec:
+        ev = score_prompt("Answer with the letter.", task.train, task=task, model=get_model("fake"), recorder=rec)
+    assert ev.n_examples == len(task.train) and len(ev.answers) == len(task.train)
+    assert all(a.parsed is None or a.parsed in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:n] for a in ev.answers)
+
+
+def test_task_from_records_refuses_27_choices_in_one_line() -> None:
+    with pytest.raises(UsageError, match="row 1: 27 choices, at most 26"):
+        tp.task_from_records("t", [{"question": "q", "choices": [str(j) for j in range(27)], "answer": "0"}],
+                             description="d")
+
+
 def test_task_from_records_says_which_row_is_wrong() -> None:
     with pytest.raises(UsageError, match="row 2"):
         tp.task_from_records("t", [ROWS[0], {"question": "x"}], description="d")
