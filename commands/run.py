@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import signal
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 from typing import Any, Optional
 
 import typer
@@ -14,6 +12,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from .._signals import Interrupts
 from ..config import load_rubric_file, stage_rule
 from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
@@ -72,29 +71,20 @@ def execute(
     # The runner takes the run's lease and honours `tprompt pause RUN`, even while model calls hang.
     runner = Runner(log, run_id, options=options, resources=resources)
     progress = RunProgress(enabled=err.is_terminal and not json_, plain=not json_)
-    interrupts = 0
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal interrupts
-        interrupts += 1
-        if interrupts > 1:
+    def on_signal(count: int) -> None:
+        if count > 1:
             raise KeyboardInterrupt
         err.print(on_pause)
         runner.request_pause()
 
-    old_int = signal.signal(signal.SIGINT, on_signal)
-    old_term = signal.signal(signal.SIGTERM, on_signal)
-    try:
-        with progress, live_export(log, run_id, where) as export_hook:
+    with Interrupts(on_signal), progress, live_export(log, run_id, where) as export_hook:
 
-            def on_update(update: Any) -> None:
-                progress.update(update)
-                export_hook(update)
+        def on_update(update: Any) -> None:
+            progress.update(update)
+            export_hook(update)
 
-            state = runner.run(on_update)
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
+        state = runner.run(on_update)
     if state.judgements and not json_:
         err.print(judge_line(state))
     for line in metric_failure_lines(runner.context.metric_set.failures):

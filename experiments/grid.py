@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..config import Precision, check_base_urls
 from ..errors import ConfigError, UnknownRun, first_error
 from ..graph.config import RunConfig, make_config, read_settings_file
+from ..graph.rules import full_run_cost, steps_to_spend
 from ..stores import EventLog
 from ..stores import experiments as experiments_table
 from ..stores.projection import RunState
@@ -209,22 +209,9 @@ def load_experiment_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def transfer_cost(config: RunConfig, n_sources: int) -> int:
-    """Training scorer calls of a transfer run with every step full (the default budget)."""
-    per_step = config.candidates * config.examples
-    source = n_sources * (config.examples + config.steps * per_step)
-    target = config.top_k * config.examples + config.stage2_steps * per_step
-    return source + target
-
-
-def _steps_to_spend(config: RunConfig, budget: int) -> int:
-    # An upper bound on the target steps that can spend ``budget``: every
-    # non-empty step scores at least one candidate on its cheapest rung. The
-    # budget, not this bound, ends the stage.
-    cheapest = config.examples
-    if config.budget == "racing":
-        cheapest = max(1, math.ceil(config.examples / 2 ** (config.racing_rungs - 1)))
-    return math.ceil(budget / cheapest) + 1
+#: Training scorer calls of a transfer run with every step full (the default budget): the cost model is the
+#: graph's (:mod:`tprompt.graph.rules`), asked here.
+transfer_cost = full_run_cost
 
 
 def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Experiment:
@@ -260,7 +247,7 @@ def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Exp
     limit = RunConfig.model_fields["target_steps"].metadata
     max_steps = next(m.le for m in limit if getattr(m, "le", None) is not None)
     for cell in cells:
-        if _steps_to_spend(base, cell.budget) > max_steps:
+        if steps_to_spend(base, cell.budget) > max_steps:
             # Past this the budget can never be spent: the arms would stop at the step cap, unequal.
             raise ConfigError(
                 f"{where}: budget {cell.budget} of cell {cell.key} is too large: spending it would take more "
@@ -293,7 +280,7 @@ def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Exp
                     seed=seed,
                     transfer=arm == "transfer",
                     scorer_budget=cell.budget,
-                    target_steps=_steps_to_spend(base, cell.budget),
+                    target_steps=steps_to_spend(base, cell.budget),
                 )
                 run_config = make_config(values_, where=f"{where} cell {cell.key} ({arm}, seed {seed})")
                 runs.append(CellRun(config.name, cell, arm, seed, run_config))

@@ -26,13 +26,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
-from typing import IO, Any
+from typing import IO
 
+from .._signals import Interrupts
 from ..errors import UsageError
 from ..stores import EventLog
 from ..stores.projection import RunState
@@ -181,33 +180,6 @@ def run_parallel(
                     child.proc.kill()
                 child.stderr.close()
     return experiment, in_grid_order(log, runs, outcomes)
-
-
-class Interrupts:
-    """SIGINT and SIGTERM counted, not raised, while cells run; the previous handlers come back on exit.
-
-    The loop that runs the cells reads :attr:`count` and passes each one on (to
-    a child, a pause flag), so a cell started just after a Ctrl-C is not
-    missed. Outside the main thread signals cannot be caught and nothing is
-    installed.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.count += 1
-
-    def __enter__(self) -> Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._old.items():
-            signal.signal(signum, handler)
-        self._old = {}
 
 
 def in_grid_order(log: EventLog, runs: Sequence[tuple[CellRun, str]], outcomes: dict[int, CellOutcome]) -> list[CellOutcome]:

@@ -188,8 +188,7 @@ def rollouts_exhausted(run: RunState, config: RunConfig, max_rollouts: int | Non
     """No new step fits in ``max_rollouts``: not even its cheapest scoring job (so it is not proposed)."""
     if max_rollouts is None:
         return False
-    cheapest = rung_sizes(config)[0] if config.budget == "racing" else config.examples
-    return rollouts_used(run) + cheapest > max_rollouts
+    return rollouts_used(run) + cheapest_job(config) > max_rollouts
 
 
 def budget_spent(run: RunState, config: RunConfig) -> bool:
@@ -197,8 +196,26 @@ def budget_spent(run: RunState, config: RunConfig) -> bool:
     left = budget_left(run, config)
     if left is None:
         return False
-    cheapest = rung_sizes(config)[0] if config.budget == "racing" else config.examples
-    return left < cheapest
+    return left < cheapest_job(config)
+
+
+def cheapest_job(config: RunConfig) -> int:
+    """Scorer calls of the smallest scoring job a step can run: the first racing rung, else a full set."""
+    return rung_sizes(config)[0] if config.budget == "racing" else config.examples
+
+
+def full_run_cost(config: RunConfig, n_sources: int) -> int:
+    """Training scorer calls of a transfer run with every step full (no budget, no racing cut)."""
+    per_step = config.candidates * config.examples
+    source = n_sources * (config.examples + config.steps * per_step)
+    target = config.top_k * config.examples + config.stage2_steps * per_step
+    return source + target
+
+
+def steps_to_spend(config: RunConfig, budget: int) -> int:
+    """An upper bound on the steps that can spend ``budget`` scorer calls: every non-empty step scores at
+    least one candidate on its cheapest job. The budget (:func:`budget_spent`), not this bound, ends a stage."""
+    return math.ceil(budget / cheapest_job(config)) + 1
 
 
 def rung_sizes(config: RunConfig) -> list[int]:
