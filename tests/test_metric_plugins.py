@@ -365,5 +365,5 @@ def test_a_user_metric_cannot_take_a_built_in_name(tmp_path: Path) -> None:
                                    "def f(example, answer):\n    return 1.0\n")
     db = tmp_path / "t.db"
     line = one_line(tprompt(db, "run", "--model", "fake", *OPEN, "--metric", "badmetrics:f", check=False, cwd=folder))
-    assert "metric badmetrics:f: its name 'accuracy' is a built-in metric's" in line and "@metric(name=" in line
+    assert "metric badmetrics:f: its name 'accuracy' is already registered for a built-in metric" in line and "@metric(name=" in line
     assert not db.exists()
