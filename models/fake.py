@@ -8,8 +8,7 @@ the request hash. Spec options, comma separated: ``seed=N``, ``delay=S``
 (seconds per request, so tests can kill a run mid-flight), ``transient=N``
 (the first N calls raise a retryable error), ``fail=1`` (every call fails),
 ``gate=PATH`` (every call waits until the file PATH exists, so a test can hold
-a run in flight for exactly as long as it needs, whatever the machine's load;
-with ``gate_after=N`` the first N requests of the process pass without it),
+a run in flight for exactly as long as it needs, whatever the machine's load),
 ``calls=PATH`` (every request appends one line to the file PATH as it is sent, so a
 test can count the calls paid across processes and machines, killed ones included).
 """
@@ -84,7 +83,6 @@ class FakeBackend(ChatBackend):
         self.transient = 0
         self.fail = False
         self.gate = ""
-        self.gate_after = 0
         self.calls_file = ""
         _, _, options = spec.partition(":")
         for item in filter(None, (p.strip() for p in options.split(","))):
@@ -104,10 +102,6 @@ class FakeBackend(ChatBackend):
                     self.fail = value not in ("", "0", "false")
                 elif key == "gate" and value:
                     self.gate = value
-                elif key == "gate_after":
-                    self.gate_after = int(value)
-                    if self.gate_after < 0:
-                        raise ValueError(key)
                 elif key == "calls" and value:
                     self.calls_file = value
                 else:
@@ -118,15 +112,12 @@ class FakeBackend(ChatBackend):
                     hint="use fake, fake:seed=3, fake:delay=0.2 or fake:seed=3,delay=0.2 (delay in seconds, >= 0)",
                 ) from None
         self._calls = 0
-        self._requests = 0
         self._lock = threading.Lock()
 
     def _enter_call(self, count: int) -> None:
         with self._lock:
             self._calls += 1
             calls = self._calls
-            before = self._requests  # requests entered before this call
-            self._requests += count
         if self.calls_file:
             # One O_APPEND write per call: lines from concurrent processes never interleave.
             fd = os.open(self.calls_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -138,7 +129,7 @@ class FakeBackend(ChatBackend):
             raise BackendError(f"the fake model {self.spec} fails every call (fail=1)")
         if calls <= self.transient:
             raise TransientBackendError(f"the fake model {self.spec}: transient failure {calls} of {self.transient}")
-        if self.gate and before >= self.gate_after:
+        if self.gate:
             self._wait_for_gate()
         if self.delay:
             time.sleep(self.delay * count)
