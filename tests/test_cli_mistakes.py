@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -94,4 +95,5 @@ def test_hints_name_what_exists(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "", "answer": "4"}\n')
     line = one_line(tprompt(tmp_path / "t.db", "run", "--model", "fake", "--target", str(bad), check=False))
-    assert "tprompt eval --skip-bad-rows" in line
+    # The hint names the database it was given (it is not the default one), so it works as printed.
+    assert f"tprompt --db {shlex.quote(str(tmp_path / 't.db'))} eval --skip-bad-rows" in line
