@@ -168,7 +168,8 @@ class ConfigError(UsageError):
 
 def first_error(exc: ValueError, *, where: str | None = None, prefix: tuple[str, ...] = ()) -> str:
     """The first problem of a pydantic ``ValidationError`` as one line, ``where: field.path: message``
-    (without ``where``, no location: the message alone); any other ValueError: its text.
+    (``where=""``: ``field.path: message``; without ``where``, no location: the message alone); any other
+    ValueError: its text.
 
     The one formatting of a validation error for people (configs, experiment files, weights).
     """
@@ -178,7 +179,7 @@ def first_error(exc: ValueError, *, where: str | None = None, prefix: tuple[str,
     if where is None:
         return msg
     loc = ".".join(str(p) for p in (*prefix, *(first.get("loc") or ()))) or "config"
-    return f"{where}: {loc}: {msg}"
+    return f"{where}: {loc}: {msg}" if where else f"{loc}: {msg}"
 
 
 # --- the terminal UI -------------------------------------------------------------

@@ -98,7 +98,7 @@ def _structured(text: str, p: Path, what: str, text_only: bool) -> str | ChatTem
         elif suffix == ".toml":
             data = tomllib.loads(text)
         else:
-            from .config import load_yaml
+            from ._yaml import load_yaml
 
             data = load_yaml(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:

@@ -11,7 +11,7 @@ from rich.text import Text
 from .._text import printable
 from ..errors import UsageError
 from ..stores import RunState
-from ..stores.summary import run_summaries
+from ..stores.listing import run_summaries
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, settings, shorten
 from ._model_options import CONCURRENCY_OPTION, REQUEST_TIMEOUT_OPTION, check_model_options
 

@@ -468,7 +468,7 @@ def run_objective_weights(weights: Mapping[str, float], metrics: MetricSet, rubr
     try:
         return ObjectiveWeights.model_validate(computed, context={"metrics": (*metrics.names(), *judged)})
     except ValueError as exc:  # pydantic's ValidationError
-        raise ConfigError(f"weights: {first_error(exc)}", key="weights",
+        raise ConfigError(first_error(exc, where="", prefix=("weights",)), key="weights",
                           hint="weights are numbers >= 0, not all 0, over the seven, the run's --metric ones "
                                "or its judge's criteria (judge_<criterion>)") from None
 

@@ -5,20 +5,15 @@ event log stores that row in the same transaction as the events it appends
 (``EventLog.append`` folds them onto the run's state before them), so listing runs reads one row
 per run whatever their length. A row older than the run's last event (a fork,
 ``tprompt pause`` from another process, a database written before summaries
-existed) is not trusted: that run is folded instead.
+existed) is not trusted: that run is folded instead (:mod:`.listing`).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
-from ..errors import TPromptError
-from .projection import RunState, ScoredPrompt, fold, prompt_objectives
-
-if TYPE_CHECKING:
-    from .log import EventLog, RunRow
+from .projection import RunState, ScoredPrompt, prompt_objectives
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,38 +115,4 @@ def summarize(state: RunState, created_at: str) -> RunSummary:
     )
 
 
-def unreadable(row: RunRow, exc: TPromptError) -> RunSummary:
-    """The row of a run whose events cannot be read (one damaged run must not hide the others)."""
-    return RunSummary(
-        run_id=row.run_id, name=row.name, status="unreadable", source_tasks=(), target_task="", proposer="",
-        scorer="", best_objective=None, best_stage=None, created_at=row.created_at,
-        parent_run_id=row.parent_run_id, parent_seq=row.parent_seq, last_seq=0, error=str(exc),
-    )
-
-
-def run_summaries(log: EventLog, states: dict[str, RunState] | None = None) -> list[RunSummary]:
-    """Every run's row, oldest first: the stored row when it is current, else the run folded.
-
-    ``states``, when given, keeps the folded states between calls, so a run
-    whose row is stale is folded from where the last call left it.
-    """
-    out: list[RunSummary] = []
-    for row, last_seq, stored in log.summary_rows():
-        if stored is not None:
-            summary = RunSummary.from_json(stored, row.created_at)
-            if summary.last_seq == last_seq:
-                out.append(summary)
-                continue
-        state = (states or {}).get(row.run_id) or RunState(run_id=row.run_id)
-        try:
-            state = fold(log.events(row.run_id, after=state.last_seq), run_id=row.run_id, state=state)
-        except TPromptError as exc:
-            out.append(unreadable(row, exc))
-            continue
-        if states is not None:
-            states[row.run_id] = state
-        out.append(summarize(state, row.created_at))
-    return out
-
-
-__all__ = ("RunSummary", "best_of", "best_scored", "run_summaries", "summarize", "unreadable")
+__all__ = ("RunSummary", "best_of", "best_scored", "summarize")

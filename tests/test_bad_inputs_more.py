@@ -402,7 +402,7 @@ def test_resume_force_never_takes_over_a_live_process_here(tmp_path: Path) -> No
 
 
 def test_a_yaml_alias_bomb_as_prompt_file_is_one_line(tmp_path: Path) -> None:
-    # The prompt file reads YAML with the one loader of --config/--rubric (config.load_yaml), so the expansion
+    # The prompt file reads YAML with the one loader of --config/--rubric (_yaml.load_yaml), so the expansion
     # cap holds here too; before, this file was refused for its extra keys, not for its size.
     bomb = tmp_path / "p.yaml"
     bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(

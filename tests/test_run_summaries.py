@@ -11,7 +11,8 @@ from conftest import run_created
 from tprompt.config import RunConfig
 from tprompt.graph import Runner, create_run, make_config
 from tprompt.stores import EventLog, RunPaused, StageStarted
-from tprompt.stores.summary import run_summaries, summarize
+from tprompt.stores.listing import run_summaries
+from tprompt.stores.summary import summarize
 
 
 def _finished_run(log: EventLog) -> str:

@@ -41,9 +41,10 @@ from ..stores.events import (
     TestJudged,
     TransferSelected,
 )
+from ..stores.listing import run_summaries
 from ..stores.log import gc_paused
 from ..stores.projection import ScoredPrompt
-from ..stores.summary import RunSummary, best_of, best_scored, run_summaries, summarize
+from ..stores.summary import RunSummary, best_of, best_scored, summarize
 from ._literal import LiteralText
 
 
