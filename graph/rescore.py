@@ -187,13 +187,7 @@ def rescore_run(
     refs = list(dict.fromkeys([*state.config.metrics, *(m.strip() for m in metrics)]))
     versions = {k: v for k, v in state.config.metric_versions.items() if k not in metrics}
     events = list(log.events(run_id))
-    # Checked before the new config is made, so a bad weight is named as the weight check words it.
-    evaluation = Evaluation.open(
-        state.config.model_copy(update={"weights": merged, "metrics": refs, "metric_versions": versions}),
-        tasks=tasks, task_names=answered_tasks(events),
-    )
-    changes: dict[str, Any] = {"weights": merged, "metrics": refs,
-                               "metric_versions": metric_versions(evaluation.metric_set)}
+    changes: dict[str, Any] = {"weights": merged, "metrics": refs, "metric_versions": versions}
     if files is not None:
         changes["files"] = dict(files)
     if judge is not None:
@@ -203,6 +197,10 @@ def rescore_run(
     from .config import make_config
 
     config = make_config({**state.config.model_dump(), **changes}, where="rescore")
+    # The weights are checked against the new config's metrics and its judge's criteria (a new rubric's
+    # criteria are weighable), then each metric's version is pinned as the new run records it.
+    evaluation = Evaluation.open(config, tasks=tasks, task_names=answered_tasks(events))
+    config = config.model_copy(update={"metric_versions": metric_versions(evaluation.metric_set)})
     # The fork's own history starts after the lineage's run.created (seq 1) and its run.forked (seq 2).
     base = fold(events[:1], run_id=run_id).model_copy(
         update={"config": config, "target_task": state.target_task, "last_seq": 2}
