@@ -33,6 +33,7 @@ from ..config import RecordedFile
 from ..errors import UsageError
 from ..evaluator import ObjectiveWeights, Task
 from ..evaluator.registry import metric_versions
+from ..judge.rubric import is_judge_metric, judge_metric
 from ..stores import EventLog, new_run_id
 from ..stores.events import (
     Answered,
@@ -197,6 +198,12 @@ def rescore_run(
     from .config import make_config
 
     config = make_config({**state.config.model_dump(), **changes}, where="rescore")
+    if config.judge_rubric != state.config.judge_rubric:
+        # A new rubric: the run's weights on criteria it no longer asks about are dropped (weights given
+        # here are kept, and checked below).
+        criteria = {judge_metric(c.name) for c in config.judge_rubric.criteria} if config.judge_rubric else set()
+        kept = {k: v for k, v in state.config.weights.items() if not is_judge_metric(k) or k in criteria}
+        config = config.model_copy(update={"weights": {**kept, **weights}})
     # The weights are checked against the new config's metrics and its judge's criteria (a new rubric's
     # criteria are weighable), then each metric's version is pinned as the new run records it.
     evaluation = Evaluation.open(config, tasks=tasks, task_names=answered_tasks(events))
