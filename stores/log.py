@@ -292,10 +292,13 @@ class EventLog:
         """
         if event_ids is not None and len(event_ids) != len(events):
             raise ValueError("event_ids must match events one to one")
-        if event_ids is None and expected_seq is not None:
+        derived = event_ids is None and expected_seq is not None
+        if derived:
+            assert expected_seq is not None
             event_ids = [event_key(run_id, expected_seq + i, ev) for i, ev in enumerate(events)]
         with self.store.writing():
-            return self._append_locked(run_id, events, expected_seq=expected_seq, event_ids=event_ids, base=base)
+            return self._append_locked(run_id, events, expected_seq=expected_seq, event_ids=event_ids, base=base,
+                                       same_payload=derived)
 
     def append_after(self, state: RunState, events: Sequence[Event]) -> tuple[list[StoredEvent], RunState]:
         """:meth:`append` ``events`` right after ``state``'s last event; the events written and the state after them."""
@@ -314,6 +317,7 @@ class EventLog:
         expected_seq: int | None,
         event_ids: Sequence[str | None] | None,
         base: RunState | None,
+        same_payload: bool = False,
     ) -> list[StoredEvent]:
         if event_ids is None:
             # Fresh random ids: none can be stored already, so there is nothing to look up.
@@ -323,6 +327,14 @@ class EventLog:
             if len(set(ids)) != len(ids):
                 raise ValueError("event_ids must be distinct within one append")
             existing = self._existing_ids(ids)
+            if same_payload:
+                # A key made of (run, seq, type) is the same for another writer's different event at that
+                # seq: only the very same event is skipped, anything else lost the race.
+                for offset, (eid, ev) in enumerate(zip(ids, events)):
+                    if eid in existing and existing[eid] != ev.model_dump_json():
+                        seq = (expected_seq or 0) + offset
+                        raise ConflictError(f"run {run_id}: seq {seq} was taken by another writer",
+                                            hint="reload the run and retry", run_id=run_id, seq=seq)
             fresh = [(eid, ev) for eid, ev in zip(ids, events) if eid not in existing]
         if not fresh:
             return []
@@ -420,13 +432,15 @@ class EventLog:
             ).fetchall()
         return [(RunRow(*r[:7]), int(r[7]), r[8] if r[9] == r[7] else None) for r in rows]
 
-    def _existing_ids(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
+    def _existing_ids(self, ids: Sequence[str]) -> dict[str, str]:
+        """The stored ones of ``ids``, each with its stored payload."""
+        found: dict[str, str] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             found.update(
-                r[0] for r in self._conn.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
+                (r[0], r[1])
+                for r in self._conn.execute(f"SELECT event_id, payload FROM events WHERE event_id IN ({marks})", chunk)
             )
         return found
 
