@@ -160,6 +160,7 @@ class MetricWorker:
         self._rx: Connection | None = None
         self._tx: Connection | None = None
         self._loaded: dict[str, float] = {}  # ref -> the import timeout it loaded under (reloaded on restart)
+        self._env: list[str] = []  # the working folder and import path the worker was started with
         self._lock = threading.Lock()
 
     def load(self, ref: str, *, timeout: float, abandoned: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -223,9 +224,15 @@ class MetricWorker:
         return got
 
     def _start(self) -> None:
+        env = [os.getcwd(), *(p for p in sys.path if isinstance(p, str))]
         if self._proc is not None and self._proc.poll() is None:
-            return
+            if env == self._env:
+                return
+            # This process changed folder or import path (a long-lived Python caller): what the worker
+            # imported came from the old one, so it starts afresh and imports again where this process is.
+            self._loaded.clear()
         self.close()
+        self._env = env
         path = log_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         req_r, req_w = os.pipe()
@@ -240,7 +247,7 @@ class MetricWorker:
         os.close(req_r)
         os.close(res_w)
         self._tx, self._rx = Connection(req_w, readable=False), Connection(res_r, writable=False)
-        self._tx.send([os.getcwd(), *(p for p in sys.path if isinstance(p, str))])
+        self._tx.send(env)
         try:
             self._wait(START_TIMEOUT, None)
         except (TimeoutError, EOFError):
