@@ -90,8 +90,12 @@ BUILTIN_NAMES: frozenset[str] = frozenset(_BY_NAME)
 def register_spec(spec: MetricSpec) -> MetricSpec:
     """Add ``spec`` to the registry (again registering an equal spec is a no-op); returns it.
 
+    A user's metric registered again under its name with another spec replaces it: a long-lived process
+    may run one module's ``iso_date`` and then another's. Two of them in one run are refused where the
+    run's metrics are resolved (:func:`tprompt.evaluator.registry.resolve_metrics`).
+
     Raises:
-        ValueError: another spec is registered under that name, or the spec is malformed
+        ValueError: a built-in metric holds that name with another spec, or the spec is malformed
         (a name that is not an identifier-like word, or an empty range).
     """
     name = spec.name
@@ -101,7 +105,7 @@ def register_spec(spec: MetricSpec) -> MetricSpec:
     if not lo < hi or lo != lo or hi != hi:
         raise ValueError(f"metric {name!r}: its range {spec.range} must be (low, high) with low < high")
     old = _BY_NAME.get(name)
-    if old is not None and old != spec:
+    if old is not None and old != spec and name in BUILTIN_NAMES:
         raise ValueError(f"a different metric {name!r} is already registered ({old.label}, version {old.version})")
     _BY_NAME[name] = spec
     return spec

@@ -176,7 +176,7 @@ class MetricWorker:
             return reply
 
     def _load(self, ref: str, timeout: float, abandoned: Callable[[], bool] | None) -> dict[str, Any]:
-        self._start()
+        self._start(_here())
         self._send(("load", ref))
         try:
             reply = self._wait(timeout, abandoned)
@@ -223,16 +223,19 @@ class MetricWorker:
             got.append(value)
         return got
 
-    def _start(self) -> None:
-        env = [os.getcwd(), *(p for p in sys.path if isinstance(p, str))]
+    def _start(self, env: list[str] | None = None) -> None:
+        """Start the worker unless it runs. ``env`` (folder and import path) is given by an import only.
+
+        An import from another folder or import path than the worker's (a long-lived Python caller that
+        changed them) starts a fresh worker there. A call never does: it runs where its metric was imported,
+        even when this process has since left that folder (a test or caller that restores ``sys.path``).
+        """
         if self._proc is not None and self._proc.poll() is None:
-            if env == self._env:
+            if env is None or env == self._env:
                 return
-            # This process changed folder or import path (a long-lived Python caller): what the worker
-            # imported came from the old one, so it starts afresh and imports again where this process is.
             self._loaded.clear()
         self.close()
-        self._env = env
+        self._env = env or self._env or _here()
         path = log_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         req_r, req_w = os.pipe()
@@ -242,12 +245,12 @@ class MetricWorker:
             log.flush()
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOT.format(rx=req_r, tx=res_w)], pass_fds=(req_r, res_w),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd=os.getcwd(),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd=self._env[0],
             )
         os.close(req_r)
         os.close(res_w)
         self._tx, self._rx = Connection(req_w, readable=False), Connection(res_r, writable=False)
-        self._tx.send(env)
+        self._tx.send(self._env)
         try:
             self._wait(START_TIMEOUT, None)
         except (TimeoutError, EOFError):
@@ -292,6 +295,11 @@ class MetricWorker:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _here() -> list[str]:
+    """This process's working folder and import path: where the worker imports a metric."""
+    return [os.getcwd(), *(p for p in sys.path if isinstance(p, str))]
 
 
 _WORKER: MetricWorker | None = None

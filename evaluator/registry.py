@@ -86,7 +86,8 @@ def register_metric(spec: MetricSpec, fn: Callable[..., Any], *, per: Per = "exa
                                  spec.range, False, spec.version))
     m = Metric(spec, fn, ref or spec.name, per, tuple(keys), isolated)
     _FUNCS[m.ref] = m
-    _FUNCS.setdefault(spec.name, m)
+    if spec.name not in _FUNCS or ":" in _FUNCS[spec.name].ref:  # a built-in keeps its name; a user's, the latest
+        _FUNCS[spec.name] = m
     return m
 
 
@@ -228,6 +229,13 @@ def resolve_metrics(refs: Iterable[str], versions: Mapping[str, str] | None = No
         ConfigError: as :func:`resolve_metric`, or a metric whose version is not the one the run recorded.
     """
     metrics = tuple(resolve_metric(r, timeout=timeout, abandoned=abandoned) for r in dict.fromkeys(refs))
+    named: dict[str, str] = {}
+    for m in metrics:
+        for name in m.names:
+            other = named.setdefault(name, m.ref)
+            if other != m.ref:
+                raise _bad(m.ref, f"its name {name!r} is also the name of metric {other} in this run",
+                           "give one of them another name with @metric(name=...)")
     for m in metrics:
         recorded = (versions or {}).get(m.ref)
         if recorded is not None and recorded != m.spec.version:

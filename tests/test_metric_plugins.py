@@ -370,3 +370,41 @@ def test_a_user_metric_cannot_take_a_built_in_name(tmp_path: Path) -> None:
     line = one_line(tprompt(db, "run", "--model", "fake", *OPEN, "--metric", "badmetrics:f", check=False, cwd=folder))
     assert "metric badmetrics:f: its name 'accuracy' is already registered for a built-in metric" in line and "@metric(name=" in line
     assert not db.exists()
+
+
+def _module_in(folder: Path, module: str, source: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{module}.py").write_text("from tprompt import metric\n" + source)
+
+
+def test_two_modules_may_name_a_metric_alike_in_one_process_but_not_in_one_run(tmp_path: Path) -> None:
+    """A long-lived caller runs examples/dates' iso_date, then a module of its own with another iso_date (CI on b1c1fa2:
+    "a different metric 'iso_date' is already registered" once a test had resolved the other first)."""
+    _module_in(tmp_path, "isoa", "@metric(name='iso_date', gloss='one')\ndef f(example, answer):\n    return 1.0\n")
+    _module_in(tmp_path, "isob", "def iso_date(example, answer):\n    return 0.0\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert resolve_metrics(["isoa:f"]).metrics[0].spec.gloss == "one"
+        assert resolve_metrics(["isob:iso_date"]).metrics[0].spec.gloss == ""
+        with pytest.raises(ConfigError, match="is also the name of metric isoa:f in this run"):
+            resolve_metrics(["isoa:f", "isob:iso_date"])
+        with pytest.raises(ConfigError, match="already registered for a built-in metric"):
+            _module_in(tmp_path, "isoc", "def rouge_l(example, answer):\n    return 0.0\n")
+            resolve_metric("isoc:rouge_l")
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_a_metric_is_called_where_it_was_imported_after_the_caller_restored_its_import_path(tmp_path: Path) -> None:
+    """CI on b1c1fa2: a worker restarted whenever sys.path changed, so a metric imported from a folder since removed
+    from sys.path gave no value (None) on every call."""
+    _module_in(tmp_path, "wherefrom", "def w(example, answer):\n    return 0.75\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        ms = resolve_metrics(["wherefrom:w"])
+    finally:
+        sys.path.remove(str(tmp_path))
+    task = load_task("pubmedqa_long")
+    answers = [Answer(example_id=e.id, parsed="x", confidence=0.5, followed_format=True, correct=False)
+               for e in task.test[:2]]
+    assert ms.compute(answers, task)[0]["w"] == 0.75
