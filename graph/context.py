@@ -10,7 +10,7 @@ the run's state is the projection in the graph state, folded from the log.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..config import base_urls, in_process_spec
@@ -106,6 +106,10 @@ class RunContext:
         if key not in self._examples:
             self._examples[key] = self.task(task).sample(n, split=split, seed=self.config.seed)
         return self._examples[key]
+
+    def train_rows(self, tasks: Iterable[str]) -> dict[str, int]:
+        """The training rows a step draws for each of ``tasks``: ``examples``, or fewer when a task has fewer."""
+        return {t: len(self.examples(t, "train", self.config.examples)) for t in tasks}
 
     def mode_for(self, task: Task) -> ScoreMode:
         return resolve_mode(self.config.mode, task, self.scorer)

@@ -279,7 +279,8 @@ def score(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     """
     ctx, run = runtime.context, state["run"]
     # Under --max-rollouts, the jobs that fit are scored, then the run pauses: no answer is paid for and dropped.
-    jobs, over = rules.rollouts_fit(run, rules.score_jobs(run, ctx.config), ctx.max_rollouts)
+    todo = rules.score_jobs(run, ctx.config)
+    jobs, over = rules.rollouts_fit(run, todo, ctx.max_rollouts, ctx.train_rows({j.task for j in todo}))
     stage = _stage(run)
     step = run.in_flight or 0
     appended: list[StoredEvent] = []

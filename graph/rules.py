@@ -16,7 +16,7 @@ re-enters the graph at the node an uninterrupted run would have run next.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..stores.events import (
@@ -171,24 +171,45 @@ def rollouts_used(run: RunState) -> int:
     return evaluated + sum(a.scorer_calls for a in run.unevaluated if a.split != "test")
 
 
-def rollouts_fit(run: RunState, jobs: Sequence[ScoreJob], max_rollouts: int | None) -> tuple[list[ScoreJob], bool]:
-    """The leading ``jobs`` that keep the rollouts within ``max_rollouts``, and whether any job was left out."""
+def job_calls(job: ScoreJob, rows: Mapping[str, int]) -> int:
+    """Scorer calls ``job`` makes on a task with ``rows[job.task]`` training rows drawn: a task with fewer rows
+    than the job asks for answers only the rows it has (the same count its ``candidate.answered`` records)."""
+    have = rows.get(job.task)
+    if have is None:
+        return job.new_calls
+    return min(job.n_examples, have) - min(job.n_examples - job.new_calls, have)
+
+
+def rollouts_fit(
+    run: RunState, jobs: Sequence[ScoreJob], max_rollouts: int | None, rows: Mapping[str, int]
+) -> tuple[list[ScoreJob], bool]:
+    """The leading ``jobs`` that keep the rollouts within ``max_rollouts``, and whether any job was left out.
+
+    ``rows``: the training rows drawn for each task (fewer than ``examples`` when the task has fewer).
+    """
     if max_rollouts is None:
         return list(jobs), False
     used, fit = rollouts_used(run), list[ScoreJob]()
     for job in jobs:
-        if used + job.new_calls > max_rollouts:
+        calls = job_calls(job, rows)
+        if used + calls > max_rollouts:
             return fit, True
         fit.append(job)
-        used += job.new_calls
+        used += calls
     return fit, False
 
 
-def rollouts_exhausted(run: RunState, config: RunConfig, max_rollouts: int | None) -> bool:
-    """No new step fits in ``max_rollouts``: not even its cheapest scoring job (so it is not proposed)."""
+def rollouts_exhausted(run: RunState, config: RunConfig, max_rollouts: int | None, rows: Mapping[str, int]) -> bool:
+    """No new step fits in ``max_rollouts``: not even its cheapest scoring job (so it is not proposed).
+
+    ``rows``: the training rows drawn for each of the stage's tasks; a job on a task with fewer rows costs fewer.
+    """
     if max_rollouts is None:
         return False
-    return rollouts_used(run) + cheapest_job(config) > max_rollouts
+    cheapest = cheapest_job(config)
+    tasks = stage_tasks(run, config, run.stage) if run.stage is not None else []
+    cost = min((min(cheapest, rows.get(t, cheapest)) for t in tasks), default=cheapest)
+    return rollouts_used(run) + cost > max_rollouts
 
 
 def budget_spent(run: RunState, config: RunConfig) -> bool:
@@ -328,6 +349,7 @@ __all__ = (
     "budget_left",
     "budget_spent",
     "closing_events",
+    "job_calls",
     "next_node",
     "original",
     "patience_exhausted",

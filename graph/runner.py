@@ -239,7 +239,8 @@ class Runner:
         ctx = self.context
         if ctx.max_rollouts is None or next_node(self.state, self.config) != "propose":
             return False
-        if not rollouts_exhausted(self.state, self.config, ctx.max_rollouts):
+        rows = ctx.train_rows(ctx.stage_tasks(self.state, self.state.stage)) if self.state.stage else {}
+        if not rollouts_exhausted(self.state, self.config, ctx.max_rollouts, rows):
             return False
         ctx.pause_reason = "rollouts"
         return True

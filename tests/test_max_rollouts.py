@@ -79,3 +79,23 @@ def test_the_cli_pauses_and_says_how_to_continue(tmp_path: Path) -> None:
                          capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode != 0 and "--max-rollouts must be a positive number" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_the_budget_is_planned_on_the_rows_a_task_has(tmp_path: Path) -> None:
+    # 30 rows split 6 train / 24 test: every job answers 6 rows, not --examples 16.
+    rows = [{"question": f"Her birthday is on day {i} of April, 1995.", "reference": f"1995-04-{i:02d}"}
+            for i in range(1, 31)]
+    task = tmp_path / "dates.jsonl"
+    task.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    log = EventLog(tmp_path / "t.db")
+    config = make_config(dict(source_tasks=[], transfer=False, target_task=str(task), proposer="fake", scorer="fake",
+                              steps=2, candidates=3, examples=16, test_examples=5))
+    run_id = create_run(log, config)
+    runner = Runner(log, run_id, options=ExecutionOptions(max_rollouts=10))
+    state = runner.run()
+    # was: paused at 0 rollouts, the original's 6-row job planned as 16 calls
+    assert state.status == "paused" and runner.pause_reason == "rollouts"
+    assert rollouts_used(state) == _train_calls(log, run_id) == 6
+    state = Runner(log, run_id, options=ExecutionOptions(max_rollouts=12)).run()
+    assert state.status == "paused" and rollouts_used(state) == 12  # the original and one 6-row candidate
+    assert Runner(log, run_id, options=ExecutionOptions(max_rollouts=6 + 2 * 3 * 6)).run().status == "completed"
