@@ -40,6 +40,8 @@ def runs(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
                 "target_task": s.target_task or None,
                 "events": s.last_seq,
                 "best_objective": s.best_objective,
+                "test_objective": s.test_objective,
+                "original_test_objective": s.original_test_objective,
                 "created_at": s.created_at,
             }
             for s in run_summaries(log)
@@ -48,7 +50,7 @@ def runs(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
         print_json(data)
         return
     table = Table(title=f"runs in {settings(ctx).db_path}")
-    for col in ("run", "name", "status", "source → target", "events", "best train obj.", "parent", "created"):
+    for col in ("run", "name", "status", "source → target", "events", "best train obj.", "test", "parent", "created"):
         table.add_column(col)
     for d in data:
         parent = f"{d['parent_run_id']}@{d['parent_seq']}" if d["parent_run_id"] else ""
@@ -59,6 +61,7 @@ def runs(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
             Text(f"{', '.join(d['source_tasks'])} → {d['target_task'] or ''}"),
             str(d["events"]),
             fmt_num(d["best_objective"]),
+            "" if d["test_objective"] is None else fmt_num(d["test_objective"]),
             parent,
             d["created_at"][:19].replace("T", " "),
         )

@@ -35,6 +35,10 @@ class RunSummary:
     last_seq: int
     #: why the run's events could not be read (a damaged row), if so
     error: str | None = None
+    #: the held-out test objective of the run's best target prompt (None: not tested yet)
+    test_objective: float | None = None
+    #: the held-out test objective of the run's original prompt (None: not tested yet)
+    original_test_objective: float | None = None
 
     @property
     def models(self) -> str:
@@ -68,7 +72,18 @@ class RunSummary:
     def from_json(cls, text: str, created_at: str) -> RunSummary:
         data = json.loads(text)
         data["source_tasks"] = tuple(data["source_tasks"])
+        if any(name not in data for name in _FIELDS):
+            data["last_seq"] = -1  # written before a field existed: stale, so the run is folded (see listing)
         return cls(**data, created_at=created_at)
+
+
+_FIELDS = tuple(f for f in RunSummary.__dataclass_fields__ if f != "created_at")
+
+
+def test_objective(state: RunState, role: str = "best_target") -> float | None:
+    """The held-out test objective of ``role``'s prompt in ``state`` (None: that prompt is not tested yet)."""
+    tested = state.tested.get(role)
+    return tested.objective if tested is not None else None
 
 
 def best_scored(state: RunState, stage: str) -> tuple[ScoredPrompt, float] | None:
@@ -112,7 +127,9 @@ def summarize(state: RunState, created_at: str) -> RunSummary:
         parent_run_id=state.parent_run_id,
         parent_seq=state.parent_seq,
         last_seq=state.last_seq,
+        test_objective=test_objective(state),
+        original_test_objective=test_objective(state, "original"),
     )
 
 
-__all__ = ("RunSummary", "best_of", "best_scored", "summarize")
+__all__ = ("RunSummary", "best_of", "best_scored", "summarize", "test_objective")

@@ -91,3 +91,43 @@ def test_runs_reads_a_database_from_before_summaries(tmp_path: Path, cli_main=No
     with EventLog(path, readonly=True) as log:
         (listed,) = run_summaries(log)
         assert listed.run_id == run_id and listed.status == "completed"
+
+
+def test_runs_shows_each_runs_held_out_test_objective(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`tprompt runs`: the best target prompt's test objective (a "test" column), blank while a run has none."""
+    from tprompt.cli import main
+
+    db = tmp_path / "t.db"
+    with EventLog(db) as log:
+        done = _finished_run(log)
+        state = log.state(done)
+        untested = log.create_run(run_created("a"), run_id="r-untested")
+    assert main(["--db", str(db), "runs", "--json"]) == 0
+    rows = {r["run_id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows[done]["test_objective"] == state.tested["best_target"].objective
+    assert rows[done]["original_test_objective"] == state.tested["original"].objective
+    assert rows[untested]["test_objective"] is None and rows[untested]["original_test_objective"] is None
+    assert main(["--db", str(db), "runs"]) == 0
+    table = capsys.readouterr().out
+    assert " test " in table.splitlines()[2]  # the header row (after the title and the top border)
+    line = next(line for line in table.splitlines() if done in line)
+    assert f"{state.tested['best_target'].objective:.3f}" in line
+
+
+def test_a_stored_summary_from_before_the_test_column_is_folded_again(tmp_path: Path) -> None:
+    """A row written before ``test_objective`` existed is not trusted: the run is folded, and its test result shows."""
+    import sqlite3
+
+    path = tmp_path / "t.db"
+    with EventLog(path) as log:
+        run_id = _finished_run(log)
+    conn = sqlite3.connect(path)
+    (text,) = conn.execute("SELECT summary FROM run_summaries").fetchone()
+    old = {k: v for k, v in json.loads(text).items() if k not in ("test_objective", "original_test_objective")}
+    conn.execute("UPDATE run_summaries SET summary = ?", (json.dumps(old),))
+    conn.commit()
+    conn.close()
+    with EventLog(path, readonly=True) as log:
+        (listed,) = run_summaries(log)
+        assert listed.test_objective is not None
+        assert listed == summarize(log.state(run_id), log.run(run_id).created_at)
