@@ -15,8 +15,8 @@ import typer
 from rich.text import Text
 
 from ..errors import UsageError
-from ..export import FORMATS, STAGES, export_prompt
-from ._common import check_output_file, err, open_log, out, write_atomically
+from ..export import FORMATS, STAGES, PromptExport, export_prompt, lost_to_original
+from ._common import check_output_file, err, open_log, out, tprompt_cmd, write_atomically
 
 
 def export(
@@ -73,7 +73,16 @@ def export(
     p = found.provenance
     where = f" to {out_file}" if out_file is not None else ""
     err.print(Text(f"exported {found.prompt_id} ({p['stage']} stage, step {p['step']}, seq {p['seq']}, "
-                   f"objective {p['objective']:.3f}) of run {state.run_id}{where}"), soft_wrap=True)
+                   f"training objective {p['objective']:.3f}) of run {state.run_id}{where}"), soft_wrap=True)
+    _warn_if_lost(found, state.run_id)
+
+
+def _warn_if_lost(found: PromptExport, run_id: str) -> None:
+    """A warning line when the exported prompt did worse than the original on the held-out test split."""
+    lost = lost_to_original(found)
+    if lost is not None:
+        err.print(Text(f"warning: {lost}; the original may be the better prompt to ship ({tprompt_cmd()} show {run_id})"),
+                  soft_wrap=True)
 
 
 def _check_stage(stage: str | None) -> None:
@@ -95,6 +104,7 @@ def _register(ctx: typer.Context, run: str, stage: str | None, to: str, alias: s
     out.print(Text(f"prompts:/{name}/{version}"))
     err.print(Text(f"registered {found.prompt_id} of run {state.run_id} as MLflow prompt {name} version {version}"
                    + (f" (alias {alias})" if alias else "")), soft_wrap=True)
+    _warn_if_lost(found, state.run_id)
 
 
 def _write(ctx: typer.Context, run: str, stage: str | None, out_file: Path | None, alias: str | None) -> None:
@@ -114,6 +124,7 @@ def _write(ctx: typer.Context, run: str, stage: str | None, out_file: Path | Non
         write_atomically(out_file, text)
     err.print(Text(f"exported {found.prompt_id} of run {state.run_id} as a Langfuse prompt"
                    + (f" to {out_file}" if out_file else "")), soft_wrap=True)
+    _warn_if_lost(found, state.run_id)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ from .provenance import (
     PromptExport,
     default_stage,
     export_prompt,
+    lost_to_original,
     public_url,
     read_prompt_file,
 )
@@ -23,6 +24,7 @@ __all__ = (
     "PromptExport",
     "default_stage",
     "export_prompt",
+    "lost_to_original",
     "public_url",
     "read_prompt_file",
 )

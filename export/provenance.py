@@ -3,7 +3,7 @@
 :func:`export_prompt` is the one rule that turns a run's state into an export:
 the best prompt of a stage (the same rule as everywhere, :meth:`RunState.best`),
 the seq of the event that scored it and its metrics there, its test-split
-result if the run tested it, the models, the tasks, the fork parent and the
+result if the run tested it (and against the original's, ``test_vs_original``), the models, the tasks, the fork parent and the
 tprompt version. It is a pure function of the state: the same run exports the
 same bytes.
 
@@ -185,7 +185,8 @@ def _provenance(state: RunState, best: ScoredPrompt) -> dict[str, Any]:
              "metrics": dict(r.metrics), "objective": r.objective}
             for r in rows
         ],
-        "test": _test_result(state, best),
+        "test": (test := _test_result(state, best)),
+        "test_vs_original": _vs_original(state, test),
         "models": _models(state.config),
         "tasks": {"source": list(state.source_tasks), "target": state.target_task},
         "fork_of": (
@@ -218,6 +219,29 @@ def _test_result(state: RunState, best: ScoredPrompt) -> dict[str, Any] | None:
     t = found[0]
     return {"role": t.role, "seq": t.seq, "task": t.task, "n_examples": t.n_examples,
             "metrics": dict(t.metrics), "objective": t.objective}
+
+
+def _vs_original(state: RunState, test: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The exported prompt's test objective against the original's on the same held-out split (None: either was
+    not tested, or on another task). ``lost``: the original did better there."""
+    original = state.tested.get("original")
+    if test is None or original is None or original.task != test["task"]:
+        return None
+    delta = test["objective"] - original.objective
+    return {"original_prompt_id": original.prompt_id, "original_objective": original.objective,
+            "objective": test["objective"], "delta": delta, "lost": delta < 0, "task": test["task"],
+            "n_examples": test["n_examples"]}
+
+
+def lost_to_original(found: PromptExport) -> str | None:
+    """One line saying that ``found`` did worse than the run's original prompt on the held-out test split, and by
+    how much (None: it did not, or the run has not tested both)."""
+    vs = found.provenance.get("test_vs_original")
+    if not vs or not vs["lost"]:
+        return None
+    return (f"{found.prompt_id} lost to the original prompt on the held-out test split of {vs['task']}: objective "
+            f"{vs['objective']:.3f} vs {vs['original_objective']:.3f} ({vs['delta']:+.3f}, {vs['n_examples']} "
+            f"examples)")
 
 
 def _setting(config: Any, key: str) -> Any:
@@ -259,6 +283,7 @@ __all__ = (
     "PromptExport",
     "default_stage",
     "export_prompt",
+    "lost_to_original",
     "public_url",
     "read_prompt_file",
 )

@@ -19,6 +19,7 @@ from tprompt.evaluator.template import row_values
 from tprompt.export import EXPORT_FORMAT, PromptExport, export_prompt, public_url, read_prompt_file
 from tprompt.graph.config import load_config_file
 from tprompt.stores import CandidateScored, EventLog, StageStarted
+from tprompt.stores.events import PromptTested
 
 
 @pytest.fixture
@@ -220,6 +221,43 @@ def test_no_credentials_leave_with_the_export(tmp_path: Path) -> None:
         assert "SECRET" not in text and "K2" not in text and "me:" not in text
     assert public_url("http://[::1]:8000/v1") == "http://[::1]:8000/v1"
     assert public_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
+
+
+def _tested(role: str, prompt_id: str, text: str, objective: float) -> PromptTested:
+    return PromptTested(role=role, prompt_id=prompt_id, text=text, task="source", n_examples=20,  # type: ignore[arg-type]
+                        metrics={"accuracy": objective}, objective=objective)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "langfuse"])
+def test_an_export_that_lost_to_the_original_on_the_test_split_says_so(cli, tmp_path: Path, fmt: str) -> None:
+    db = tmp_path / "t.db"
+    run = _hand_made(db, _scored("p-1", "Think.", 0.9))
+    with EventLog(db) as log:
+        log.append(run, [_tested("original", "p-0", "Answer.", 0.613), _tested("best_source", "p-1", "Think.", 0.342)])
+    code, out, err = cli("--db", str(db), "export", run, "--stage", "source", "--format", fmt)
+    assert code == 0, err
+    # was: a training objective and no word that the exported prompt did worse than the original held out
+    assert ("warning: p-1 lost to the original prompt on the held-out test split of source: objective 0.342 vs "
+            "0.613 (-0.271, 20 examples)") in err
+    assert f"(tprompt --db {db} show {run})" in err  # the hint works as printed
+    if fmt == "json":
+        vs = json.loads(out)["provenance"]["test_vs_original"]
+        assert vs["lost"] is True and vs["original_objective"] == 0.613 and vs["delta"] == pytest.approx(-0.271)
+        assert vs["original_prompt_id"] == "p-0"
+
+
+def test_an_export_that_beat_the_original_on_the_test_split_has_no_warning(cli, tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    run = _hand_made(db, _scored("p-1", "Think.", 0.9))
+    with EventLog(db) as log:
+        log.append(run, [_tested("original", "p-0", "Answer.", 0.4), _tested("best_source", "p-1", "Think.", 0.5)])
+    code, out, err = cli("--db", str(db), "export", run, "--stage", "source", "--format", "json")
+    assert code == 0 and "warning" not in err, err
+    vs = json.loads(out)["provenance"]["test_vs_original"]
+    assert vs["lost"] is False and vs["delta"] == pytest.approx(0.1)
+    untested = _hand_made(tmp_path / "u.db", _scored("p-1", "Think.", 0.9))
+    code, out, err = cli("--db", str(tmp_path / "u.db"), "export", untested, "--format", "json")
+    assert code == 0 and "warning" not in err and json.loads(out)["provenance"]["test_vs_original"] is None
 
 
 # -- the Python API returns the same ------------------------------------------------------
