@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -39,4 +41,37 @@ class Interrupts:
         self._old = {}
 
 
-__all__ = ("Interrupts",)
+#: Set by a driver (``experiment --workers N``) on each child it starts: the driver's pid.
+DRIVER_ENV = "TPROMPT_DRIVER_PID"
+
+
+def watch_parent(parent: int, on_gone: Callable[[], None], *, poll: float = 0.5) -> threading.Thread:
+    """Call ``on_gone()`` once this process's parent is no longer ``parent`` (it died, even by kill -9).
+
+    A daemon thread polls :func:`os.getppid` every ``poll`` s: a child of a killed process is adopted
+    by another, so its parent id changes. Used by the metric worker (it exits) and by a grid's child
+    runs (they pause), which would otherwise go on as orphans with nobody to report to.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)  # a poll of the parent id, not a wait for an outcome
+        on_gone()
+
+    thread = threading.Thread(target=watch, name="tprompt-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def pause_when_driver_gone() -> None:
+    """In a child a driver started (:data:`DRIVER_ENV` names our parent): pause (SIGINT to self) once it is gone.
+
+    The SIGINT is the Ctrl-C a driver forwards: the run pauses at its next step boundary and releases
+    its lease, so a rerun of the grid continues it. A process not started so does nothing.
+    """
+    driver = os.environ.get(DRIVER_ENV, "")
+    if driver.isdigit() and int(driver) == os.getppid():
+        watch_parent(int(driver), lambda: os.kill(os.getpid(), signal.SIGINT))
+
+
+__all__ = ("DRIVER_ENV", "Interrupts", "pause_when_driver_gone", "watch_parent")

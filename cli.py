@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover - older typer on real click
     from click import exceptions as _click_exc  # type: ignore[no-redef]
 
 from . import __version__
+from ._signals import pause_when_driver_gone
 from .commands._common import ACTIVE_DB, DEFAULT_DB, ExitCode, Settings, err, with_db
 from .errors import TPromptError
 
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv is None:
             sys.exit(ExitCode.OK)
         return ExitCode.OK
+    pause_when_driver_gone()  # a grid's child run: paused, not orphaned, if its driver is killed
     try:
         result = _full_app()(args=argv, prog_name="tprompt", standalone_mode=False)
         code = int(result) if isinstance(result, int) else 0

@@ -36,6 +36,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from .._signals import watch_parent
 from ..config import DEFAULT_METRIC_TIMEOUT
 from ..errors import ConfigError
 
@@ -95,17 +96,6 @@ def one_line(exc: BaseException) -> str:
 # --- the child -----------------------------------------------------------------------------------------------------
 
 
-def _watch_parent(parent: int) -> None:
-    """Exit the worker once its parent is gone, even while a metric hangs (the parent may be kill -9'd)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(_ORPHAN_POLL_S)
-        os._exit(3)
-
-    threading.Thread(target=watch, name="tprompt-metric-orphan-watch", daemon=True).start()
-
-
 def serve(rx: Connection, tx: Connection, registry: Any) -> None:
     """The worker's loop: ``("load", ref)`` and ``("call", ref, items)`` requests until the parent closes the pipe.
 
@@ -114,7 +104,7 @@ def serve(rx: Connection, tx: Connection, registry: Any) -> None:
     global _IN_WORKER
     _IN_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C pauses the run; the run then ends this process
-    _watch_parent(os.getppid())
+    watch_parent(os.getppid(), lambda: os._exit(3), poll=_ORPHAN_POLL_S)  # even while a metric hangs
     tx.send(("ready",))  # the user's time limits start now, not while this interpreter starts
     while True:
         try:

@@ -17,12 +17,14 @@ that crashes take nothing else with it.
 Children start in their own session, so a terminal's Ctrl-C reaches only the
 parent; the parent forwards each SIGINT/SIGTERM it gets as one SIGINT to every
 running child (the first pauses it, a second makes it quit now) and starts no
-new child after the first. A failed child is reported for its cell; the others
+new child after the first. A child whose parent dies (kill -9 of the driver) pauses
+itself (:func:`tprompt._signals.pause_when_driver_gone`): no orphan goes on. A failed child is reported for its cell; the others
 go on.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import tempfile
@@ -31,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
-from .._signals import Interrupts
+from .._signals import DRIVER_ENV, Interrupts
 from ..errors import UsageError
 from ..stores import EventLog
 from ..stores.projection import RunState
@@ -136,6 +138,7 @@ def run_parallel(
             todo.append((index, cell_run, run_id))
     todo.reverse()  # pop() from the end hands them out in the grid's order
     running: dict[int, _Child] = {}
+    child_env = {**os.environ, DRIVER_ENV: str(os.getpid())}  # a child pauses if this process dies (kill -9)
     interrupts = Interrupts()
     last_tick = 0.0
     announced = 0
@@ -149,7 +152,7 @@ def run_parallel(
                     index, cell_run, run_id = todo.pop()
                     stderr = tempfile.TemporaryFile()  # noqa: SIM115 -- the child's; closed when it ends
                     proc = subprocess.Popen(list(argv(run_id)), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                            stderr=stderr, start_new_session=True)
+                                            stderr=stderr, start_new_session=True, env=child_env)
                     running[index] = _Child(index, cell_run, run_id, proc, stderr)
                     if on_start is not None:
                         on_start(cell_run, run_id, index, total)

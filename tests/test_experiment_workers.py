@@ -162,3 +162,55 @@ def test_workers_must_be_positive(tmp_path: Path, value: str) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: --workers {value}: ")
     assert not db.exists()  # nothing written
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` right now (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # the process ended while we looked
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_kill_9_of_the_driver_pauses_its_children(tmp_path: Path) -> None:
+    """b1c1fa2: the children of a kill -9'd `experiment --workers 2` went on as orphans (issue 32)."""
+    db = tmp_path / "orphans.db"
+    # Cells long enough (minutes, unpaused) that a child which goes on after the kill would not pause.
+    slow = {**GRID, "models": [{"proposer": "fake", "scorer": "fake:delay=0.5"}],
+            "run": {**GRID["run"], "steps": 6}}
+    config = write_toml(tmp_path / "par.toml", slow)
+    proc = start(db, config, "--workers", "2")
+    try:
+        assert wait_for_two_running(db, proc) >= 2, "the experiment ended before two cells ran at once"
+        children = _children(proc.pid)
+        assert len(children) == 2
+        proc.kill()
+        proc.wait(timeout=DEADLINE)
+        deadline = time.monotonic() + DEADLINE
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the poll step: waits on the children's exit, DEADLINE bounds a hang
+    finally:
+        proc.kill()
+        for c in _children(proc.pid):
+            os.kill(c, signal.SIGKILL)
+    assert not any(_alive(c) for c in children), "the driver's children outlived it"
+    assert leases_held(db) == 0
+    statuses = sorted(s for _, s, _ in by_name(db).values())
+    # The two running cells paused (one may have been finishing its last step), the others were never started.
+    # (A rerun continues paused cells: test_ctrl_c_pauses_every_cell_and_a_rerun_continues_them.)
+    assert set(statuses) <= {"paused", "created", "completed"} and statuses.count("paused") >= 1, statuses
