@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
 
 from . import _cpu
 from ._yaml import load_yaml
@@ -84,6 +84,39 @@ Weight = Annotated[float, Field(allow_inf_nan=False)]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
+#: Request body keys tprompt sets itself (or langchain-openai sends for it): not for ``extra_body``.
+RESERVED_BODY_KEYS = frozenset({
+    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed", "n",
+    "logprobs", "top_logprobs", "stream", "stream_options", "tools", "tool_choice",
+})
+
+
+def takes_extra_body(spec: str | None) -> bool:
+    """Whether requests of the model ``spec`` carry ``extra_body`` (an OpenAI-compatible server: ``openai:``)."""
+    return bool(spec) and str(spec).strip().partition(":")[0] == "openai"
+
+
+def check_extra_body(value: dict[str, Any]) -> dict[str, Any]:
+    """``extra_body``, checked: a table of JSON values (finite numbers) with no key tprompt sets itself.
+
+    Raises:
+        ValueError: a reserved key, or a value JSON cannot carry (the message names the key).
+    """
+    for key, item in value.items():
+        if key in RESERVED_BODY_KEYS:
+            raise ValueError(f"{key} is set by tprompt itself; give only server parameters such as repeat_penalty")
+        try:
+            json.dumps(item, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ValueError(f"{key}: {item!r} is not a JSON value (text, a finite number, true/false, "
+                             "a list or a table of them)") from None
+    return value
+
+
+#: Server parameters (``extra_body``): a table of JSON values, checked by :func:`check_extra_body`.
+ExtraBody = Annotated[dict[str, JsonValue], AfterValidator(check_extra_body)]
+
+
 class RecordedFile(BaseModel):
     """A file a run reads (a task file or folder, a metric module), as it was when the run recorded it."""
 
@@ -122,6 +155,13 @@ class RunConfig(BaseModel):
         "e.g. http://127.0.0.1:8000/v1, or a list of several serving the same model and revision (replicas: "
         "requests are spread over them, a failing one is retried on another); part of the cache key. "
         "Default: OPENAI_BASE_URL for openai: specs.",
+    )
+    extra_body: ExtraBody = Field(
+        default_factory=dict,
+        description="Server parameters sent in the body of every request to the run's openai:<model> specs "
+        "(proposer, scorer and judge), e.g. {repeat_penalty = 1.0} for llama.cpp's server or Ollama; "
+        "JSON values, none of the keys tprompt sets itself (model, messages, max_tokens, ...); part of the "
+        "cache key.",
     )
     precision: Precision = Field(
         DEFAULT_PRECISION,
@@ -273,6 +313,9 @@ class RunConfig(BaseModel):
             raise ValueError(
                 f"precision {self.precision} applies to local models (smollm2, hf:...); this run has none"
             )
+        if self.extra_body and not any(takes_extra_body(s) for s in (self.proposer, self.scorer, self.judge)):
+            raise ValueError("extra_body is sent to OpenAI-compatible servers (openai:<model> specs); this run has "
+                             "none: drop it, or name a served model")
         if self.parent_selection != "best" and self.proposer_style != "reflective":
             raise ValueError("parent_selection pareto picks the parent of a reflective proposal: "
                              "set proposer_style = reflective (--proposer-style reflective)")
@@ -306,6 +349,10 @@ class RunConfig(BaseModel):
         if self.judge is None:
             return None
         return self.rubric or Rubric()
+
+    def extra_body_of(self, spec: str) -> dict[str, Any] | None:
+        """The server parameters sent with every request of the model ``spec`` in this run (None: none)."""
+        return dict(self.extra_body) if self.extra_body and takes_extra_body(spec) else None
 
     def precision_of(self, spec: str) -> Precision:
         """The precision the model ``spec`` computes at in this run (local models only; others: the default)."""
@@ -535,6 +582,9 @@ __all__ = (
     "base_urls",
     "check_base_url",
     "check_base_urls",
+    "ExtraBody",
+    "check_extra_body",
+    "takes_extra_body",
     "load_config_file",
     "load_rubric_file",
     "make_config",

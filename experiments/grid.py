@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import Precision, check_base_urls
+from ..config import ExtraBody, Precision, check_base_urls
 from ..errors import ConfigError, UnknownRun, first_error
 from ..graph.config import RunConfig, make_config, read_settings_file
 from ..graph.rules import full_run_cost, steps_to_spend
@@ -78,6 +78,10 @@ class ModelPair(BaseModel):
     )
     precision: Precision | None = Field(
         None, description="How this row's local models compute: fp32, bf16 or int8 (run.precision)."
+    )
+    extra_body: ExtraBody | None = Field(
+        None, description="Server parameters sent with every request to this row's openai: models, e.g. "
+        "{repeat_penalty = 1.0} for llama.cpp's server (run.extra_body)."
     )
 
     @field_validator("base_url")
@@ -277,6 +281,7 @@ def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Exp
                     **({"base_url": model.base_url} if model.base_url else {}),
                     **({"request_timeout": model.request_timeout} if model.request_timeout is not None else {}),
                     **({"precision": model.precision} if model.precision is not None else {}),
+                    **({"extra_body": model.extra_body} if model.extra_body is not None else {}),
                     seed=seed,
                     transfer=arm == "transfer",
                     scorer_budget=cell.budget,

@@ -198,7 +198,7 @@ class RunResources:
                 views[spec] = get_model(
                     spec, base_url=config.base_url, concurrency=config.concurrency,
                     request_timeout=config.request_timeout, abandoned=pause.is_set,
-                    precision=config.precision_of(spec),
+                    precision=config.precision_of(spec), extra_body=config.extra_body_of(spec),
                 )
         resources = cls(config=config, options=options, evaluation=evaluation, proposer=views[config.proposer],
                         scorer=views[config.scorer], judge=views[config.judge] if config.judge else None, pause=pause)
@@ -249,7 +249,7 @@ def open_judge(config: RunConfig) -> ChatBackend:
     """A view of ``config``'s judge model alone (``tprompt rescore --judge``: no proposer or scorer is called)."""
     assert config.judge is not None
     return get_model(config.judge, base_url=config.base_url, concurrency=config.concurrency,
-                     precision=config.precision_of(config.judge))
+                     precision=config.precision_of(config.judge), extra_body=config.extra_body_of(config.judge))
 
 
 def _check_references(tasks: list[Task], config: RunConfig) -> None:

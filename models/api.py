@@ -50,12 +50,13 @@ from __future__ import annotations
 import copy
 import email.utils
 import importlib.util
+import json
 import math
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -122,6 +123,9 @@ class ApiBackend(ChatBackend):
         base_url: the server's API root, e.g. ``http://127.0.0.1:8000/v1``, or several (endpoints of one model).
         concurrency: requests in flight at once on each endpoint.
         request_timeout: seconds to wait for one request (openai: per request; see the module doc).
+        extra_body: server parameters merged into the body of every request (openai only: see
+            :func:`tprompt.config.takes_extra_body`), e.g.
+            ``{"repeat_penalty": 1.0}`` for llama.cpp's server; part of the revision, so of every cache key.
 
     Raises:
         MissingExtra: the provider's langchain package is not installed.
@@ -138,6 +142,7 @@ class ApiBackend(ChatBackend):
         base_url: str | Sequence[str] | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> None:
         module, requirement, extra, key_var = PROVIDERS[provider]
         if importlib.util.find_spec(module) is None:
@@ -173,6 +178,10 @@ class ApiBackend(ChatBackend):
         # The base URLs identify the servers and so the answers (the set of them: never the one that
         # answered, so several endpoints share one cache); keys never appear here.
         self.revision = f"{provider}:{model}" + (f"@{','.join(sorted(urls))}" if urls else "")
+        # Server parameters change the answers: another set is another model, with a cache of its own.
+        self.extra_body: dict[str, Any] = dict(extra_body or {})
+        if self.extra_body:
+            self.revision += f" extra_body={json.dumps(self.extra_body, sort_keys=True, separators=(',', ':'))}"
         self.price = price_for(provider, model, base_url=self.base_url)
         self._concurrency = max(1, concurrency)
         self._health = Health(max(1, len(urls)))  # shared by every run's view: it is about the servers
@@ -299,6 +308,8 @@ class ApiBackend(ChatBackend):
         """
         if self.provider == "openai":
             kwargs["timeout"] = self.request_timeout  # per request: views of one client differ
+            if self.extra_body:
+                kwargs["extra_body"] = {**self.extra_body, **kwargs.get("extra_body", {})}
             if "max_tokens" in kwargs and self._legacy_max_tokens:
                 # langchain-openai sends the limit as max_completion_tokens, which llama.cpp's Python server
                 # drops (a 1-token request then writes a whole reply); such servers read the legacy name.

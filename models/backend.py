@@ -16,12 +16,19 @@ not overwrite each other's settings.
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..config import DEFAULT_PRECISION, DEFAULT_REQUEST_TIMEOUT, Precision, in_process_spec  # the run config's defaults, re-exported
-from ..errors import UnknownModel
+from ..config import (  # the run config's defaults, re-exported
+    DEFAULT_PRECISION,
+    DEFAULT_REQUEST_TIMEOUT,
+    Precision,
+    in_process_spec,
+    takes_extra_body,
+)
+from ..errors import UnknownModel, UsageError
 from .base import ChatBackend
 from .types import ChatRequest, OptionsRequest
 
@@ -77,7 +84,7 @@ class LazyBackend(ChatBackend):
         return getattr(self.backend(), name)
 
 
-_models: dict[tuple[str, str | tuple[str, ...] | None, str], ChatBackend] = {}
+_models: dict[tuple[str, str | tuple[str, ...] | None, str, str], ChatBackend] = {}
 _models_lock = threading.Lock()
 
 
@@ -89,6 +96,7 @@ def get_model(
     request_timeout: float | None = None,
     abandoned: Callable[[], bool] | None = None,
     precision: Precision | str = DEFAULT_PRECISION,
+    extra_body: Mapping[str, Any] | None = None,
 ) -> ChatBackend:
     """The backend for ``spec``, loaded on first use and shared afterwards.
 
@@ -100,11 +108,13 @@ def get_model(
     :meth:`ChatBackend.for_run`), the answer is a new view of the shared
     backend with those settings; the shared backend keeps its own.
     ``precision`` (local models only: see :mod:`.local.precision`) loads its own copy
-    of the weights, with its own revision.
+    of the weights, with its own revision. ``extra_body`` (``openai:`` specs only) is sent in the
+    body of every request, e.g. ``{"repeat_penalty": 1.0}``; each set of them is a model of its own
+    (its own revision, so its own cache keys).
 
     Raises:
         UnknownModel: the spec names no backend.
-        UsageError: a precision this spec or this CPU cannot run at.
+        UsageError: a precision this spec or this CPU cannot run at; extra_body for a spec that is not openai:.
         ModelUnavailable: the model cannot be fetched or loaded.
         MissingExtra: the provider's langchain package is not installed.
         MissingCredentials: the provider's API key is not set.
@@ -117,23 +127,28 @@ def get_model(
     from .local.precision import check_precision
 
     precision = check_precision(spec, precision)
+    if extra_body and not takes_extra_body(spec):
+        raise UsageError(f"model {spec}: server parameters (extra_body) are sent to OpenAI-compatible servers "
+                         "only (openai:<model> specs)")
     kind = spec.partition(":")[0]
     where: str | tuple[str, ...] | None = None  # local backends have no server
     if not in_process_spec(spec):
         from .api import resolve_base_url
 
         where = resolve_base_url(kind, base_url)
+    params = json.dumps(dict(extra_body or {}), sort_keys=True)
     with _models_lock:
-        model = _models.get((spec, where, precision))
+        model = _models.get((spec, where, precision, params))
         if model is None:
-            model = _load(spec, where, precision)
-            _models[(spec, where, precision)] = model
+            model = _load(spec, where, precision, extra_body)
+            _models[(spec, where, precision, params)] = model
     if concurrency is None and request_timeout is None and abandoned is None:
         return model
     return model.for_run(concurrency=concurrency, request_timeout=request_timeout, abandoned=abandoned)
 
 
-def _load(spec: str, base_url: str | tuple[str, ...] | None = None, precision: Precision = DEFAULT_PRECISION) -> ChatBackend:
+def _load(spec: str, base_url: str | tuple[str, ...] | None = None, precision: Precision = DEFAULT_PRECISION,
+          extra_body: Mapping[str, Any] | None = None) -> ChatBackend:
     from .local.precision import revision_with
 
     kind, _, rest = spec.partition(":")
@@ -169,7 +184,7 @@ def _load(spec: str, base_url: str | tuple[str, ...] | None = None, precision: P
     from .api import PROVIDERS, ApiBackend
 
     if kind in PROVIDERS and rest:
-        return ApiBackend(kind, rest, spec=spec, base_url=base_url)
+        return ApiBackend(kind, rest, spec=spec, base_url=base_url, extra_body=extra_body)
     raise UnknownModel(
         f"unknown model spec {spec!r}",
         hint="use smollm2, hf:<dir or hub id>, fake, or <provider>:<model> with provider in "

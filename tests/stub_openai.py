@@ -14,18 +14,30 @@ speaks ``POST /v1/chat/completions``. Its ``mode`` can change while it runs:
   later one gets a 503 (``failures`` counts them): a replica that went bad.
   Closing the server (:meth:`StubServer.close`) makes it refuse connections;
 - ``legacy_only=True``: the length limit read is ``max_tokens`` alone (llama.cpp's
-  Python server drops ``max_completion_tokens``); every request body is kept in ``bodies``;
+  Python server drops ``max_completion_tokens``: without ``max_tokens`` a request
+  writes its whole reply); the tokens each reply generated are kept in ``generated``;
+- ``logprobs=True``: a request asking for ``logprobs`` gets them (the first token's
+  ``top_logprobs`` are the letters A-D, their probabilities the ``fake`` model's option
+  probabilities), one token per word of the reply up to the length limit, as
+  llama.cpp's server and vLLM do; otherwise the fields are ignored (``transformers serve``);
+- ``penalty=True``: a repeat penalty applies unless the request body sets
+  ``repeat_penalty`` to 1.0 (llama.cpp's default is 1.1): a penalized reply is what the
+  ``fake`` model answers under another seed, so it differs from the penalty-free one;
+- ``probe_hangs=N``: the first N capability probes (one-token logprob requests for
+  "Reply with the letter A.") hang; ``probes`` counts the probes received;
 - ``echo_auth=True``: every answer's text starts with the request's ``Authorization``
   header (a server that leaks the API key it was sent into its replies).
 
 ``gather=K`` holds each answered request until K are in flight or
 ``gather_s`` passes, so a test can see how many a client sends at once.
+Every request body is kept in ``bodies``.
 Tests wait on its counters with :meth:`StubServer.wait_for` (bounded), never on sleeps.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,9 +46,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tprompt.models.fake import FakeBackend
-from tprompt.models.types import ChatRequest
+from tprompt.models.types import ChatRequest, OptionsRequest
 
 _FAKE = FakeBackend("fake")
+_PENALIZED = FakeBackend("fake:seed=7")  # what a server's default repeat penalty makes of the same requests
+_LETTERS = ("A", "B", "C", "D")
+_PROBE = "Reply with the letter A."
 
 
 def completion(text: str, prompt_tokens: int, completion_tokens: int) -> dict:
@@ -48,25 +63,44 @@ def completion(text: str, prompt_tokens: int, completion_tokens: int) -> dict:
     }
 
 
-def deterministic_answer(body: dict) -> dict:
-    """The fake model's answer to an OpenAI chat request body."""
+def deterministic_answer(body: dict, *, model: FakeBackend = _FAKE, logprobs: bool = False,
+                         limit: int | None = None) -> dict:
+    """The fake ``model``'s answer to an OpenAI chat request body; with ``logprobs``, its log-probabilities.
+
+    ``limit``: the most tokens (words) the reply may have (None: the body's own limit).
+    """
     messages = tuple((m["role"], m["content"] if isinstance(m["content"], str) else "") for m in body["messages"])
-    request = ChatRequest(
-        messages=messages, temperature=float(body.get("temperature") or 0.0),
-        max_tokens=int(body.get("max_completion_tokens") or body.get("max_tokens") or 256), seed=body.get("seed"),
-    )
-    (text, prompt_tokens, completion_tokens), = _FAKE.generate([request])
-    return completion(text, prompt_tokens, completion_tokens)
+    if limit is None:
+        limit = int(body.get("max_completion_tokens") or body.get("max_tokens") or 256)
+    request = ChatRequest(messages=messages, temperature=float(body.get("temperature") or 0.0), max_tokens=limit,
+                          seed=body.get("seed"))
+    (text, prompt_tokens, completion_tokens), = model.generate([request])
+    if not (logprobs and body.get("logprobs")):
+        return completion(text, prompt_tokens, completion_tokens)
+    (probs, _), = model.option_probs([OptionsRequest(messages=messages, options=_LETTERS)])
+    top = sorted(((f" {letter}", math.log(p)) for letter, p in zip(_LETTERS, probs)), key=lambda t: -t[1])
+    words = [top[0][0], *text.split()][:limit]
+    content = [{"token": top[0][0], "logprob": top[0][1], "bytes": None,
+                "top_logprobs": [{"token": t, "logprob": lp, "bytes": None}
+                                 for t, lp in top[: int(body.get("top_logprobs") or 0)]]}]
+    content += [{"token": f" {w}", "logprob": -1.0, "bytes": None, "top_logprobs": []} for w in words[1:]]
+    reply = completion("".join(c["token"] for c in content), prompt_tokens, len(content))
+    reply["choices"][0]["logprobs"] = {"content": content}
+    return reply
 
 
 class StubServer:
     """The server; see the module doc. ``answered``/``held`` count requests answered and hanging now."""
 
     def __init__(self, mode: str = "answer", *, hang_after: int | None = None, fail_after: int | None = None,
-                 gather: int = 0, gather_s: float = 0.3, echo_auth: bool = False, legacy_only: bool = False) -> None:
+                 gather: int = 0, gather_s: float = 0.3, echo_auth: bool = False, legacy_only: bool = False,
+                 logprobs: bool = False, penalty: bool = False, probe_hangs: int = 0) -> None:
         self.mode = mode
         self.legacy_only = legacy_only
+        self.logprobs, self.penalty, self.probe_hangs = logprobs, penalty, probe_hangs
         self.bodies: list[dict] = []
+        self.generated: list[int] = []
+        self.probes = 0
         self.echo_auth = echo_auth
         self.hang_after = hang_after
         self.fail_after = fail_after
@@ -86,13 +120,16 @@ class StubServer:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+                outer.bodies.append(dict(body))
                 if outer.legacy_only:
-                    outer.bodies.append(dict(body))
                     body.pop("max_completion_tokens", None)
+                probe = body.get("logprobs") and [m.get("content") for m in body.get("messages", [])] == [_PROBE]
                 with outer.state:
                     n = outer.received
                     outer.received += 1
+                    outer.probes += bool(probe)
                     hang = outer.mode == "hang" or (outer.hang_after is not None and n >= outer.hang_after)
+                    hang = hang or bool(probe and outer.probes <= outer.probe_hangs)
                     fail = outer.fail_after is not None and n >= outer.fail_after
                     if fail:
                         outer.failures += 1
@@ -120,7 +157,12 @@ class StubServer:
                     if outer.gather:
                         with outer.state:
                             outer.state.wait_for(lambda: outer.in_flight >= outer.gather, timeout=outer.gather_s)
-                    reply = completion("", 0, 0) | {"choices": []} if outer.mode == "empty" else deterministic_answer(body)
+                    reply = completion("", 0, 0) | {"choices": []} if outer.mode == "empty" else deterministic_answer(
+                        body, logprobs=outer.logprobs,
+                        model=_PENALIZED if outer.penalty and body.get("repeat_penalty") != 1.0 else _FAKE,
+                        limit=int(body.get("max_tokens") or 10_000) if outer.legacy_only else None)
+                    if outer.legacy_only:
+                        outer.generated.append(reply["usage"]["completion_tokens"] if reply["choices"] else 0)
                     if outer.echo_auth and reply["choices"]:
                         message = reply["choices"][0]["message"]
                         message["content"] = f"{self.headers.get('authorization')} {message['content']}"
