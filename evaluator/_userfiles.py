@@ -8,22 +8,17 @@ Every bad row raises :class:`BadTaskFile` naming the file and the line, unless
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadTaskFile
-from .task_model import LETTERS, Example, Task, infer_kind
+from .task_model import LETTERS, Example, SplitRuleError, Task, infer_kind, split_rows
 from .template import MAX_DESCRIPTION_CHARS
 
 #: A file next to a task file (``STEM.description.txt``) or in a task folder (``description.txt``).
 DESCRIPTION_SUFFIX = ".description.txt"
-
-#: Share of rows that go to train when a single file has no ``split`` column.
-TRAIN_FRACTION = 0.2
-
 
 class _Rows:
     """Collects rows and problems of one task, file by file."""
@@ -270,15 +265,6 @@ def _read(path: Path, acc: _Rows, forced_split: str | None = None) -> None:
         _read_jsonl(path, acc, forced_split)
 
 
-def _hash_split(rows: list[Example]) -> tuple[list[Example], list[Example]]:
-    """Deterministic split of a file without a split column: rows ordered by
-    sha256 of their id; the first 20% (at least one) are train, the rest test."""
-    ordered = sorted(rows, key=lambda r: hashlib.sha256(r.id.encode()).hexdigest())
-    n_train = max(1, round(len(ordered) * TRAIN_FRACTION))
-    train_ids = {r.id for r in ordered[:n_train]}
-    return [r for r in rows if r.id in train_ids], [r for r in rows if r.id not in train_ids]
-
-
 def load_user_task(path: Path, *, skip_bad_rows: bool = False) -> Task:
     """Load a task from a JSONL/CSV file or a folder holding train/test files."""
     acc = _Rows(skip_bad_rows)
@@ -311,24 +297,12 @@ def load_user_task(path: Path, *, skip_bad_rows: bool = False) -> Task:
     rows = [r for r, _, _ in acc.rows]
     if not rows:
         raise BadTaskFile(f"{path}: no usable rows", hint="see docs/tasks.md for the row format", where=str(path))
-    splits = [s for _, s, _ in acc.rows]
-    if all(s is None for s in splits):
-        if len(rows) < 2:
-            raise BadTaskFile(f"{path}: a task needs at least 2 rows (one train, one test)", where=str(path))
-        train, test = _hash_split(rows)
-    else:
-        for _, s, where in acc.rows:
-            if s is None:
-                raise BadTaskFile(
-                    f"{where}: some rows have a 'split' and this one does not",
-                    hint="give every row a split, or none (then the file is split 20/80 by id hash)",
-                    where=where,
-                )
-        train = [r for r, s, _ in acc.rows if s == "train"]
-        test = [r for r, s, _ in acc.rows if s == "test"]
-        for name, part in (("train", train), ("test", test)):
-            if not part:
-                raise BadTaskFile(f"{path}: the {name} split has no rows", where=str(path))
+    try:
+        train, test = split_rows(rows, [s for _, s, _ in acc.rows])
+    except SplitRuleError as exc:
+        where = acc.rows[exc.row][2] if exc.row is not None else str(path)
+        hint = "give every row a split, or none (then the file is split 20/80 by id hash)" if exc.row is not None else None
+        raise BadTaskFile(f"{where}: {exc}", hint=hint, where=where) from exc
     kind, space = infer_kind(train + test)
     desc = acc.description or _default_description(kind, space)
     return Task(

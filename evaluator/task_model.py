@@ -6,8 +6,10 @@ files (:mod:`._userfiles`); both build :class:`Task` objects from here.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -25,6 +27,10 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 #: A string answer space is inferred when a task has at most this many distinct
 #: gold strings, each seen at least twice (BBH's True/False, Yes/No, valid/invalid).
 MAX_ANSWER_SPACE = 12
+
+#: Share of a task's rows that go to train when no row names its split (task files and
+#: ``task_from_records`` alike; docs/tasks.md).
+TRAIN_FRACTION = 0.2
 
 
 class Example(BaseModel):
@@ -129,4 +135,45 @@ def infer_kind(rows: list[Example]) -> tuple[AnswerKind, tuple[str, ...] | None]
     return "string", None
 
 
-__all__ = ("LETTERS", "MAX_ANSWER_SPACE", "AnswerKind", "Example", "Split", "Task", "infer_kind")
+# --- the split rule (bundled tasks come split; a user's rows, from a file or from Python, follow this) ---
+
+
+class SplitRuleError(ValueError):
+    """Rows that break the split rule; ``row`` is the index of the row at fault (None: the rows as a whole).
+    Each caller says where, in its own error (a file's line, a Python row's number)."""
+
+    def __init__(self, message: str, row: int | None = None) -> None:
+        super().__init__(message)
+        self.row = row
+
+
+def split_rows(rows: Sequence[Example], splits: Sequence[str | None]) -> tuple[list[Example], list[Example]]:
+    """A user's rows as (train, test), in their order: the one split rule for task files and ``task_from_records``.
+
+    When every row names its split (``splits[i]`` ``"train"`` or ``"test"``) that is the split; when none does,
+    rows are ordered by the sha256 of their ``id`` and the first :data:`TRAIN_FRACTION` of them (at least one)
+    are train, the rest test. Stable: the same ids give the same split; adding rows moves old ones only near
+    the boundary.
+
+    Raises:
+        SplitRuleError: fewer than 2 rows without splits; some rows with a split and some without; an empty split.
+    """
+    if all(s is None for s in splits):
+        if len(rows) < 2:
+            raise SplitRuleError("a task needs at least 2 rows (one train, one test)")
+        ordered = sorted(rows, key=lambda r: hashlib.sha256(r.id.encode()).hexdigest())
+        train_ids = {r.id for r in ordered[: max(1, round(len(ordered) * TRAIN_FRACTION))]}
+        return [r for r in rows if r.id in train_ids], [r for r in rows if r.id not in train_ids]
+    for i, s in enumerate(splits):
+        if s is None:
+            raise SplitRuleError("some rows have a 'split' and this one does not", row=i)
+    train = [r for r, s in zip(rows, splits) if s == "train"]
+    test = [r for r, s in zip(rows, splits) if s == "test"]
+    for name, part in (("train", train), ("test", test)):
+        if not part:
+            raise SplitRuleError(f"the {name} split has no rows")
+    return train, test
+
+
+__all__ = ("LETTERS", "MAX_ANSWER_SPACE", "TRAIN_FRACTION", "AnswerKind", "Example", "Split", "SplitRuleError",
+           "Task", "infer_kind", "split_rows")

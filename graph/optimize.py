@@ -14,7 +14,6 @@ log: pass the same ones to :class:`Runner` to resume such a run, and
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 from ..errors import UsageError
 from ..evaluator import Example, Task
 from ..evaluator._userfiles import input_fields
-from ..evaluator.task_model import LETTERS
+from ..evaluator.task_model import LETTERS, SplitRuleError, split_rows
 from ..evaluator.template import MAX_DESCRIPTION_CHARS, ChatTemplate
 from ..prompt_file import template_from_langchain
 from ..stores import EventLog
@@ -40,73 +39,84 @@ def task_from_records(
     records: Sequence[Mapping[str, Any]],
     *,
     description: str,
-    test_fraction: float = 0.5,
-    seed: int = 0,
 ) -> Task:
     """A task from rows ``{"question", "choices" (optional list), "answer"}``, or open-ended ``{..., "reference"}``.
 
-    A row may carry other input fields (a template names them, see docs/tasks.md).
+    A row may carry other input fields (a template names them, see docs/tasks.md), an ``id`` (default
+    ``NAME-i``, i from 1) and a ``split`` (``train`` or ``test``).
 
     With ``choices`` the task is multiple choice and ``answer`` is the right
     choice's text (or its letter); without, answers are compared as strings.
-    The rows are shuffled with ``seed`` and split into train and test.
+    The rows are split as a task file's are (:func:`~tprompt.evaluator.task_model.split_rows`): by their
+    ``split`` when every row has one, else 20% train / 80% test by the sha256 of their ids.
     """
     if not records:
         raise UsageError(f"task {name!r} has no rows")
     examples: list[Example] = []
+    splits: list[str | None] = []
     kinds = set()
     if len(description) > MAX_DESCRIPTION_CHARS:
         raise UsageError(f"task {name!r}: the description has {len(description)} characters, more than the "
                          f"{MAX_DESCRIPTION_CHARS} the proposer's prompt takes", hint="shorten it to a few sentences")
     for i, row in enumerate(records, 1):
-        if isinstance(row, Mapping) and ("reference" in row or "references" in row) and "answer" not in row:
-            examples.append(_open_row(name, i, row))
-            kinds.add("text")
-            continue
-        if not isinstance(row, Mapping) or "answer" not in row or not input_fields(dict(row)):
-            raise UsageError(f"task {name!r}, row {i}: needs 'answer' (or 'reference') and an input field "
-                             "such as 'question'")
-        question = str(row["question"]) if "question" in row else _fields_text(row)
-        choices = row.get("choices")
-        answer = str(row["answer"])
-        if choices:
-            choices = tuple(str(c) for c in choices)
-            if len(choices) > len(LETTERS):
-                raise UsageError(f"task {name!r}, row {i}: {len(choices)} choices, at most {len(LETTERS)} "
-                                 f"(one letter each, A to Z)")
-            if answer in choices:
-                letter, text = LETTERS[choices.index(answer)], answer
-            elif answer in LETTERS[: len(choices)]:
-                letter, text = answer, choices[LETTERS.index(answer)]
-            else:
-                raise UsageError(f"task {name!r}, row {i}: answer {answer!r} is neither a choice nor its letter")
-            examples.append(Example(id=f"{name}-{i}", question=question, choices=choices, answer=letter,
-                                    answer_text=text, fields=input_fields(dict(row))))
-            kinds.add("choice")
-        else:
-            examples.append(Example(id=f"{name}-{i}", question=question, answer=answer,
-                                    fields=input_fields(dict(row))))
-            kinds.add("string")
+        example, kind = _record(name, i, row)
+        if any(e.id == example.id for e in examples):
+            raise UsageError(f"task {name!r}, row {i}: duplicate id {example.id!r}")
+        split = row.get("split")
+        if split is not None and split not in ("train", "test"):
+            raise UsageError(f"task {name!r}, row {i}: 'split' must be 'train' or 'test', not {split!r}")
+        examples.append(example)
+        splits.append(split)
+        kinds.add(kind)
     if len(kinds) > 1:
         raise UsageError(f"task {name!r} mixes rows with and without choices")
-    random.Random(seed).shuffle(examples)
-    n_test = max(1, round(len(examples) * test_fraction)) if len(examples) > 1 else 0
-    test, train = examples[:n_test], examples[n_test:] or examples
-    return Task(name=name, description=description, kind=kinds.pop(), train=tuple(train), test=tuple(test or train))
+    try:
+        train, test = split_rows(examples, splits)
+    except SplitRuleError as exc:
+        where = f"task {name!r}" + (f", row {exc.row + 1}" if exc.row is not None else "")
+        raise UsageError(f"{where}: {exc}") from exc
+    return Task(name=name, description=description, kind=kinds.pop(), train=tuple(train), test=tuple(test))
+
+
+def _record(name: str, i: int, row: Mapping[str, Any]) -> tuple[Example, str]:
+    """Row ``i`` (from 1) of ``task_from_records`` as an example, and its kind."""
+    row_id = str(row["id"]) if isinstance(row, Mapping) and row.get("id") not in (None, "") else f"{name}-{i}"
+    if isinstance(row, Mapping) and ("reference" in row or "references" in row) and "answer" not in row:
+        return _open_row(name, i, row_id, row), "text"
+    if not isinstance(row, Mapping) or "answer" not in row or not input_fields(dict(row)):
+        raise UsageError(f"task {name!r}, row {i}: needs 'answer' (or 'reference') and an input field "
+                         "such as 'question'")
+    question = str(row["question"]) if "question" in row else _fields_text(row)
+    choices = row.get("choices")
+    answer = str(row["answer"])
+    if not choices:
+        return Example(id=row_id, question=question, answer=answer, fields=input_fields(dict(row))), "string"
+    choices = tuple(str(c) for c in choices)
+    if len(choices) > len(LETTERS):
+        raise UsageError(f"task {name!r}, row {i}: {len(choices)} choices, at most {len(LETTERS)} "
+                         f"(one letter each, A to Z)")
+    if answer in choices:
+        letter, text = LETTERS[choices.index(answer)], answer
+    elif answer in LETTERS[: len(choices)]:
+        letter, text = answer, choices[LETTERS.index(answer)]
+    else:
+        raise UsageError(f"task {name!r}, row {i}: answer {answer!r} is neither a choice nor its letter")
+    return Example(id=row_id, question=question, choices=choices, answer=letter, answer_text=text,
+                   fields=input_fields(dict(row))), "choice"
 
 
 def _fields_text(row: Mapping[str, Any]) -> str:
     return "\n".join(f"{k}: {v}" for k, v in input_fields(dict(row)).items())
 
 
-def _open_row(name: str, i: int, row: Mapping[str, Any]) -> Example:
+def _open_row(name: str, i: int, row_id: str, row: Mapping[str, Any]) -> Example:
     """An open-ended row: its input fields and free-text reference(s)."""
     refs = row.get("references", row.get("reference"))
     refs = [] if refs is None else refs if isinstance(refs, (list, tuple)) else [refs]
     if not input_fields(dict(row)) or not all(isinstance(r, str) for r in refs):
         raise UsageError(f"task {name!r}, row {i}: an open-ended row needs an input field and text reference(s)")
     question = str(row["question"]) if "question" in row else _fields_text(row)
-    return Example(id=f"{name}-{i}", question=question, references=tuple(refs), fields=input_fields(dict(row)))
+    return Example(id=row_id, question=question, references=tuple(refs), fields=input_fields(dict(row)))
 
 
 def optimize(

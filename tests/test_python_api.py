@@ -41,7 +41,7 @@ def test_critic_node_example_runs_and_leaves_an_ordinary_run(tmp_path: Path) -> 
 
 def test_optimize_with_python_tasks_and_a_custom_objective(tmp_path: Path) -> None:
     source = tp.task_from_records("sums", ROWS, description="Add the numbers.")
-    target = tp.task_from_records("sums2", ROWS[::-1], description="Add the two numbers.", seed=1)
+    target = tp.task_from_records("sums2", ROWS[::-1], description="Add the two numbers.")
     seen: list[str] = []
     state = tp.optimize(tmp_path / "t.db", source=[source], target=target, model="fake", steps=1, candidates=2,
                         examples=2, test_examples=2, mode="generate", objective=lambda m: m["accuracy"] or 0.0,
@@ -68,6 +68,30 @@ def test_task_from_records_takes_up_to_26_choices_and_the_fake_model_scores_them
         ev = score_prompt("Answer with the letter.", task.train, task=task, model=get_model("fake"), recorder=rec)
     assert ev.n_examples == len(task.train) and len(ev.answers) == len(task.train)
     assert all(a.parsed is None or a.parsed in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:n] for a in ev.answers)
+
+
+def test_task_from_records_splits_as_a_task_file_does(tmp_path: Path) -> None:
+    from tprompt.evaluator import load_task
+
+    rows = [{"question": f"Her birthday is on day {i} of April, 1995.", "reference": f"1995-04-{i:02d}"}
+            for i in range(1, 31)]
+    path = tmp_path / "dates.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    from_file, from_records = load_task(str(path)), tp.task_from_records("dates", rows, description="d")
+    # was: 6/24 from the file, 15/15 (shuffled with a seed) from the same rows in Python
+    assert [e.question for e in from_records.train] == [e.question for e in from_file.train]
+    assert [e.question for e in from_records.test] == [e.question for e in from_file.test]
+    assert (len(from_records.train), len(from_records.test)) == (6, 24)
+    # A row's own id and split count as they do in a file.
+    named = [{**r, "id": f"row{i}", "split": "train" if i < 3 else "test"} for i, r in enumerate(rows)]
+    task = tp.task_from_records("dates", named, description="d")
+    assert [e.id for e in task.train] == ["row0", "row1", "row2"] and len(task.test) == 27
+    with pytest.raises(UsageError, match="row 2: some rows have a 'split' and this one does not"):
+        tp.task_from_records("dates", [named[0], rows[1]], description="d")
+    with pytest.raises(UsageError, match="the test split has no rows"):
+        tp.task_from_records("dates", named[:3], description="d")
+    with pytest.raises(UsageError, match="at least 2 rows"):
+        tp.task_from_records("dates", rows[:1], description="d")
 
 
 def test_task_from_records_refuses_27_choices_in_one_line() -> None:
