@@ -82,14 +82,27 @@ class Evaluation(BaseModel):
         return sum(a.correct for a in self.answers)
 
 
-def resolve_mode(mode: str, task: Task, model: ChatBackend) -> ScoreMode:
-    """``auto`` -> ``logprob`` for multiple-choice tasks on a model that scores options, else ``generate``.
+def has_options(task: Task) -> bool:
+    """Whether ``task``'s answers are a closed set logprob mode can score: lettered options (multiple choice)
+    or an answer space (a label task, e.g. ``Yes``/``No``)."""
+    return task.kind == "choice" or (task.kind == "string" and bool(task.answer_space))
 
+
+def resolve_mode(mode: str, task: Task, model: ChatBackend) -> ScoreMode:
+    """``auto`` -> ``logprob`` where option probabilities can score ``task`` on ``model``, else ``generate``.
+
+    Multiple choice: a model that scores options (its letters are one token each). A label task (an answer
+    space): a model that scores each label's every token (``scores_whole_options``: local models), since a
+    first-token reader (an OpenAI-compatible server's ``top_logprobs``) cannot score a multi-token label.
     Any other ``mode`` is returned as given (:func:`check_mode` refuses one that is neither).
     """
-    if mode == "auto":
-        return "logprob" if (task.kind == "choice" and model.supports_option_probs) else "generate"
-    return cast(ScoreMode, mode)
+    if mode != "auto":
+        return cast(ScoreMode, mode)
+    if not has_options(task) or not model.supports_option_probs:
+        return "generate"
+    if task.kind == "choice" or getattr(model, "scores_whole_options", False):
+        return "logprob"
+    return "generate"
 
 
 def check_mode(mode: str, task: Task, model: ChatBackend | None = None) -> None:
@@ -97,9 +110,10 @@ def check_mode(mode: str, task: Task, model: ChatBackend | None = None) -> None:
     if mode not in ("generate", "logprob"):
         raise UsageError(f"unknown scoring mode {mode!r}", hint="use 'generate' or 'logprob'")
     if mode == "logprob":
-        if task.kind in ("number", "text") or (task.kind == "string" and not task.answer_space):
+        if not has_options(task):
             raise UsageError(
-                f"logprob mode needs a multiple-choice task; {task.name} has {task.kind} answers",
+                f"logprob mode needs a multiple-choice task or a label task (an answer space); {task.name} has "
+                f"{task.kind} answers",
                 hint="use --mode generate",
             )
         if model is not None and not getattr(model, "supports_option_probs", False):
@@ -290,4 +304,5 @@ def _score_logprob(
     return out
 
 
-__all__ = ("ScoredAnswer", "Evaluation", "answer_prompt", "score_prompt", "check_mode", "SCORER_TEMPLATE", "ScoreMode")
+__all__ = ("ScoredAnswer", "Evaluation", "answer_prompt", "score_prompt", "check_mode", "has_options", "resolve_mode",
+           "SCORER_TEMPLATE", "ScoreMode")

@@ -26,6 +26,7 @@ from typing import Any
 from ..errors import ConfigError, UsageError, first_error
 from ..evaluator import ObjectiveWeights, Task, load_task, objective
 from ..evaluator.registry import MetricSet, metric_versions, resolve_metrics, run_objective_weights
+from ..evaluator.scoring import has_options
 from ..evaluator.tasks import task_template
 from ..models import ChatBackend, get_model
 from .config import RunConfig
@@ -214,10 +215,10 @@ class RunResources:
                 f"{self.config.scorer} has none",
                 hint="use --mode generate",
             )
-        open_tasks = [t.name for t in self.evaluation.tasks.values() if t.kind != "choice"]
+        open_tasks = [t.name for t in self.evaluation.tasks.values() if not has_options(t)]
         if open_tasks:
             raise UsageError(
-                f"mode logprob needs multiple-choice tasks; {', '.join(open_tasks)} "
+                f"mode logprob needs multiple-choice or label (answer-space) tasks; {', '.join(open_tasks)} "
                 + ("is not" if len(open_tasks) == 1 else "are not"),
                 hint="use --mode generate or auto",
             )

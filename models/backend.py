@@ -51,6 +51,7 @@ class LazyBackend(ChatBackend):
         self.spec = spec
         self.revision = revision
         self.supports_option_probs = supports_option_probs
+        self.scores_whole_options = supports_option_probs  # a local engine scores every token of an option
         self.batched = batched
         self._load_backend = load
         self._backend: ChatBackend | None = None

@@ -25,6 +25,9 @@ class ChatBackend(abc.ABC):
         spec: the spec string it was made from, e.g. ``"smollm2"``.
         revision: identifies the weights or API version; part of the cache key.
         supports_option_probs: whether :meth:`option_probs` works.
+        scores_whole_options: whether :meth:`option_probs` scores each option's every token (a multi-token
+            label such as ``technical support`` too), not its first token only; ``auto`` mode scores
+            answer-space (label) tasks by option probabilities only on such a backend.
         price: ``(input, output)`` USD per million tokens, or None (free or unknown).
         batched: answers a batch in one pass (a local forward pass), so the recorder sends
             misses together; otherwise it sends one request per call and records each answer
@@ -34,6 +37,7 @@ class ChatBackend(abc.ABC):
     spec: str = ""
     revision: str = ""
     supports_option_probs: bool = False
+    scores_whole_options: bool = False
     price: tuple[float, float] | None = None
     batched: bool = False
 

@@ -74,6 +74,7 @@ class FakeBackend(ChatBackend):
     """Deterministic stand-in for a chat model; never a silent fallback for a real one."""
 
     supports_option_probs = True
+    scores_whole_options = True  # each option's probability is a digest of the whole option
     revision = "fake-v1"
 
     def __init__(self, spec: str = "fake") -> None:

@@ -25,6 +25,7 @@ class TransformersBackend(ChatBackend):
     """
 
     supports_option_probs = True
+    scores_whole_options = True  # the product of an option's tokens' probabilities (LocalEngine.option_probs)
     batched = True  # one forward pass answers a batch
 
     def __init__(
