@@ -19,14 +19,14 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import BackendError, ModelCallFailed
 from ..stores.db import Store
 from ..stores.log import EventLog
-from ..stores.transcripts import NewCall, TranscriptStore, body_hash, canonical_json
+from ..stores.transcripts import CacheEntry, NewCall, TranscriptStore, body_hash, canonical_json
 from .backend import ChatBackend
 from .pricing import call_cost, override
 from .types import ChatRequest, ChatResult, OptionsRequest, OptionsResult, check_messages
@@ -214,51 +214,68 @@ class Recorder:
         for i, key in enumerate(keys):
             if key not in cached:
                 positions.setdefault(key, []).append(i)
-        misses = [idx[0] for idx in positions.values()]
+        results: list[tuple[str, str, bool, int, int, float] | None] = [None] * len(requests)
         with self._count_lock:
             self.requests += len(requests)
-            self.model_calls += len(misses)
-
-        results: list[tuple[str, str, bool, int, int, float] | None] = [None] * len(requests)
 
         def row(i: int, **fields: Any) -> NewCall:
             return NewCall(call_id=new_call_id(), run_id=run_id, seq=seq, step=step, agent=agent, model=model.spec,
                            kind=kind, cache_key=keys[i], request=texts[i], **fields)
 
-        hits = []
-        for i, key in enumerate(keys):
-            if key in cached:
-                entry = cached[key]
+        def record_hits(found: Mapping[str, CacheEntry], at: Iterable[int]) -> None:
+            hits = []
+            for i in at:
+                entry = found[keys[i]]
                 hits.append(row(i, response=entry.response, prompt_tokens=entry.prompt_tokens,
                                 completion_tokens=entry.completion_tokens, latency_s=lookup_s, cache_hit=True,
                                 cost=entry.cost))
                 results[i] = (entry.response, hits[-1].call_id, True, entry.prompt_tokens, entry.completion_tokens,
                               lookup_s)
-        self.store.record(hits)
+            self.store.record(hits)
 
+        record_hits(cached, (i for i, key in enumerate(keys) if key in cached))
         failed: list[str] = []
         error: BaseException | None = None
-        # Each finished answer is written (cache row + transcript row) before the next one is awaited,
-        # so a killed process pays again only for the calls that were still in flight.
-        for done, outcome, latency in self._answer(model, call, [requests[i] for i in misses]):
-            key = keys[misses[done]]
-            rows = []
-            for n, i in enumerate(positions[key]):
-                if isinstance(outcome, BaseException):
-                    rows.append(row(i, response=None, prompt_tokens=None, completion_tokens=None,
-                                    latency_s=latency if n == 0 else 0.0, cache_hit=False,
-                                    error=f"{type(outcome).__name__}: {outcome}"))
-                    continue
-                response, pt, ct = outcome
-                hit = n > 0  # a duplicate of a request answered in this same call
-                rows.append(row(i, response=response, prompt_tokens=pt, completion_tokens=ct,
-                                latency_s=lookup_s if hit else latency, cache_hit=hit,
-                                cost=None if hit else self.cost(model, pt, ct)))
-                results[i] = (response, rows[-1].call_id, hit, pt, ct, rows[-1].latency_s)
-            self.store.record(rows)
-            if isinstance(outcome, BaseException):
-                error = error or outcome
-                failed += [r.call_id for r in rows]
+        pending = list(positions)  # the keys not answered yet
+        abandoned = getattr(model, "abandoned", None)
+        claimed: set[str] = set()
+        try:
+            while pending:
+                # Claim what nobody is paying for: two processes on one file (a grid's workers) needing the same
+                # answer pay once; the other waits for it below and records it as a cache hit.
+                if self.store.claims:
+                    mine, theirs, answered = self.store.claim(pending)
+                else:
+                    mine, theirs, answered = pending, [], {}
+                claimed.update(mine)
+                record_hits(answered, (i for key in answered for i in positions[key]))
+                with self._count_lock:
+                    self.model_calls += len(mine)
+                # Each finished answer is written (cache row + transcript row) before the next one is awaited,
+                # so a killed process pays again only for the calls that were still in flight.
+                for done, outcome, latency in self._answer(model, call, [requests[positions[k][0]] for k in mine]):
+                    key = mine[done]
+                    rows = []
+                    for n, i in enumerate(positions[key]):
+                        if isinstance(outcome, BaseException):
+                            rows.append(row(i, response=None, prompt_tokens=None, completion_tokens=None,
+                                            latency_s=latency if n == 0 else 0.0, cache_hit=False,
+                                            error=f"{type(outcome).__name__}: {outcome}"))
+                            continue
+                        response, pt, ct = outcome
+                        hit = n > 0  # a duplicate of a request answered in this same call
+                        rows.append(row(i, response=response, prompt_tokens=pt, completion_tokens=ct,
+                                        latency_s=lookup_s if hit else latency, cache_hit=hit,
+                                        cost=None if hit else self.cost(model, pt, ct)))
+                        results[i] = (response, rows[-1].call_id, hit, pt, ct, rows[-1].latency_s)
+                    self.store.record(rows, unclaim=[key])
+                    claimed.discard(key)
+                    if isinstance(outcome, BaseException):
+                        error = error or outcome
+                        failed += [r.call_id for r in rows]
+                pending = self._wait_for_others(theirs, positions, record_hits, abandoned)
+        finally:
+            self.store.unclaim(sorted(claimed))  # abandoned or interrupted: another process may pay for them
         if error is not None:
             raise ModelCallFailed(
                 f"model {model.spec} failed for {len(failed)} request(s) of agent {agent}: {error}",
@@ -266,6 +283,28 @@ class Recorder:
                 call_ids=failed,
             ) from error
         return results  # type: ignore[return-value]
+
+    def _wait_for_others(self, theirs: list[str], positions: Mapping[str, list[int]],
+                         record_hits: Callable[[Mapping[str, CacheEntry], Iterable[int]], None],
+                         abandoned: Callable[[], bool] | None) -> list[str]:
+        """Wait while other processes pay for ``theirs``; each answer is recorded here as a cache hit.
+
+        Returns:
+            the keys to claim again: released with no answer (their holder failed or died), with any
+            still waited for (the caller claims what it can and comes back here for the rest).
+        """
+        waiting = list(theirs)
+        while waiting:
+            answered, released = self.store.settled(waiting)
+            record_hits(answered, (i for key in answered for i in positions[key]))
+            waiting = [k for k in waiting if k not in answered]
+            if released:
+                return waiting
+            if waiting:
+                if abandoned is not None and abandoned():
+                    raise CallsAbandoned()
+                time.sleep(CLAIM_POLL_S)  # a poll of the database for the other process's answer
+        return []
 
     def _answer(
         self, model: ChatBackend, call: Callable[[Sequence[Any]], list[tuple[str, int, int]]], batch: list[Any]
@@ -359,6 +398,8 @@ class CallsAbandoned(Exception):
 
 #: How often a wait for answers looks whether the run still wants them.
 ABANDON_POLL_S = 0.1
+#: How often a wait for a call another process is paying for looks for its answer.
+CLAIM_POLL_S = 0.05
 
 
 def _in_daemon_threads(

@@ -168,6 +168,22 @@ def _m6_run_summaries(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m7_call_claims(conn: sqlite3.Connection) -> None:
+    # A cache key some process is paying for right now (its holder as in run_leases): another process
+    # that needs the same answer waits for it instead of paying again. Deleted once answered.
+    _run_all(
+        conn,
+        [
+            """CREATE TABLE call_claims (
+            cache_key TEXT PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            started TEXT NOT NULL
+        )""",
+        ],
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 #: Every migration, in order. ``user_version`` == ``len(MIGRATIONS)`` when current.
@@ -178,6 +194,7 @@ MIGRATIONS: list[Migration] = [
     _m4_experiments,
     _m5_run_leases,
     _m6_run_summaries,
+    _m7_call_claims,
 ]
 
 

@@ -11,58 +11,12 @@ process started at another time.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from ..errors import RunBusy
+from .holder import Holder, holder_alive, process_start
 from .log import EventLog, now_iso
-
-
-@dataclass(frozen=True, slots=True)
-class Holder:
-    """A process that can hold leases."""
-
-    pid: int
-    host: str
-    started: str
-
-    @classmethod
-    def me(cls) -> Holder:
-        return cls(os.getpid(), socket.gethostname(), process_start(os.getpid()) or "")
-
-
-def process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` in clock ticks since boot, or None if it does not exist."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return None
-    except OSError:  # no /proc (not Linux): existence is all we can tell
-        return _exists(pid)
-    # Field 22; the command name (field 2) is in parentheses and may hold spaces.
-    return stat.rpartition(")")[2].split()[19]
-
-
-def _exists(pid: int) -> str | None:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # it exists, owned by someone else
-    return "?"  # alive, start time unknown
-
-
-def holder_alive(holder: Holder) -> bool:
-    """Whether ``holder`` still runs. A holder on another host is assumed alive."""
-    if holder.host != socket.gethostname():
-        return True
-    started = process_start(holder.pid)
-    return started is not None and (started == holder.started or "?" in (started, holder.started))
 
 
 def lease_holder(log: EventLog, run_id: str) -> Holder | None:

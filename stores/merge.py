@@ -16,8 +16,9 @@ destination: all of it or nothing. What is unioned, and by which id:
   destination's is kept and counted in :attr:`MergeCounts.cache_kept`).
 - ``experiments`` by ``experiment_id``; one name under two ids is refused.
 
-``run_requests`` (pause requests) and ``run_leases`` (which process runs a
-run) belong to the processes working on one file and are never merged.
+``run_requests`` (pause requests), ``run_leases`` (which process runs a
+run) and ``call_claims`` (which process is paying for a call) belong to the
+processes working on one file and are never merged.
 
 A fork must end up with its parent: a fork whose parent is in none of the
 merged files (nor in the destination) is refused

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .db import Store, now_iso
+from .db import Store, has_table, now_iso
+from .holder import Holder, holder_alive
 
 
 def canonical_json(data: Any) -> str:
@@ -115,6 +116,12 @@ class TranscriptStore:
         if self._owned:
             self._store.close()
 
+    def __enter__(self) -> TranscriptStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- cache -------------------------------------------------------------------------
 
     def lookup(self, keys: Iterable[str]) -> dict[str, CacheEntry]:
@@ -133,9 +140,72 @@ class TranscriptStore:
                     found[key] = CacheEntry(body, pt, ct, cost)
         return found
 
-    def record(self, calls: Sequence[NewCall]) -> None:
-        """Write the calls (bodies, cache entries of successful misses, transcript rows) in one transaction."""
+    # -- claims: one process pays for a call, another that needs it waits ----------------------
+
+    @property
+    def claims(self) -> bool:
+        """Whether calls are claimed here: a database file (an in-memory one has a single process)."""
+        return self.path not in ("", ":memory:")
+
+    def claim(self, keys: Sequence[str], me: Holder | None = None) -> tuple[list[str], list[str], dict[str, CacheEntry]]:
+        """Claim the uncached ``keys`` this process is about to pay for, in one write transaction.
+
+        Returns:
+            ``(mine, theirs, cached)``: the keys claimed now (or already ours, or taken over from a
+            holder that died), the keys another live process is paying for (wait for them with
+            :meth:`settled`), and the keys answered since the caller looked (use these).
+        """
+        me = me or Holder.me()
+        mine: list[str] = []
+        theirs: list[str] = []
+        with self._store.writing() as conn:
+            if not has_table(conn, "call_claims"):  # a file another tprompt opened read-only before migrating
+                return list(keys), [], {}
+            cached = self.lookup(keys)  # the lock is re-entrant: read inside this transaction
+            for key in keys:
+                if key in cached:
+                    continue
+                row = conn.execute("SELECT pid, host, started FROM call_claims WHERE cache_key = ?", (key,)).fetchone()
+                held = Holder(int(row[0]), str(row[1]), str(row[2])) if row else None
+                if held is not None and held != me and holder_alive(held):
+                    theirs.append(key)
+                    continue
+                conn.execute("INSERT OR REPLACE INTO call_claims (cache_key, pid, host, started) VALUES (?, ?, ?, ?)",
+                             (key, me.pid, me.host, me.started))
+                mine.append(key)
+        return mine, theirs, cached
+
+    def settled(self, keys: Sequence[str]) -> tuple[dict[str, CacheEntry], list[str]]:
+        """Of keys another process claimed: ``(answered, released)``: the cached answers, and the keys whose
+        claim is gone (its holder failed, died or gave up) with no answer. Keys in neither are still paid for."""
+        cached = self.lookup(keys)
+        released: list[str] = []
+        with self._store.reading() as conn:
+            for key in keys:
+                if key in cached:
+                    continue
+                row = conn.execute("SELECT pid, host, started FROM call_claims WHERE cache_key = ?", (key,)).fetchone()
+                if row is None or not holder_alive(Holder(int(row[0]), str(row[1]), str(row[2]))):
+                    released.append(key)
+        return cached, released
+
+    def unclaim(self, keys: Sequence[str], me: Holder | None = None) -> None:
+        """Give up this process's claims on ``keys`` (answered, failed or abandoned)."""
+        if not keys or not self.claims:
+            return
+        me = me or Holder.me()
+        with self._store.writing() as conn:
+            if has_table(conn, "call_claims"):
+                conn.executemany("DELETE FROM call_claims WHERE cache_key = ? AND pid = ? AND host = ? AND started = ?",
+                                 [(k, me.pid, me.host, me.started) for k in keys])
+
+    def record(self, calls: Sequence[NewCall], *, unclaim: Sequence[str] = ()) -> None:
+        """Write the calls (bodies, cache entries of successful misses, transcript rows) in one transaction.
+
+        ``unclaim``: this process's claims to give up in the same transaction (the calls just answered).
+        """
         if not calls:
+            self.unclaim(unclaim)
             return
         stamp = now_iso()
         bodies: dict[str, str] = {}
@@ -167,6 +237,10 @@ class TranscriptStore:
                 cache_rows,
             )
             conn.executemany(f"INSERT OR IGNORE INTO transcripts ({_COLUMNS}) VALUES ({','.join('?' * 17)})", rows)
+            if unclaim and self.claims and has_table(conn, "call_claims"):
+                me = Holder.me()
+                conn.executemany("DELETE FROM call_claims WHERE cache_key = ? AND pid = ? AND host = ? AND started = ?",
+                                 [(k, me.pid, me.host, me.started) for k in unclaim])
 
     # -- reading -----------------------------------------------------------------------
 

@@ -95,6 +95,12 @@ def test_two_workers_give_the_sequential_result(sequential, tmp_path: Path) -> N
         assert status == sequential[name][1]
         assert events == sequential[name][2], f"{name}: events differ from the sequential run"
     assert leases_held(db) == 0
+    with sqlite3.connect(db) as conn:
+        # b1c1fa2: 4-9 of 252 calls were paid twice per grid, by two workers sending the same request at once.
+        paid_twice = conn.execute("SELECT COUNT(*) FROM (SELECT cache_key FROM transcripts WHERE cache_hit = 0"
+                                  " AND error IS NULL GROUP BY cache_key HAVING COUNT(*) > 1)").fetchone()[0]
+        assert paid_twice == 0
+        assert conn.execute("SELECT COUNT(*) FROM call_claims").fetchone()[0] == 0
 
 
 def test_ctrl_c_pauses_every_cell_and_a_rerun_continues_them(sequential, tmp_path: Path) -> None:
