@@ -15,7 +15,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from . import _cpu
 from ._yaml import load_yaml
@@ -269,6 +280,21 @@ class RunConfig(BaseModel):
         None, description="The judge's rubric: criteria, scale, instruction, version (default: relevance, "
         "coherence, fluency, faithfulness to the reference)."
     )
+    program: str | None = Field(
+        None,
+        description="Your program, MODULE:FUNCTION: run(inputs, *, prompts, llm) -> str | dict, with a module-level "
+        "PROMPTS = {name: text}; the run optimizes those named prompts, one per proposal, and the program answers "
+        "each row through the llm tprompt gives it (docs/programs.md). original_prompt is then the JSON of the "
+        "prompt set (default: PROMPTS).",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_program(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A run without a program stores the config it always stored (byte for byte).
+        data = handler(self)
+        if isinstance(data, dict) and data.get("program", 0) is None:
+            del data["program"]
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -319,6 +345,8 @@ class RunConfig(BaseModel):
         if self.parent_selection != "best" and self.proposer_style != "reflective":
             raise ValueError("parent_selection pareto picks the parent of a reflective proposal: "
                              "set proposer_style = reflective (--proposer-style reflective)")
+        if self.program is not None:
+            self._check_program(self.program)
         if self.rubric is not None and self.judge is None:
             raise ValueError("a rubric is given but no judge: give a judge model spec (--judge SPEC)")
         history_max = 1 + self.steps * self.candidates
@@ -328,6 +356,19 @@ class RunConfig(BaseModel):
                 f"(1 original + {self.steps} steps x {self.candidates} candidates = {history_max})"
             )
         return self
+
+    def _check_program(self, program: str) -> None:
+        module, _, function = program.partition(":")
+        if not module.strip() or not function.strip() or not all(p.isidentifier() for p in (*module.split("."), function)):
+            raise ValueError(f"program {program!r} is not MODULE:FUNCTION, e.g. mypkg.app:run")
+        refused = (("template", self.template is not None, "a program sends its own messages: give no prompt template"),
+                   ("mode", self.mode == "logprob", "a program's answer is its output: use mode generate or auto"),
+                   ("proposer_style", self.proposer_style != "paper",
+                    "the reflective proposer does not rewrite a program's prompts yet: use proposer_style paper"),
+                   ("review", self.review, "review of a program's candidates is not built yet: leave review off"))
+        for _key, bad, why in refused:
+            if bad:
+                raise ValueError(f"program {program}: {why}")
 
     def _check_template(self, template: ChatTemplate) -> None:
         template.check("template")

@@ -23,6 +23,8 @@ from .errors import ConfigError
 
 #: How a metric module is keyed in ``RunConfig.files``.
 METRIC_KEY = "metric "
+#: How a program's module is keyed in ``RunConfig.files``.
+PROGRAM_KEY = "program "
 
 
 def content_hash(path: Path) -> str:
@@ -50,7 +52,8 @@ def _is_path_task(name: str) -> bool:
 
 
 def record_files(config: RunConfig, *, given: Collection[str] = ()) -> RunConfig:
-    """``config`` with its path tasks named by absolute path and every task file and metric module recorded.
+    """``config`` with its path tasks named by absolute path and every task file, metric module and program
+    module recorded.
 
     ``given``: task names given as Python objects (kept as they are). Call it after the
     metrics were resolved (their modules are imported then).
@@ -66,7 +69,8 @@ def record_files(config: RunConfig, *, given: Collection[str] = ()) -> RunConfig
 
     sources = [absolute(n) for n in config.source_tasks]
     target = absolute(config.target_task)
-    for ref in config.metrics:
+    modules = [(METRIC_KEY, ref) for ref in config.metrics] + ([(PROGRAM_KEY, config.program)] if config.program else [])
+    for key, ref in modules:
         module_name = ref.partition(":")[0].strip()
         if ":" not in ref:
             continue
@@ -77,7 +81,7 @@ def record_files(config: RunConfig, *, given: Collection[str] = ()) -> RunConfig
         root = path.parent if path.name != "__init__.py" else path.parent.parent
         for _ in module_name.split(".")[1:]:
             root = root.parent
-        files[METRIC_KEY + module_name] = RecordedFile(path=str(path), sha256=content_hash(path), root=str(root))
+        files[key + module_name] = RecordedFile(path=str(path), sha256=content_hash(path), root=str(root))
     return config.model_copy(update={"source_tasks": sources, "target_task": target, "files": files})
 
 
@@ -113,7 +117,8 @@ def check_files(config: RunConfig, *, run_id: str, accept_changed: bool = False)
     files = dict(config.files)
     for key, rec in config.files.items():
         path = Path(rec.path)
-        what = f"metric module {key.removeprefix(METRIC_KEY)}" if key.startswith(METRIC_KEY) else "task file"
+        what = (f"metric module {key.removeprefix(METRIC_KEY)}" if key.startswith(METRIC_KEY)
+                else f"program module {key.removeprefix(PROGRAM_KEY)}" if key.startswith(PROGRAM_KEY) else "task file")
         if not path.exists():
             raise ConfigError(f"run {run_id}: its {what} {rec.path} is gone",
                               hint="put it back at that path (the run recorded its content hash)", key="files")
@@ -134,4 +139,4 @@ def check_files(config: RunConfig, *, run_id: str, accept_changed: bool = False)
     return config.model_copy(update={"files": files}) if files != config.files else config
 
 
-__all__ = ("METRIC_KEY", "check_files", "content_hash", "record_files")
+__all__ = ("METRIC_KEY", "PROGRAM_KEY", "check_files", "content_hash", "record_files")

@@ -83,6 +83,17 @@ and <INSTRUCTION> marks the message you write:
 """,
 )
 
+#: A program's prompts, shown when the run optimizes a program (embedded where the transferred section goes).
+PROGRAM_SECTION = PromptTemplate(
+    name="proposer.program",
+    version=1,
+    text="""The instruction is the prompt named "{name}" of a program that answers each question in several model \
+calls, one prompt each. The program's prompts now read, <INSTRUCTION> marking the one you write:
+{prompts}
+{keep}
+""",
+)
+
 HISTORY_ITEM = PromptTemplate(name="proposer.history_item", version=1, text="Instruction: {text}\nScore: {score}")
 
 EXEMPLAR_ITEM = PromptTemplate(name="proposer.exemplar", version=1, text="Q: {question}\nA: {answer}")
@@ -97,6 +108,7 @@ __all__ = (
     "HISTORY_ITEM",
     "META_PROMPT",
     "PROPOSER_SYSTEM",
+    "PROGRAM_SECTION",
     "PROPOSER_TEMPLATES",
     "PromptTemplate",
     "TEMPLATE_SECTION",

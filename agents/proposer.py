@@ -10,16 +10,18 @@ cache), and keeps the instructions that are new, non-empty and short enough.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from ..errors import UsageError
 from ..evaluator.prompts import options_block
 from ..evaluator.task_model import Example
-from ..evaluator.template import ChatTemplate
+from ..evaluator.template import ChatTemplate, placeholders_of
 from ..stores.events import PromptCandidate, RejectedCandidate, prompt_id_of
 from .prompts import (
     EXEMPLAR_ITEM,
     HISTORY_ITEM,
     META_PROMPT,
+    PROGRAM_SECTION,
     PROPOSER_SYSTEM,
     PROPOSER_TEMPLATES,
     TEMPLATE_SECTION,
@@ -53,10 +55,31 @@ def template_section(template: ChatTemplate, slot: int) -> str:
     """
     index = template.optimizable[slot]
     lines = [f"[{m.role}] " + ("<INSTRUCTION>" if i == index else m.content) for i, m in enumerate(template.messages)]
-    kept = template.messages[index].placeholders
-    keep = ("The instruction must contain each of these placeholders exactly once, as written: "
+    return TEMPLATE_SECTION.render(messages="\n".join(lines), keep=_keep(template.messages[index].placeholders))
+
+
+def _keep(kept: Sequence[str] | None) -> str:
+    """The line asking the proposer to keep the placeholders of the text it rewrites ("" when it has none)."""
+    return ("The instruction must contain each of these placeholders exactly once, as written: "
             + ", ".join("{" + f + "}" for f in kept) + ".\n") if kept else ""
-    return TEMPLATE_SECTION.render(messages="\n".join(lines), keep=keep)
+
+
+def program_section(prompts: Mapping[str, str], name: str) -> str:
+    """A program's prompts as the proposer sees them: each by name, the one it writes (``name``) marked.
+
+    When that prompt has ``{field}`` placeholders (the program fills them), the section says they must be kept.
+    """
+    lines = [f"[{n}] " + ("<INSTRUCTION>" if n == name else text) for n, text in prompts.items()]
+    return PROGRAM_SECTION.render(name=name, prompts="\n".join(lines), keep=_keep(program_placeholders(prompts[name])))
+
+
+def program_placeholders(text: str) -> tuple[str, ...] | None:
+    """The ``{field}`` placeholders of a program's prompt; None when it is no format string (literal braces in
+    it): the program sends such a prompt as it is, and nothing about placeholders is asked or checked."""
+    try:
+        return placeholders_of(text)
+    except UsageError:
+        return None
 
 
 def proposer_templates(template: ChatTemplate | None) -> tuple[str, ...]:
@@ -150,6 +173,8 @@ __all__ = (
     "proposer_templates",
     "template_section",
     "meta_messages",
+    "program_placeholders",
+    "program_section",
     "parse_instruction",
     "select_candidates",
 )

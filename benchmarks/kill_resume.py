@@ -2,7 +2,7 @@
 
 Run: python benchmarks/kill_resume.py [--model fake|smollm2] [--judge SPEC] [--points 6] [--seed 0]
      [--metric NAME_OR_PATH ...] [--source TASK --target TASK] [--cwd DIR] [--steps N]
-     [--proposer-style paper|reflective] [--parent-selection best|pareto]
+     [--proposer-style paper|reflective] [--parent-selection best|pareto] [--program MODULE:FUNCTION]
 
 ``--metric`` adds a metric plug-in to every run (``--metric my_metrics:brevity
 --cwd examples`` for the example user metric, importable from that folder).
@@ -17,7 +17,9 @@ printed: model calls paid twice (a cache key answered by a model more than once)
 so kills also land inside the judge node. ``--proposer-style reflective
 --parent-selection pareto`` runs the reflective proposer with parents drawn
 from the Pareto pool (``--steps 2`` gives each stage a proposal whose parent
-is drawn from a pool of several).
+is drawn from a pool of several). ``--program pubmed:run --cwd examples/program
+--target pubmedqa.jsonl`` runs the bundled two-prompt program (docs/programs.md),
+target only, so kills also land inside the program's rows.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1, help="optimization steps per stage (default: 1)")
     parser.add_argument("--proposer-style", default="paper", choices=("paper", "reflective"))
     parser.add_argument("--parent-selection", default="best", choices=("best", "pareto"))
+    parser.add_argument("--program", help="a program MODULE:FUNCTION whose prompts the runs optimize (target only)")
     args = parser.parse_args()
     global CWD
     CWD = str(Path(args.cwd).resolve()) if args.cwd else None
@@ -81,6 +84,8 @@ def main() -> None:
     for flag, value in (("--source", args.source), ("--target", args.target), ("--steps", str(args.steps))):
         if value:
             config[config.index(flag) + 1] = value
+    if args.program:  # a program's run: target only
+        config = [*config[2:], "--program", args.program]
     run_args = ["run", "--json", "--model", args.model, *config, *(a for m in args.metric for a in ("--metric", m)),
                 *(["--judge", args.judge] if args.judge else []), "--proposer-style", args.proposer_style,
                 *(["--parent-selection", args.parent_selection] if args.parent_selection != "best" else [])]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,14 +18,14 @@ from ..config import load_rubric_file, stage_rule
 from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..graph.parents import run_frontier
-from ..graph.resources import ExecutionOptions, RunResources
+from ..graph.resources import ExecutionOptions, RunResources, with_program
 from ..graph.rules import rollouts_used
 from ..metric_specs import METRIC_NAMES, metric_columns
 from ..prompt_file import read_prompt_source
 from ..run_files import check_files
 from ..stores import EventLog, RunState
 from ..stores.control import request_pause
-from ..stores.events import ROLES
+from ..stores.events import ROLES, CandidateAnswered, TestAnswered
 from ..stores.frontier import Frontier
 from ..stores.leases import holder_alive, lease_holder
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten, tprompt_cmd
@@ -89,6 +90,10 @@ def execute(
         err.print(judge_line(state))
     for line in metric_failure_lines(runner.context.metric_set.failures):
         err.print(Text(line), soft_wrap=True)
+    if state.config is not None and state.config.program is not None:
+        failures = program_failure_line(log, run_id, state.config.program)
+        if failures:
+            err.print(Text(failures), soft_wrap=True)
     if state.status == "paused" and runner.pause_reason == "budget":
         err.print(f"run {run_id}: spend ${runner.spent():.4f} reached --max-cost ${runner.options.max_cost or 0:.4f}; "
                   f"continue with a higher budget: {tprompt_cmd()} resume {run_id} --max-cost N")
@@ -106,6 +111,16 @@ def metric_failure_lines(failures: Mapping[str, tuple[int, str]]) -> list[str]:
 
     return [f"metric {ref}: failed on {n} example(s), undefined there (first: {first}); details in {log_path()}"
             for ref, (n, first) in failures.items()]
+
+
+def program_failure_line(log: EventLog, run_id: str, program: str) -> str | None:
+    """How often the run's program raised (or returned no answer), with the first reason; None: never."""
+    failed = [a.error for se in log.events(run_id) if isinstance(se.event, (CandidateAnswered, TestAnswered))
+              for a in se.event.answers if a.error is not None]
+    if not failed:
+        return None
+    return (f"program {program}: failed on {len(failed)} answer(s), each recorded as a wrong answer "
+            f"(first: {failed[0]})")
 
 
 def judge_line(state: RunState) -> str:
@@ -189,8 +204,17 @@ def prompt_list(state: RunState) -> list[Text]:
     for role, label in ROLE_LABELS.items():
         r = state.tested.get(role)
         if r is not None:
-            lines.append(Text.assemble((f"{label} prompt ({r.prompt_id}): ", "bold"), shorten(r.text, 400)))
+            lines += prompt_lines(state, f"{label} prompt ({r.prompt_id})", r.text)
     return lines
+
+
+def prompt_lines(state: RunState, label: str, text: str, width: int = 400) -> list[Text]:
+    """A prompt as lines: ``label: text``; a program's set of prompts, one line per prompt by name."""
+    if state.config is None or state.config.program is None:
+        return [Text.assemble((f"{label}: ", "bold"), shorten(text, width))]
+    prompts = json.loads(text)
+    return [Text.assemble((f"{label}:", "bold"))] + [
+        Text.assemble("  ", (f"[{name}] ", "bold"), shorten(prompt, width)) for name, prompt in prompts.items()]
 
 
 def _default(key: str) -> Any:
@@ -244,6 +268,7 @@ def run(
         None, "--weight", metavar="NAME=W", help="Objective weight of a metric (repeat), e.g. --weight rouge_l=2.",
     ),
     metric_timeout: Optional[float] = typer.Option(None, "--metric-timeout", metavar="SECONDS", help="Seconds one call of a MODULE:FUNCTION metric may take; a call past it is undefined on that example. Default: 30."),
+    program: Optional[str] = typer.Option(None, "--program", metavar="MODULE:FUNCTION", help="Optimize the named prompts of your program: run(inputs, *, prompts, llm) -> str | dict, with PROMPTS = {name: text} in its module; one prompt rewritten per step, every call recorded (docs/programs.md)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML or JSON file of run settings (options override it)."),
     otel: Optional[str] = OTEL_OPTION,
     json_: bool = JSON_OPTION,
@@ -285,7 +310,7 @@ def run(
             budget=budget, proposer_style=proposer_style, parent_selection=parent_selection, original_prompt=prompt,
             seed=seed, name=name, base_url=url, precision=precision, concurrency=concurrency,
             request_timeout=request_timeout, review=review or None, judge=judge, description=description,
-            metric_timeout=metric_timeout,
+            metric_timeout=metric_timeout, program=program,
         )
     )
     if target_only:
@@ -298,7 +323,7 @@ def run(
 
         values["weights"] = {**values.get("weights", {}), **parse_weights(weight)}
     cfg = make_config(values, where=str(config) if config else "options")
-    cfg = _pin_base_url(cfg)
+    cfg = with_program(_pin_base_url(cfg), prompt_given="original_prompt" in values)  # a bad program: one line here
     resources = preflight(cfg, options=options)  # a bad task or model fails before the database is even created
     if not json_:
         for line in row_warnings(cfg, resources.tasks):
@@ -454,6 +479,10 @@ def show(
         best.add_row(stage, b.prompt_id, str(b.step), *(fmt_num(b.metrics.get(m)) for m in names), fmt_num(b.objective),
                      str(state.scorer_calls.get(stage, 0)), Text(shorten(b.text, 60)))
     out.print(best)
+    if state.config is not None and state.config.program is not None:
+        for b in bests:
+            for line in prompt_lines(state, f"best {b.stage} prompts ({b.prompt_id})", b.text):
+                out.print(line)
     for front in frontiers.values():
         out.print(frontier_table(state, front))
     if state.tested:

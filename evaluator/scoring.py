@@ -56,6 +56,8 @@ class ScoredAnswer(BaseModel):
     gold: str | None = None
     call_id: str | None = None
     cache_hit: bool = False
+    #: a program's failure on this example (its one-line reason); None for a model's answer
+    error: str | None = None
 
 
 class Evaluation(BaseModel):

@@ -143,16 +143,9 @@ class ChatTemplate(BaseModel):
         except UsageError as exc:
             return exc.message
         for i, content in zip(self.optimizable, contents):
-            want = set(self.messages[i].placeholders)
-            try:
-                got = set(placeholders_of(content))
-            except UsageError as exc:
-                return exc.message
-            dropped, invented = sorted(want - got), sorted(got - want)
-            if dropped:
-                return f"drops placeholder(s) {', '.join('{' + f + '}' for f in dropped)}"
-            if invented:
-                return f"invents placeholder(s) {', '.join('{' + f + '}' for f in invented)}"
+            problem = placeholder_change(self.messages[i].content, content)
+            if problem is not None:
+                return problem
         return None
 
     def check(self, where: str) -> None:
@@ -206,6 +199,22 @@ def placeholders_of(content: str) -> tuple[str, ...]:
                              hint="write {field}; {{ or }} for a literal brace")
         names[field] = None
     return tuple(names)
+
+
+def placeholder_change(before: str, after: str) -> str | None:
+    """Why ``after`` cannot stand where ``before`` was: a ``{field}`` it drops or invents, or a bad placeholder
+    in it (None: it keeps exactly ``before``'s). ``before`` is a message or prompt known to be well formed."""
+    want = set(placeholders_of(before))
+    try:
+        got = set(placeholders_of(after))
+    except UsageError as exc:
+        return exc.message
+    dropped, invented = sorted(want - got), sorted(got - want)
+    if dropped:
+        return f"drops placeholder(s) {', '.join('{' + f + '}' for f in dropped)}"
+    if invented:
+        return f"invents placeholder(s) {', '.join('{' + f + '}' for f in invented)}"
+    return None
 
 
 def row_values(example: Example) -> dict[str, str]:
@@ -276,5 +285,6 @@ def from_double(content: str) -> str:
 
 
 __all__ = (
-    "GOLD_FIELDS", "MAX_DESCRIPTION_CHARS", "ChatTemplate", "TemplateMessage", "from_double", "from_messages", "placeholders_of", "row_values",
+    "GOLD_FIELDS", "MAX_DESCRIPTION_CHARS", "ChatTemplate", "TemplateMessage", "from_double", "from_messages",
+    "placeholder_change", "placeholders_of", "row_values",
 )

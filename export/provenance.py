@@ -47,13 +47,16 @@ class PromptExport:
     provenance: dict[str, Any] = field(default_factory=dict)
     #: The template the prompt was scored in, holding the prompt (None: unknown, e.g. a task no longer on disk).
     template: ChatTemplate | None = None
+    #: A program's run (``--program``): the program's import path, and the best set's prompts by name.
+    program: str | None = None
+    prompts: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON export: ``format``, ``format_version``, ``prompt``, ``prompt_id``, ``template``, ``provenance``.
 
         ``template`` is the scored template with the prompt in it (``{field}`` placeholders), or null.
         """
-        return {
+        data = {
             "format": EXPORT_FORMAT,
             "format_version": EXPORT_FORMAT_VERSION,
             "prompt": self.prompt,
@@ -61,6 +64,9 @@ class PromptExport:
             "template": self.template.model_dump(mode="json") if self.template is not None else None,
             "provenance": self.provenance,
         }
+        if self.prompts is not None:  # a program's set: every prompt by name (``prompt`` is their JSON)
+            data.update(program=self.program, prompts=dict(self.prompts))
+        return data
 
     def to_langchain(self) -> ChatPromptTemplate:
         """A LangChain ``ChatPromptTemplate``: the scored template with the prompt in it.
@@ -98,7 +104,12 @@ class PromptExport:
         Raises:
             UsageError: an unknown format.
         """
+        if self.prompts is not None and format not in ("text", "json"):
+            raise UsageError(f"a program's prompts export as text or json, not {format}",
+                             hint="use --format json (every prompt by name, with provenance)")
         if format == "text":
+            if self.prompts is not None:
+                return "".join(f"[{name}]\n{text}\n\n" for name, text in self.prompts.items())
             return self.prompt + "\n"
         if format == "json":
             return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
@@ -135,6 +146,10 @@ def export_prompt(state: RunState, stage: str | None = None) -> PromptExport:
         else:
             hint = f"resume it until a step is scored: tprompt resume {state.run_id}"
         raise UsageError(f"run {state.run_id}: nothing to export, {where} no scored prompt", hint=hint)
+    program = _setting(state.config, "program")
+    if program:
+        return PromptExport(prompt=best.text, prompt_id=best.prompt_id, provenance=_provenance(state, best),
+                            program=program, prompts=json.loads(best.text))
     return PromptExport(prompt=best.text, prompt_id=best.prompt_id, provenance=_provenance(state, best),
                         template=scored_template(state, best))
 

@@ -32,7 +32,14 @@ def double_braces(template: str) -> str:
 
 
 def registry_prompt(found: PromptExport) -> tuple[str, str | list[dict[str, str]]]:
-    """``("chat", messages)`` for a scored template, ``("text", prompt)`` without one; variables as ``{{var}}``."""
+    """``("chat", messages)`` for a scored template, ``("text", prompt)`` without one; variables as ``{{var}}``.
+
+    Raises:
+        UsageError: a program's set of prompts (registries take one prompt; export it as JSON).
+    """
+    if found.prompts is not None:
+        raise UsageError("a program's prompts export as text or json, not to a prompt registry (one prompt each)",
+                         hint="use tprompt export RUN --format json (every prompt by name, with provenance)")
     if found.template is None:
         return "text", found.prompt
     return "chat", [{"role": m.role, "content": double_braces(m.content)}

@@ -17,6 +17,7 @@ from ..stores.events import (
     RunPaused,
     RunResumed,
     StageCompleted,
+    program_candidate,
     prompt_id_of,
 )
 from ..stores.projection import RunState
@@ -59,11 +60,14 @@ def create_run(
     # paths made absolute, contents hashed: the run works from any folder
     config = record_files(pin_metrics(config, resources.metric_set), given=dict(tasks or {}))
     text = config.original_prompt
+    original = PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="original")
+    if resources.program is not None:
+        original = program_candidate(resources.program.prompt_set(text), origin="original")
     created = RunCreated(
         config=config,
         source_tasks=list(config.source_tasks) if config.transfer else [],
         target_task=config.target_task,
-        original_prompt=PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="original"),
+        original_prompt=original,
         name=config.name,
     )
     return log.create_run(created, run_id=run_id)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..config import base_urls, in_process_spec
 from ..evaluator import Example, ScoreMode, Task, resolve_mode
+from ..evaluator.program import Program
 from ..evaluator.registry import MetricSet
 from ..evaluator.tasks import task_template
 from ..evaluator.template import ChatTemplate
@@ -68,6 +69,11 @@ class RunContext:
         return self.resources.judge
 
     @property
+    def program(self) -> Program | None:
+        """The user's program whose prompts the run optimizes (None: the scorer answers under one prompt)."""
+        return self.resources.program
+
+    @property
     def pause(self) -> threading.Event:
         return self.resources.pause
 
@@ -112,6 +118,8 @@ class RunContext:
         return {t: len(self.examples(t, "train", self.config.examples)) for t in tasks}
 
     def mode_for(self, task: Task) -> ScoreMode:
+        if self.program is not None:
+            return "generate"  # a program's answer is its output
         return resolve_mode(self.config.mode, task, self.scorer)
 
     @property

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import ConfigError, UsageError, first_error
 from ..evaluator import ObjectiveWeights, Task, load_task, objective
+from ..evaluator.program import Program, load_program
 from ..evaluator.registry import MetricSet, metric_versions, resolve_metrics, run_objective_weights
 from ..evaluator.scoring import has_options
 from ..evaluator.tasks import task_template
@@ -155,6 +156,8 @@ class RunResources:
     scorer: ChatBackend
     #: the LLM judge (None: no judge configured)
     judge: ChatBackend | None
+    #: the user's program whose prompts the run optimizes (None: the scorer answers under one prompt)
+    program: Program | None = None
     pause: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -182,6 +185,7 @@ class RunResources:
         """
         options = options or ExecutionOptions()
         pause = threading.Event()
+        program = open_program(config)
         evaluation = Evaluation.open(config, tasks=tasks, task_names=task_names, objective_fn=objective_fn,
                                      abandoned=pause.is_set)
         config = options.applied(pin_metrics(config, evaluation.metric_set))
@@ -202,7 +206,8 @@ class RunResources:
                     precision=config.precision_of(spec), extra_body=config.extra_body_of(spec),
                 )
         resources = cls(config=config, options=options, evaluation=evaluation, proposer=views[config.proposer],
-                        scorer=views[config.scorer], judge=views[config.judge] if config.judge else None, pause=pause)
+                        scorer=views[config.scorer], judge=views[config.judge] if config.judge else None,
+                        program=program, pause=pause)
         resources._check_mode()
         return resources
 
@@ -246,6 +251,37 @@ class RunResources:
         return self.options.applied(config) == self.config
 
 
+def open_program(config: RunConfig) -> Program | None:
+    """The run's program (None without one), its prompts checked against the run's original prompt set.
+
+    Raises:
+        ConfigError: the program does not load (:func:`load_program`), or the original prompt is not a set
+            of its prompts (its PROMPTS were renamed since the run recorded them).
+    """
+    if config.program is None:
+        return None
+    program = load_program(config.program)
+    try:
+        program.prompt_set(config.original_prompt)
+    except UsageError as exc:
+        raise ConfigError(f"program {program.ref}: the run's original prompt does not name its prompts "
+                          f"({', '.join(program.names)})",
+                          hint="a run keeps the prompt names it was created with; "
+                          "start a new run after renaming PROMPTS", key="program") from exc
+    return program
+
+
+def with_program(config: RunConfig, *, prompt_given: bool = False) -> RunConfig:
+    """A new run's config with its original prompt set to its program's ``PROMPTS`` (unless ``prompt_given``).
+
+    Raises:
+        ConfigError: the program does not load (:func:`load_program`).
+    """
+    if config.program is None or prompt_given:
+        return config
+    return config.model_copy(update={"original_prompt": load_program(config.program).original_text})
+
+
 def open_judge(config: RunConfig) -> ChatBackend:
     """A view of ``config``'s judge model alone (``tprompt rescore --judge``: no proposer or scorer is called)."""
     assert config.judge is not None
@@ -270,4 +306,4 @@ def _check_references(tasks: list[Task], config: RunConfig) -> None:
 
 
 __all__ = ("Evaluation", "ExecutionOptions", "Objective", "RunResources", "check_weights", "first_error", "open_judge",
-           "pin_metrics")
+           "open_program", "pin_metrics", "with_program")

@@ -7,6 +7,7 @@ import langchain.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -76,4 +77,64 @@ class BackendChatModel(BaseChatModel):
         return LCChatResult(generations=[ChatGeneration(message=message)])
 
 
-__all__ = ("BackendChatModel", "to_messages")
+class RecordedChatModel(BaseChatModel):
+    """The ``llm`` a user's program is given: a langchain chat model whose every call goes through a call site.
+
+    Each call is one :class:`ChatRequest` through ``site`` (the run's recorder: cache, transcript row, cost),
+    naming the prompts whose text it carries (``prompt_refs(messages)``: ``program.NAME@<sha12>``, in the cache
+    key and the transcript). Identical requests within one example get sample indices 0, 1, ... so a program that
+    samples twice gets two answers, and the same two again from the cache. ``call_ids`` collects the
+    calls made, in order.
+    """
+
+    backend: Any
+    site: Any
+    #: the refs of the named prompts a request's messages carry (``evaluator.program.prompts_in``, bound)
+    prompt_refs: Any = None
+    temperature: float = 0.0
+    max_tokens: int = 256
+    call_ids: list[str] = []
+    seen: dict[str, int] = {}
+
+    @property
+    def _llm_type(self) -> str:
+        return f"tprompt-{self.backend.spec}"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"spec": self.backend.spec, "revision": self.backend.revision}
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> LCChatResult:
+        sent = to_messages(messages)
+        request = ChatRequest(
+            messages=sent,
+            temperature=float(kwargs.get("temperature", self.temperature)),
+            max_tokens=int(kwargs.get("max_tokens", self.max_tokens)),
+            stop=tuple(stop or ()),
+            templates=tuple(self.prompt_refs(sent)) if self.prompt_refs is not None else (),
+        )
+        key = repr(request)
+        index = self.seen.get(key, 0)
+        self.seen[key] = index + 1
+        if index:
+            request = replace(request, sample_index=index)
+        result = self.site.chat(self.backend, [request])[0]
+        self.call_ids.append(result.call_id)
+        message = AIMessage(
+            content=result.text,
+            usage_metadata={
+                "input_tokens": result.prompt_tokens,
+                "output_tokens": result.completion_tokens,
+                "total_tokens": result.prompt_tokens + result.completion_tokens,
+            },
+        )
+        return LCChatResult(generations=[ChatGeneration(message=message)])
+
+
+__all__ = ("BackendChatModel", "RecordedChatModel", "to_messages")

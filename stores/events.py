@@ -15,12 +15,21 @@ decoded.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    model_serializer,
+    model_validator,
+)
 
 from ..config import RunConfig
 from ..metric_specs import METRIC_NAMES  # the metric keys of events, re-exported here
@@ -49,10 +58,55 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
-class PromptCandidate(_Frozen):
+class _OmitNone(_Frozen):
+    """An event part with fields added after logs were written: each is left out of the payload while None,
+    so every event written without them keeps the bytes it always had (and old payloads read as None)."""
+
+    _omit_none: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_none(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in self._omit_none:
+                if data.get(key, 0) is None:
+                    del data[key]
+        return data
+
+
+class PromptCandidate(_OmitNone):
+    """A candidate prompt. A program's candidate (``tprompt run --program``) is a set of named prompts:
+    ``prompts`` holds the whole set, ``text`` its canonical JSON (:func:`prompt_set_text`, so the id is
+    the set's content address) and ``changed`` the one prompt this candidate rewrote (None: the original
+    set, or a set carried over whole)."""
+
+    _omit_none: ClassVar[tuple[str, ...]] = ("prompts", "changed")
     prompt_id: str
     text: str
     origin: Literal["original", "proposed", "transferred", "forked", "edited"] = "proposed"
+    prompts: dict[str, str] | None = None
+    changed: str | None = None
+
+    @model_validator(mode="after")
+    def _set_is_text(self) -> PromptCandidate:
+        if self.prompts is not None and self.text != prompt_set_text(self.prompts):
+            raise ValueError("a program candidate's text is the JSON of its prompts (prompt_set_text)")
+        if self.changed is not None and (self.prompts is None or self.changed not in self.prompts):
+            raise ValueError(f"changed names prompt {self.changed!r}, which is not in the candidate's prompts")
+        return self
+
+
+def prompt_set_text(prompts: dict[str, str]) -> str:
+    """The text of a program's candidate: its named prompts as JSON, in the program's order."""
+    return json.dumps(dict(prompts), ensure_ascii=False)
+
+
+def program_candidate(prompts: dict[str, str], *, origin: Literal["original", "proposed", "transferred", "forked",
+                      "edited"] = "proposed", changed: str | None = None) -> PromptCandidate:
+    """A program's candidate holding the set ``prompts`` (its id the set's content address)."""
+    text = prompt_set_text(prompts)
+    return PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin=origin, prompts=dict(prompts),
+                           changed=changed)
 
 
 class RejectedCandidate(_Frozen):
@@ -126,8 +180,14 @@ class StepRevised(Event):
     call_ids: list[str] = Field(default_factory=list)
 
 
-class Answer(_Frozen):
-    """One scorer answer as the evaluator needs it (the raw text is in the call's transcript)."""
+class Answer(_OmitNone):
+    """One scorer answer as the evaluator needs it (the raw text is in the call's transcript).
+
+    A program's answer (``--program``) also holds the program's ``output`` (the answer it returned, which
+    metrics score), or, when it raised, ``error`` (the exception's one-line summary; the answer is wrong).
+    """
+
+    _omit_none: ClassVar[tuple[str, ...]] = ("output", "error")
 
     example_id: str
     parsed: str | None
@@ -136,6 +196,8 @@ class Answer(_Frozen):
     followed_format: bool
     correct: bool
     call_id: str | None = None
+    output: str | None = None
+    error: str | None = None
 
 
 class CandidateAnswered(Event):
@@ -493,6 +555,8 @@ __all__ = (
     "TransferSelected",
     "UPCASTERS",
     "event_key",
+    "program_candidate",
     "prompt_id_of",
+    "prompt_set_text",
     "type_of",
 )

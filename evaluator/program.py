@@ -1,0 +1,239 @@
+"""The user's program: a function with named prompts, answering a task's rows through the ``llm`` tprompt gives it.
+
+The contract (docs/programs.md)::
+
+    PROMPTS = {"summarize": "...", "answer": "..."}   # module level: each prompt's initial text
+
+    def run(inputs: dict, *, prompts: dict[str, str], llm) -> str | dict: ...
+
+``inputs`` are the row's input fields (:func:`.template.row_values`), ``prompts``
+the candidate's texts by name, ``llm`` a LangChain chat model whose every call
+goes through the run's recorder (cached, one transcript row under agent
+``program``). The program's output, a string or a dict's ``answer``, is the
+answer the metrics score. A program is named by import path,
+``MODULE:FUNCTION``, imported from the working folder first (as metric
+modules are); :func:`load_program` is the one place it is imported and its
+problems worded.
+
+A request names the prompts whose text it carries (``program.NAME@<sha12>`` in
+its ``templates``: in the transcript and the cache key): a prompt is in a
+request when every literal piece of its text (around ``{field}`` placeholders
+the program may fill) is in the request's messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import string
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, UsageError
+from .parsing import MISSING_CONFIDENCE, gold_answer, is_correct, parse_reply
+from .task_model import Example, Task
+from .template import row_values
+
+if TYPE_CHECKING:
+    from ..models import ChatBackend
+    from ..models.recorder import CallSite
+    from .scoring import ScoredAnswer
+
+#: The agent a program's calls are filed under (transcripts, spend).
+PROGRAM_AGENT = "program"
+#: Longest error summary kept with a failed answer.
+MAX_ERROR_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """A loaded program: its import path, its function and its declared prompts (in declaration order)."""
+
+    ref: str
+    fn: Callable[..., Any]
+    prompts: Mapping[str, str]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.prompts)
+
+    @property
+    def original_text(self) -> str:
+        """The candidate text of the declared prompts (what a run starts from)."""
+        from ..stores.events import prompt_set_text
+
+        return prompt_set_text(dict(self.prompts))
+
+    def prompt_set(self, text: str) -> dict[str, str]:
+        """The named prompts a candidate's text holds (it must name exactly this program's prompts).
+
+        Raises:
+            UsageError: ``text`` is not a JSON object of this program's prompt names to texts.
+        """
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+                and list(value) == list(self.names)):
+            raise UsageError(f"prompt {text[:60]!r} is not a set of {self.ref}'s prompts ({', '.join(self.names)})",
+                             hint='a program\'s prompt is a JSON object {"name": "text", ...} naming each of its PROMPTS')
+        return dict(value)
+
+
+def load_program(ref: str) -> Program:
+    """Import ``MODULE:FUNCTION`` (the working folder first) and check it against the contract.
+
+    Raises:
+        ConfigError: one line: the module does not import, the function is missing or not callable, or the
+            module's ``PROMPTS`` is missing or not a non-empty ``{name: text}`` dict.
+    """
+    module_name, _, attr = ref.partition(":")
+    where = f"program {ref}"
+    if not module_name or not attr:
+        raise ConfigError(f"{where}: expected MODULE:FUNCTION, e.g. mypkg.app:run", key="program")
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # whatever the module's import raised: the user's code, one line
+        raise ConfigError(f"{where}: module {module_name} does not import ({one_line(exc)})",
+                          hint="run tprompt from the folder that holds the module, or install its package",
+                          key="program") from exc
+    finally:
+        if added:
+            sys.path.remove(cwd)
+    fn = getattr(module, attr, None)
+    if fn is None:
+        raise ConfigError(f"{where}: module {module_name} has no {attr}",
+                          hint="name the function: MODULE:FUNCTION", key="program")
+    if not callable(fn):
+        raise ConfigError(f"{where}: {attr} is a {type(fn).__name__}, not a function",
+                          hint="name a function run(inputs, *, prompts, llm)", key="program")
+    prompts = getattr(module, "PROMPTS", None)
+    if not (isinstance(prompts, Mapping) and prompts and all(
+            isinstance(k, str) and k.strip() and isinstance(v, str) for k, v in prompts.items())):
+        found = "none" if prompts is None else type(prompts).__name__
+        raise ConfigError(f"{where}: module {module_name} needs PROMPTS, a dict of prompt name to initial text "
+                          f"(found {found})", hint='e.g. PROMPTS = {"answer": "Answer the question."}', key="program")
+    return Program(ref=ref, fn=fn, prompts=dict(prompts))
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line: ``Type: first line of its message``."""
+    text = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def prompt_ref(name: str, text: str) -> str:
+    """``program.NAME@<sha12>``: a prompt as a request names it (the name and its text's version)."""
+    return f"program.{name}@{hashlib.sha256(text.encode('utf-8')).hexdigest()[:12]}"
+
+
+def _pieces(text: str) -> list[str]:
+    """The literal pieces of a prompt's text around its ``{field}`` placeholders (all of it if it has none)."""
+    try:
+        parts = [literal for literal, *_ in string.Formatter().parse(text)]
+    except ValueError:  # not a format string: the program sends it as it is
+        parts = [text]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def prompts_in(prompts: Mapping[str, str], messages: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """The refs (:func:`prompt_ref`) of the prompts whose text is in ``messages``, in the program's order."""
+    sent = "\n".join(content for _, content in messages)
+    found = []
+    for name, text in prompts.items():
+        pieces = _pieces(text)
+        if pieces and all(p in sent for p in pieces):
+            found.append(prompt_ref(name, text))
+    return tuple(found)
+
+
+def answer_program(
+    program: Program,
+    text: str,
+    examples: Sequence[Example],
+    *,
+    task: Task,
+    model: ChatBackend,
+    site: CallSite,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ScoredAnswer]:
+    """``program`` answers ``examples`` of ``task`` under the candidate ``text`` (its prompt set).
+
+    Each row is one call of the program; its output is read as a reply to the
+    user's own template is (:func:`.parsing.parse_reply`). A program that raises
+    on a row, or returns no answer, gives a failed answer for it (wrong, its
+    ``error`` the one-line reason) and the next row is answered.
+
+    Raises:
+        ModelCallFailed: a model call failed after retries (the run fails, resumably).
+        CallsAbandoned: the run is pausing.
+    """
+    from ..errors import ModelCallFailed
+    from ..models.chat_model import RecordedChatModel
+    from ..models.recorder import CallsAbandoned
+
+    prompts = program.prompt_set(text)
+    answers: list[ScoredAnswer] = []
+    if progress:
+        progress(0, len(examples))
+    for ex in examples:
+        llm = RecordedChatModel(backend=model, site=site, prompt_refs=partial(prompts_in, prompts))
+        error: str | None = None
+        output: str | None = None
+        try:
+            result = program.fn(dict(row_values(ex)), prompts=dict(prompts), llm=llm)
+            output, error = _answer_of(result)
+        except (CallsAbandoned, ModelCallFailed):
+            raise
+        except Exception as exc:  # the user's code failed on this row: a failed answer, the run goes on
+            error = one_line(exc)
+        answers.append(_scored(ex, task, output, error, llm.call_ids))
+        if progress:
+            progress(len(answers), len(examples))
+    return answers
+
+
+def _answer_of(result: Any) -> tuple[str | None, str | None]:
+    """(output, error) of what the program returned: a string, or a dict whose ``answer`` is one."""
+    if isinstance(result, str):
+        return result, None
+    if isinstance(result, Mapping):
+        if "answer" not in result:
+            return None, f"the program returned a dict without an 'answer' field (keys: {', '.join(map(str, result))})"
+        answer = result["answer"]
+        return (answer, None) if isinstance(answer, str) else (str(answer), None)
+    return None, f"the program returned a {type(result).__name__}, not a string or a dict with an 'answer'"
+
+
+def _scored(ex: Example, task: Task, output: str | None, error: str | None, call_ids: Sequence[str]) -> ScoredAnswer:
+    from .scoring import ScoredAnswer
+
+    call_id = call_ids[-1] if call_ids else None
+    if output is None:
+        return ScoredAnswer(example_id=ex.id, raw="", parsed=None, followed_format=False, correct=False,
+                            confidence=0.0, gold=gold_answer(ex, task), call_id=call_id, error=error)
+    parsed = parse_reply(output, kind=task.kind, choices=ex.choices, answer_space=task.answer_space)
+    if parsed.answer is None:
+        confidence = 0.0
+    elif parsed.confidence is None:
+        confidence = MISSING_CONFIDENCE
+    else:
+        confidence = parsed.confidence
+    return ScoredAnswer(example_id=ex.id, raw=output, parsed=parsed.answer, followed_format=parsed.followed_format,
+                        correct=is_correct(parsed.answer, ex, task), confidence=confidence,
+                        gold=gold_answer(ex, task), call_id=call_id)
+
+
+__all__ = ("MAX_ERROR_CHARS", "PROGRAM_AGENT", "Program", "answer_program", "load_program", "one_line", "prompt_ref",
+           "prompts_in")
