@@ -22,11 +22,11 @@ PROMPTS = {
 
 def run(inputs: dict[str, str], *, prompts: dict[str, str], llm: Any) -> str:
     """Two calls: the summary of the context for the question, then the answer from that summary."""
-    summary = llm.invoke([
+    summary = llm.bind(max_tokens=80).invoke([
         ("system", prompts["summarize"]),
         ("human", f"Question: {inputs['question']}\n\nAbstract: {inputs['context']}"),
     ]).content
-    reply = llm.invoke([
+    reply = llm.bind(max_tokens=16).invoke([
         ("system", prompts["answer"]),
         ("human", f"Question: {inputs['question']}\nSummary: {summary}\n\n"
                   "Reply in exactly this format:\nAnswer: <one of yes / no / maybe>"),
