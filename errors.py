@@ -140,6 +140,12 @@ class TransientBackendError(BackendError):
     is_retryable = True
 
 
+class JudgeUnparseable(BackendError):
+    """No reply of the run's first judge batch could be read as scores: the run stops before paying for more."""
+
+    code = "backend.judge_unparseable"
+
+
 class ModelCallFailed(BackendError):
     """A model call still failed after its retries; the run can be resumed."""
 

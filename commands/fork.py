@@ -42,6 +42,7 @@ def fork(
     model: Optional[str] = MODEL_OPTION,
     proposer: Optional[str] = typer.Option(None, "--proposer", help="Model spec of the proposer."),
     scorer: Optional[str] = typer.Option(None, "--scorer", help="Model spec of the scorer."),
+    judge: Optional[str] = typer.Option(None, "--judge", metavar="SPEC", help="Model spec of the LLM judge (another judge for a run whose judge's replies could not be read)."),
     base_url: Optional[list[str]] = BASE_URL_OPTION,
     precision: Optional[str] = PRECISION_OPTION,
     concurrency: Optional[int] = CONCURRENCY_OPTION,
@@ -66,7 +67,7 @@ def fork(
         overrides["proposer"] = overrides["scorer"] = model
     for key, value in (
         ("target_task", target), ("steps", steps), ("target_steps", target_steps), ("candidates", candidates),
-        ("examples", examples), ("test_examples", test_examples), ("proposer", proposer), ("scorer", scorer),
+        ("examples", examples), ("test_examples", test_examples), ("proposer", proposer), ("scorer", scorer), ("judge", judge),
         ("base_url", url), ("precision", precision), ("concurrency", concurrency), ("request_timeout", request_timeout),
     ):
         if value is not None:

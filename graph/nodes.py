@@ -49,6 +49,7 @@ from ..agents.proposer import (
 )
 from ..agents.reflective import REFLECTIVE_TEMPLATES, build_reflection
 from ..agents.transfer import select_transfer
+from ..errors import JudgeUnparseable
 from ..evaluator import ScoreMode, Task, answer_prompt
 from ..evaluator.program import PROGRAM_AGENT, answer_program
 from ..evaluator.registry import MetricSet
@@ -427,11 +428,19 @@ def judge(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     appended: list[StoredEvent] = []
     for answered in run.unjudged():
         n = rules.judge_examples(answered, ctx.config)
-        event = judge_answered(
-            ctx.log, answered, rubric=rubric, model=model, site=ctx.call_site(run, "judge", step=rules.judge_step(answered)),
-            task=ctx.task(answered.task), examples=ctx.examples(answered.task, answered.split, n),
-            seed=ctx.config.seed, progress=_progress(runtime, f"judging {answered.prompt_id} on {answered.task}"),
-        )
+        try:
+            event = judge_answered(
+                ctx.log, answered, rubric=rubric, model=model,
+                site=ctx.call_site(run, "judge", step=rules.judge_step(answered)),
+                task=ctx.task(answered.task), examples=ctx.examples(answered.task, answered.split, n),
+                seed=ctx.config.seed, progress=_progress(runtime, f"judging {answered.prompt_id} on {answered.task}"),
+                probe=run.judgements == 0,  # the run's first judging: stop if the judge's replies cannot be read
+            )
+        except JudgeUnparseable as exc:
+            # The run's events up to here are sound: a fork at its last one continues with another judge.
+            exc.hint = f"continue with another judge: tprompt fork {ctx.run_id} --at {run.last_seq} --judge SPEC"
+            raise
+
         stored, run = ctx.emit(run, event)
         appended += stored
     return {"run": run, "events": appended}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from .._text import printable
+from ..errors import JudgeUnparseable
 from ..evaluator import Example, Task
 from ..models import ChatBackend
 from ..models.recorder import CallSite
@@ -18,6 +20,10 @@ from ..stores import EventLog
 from ..stores.events import Answer, Answered, CandidateJudged, Judged, TestAnswered, TestJudged
 from .request import JudgeItem, format_question, judge_request, parse_judgement
 from .rubric import Rubric
+
+#: Answers the run's first judging sends before the rest: when the judge can read none of them (a model that
+#: ignores the reply format), the run stops there instead of paying for every answer of the run.
+PROBE_BATCH = 8
 
 
 def answer_text(log: EventLog, answered: Answered, answer: Answer, example: Example | None) -> str:
@@ -61,11 +67,16 @@ def judge_answered(
     examples: Sequence[Example],
     seed: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    probe: bool = False,
 ) -> Judged:
     """The judge's judgement of ``answered``, of the same split (its calls filed under ``site``).
 
+    With ``probe`` (the run's first judging), the first :data:`PROBE_BATCH` answers are judged first, and
+    the rest only if at least one of those replies gave a readable score.
+
     Raises:
         ModelCallFailed: the judge model failed after retries (recorded; resume retries it).
+        JudgeUnparseable: ``probe``, and no reply of the first batch could be read (those calls are recorded).
     """
     by_id: Mapping[str, Example] = {e.id: e for e in examples}
     items = []
@@ -78,10 +89,23 @@ def judge_answered(
                 for item in items]
     if progress:
         progress(0, len(requests))
-    results = site.chat(model, requests)
+    head = PROBE_BATCH if probe else len(requests)
+    results = site.chat(model, requests[:head])
+    judgements = [j for item, r in zip(items, results) for j in parse_judgement(r.text, rubric, item, call_id=r.call_id)]
+    if probe and judgements and not any(j.score is not None for j in judgements):
+        sample = printable(" ".join(results[0].text.split()))
+        raise JudgeUnparseable(
+            f"judge {model.spec}: none of its first {len(results)} replies gave a score in the rubric's format "
+            f"({', '.join(c.name for c in rubric.criteria)}: <score> | <why>); the run stopped before judging more. "
+            f'First reply: "{sample[:120]}"',
+            spec=model.spec,
+        )
+    if head < len(requests):
+        more = site.chat(model, requests[head:])
+        judgements += [j for item, r in zip(items[head:], more)
+                       for j in parse_judgement(r.text, rubric, item, call_id=r.call_id)]
     if progress:
         progress(len(requests), len(requests))
-    judgements = [j for item, r in zip(items, results) for j in parse_judgement(r.text, rubric, item, call_id=r.call_id)]
     if isinstance(answered, TestAnswered):
         return TestJudged(role=answered.role, prompt_id=answered.prompt_id, task=answered.task, judge=model.spec,
                           rubric=rubric.ref, judge_calls=len(requests), judgements=judgements)
@@ -91,4 +115,4 @@ def judge_answered(
     )
 
 
-__all__ = ("answer_text", "judge_answered", "reference_of")
+__all__ = ("PROBE_BATCH", "answer_text", "judge_answered", "reference_of")

@@ -10,7 +10,8 @@ the request hash. Spec options, comma separated: ``seed=N``, ``delay=S``
 ``gate=PATH`` (every call waits until the file PATH exists, so a test can hold
 a run in flight for exactly as long as it needs, whatever the machine's load),
 ``calls=PATH`` (every request appends one line to the file PATH as it is sent, so a
-test can count the calls paid across processes and machines, killed ones included).
+test can count the calls paid across processes and machines, killed ones included),
+``garble=1`` (as a judge, every reply is prose with no score in it).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class FakeBackend(ChatBackend):
         self.fail = False
         self.gate = ""
         self.calls_file = ""
+        self.garble = False
         _, _, options = spec.partition(":")
         for item in filter(None, (p.strip() for p in options.split(","))):
             key, _, value = item.partition("=")
@@ -105,6 +107,8 @@ class FakeBackend(ChatBackend):
                     self.gate = value
                 elif key == "calls" and value:
                     self.calls_file = value
+                elif key == "garble":
+                    self.garble = value not in ("", "0", "false")
                 else:
                     raise ValueError(key)
             except ValueError:
@@ -176,6 +180,8 @@ class FakeBackend(ChatBackend):
         h = _digest(self.seed, req.messages, req.temperature, req.top_p, req.seed, req.sample_index)
         judged = _JUDGE_LINE.findall(req.messages[-1][1])
         if judged:
+            if self.garble:  # a judge that writes prose, never a score line (fake:garble=1)
+                return "What a thoughtful answer; I enjoyed reading it."
             return self._judgement(req.messages[-1][1], judged, h)
         if any("<INS>" in content for _, content in req.messages):
             return "<INS>" + self._instruction(h) + "</INS>"

@@ -282,14 +282,20 @@ def test_sigkill_in_a_judged_run_then_resume_equals_uninterrupted(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_a_judged_run_on_smollm2(tmp_path: Path) -> None:
+def test_smollm2_as_judge_stops_the_run_after_its_first_batch(tmp_path: Path) -> None:
+    # smollm2 repeats the answer instead of scoring it (every judgement unparseable): was a whole run of judge
+    # calls paid for judgements in no metric; now the first batch (2 answers here) and one clear error.
+    from tprompt.errors import JudgeUnparseable
+
     db = tmp_path / "t.db"
-    log, run_id = run_in_process(db, proposer="fake", scorer="fake", judge="smollm2", steps=1, candidates=1,
-                                 top_k=1, examples=2, test_examples=2)
-    judged = [e.event for e in log.events(run_id) if isinstance(e.event, Judged)]
-    assert judged and all(j.judge == "smollm2" for j in judged)
-    assert agents(db)["judge"] == sum(len({x.example_id for x in j.judgements}) for j in judged)
-    assert log.state(run_id).status == "completed"
+    with pytest.raises(JudgeUnparseable, match="judge smollm2: none of its first 2 replies gave a score"):
+        run_in_process(db, proposer="fake", scorer="fake", judge="smollm2", steps=1, candidates=1, top_k=1,
+                       examples=2, test_examples=2)
+    assert agents(db)["judge"] == 2
+    with EventLog(db, readonly=True) as log:
+        (run_id,) = [r.run_id for r in log.runs()]
+        assert log.state(run_id).status == "failed"
+        assert not [e for e in log.events(run_id) if isinstance(e.event, Judged)]
 
 
 def test_the_fake_judge_answers_in_the_asked_format() -> None:
@@ -342,3 +348,35 @@ def test_a_bad_rubric_file_is_one_line_naming_it(tmp_path: Path, name: str, text
     lines = out.stderr.strip().splitlines()
     assert out.returncode != 0 and needle in lines[0] and str(rubric) in lines[0], out.stderr
     assert len(lines) <= 2 and "Traceback" not in out.stderr and not db.exists()
+
+
+def test_a_judge_whose_first_batch_parses_nothing_stops_the_run_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tprompt.cli import main
+    from tprompt.judge.answers import PROBE_BATCH
+
+    db = tmp_path / "t.db"
+    capsys.readouterr()
+    code = main(["--db", str(db), "run", "--target", "arc_challenge", "--model", "fake", "--judge", "fake:garble=1",
+                 "--steps", "1", "--candidates", "1", "--examples", "12", "--test-examples", "2"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code != 0 and len(errors) == 1 and "Traceback" not in err, err
+    assert f"judge fake:garble=1: none of its first {PROBE_BATCH} replies gave a score" in errors[0]
+    with sqlite3.connect(db) as conn:
+        paid = dict(conn.execute("SELECT agent, count(*) FROM transcripts GROUP BY agent").fetchall())
+    # was: every one of the 12 answers judged (and later sets too) before anything said so
+    assert paid == {"scorer": 12, "judge": PROBE_BATCH}
+    with EventLog(db, readonly=True) as log:
+        (run_id,) = [r.run_id for r in log.runs()]
+        assert log.state(run_id).status == "failed"
+    # The hint works as printed, with another judge in place of SPEC.
+    hint = errors[0].split("continue with another judge: ")[1].rstrip(")")
+    assert hint.startswith(f"tprompt --db {db} fork {run_id} --at ")
+    capsys.readouterr()
+    assert main(hint.replace("SPEC", "fake").split()[1:]) == 0, capsys.readouterr().err
+    with EventLog(db, readonly=True) as log:
+        forked = [r.run_id for r in log.runs() if r.run_id != run_id]
+        state = log.state(forked[0])
+    assert state.status == "completed" and state.judgements > 0 and state.config.judge == "fake"
