@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import UsageError
 from ..evaluator import Example, Task
 from ..evaluator._userfiles import input_fields
-from ..evaluator.task_model import LETTERS, SplitRuleError, split_rows
+from ..evaluator.task_model import LETTERS, SplitRuleError, infer_kind, split_rows
 from ..evaluator.template import MAX_DESCRIPTION_CHARS, ChatTemplate
 from ..prompt_file import template_from_langchain
 from ..stores import EventLog
@@ -46,7 +46,8 @@ def task_from_records(
     ``NAME-i``, i from 1) and a ``split`` (``train`` or ``test``).
 
     With ``choices`` the task is multiple choice and ``answer`` is the right
-    choice's text (or its letter); without, answers are compared as strings.
+    choice's text (or its letter); without, the answer kind is inferred as for a task file (numbers, a label
+    task's answer space, or free strings; docs/tasks.md).
     The rows are split as a task file's are (:func:`~tprompt.evaluator.task_model.split_rows`): by their
     ``split`` when every row has one, else 20% train / 80% test by the sha256 of their ids.
     """
@@ -75,7 +76,9 @@ def task_from_records(
     except SplitRuleError as exc:
         where = f"task {name!r}" + (f", row {exc.row + 1}" if exc.row is not None else "")
         raise UsageError(f"{where}: {exc}") from exc
-    return Task(name=name, description=description, kind=kinds.pop(), train=tuple(train), test=tuple(test))
+    kind, space = infer_kind(train + test)  # the rule a task file's rows follow (numbers, an answer space)
+    return Task(name=name, description=description, kind=kind, answer_space=space, train=tuple(train),
+                test=tuple(test))
 
 
 def _record(name: str, i: int, row: Mapping[str, Any]) -> tuple[Example, str]:

@@ -68,3 +68,18 @@ def test_a_run_on_a_label_task_scores_the_labels_probabilities(tmp_path: Path, m
         body = json.loads(conn.execute("SELECT b.body FROM transcripts t JOIN bodies b ON b.hash = t.request_hash "
                                        "WHERE t.agent = 'scorer' LIMIT 1").fetchone()[0])
     assert kinds == {"options"} and sorted(body["options"]) == sorted(LABELS)  # the labels themselves, all of them
+
+
+def test_task_from_records_infers_the_answer_kind_as_a_task_file_does(tmp_path: Path) -> None:
+    from tprompt import task_from_records
+
+    path = write_tickets(tmp_path / "tickets.jsonl")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    from_file, from_records = load_task(str(path)), task_from_records("tickets", rows, description="Route the ticket.")
+    # was: a free string task (no answer space) from Python, so auto never scored its labels' probabilities
+    assert (from_records.kind, from_records.answer_space) == (from_file.kind, from_file.answer_space)
+    assert from_records.kind == "string" and set(from_records.answer_space or ()) == set(LABELS)
+    assert resolve_mode("auto", from_records, get_model("fake")) == "logprob"
+    sums = task_from_records("sums", [{"question": f"{i} + 1?", "answer": str(i + 1)} for i in range(5)],
+                             description="Add.")
+    assert sums.kind == "number"  # compared by value, as a file's numbers are
