@@ -19,6 +19,10 @@ def transcript(
     run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
     agent: Optional[str] = typer.Option(None, "--agent", help="Only calls of this agent (proposer, scorer, ...)."),
     call: Optional[str] = typer.Option(None, "--call", help="Print this call in full (id or unique prefix)."),
+    prompt: Optional[str] = typer.Option(
+        None, "--prompt", metavar="NAME",
+        help="Only the calls of a program's run that carry its prompt NAME (docs/programs.md); a prompt column "
+        "names them."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """List a run's model calls (its fork ancestors' up to the fork point included), or print one in full.
@@ -42,8 +46,12 @@ def transcript(
             _show_call(row, request, response, json_)
             return
         rows = store.rows(segments, agent=agent)
+        named: dict[str, list[str]] = {}
+        if prompt is not None:
+            named = {r.call_id: _program_prompts(store.body(r.request_hash)) for r in rows}
+            rows = [r for r in rows if prompt in named[r.call_id]]
     if json_:
-        print_json([_row_json(r) for r in rows])
+        print_json([_row_json(r) | ({"prompts": named[r.call_id]} if prompt is not None else {}) for r in rows])
         return
     table = Table(title=f"model calls of {run_id}" + (f" (agent {agent})" if agent else ""))
     # Columns that would be empty for every row are left out, so the table fits a terminal.
@@ -52,6 +60,7 @@ def transcript(
     columns = [("call", "left")] + ([("run", "left")] if show_run else []) + [("seq", "right")]
     columns += ([("step", "left")] if show_step else []) + [("agent", "left"), ("model", "left"), ("kind", "left"),
                 ("tokens in/out", "right"), ("s", "right"), ("cache", "left"), ("status", "left")]
+    columns += [("prompt", "left")] if prompt is not None else []
     for col, justify in columns:
         # Ids and names are what a user copies: never wrapped.
         table.add_column(col, justify=justify, no_wrap=col in ("call", "run", "agent"))  # type: ignore[arg-type]
@@ -61,11 +70,17 @@ def transcript(
         cells += ([r.step or ""] if show_step else []) + [
             r.agent, r.model, r.kind, tokens, fmt_num(r.latency_s, 2),
             "hit" if r.cache_hit else "miss", Text(shorten(r.error, 50)) if r.error else "ok",
-        ]
+        ] + ([Text(", ".join(named[r.call_id]))] if prompt is not None else [])
         table.add_row(*cells)
     out.print(table)
     calls = sum(not r.cache_hit for r in rows)
     out.print(f"{len(rows)} calls, {calls} sent to a model, {len(rows) - calls} from the cache")
+
+
+def _program_prompts(request: str | None) -> list[str]:
+    """The names of a program's prompts a request carries (its ``program.NAME@<sha>`` template refs)."""
+    refs = json.loads(request or "{}").get("templates", [])
+    return [ref.removeprefix("program.").rpartition("@")[0] for ref in refs if ref.startswith("program.")]
 
 
 def _row_json(r: TranscriptRow) -> dict:

@@ -83,6 +83,11 @@ def test_the_example_program_runs_one_prompt_per_step_with_every_call_under_its_
     assert all(len(refs) == 1 for refs in named)
     assert sorted({refs[0].split("@")[0] for refs in named}) == ["program.answer", "program.summarize"]
     assert len(named) == 2 * sum(len(a.answers) for a in answered)
+    for name in NAMES:  # the transcripts by prompt name
+        capsys.readouterr()
+        assert main(["--db", str(db), "transcript", run_id, "--prompt", name, "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert len(listed) == len(named) // 2 and all(r["prompts"] == [name] and r["agent"] == "program" for r in listed)
 
 
 def test_show_and_export_give_every_prompt_of_the_best_set(
