@@ -174,6 +174,12 @@ class RunConfig(BaseModel):
         "JSON values, none of the keys tprompt sets itself (model, messages, max_tokens, ...); part of the "
         "cache key.",
     )
+    server_logprobs: dict[str, bool] = Field(
+        default_factory=dict,
+        description="Whether the served scorer returns token log-probabilities, by its revision (provider:model@"
+        "URLs): probed once, retried like any call, when the run is created and needs to know (mode logprob, or "
+        "auto with a task that has options), and recorded (filled in by tprompt: resume and replay do not ask again).",
+    )
     precision: Precision = Field(
         DEFAULT_PRECISION,
         description="How the local models (smollm2, hf:...) compute: fp32, bf16 (CPUs with native bf16 matmul) "

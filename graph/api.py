@@ -22,7 +22,7 @@ from ..stores.events import (
 )
 from ..stores.projection import RunState
 from .config import RunConfig, make_config
-from .resources import ExecutionOptions, RunResources, first_error, pin_metrics
+from .resources import ExecutionOptions, RunResources, first_error, pin_metrics, pinned
 
 
 def preflight(
@@ -55,10 +55,10 @@ def create_run(
     the run's resources opened already (:func:`preflight`) for ``config``;
     opened here otherwise.
     """
-    if resources is None or not resources.matches(pin_metrics(config, resources.metric_set)):
+    if resources is None or not resources.matches(pinned(config, resources)):
         resources = RunResources.open(config, tasks=tasks)
     # paths made absolute, contents hashed: the run works from any folder
-    config = record_files(pin_metrics(config, resources.metric_set), given=dict(tasks or {}))
+    config = record_files(pinned(config, resources), given=dict(tasks or {}))
     text = config.original_prompt
     original = PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="original")
     if resources.program is not None:
@@ -118,7 +118,7 @@ def fork_run(
     if validate:
         if from_prompt_id is not None and not config.transfer:
             raise UsageError("--from-prompt needs transfer on")
-        config = record_files(pin_metrics(config, RunResources.open(config).metric_set))
+        config = record_files(pinned(config, RunResources.open(config)))
         target = config.target_task
     return log.fork(
         run_id,
@@ -163,8 +163,9 @@ def comparable_events(log: EventLog, run_id: str, *, own_only: bool = False) -> 
     """A run's events as (type, payload) without what differs between two executions.
 
     Dropped: envelope ids and timestamps, transcript call ids (also those of
-    recorded answers and judgements), and the
-    pause/resume/failure marks (where a run was interrupted is not its result).
+    recorded answers and judgements), the config's ``server_logprobs`` (what a
+    server was found to do: a run created before it was recorded has none), and
+    the pause/resume/failure marks (where a run was interrupted is not its result).
     """
     rows = []
     for se in log.events(run_id):
@@ -180,6 +181,8 @@ def comparable_events(log: EventLog, run_id: str, *, own_only: bool = False) -> 
             exclude["answers"] = {"__all__": {"call_id"}}
         if "judgements" in fields:
             exclude["judgements"] = {"__all__": {"call_id"}}
+        if "config" in fields:
+            exclude["config"] = {"server_logprobs"}
         rows.append((se.type, se.event.model_dump(mode="json", exclude=exclude)))
     return rows
 

@@ -140,6 +140,33 @@ def pin_metrics(config: RunConfig, metric_set: MetricSet) -> RunConfig:
     return config if versions == config.metric_versions else config.model_copy(update={"metric_versions": versions})
 
 
+def pinned(config: RunConfig, resources: RunResources) -> RunConfig:
+    """``config`` as a new run records it: its metrics' versions, and what ``resources`` found its servers do
+    (``server_logprobs``)."""
+    config = pin_metrics(config, resources.metric_set)
+    found = {**config.server_logprobs, **resources.config.server_logprobs}
+    return config if found == config.server_logprobs else config.model_copy(update={"server_logprobs": found})
+
+
+def _probe_scorer(config: RunConfig, scorer: ChatBackend, tasks: Iterable[Task]) -> RunConfig:
+    """``config`` with whether its served scorer returns log-probabilities recorded (``server_logprobs``).
+
+    A run that recorded it tells the scorer (resume, replay: no request); else the scorer is asked now,
+    when the run will need to know (mode logprob, or auto with a task that has options: what
+    ``evaluator.resolve_mode`` asks first), so a new run records the answer before anything else is written.
+    """
+    if not scorer.probes_logprobs:
+        return config
+    known = config.server_logprobs.get(scorer.revision)
+    if known is not None:
+        scorer.assume_logprobs(known)
+        return config
+    if config.mode == "generate" or (config.mode == "auto" and not any(has_options(t) for t in tasks)):
+        return config
+    found = scorer.supports_option_probs  # the probe: retried like any call (a TransientBackendError after that)
+    return config.model_copy(update={"server_logprobs": {**config.server_logprobs, scorer.revision: found}})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunResources:
     """Everything one execution of a run uses, opened once (:meth:`open`) and passed down.
@@ -205,6 +232,7 @@ class RunResources:
                     request_timeout=config.request_timeout, abandoned=pause.is_set,
                     precision=config.precision_of(spec), extra_body=config.extra_body_of(spec),
                 )
+        config = _probe_scorer(config, views[config.scorer], evaluation.tasks.values())
         resources = cls(config=config, options=options, evaluation=evaluation, proposer=views[config.proposer],
                         scorer=views[config.scorer], judge=views[config.judge] if config.judge else None,
                         program=program, pause=pause)

@@ -42,7 +42,9 @@ Option probabilities (``supports_option_probs``) come from one short
 completion per question: ``max_tokens=1`` with ``logprobs`` and
 ``top_logprobs=20``; the options' first-token probabilities are renormalized
 over the options. Whether the server returns log-probabilities is probed once
-(OpenAI and vLLM do; ``transformers serve`` ignores the fields).
+(OpenAI and vLLM do; ``transformers serve`` ignores the fields), the probe retried
+like any call; a run records the answer in its config (``server_logprobs``), and a
+resumed run tells the backend (:meth:`ApiBackend.assume_logprobs`) instead of asking again.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from urllib.parse import urlsplit
 from ..config import DEFAULT_REQUEST_TIMEOUT
 from ..errors import BackendError, MissingCredentials, MissingExtra, TransientBackendError
 from ._endpoints import Health, Slots
+from ._retry import with_retries
 from .base import ChatBackend
 from .pricing import price_for
 from .types import ChatRequest, OptionsRequest
@@ -92,6 +95,8 @@ DEFAULT_CONCURRENCY = 4
 CLIENT_RETRIES = 3
 #: Longest wait between two of those retries (the server's Retry-After is honoured up to this).
 MAX_RETRY_WAIT_S = 60.0
+#: What the capability probe asks (one token, with log-probabilities).
+PROBE_PROMPT = "Reply with the letter A."
 #: Alternatives per position asked for when scoring options (OpenAI's maximum).
 TOP_LOGPROBS = 20
 
@@ -258,8 +263,20 @@ class ApiBackend(ChatBackend):
     # -- option probabilities -----------------------------------------------------------------
 
     @property
+    def probes_logprobs(self) -> bool:  # type: ignore[override]
+        """Whether :attr:`supports_option_probs` asks the server (OpenAI-compatible ones: ``openai``)."""
+        return self.provider == "openai"
+
+    def assume_logprobs(self, value: bool) -> None:
+        """Take ``value`` as the probe's answer (a run's record of it: ``resume`` does not ask again)."""
+        with self._probe.lock:
+            if self._probe.logprobs is None:
+                self._probe.logprobs = bool(value)
+
+    @property
     def supports_option_probs(self) -> bool:  # type: ignore[override]
-        """Whether the server returns token log-probabilities (probed once with a one-token request).
+        """Whether the server returns token log-probabilities (probed once with a one-token request,
+        retried like any model call: :func:`._retry.with_retries`).
 
         Raises:
             TransientBackendError: the server cannot be reached to find out.
@@ -268,12 +285,13 @@ class ApiBackend(ChatBackend):
             return False
         with self._probe.lock:
             if self._probe.logprobs is None:
-                message = self._invoke(
-                    [{"role": "user", "content": "Reply with the letter A."}],
-                    temperature=0.0, max_tokens=1, logprobs=True, top_logprobs=2,
-                )
-                self._probe.logprobs = _top_logprobs(message) is not None
+                self._probe.logprobs = with_retries(self._ask_logprobs, abandoned=self.abandoned)
             return self._probe.logprobs
+
+    def _ask_logprobs(self) -> bool:
+        message = self._invoke([{"role": "user", "content": PROBE_PROMPT}],
+                               temperature=0.0, max_tokens=1, logprobs=True, top_logprobs=2)
+        return _top_logprobs(message) is not None
 
     def option_probs(self, requests: Sequence[OptionsRequest]) -> list[tuple[tuple[float, ...], int]]:
         if not self.supports_option_probs:

@@ -32,6 +32,9 @@ class ChatBackend(abc.ABC):
         batched: answers a batch in one pass (a local forward pass), so the recorder sends
             misses together; otherwise it sends one request per call and records each answer
             as it arrives.
+        probes_logprobs: whether :attr:`supports_option_probs` is found out by asking a server (a
+            probe), so a run records the answer (``server_logprobs``) and tells it again
+            (:meth:`assume_logprobs`) instead of asking twice.
     """
 
     spec: str = ""
@@ -40,6 +43,11 @@ class ChatBackend(abc.ABC):
     scores_whole_options: bool = False
     price: tuple[float, float] | None = None
     batched: bool = False
+    probes_logprobs: bool = False
+
+    def assume_logprobs(self, value: bool) -> None:
+        """Take ``value`` as the answer of the probe :attr:`probes_logprobs` says is needed (a run's record of it)."""
+        del value  # a backend that never probes has nothing to be told
 
     @abc.abstractmethod
     def generate(self, requests: Sequence[ChatRequest]) -> list[tuple[str, int, int]]:

@@ -27,6 +27,7 @@ from ..errors import BackendError, ModelCallFailed
 from ..stores.db import Store
 from ..stores.log import EventLog
 from ..stores.transcripts import CacheEntry, NewCall, TranscriptStore, body_hash, canonical_json
+from ._retry import BACKOFF_S, RETRIES, with_retries
 from .backend import ChatBackend
 from .pricing import call_cost, override
 from .types import ChatRequest, ChatResult, OptionsRequest, OptionsResult, check_messages
@@ -100,8 +101,8 @@ class Recorder:
         db: str | os.PathLike[str] | Store | EventLog,
         *,
         run_id: str | None = None,
-        retries: int = 4,
-        backoff_s: float = 0.5,
+        retries: int = RETRIES,
+        backoff_s: float = BACKOFF_S,
         prices: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
         self.prices = dict(prices or {})
@@ -345,20 +346,10 @@ class Recorder:
         yield from _in_daemon_threads(one, batch, width, abandoned)
 
     def _call_with_retries(self, call, batch, abandoned: Callable[[], bool] | None = None):
-        attempt = 0
-        while True:
-            try:
-                outputs = call(batch)
-            except BackendError as exc:
-                if not exc.is_retryable or attempt >= self.retries or (abandoned is not None and abandoned()):
-                    raise
-                # At least what the server asked for (Retry-After on a 429/503), if it said.
-                time.sleep(max(self.backoff_s * (2**attempt), getattr(exc, "retry_after", None) or 0.0))
-                attempt += 1
-                continue
-            if len(outputs) != len(batch):
-                raise BackendError(f"the model returned {len(outputs)} answers for {len(batch)} requests")
-            return outputs
+        outputs = with_retries(lambda: call(batch), retries=self.retries, backoff_s=self.backoff_s, abandoned=abandoned)
+        if len(outputs) != len(batch):
+            raise BackendError(f"the model returned {len(outputs)} answers for {len(batch)} requests")
+        return outputs
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,3 +172,59 @@ def test_the_run_command_records_a_config_files_server_parameters(stub, tmp_path
         (run,) = log.runs()
         assert log.state(run.run_id).config.extra_body == {"repeat_penalty": 1.0}
     assert server.received > 0 and all(b.get("repeat_penalty") == 1.0 for b in server.bodies)
+
+
+def _cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``tprompt --db DB ARGS`` in a process of its own (nothing about the server is remembered between two)."""
+    return subprocess.run([sys.executable, "-m", "tprompt.cli", "--db", str(db), *args], capture_output=True,
+                          text=True, timeout=600, env={k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")})
+
+
+def test_the_probe_is_retried_after_a_timeout_and_recorded_so_a_resumed_run_does_not_probe_again(
+        stub, tmp_path: Path) -> None:
+    # Issue 32: the capability probe (does the server return logprobs?) was not retried like other calls: one
+    # timeout ended the command before anything was scored; and every process probed again.
+    server = stub("answer", logprobs=True, legacy_only=True, probe_hangs=1)
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({
+        "base_url": server.base_url, "mode": "auto", "request_timeout": 2, "concurrency": 2, "steps": 1,
+        "candidates": 2, "top_k": 1, "examples": 4, "test_examples": 4, "extra_body": {"repeat_penalty": 1.0},
+    }))
+    db = tmp_path / "t.db"
+    first = _cli(db, "run", "--model", SPEC, "--config", str(config), "--max-rollouts", "4")
+    with EventLog(db, readonly=True) as log:
+        (row,) = log.runs()
+        state = log.state(row.run_id)
+    assert state.status == "paused", first.stderr
+    probes = server.probes
+    assert probes >= 2  # the first hung past the request timeout; it was asked again
+    model = get_model(SPEC, base_url=server.base_url, extra_body={"repeat_penalty": 1.0})
+    assert state.config.server_logprobs == {model.revision: True}
+    # Each logprob request was one token (the server read the legacy max_tokens).
+    assert {n for b, n in zip(server.bodies, server.generated) if b.get("logprobs")} == {1}
+
+    resumed = _cli(db, "resume", row.run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    with EventLog(db, readonly=True) as log:
+        assert log.state(row.run_id).status == "completed"
+    assert server.probes == probes  # the run's record answered: no probe from the new process
+    scored = [b for b in server.bodies if b.get("logprobs") and b.get("top_logprobs") == 20]
+    assert len(scored) > RUN["examples"]  # scored in logprob mode, before and after the resume
+
+
+def test_a_run_recorded_before_probes_were_runs_and_replays_the_same(stub, tmp_path: Path) -> None:
+    # A run whose config has no server_logprobs (written before they were recorded) is probed when it needs to
+    # know; `replay --rerun` compares it with a re-run that records the probe, and finds the same events.
+    from tprompt.graph.api import rerun_check
+
+    server = stub("answer", logprobs=True)
+    db = tmp_path / "t.db"
+    with EventLog(db) as log:
+        created = next(iter(log.events(_run(db, {"base_url": server.base_url})))).event
+        assert created.config.server_logprobs  # today's runs record it
+        old = created.model_copy(update={"config": created.config.model_copy(update={"server_logprobs": {}})})
+        run_id = log.create_run(old)
+        assert Runner(log, run_id).run().status == "completed"
+        assert log.state(run_id).config.server_logprobs == {}
+        same, why = rerun_check(log, run_id)
+    assert same, why
