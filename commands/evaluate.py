@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
-from ..config import default_precision
+from ..config import RunConfig, make_config
 from ..errors import UsageError
-from ..evaluator import check_mode, list_tasks, load_task, resolve_mode, score_prompt
+from ..evaluator import LOGPROB_IFR_NOTE, Task, list_tasks, load_task
+from ..evaluator.template import ChatTemplate
 from ..graph.config import DEFAULT_ORIGINAL_PROMPT as DEFAULT_PROMPT
-from ..metric_specs import METRICS
-from ..prompt_file import read_prompt_file
-from ._common import JSON_OPTION, SafeConsole, err, fmt_num, out, print_json, settings, shorten
+from ..graph.heldout import HeldOutScore, score_held_out
+from ..graph.resources import RunResources
+from ..prompt_file import read_prompt_source
+from ._common import JSON_OPTION, SafeConsole, err, open_log, out, print_json, shorten
 from ._model_options import (
     BASE_URL_OPTION,
     CONCURRENCY_OPTION,
@@ -26,127 +32,233 @@ from ._model_options import (
     base_url_setting,
     check_model_options,
 )
+from ._score_options import (
+    DESCRIPTION_OPTION,
+    JUDGE_OPTION,
+    METRIC_OPTION,
+    METRIC_TIMEOUT_OPTION,
+    MODE_OPTION,
+    RUBRIC_OPTION,
+    WEIGHT_OPTION,
+    scoring_settings,
+)
+from ._tables import MetricRow, metric_table
+from .run import metric_failure_lines
 
 DEFAULT_MODEL = "smollm2"
 
 
-def _read_prompt(prompt: Optional[str], prompt_file: Optional[Path]) -> str:
-    if prompt is not None and prompt_file is not None:
-        raise UsageError("give either --prompt or --prompt-file, not both")
-    if prompt_file is not None:
-        return read_prompt_file(prompt_file)
-    if prompt is not None and not prompt.strip():
-        raise UsageError("--prompt is empty", hint="give the prompt to evaluate, or leave --prompt out for the default")
-    return DEFAULT_PROMPT if prompt is None else prompt
+@dataclass(frozen=True, slots=True)
+class PromptSource:
+    """One prompt to score: its label in the table, and its text or template (as ``run --prompt-file`` reads it)."""
+
+    label: str
+    prompt: str | ChatTemplate
 
 
-def _score(text, rows, task, backend, recorder, mode, *, show: bool):
-    """score_prompt, with a progress bar on stderr when ``show``."""
-    if not show:
-        return score_prompt(text, rows, task=task, model=backend, recorder=recorder, mode=mode)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def prompt_sources(prompts: list[str] | None, files: list[Path] | None) -> list[PromptSource]:
+    """The prompts to score, in the order given (each ``--prompt``, then each ``--prompt-file``); the default
+    prompt of a run when there are none.
 
-    with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
-        job = bar.add_task("scoring", total=len(rows))
-        return score_prompt(text, rows, task=task, model=backend, recorder=recorder, mode=mode,
-                            progress=lambda done, total: bar.update(job, completed=done))
+    Raises:
+        UsageError: an empty ``--prompt``; PromptFileError: an unreadable or invalid prompt file.
+    """
+    sources = []
+    for i, text in enumerate(prompts or [], 1):
+        if not text.strip():
+            which = "--prompt" if len(prompts or []) == 1 else f"--prompt {i} of {len(prompts or [])}"
+            raise UsageError(f"{which} is empty", hint="give the prompt to evaluate, or leave --prompt out for the default")
+        sources.append(PromptSource(f"prompt {i}", text))
+    sources += [PromptSource(str(path), read_prompt_source(path)) for path in files or []]
+    return sources or [PromptSource("default", DEFAULT_PROMPT)]
+
+
+def _configs(sources: list[PromptSource], values: dict[str, Any]) -> list[RunConfig]:
+    """The run configuration each prompt is scored under: the same settings, its own prompt or template."""
+    out = []
+    for source in sources:
+        key = "original_prompt" if isinstance(source.prompt, str) else "template"
+        out.append(make_config({**values, key: source.prompt}, where=f"options ({source.label})"))
+    return out
+
+
+def _open_all(configs: list[RunConfig], task: Task) -> list[RunResources]:
+    """Each configuration's resources (models and metrics are shared, the task is loaded once)."""
+    return [RunResources.open(cfg, tasks={task.name: task}) for cfg in configs]
 
 
 def eval_cmd(
     ctx: typer.Context,
     task: str = typer.Option(..., "--task", "-t", help="Bundled task name (see `tprompt tasks`) or a path to your own task (JSONL, CSV or folder)."),
-    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help=f"The prompt to evaluate (the scorer's system message). Default: the original prompt of a run, {DEFAULT_PROMPT!r}."),
-    prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="Read the prompt from this file instead (text, or a `tprompt export` JSON file)."),
+    prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help=f"A prompt to evaluate (the scorer's system message); repeat it to compare several. Default: the original prompt of a run, {DEFAULT_PROMPT!r}."),
+    prompt_file: Optional[list[Path]] = typer.Option(None, "--prompt-file", metavar="FILE", help="A prompt to evaluate, read from a file (repeat for several): text, a `tprompt export`, or your prompt template (JSON/TOML/YAML messages with {field} placeholders, or a LangChain dump), as `run --prompt-file` reads it."),
     model: Optional[str] = MODEL_OPTION,
     base_url: Optional[list[str]] = BASE_URL_OPTION,
     precision: Optional[str] = PRECISION_OPTION,
     concurrency: Optional[int] = CONCURRENCY_OPTION,
     request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
-    mode: str = typer.Option("auto", "--mode", help="auto (logprob where the task and model allow, as in `run`), generate (verbalized answer and confidence) or logprob (option probabilities; multiple-choice tasks)."),
-    examples: int = typer.Option(20, "--examples", "-n", help="How many examples to score (drawn with --seed)."),
+    mode: Optional[str] = MODE_OPTION,
+    metric: Optional[list[str]] = METRIC_OPTION,
+    weight: Optional[list[str]] = WEIGHT_OPTION,
+    metric_timeout: Optional[float] = METRIC_TIMEOUT_OPTION,
+    judge: Optional[str] = JUDGE_OPTION,
+    rubric: Optional[Path] = RUBRIC_OPTION,
+    description: Optional[str] = DESCRIPTION_OPTION,
+    examples: int = typer.Option(20, "--examples", "-n", help="How many examples to score (drawn with --seed, as a run draws its --test-examples)."),
     split: str = typer.Option("test", "--split", help="train or test."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the example draw."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the example draw (a run's --seed)."),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip (and list) bad rows of a user task file instead of failing."),
     json_: bool = JSON_OPTION,
 ) -> None:
-    """Score a prompt on a task: accuracy, IFR, ECE, AUROC, PR-P, PR-N, Brier and the objective.
+    """Score prompts on a task as `run` scores its held-out test: the same metrics, judge, objective and columns.
 
-    Model calls are cached in the database (--db), so repeating an evaluation is free.
+    Several --prompt or --prompt-file options are scored on the same examples and shown side by side.
+    Model calls are cached in the database (--db), so repeating an evaluation is free; with a run's
+    --seed and -n its --test-examples, a run's best prompt scores what the run's table says.
 
-    Example: tprompt eval --task mmlu/anatomy --prompt "Answer carefully." --model fake -n 10
+    Example: tprompt eval --task mmlu/anatomy --prompt "Answer carefully." --prompt "Think first." --model fake -n 10
     """
     # Validate everything before touching the database: a bad input writes nothing.
-    model = DEFAULT_MODEL if model is None else model
     check_model_options(concurrency, request_timeout)
     url = base_url_setting(base_url)
-    text = _read_prompt(prompt, prompt_file)
-    if mode not in ("auto", "generate", "logprob"):
-        raise UsageError(f"unknown --mode {mode!r}", hint="use auto, generate or logprob")
     if split not in ("train", "test"):
         raise UsageError(f"unknown --split {split!r}", hint="use train or test")
     if examples < 1:
         raise UsageError(f"--examples must be at least 1, not {examples}")
+    sources = prompt_sources(prompt, prompt_file)
+    model = DEFAULT_MODEL if model is None else model
+    values: dict[str, Any] = {
+        "target_task": task, "transfer": False, "source_tasks": [], "proposer": model, "scorer": model, "seed": seed,
+        "test_examples": examples, **({"precision": precision} if precision else {}),
+        **{k: v for k, v in (("base_url", url), ("concurrency", concurrency), ("request_timeout", request_timeout))
+           if v is not None},
+    }
+    values.update(scoring_settings(values, mode=mode, metric=metric, weight=weight, metric_timeout=metric_timeout,
+                                   judge=judge, rubric=rubric, description=description))
+    configs = _configs(sources, values)
     the_task = load_task(task, skip_bad_rows=skip_bad_rows)
     for warning in the_task.warnings:
         err.print(f"warning: {warning}", highlight=False, markup=False)
-    if mode != "auto":
-        check_mode(mode, the_task)
-    from ..models import Recorder, get_model
-
-    backend = get_model(model, base_url=url, concurrency=concurrency, request_timeout=request_timeout,
-                        precision=precision or default_precision(model))
-    mode = resolve_mode(mode, the_task, backend)
-    check_mode(mode, the_task, backend)
-    rows = the_task.sample(examples, split=split, seed=seed)
-    if len(rows) < examples and not json_:
-        err.print(f"note: the {split} split of {the_task.name} has only {len(rows)} examples")
-
-    with Recorder(settings(ctx).db_path) as recorder:
-        evaluation = _score(text, rows, the_task, backend, recorder, mode, show=not json_ and err.is_terminal)
-        model_calls = recorder.model_calls
-    counts = {
-        "examples": evaluation.n_examples,
-        "parsed": evaluation.n_parsed,
-        "followed_format": sum(a.followed_format for a in evaluation.answers),
-        "correct": evaluation.n_correct,
-        "scorer_calls": evaluation.scorer_calls,
-        "cache_hits": evaluation.cache_hits,
-        "model_calls": model_calls,
-    }
+    resources = _open_all(configs, the_task)  # tasks, templates, metrics, models, mode: checked before any write
+    n_rows = len(the_task.train if split == "train" else the_task.test)
+    if n_rows < examples and not json_:
+        err.print(f"note: the {split} split of {the_task.name} has only {n_rows} examples", markup=False)
+    results = _score_all(ctx, resources, split=split, n=examples, show=not json_ and err.is_terminal)
+    for line in metric_failure_lines({k: v for r in resources for k, v in r.metric_set.failures.items()}):
+        err.print(Text(line), soft_wrap=True)
+    head = {"task": the_task.name, "model": model, "split": split, "seed": seed, "warnings": list(the_task.warnings)}
     if json_:
-        print_json(
-            {
-                "task": the_task.name,
-                "model": model,
-                "mode": mode,
-                "split": split,
-                "seed": seed,
-                "prompt": text,
-                "metrics": evaluation.metrics,
-                "objective": evaluation.objective,
-                "counts": counts,
-                "notes": list(evaluation.notes),
-                "warnings": list(the_task.warnings),
-                "answers": [a.model_dump() for a in evaluation.answers],
-            }
-        )
+        print_json(eval_json(head, sources, results))
+    else:
+        _print_results(head, sources, results)
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One prompt's score and the model calls it took (not from the cache)."""
+
+    score: HeldOutScore
+    model_calls: int
+
+
+def _score_all(ctx: typer.Context, resources: list[RunResources], *, split: str, n: int, show: bool) -> list[Scored]:
+    from ..models import Recorder
+
+    out = []
+    with open_log(ctx, readonly=False, create=True) as log, Recorder(log) as recorder, _progress(show) as progress:
+        for res in resources:
+            before = recorder.model_calls
+            score = score_held_out(res, log=log, recorder=recorder, split=split, n=n, progress=progress)
+            out.append(Scored(score, recorder.model_calls - before))
+    return out
+
+
+@contextmanager
+def _progress(show: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A progress bar on stderr when ``show``: ``(label, done, total)``."""
+    if not show:
+        yield None
         return
-    table = Table()
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for spec in METRICS:
-        table.add_row(spec.long_label, fmt_num(evaluation.metrics.get(spec.name)))
-    table.add_row("[bold]objective[/]", f"[bold]{fmt_num(evaluation.objective)}[/]")
-    table.add_section()
-    for name, value in counts.items():
-        table.add_row(name.replace("_", " "), str(value))
-    out.print(f"task {the_task.name} · model {model} · mode {mode} · {split} split · seed {seed}", markup=False)
-    out.print(f"prompt: {shorten(text, 72) or '(empty)'}", markup=False)
-    out.print(table)
-    for note in evaluation.notes:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        jobs: dict[str, Any] = {}
+
+        def report(label: str, done: int, total: int) -> None:
+            if label not in jobs:
+                jobs[label] = bar.add_task(label, total=total)
+            bar.update(jobs[label], completed=done, total=total)
+
+        yield report
+
+
+def counts(scored: Scored) -> dict[str, int]:
+    """What one prompt's scoring took and gave: rows, parsed answers, calls."""
+    score = scored.score
+    return {
+        "examples": score.tested.n_examples,
+        "parsed": sum(a.parsed is not None for a in score.answers),
+        "followed_format": sum(a.followed_format for a in score.answers),
+        "correct": sum(a.correct for a in score.answers),
+        "scorer_calls": len(score.answers),
+        "judge_calls": score.judged.judge_calls if score.judged is not None else 0,
+        "cache_hits": score.cache_hits,
+        "model_calls": scored.model_calls,
+    }
+
+
+def _notes(score: HeldOutScore) -> list[str]:
+    return [LOGPROB_IFR_NOTE] if score.mode == "logprob" else []
+
+
+def eval_json(head: dict[str, Any], sources: list[PromptSource], results: list[Scored]) -> dict[str, Any]:
+    """``eval --json``: one entry per prompt in ``results``; the first prompt's fields also at the top level."""
+    entries = []
+    for source, scored in zip(sources, results):
+        score, tested = scored.score, scored.score.tested
+        judged = score.judged
+        entries.append({
+            "label": source.label,
+            "prompt": tested.text,
+            "prompt_id": tested.prompt_id,
+            "template": not isinstance(source.prompt, str),
+            "mode": score.mode,
+            "metrics": tested.metrics,
+            "objective": tested.objective,
+            "undefined": tested.undefined,
+            "counts": counts(scored),
+            "judge": None if judged is None else {
+                "judge": judged.judge, "judgements": len(judged.judgements),
+                "unparsed": sum(j.score is None for j in judged.judgements)},
+            "notes": _notes(score),
+            "answers": [a.model_dump() for a in score.answers],
+        })
+    return {**head, **{k: v for k, v in entries[0].items() if k != "label"}, "results": entries}
+
+
+def _print_results(head: dict[str, Any], sources: list[PromptSource], results: list[Scored]) -> None:
+    first = results[0].score
+    out.print(Text(f"task {head['task']} · model {head['model']} · mode {first.mode} · {head['split']} split · "
+                   f"seed {head['seed']}"))
+    rows = [MetricRow(s.label, r.score.tested.metrics, r.score.tested.objective, r.score.tested.undefined)
+            for s, r in zip(sources, results)]
+    out.print(metric_table(f"{head['task']}: {head['split']} split ({first.tested.n_examples} examples)", rows))
+    calls = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    calls.add_column("prompt", no_wrap=True)
+    keys = list(counts(results[0]))
+    for key in keys:
+        calls.add_column(key.replace("_", " "), justify="right")
+    for source, scored in zip(sources, results):
+        numbers = counts(scored)
+        calls.add_row(Text(source.label), *(str(numbers[k]) for k in keys))
+    out.print(calls)
+    for source, scored in zip(sources, results):
+        tested = scored.score.tested
+        out.print(Text.assemble((f"{source.label} ({tested.prompt_id}): ", "bold"), shorten(tested.text, 400) or "(empty)"))
+    for note in dict.fromkeys(n for r in results for n in _notes(r.score)):
         out.print(f"note: {note}", markup=False)
-    if any(v is None for v in evaluation.metrics.values()):
+    if any(v is None for r in results for v in r.score.tested.metrics.values()):
         out.print("n/a: undefined here (e.g. AUROC when all answers are right or all wrong)", markup=False)
 
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._signals import Interrupts
-from ..config import load_rubric_file, stage_rule
+from ..config import stage_rule
 from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..graph.parents import run_frontier
@@ -39,6 +39,17 @@ from ._model_options import (
     check_model_options,
 )
 from ._progress import RunProgress
+from ._score_options import (
+    DESCRIPTION_OPTION,
+    JUDGE_OPTION,
+    METRIC_OPTION,
+    METRIC_TIMEOUT_OPTION,
+    MODE_OPTION,
+    RUBRIC_OPTION,
+    WEIGHT_OPTION,
+    scoring_settings,
+)
+from ._tables import MetricRow, metric_table
 from .trace import OTEL_OPTION, live_export, otel_target
 
 METRICS = METRIC_NAMES
@@ -177,26 +188,9 @@ def next_steps(state: RunState) -> str:
 def result_table(state: RunState) -> Table:
     """Metrics of the tested prompts (the run's own metric set); the prompt texts go in :func:`prompt_list`."""
     first = next(iter(state.tested.values()))
-    names = metric_columns(r.metrics for r in state.tested.values())
-    table = Table(
-        title=f"{state.target_task}: held-out test split ({first.n_examples} examples)", box=box.SIMPLE_HEAD, pad_edge=False
-    )
-    table.add_column("prompt", no_wrap=True)
-    for m in names:
-        table.add_column(m, justify="right", no_wrap=True)
-    table.add_column("objective", justify="right", no_wrap=True)
-    undefined: dict[str, int] = {}
-    for role, label in ROLE_LABELS.items():
-        r = state.tested.get(role)
-        if r is None:
-            continue
-        table.add_row(label, *(fmt_num(r.metrics.get(m)) for m in names), fmt_num(r.objective))
-        for m, n in r.undefined.items():
-            undefined[m] = undefined.get(m, 0) + n
-    if undefined:
-        table.caption = "undefined (the metric raised or returned a bad value): " + ", ".join(
-            f"{m} on {n} example(s)" for m, n in undefined.items())
-    return table
+    rows = [MetricRow(label, r.metrics, r.objective, r.undefined)
+            for role, label in ROLE_LABELS.items() if (r := state.tested.get(role)) is not None]
+    return metric_table(f"{state.target_task}: held-out test split ({first.n_examples} examples)", rows)
 
 
 def prompt_list(state: RunState) -> list[Text]:
@@ -241,33 +235,27 @@ def run(
     top_k: Optional[int] = typer.Option(None, "--top-k", metavar="K", help=f"Source prompts transferred to the target. Default: {_default('top_k')}."),
     examples: Optional[int] = typer.Option(None, "--examples", metavar="N", help=f"Training examples per candidate score. Default: {_default('examples')}."),
     test_examples: Optional[int] = typer.Option(None, "--test-examples", metavar="N", help=f"Held-out examples in the final table. Default: {_default('test_examples')}."),
-    mode: Optional[str] = typer.Option(None, "--mode", metavar="MODE", help=f"auto, generate or logprob. Default: {_default('mode')}."),
+    mode: Optional[str] = MODE_OPTION,
     budget: Optional[str] = typer.Option(None, "--budget", metavar="BUDGET", help=f"full, or racing (successive halving). Default: {_default('budget')}."),
     proposer_style: Optional[str] = typer.Option(None, "--proposer-style", metavar="STYLE", help=f"paper (the reference prompt of (prompt, score) history) or reflective (improve a parent from its failures and their feedback, GEPA-style). Default: {_default('proposer_style')}."),
     parent_selection: Optional[str] = typer.Option(None, "--parent-selection", metavar="RULE", help=f"Reflective style: best (the stage's best candidate) or pareto (drawn from the candidates best on at least one training example). Default: {_default('parent_selection')}."),
     prompt: Optional[str] = typer.Option(None, "--prompt", metavar="TEXT", help="The original prompt to start from. Default: the task-neutral prompt shown by `tprompt show`."),
     prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", metavar="FILE", help="Read the original prompt from a file: text, a `tprompt export`, or your prompt template (a LangChain ChatPromptTemplate dump, or a JSON/TOML/YAML file of messages with {field} placeholders; see docs/tasks.md)."),
-    description: Optional[str] = typer.Option(None, "--description", metavar="TEXT", help="What the target task is, for the proposer (default: the task's own description)."),
+    description: Optional[str] = DESCRIPTION_OPTION,
     seed: Optional[int] = typer.Option(None, "--seed", metavar="S", help=f"Seed of sampling. Default: {_default('seed')}."),
     name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="A label for the run."),
     base_url: Optional[list[str]] = BASE_URL_OPTION,
     precision: Optional[str] = PRECISION_OPTION,
     concurrency: Optional[int] = CONCURRENCY_OPTION,
     request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
-    judge: Optional[str] = typer.Option(None, "--judge", metavar="SPEC", help="Model spec of an LLM judge that scores every answer on a rubric (metrics judge_<criterion>; weight them with the config's weights)."),
-    rubric: Optional[Path] = typer.Option(None, "--rubric", metavar="FILE", help="The judge's rubric: a TOML or JSON file of criteria, scale, instruction, version. Default: relevance, coherence, fluency, faithfulness."),
+    judge: Optional[str] = JUDGE_OPTION,
+    rubric: Optional[Path] = RUBRIC_OPTION,
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: pause the run when its paid model calls reach this."),
     max_rollouts: Optional[int] = typer.Option(None, "--max-rollouts", metavar="N", help="Pause the run before its scorer calls on training examples (rollouts, both stages) would go past N."),
     review: bool = typer.Option(False, "--review", help="Pause before each proposed step is scored, for `tprompt review`."),
-    metric: Optional[list[str]] = typer.Option(
-        None, "--metric", metavar="NAME_OR_PATH",
-        help="A metric plug-in to compute (repeat): rouge_l, token_f1, exact_match, contains, regex_match, json_valid, "
-        "json_schema_valid, or MODULE:FUNCTION. Open-ended tasks default to rouge_l and token_f1.",
-    ),
-    weight: Optional[list[str]] = typer.Option(
-        None, "--weight", metavar="NAME=W", help="Objective weight of a metric (repeat), e.g. --weight rouge_l=2.",
-    ),
-    metric_timeout: Optional[float] = typer.Option(None, "--metric-timeout", metavar="SECONDS", help="Seconds one call of a MODULE:FUNCTION metric may take; a call past it is undefined on that example. Default: 30."),
+    metric: Optional[list[str]] = METRIC_OPTION,
+    weight: Optional[list[str]] = WEIGHT_OPTION,
+    metric_timeout: Optional[float] = METRIC_TIMEOUT_OPTION,
     program: Optional[str] = typer.Option(None, "--program", metavar="MODULE:FUNCTION", help="Optimize the named prompts of your program: run(inputs, *, prompts, llm) -> str | dict, with PROMPTS = {name: text} in its module; one prompt rewritten per step, every call recorded (docs/programs.md)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML or JSON file of run settings (options override it)."),
     otel: Optional[str] = OTEL_OPTION,
@@ -299,29 +287,22 @@ def run(
         values.pop("template" if template is None else "original_prompt", None)  # the option overrides the file
         if template is not None:
             values["template"] = template
-    if rubric is not None:
-        values["rubric"] = load_rubric_file(rubric)
     if model is not None:
         values["proposer"] = values["scorer"] = model
     values.update(
         _options(
             source_tasks=source, target_task=target, proposer=proposer, scorer=scorer, steps=steps,
-            candidates=candidates, top_k=top_k, examples=examples, test_examples=test_examples, mode=mode,
+            candidates=candidates, top_k=top_k, examples=examples, test_examples=test_examples,
             budget=budget, proposer_style=proposer_style, parent_selection=parent_selection, original_prompt=prompt,
             seed=seed, name=name, base_url=url, precision=precision, concurrency=concurrency,
-            request_timeout=request_timeout, review=review or None, judge=judge, description=description,
-            metric_timeout=metric_timeout, program=program,
+            request_timeout=request_timeout, review=review or None, program=program,
         )
     )
     if target_only:
         values.update(transfer=False, source_tasks=[])
     values = stage_rule(values)
-    if metric:
-        values["metrics"] = [*values.get("metrics", []), *metric]
-    if weight:
-        from ..graph.rescore import parse_weights
-
-        values["weights"] = {**values.get("weights", {}), **parse_weights(weight)}
+    values.update(scoring_settings(values, mode=mode, metric=metric, weight=weight, metric_timeout=metric_timeout,
+                                   judge=judge, rubric=rubric, description=description))
     cfg = make_config(values, where=str(config) if config else "options")
     cfg = with_program(_pin_base_url(cfg), prompt_given="original_prompt" in values)  # a bad program: one line here
     resources = preflight(cfg, options=options)  # a bad task or model fails before the database is even created

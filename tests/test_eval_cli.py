@@ -51,7 +51,8 @@ def test_eval_table(tmp_path, capsys):
     code, out, err = run(capsys, "--db", str(tmp_path / "t.db"), "eval", "-t", "gsm8k", "--prompt-file",
                          str(prompt_file), "-m", "fake", "-n", "5", "--split", "train", "--seed", "2")
     assert code == 0, err
-    for label in ("accuracy", "IFR", "ECE", "AUROC", "PR-P", "PR-N", "Brier", "objective", "scorer calls",
+    # the columns of a run's held-out table (`run`, `show`)
+    for label in ("accuracy", "ifr", "ece", "auroc", "pr_p", "pr_n", "brier", "objective", "scorer calls",
                   "cache hits", "parsed", "correct"):
         assert label in out
     assert "Think, then answer." in out and "train split" in out
@@ -87,13 +88,13 @@ def test_eval_user_task_with_skipped_rows(tmp_path, capsys):
     "args, message",
     [
         (("--task", "nope", "--prompt", "x"), "unknown task 'nope'"),
-        (("--task", "gsm8k", "--prompt", "x", "--mode", "logprob"), "logprob mode needs a multiple-choice task"),
+        (("--task", "gsm8k", "--prompt", "x", "--mode", "logprob"), "mode logprob needs multiple-choice tasks; gsm8k is not"),
         (("--task", "gsm8k", "--prompt", "x", "--model", ""), "empty model spec"),
-        (("--task", "gsm8k", "--prompt", "x", "--prompt-file", "p.txt"), "not both"),
+        (("--task", "gsm8k", "--prompt", "x", "--prompt-file", "p.txt"), "cannot read prompt file p.txt"),
         (("--task", "gsm8k", "--prompt-file", "/nonexistent/p.txt"), "cannot read prompt file"),
         (("--task", "gsm8k", "--prompt", "x", "--examples", "0"), "--examples must be at least 1"),
         (("--task", "gsm8k", "--prompt", "x", "--split", "dev"), "unknown --split 'dev'"),
-        (("--task", "gsm8k", "--prompt", "x", "--mode", "fast"), "unknown --mode 'fast'"),
+        (("--task", "gsm8k", "--prompt", "x", "--mode", "fast"), "mode: Input should be 'auto', 'generate' or 'logprob'"),
         (("--task", "gsm8k", "--prompt", "x", "--model", "nosuchbackend:zzz"), "error:"),
     ],
 )

@@ -1,0 +1,105 @@
+"""Scoring one prompt the way a run scores its held-out test, outside any run (``tprompt eval``).
+
+A run tests a prompt in three steps: the scorer answers the target task's
+test rows under it (the ``test`` node: ``test.answered``), the judge judges
+those answers when one is configured (``test.judged``), and the evaluator turns
+them into metrics and the objective (``evaluate_answers``: ``prompt.tested``).
+:func:`score_held_out` runs the same three steps with the same functions on a
+run's resources (:class:`RunResources`: the task, template, metric set,
+objective, mode and models its config names), and appends nothing: the
+events are built, not stored. Every model call goes through the recorder, so
+it is cached in the database like a run's, filed under no run. Scoring the
+best prompt of a run with its settings (test split, ``test_examples``,
+``seed``) gives the run's own test metrics, from its cached calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..evaluator import ScoreMode, answer_prompt
+from ..evaluator.scoring import ScoredAnswer
+from ..judge.answers import judge_answered
+from ..models import Recorder
+from ..stores import EventLog
+from ..stores.events import Answer, Judged, PromptTested, TestAnswered, prompt_id_of
+from .context import RunContext
+from .nodes import evaluate_answers, judge_extra
+from .resources import RunResources
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeldOutScore:
+    """One prompt scored as a run's held-out test: the evaluator's result and what it was computed from."""
+
+    #: the evaluator's result (metrics, objective, undefined counts, per-example values), as a run records it
+    tested: PromptTested
+    mode: ScoreMode
+    #: the scorer's answers, parsed (raw replies, gold answers, cache hits)
+    answers: tuple[ScoredAnswer, ...]
+    #: the judge's judgements (None without a judge)
+    judged: Judged | None
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(a.cache_hit for a in self.answers)
+
+
+def score_held_out(
+    resources: RunResources,
+    *,
+    log: EventLog,
+    recorder: Recorder,
+    split: str = "test",
+    n: int,
+    progress: Progress | None = None,
+) -> HeldOutScore:
+    """Score ``resources.config``'s original prompt (under its template) on ``n`` rows of its target task.
+
+    The rows are the run's draw (``seed``) from ``split``; the scorer's and the
+    judge's calls go through ``recorder`` (cached, filed under no run); the
+    judge reads the scorer's replies back from ``log``'s transcripts.
+
+    Raises:
+        UsageError: the mode does not fit the task or model.
+        ModelCallFailed: a model failed after retries.
+    """
+    config = resources.config
+    ctx = RunContext(log=log, run_id="", resources=resources, recorder=recorder)  # no run: nothing is appended
+    task = ctx.task(config.target_task)
+    examples = ctx.examples(task.name, split, n)
+    mode = ctx.mode_for(task)
+    text = config.original_prompt
+    answers = answer_prompt(text, examples, task=task, model=resources.scorer, recorder=recorder.at("scorer"),
+                            mode=mode, template=ctx.template_for(task),
+                            progress=_labelled(progress, "scoring"))
+    # A held-out result in the event a run records (its role is a label here: the event is never stored).
+    answered = TestAnswered(role="original", prompt_id=prompt_id_of(text), text=text, task=task.name, mode=mode,
+                            scorer_calls=len(answers), answers=stored_answers(answers))
+    judged = None
+    rubric = config.judge_rubric
+    if resources.judge is not None and rubric is not None:
+        judged = judge_answered(log, answered, rubric=rubric, model=resources.judge, site=recorder.at("judge"),
+                                task=task, examples=examples, seed=config.seed, progress=_labelled(progress, "judging"))
+    tested = evaluate_answers(answered, resources.objective, metrics=resources.metric_set, task=task,
+                              extra=judge_extra(judged, rubric))
+    assert isinstance(tested, PromptTested)  # the evaluator's result of a test.answered
+    return HeldOutScore(tested=tested, mode=mode, answers=tuple(answers), judged=judged)
+
+
+def stored_answers(answers: Sequence[ScoredAnswer]) -> list[Answer]:
+    """The scorer's answers as an answer set records them."""
+    return [Answer(example_id=a.example_id, parsed=a.parsed, confidence=a.confidence,
+                   followed_format=a.followed_format, correct=a.correct, call_id=a.call_id) for a in answers]
+
+
+def _labelled(progress: Progress | None, label: str) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(label, done, total)
+
+
+__all__ = ("HeldOutScore", "score_held_out", "stored_answers")
