@@ -31,6 +31,7 @@ from .errors import TPromptError
 COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "history",
+    "compare",
     "fork",
     "export",
     "graph",

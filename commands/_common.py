@@ -98,7 +98,7 @@ def tprompt_cmd() -> str:
     return f"tprompt --db {shlex.quote(str(path))}"
 
 
-_HINTED_COMMAND = re.compile(r"\btprompt (?=(?:resume|show|fork|review|rescore|replay|events|export|transcript|runs|"
+_HINTED_COMMAND = re.compile(r"\btprompt (?=(?:resume|show|fork|review|rescore|replay|events|export|transcript|runs|compare|"
                              r"report|experiment|pause|eval|ui)\b)")
 
 
