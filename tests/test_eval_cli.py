@@ -88,7 +88,7 @@ def test_eval_user_task_with_skipped_rows(tmp_path, capsys):
     "args, message",
     [
         (("--task", "nope", "--prompt", "x"), "unknown task 'nope'"),
-        (("--task", "gsm8k", "--prompt", "x", "--mode", "logprob"), "mode logprob needs multiple-choice tasks; gsm8k is not"),
+        (("--task", "gsm8k", "--prompt", "x", "--mode", "logprob"), "gsm8k is not (use --mode generate or auto)"),
         (("--task", "gsm8k", "--prompt", "x", "--model", ""), "empty model spec"),
         (("--task", "gsm8k", "--prompt", "x", "--prompt-file", "p.txt"), "cannot read prompt file p.txt"),
         (("--task", "gsm8k", "--prompt-file", "/nonexistent/p.txt"), "cannot read prompt file"),
