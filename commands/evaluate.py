@@ -166,9 +166,11 @@ def _score_all(ctx: typer.Context, resources: list[RunResources], *, split: str,
 
     out = []
     with open_log(ctx, readonly=False, create=True) as log, Recorder(log) as recorder, _progress(show) as progress:
-        for res in resources:
+        for i, res in enumerate(resources):
             before = recorder.model_calls
-            score = score_held_out(res, log=log, recorder=recorder, split=split, n=n, progress=progress)
+            # a judge that cannot be read stops at its first batch, as in a run
+            score = score_held_out(res, log=log, recorder=recorder, split=split, n=n, progress=progress,
+                                   probe_judge=i == 0)
             out.append(Scored(score, recorder.model_calls - before))
     return out
 

@@ -56,16 +56,20 @@ def score_held_out(
     split: str = "test",
     n: int,
     progress: Progress | None = None,
+    probe_judge: bool = False,
 ) -> HeldOutScore:
     """Score ``resources.config``'s original prompt (under its template) on ``n`` rows of its target task.
 
     The rows are the run's draw (``seed``) from ``split``; the scorer's and the
     judge's calls go through ``recorder`` (cached, filed under no run); the
-    judge reads the scorer's replies back from ``log``'s transcripts.
+    judge reads the scorer's replies back from ``log``'s transcripts. With
+    ``probe_judge`` the judge is sent a first batch alone and stopped when it can
+    read none of it, as in a run's first judging.
 
     Raises:
         UsageError: the mode does not fit the task or model.
         ModelCallFailed: a model failed after retries.
+        JudgeUnparseable: ``probe_judge``, and no reply of the judge's first batch gave a score.
     """
     config = resources.config
     ctx = RunContext(log=log, run_id="", resources=resources, recorder=recorder)  # no run: nothing is appended
@@ -83,7 +87,8 @@ def score_held_out(
     rubric = config.judge_rubric
     if resources.judge is not None and rubric is not None:
         judged = judge_answered(log, answered, rubric=rubric, model=resources.judge, site=recorder.at("judge"),
-                                task=task, examples=examples, seed=config.seed, progress=_labelled(progress, "judging"))
+                                task=task, examples=examples, seed=config.seed, progress=_labelled(progress, "judging"),
+                                probe=probe_judge)
     tested = evaluate_answers(answered, resources.objective, metrics=resources.metric_set, task=task,
                               extra=judge_extra(judged, rubric))
     assert isinstance(tested, PromptTested)  # the evaluator's result of a test.answered

@@ -118,3 +118,16 @@ def test_eval_bad_scoring_options_one_line_nothing_written(dates: Path, capsys, 
     assert out == "" and len(err.strip().splitlines()) == 1 and err.startswith("error:") and says in err, err
     assert "Traceback" not in err
     assert not (dates / "t.db").exists()
+
+
+def test_a_judge_eval_cannot_read_stops_at_its_first_batch(dates: Path, capsys) -> None:
+    """As in a run: a judge none of whose first replies parse stops eval there, in one line."""
+    import sqlite3
+
+    code, out, err = cli(capsys, "--db", "t.db", "eval", "--task", "dates.jsonl", "--prompt-file", "template.json",
+                         "--judge", "fake:garble=1", "--model", "fake", "-n", "12")
+    assert code != 0 and out == "" and len(err.strip().splitlines()) == 1
+    assert "judge fake:garble=1: none of its first 8 replies gave a score" in err
+    with sqlite3.connect(dates / "t.db") as conn:
+        calls = dict(conn.execute("SELECT agent, count(*) FROM transcripts GROUP BY agent").fetchall())
+    assert calls == {"scorer": 12, "judge": 8}  # not 12 judge calls
