@@ -31,7 +31,6 @@ from .errors import TPromptError
 COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "history",
-    "compare",
     "fork",
     "export",
     "graph",

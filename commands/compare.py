@@ -85,5 +85,4 @@ def _print(target: str, data: list[dict[str, Any]]) -> None:
                   soft_wrap=True)
 
 
-def register(app: typer.Typer) -> None:
-    app.command("compare")(compare)
+__all__ = ("compare",)

@@ -1,4 +1,4 @@
-"""Reading the log: ``runs``, ``events``, ``replay`` (state at a seq)."""
+"""Reading the log: ``runs``, ``compare`` (in :mod:`.compare`), ``events``, ``replay`` (state at a seq)."""
 
 from __future__ import annotations
 
@@ -205,6 +205,9 @@ def print_state(state: RunState) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from .compare import compare  # reads the log too: registered with `runs`
+
     app.command("runs")(runs)
+    app.command("compare")(compare)
     app.command("events")(events)
     app.command("replay")(replay)
