@@ -86,17 +86,56 @@ def _no_flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
 _option_type = typer.core.TyperOption.display_type_rich
 typer.core.TyperOption.display_type_rich = _no_flag_type  # type: ignore[method-assign]
 
-_registered = False
+#: The module that adds each command (``tests/test_cli_startup.py`` checks it against the modules): a command
+#: imports its own module only, so ``tprompt runs`` loads neither the graph nor the models nor the scorer.
+COMMAND_OF: dict[str, str] = {
+    "run": "run", "resume": "run", "pause": "run", "show": "run",
+    "runs": "history", "events": "history", "replay": "history",
+    "fork": "fork", "export": "export",
+    "graph": "graph", "review": "graph", "rescore": "graph",
+    "eval": "evaluate", "tasks": "evaluate",
+    "transcript": "transcripts", "ui": "ui",
+    "experiment": "experiment", "report": "experiment",
+    "merge": "merge", "trace": "trace",
+}
+
+#: module -> the commands it added to ``_app`` (in the order it added them).
+_registered: dict[str, list[Any]] = {}
+
+
+def _register(module: str) -> None:
+    if module not in _registered:
+        before = len(_app.registered_commands)
+        importlib.import_module(f"{__package__}.commands.{module}").register(_app)
+        _registered[module] = _app.registered_commands[before:]
 
 
 def _full_app() -> typer.Typer:
-    """The app with every command registered (each command module imported once, on first use)."""
-    global _registered
-    if not _registered:
-        for name in COMMAND_MODULES:
-            importlib.import_module(f"{__package__}.commands.{name}").register(_app)
-        _registered = True
+    """The app with every command registered (each command module imported once, on first use), in help order."""
+    for name in COMMAND_MODULES:
+        _register(name)
+    _app.registered_commands = [c for name in COMMAND_MODULES for c in _registered[name]]
     return _app
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app with just the command ``args`` names registered; every command for help or a name it lacks."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--db":
+            i += 2
+        elif arg.startswith("--db="):
+            i += 1
+        elif arg.startswith("-"):  # --help, --version, a typo: the whole app answers
+            break
+        else:
+            module = COMMAND_OF.get(arg)
+            if module is None:
+                break
+            _register(module)
+            return _app
+    return _full_app()
 
 
 def __getattr__(name: str) -> typer.Typer:
@@ -130,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.OK
     pause_when_driver_gone()  # a grid's child run: paused, not orphaned, if its driver is killed
     try:
-        result = _full_app()(args=argv, prog_name="tprompt", standalone_mode=False)
+        result = _app_for(sys.argv[1:] if argv is None else list(argv))(args=argv, prog_name="tprompt",
+                                                                          standalone_mode=False)
         code = int(result) if isinstance(result, int) else 0
     except TPromptError as exc:
         # The message is literal text: it may quote user input or `pip install 'x[extra]'`.

@@ -238,7 +238,6 @@ class Recorder:
         failed: list[str] = []
         error: BaseException | None = None
         pending = list(positions)  # the keys not answered yet
-        abandoned = getattr(model, "abandoned", None)
         claimed: set[str] = set()
         try:
             while pending:
@@ -274,7 +273,10 @@ class Recorder:
                     if isinstance(outcome, BaseException):
                         error = error or outcome
                         failed += [r.call_id for r in rows]
-                pending = self._wait_for_others(theirs, positions, record_hits, abandoned)
+                if theirs:  # (a lazy backend is not touched, let alone loaded, when all was cached)
+                    pending = self._wait_for_others(theirs, positions, record_hits, getattr(model, "abandoned", None))
+                else:
+                    pending = []
         finally:
             self.store.unclaim(sorted(claimed))  # abandoned or interrupted: another process may pay for them
         if error is not None:

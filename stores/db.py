@@ -16,8 +16,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from ..errors import (
     DatabaseDamaged,
@@ -28,6 +27,9 @@ from ..errors import (
     StoreError,
 )
 from ._schema import APPLICATION_ID, MIGRATIONS, current_tables
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 def now_iso() -> str:
@@ -101,7 +103,29 @@ def open_database(
     timeout: float | None = None,
     create: bool = True,
 ) -> sqlite_utils.Database:
-    """Open (and, if writable, create or migrate) a tprompt database.
+    """Open (and, if writable, create or migrate) a tprompt database, as a ``sqlite_utils.Database``.
+
+    The handle for querying a database from Python (``open_database("tprompt.db", readonly=True)["events"]
+    .rows_where("run_id = ?", [run])``). tprompt's own stores use :func:`connect` (the same checks and
+    migrations, a plain connection): importing sqlite-utils imports pandas and numpy where they are
+    installed, which no read-only command needs (``benchmarks/bench_startup.py``).
+
+    Raises:
+        see :func:`connect`.
+    """
+    import sqlite_utils
+
+    return sqlite_utils.Database(connect(path, readonly=readonly, timeout=timeout, create=create))
+
+
+def connect(
+    path: str | os.PathLike[str] = ":memory:",
+    *,
+    readonly: bool = False,
+    timeout: float | None = None,
+    create: bool = True,
+) -> sqlite3.Connection:
+    """Open (and, if writable, create or migrate) a tprompt database: a connection in autocommit mode.
 
     Raises:
         NotATPromptDatabase: the file is not SQLite, or is another program's;
@@ -160,7 +184,7 @@ def open_database(
     except Exception:
         conn.close()
         raise
-    return sqlite_utils.Database(conn)
+    return conn
 
 
 def _check_and_migrate(conn: sqlite3.Connection, name: str, *, readonly: bool, create: bool = True) -> None:
@@ -295,7 +319,7 @@ class Store:
         create: a writer may create the file (False: it must already be a tprompt database).
 
     Raises:
-        StoreError: see :func:`open_database`.
+        StoreError: see :func:`connect`.
     """
 
     def __init__(
@@ -308,7 +332,7 @@ class Store:
     ) -> None:
         self.path = str(path)
         self.readonly = readonly
-        self._conn: sqlite3.Connection = open_database(path, readonly=readonly, timeout=timeout, create=create).conn
+        self._conn: sqlite3.Connection = connect(path, readonly=readonly, timeout=timeout, create=create)
         self._lock = threading.RLock()
 
     def close(self) -> None:

@@ -55,7 +55,7 @@ def test_reading_commands_import_no_model_or_graph_library(recorded: tuple[Path,
 
 #: Everything of tprompt that `tprompt --version` may import: the CLI's shell, its error types and
 #: text helpers. No command module, no store, no evaluator, no model code (issue 34).
-VERSION_IMPORTS = ["tprompt", "tprompt._lazy", "tprompt._text", "tprompt.cli", "tprompt.commands",
+VERSION_IMPORTS = ["tprompt", "tprompt._lazy", "tprompt._signals", "tprompt._text", "tprompt.cli", "tprompt.commands",
                    "tprompt.commands._common", "tprompt.errors"]
 
 VERSION_PROBE = """
@@ -93,3 +93,43 @@ def test_a_run_without_an_otlp_endpoint_imports_no_exporter(tmp_path: Path) -> N
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
                           env={**{k: v for k, v in os.environ.items() if k not in OTEL_VARS}, "TPROMPT_DB": str(tmp_path / "t.db")})
     assert "LOADED=\n" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_each_command_is_added_by_the_module_the_cli_imports_for_it() -> None:
+    import importlib
+
+    import typer
+
+    from tprompt import cli
+
+    found = {}
+    for module in cli.COMMAND_MODULES:
+        app = typer.Typer()
+        importlib.import_module(f"tprompt.commands.{module}").register(app)
+        found.update({c.name or c.callback.__name__: module for c in app.registered_commands})  # type: ignore[union-attr]
+    assert found == cli.COMMAND_OF
+
+
+LISTING_PROBE = """
+import json, sys
+from tprompt.cli import main
+sys.argv = ["tprompt", "--db", sys.argv[1], "runs"]
+try:
+    main()
+except SystemExit:
+    pass
+print("IMPORTED=" + json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def test_runs_imports_neither_the_graph_nor_the_scorer_nor_pandas(recorded: tuple[Path, str]) -> None:
+    """b1c1fa2: `tprompt runs` imported every command module (the graph, the scorer, numpy) and sqlite-utils
+    (which imports pandas where it is installed): 2-4 s on this machine, ~1 s without them (issue 34)."""
+    db, _ = recorded
+    proc = subprocess.run([sys.executable, "-c", LISTING_PROBE, str(db)], capture_output=True, text=True, timeout=300)
+    assert "runs in" in proc.stdout, proc.stdout + proc.stderr
+    line = [x for x in proc.stderr.splitlines() if x.startswith("IMPORTED=")]
+    assert line, proc.stderr
+    imported = set(json.loads(line[0][len("IMPORTED="):]))
+    assert not imported & {"tprompt.graph", "tprompt.agents", "tprompt.evaluator.scoring", "tprompt.evaluator.metrics",
+                           "numpy", "pandas", "sqlite_utils"}
