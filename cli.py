@@ -90,7 +90,7 @@ typer.core.TyperOption.display_type_rich = _no_flag_type  # type: ignore[method-
 #: imports its own module only, so ``tprompt runs`` loads neither the graph nor the models nor the scorer.
 COMMAND_OF: dict[str, str] = {
     "run": "run", "resume": "run", "pause": "run", "show": "run",
-    "runs": "history", "events": "history", "replay": "history",
+    "runs": "history", "events": "history", "replay": "history", "compare": "history",
     "fork": "fork", "export": "export",
     "graph": "graph", "review": "graph", "rescore": "graph",
     "eval": "evaluate", "tasks": "evaluate",
