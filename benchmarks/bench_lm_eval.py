@@ -40,6 +40,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _own_venv import CACHE, own_python  # noqa: E402
 from bench_scorer import LETTERS, SYSTEM, load_examples, user_text  # noqa: E402
 
 #: Runs in the lm-eval environment: argv = rows.jsonl task_dir model_dir threads repeat system
@@ -84,17 +85,10 @@ metric_list:
 
 def lm_eval_python(venv: Path) -> Path:
     """The lm-eval environment's python, made on first use."""
-    python = venv / "bin" / "python"
-    if python.exists() and subprocess.run([python, "-c", "import lm_eval"], capture_output=True).returncode == 0:
-        return python
-    print(f"installing lm-evaluation-harness in {venv} (its own environment; a few minutes)", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "torch==2.13.0"], check=True)
     import transformers
 
-    subprocess.run([*pip, "lm-eval[hf]", f"transformers=={transformers.__version__}"], check=True)
-    return python
+    return own_python(venv, probe="lm_eval", what="lm-evaluation-harness",
+                      installs=[["torch==2.13.0"], ["lm-eval[hf]", f"transformers=={transformers.__version__}"]])
 
 
 def main() -> None:
@@ -102,7 +96,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--venv", type=Path, default=Path.home() / ".cache" / "tprompt" / "bench-lm-eval")
+    parser.add_argument("--venv", type=Path, default=CACHE / "bench-lm-eval")
     args = parser.parse_args()
 
     os.environ["TPROMPT_TORCH_THREADS"] = str(args.threads)
