@@ -7,7 +7,7 @@ JSON object from the last line of stdout. Spec keys: ``arm`` ("gepa" or
 same as tprompt's original), ``train`` and ``test`` (lists of {question, answer};
 the question carries its lettered options), ``budget`` (rollouts: task-LM calls
 on training examples), ``seed``, ``threads``, ``task_max_tokens``,
-``proposer_max_tokens``.
+``proposer_max_tokens``, ``extra_body`` (sent with every request).
 
 Every call is counted by role by a counting ``dspy.LM``: the task LM (the
 program answering a question) and the proposer (GEPA's reflection LM,
@@ -74,7 +74,8 @@ def gepa_metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
 
 def main() -> None:
     spec = json.loads(sys.stdin.read())
-    common = dict(api_base=spec["base_url"], api_key="local", model_type="chat", cache=False, num_retries=3)
+    common = dict(api_base=spec["base_url"], api_key="local", model_type="chat", cache=False, num_retries=3,
+                  **({"extra_body": spec["extra_body"]} if spec.get("extra_body") else {}))
     task_lm = CountingLM(f"openai/{spec['model']}", role="task", temperature=0.0,
                          max_tokens=spec["task_max_tokens"], **common)
     proposer_lm = CountingLM(f"openai/{spec['model']}", role="proposer", temperature=1.0,

@@ -128,6 +128,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--proposer-max-tokens", type=int, default=96, help="Cap on a proposal, every arm.")
     parser.add_argument("--concurrency", type=int, default=4, help="Requests in flight per arm. Default: %(default)s.")
     parser.add_argument("--request-timeout", type=float, default=600.0, help="Seconds per request (tprompt arms).")
+    parser.add_argument("--extra-body", default="{}", help="JSON object sent with every request of every arm, e.g. "
+                        '\'{"chat_template_kwargs": {"enable_thinking": false}}\' for Qwen3 on vLLM.')
     parser.add_argument("--venv", type=Path, default=CACHE / "bench-dspy", help="DSPy's own environment.")
     parser.add_argument("--results", type=Path, default=Path("head_to_head.json"), help="Per (arm, seed) results.")
     parser.add_argument("--markdown", action="store_true", help="Print the table as Markdown.")
@@ -141,6 +143,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--seeds {args.seeds!r} is not a comma-separated list of integers, e.g. 0,1,2")
     if len(set(args.seeds)) < 2:
         parser.error("--seeds needs at least 2 different seeds for an interval (3 or more recommended)")
+    try:
+        args.extra_body = json.loads(args.extra_body)
+    except json.JSONDecodeError:
+        args.extra_body = None
+    if not isinstance(args.extra_body, dict):
+        parser.error('--extra-body must be a JSON object, e.g. \'{"chat_template_kwargs": {"enable_thinking": false}}\'')
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = [a for a in args.arms if a not in ARMS]
     if unknown or not args.arms:
@@ -188,7 +196,7 @@ def budget_problem(args: argparse.Namespace) -> str | None:
 def plan_key(args: argparse.Namespace, model: str) -> dict[str, Any]:
     """What makes two invocations' results comparable (a results file with another key is not reused)."""
     keys = ("target", "source", "budget", "examples", "test_examples", "steps", "candidates", "top_k",
-            "task_max_tokens", "proposer_max_tokens")
+            "task_max_tokens", "proposer_max_tokens", "extra_body")
     return {"model": model, **{k: getattr(args, k) for k in keys}}
 
 
@@ -217,6 +225,7 @@ def tprompt_config(arm: str, seed: int, args: argparse.Namespace, base_url: str,
         mode="generate", steps=args.steps, candidates=args.candidates, top_k=args.top_k, examples=args.examples,
         test_examples=args.test_examples, proposer_max_tokens=args.proposer_max_tokens,
         concurrency=args.concurrency, request_timeout=args.request_timeout, scorer_budget=args.budget,
+        extra_body=args.extra_body,
         proposer_style="reflective" if arm.startswith("reflective") else "paper",
         parent_selection="pareto" if arm.startswith("reflective") else "best",
     )
@@ -260,7 +269,8 @@ def run_dspy(arm: str, seed: int, args: argparse.Namespace, base_url: str, model
             "threads": args.concurrency, "instruction": RunConfig.model_fields["original_prompt"].default,
             "train": rows(args.target, args.examples, "train", seed),
             "test": rows(args.target, args.test_examples, "test", seed),
-            "task_max_tokens": args.task_max_tokens, "proposer_max_tokens": args.proposer_max_tokens}
+            "task_max_tokens": args.task_max_tokens, "proposer_max_tokens": args.proposer_max_tokens,
+            "extra_body": args.extra_body}
     env = {**os.environ, "DSPY_CACHEDIR": tempfile.mkdtemp(prefix="h2h-dspy-cache-")}
     env.pop("PYTHONPATH", None)  # nothing of tprompt's in DSPy's environment
     started = time.perf_counter()

@@ -49,6 +49,9 @@ def test_the_budget_plan(h2h) -> None:
     assert (made.proposer_style, made.parent_selection, made.transfer, made.source_tasks) == (
         "reflective", "pareto", True, ["ai2_science"])
     assert made.scorer_budget == 12 and made.scorer == "openai:m" and made.seed == 1 and made.mode == "generate"
+    thinking = {"chat_template_kwargs": {"enable_thinking": False}}
+    qwen = h2h.parse_args(["--extra-body", json.dumps(thinking)])
+    assert make_config(h2h.tprompt_config("paper", 0, qwen, "http://127.0.0.1:9/v1", "m")).extra_body == thinking
     plain = make_config(h2h.tprompt_config("paper", 0, args, "http://127.0.0.1:9/v1", "m"))
     assert (plain.proposer_style, plain.transfer, plain.source_tasks) == ("paper", False, [])
     assert plain.stage2_steps * plain.candidates * plain.examples >= 12  # enough target steps to spend the budget
@@ -63,6 +66,7 @@ def test_the_budget_plan(h2h) -> None:
     (["--arms", "paper,opro"], "unknown arm 'opro'"),
     (["--base-url", "http://x/v1"], "--base-url and --model go together"),
     (["--examples", "0"], "--examples must be a positive number"),
+    (["--extra-body", "[1]"], "--extra-body must be a JSON object"),
 ])
 def test_bad_options_are_one_line(h2h, capsys: pytest.CaptureFixture[str], argv: list[str], says: str) -> None:
     with pytest.raises(SystemExit) as exited:
