@@ -86,7 +86,8 @@ def _scorer_revision(log: EventLog, run_id: str, spec: str) -> str | None:
 def replay_test_answers(log: EventLog, run_id: str, role: str) -> tuple[list[bool], list[float]] | None:
     """(correct, confidence) per test example of a run's tested ``role``, replayed from the cache.
 
-    None when the run has not tested the role or its answers are not in the cache.
+    None when the run has not tested the role, its task is open-ended (no confidence), or its answers are not
+    in the cache.
     """
     state = log.state(run_id)
     row = state.tested.get(role)
@@ -96,6 +97,8 @@ def replay_test_answers(log: EventLog, run_id: str, role: str) -> tuple[list[boo
     try:
         task = load_task(row.task)
     except (TPromptError, ValueError):
+        return None
+    if task.kind == "text":  # open-ended: the scorer states no confidence, there is nothing to calibrate
         return None
     revision = _scorer_revision(log, run_id, config.scorer)
     if revision is None:
