@@ -43,6 +43,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -364,6 +365,10 @@ def serve(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[str, s
     return base_url, str(smollm2_dir())
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     from bench_served import cpu_flags
@@ -377,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{data['plan']}")
         print(table(summarize(results, args.arms), markdown=args.markdown))
         return
+    # SIGTERM ends the harness as Ctrl-C does: the server it started is stopped, the results so far are kept.
+    signal.signal(signal.SIGTERM, _interrupt)
     python = own_python(args.venv, probe="dspy, optuna", installs=[["dspy", "optuna"]], what="DSPy") \
         if set(args.arms) & set(DSPY_ARMS) else None
     with contextlib.ExitStack() as stack:
