@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Task as BarTask
 from rich.text import Text
 
 from ..stores import (
@@ -21,6 +32,53 @@ from ..stores import (
 from ._common import err
 
 
+@dataclass
+class StageEta:
+    """Time left in a stage, from the steps this process has seen completed in it.
+
+    A step of a local model takes minutes: rich's own estimate (the speed over
+    its last 30 s of updates) has nothing to go on between steps. This one is the
+    mean time per step seen so far, times the steps left, counted down from the
+    last completed step. None until two steps of the stage were seen (the first
+    one seen may have started before this process did: a resumed run).
+    """
+
+    stage: str | None = None
+    first: tuple[int, float] | None = None  # (step, when) of the first completion seen in the stage
+    last: tuple[int, float] | None = None
+
+    def step_done(self, stage: str, step: int, now: float) -> None:
+        """Step ``step`` of ``stage`` completed at ``now`` (a monotonic clock)."""
+        if stage != self.stage or self.first is None:
+            self.stage, self.first = stage, (step, now)
+        self.last = (step, now)
+
+    def seconds_left(self, total_steps: int, now: float) -> float | None:
+        """Seconds until step ``total_steps`` of the stage completes, or None while there is no rate yet."""
+        if self.first is None or self.last is None or self.last[0] <= self.first[0]:
+            return None
+        per_step = (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
+        return max(0.0, per_step * max(0, total_steps - self.last[0]) - (now - self.last[1]))
+
+
+def clock(seconds: float) -> str:
+    """``1:02:03`` / ``2:03``: how long, as rich's bars show it."""
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class _Remaining(TimeRemainingColumn):
+    """Rich's time-remaining column, except for a bar that carries its own estimate (field ``eta``: a
+    :class:`StageEta`, counted down at each refresh)."""
+
+    def render(self, task: BarTask) -> Text:
+        if "eta" in task.fields:
+            eta: StageEta = task.fields["eta"]
+            left = eta.seconds_left(int(task.total or 0), time.monotonic()) if task.total else None
+            return Text("-:--:--" if left is None else clock(left), style="progress.remaining")
+        return super().render(task)
+
+
 class RunProgress:
     """Shows a run's stream (:meth:`Runner.stream` updates): a stage line and a bar over the work in flight."""
 
@@ -31,6 +89,7 @@ class RunProgress:
         self._progress: Progress | None = None
         self._stage: TaskID | None = None
         self._work: TaskID | None = None
+        self.eta = StageEta()
 
     def __enter__(self) -> RunProgress:
         if self.enabled:
@@ -39,12 +98,12 @@ class RunProgress:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
-                TimeRemainingColumn(),
+                _Remaining(),
                 console=err,
                 transient=False,
             )
             self._progress.start()
-            self._stage = self._progress.add_task("starting", total=None)
+            self._stage = self._progress.add_task("starting", total=None, eta=self.eta)
             self._work = self._progress.add_task("", total=None)
         return self
 
@@ -63,8 +122,17 @@ class RunProgress:
                 self.on_event(stored, update.state)
 
     def on_event(self, stored: StoredEvent, state: RunState) -> None:
+        ev = stored.event
+        if isinstance(ev, StageStarted):
+            self.eta = StageEta(stage=ev.stage)
+        elif isinstance(ev, StepCompleted):
+            self.eta.step_done(ev.stage, ev.step, time.monotonic())
         if self.plain:
             line = plain_line(stored, state)
+            if line and isinstance(ev, StepCompleted) and state.config is not None:
+                left = self.eta.seconds_left(state.config.stage_steps(ev.stage), time.monotonic())
+                if left is not None and left >= 1:  # none before two steps were seen, nothing after the last
+                    line += f" (about {clock(left)} left in the stage)"
             if line:
                 err.print(Text(line), soft_wrap=True)
             return
@@ -78,7 +146,8 @@ class RunProgress:
             text += f", best {best.objective:.3f}"
         if isinstance(stored.event, (PromptTested, RunCompleted)):
             text = f"testing on {state.target_task}: {len(state.tested)} done"
-        self._progress.update(self._stage, description=text, total=steps or None, completed=max(state.step, 0))
+        self._progress.update(self._stage, description=text, total=steps or None, completed=max(state.step, 0),
+                              eta=self.eta)
 
     def on_examples(self, label: str, done: int, total: int) -> None:
         if self._progress is None or self._work is None:

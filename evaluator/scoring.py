@@ -13,6 +13,7 @@ Two modes:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -220,14 +221,32 @@ def answer_prompt(
         progress(0, total)
     for start in range(0, total, max(1, batch_size)):
         batch = examples[start : start + max(1, batch_size)]
-        if logprob:
-            answers.extend(_score_logprob(prompt, batch, task, model, recorder, template))
-        else:
-            answers.extend(_score_generate(prompt, batch, task, model, recorder, max_tokens, template))
+        with _rows_reported(progress, start, len(batch), total):
+            if logprob:
+                answers.extend(_score_logprob(prompt, batch, task, model, recorder, template))
+            else:
+                answers.extend(_score_generate(prompt, batch, task, model, recorder, max_tokens, template))
         if progress:
             progress(len(answers), total)
     return answers
 
+
+
+def _rows_reported(progress: Callable[[int, int], None] | None, start: int, size: int, total: int):
+    """While a batch is answered, ``progress`` per row the model reports done (a local model answers a batch
+    in one call: without this, 0/N and then a jump)."""
+    from ..models.row_progress import rows_progress
+
+    if progress is None:
+        return contextlib.nullcontext()
+    got = 0
+
+    def more(n: int) -> None:
+        nonlocal got
+        got = min(size, got + n)
+        progress(start + got, total)
+
+    return rows_progress(more)
 
 
 def _score_generate(

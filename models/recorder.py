@@ -30,6 +30,7 @@ from ..stores.transcripts import CacheEntry, NewCall, TranscriptStore, body_hash
 from ._retry import BACKOFF_S, RETRIES, with_retries
 from .backend import ChatBackend
 from .pricing import call_cost, override
+from .row_progress import rows_done
 from .types import ChatRequest, ChatResult, OptionsRequest, OptionsResult, check_messages
 
 
@@ -270,6 +271,8 @@ class Recorder:
                         results[i] = (response, rows[-1].call_id, hit, pt, ct, rows[-1].latency_s)
                     self.store.record(rows, unclaim=[key])
                     claimed.discard(key)
+                    if not model.batched:  # a batched backend reports its own rows (models/local)
+                        rows_done(len(positions[key]))
                     if isinstance(outcome, BaseException):
                         error = error or outcome
                         failed += [r.call_id for r in rows]

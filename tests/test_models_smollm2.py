@@ -84,3 +84,18 @@ def test_langchain_chat_model_and_recorder(smollm2, db_path):
         rec.option_probs(smollm2, [options_request(QUESTIONS[0])], agent="scorer")
         again = rec.option_probs(smollm2, [options_request(QUESTIONS[0])], agent="scorer")
     assert rec.model_calls == 1 and again[0].cache_hit
+
+
+def test_the_engine_reports_each_answered_row_inside_one_call(smollm2):
+    """Progress per question of a batch (models/row_progress), not one jump at the end of the call."""
+    from tprompt.models.row_progress import rows_progress
+
+    seen: list[int] = []
+    mixed = [options_request(q) for q in QUESTIONS] + [options_request(QUESTIONS[0], options=("100", "1000", "fifty"))]
+    with rows_progress(seen.append):
+        smollm2.option_probs(mixed)
+    assert sum(seen) == len(mixed) and all(n >= 1 for n in seen)
+    seen.clear()
+    with rows_progress(seen.append):
+        smollm2.generate([ChatRequest(messages=(("system", SYSTEM), ("user", q)), max_tokens=4) for q in QUESTIONS])
+    assert seen == [1] * len(QUESTIONS)  # one report per finished row

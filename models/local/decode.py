@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..row_progress import rows_done
 from ..types import ChatRequest
 from .threads import cpu_threads, torch_threads
 
@@ -68,10 +69,12 @@ def decode(engine, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_k
                 token = greedy[k] if req.temperature <= 0 else _pick(step_logits[k].float(), req, generators[b], torch)
                 if token in engine.eos_ids:
                     texts[b] = engine.finish(produced[b], req.stop)
+                    rows_done(1)
                     continue
                 produced[b].append(token)
                 if len(produced[b]) >= req.max_tokens or _stopped(engine, produced[b], req.stop, tails[b]):
                     texts[b] = engine.finish(produced[b], req.stop)
+                    rows_done(1)
                     continue
                 still.append(k)
                 next_ids.append(token)
@@ -116,6 +119,7 @@ def decode(engine, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_k
     for b in range(n):
         if texts[b] is None:
             texts[b] = engine.finish(produced[b], reqs[b].stop)
+            rows_done(1)
     return [(texts[b] or "", len(produced[b])) for b in range(n)]
 
 

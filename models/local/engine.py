@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ...errors import BackendError, ModelUnavailable
+from ..row_progress import rows_done
 from ..types import ChatRequest, Message, OptionsRequest
 from .decode import DECODE_BATCH, DECODE_PREFILL_TOKENS, decode
 from .llama import FUSED_PACK_TOKENS, _FusedLlama
@@ -89,9 +90,7 @@ class LocalEngine:
         from transformers.utils import logging as hf_logging
 
         self.torch = torch
-        quiet = not _stderr_is_tty()
-        if quiet:
-            hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()  # loading is quick once converted; no bar of transformers' own
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(source))
             self.model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
@@ -101,8 +100,7 @@ class LocalEngine:
                 hint="give a local directory with config.json and weights, or a hub id reachable from here",
             ) from exc
         finally:
-            if quiet:
-                hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()
         self.model.eval()
         self.precision = precision
         self.revision = revision or revision_with(revision_of(source, self.model), precision)
@@ -186,7 +184,18 @@ class LocalEngine:
                     slots.append(len(rows))
                     rows.append(_Row(len(rows), full[0][:cut] + rest[:-1], group, len(rest), [[t] for t in rest]))
                 plans.append((slots, cut))
-        logprobs = self._score_rows(rows)
+        # Requests whose rows are all scored, reported pack by pack (progress: models/row_progress).
+        left = [len(set(slots)) for slots, _ in plans]
+        owner = {slot: i for i, (slots, _) in enumerate(plans) for slot in set(slots)}
+
+        def scored(chunk: list[_Row]) -> None:
+            finished = 0
+            for row in chunk:
+                left[owner[row.index]] -= 1
+                finished += left[owner[row.index]] == 0
+            rows_done(finished)
+
+        logprobs = self._score_rows(rows, scored)
         results: list[tuple[tuple[float, ...], int]] = []
         for slots, prompt_tokens in plans:
             if len(set(slots)) == 1:
@@ -197,7 +206,7 @@ class LocalEngine:
             results.append((tuple(probs), prompt_tokens))
         return results
 
-    def _score_rows(self, rows: list[_Row]) -> list[list[float]]:
+    def _score_rows(self, rows: list[_Row], scored: Callable[[list[_Row]], None] | None = None) -> list[list[float]]:
         """Scores of each row's targets: row.targets[j] are scored at position -keep+j.
 
         Log-probs for rows with ``normalize``; for the others logits may be
@@ -216,6 +225,8 @@ class LocalEngine:
                     states, are_logits = self.forward_packed(chunk, prefix_len, prefix_kv)
                     for row, values in zip(chunk, self._target_scores(chunk, states, are_logits)):
                         out[row.index] = values
+                    if scored is not None:
+                        scored(chunk)
         return out
 
     def _target_scores(self, chunk: list[_Row], states, are_logits: bool) -> list[list[float]]:
@@ -409,15 +420,3 @@ class LocalEngine:
         self.stats.context_tokens += sum(prefix_len * len(s) + len(s) * (len(s) + 1) // 2 for s in suffixes)
         self.stats.logit_rows += n * keep
         return out.logits, out.cache, mask, position_ids[:, -1]
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _stderr_is_tty() -> bool:
-    import sys
-
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
