@@ -25,9 +25,10 @@ from ..prompt_file import read_prompt_source
 from ..run_files import check_files
 from ..stores import EventLog, RunState
 from ..stores.control import request_pause
-from ..stores.events import ROLES, CandidateAnswered, TestAnswered
+from ..stores.events import CandidateAnswered, TestAnswered
 from ..stores.frontier import Frontier
 from ..stores.leases import holder_alive, lease_holder
+from ..stores.summary import ROLE_LABELS, test_rows, test_title
 from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten, tprompt_cmd
 from ._model_options import (
     BASE_URL_OPTION,
@@ -49,11 +50,10 @@ from ._score_options import (
     WEIGHT_OPTION,
     scoring_settings,
 )
-from ._tables import MetricRow, metric_table
+from ._tables import metric_table
 from .trace import OTEL_OPTION, live_export, otel_target
 
 METRICS = METRIC_NAMES
-ROLE_LABELS = {role: role.replace("_", " ") for role in ROLES}
 
 
 def execute(
@@ -187,10 +187,7 @@ def next_steps(state: RunState) -> str:
 
 def result_table(state: RunState) -> Table:
     """Metrics of the tested prompts (the run's own metric set); the prompt texts go in :func:`prompt_list`."""
-    first = next(iter(state.tested.values()))
-    rows = [MetricRow(label, r.metrics, r.objective, r.undefined)
-            for role, label in ROLE_LABELS.items() if (r := state.tested.get(role)) is not None]
-    return metric_table(f"{state.target_task}: held-out test split ({first.n_examples} examples)", rows)
+    return metric_table(test_title(state), test_rows(state))
 
 
 def prompt_list(state: RunState) -> list[Text]:

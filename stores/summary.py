@@ -11,9 +11,14 @@ existed) is not trusted: that run is folded instead (:mod:`.listing`).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 
+from .events import ROLES
 from .projection import RunState, ScoredPrompt, prompt_objectives
+
+#: how a tested prompt's role is named in a table: ``original``, ``best source``, ``best target``
+ROLE_LABELS: dict[str, str] = {role: role.replace("_", " ") for role in ROLES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,41 @@ def test_objective(state: RunState, role: str = "best_target") -> float | None:
     return tested.objective if tested is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class MetricRow:
+    """One row of a metric table: a label (a role, a prompt, a run), its metrics and objective, undefined counts per metric."""
+
+    label: str
+    metrics: Mapping[str, float | None]
+    objective: float | None
+    undefined: Mapping[str, int] = field(default_factory=dict)
+
+
+def test_rows(state: RunState) -> list[MetricRow]:
+    """The held-out test table of a run (``tprompt show``, the TUI's Scores tab): one row per tested role, in
+    :data:`ROLE_LABELS` order (original, best source, best target); empty while nothing is tested."""
+    return [MetricRow(label, r.metrics, r.objective, r.undefined)
+            for role, label in ROLE_LABELS.items() if (r := state.tested.get(role)) is not None]
+
+
+def test_title(state: RunState) -> str:
+    """The test table's title: the target task and the test split's size (call when :func:`test_rows` is not empty)."""
+    first = next(iter(state.tested.values()))
+    return f"{state.target_task}: held-out test split ({first.n_examples} examples)"
+
+
+def undefined_note(rows: Sequence[MetricRow]) -> str | None:
+    """The caption of a metric table whose rows hold undefined values, summed per metric; None when none."""
+    undefined: dict[str, int] = {}
+    for r in rows:
+        for m, n in r.undefined.items():
+            undefined[m] = undefined.get(m, 0) + n
+    if not undefined:
+        return None
+    return "undefined (the metric raised or returned a bad value): " + ", ".join(
+        f"{m} on {n} example(s)" for m, n in undefined.items())
+
+
 def best_scored(state: RunState, stage: str) -> tuple[ScoredPrompt, float] | None:
     """``state.best(stage)`` as (score row, objective), without building the whole sorted history.
 
@@ -132,4 +172,5 @@ def summarize(state: RunState, created_at: str) -> RunSummary:
     )
 
 
-__all__ = ("RunSummary", "best_of", "best_scored", "summarize", "test_objective")
+__all__ = ("ROLE_LABELS", "MetricRow", "RunSummary", "best_of", "best_scored", "summarize", "test_objective", "test_rows",
+           "test_title", "undefined_note")

@@ -27,7 +27,7 @@ from textual.widgets import (
 
 from ...errors import TPromptError
 from ...graph.topology import node_of, successors
-from ...metric_specs import heading
+from ...metric_specs import heading, metric_columns
 from ...stores.events import (
     CandidateAnswered,
     CandidateJudged,
@@ -50,6 +50,7 @@ from ...stores.events import (
     TransferSelected,
 )
 from ...stores.log import gc_paused
+from ...stores.summary import test_rows, test_title, undefined_note
 from ..data import (
     Judgements,
     RunFollower,
@@ -94,6 +95,23 @@ EVENT_STYLE: dict[type[Event], str] = {
 EVENT_COLUMNS = ("seq", "where", "event", "summary")
 CALL_COLUMNS = ("#", "agent", "step", "model", "kind", "tokens in", "tokens out", "latency s", "cache")
 BEST_COLUMNS = ("rank", "prompt", "step", "objective", "text")
+#: what the Scores tab says where the held-out test table goes while the run has none
+NOT_TESTED = ("no held-out test result yet: the original and best prompts are tested on the target task's "
+              "test split when the last stage ends")
+
+
+#: the run view's tabs by key (the digit that switches to each) and their names, as the tab and the footer show them
+TABS: dict[str, tuple[str, str]] = {
+    "1": ("tab-timeline", "Timeline"),
+    "2": ("tab-scores", "Scores"),
+    "3": ("tab-candidates", "Candidates"),
+    "4": ("tab-transcripts", "Transcripts"),
+    "5": ("tab-graph", "Graph"),
+}
+TAB_KEYS = {key: tab for key, (tab, _) in TABS.items()}
+#: the widget each tab focuses when shown (each tab holds one, so the focus never stays in a hidden tab)
+TAB_FOCUS = {"tab-timeline": "#events", "tab-scores": "#best", "tab-candidates": "#candidates",
+             "tab-transcripts": "#calls", "tab-graph": "#graph-box"}
 
 
 class RunScreen(LiteralTitles, Screen[None]):
@@ -101,11 +119,8 @@ class RunScreen(LiteralTitles, Screen[None]):
 
     BINDINGS = [
         Binding("escape", "back", "Runs"),
-        Binding("1", "tab('tab-timeline')", "Timeline"),
-        Binding("2", "tab('tab-scores')", "Scores"),
-        Binding("3", "tab('tab-candidates')", "Candidates"),
-        Binding("4", "tab('tab-transcripts')", "Calls"),
-        Binding("5", "tab('tab-graph')", "Graph"),
+        *(Binding(key, f"tab({tab!r})", name) for key, (tab, name) in TABS.items()),
+        Binding("slash", "search", "Search"),
         Binding("r", "resume", "Run/resume"),
         Binding("p", "pause", "Pause"),
         Binding("f", "fork", "Fork"),
@@ -132,24 +147,27 @@ class RunScreen(LiteralTitles, Screen[None]):
         yield Header()
         yield LiteralStatic(id="run-head")
         with TabbedContent(initial="tab-timeline", id="run-tabs"):
-            with TabPane("Timeline", id="tab-timeline"):
+            with TabPane(TABS["1"][1], id="tab-timeline"):
                 with Horizontal():
                     yield SortedTable(id="events")
                     with Vertical(id="event-side"):
                         yield LiteralStatic(id="replay-title")
                         yield LiteralStatic(id="replay")
                         yield TextArea(id="payload", read_only=True, soft_wrap=True, show_cursor=False)
-            with TabPane("Scores", id="tab-scores"):
+            with TabPane(TABS["2"][1], id="tab-scores"):
                 yield LiteralStatic(LiteralText("objective per step", style="bold"), classes="pane-title")
                 yield ScorePlot(id="plot")
                 yield LiteralStatic(LiteralText("best prompts per stage", style="bold"), classes="pane-title")
                 yield SortedTable(id="best")
+                yield LiteralStatic(id="tested-title", classes="pane-title")
+                yield SortedTable(id="tested")
+                yield LiteralStatic(id="tested-note")
                 yield LiteralStatic(id="spend")
-            with TabPane("Candidates", id="tab-candidates"):
+            with TabPane(TABS["3"][1], id="tab-candidates"):
                 yield SortedTable(id="candidates")
                 with VerticalScroll(id="candidate-box"):
                     yield LiteralStatic(id="candidate-text")
-            with TabPane("Transcripts", id="tab-transcripts"):
+            with TabPane(TABS["4"][1], id="tab-transcripts"):
                 with Horizontal(id="call-filters"):
                     yield Select([], prompt="agent", id="call-agent")
                     yield Select([], prompt="step", id="call-step")
@@ -157,10 +175,13 @@ class RunScreen(LiteralTitles, Screen[None]):
                 yield SortedTable(id="calls")
                 with VerticalScroll(id="call-box"):
                     yield LiteralStatic(id="call-detail")
-            with TabPane("Graph", id="tab-graph"):
+            with TabPane(TABS["5"][1], id="tab-graph"):
                 yield LiteralStatic(id="graph-title", classes="pane-title")
-                yield LiteralStatic(id="graph-view")
-        yield Footer()
+                # Focusable, so the Graph tab holds the focus: a focused widget left in a hidden tab
+                # pulled the tabs back to its own (5 did nothing from Scores, Candidates, Transcripts).
+                with VerticalScroll(id="graph-box"):
+                    yield LiteralStatic(id="graph-view")
+        yield Footer(compact=True)  # every key of the run view fits on 140 columns
 
     def on_mount(self) -> None:
         app: Any = self.app
@@ -312,6 +333,30 @@ class RunScreen(LiteralTitles, Screen[None]):
                 )
             )
         self.query_one("#best", SortedTable).set_rows(rows)
+        self._show_tested()
+
+    def _show_tested(self) -> None:
+        """The held-out test table (original, best source, best target), as ``tprompt show`` prints it."""
+        assert self.follower is not None
+        state = self.follower.state
+        rows = test_rows(state)
+        table = self.query_one("#tested", SortedTable)
+        table.display = bool(rows)
+        note = self.query_one("#tested-note", LiteralStatic)
+        if not rows:
+            self.query_one("#tested-title", LiteralStatic).update(LiteralText("held-out test", style="bold"))
+            note.update(LiteralText(NOT_TESTED, style="dim italic"))
+            return
+        self.query_one("#tested-title", LiteralStatic).update(LiteralText(test_title(state), style="bold"))
+        names = metric_columns(r.metrics for r in rows)
+        table.set_columns(["prompt", *map(heading, names), "objective"])
+        table.set_rows([Row(key=r.label, values=(r.label, *(r.metrics.get(m) for m in names), r.objective),
+                            cells=(LiteralText(r.label), *(LiteralText(fmt(r.metrics.get(m)), justify="right") for m in names),
+                                   LiteralText(fmt(r.objective), justify="right", style="bold")))
+                        for r in rows])
+        caption = undefined_note(rows)
+        note.update(LiteralText(caption or "", style="dim"))
+        note.display = caption is not None
 
     def _show_spend(self) -> None:
         """Calls answered by a model, per agent and stage, with tokens and USD (as `tprompt show`)."""
@@ -484,14 +529,19 @@ class RunScreen(LiteralTitles, Screen[None]):
     # -- actions ------------------------------------------------------------------------------------
 
     def action_back(self) -> None:
+        if self.focused is not None and self.focused.id == "call-search":
+            self.query_one("#calls", SortedTable).focus()  # Esc leaves the search box, not the run
+            return
         self.app.pop_screen()
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
-        focus = {"tab-timeline": "#events", "tab-scores": "#best", "tab-candidates": "#candidates",
-                 "tab-transcripts": "#calls", "tab-graph": "#events"}[tab]
-        if tab != "tab-graph":
-            self.query_one(focus, SortedTable).focus()
+        self.query_one(TAB_FOCUS[tab]).focus()
+
+    def action_search(self) -> None:
+        """``/``: the Transcripts tab, its search box focused."""
+        self.action_tab("tab-transcripts")
+        self.query_one("#call-search", Input).focus()
 
     def action_resume(self) -> None:
         app: Any = self.app
