@@ -109,10 +109,13 @@ def test_eval_with_a_users_metric_on_a_free_text_task(dates: Path, capsys) -> No
         (("--weight", "nosuch=1"), "nosuch"),
         (("--prompt", "a", "--prompt", " "), "--prompt 2 of 2 is empty"),
         (("--prompt-file", "missing.json"), "cannot read prompt file missing.json"),
+        (("--prompt-file", "bad_template.json"), "the template names {nosuchfield}, which row"),
     ],
 )
 def test_eval_bad_scoring_options_one_line_nothing_written(dates: Path, capsys, args, says) -> None:
     (dates / "rubric.toml").write_text('[[criteria]]\nname = "brevity"\ndescription = "short"\n')
+    (dates / "bad_template.json").write_text(json.dumps(
+        {"messages": [{"role": "system", "content": "Extract."}, {"role": "user", "content": "Text: {nosuchfield}"}]}))
     code, out, err = cli(capsys, "--db", "t.db", "eval", "--task", "dates.jsonl", "--model", "fake", "-n", "2", *args)
     assert code == 2, err
     assert out == "" and len(err.strip().splitlines()) == 1 and err.startswith("error:") and says in err, err

@@ -195,7 +195,8 @@ def test_logprob_mode_needs_logprobs_and_auto_falls_back(served: Server, tmp_pat
     env = _env(OPENAI_BASE_URL=served.base_url)
     failed = tprompt(db, *args, "--mode", "logprob", env=env, check=False)
     assert failed.returncode != 0
-    assert "returns no token log-probabilities" in failed.stderr or "cannot give option probabilities" in failed.stderr
+    # eval opens the scorer as `run` does, so it refuses the mode with run's line
+    assert "mode logprob needs option probabilities (a local model, or a server that returns logprobs)" in failed.stderr
     assert "Traceback" not in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
 
     from tprompt.models.api import ApiBackend
