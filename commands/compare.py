@@ -15,7 +15,7 @@ from ._tables import MetricRow, metric_table
 
 def compare(
     ctx: typer.Context,
-    runs: list[str] = typer.Argument(..., metavar="RUN...", help="Two or more run ids (or unique prefixes) of one target task."),
+    runs: list[str] = typer.Argument(..., metavar="RUN", help="Two or more run ids (or unique prefixes) of one target task."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Runs side by side on the same held-out split: each run's best prompt's test metrics and objective.

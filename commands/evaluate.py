@@ -90,7 +90,7 @@ def _open_all(configs: list[RunConfig], task: Task) -> list[RunResources]:
 def eval_cmd(
     ctx: typer.Context,
     task: str = typer.Option(..., "--task", "-t", help="Bundled task name (see `tprompt tasks`) or a path to your own task (JSONL, CSV or folder)."),
-    prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help=f"A prompt to evaluate (the scorer's system message); repeat it to compare several. Default: the original prompt of a run, {DEFAULT_PROMPT!r}."),
+    prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", metavar="TEXT", help=f"A prompt to evaluate (the scorer's system message); repeat it to compare several. Default: the original prompt of a run, {DEFAULT_PROMPT!r}."),
     prompt_file: Optional[list[Path]] = typer.Option(None, "--prompt-file", metavar="FILE", help="A prompt to evaluate, read from a file (repeat for several): text, a `tprompt export`, or your prompt template (JSON/TOML/YAML messages with {field} placeholders, or a LangChain dump), as `run --prompt-file` reads it."),
     model: Optional[str] = MODEL_OPTION,
     base_url: Optional[list[str]] = BASE_URL_OPTION,
@@ -113,8 +113,8 @@ def eval_cmd(
     """Score prompts on a task as `run` scores its held-out test: the same metrics, judge, objective and columns.
 
     Several --prompt or --prompt-file options are scored on the same examples and shown side by side.
-    Model calls are cached in the database (--db), so repeating an evaluation is free; with a run's
-    --seed and -n its --test-examples, a run's best prompt scores what the run's table says.
+
+    Model calls are cached in the database (--db), so repeating an evaluation is free: with a run's --seed, and -n its --test-examples, a run's prompts score what the run's table says.
 
     Example: tprompt eval --task mmlu/anatomy --prompt "Answer carefully." --prompt "Think first." --model fake -n 10
     """
@@ -123,8 +123,11 @@ def eval_cmd(
     url = base_url_setting(base_url)
     if split not in ("train", "test"):
         raise UsageError(f"unknown --split {split!r}", hint="use train or test")
+    limit = RunConfig.model_fields["test_examples"].metadata[-1].le  # a run's --test-examples bound
     if examples < 1:
         raise UsageError(f"--examples must be at least 1, not {examples}")
+    if examples > limit:
+        raise UsageError(f"--examples must be at most {limit}, not {examples}")
     sources = prompt_sources(prompt, prompt_file)
     model = DEFAULT_MODEL if model is None else model
     values: dict[str, Any] = {

@@ -93,6 +93,7 @@ def test_eval_user_task_with_skipped_rows(tmp_path, capsys):
         (("--task", "gsm8k", "--prompt", "x", "--prompt-file", "p.txt"), "cannot read prompt file p.txt"),
         (("--task", "gsm8k", "--prompt-file", "/nonexistent/p.txt"), "cannot read prompt file"),
         (("--task", "gsm8k", "--prompt", "x", "--examples", "0"), "--examples must be at least 1"),
+        (("--task", "gsm8k", "--prompt", "x", "--examples", "20000"), "--examples must be at most 10000, not 20000"),
         (("--task", "gsm8k", "--prompt", "x", "--split", "dev"), "unknown --split 'dev'"),
         (("--task", "gsm8k", "--prompt", "x", "--mode", "fast"), "mode: Input should be 'auto', 'generate' or 'logprob'"),
         (("--task", "gsm8k", "--prompt", "x", "--model", "nosuchbackend:zzz"), "error:"),
@@ -128,7 +129,9 @@ def test_score_prompt_direct_progress_and_batches(tmp_path):
         ev = score_prompt("Be precise.", rows, task=task, model=get_model("fake"), recorder=rec,
                           progress=lambda done, total: seen.append((done, total)), batch_size=2)
         assert rec.model_calls == 5
-    assert seen == [(0, 5), (2, 5), (4, 5), (5, 5)]
+    # per answered row (a local model reports each row, 944f2a3) and at each batch's end, never backwards
+    assert seen[0] == (0, 5) and seen[-1] == (5, 5) and {(2, 5), (4, 5)} <= set(seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and {t for _, t in seen} == {5}
     assert ev.n_examples == 5 and len(ev.answers) == 5 and ev.task == "bbh/date_understanding"
     assert [a.example_id for a in ev.answers] == [r.id for r in rows]
     assert 0.0 <= ev.objective <= 1.0
