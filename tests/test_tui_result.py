@@ -1,21 +1,27 @@
-"""The run view shows the result (issue 33): the held-out test table on Scores, tabs by digit from every tab."""
+"""The run view shows the result (issue 33): the test table on Scores, tabs by digit, the search key, answers with their gold."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _tui_db import DEMO_RUN, screen_text
 from conftest import run_created
+from test_graph import run_in_process
+from test_judge import JUDGED
 from test_tui import SIZE, open_run, table, wait_for
 from textual.widgets import Input, TabbedContent
 
+from tprompt.evaluator import load_task
 from tprompt.metric_specs import heading
 from tprompt.stores import EventLog
+from tprompt.stores.events import Answered, CandidateAnswered, CandidateJudged
 from tprompt.stores.summary import ROLE_LABELS
 from tprompt.tui import create_app
 from tprompt.tui.data import fmt
 from tprompt.tui.screens.run import NOT_TESTED, TAB_KEYS, TABS
+from tprompt.tui.widgets import LiteralStatic
 
 pytestmark = pytest.mark.anyio
 
@@ -102,3 +108,74 @@ async def test_slash_searches_the_transcripts_and_the_footer_names_it(recorded: 
         assert app.screen is screen
         await pilot.press("5")
         await wait_for(pilot, lambda: screen.query_one(TabbedContent).active == "tab-graph")
+
+
+# -- a call with the answer it became (logprob letters and gold; judge rationales beside answer and reference) --
+
+
+def _answers(log: EventLog, run_id: str) -> list[tuple[Any, Any]]:
+    return [(se.event, a) for se in log.events(run_id) if isinstance(se.event, Answered) for a in se.event.answers]
+
+
+async def _open_call(pilot: Any, app: Any, call_id: str) -> str:
+    screen = app.screen
+    await pilot.press("4")
+    calls = table(app, "#calls")
+    await wait_for(pilot, lambda: calls.row_count > 0)
+    calls.focus()
+    calls.show_key(call_id)
+    box = screen.query_one("#call-detail", LiteralStatic)
+    await wait_for(pilot, lambda: str(box.render()).startswith(f"call {call_id}"))
+    return str(box.render())  # all of it: the screen shows the part that fits
+
+
+async def test_a_logprob_call_shows_option_letters_the_gold_answer_and_right_or_wrong(recorded: Path) -> None:
+    with EventLog(recorded, readonly=True) as log:
+        answers = [(ev, a) for ev, a in _answers(log, DEMO_RUN) if ev.mode == "logprob" and a.call_id]
+        task = load_task(answers[0][0].task)
+    # one right and one wrong answer of the run, each opened from its call
+    picks = [next((ev, a) for ev, a in answers if a.correct), next((ev, a) for ev, a in answers if not a.correct)]
+    app = create_app(recorded, DEMO_RUN, cursor_blink=False)
+    async with app.run_test(size=(150, 80)) as pilot:
+        await pilot.pause()
+        for _, answer in picks:
+            text = await _open_call(pilot, app, answer.call_id)
+            example = next(e for e in task.train if e.id == answer.example_id)
+            lines = [line.strip() for line in text.splitlines()]
+            assert "[response: each option's probability]" in lines
+            letters = [line for line in lines if line[:1] in "▶" + "ABCD" and "  " in line and line.split()[0] in "▶ABCD"]
+            assert len(letters) == len(example.choices)
+            chosen = [line for line in letters if line.startswith("▶")]
+            assert len(chosen) == 1 and chosen[0].split()[1] == answer.parsed
+            assert f"{fmt(answer.confidence)}  {example.choices[ord(answer.parsed) - 65]}" in chosen[0]
+            gold = [line for line in letters if line.endswith("✓ gold")]
+            assert len(gold) == 1 and gold[0].lstrip("▶ ").startswith(example.answer + " ")
+            verdict = "right" if answer.correct else "wrong"
+            assert f"chose {answer.parsed} (p={fmt(answer.confidence)}): {verdict}" in lines
+            assert f"gold {example.answer}) {example.choices[ord(example.answer) - 65]}" in lines
+
+
+async def test_judge_rationales_sit_beside_the_answer_and_the_reference(tmp_path: Path) -> None:
+    db = tmp_path / "judged.db"
+    log, run_id = run_in_process(db, **JUDGED)
+    judged = next(se.event for se in log.events(run_id) if isinstance(se.event, CandidateJudged))
+    answered = next(ev for ev, _ in _answers(log, run_id)
+                    if isinstance(ev, CandidateAnswered) and (ev.prompt_id, ev.task, ev.stage) == (judged.prompt_id, judged.task, judged.stage))
+    log.close()
+    judgement = judged.judgements[0]
+    answer = next(a for a in answered.answers if a.example_id == judgement.example_id)
+    example = next(e for e in load_task(judged.task).train if e.id == answer.example_id)
+    app = create_app(db, run_id, cursor_blink=False)
+    async with app.run_test(size=(150, 80)) as pilot:
+        await pilot.pause()
+        # the scorer's call: its answer, the gold answer, and the judge's scores and rationales for it
+        lines = [line.strip() for line in (await _open_call(pilot, app, answer.call_id)).splitlines()]
+        at = lines.index(f"answer {answer.parsed!r}  confidence {fmt(answer.confidence)}: {'right' if answer.correct else 'wrong'}")
+        assert lines[at + 1].startswith(f"gold {example.answer})") and lines[at + 2] == "judge:"
+        mine = [j for j in judged.judgements if j.example_id == answer.example_id]
+        assert lines[at + 3] == f"{mine[0].criterion} {fmt(mine[0].score, 2)}" and lines[at + 4] == mine[0].rationale
+        # the judge's call: the answer it judged and the reference, then its rationales
+        lines = [line.strip() for line in (await _open_call(pilot, app, judgement.call_id)).splitlines()]
+        at = next(i for i, line in enumerate(lines) if line.startswith("[judgements of "))
+        assert lines[at + 1] == f"answer {answer.parsed!r}" and lines[at + 2].startswith(f"gold {example.answer})")
+        assert lines[at + 3] == f"{judgement.criterion} {fmt(judgement.score, 2)}" and lines[at + 4] == judgement.rationale

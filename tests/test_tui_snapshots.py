@@ -52,6 +52,23 @@ def test_run_transcripts(snap_compare: Any, recorded: Path) -> None:
     assert snap_compare(app, press=["4"], terminal_size=SIZE, run_before=_cursor("#calls", 4))
 
 
+def test_run_logprob_transcript(snap_compare: Any, recorded: Path) -> None:
+    # a scorer's logprob call: each option's letter, text and probability, the chosen one, the gold one, right or wrong
+    async def run_before(pilot: Any) -> None:
+        await pilot.pause()
+        await pilot.press("4")
+        screen = pilot.app.screen
+        calls = screen.query_one("#calls", SortedTable)
+        first = next(k for k, row in screen._calls_index.items() if row.kind == "options")
+        calls.show_key(first)
+        await pilot.pause()
+        screen.query_one("#call-box").scroll_end(animate=False)  # the options, the answer and the gold
+        await pilot.pause()
+
+    app = create_app(recorded, DEMO_RUN, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
 def test_fork_dialog(snap_compare: Any, recorded: Path) -> None:
     app = create_app(recorded, DEMO_RUN, cursor_blink=False)
     assert snap_compare(app, press=["2", "f"], terminal_size=SIZE)

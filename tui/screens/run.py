@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -51,6 +50,7 @@ from ...stores.events import (
 )
 from ...stores.log import gc_paused
 from ...stores.summary import test_rows, test_title, undefined_note
+from ..call_view import AnswerIndex, Examples, call_text
 from ..data import (
     Judgements,
     RunFollower,
@@ -137,6 +137,8 @@ class RunScreen(LiteralTitles, Screen[None]):
         self.marked: tuple[str, str] | None = None  # (label, text) of the prompt marked for a diff
         self._metrics: list[str] = []
         self.judgements = Judgements()
+        self.answers = AnswerIndex()
+        self.examples = Examples()
         self._candidates_shown = 0
         self.error: str | None = None
         self._calls_index: dict[str, Any] = {}
@@ -207,6 +209,7 @@ class RunScreen(LiteralTitles, Screen[None]):
         assert self.follower is not None and self.transcripts is not None
         fresh = self.follower.poll()
         self.judgements.add(fresh)
+        self.answers.add(fresh)
         try:
             new_calls = self.transcripts.refresh()
         except TPromptError as exc:  # e.g. the file became unreadable
@@ -479,30 +482,8 @@ class RunScreen(LiteralTitles, Screen[None]):
         if row is None:
             box.update(LiteralText("no calls" if not self.transcripts.rows else "no call matches the filter", style="dim"))
             return
-        detail = self.transcripts.detail(row)
-        text = LiteralText()
-        text.append(f"call {row.call_id}  {row.agent}  {row.model}  step {row.step or '-'}", style="bold")
-        text.append(
-            f"\ntokens {row.prompt_tokens} in / {row.completion_tokens} out  latency {row.latency_s:.3f}s  "
-            f"cache {'hit' if row.cache_hit else 'miss'}",
-            style="dim",
-        )
-        params = ", ".join(f"{k}={v}" for k, v in detail.params.items() if k not in ("kind", "model", "revision"))
-        if params:
-            text.append(f"\n{params}", style="dim")
-        needle = self._call_filter()["search"].strip()
-        for role, content in detail.messages:
-            text.append(f"\n\n[{role}]\n", style="bold cyan")
-            text.append(_highlighted(content, needle))
-        text.append("\n\n[response]\n", style="bold green")
-        if row.error:
-            text.append(row.error, style="red")
-        text.append(_highlighted(detail.response or "", needle))
-        # One reply can serve several judged events (a cache hit when a stage judges the same answers again).
-        for ev, judged in self.judgements.of_call(row.call_id):
-            text.append(f"\n\n[judgements of {ev.prompt_id} ({ev.role if isinstance(ev, TestJudged) else ev.stage}) on {ev.task}, "
-                        f"example {judged[0].example_id}]", style="bold magenta")
-            text.append(judgement_text(judged, examples=False))
+        text = call_text(row, self.transcripts.detail(row), needle=self._call_filter()["search"].strip(),
+                         answers=self.answers, examples=self.examples, judged=self.judgements.of_call(row.call_id))
         box.update(text)
 
     # -- events from widgets ------------------------------------------------------------------
@@ -648,10 +629,3 @@ class RunScreen(LiteralTitles, Screen[None]):
             chosen,
         )
 
-
-def _highlighted(content: str, needle: str) -> Text:
-    """``content`` as literal Text with every (case-insensitive) occurrence of ``needle`` highlighted."""
-    text = literal(content)
-    if needle:
-        text.highlight_words([needle], style="black on yellow", case_sensitive=False)
-    return text
