@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich import box
@@ -19,7 +19,6 @@ from ..errors import UsageError
 from ..evaluator import LOGPROB_IFR_NOTE, Task, list_tasks, load_task
 from ..evaluator.template import ChatTemplate
 from ..graph.config import DEFAULT_ORIGINAL_PROMPT as DEFAULT_PROMPT
-from ..graph.heldout import HeldOutScore, score_held_out
 from ..graph.resources import RunResources
 from ..prompt_file import read_prompt_source
 from ._common import JSON_OPTION, SafeConsole, err, open_log, out, print_json, shorten
@@ -44,6 +43,9 @@ from ._score_options import (
 )
 from ._tables import MetricRow, metric_table
 from .run import metric_failure_lines
+
+if TYPE_CHECKING:
+    from ..graph.heldout import HeldOutScore
 
 DEFAULT_MODEL = "smollm2"
 
@@ -165,6 +167,7 @@ class Scored:
 
 
 def _score_all(ctx: typer.Context, resources: list[RunResources], *, split: str, n: int, show: bool) -> list[Scored]:
+    from ..graph.heldout import score_held_out  # the graph's nodes (LangGraph): only when scoring
     from ..models import Recorder
 
     out = []
