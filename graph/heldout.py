@@ -15,7 +15,7 @@ best prompt of a run with its settings (test split, ``test_examples``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..evaluator import ScoreMode, answer_prompt
@@ -23,9 +23,9 @@ from ..evaluator.scoring import ScoredAnswer
 from ..judge.answers import judge_answered
 from ..models import Recorder
 from ..stores import EventLog
-from ..stores.events import Answer, Judged, PromptTested, TestAnswered, prompt_id_of
+from ..stores.events import Judged, PromptTested, TestAnswered, prompt_id_of
 from .context import RunContext
-from .nodes import evaluate_answers, judge_extra
+from .nodes import evaluate_answers, judge_extra, stored_answers
 from .resources import RunResources
 
 Progress = Callable[[str, int, int], None]
@@ -95,16 +95,10 @@ def score_held_out(
     return HeldOutScore(tested=tested, mode=mode, answers=tuple(answers), judged=judged)
 
 
-def stored_answers(answers: Sequence[ScoredAnswer]) -> list[Answer]:
-    """The scorer's answers as an answer set records them."""
-    return [Answer(example_id=a.example_id, parsed=a.parsed, confidence=a.confidence,
-                   followed_format=a.followed_format, correct=a.correct, call_id=a.call_id) for a in answers]
-
-
 def _labelled(progress: Progress | None, label: str) -> Callable[[int, int], None] | None:
     if progress is None:
         return None
     return lambda done, total: progress(label, done, total)
 
 
-__all__ = ("HeldOutScore", "score_held_out", "stored_answers")
+__all__ = ("HeldOutScore", "score_held_out")

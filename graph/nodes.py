@@ -50,7 +50,7 @@ from ..agents.proposer import (
 from ..agents.reflective import REFLECTIVE_TEMPLATES, build_reflection
 from ..agents.transfer import select_transfer
 from ..errors import JudgeUnparseable
-from ..evaluator import ScoreMode, Task, answer_prompt
+from ..evaluator import ScoredAnswer, ScoreMode, Task, answer_prompt
 from ..evaluator.program import PROGRAM_AGENT, answer_program
 from ..evaluator.registry import MetricSet
 from ..evaluator.template import placeholder_change
@@ -406,8 +406,12 @@ def _answer(
             # A served scorer takes `concurrency` requests at once per endpoint; a batch must hold them all.
             batch_size=max(8, ctx.served_width) if ctx.scorer_is_remote else LOCAL_SCORER_BATCH,
         )
-    program = ctx.program is not None
-    return mode, [
+    return mode, stored_answers(answers, program=ctx.program is not None)
+
+
+def stored_answers(answers: Sequence[ScoredAnswer], *, program: bool = False) -> list[Answer]:
+    """The scorer's (or a program's) answers as an answer set records them: a program's output is kept."""
+    return [
         Answer(example_id=a.example_id, parsed=a.parsed, confidence=a.confidence, followed_format=a.followed_format,
                correct=a.correct, call_id=a.call_id, output=a.raw if program and a.error is None else None,
                error=a.error)
