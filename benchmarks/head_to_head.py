@@ -262,8 +262,9 @@ def tprompt_result(arm: str, seed: int, ran: dict[str, Any], shown: dict[str, An
                      prompt_chars=len(best["prompt"]), prompt=best["prompt"])
 
 
-def run_dspy(arm: str, seed: int, args: argparse.Namespace, base_url: str, model: str, python: Path) -> ArmResult:
-    """One DSPy arm in its own environment, on the same rows."""
+def run_dspy(arm: str, seed: int, args: argparse.Namespace, base_url: str, model: str, python: Path,
+             work: Path) -> ArmResult:
+    """One DSPy arm in its own environment, on the same rows (its log kept in ``work``)."""
     from tprompt.config import RunConfig
 
     spec = {"arm": arm, "base_url": base_url, "model": model, "seed": seed, "budget": args.budget,
@@ -278,6 +279,7 @@ def run_dspy(arm: str, seed: int, args: argparse.Namespace, base_url: str, model
     done = subprocess.run([str(python), str(DSPY_DRIVER)], input=json.dumps(spec), capture_output=True, text=True,
                           env=env)
     wall = time.perf_counter() - started
+    (work / f"{arm}-s{seed}.log").write_text(done.stderr, encoding="utf-8")
     if done.returncode != 0:
         return ArmResult(arm, seed, None, 0, 0, wall, 0, error=_last_line(done.stderr))
     out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -391,13 +393,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         key = plan_key(args, model if args.base_url else "smollm2-135m-instruct (transformers serve)")
         results = load_results(args.results, key)
         work = Path(tempfile.mkdtemp(prefix="h2h-runs-"))
+        print(f"run databases and DSPy logs in {work}", file=sys.stderr, flush=True)
         for seed in args.seeds:  # seeds outermost: a partial table has whole seeds
             for arm in args.arms:
                 if any(r.arm == arm and r.seed == seed for r in results):
                     continue
                 if arm in DSPY_ARMS:
                     assert python is not None
-                    result = run_dspy(arm, seed, args, base_url, model, python)
+                    result = run_dspy(arm, seed, args, base_url, model, python, work)
                 else:
                     result = run_tprompt(arm, seed, args, base_url, model, work)
                 results.append(result)
