@@ -30,7 +30,7 @@ from pydantic import (
 
 from . import _cpu
 from ._yaml import load_yaml
-from .errors import ConfigError, first_error
+from .errors import ConfigError, UsageError, first_error
 from .evaluator.template import MAX_DESCRIPTION_CHARS, ChatTemplate
 from .judge.rubric import Rubric
 
@@ -452,13 +452,29 @@ def base_urls(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def stage_rule(values: dict[str, Any]) -> dict[str, Any]:
+def check_target_only(target_only: bool, sources: list[str] | None, *,
+                      names: tuple[str, str] = ("--target-only", "--source")) -> None:
+    """A run asked to be target-only names no source task (the CLI's options, the new-run form's fields).
+
+    Raises:
+        UsageError: it does; ``names`` are how the caller calls the two.
+    """
+    if target_only and sources:
+        raise UsageError(f"{names[0]} runs no source stage, so it takes no {names[1]}",
+                         hint=f"leave out {names[1]}, or {names[0]} to transfer from the sources")
+
+
+def stage_rule(values: dict[str, Any], *, target_only: bool = False) -> dict[str, Any]:
     """``values`` with the rule of which stages a run has applied (one rule, for the CLI and the TUI).
 
     No source stage unless sources are named or the run is the bundled demo: a run that names a target
     but no source task is target-only (``transfer = false``, no source tasks); a run naming neither is
     the demo (ai2_science -> arc_challenge). An explicit ``transfer`` setting is kept as given.
+    ``target_only`` (``--target-only``, the new-run form's box; see :func:`check_target_only`) asks for no
+    source stage, over a settings file's sources.
     """
+    if target_only:
+        return {**values, "transfer": False, "source_tasks": []}
     if "transfer" in values:
         return values
     named = values.get("source_tasks")
@@ -633,6 +649,7 @@ __all__ = (
     "check_extra_body",
     "takes_extra_body",
     "load_config_file",
+    "check_target_only",
     "load_rubric_file",
     "make_config",
     "read_settings_file",

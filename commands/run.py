@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._signals import Interrupts
-from ..config import stage_rule
+from ..config import check_target_only, stage_rule
 from ..errors import UsageError
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..graph.parents import run_frontier
@@ -269,9 +269,7 @@ def run(
     # --concurrency and --request-timeout are the config's (recorded); the rest is this execution's.
     options = ExecutionOptions(max_cost=max_cost, max_rollouts=max_rollouts)
     check_model_options(concurrency, request_timeout)
-    if target_only and source:
-        raise UsageError("--target-only runs no source stage, so it takes no --source",
-                         hint="leave out --source, or --target-only to transfer from the sources")
+    check_target_only(target_only, source)
     url = base_url_setting(base_url)
     template = None
     if prompt_file is not None:
@@ -295,9 +293,7 @@ def run(
             request_timeout=request_timeout, review=review or None, program=program,
         )
     )
-    if target_only:
-        values.update(transfer=False, source_tasks=[])
-    values = stage_rule(values)
+    values = stage_rule(values, target_only=target_only)
     values.update(scoring_settings(values, mode=mode, metric=metric, weight=weight, metric_timeout=metric_timeout,
                                    judge=judge, rubric=rubric, description=description))
     cfg = make_config(values, where=str(config) if config else "options")

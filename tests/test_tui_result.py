@@ -11,7 +11,7 @@ from conftest import run_created
 from test_graph import run_in_process
 from test_judge import JUDGED
 from test_tui import SIZE, open_run, table, wait_for
-from textual.widgets import Input, TabbedContent
+from textual.widgets import Checkbox, Input, TabbedContent
 
 from tprompt.evaluator import load_task
 from tprompt.metric_specs import heading
@@ -20,7 +20,8 @@ from tprompt.stores.events import Answered, CandidateAnswered, CandidateJudged
 from tprompt.stores.summary import ROLE_LABELS
 from tprompt.tui import create_app
 from tprompt.tui.data import fmt
-from tprompt.tui.screens.run import NOT_TESTED, TAB_KEYS, TABS
+from tprompt.tui.screens.modals import NewRunScreen
+from tprompt.tui.screens.run import NOT_TESTED, TAB_KEYS, TABS, RunScreen
 from tprompt.tui.widgets import LiteralStatic
 
 pytestmark = pytest.mark.anyio
@@ -179,3 +180,79 @@ async def test_judge_rationales_sit_beside_the_answer_and_the_reference(tmp_path
         at = next(i for i, line in enumerate(lines) if line.startswith("[judgements of "))
         assert lines[at + 1] == f"answer {answer.parsed!r}" and lines[at + 2].startswith(f"gold {example.answer})")
         assert lines[at + 3] == f"{judgement.criterion} {fmt(judgement.score, 2)}" and lines[at + 4] == judgement.rationale
+
+
+# -- the new-run form takes target-only, metrics, judge and rubric, checked as `tprompt run` checks them --------
+
+
+RUBRIC = """
+name = "form"
+version = 2
+[[criteria]]
+name = "brevity"
+description = "the answer is short"
+"""
+
+
+async def _fill_new_run(pilot: Any, app: Any, fields: dict[str, str], *, target_only: bool) -> Any:
+    await pilot.press("n")
+    await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
+    form = app.screen
+    for key, value in fields.items():
+        form.query_one(f"#new-{key}", Input).value = value
+    form.query_one("#new-target_only", Checkbox).value = target_only
+    await pilot.pause()
+    return form
+
+
+@pytest.mark.parametrize(("fields", "target_only", "error"), [
+    ({"source_tasks": "bbh/navigate"}, True, "target only runs no source stage, so it takes no source tasks"),
+    ({"metrics": "exact_match, no_such_metric"}, False, "metric no_such_metric: unknown metric name"),
+    ({"judge": "nosuch:model"}, False, "unknown model spec 'nosuch:model'"),
+    ({"rubric": "missing-rubric.toml"}, False, "missing-rubric.toml"),
+    ({"rubric": "RUBRIC"}, False, "a rubric is given but no judge"),
+    ({"target_task": "no_such_task", "source_tasks": ""}, True, "unknown task 'no_such_task'"),
+], ids=["target-only-with-sources", "metric", "judge", "rubric-file", "rubric-without-judge", "task"])
+async def test_a_bad_new_run_is_one_line_in_the_form_and_nothing_is_written(
+        db_path: Path, tmp_path: Path, fields: dict[str, str], target_only: bool, error: str) -> None:
+    rubric = tmp_path / "rubric.toml"
+    rubric.write_text(RUBRIC)
+    fields = {"proposer": "fake", "scorer": "fake", "target_task": "bbh/web_of_lies", **fields}
+    fields = {k: str(rubric) if v == "RUBRIC" else v for k, v in fields.items()}
+    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        form = await _fill_new_run(pilot, app, fields, target_only=target_only)
+        await pilot.click("#new-ok")
+        box = form.query_one("#new-error", LiteralStatic)
+        await wait_for(pilot, lambda: error in str(box.render()))
+        assert "\n" not in str(box.render()).strip() and app.screen is form
+    with EventLog(db_path, readonly=True) as log:
+        assert log.runs() == []
+
+
+async def test_the_new_run_form_starts_a_target_only_judged_run_with_its_metrics(db_path: Path, tmp_path: Path) -> None:
+    rubric = tmp_path / "rubric.toml"
+    rubric.write_text(RUBRIC)
+    fields = {"source_tasks": "", "target_task": "bbh/web_of_lies", "proposer": "fake", "scorer": "fake", "steps": "1",
+              "candidates": "1", "examples": "2", "test_examples": "2", "metrics": "exact_match, contains",
+              "judge": "fake", "rubric": str(rubric)}
+    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await _fill_new_run(pilot, app, {**fields, "source_tasks": "bbh/navigate"}, target_only=True)
+        app.screen.query_one("#new-source_tasks", Input).value = ""
+        await pilot.click("#new-ok")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.follower.state.status == "completed")
+        await app.workers.wait_for_complete()
+        config = screen.follower.state.config
+    assert config.transfer is False and config.source_tasks == [] and config.target_task == "bbh/web_of_lies"
+    assert config.metrics == ["exact_match", "contains"] and config.judge == "fake"
+    assert config.rubric is not None and [c.name for c in config.rubric.criteria] == ["brevity"]
+    assert config.rubric.version == 2
+    with EventLog(db_path, readonly=True) as log:
+        tested = log.state(screen.run_id).tested
+    assert set(tested) == {"original", "best_target"}
+    assert {"exact_match", "contains", "judge_brevity"} <= set(tested["best_target"].metrics)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -204,8 +206,13 @@ FORM_FIELDS: tuple[tuple[str, str], ...] = (
     ("examples", "training examples"),
     ("test_examples", "test examples"),
     ("original_prompt", "original prompt"),
+    ("metrics", "metrics (a, b)"),
+    ("judge", "judge model"),
+    ("rubric", "judge's rubric file"),
 )
 _INT_FIELDS = {"steps", "candidates", "top_k", "examples", "test_examples"}
+#: fields that are not config keys as typed: the CLI's scoring options (``--metric``, ``--judge``, ``--rubric``)
+_SCORING_FIELDS = {"metrics", "judge", "rubric"}
 
 
 def _defaults() -> dict[str, str]:
@@ -214,7 +221,7 @@ def _defaults() -> dict[str, str]:
     values: dict[str, str] = {}
     default = RunConfig()
     for key, _ in FORM_FIELDS:
-        value = getattr(default, key)
+        value = None if key == "rubric" else getattr(default, key)
         if value is None:
             values[key] = ""
         elif isinstance(value, list):
@@ -232,6 +239,7 @@ class NewRunScreen(_FormModal[dict[str, Any] | None]):
     def __init__(self, initial: dict[str, str] | None = None) -> None:
         super().__init__()
         self.initial = {**_defaults(), **(initial or {})}
+        self._checking = False  # a submitted form's run is being checked (preflight)
 
     def compose(self) -> ComposeResult:
         tasks = _task_names()
@@ -253,6 +261,8 @@ class NewRunScreen(_FormModal[dict[str, Any] | None]):
                         id="new-mode",
                         compact=True,
                     )
+                    yield Label("target only")
+                    yield Checkbox("no source stage", value=False, id="new-target_only", compact=True)
             yield LiteralStatic(id="new-error")
             with Horizontal(classes="buttons"):
                 yield Button("Start", variant="primary", id="new-ok")
@@ -264,36 +274,74 @@ class NewRunScreen(_FormModal[dict[str, Any] | None]):
         self.query_one("#new-source_tasks", Input).focus()
 
     def values(self) -> dict[str, Any]:
-        """The form as RunConfig values (empty fields keep the defaults; no source task: target-only)."""
-        from ...config import stage_rule
+        """The form as RunConfig values, by the CLI's rules (``tprompt run``): empty fields keep the defaults, no
+        source task or the target-only box is a target-only run, metrics, judge and rubric as ``--metric``,
+        ``--judge`` and ``--rubric`` give them.
+
+        Raises:
+            UsageError: target only with source tasks. ConfigError: an unreadable or invalid rubric file.
+        """
+        from ...commands._score_options import scoring_settings
+        from ...config import check_target_only, stage_rule
 
         values: dict[str, Any] = {}
+        raw = {key: self.query_one(f"#new-{key}", Input).value.strip() for key, _ in FORM_FIELDS}
         for key, _ in FORM_FIELDS:
-            raw = self.query_one(f"#new-{key}", Input).value.strip()
-            if not raw and key == "source_tasks":  # no source tasks: a target-only run
+            if not raw[key] and key == "source_tasks":  # no source tasks: a target-only run
                 values[key] = []
-            if not raw:
+            if not raw[key] or key in _SCORING_FIELDS:
                 continue
             if key == "source_tasks":
-                values[key] = [t.strip() for t in raw.split(",") if t.strip()]
+                values[key] = _names(raw[key])
             elif key in _INT_FIELDS:
-                values[key] = int(raw) if raw.lstrip("-").isdigit() else raw
+                values[key] = int(raw[key]) if raw[key].lstrip("-").isdigit() else raw[key]
             else:
-                values[key] = raw
-        values["mode"] = self.query_one("#new-mode", Select).value
-        return stage_rule(values)
+                values[key] = raw[key]
+        target_only = self.query_one("#new-target_only", Checkbox).value
+        check_target_only(target_only, values.get("source_tasks"), names=("target only", "source tasks"))
+        values = stage_rule(values, target_only=target_only)
+        values.update(scoring_settings(
+            values, mode=str(self.query_one("#new-mode", Select).value), metric=_names(raw["metrics"]), weight=None,
+            metric_timeout=None, judge=raw["judge"] or None, rubric=Path(raw["rubric"]) if raw["rubric"] else None,
+            description=None))
+        return values
 
     def _submit(self) -> None:
         from ...graph.config import make_config
 
-        values = self.values()
-        try:
-            make_config(values, where="new run")
-        except TPromptError as exc:
-            self.query_one("#new-error", LiteralStatic).update(LiteralText(str(exc), style="red"))
+        if self._checking:
             return
-        self.dismiss(values)
+        try:
+            values = self.values()
+            config = make_config(values, where="new run")
+        except TPromptError as exc:
+            self._error(str(exc))
+            return
+        self._checking = True
+        self.query_one("#new-error", LiteralStatic).update(LiteralText("checking the tasks, models and metrics…", style="dim"))
+        self._preflight(values, config)
 
+    @work(thread=True, exclusive=True, group="new-run-check")
+    def _preflight(self, values: dict[str, Any], config: Any) -> None:
+        """Worker: open what the run needs, as ``tprompt run`` does before it writes anything (a local model can take
+        seconds); the form closes when all is there, or says what is not."""
+        from ...graph import preflight
+
+        try:
+            preflight(config)
+        except TPromptError as exc:
+            self.app.call_from_thread(self._error, str(exc))
+            return
+        self.app.call_from_thread(self.dismiss, values)
+
+    def _error(self, message: str) -> None:
+        self._checking = False
+        self.query_one("#new-error", LiteralStatic).update(LiteralText(message, style="red"))
+
+
+def _names(raw: str) -> list[str]:
+    """A comma-separated field as its names (task names, metric names)."""
+    return [t.strip() for t in raw.split(",") if t.strip()]
 
 
 class DiffScreen(ModalScreen[None]):
