@@ -32,6 +32,19 @@ def to_messages(messages: Sequence[BaseMessage]) -> tuple[Message, ...]:
     return tuple(result)
 
 
+def chat_result(text: str, prompt_tokens: int, completion_tokens: int) -> LCChatResult:
+    """One answer as langchain's chat result, with its token usage."""
+    message = AIMessage(
+        content=text,
+        usage_metadata={
+            "input_tokens": prompt_tokens,
+            "output_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    )
+    return LCChatResult(generations=[ChatGeneration(message=message)])
+
+
 class BackendChatModel(BaseChatModel):
     """A langchain chat model that answers through a tprompt :class:`ChatBackend`."""
 
@@ -65,19 +78,10 @@ class BackendChatModel(BaseChatModel):
             seed=kwargs.get("seed", self.seed),
             sample_index=int(kwargs.get("sample_index", 0)),
         )
-        text, prompt_tokens, completion_tokens = self.backend.generate([request])[0]
-        message = AIMessage(
-            content=text,
-            usage_metadata={
-                "input_tokens": prompt_tokens,
-                "output_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        )
-        return LCChatResult(generations=[ChatGeneration(message=message)])
+        return chat_result(*self.backend.generate([request])[0])
 
 
-class RecordedChatModel(BaseChatModel):
+class RecordedChatModel(BackendChatModel):
     """The ``llm`` a user's program is given: a langchain chat model whose every call goes through a call site.
 
     Each call is one :class:`ChatRequest` through ``site`` (the run's recorder: cache, transcript row, cost),
@@ -87,7 +91,6 @@ class RecordedChatModel(BaseChatModel):
     calls made, in order.
     """
 
-    backend: Any
     site: Any
     #: the refs of the named prompts a request's messages carry (``evaluator.program.prompts_in``, bound)
     prompt_refs: Any = None
@@ -95,14 +98,6 @@ class RecordedChatModel(BaseChatModel):
     max_tokens: int = 256
     call_ids: list[str] = []
     seen: dict[str, int] = {}
-
-    @property
-    def _llm_type(self) -> str:
-        return f"tprompt-{self.backend.spec}"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"spec": self.backend.spec, "revision": self.backend.revision}
 
     def _generate(
         self,
@@ -126,15 +121,7 @@ class RecordedChatModel(BaseChatModel):
             request = replace(request, sample_index=index)
         result = self.site.chat(self.backend, [request])[0]
         self.call_ids.append(result.call_id)
-        message = AIMessage(
-            content=result.text,
-            usage_metadata={
-                "input_tokens": result.prompt_tokens,
-                "output_tokens": result.completion_tokens,
-                "total_tokens": result.prompt_tokens + result.completion_tokens,
-            },
-        )
-        return LCChatResult(generations=[ChatGeneration(message=message)])
+        return chat_result(result.text, result.prompt_tokens, result.completion_tokens)
 
 
 __all__ = ("BackendChatModel", "RecordedChatModel", "to_messages")
