@@ -22,6 +22,7 @@ from ..stores.transcripts import TranscriptRow
 from ._literal import LiteralText, literal
 from .data import answers_where, fmt, judgement_text
 from .transcripts import CallDetail
+from .widgets import Row
 
 #: an answer or its judgements, told apart from the others of a run: (prompt, task, stage, which answers, example)
 AnswerKey = tuple[str, str, str, str, str]
@@ -111,6 +112,21 @@ def option_probabilities(detail: CallDetail) -> list[tuple[str, float]] | None:
     if not isinstance(probs, list) or len(probs) != len(letters) or not all(isinstance(p, (int, float)) for p in probs):
         return None
     return [(str(letter), float(p)) for letter, p in zip(letters, probs)]
+
+
+def call_row(number: int, r: TranscriptRow) -> Row:
+    """A call's row of the Transcripts table (numbered in the order the calls were made)."""
+    return Row(
+        key=r.call_id,
+        values=(number, r.agent, r.step or "", r.model, r.kind, r.prompt_tokens, r.completion_tokens, r.latency_s, r.cache_hit),
+        cells=(
+            LiteralText(str(number), justify="right"), LiteralText(r.agent), LiteralText(r.step or ""), LiteralText(r.model),
+            LiteralText(r.kind), LiteralText(str(r.prompt_tokens if r.prompt_tokens is not None else "-"), justify="right"),
+            LiteralText(str(r.completion_tokens if r.completion_tokens is not None else "-"), justify="right"),
+            LiteralText(f"{r.latency_s:.3f}", justify="right"),
+            LiteralText("hit" if r.cache_hit else "miss", style="green" if r.cache_hit else "yellow"),
+        ),
+    )
 
 
 def call_text(row: TranscriptRow, detail: CallDetail, *, needle: str, answers: AnswerIndex, examples: Examples,
@@ -227,4 +243,4 @@ def _gold_text(example: Any, missing: str | None) -> LiteralText:
     return text
 
 
-__all__ = ("AnswerIndex", "Examples", "call_text", "highlighted", "option_probabilities")
+__all__ = ("AnswerIndex", "Examples", "call_row", "call_text", "highlighted", "option_probabilities")

@@ -23,6 +23,7 @@ from ..stores.events import (
     CandidateAnswered,
     CandidateJudged,
     CandidateScored,
+    Event,
     Judged,
     Judgement,
     PromptTested,
@@ -46,6 +47,28 @@ from ..stores.log import gc_paused
 from ..stores.projection import ScoredPrompt
 from ..stores.summary import RunSummary, best_of, best_scored, summarize
 from ._literal import LiteralText
+
+#: style of the event column, by event class (every class has one; a test checks)
+EVENT_STYLE: dict[type[Event], str] = {
+    RunCreated: "bold",
+    RunForked: "bold magenta",
+    StageStarted: "bold cyan",
+    StageCompleted: "bold cyan",
+    StepProposed: "yellow",
+    StepRevised: "italic yellow",
+    CandidateAnswered: "dim",
+    TestAnswered: "dim",
+    CandidateJudged: "blue",
+    TestJudged: "blue",
+    CandidateScored: "",
+    StepCompleted: "green",
+    TransferSelected: "magenta",
+    PromptTested: "bold green",
+    RunPaused: "cyan",
+    RunResumed: "cyan",
+    RunCompleted: "bold green",
+    RunFailed: "bold red",
+}
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -382,6 +405,7 @@ def best_prompts(state: RunState) -> list[tuple[str, ScoredPrompt]]:
 
 
 __all__ = (
+    "EVENT_STYLE",
     "Curve",
     "Judgements",
     "RunFollower",

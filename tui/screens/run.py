@@ -27,31 +27,11 @@ from textual.widgets import (
 from ...errors import TPromptError
 from ...graph.topology import node_of, successors
 from ...metric_specs import heading, metric_columns
-from ...stores.events import (
-    CandidateAnswered,
-    CandidateJudged,
-    CandidateScored,
-    Event,
-    PromptTested,
-    RunCompleted,
-    RunCreated,
-    RunFailed,
-    RunForked,
-    RunPaused,
-    RunResumed,
-    StageCompleted,
-    StageStarted,
-    StepCompleted,
-    StepProposed,
-    StepRevised,
-    TestAnswered,
-    TestJudged,
-    TransferSelected,
-)
 from ...stores.log import gc_paused
 from ...stores.summary import test_rows, test_title, undefined_note
-from ..call_view import AnswerIndex, Examples, call_text
+from ..call_view import AnswerIndex, Examples, call_row, call_text
 from ..data import (
+    EVENT_STYLE,
     Judgements,
     RunFollower,
     best_prompts,
@@ -69,28 +49,6 @@ from ..data import (
 )
 from ..transcripts import Transcripts, system_prompt
 from ..widgets import LiteralInput, LiteralStatic, LiteralText, LiteralTitles, Row, ScorePlot, SortedTable, literal
-
-#: style of the event column, by event class (every class has one; a test checks)
-EVENT_STYLE: dict[type[Event], str] = {
-    RunCreated: "bold",
-    RunForked: "bold magenta",
-    StageStarted: "bold cyan",
-    StageCompleted: "bold cyan",
-    StepProposed: "yellow",
-    StepRevised: "italic yellow",
-    CandidateAnswered: "dim",
-    TestAnswered: "dim",
-    CandidateJudged: "blue",
-    TestJudged: "blue",
-    CandidateScored: "",
-    StepCompleted: "green",
-    TransferSelected: "magenta",
-    PromptTested: "bold green",
-    RunPaused: "cyan",
-    RunResumed: "cyan",
-    RunCompleted: "bold green",
-    RunFailed: "bold red",
-}
 
 EVENT_COLUMNS = ("seq", "where", "event", "summary")
 CALL_COLUMNS = ("#", "agent", "step", "model", "kind", "tokens in", "tokens out", "latency s", "cache")
@@ -449,22 +407,8 @@ class RunScreen(LiteralTitles, Screen[None]):
             matching = self.transcripts.filtered(**self._call_filter(), rows=fresh)
         rows = []
         for r in matching:
-            number = len(self._calls_index) + 1
             self._calls_index[r.call_id] = r
-            rows.append(
-                Row(
-                    key=r.call_id,
-                    values=(number, r.agent, r.step or "", r.model, r.kind, r.prompt_tokens, r.completion_tokens,
-                            r.latency_s, r.cache_hit),
-                    cells=(
-                        LiteralText(str(number), justify="right"), LiteralText(r.agent), LiteralText(r.step or ""), LiteralText(r.model),
-                        LiteralText(r.kind), LiteralText(str(r.prompt_tokens if r.prompt_tokens is not None else "-"), justify="right"),
-                        LiteralText(str(r.completion_tokens if r.completion_tokens is not None else "-"), justify="right"),
-                        LiteralText(f"{r.latency_s:.3f}", justify="right"),
-                        LiteralText("hit" if r.cache_hit else "miss", style="green" if r.cache_hit else "yellow"),
-                    ),
-                )
-            )
+            rows.append(call_row(len(self._calls_index), r))
         if fresh is None:
             table.set_rows(rows)
         else:
