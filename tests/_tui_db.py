@@ -132,13 +132,16 @@ def build_evil_db(path: Path) -> Path:
     """
     from tprompt.stores import PromptCandidate, RunCreated, prompt_id_of
     from tprompt.stores.events import (
+        Answer,
         CandidateScored,
+        PromptTested,
         RunFailed,
         RunPaused,
         StageCompleted,
         StageStarted,
         StepCompleted,
         StepProposed,
+        TestAnswered,
     )
     from tprompt.stores.transcripts import NewCall, TranscriptStore
 
@@ -174,6 +177,14 @@ def build_evil_db(path: Path) -> Path:
         log.append(EVIL_FAILED, [StepCompleted(stage="source", step=0, best_prompt_id=scored[1].prompt_id,
                                                best_objective=0.5),
                                  StageCompleted(stage="source", top_k=[scored[1].prompt_id])])
+        # Its original prompt tested (a logprob answer from a hostile call, a hostile metric), then the failure.
+        answer = Answer(example_id=evil("example"), parsed=evil("parsed"), confidence=0.75, followed_format=True,
+                        correct=False, call_id="call-evil-3")
+        log.append(EVIL_FAILED, [TestAnswered(role="original", prompt_id=original.prompt_id, text=original.text, task=task,
+                                              mode="logprob", answers=[answer])])
+        log.append(EVIL_FAILED, [PromptTested(role="original", prompt_id=original.prompt_id, text=original.text, task=task,
+                                              n_examples=1, metrics={"accuracy": 0.0, evil("testmetric"): 0.5},
+                                              objective=0.25, undefined={evil("undefined"): 1})])
         log.append(EVIL_FAILED, [RunFailed(error=evil("error"))])
     body = json.dumps({"kind": "chat", "model": model, "temperature": 0.0,
                        "messages": [["system", evil("systemmessage")], ["user", evil("usermessage")]]})
@@ -186,7 +197,13 @@ def build_evil_db(path: Path) -> Path:
                       NewCall(call_id="call-evil-2", run_id=EVIL_RUN, seq=3, step="source:0", agent=evil("agent"),
                               model=model, kind="chat", cache_key="k-evil-2", request=body.replace("user", "usr"),
                               response=evil("response2"), prompt_tokens=3, completion_tokens=4, latency_s=0.125,
-                              cache_hit=False, cost=0.5)])
+                              cache_hit=False, cost=0.5),
+                      NewCall(call_id="call-evil-3", run_id=EVIL_FAILED, seq=7, step="test", agent="scorer", model=model,
+                              kind="options", cache_key="k-evil-3",
+                              request=json.dumps({"kind": "options", "model": model, "options": [evil("letter"), "B"],
+                                                  "messages": [["user", evil("question")]]}),
+                              response="[0.75, 0.25]", prompt_tokens=3, completion_tokens=0, latency_s=0.125,
+                              cache_hit=False, cost=None)])
     finally:
         store.close()
     with EventLog(path) as log:

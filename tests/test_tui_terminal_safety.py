@@ -221,6 +221,24 @@ async def test_every_place_shows_hostile_text_escaped(hostile: Path) -> None:
         await wait_for(pilot, lambda: getattr(app.screen, "run_id", None) == EVIL_FAILED)
         check(app, "failed run", "failedrun", "error")
         assert has(cells(app, "#events"), "error")
+        # Its held-out test table: a metric name from the log, and the undefined note naming another.
+        await pilot.press("2")
+        tested = table(app, "#tested")
+        await wait_for(pilot, lambda: tested.row_count == 1)
+        assert any(shown("testmetric") in str(c.label) for c in tested.columns.values())
+        assert shown("undefined") in static(app, "#tested-note")
+        check(app, "test table")
+        # The logprob call of that test: the option letters from the request, the answer and its unloadable task.
+        await pilot.press("4")
+        calls = table(app, "#calls")
+        await wait_for(pilot, lambda: "call-evil-3" in [r.key for r in calls.rows_shown])
+        calls.show_key("call-evil-3")
+        await wait_for(pilot, lambda: static(app, "#call-detail").startswith("call call-evil-3"))
+        detail = static(app, "#call-detail")
+        for place in ("letter", "question", "parsed", "example", "task"):
+            assert shown(place) in detail, place
+        check(app, "logprob call", "letter")
+        await pilot.press("1")
 
         # Fork dialog: source prompts offered, the target task prefilled; forking onto it fails, said escaped.
         await pilot.press("f")
