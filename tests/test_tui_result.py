@@ -22,6 +22,7 @@ from tprompt.tui import create_app
 from tprompt.tui.data import fmt
 from tprompt.tui.screens.modals import NewRunScreen
 from tprompt.tui.screens.run import NOT_TESTED, TAB_KEYS, TABS, RunScreen
+from tprompt.tui.screens.runs import RunsScreen
 from tprompt.tui.widgets import LiteralStatic
 
 pytestmark = pytest.mark.anyio
@@ -256,3 +257,31 @@ async def test_the_new_run_form_starts_a_target_only_judged_run_with_its_metrics
         tested = log.state(screen.run_id).tested
     assert set(tested) == {"original", "best_target"}
     assert {"exact_match", "contains", "judge_brevity"} <= set(tested["best_target"].metrics)
+
+
+async def test_a_form_cancelled_while_its_run_is_checked_starts_nothing(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import tprompt.graph
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow_preflight(config: Any, *args: Any, **kwargs: Any) -> None:  # a local model being opened
+        started.set()
+        release.wait(60)
+
+    monkeypatch.setattr(tprompt.graph, "preflight", slow_preflight)
+    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        form = await _fill_new_run(pilot, app, {"proposer": "fake", "scorer": "fake"}, target_only=False)
+        await pilot.click("#new-ok")
+        await wait_for(pilot, started.is_set)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is not form)
+        release.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.is_running and isinstance(app.screen, RunsScreen)  # was: a late dismiss popped the runs too
+    with EventLog(db_path, readonly=True) as log:
+        assert log.runs() == []
