@@ -213,6 +213,13 @@ FORM_FIELDS: tuple[tuple[str, str], ...] = (
 _INT_FIELDS = {"steps", "candidates", "top_k", "examples", "test_examples"}
 #: fields that are not config keys as typed: the CLI's scoring options (``--metric``, ``--judge``, ``--rubric``)
 _SCORING_FIELDS = {"metrics", "judge", "rubric"}
+#: what an empty field means, where it is not a default value shown in it
+_PLACEHOLDERS = {
+    "source_tasks": "none: target-only",
+    "metrics": "the task's defaults",
+    "judge": "none (a model spec)",
+    "rubric": "default criteria (a file)",
+}
 
 
 def _defaults() -> dict[str, str]:
@@ -251,7 +258,8 @@ class NewRunScreen(_FormModal[dict[str, Any] | None]):
                         yield Label(label)
                         suggester = SuggestFromList(tasks, case_sensitive=False) if "task" in key else None
                         yield LiteralInput(
-                            value=self.initial.get(key, ""), id=f"new-{key}", suggester=suggester, compact=True
+                            value=self.initial.get(key, ""), id=f"new-{key}", suggester=suggester, compact=True,
+                            placeholder=_PLACEHOLDERS.get(key, ""),
                         )
                     yield Label("scoring mode")
                     yield Select(
