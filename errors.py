@@ -184,7 +184,9 @@ def first_error(exc: ValueError, *, where: str | None = None, prefix: tuple[str,
     msg = str(first.get("msg", exc)).removeprefix("Value error, ")
     if where is None:
         return msg
-    loc = ".".join(str(p) for p in (*prefix, *(first.get("loc") or ()))) or "config"
+    loc = ".".join(str(p) for p in (*prefix, *(first.get("loc") or ())))
+    if not loc:  # a rule over several keys (a model validator): the message names them itself
+        return f"{where}: {msg}" if where else msg
     return f"{where}: {loc}: {msg}" if where else f"{loc}: {msg}"
 
 
