@@ -34,7 +34,8 @@ def _body_and_key(model: FakeBackend) -> tuple[str, str]:
 
 
 def _other_live_process() -> tuple[subprocess.Popen[bytes], Holder]:
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    # Alive until the test closes its stdin (or kills it): a holder that waits on state, not on a clock.
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     return proc, Holder(proc.pid, Holder.me().host, process_start(proc.pid) or "")
 
 
