@@ -31,6 +31,7 @@ from .build import build_graph
 from .config import make_config
 from .context import Objective
 from .nodes import Node
+from .resources import ExecutionOptions
 from .runner import Runner, Update
 
 
@@ -134,6 +135,8 @@ def optimize(
     insert_after: Mapping[str, str] | None = None,
     on_update: Callable[[Update], None] | None = None,
     template: Any = None,
+    max_cost: float | None = None,
+    max_rollouts: int | None = None,
     **config: Any,
 ) -> RunState:
     """Create and run one Transfer-Prompting run (or, ``transfer=False``, target-only); the final state.
@@ -150,8 +153,12 @@ def optimize(
         template: the prompt to optimize as you use it: a LangChain ``ChatPromptTemplate`` or a
             :class:`~tprompt.evaluator.template.ChatTemplate` (see docs/tasks.md); the scorer is sent it
             rendered on each row, and the proposer rewrites its system message(s).
+        max_cost, max_rollouts: budgets of this execution, as ``run --max-cost``/``--max-rollouts``: USD of
+            paid calls, or scorer calls on training examples. On reaching one the run pauses (its state's
+            ``status`` is ``paused``) keeping every answer it paid for; resume it with a :class:`Runner`.
         config: any other :class:`RunConfig` field (steps, candidates, ...).
     """
+    options = ExecutionOptions(max_cost=max_cost, max_rollouts=max_rollouts)  # bad budgets: refused before any write
     tasks: dict[str, Task] = {}
 
     def name_of(t: str | Task) -> str:
@@ -177,7 +184,7 @@ def optimize(
         graph = None
         if nodes or insert_after:
             graph = build_graph(transfer=cfg.transfer, judge=cfg.judge is not None, nodes=nodes, insert_after=insert_after)
-        return Runner(log, run_id, tasks=tasks, objective=objective, graph=graph).run(on_update)
+        return Runner(log, run_id, tasks=tasks, objective=objective, graph=graph, options=options).run(on_update)
     finally:
         if not isinstance(db, EventLog):
             log.close()

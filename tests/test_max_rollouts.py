@@ -99,3 +99,21 @@ def test_the_budget_is_planned_on_the_rows_a_task_has(tmp_path: Path) -> None:
     state = Runner(log, run_id, options=ExecutionOptions(max_rollouts=12)).run()
     assert state.status == "paused" and rollouts_used(state) == 12  # the original and one 6-row candidate
     assert Runner(log, run_id, options=ExecutionOptions(max_rollouts=6 + 2 * 3 * 6)).run().status == "completed"
+
+
+def test_optimize_takes_the_budgets_of_run(tmp_path: Path) -> None:
+    """``optimize(max_rollouts=)`` pauses where ``run --max-rollouts`` does; a bad budget writes nothing."""
+    from tprompt import optimize
+
+    db = tmp_path / "api.db"
+    cfg = {k: v for k, v in SMALL.items() if k not in ("source_tasks", "target_task")}
+    state = optimize(db, source=["ai2_science"], target="arc_challenge", max_rollouts=10, **cfg)
+    assert state.status == "paused" and rollouts_used(state) == 8
+    log = EventLog(db)
+    assert Runner(log, state.run_id).run().status == "completed"
+
+    with pytest.raises(Exception, match="--max-rollouts must be a positive number"):
+        optimize(tmp_path / "bad.db", target="arc_challenge", max_rollouts=0, **cfg)
+    with pytest.raises(Exception, match="--max-cost must be a positive number"):
+        optimize(tmp_path / "bad.db", target="arc_challenge", max_cost=-1.0, **cfg)
+    assert not (tmp_path / "bad.db").exists()
