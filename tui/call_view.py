@@ -17,7 +17,18 @@ from rich.text import Text
 
 from ..errors import TPromptError
 from ..stores import StoredEvent
-from ..stores.events import Answer, Answered, CandidateAnswered, CandidateJudged, Judged, Judgement, TestAnswered, TestJudged
+from ..stores.events import (
+    Answer,
+    Answered,
+    CandidateAnswered,
+    CandidateJudged,
+    CandidateScored,
+    Judged,
+    Judgement,
+    PromptTested,
+    TestAnswered,
+    TestJudged,
+)
 from ..stores.transcripts import TranscriptRow
 from ._literal import LiteralText, literal
 from .data import answers_where, fmt, judgement_text
@@ -33,8 +44,16 @@ def _key(ev: Answered | Judged, example_id: str) -> AnswerKey:
     return (ev.prompt_id, ev.task, stage, answers_where(ev), example_id)
 
 
+def _scored_key(ev: CandidateScored | PromptTested, example_id: str) -> AnswerKey:
+    """The key of the answer a metric value of ``ev`` is about (as :func:`_key` makes it for the answer set)."""
+    if isinstance(ev, PromptTested):
+        return (ev.prompt_id, ev.task, "test", f"test ({ev.role})", example_id)
+    return (ev.prompt_id, ev.task, ev.stage, f"rung {ev.rung}" if ev.rung else "train", example_id)
+
+
 class AnswerIndex:
-    """A run's answers (``candidate.answered``, ``test.answered``) by the scorer call that made each, and its judgements by answer.
+    """A run's answers (``candidate.answered``, ``test.answered``) by the scorer call that made each, and its judgements
+    and metric feedback by answer.
 
     Grown as the run is followed (:meth:`add` the fresh events).
     """
@@ -43,6 +62,7 @@ class AnswerIndex:
         self._by_call: dict[str, list[tuple[Answered, Answer]]] = {}
         self._by_key: dict[AnswerKey, tuple[Answered, Answer]] = {}
         self._judged: dict[AnswerKey, list[Judgement]] = {}
+        self._feedback: dict[AnswerKey, dict[str, str]] = {}
 
     def add(self, events: Iterable[StoredEvent]) -> None:
         for se in events:
@@ -55,6 +75,10 @@ class AnswerIndex:
             elif isinstance(ev, (CandidateJudged, TestJudged)):
                 for j in ev.judgements:
                     self._judged.setdefault(_key(ev, j.example_id), []).append(j)
+            elif isinstance(ev, (CandidateScored, PromptTested)):
+                for metric_name, texts in ev.feedback.items():
+                    for example_id, feedback in texts.items():
+                        self._feedback.setdefault(_scored_key(ev, example_id), {})[metric_name] = feedback
 
     def of_call(self, call_id: str) -> list[tuple[Answered, Answer]]:
         """The answers a scorer call gave (one per answer set it served: a cache hit can serve several)."""
@@ -67,6 +91,10 @@ class AnswerIndex:
     def judgements(self, ev: Answered, example_id: str) -> list[Judgement]:
         """The judge's judgements of one answer (every criterion)."""
         return self._judged.get(_key(ev, example_id), [])
+
+    def feedback(self, ev: Answered, example_id: str) -> dict[str, str]:
+        """The feedback texts the metrics returned for one answer: metric name -> text."""
+        return self._feedback.get(_key(ev, example_id), {})
 
 
 class Examples:
@@ -157,7 +185,8 @@ def call_text(row: TranscriptRow, detail: CallDetail, *, needle: str, answers: A
         text.append(_options_text(options, first[1] if first else None, example))
     for ev, answer in given:
         example, missing = examples.get(ev.task, answer.example_id)
-        text.append(_answer_text(ev, answer, example, missing, answers.judgements(ev, answer.example_id)))
+        text.append(_answer_text(ev, answer, example, missing, answers.judgements(ev, answer.example_id),
+                                 answers.feedback(ev, answer.example_id)))
     # One reply can serve several judged events (a cache hit when a stage judges the same answers again).
     for jev, judgements in judged:
         text.append(f"\n\n[judgements of {jev.prompt_id} ({jev.role if isinstance(jev, TestJudged) else jev.stage}) on "
@@ -186,8 +215,10 @@ def _options_text(options: list[tuple[str, float]], answer: Answer | None, examp
     return text
 
 
-def _answer_text(ev: Answered, answer: Answer, example: Any, missing: str | None, judgements: list[Judgement]) -> LiteralText:
-    """The answer the run recorded from this call: chosen or parsed, the gold answer or references, right or wrong, rationales."""
+def _answer_text(ev: Answered, answer: Answer, example: Any, missing: str | None, judgements: list[Judgement],
+                 feedback: dict[str, str]) -> LiteralText:
+    """The answer the run recorded from this call: chosen or parsed, the gold answer or references, right or wrong, the
+    metrics' feedback, rationales."""
     where = f"{ev.role} prompt" if isinstance(ev, TestAnswered) else f"{ev.stage} step {ev.step}"
     text = LiteralText()
     text.append(f"\n\n[answer of {ev.prompt_id} ({where}) on {ev.task} {answers_where(ev)}, example {answer.example_id}]\n",
@@ -204,6 +235,9 @@ def _answer_text(ev: Answered, answer: Answer, example: Any, missing: str | None
     text.append(_gold_text(example, missing))
     if answer.error:
         text.append(f"\nprogram error: {answer.error}", style="red")
+    for metric_name, note in sorted(feedback.items()):
+        text.append(f"\nfeedback ({metric_name}): ", style="bold cyan")
+        text.append(note)
     if judgements:
         text.append("\njudge:", style="bold magenta")
         text.append(judgement_text(judgements, examples=False))
