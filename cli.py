@@ -40,6 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "experiment",
     "merge",
     "trace",
+    "examples",
 )
 
 #: The app without its commands; :func:`_full_app` adds them (``tprompt --version`` needs none of them).
@@ -96,7 +97,7 @@ COMMAND_OF: dict[str, str] = {
     "eval": "evaluate", "tasks": "evaluate",
     "transcript": "transcripts", "ui": "ui",
     "experiment": "experiment", "report": "experiment",
-    "merge": "merge", "trace": "trace",
+    "merge": "merge", "trace": "trace", "examples": "examples",
 }
 
 #: module -> the commands it added to ``_app`` (in the order it added them).

@@ -88,6 +88,21 @@ def test_the_wheel_holds_every_subpackage(wheel: Path) -> None:
     assert not any(n.startswith(("tprompt/tests/", "tprompt/benchmarks/")) or n == "tprompt/setup.py" for n in names)
 
 
+def test_the_wheel_holds_the_examples_the_docs_name(wheel: Path) -> None:
+    """Issue 29: the docs point to examples/my_metrics.py, examples/judge.toml ..., which a wheel install lacked."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    listed = _run("git", "-C", ROOT, "ls-files", "-co", "--exclude-standard", "examples").stdout.split()
+    assert "examples/my_metrics.py" in listed and "examples/dates/template.json" in listed
+    missing = [name for name in listed if (ROOT / name).is_file() and f"tprompt/{name}" not in names]
+    assert not missing, f"not in the wheel: {missing}"
+
+
+def test_installed_examples_command_copies_them(venv: Path, tmp_path: Path) -> None:
+    copied = _run(venv / "bin" / "tprompt", "examples", "--copy", tmp_path / "here", env=_env(tmp_path), cwd=tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    assert (tmp_path / "here" / "examples" / "judge.toml").read_bytes() == (ROOT / "examples" / "judge.toml").read_bytes()
+
+
 def test_installed_wheel_runs_graph_and_ui_screenshot(venv: Path, tmp_path: Path) -> None:
     env = _env(tmp_path)
     where = _run(venv / "bin" / "python", "-c", "import tprompt; print(tprompt.__file__)", env=env, cwd=tmp_path)
