@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tprompt import optimize
 from tprompt.stores import EventLog
 from tprompt.stores.events import CandidateScored
@@ -33,3 +35,47 @@ def test_a_wrong_answer_shows_its_metric_feedback(tmp_path: Path) -> None:
             assert f"feedback (accuracy): {note}" in text.plain
             shown += 1
     assert shown
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_candidates_tab_shows_the_pareto_pool(tmp_path: Path) -> None:
+    """A candidate's box says whether it is in its stage's Pareto pool, as ``tprompt show`` projects it."""
+    from test_tui import SIZE, keys_of, open_run, table, wait_for
+
+    from tprompt.graph.parents import run_frontier
+    from tprompt.tui import create_app
+    from tprompt.tui.widgets import LiteralStatic
+
+    db = tmp_path / "p.db"
+    state = optimize(db, target="arc_challenge", model="fake", steps=2, candidates=2, examples=6, test_examples=2,
+                     mode="generate", parent_selection="pareto", proposer_style="reflective")
+    log = EventLog(db)
+    assert state.config is not None
+    front = run_frontier(list(log.events(state.run_id)), state.config, "target")
+    log.close()
+    assert front.members and set(front.candidates) - set(front.members), "some candidates out of the pool"
+    app = create_app(db, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = await open_run(pilot, app, state.run_id)
+        await pilot.press("3")
+        candidates = table(app, "#candidates")
+        await wait_for(pilot, lambda: candidates.row_count == len(state.scores))
+        candidates.focus()
+        seen = set()
+        for row, key in enumerate(keys_of(candidates)):
+            candidates.move_cursor(row=row)
+            await pilot.pause()
+            s = next(s for s in screen.follower.state.scores if str(s.seq) == key)
+            box = str(screen.query_one("#candidate-text", LiteralStatic).render())
+            assert f"Pareto pool, target stage: {len(front.members)} of {len(front.candidates)} candidates" in box
+            member = s.prompt_id in front.members
+            assert (f"{s.prompt_id} is in the pool" in box) == member
+            assert (f"{s.prompt_id} is not in the pool" in box) == (not member)
+            seen.add(member)
+        assert seen == {True, False}

@@ -33,6 +33,7 @@ from ..stores.events import (
     RunForked,
     RunPaused,
     RunResumed,
+    Stage,
     StageCompleted,
     StageStarted,
     StepCompleted,
@@ -42,6 +43,7 @@ from ..stores.events import (
     TestJudged,
     TransferSelected,
 )
+from ..stores.frontier import Frontier
 from ..stores.listing import run_summaries
 from ..stores.log import gc_paused
 from ..stores.projection import ScoredPrompt
@@ -389,6 +391,38 @@ def judgement_text(judgements: Iterable[Judgement], *, examples: bool = True) ->
     return text
 
 
+class Frontiers:
+    """Each stage's Pareto pool of a followed run (``--parent-selection pareto``'s parents), projected from its events
+    as ``tprompt show`` does, once per stage and number of events."""
+
+    def __init__(self) -> None:
+        self._cache: dict[Stage, tuple[int, Frontier]] = {}
+
+    def text(self, events: list[StoredEvent], state: RunState, stage: Stage, prompt_id: str) -> LiteralText:
+        """Whether ``prompt_id`` is in ``stage``'s pool, the keys it is best on, and the pool's members."""
+        if state.config is None:
+            return LiteralText()
+        cached = self._cache.get(stage)
+        if cached is None or cached[0] != len(events):
+            from ..graph.parents import run_frontier
+
+            cached = (len(events), run_frontier(events, state.config, stage))
+            self._cache[stage] = cached
+        front = cached[1]
+        if not front.candidates:
+            return LiteralText()
+        text = LiteralText()
+        text.append(f"\n\nPareto pool, {stage} stage: {len(front.members)} of {len(front.candidates)} candidates, "
+                    f"{front.keys} per-example keys", style="bold")
+        wins = front.wins.get(prompt_id, ())
+        if prompt_id in front.members:
+            text.append(f"\n{prompt_id} is in the pool: best (ties too) on {len(wins)} key(s)")
+        else:
+            text.append(f"\n{prompt_id} is not in the pool: on every key another candidate does better")
+        text.append("\nmembers: " + ", ".join(f"{m} ({len(front.wins.get(m, ()))})" for m in front.members))
+        return text
+
+
 def best_prompts(state: RunState) -> list[tuple[str, ScoredPrompt]]:
     """(label, prompt) for the best prompts per stage: the stage's top-k when closed, else its best."""
     rows: list[tuple[str, ScoredPrompt]] = []
@@ -405,6 +439,7 @@ def best_prompts(state: RunState) -> list[tuple[str, ScoredPrompt]]:
 
 
 __all__ = (
+    "Frontiers",
     "EVENT_STYLE",
     "Curve",
     "Judgements",

@@ -32,6 +32,7 @@ from ...stores.summary import test_rows, test_title, undefined_note
 from ..call_view import AnswerIndex, Examples, call_row, call_text
 from ..data import (
     EVENT_STYLE,
+    Frontiers,
     Judgements,
     RunFollower,
     best_prompts,
@@ -100,6 +101,7 @@ class RunScreen(LiteralTitles, Screen[None]):
         self._candidates_shown = 0
         self.error: str | None = None
         self._calls_index: dict[str, Any] = {}
+        self.frontiers = Frontiers()
 
     # -- layout ------------------------------------------------------------------------
 
@@ -370,6 +372,8 @@ class RunScreen(LiteralTitles, Screen[None]):
         if judged:
             text.append(f"\n\njudgements ({len(judged)}: per answer and criterion)", style="bold")
             text.append(judgement_text(judged))
+        assert self.follower is not None
+        text.append(self.frontiers.text(self.follower.events, self.follower.state, s.stage, s.prompt_id))
         self.query_one("#candidate-text", LiteralStatic).update(text)
 
     # -- transcripts ------------------------------------------------------------------------
