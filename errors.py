@@ -152,6 +152,12 @@ class ModelCallFailed(BackendError):
     code = "backend.call_failed"
 
 
+class ProgramFailed(TPromptError):
+    """The user's program failed on every example of the run's first answer set: the run stops before paying for more."""
+
+    code = "program.failed"
+
+
 # --- tasks and config ----------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from rich.text import Text
 from .._signals import Interrupts
 from ..config import check_target_only, stage_rule
 from ..errors import UsageError
+from ..evaluator.program import PROGRAM_AGENT, ProgramOutput, prompt_names
 from ..graph import Runner, create_run, load_config_file, make_config, preflight
 from ..graph.parents import run_frontier
 from ..graph.resources import ExecutionOptions, RunResources, with_program
@@ -102,9 +103,9 @@ def execute(
     for line in metric_failure_lines(runner.context.metric_set.failures):
         err.print(Text(line), soft_wrap=True)
     if state.config is not None and state.config.program is not None:
-        failures = program_failure_line(log, run_id, state.config.program)
-        if failures:
-            err.print(Text(failures), soft_wrap=True)
+        program = runner.context.program
+        for line in program_lines(log, run_id, state.config.program, program.output if program else None):
+            err.print(Text(line), soft_wrap=True)
     if state.status == "paused" and runner.pause_reason == "budget":
         err.print(f"run {run_id}: spend ${runner.spent():.4f} reached --max-cost ${runner.options.max_cost or 0:.4f}; "
                   f"continue with a higher budget: {tprompt_cmd()} resume {run_id} --max-cost N")
@@ -124,14 +125,36 @@ def metric_failure_lines(failures: Mapping[str, tuple[int, str]]) -> list[str]:
             for ref, (n, first) in failures.items()]
 
 
-def program_failure_line(log: EventLog, run_id: str, program: str) -> str | None:
-    """How often the run's program raised (or returned no answer), with the first reason; None: never."""
-    failed = [a.error for se in log.events(run_id) if isinstance(se.event, (CandidateAnswered, TestAnswered))
-              for a in se.event.answers if a.error is not None]
-    if not failed:
-        return None
-    return (f"program {program}: failed on {len(failed)} answer(s), each recorded as a wrong answer "
-            f"(first: {failed[0]})")
+def program_lines(log: EventLog, run_id: str, ref: str, output: ProgramOutput | None) -> list[str]:
+    """What to tell of the run's program: its failed answers, answers with no recorded call, declared prompts
+    in no call of its first answer set, and what it printed in this process (kept off the terminal)."""
+    answered: list[tuple[int, CandidateAnswered | TestAnswered]] = [
+        (se.seq, se.event) for se in log.events(run_id) if isinstance(se.event, (CandidateAnswered, TestAnswered))]
+    answers = [a for _seq, e in answered for a in e.answers]
+    lines = []
+    failed = [a.error for a in answers if a.error is not None]
+    if failed:
+        lines.append(f"program {ref}: failed on {len(failed)} answer(s), each recorded as a wrong answer "
+                     f"(first: {failed[0]})")
+    uncalled = sum(a.error is None and a.call_id is None for a in answers)
+    if uncalled:
+        lines.append(f"program {ref}: {uncalled} answer(s) made no call through the llm it was given; calls to any "
+                     "other model are neither cached nor transcribed (docs/programs.md)")
+    seq, first = next(((seq, e) for seq, e in answered if isinstance(e, CandidateAnswered)), (0, None))
+    if first is not None:
+        store = log.transcripts
+        segments = [(s.run_id, s.first_seq, s.last_seq) for s in log.lineage(run_id)]
+        rows = [r for r in store.rows(segments, agent=PROGRAM_AGENT) if r.seq == seq]
+        used = {name for r in rows for name in prompt_names(store.body(r.request_hash))}
+        for name in json.loads(first.text) if rows else ():
+            if name not in used:
+                lines.append(f"program {ref}: its prompt {name!r} was in none of the {len(rows)} calls of its first "
+                             f"{len(first.answers)} examples; send prompts[{name!r}] in a call to llm "
+                             "(each literal piece of its text must be in the messages), or drop it from PROMPTS")
+    if output is not None and output.lines:
+        lines.append(f"program {ref}: printed {output.lines} line(s) while answering, kept off this output "
+                     f"(first: {output.first})")
+    return lines
 
 
 def judge_line(state: RunState) -> str:

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import UsageError
+from ..evaluator.program import prompt_names
 from ..stores.transcripts import TranscriptRow
 from ._common import JSON_OPTION, fmt_num, open_log, out, print_json, shorten
 
@@ -48,7 +49,7 @@ def transcript(
         rows = store.rows(segments, agent=agent)
         named: dict[str, list[str]] = {}
         if prompt is not None:
-            named = {r.call_id: _program_prompts(store.body(r.request_hash)) for r in rows}
+            named = {r.call_id: prompt_names(store.body(r.request_hash)) for r in rows}
             rows = [r for r in rows if prompt in named[r.call_id]]
     if json_:
         print_json([_row_json(r) | ({"prompts": named[r.call_id]} if prompt is not None else {}) for r in rows])
@@ -75,12 +76,6 @@ def transcript(
     out.print(table)
     calls = sum(not r.cache_hit for r in rows)
     out.print(f"{len(rows)} calls, {calls} sent to a model, {len(rows) - calls} from the cache")
-
-
-def _program_prompts(request: str | None) -> list[str]:
-    """The names of a program's prompts a request carries (its ``program.NAME@<sha>`` template refs)."""
-    refs = json.loads(request or "{}").get("templates", [])
-    return [ref.removeprefix("program.").rpartition("@")[0] for ref in refs if ref.startswith("program.")]
 
 
 def _row_json(r: TranscriptRow) -> dict:

@@ -23,14 +23,17 @@ the program may fill) is in the request's messages.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import importlib
 import json
 import os
 import string
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +53,21 @@ PROGRAM_AGENT = "program"
 MAX_ERROR_CHARS = 300
 
 
+class ProgramOutput:
+    """What a program printed while answering (kept off the terminal): how many lines, and the first."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.first: str | None = None
+        self._lock = threading.Lock()
+
+    def add(self, text: str) -> None:
+        with self._lock:
+            self.lines += text.count("\n")
+            if self.first is None and text.strip():
+                self.first = one_line_text(text)
+
+
 @dataclass(frozen=True, slots=True)
 class Program:
     """A loaded program: its import path, its function and its declared prompts (in declaration order)."""
@@ -57,6 +75,8 @@ class Program:
     ref: str
     fn: Callable[..., Any]
     prompts: Mapping[str, str]
+    #: what it printed in this process (kept off the terminal and the ``--json`` output)
+    output: ProgramOutput = field(default_factory=ProgramOutput, compare=False)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -129,13 +149,83 @@ def load_program(ref: str) -> Program:
 def one_line(exc: BaseException) -> str:
     """An exception as one short line: ``Type: first line of its message``."""
     text = str(exc).strip().splitlines()
-    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return one_line_text(f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)
+
+
+def one_line_text(text: str) -> str:
+    """The first non-empty line of ``text``, at most :data:`MAX_ERROR_CHARS` long."""
+    line = next((t.strip() for t in text.splitlines() if t.strip()), "")
     return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
+
+
+#: Where a program's prints go while it answers (None: the thread is not running a program).
+_PRINTED: contextvars.ContextVar[ProgramOutput | None] = contextvars.ContextVar("tprompt_program_output",
+                                                                               default=None)
+
+
+class _Routed:
+    """``sys.stdout``/``sys.stderr`` while programs answer: a program's writes are kept, everyone else's pass."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        sink = _PRINTED.get()
+        if sink is None:
+            return int(self.stream.write(text) or 0)
+        sink.add(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if _PRINTED.get() is None:
+            self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+_routing = threading.Lock()
+_routed = 0
+
+
+@contextmanager
+def _prints_kept() -> Iterator[None]:
+    """Route ``sys.stdout`` and ``sys.stderr`` through :class:`_Routed` while any program answers (re-entrant)."""
+    global _routed
+    with _routing:
+        if _routed == 0:
+            sys.stdout, sys.stderr = _Routed(sys.stdout), _Routed(sys.stderr)  # type: ignore[assignment]
+        _routed += 1
+    try:
+        yield
+    finally:
+        with _routing:
+            _routed -= 1
+            if _routed == 0:
+                for name in ("stdout", "stderr"):
+                    stream = getattr(sys, name)
+                    if isinstance(stream, _Routed):  # (unless someone replaced it since)
+                        setattr(sys, name, stream.stream)
+
+
+def _call_kept(program: Program, *args: Any, **kwargs: Any) -> Any:
+    """``program.fn(*args, **kwargs)`` with whatever it prints kept in ``program.output``."""
+    token = _PRINTED.set(program.output)
+    try:
+        return program.fn(*args, **kwargs)
+    finally:
+        _PRINTED.reset(token)
 
 
 def prompt_ref(name: str, text: str) -> str:
     """``program.NAME@<sha12>``: a prompt as a request names it (the name and its text's version)."""
     return f"program.{name}@{hashlib.sha256(text.encode('utf-8')).hexdigest()[:12]}"
+
+
+def prompt_names(request_body: str | None) -> list[str]:
+    """The names of a program's prompts a recorded request carries (its ``program.NAME@<sha12>`` refs)."""
+    refs = json.loads(request_body or "{}").get("templates", [])
+    return [ref.removeprefix("program.").rpartition("@")[0] for ref in refs if ref.startswith("program.")]
 
 
 def _pieces(text: str) -> list[str]:
@@ -187,20 +277,21 @@ def answer_program(
     answers: list[ScoredAnswer] = []
     if progress:
         progress(0, len(examples))
-    for ex in examples:
-        llm = RecordedChatModel(backend=model, site=site, prompt_refs=partial(prompts_in, prompts))
-        error: str | None = None
-        output: str | None = None
-        try:
-            result = program.fn(dict(row_values(ex)), prompts=dict(prompts), llm=llm)
-            output, error = _answer_of(result)
-        except (CallsAbandoned, ModelCallFailed):
-            raise
-        except Exception as exc:  # the user's code failed on this row: a failed answer, the run goes on
-            error = one_line(exc)
-        answers.append(_scored(ex, task, output, error, llm.call_ids))
-        if progress:
-            progress(len(answers), len(examples))
+    with _prints_kept():
+        for ex in examples:
+            llm = RecordedChatModel(backend=model, site=site, prompt_refs=partial(prompts_in, prompts))
+            error: str | None = None
+            output: str | None = None
+            try:
+                result = _call_kept(program, dict(row_values(ex)), prompts=dict(prompts), llm=llm)
+                output, error = _answer_of(result)
+            except (CallsAbandoned, ModelCallFailed):
+                raise
+            except Exception as exc:  # the user's code failed on this row: a failed answer, the run goes on
+                error = one_line(exc)
+            answers.append(_scored(ex, task, output, error, llm.call_ids))
+            if progress:
+                progress(len(answers), len(examples))
     return answers
 
 
@@ -235,5 +326,5 @@ def _scored(ex: Example, task: Task, output: str | None, error: str | None, call
                         gold=gold_answer(ex, task), call_id=call_id)
 
 
-__all__ = ("MAX_ERROR_CHARS", "PROGRAM_AGENT", "Program", "answer_program", "load_program", "one_line", "prompt_ref",
-           "prompts_in")
+__all__ = ("MAX_ERROR_CHARS", "PROGRAM_AGENT", "Program", "ProgramOutput", "answer_program", "load_program", "one_line",
+           "prompt_names", "prompt_ref", "prompts_in")

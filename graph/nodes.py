@@ -49,7 +49,7 @@ from ..agents.proposer import (
 )
 from ..agents.reflective import REFLECTIVE_TEMPLATES, build_reflection
 from ..agents.transfer import select_transfer
-from ..errors import JudgeUnparseable
+from ..errors import JudgeUnparseable, ProgramFailed
 from ..evaluator import ScoredAnswer, ScoreMode, Task, answer_prompt
 from ..evaluator.program import PROGRAM_AGENT, answer_program
 from ..evaluator.registry import MetricSet
@@ -343,7 +343,7 @@ def score(state: GraphState, runtime: Runtime[RunContext]) -> Update:
         chunk = jobs[start : start + width]
         site = ctx.call_site(run, "scorer")  # job i's event will be appended at site.seq + i: its calls are filed there
         if len(chunk) == 1:
-            stored, run = ctx.emit(run, _answer_job(runtime, stage, step, chunk[0], site))
+            stored, run = ctx.emit(run, _program_checked(ctx, run, _answer_job(runtime, stage, step, chunk[0], site)))
             appended += stored
             continue
         recorders = [Recorder(ctx.log, run_id=ctx.run_id, prices=ctx.config.prices) for _ in chunk]  # one per thread
@@ -356,7 +356,7 @@ def score(state: GraphState, runtime: Runtime[RunContext]) -> Update:
                     for i, (job, rec) in enumerate(zip(chunk, recorders))
                 ]
                 for fut in futures:  # in candidate order, whatever order they finish in
-                    stored, run = ctx.emit(run, fut.result())
+                    stored, run = ctx.emit(run, _program_checked(ctx, run, fut.result()))
                     appended += stored
         finally:
             for rec in recorders:
@@ -379,6 +379,23 @@ def _answer_job(runtime: Runtime[RunContext], stage: Stage, step: int, job: Scor
     return CandidateAnswered(
         stage=stage, step=step, prompt_id=job.candidate.prompt_id, text=job.candidate.text, task=job.task,
         rung=job.rung, mode=mode, scorer_calls=new_calls, answers=answers,
+    )
+
+
+def _program_checked(ctx: RunContext, run: RunState, answered: CandidateAnswered) -> CandidateAnswered:
+    """``answered``, unless it is the run's first answer set and the program failed on every example of it.
+
+    Raises:
+        ProgramFailed: the program failed on every example of the run's first answer set (not recorded:
+            a resumed run answers it again, its model calls from the cache).
+    """
+    first = not run.scores and not run.unevaluated
+    if ctx.program is None or not first or not answered.answers or any(a.error is None for a in answered.answers):
+        return answered
+    raise ProgramFailed(
+        f"program {ctx.program.ref} failed on every one of the run's first {len(answered.answers)} examples "
+        f"(first: {answered.answers[0].error})",
+        hint=f"fix the cause and resume: tprompt resume {ctx.run_id}; a changed program module needs a new run",
     )
 
 
