@@ -387,7 +387,7 @@ def test_unknown_source_task_fails_before_any_run(tmp_path: Path) -> None:
 def test_parallel_scoring_stays_within_the_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # API scorers score several candidates at once; the fake one does when it is
     # not listed as local. The batch must not spend past the budget.
-    monkeypatch.setattr("tprompt.config.IN_PROCESS_KINDS", ("smollm2", "hf"))
+    monkeypatch.setattr("tprompt.config.specs.IN_PROCESS_KINDS", ("smollm2", "hf"))
     db = tmp_path / "par.db"
     with EventLog(db) as log:
         run_id = create_run(log, make_config({

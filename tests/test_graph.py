@@ -376,7 +376,7 @@ def test_fork_transcript_reads_through_parent_calls_up_to_the_fork(tmp_path: Pat
 def test_parallel_scoring_writes_the_same_events_as_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     serial_log, serial = run_in_process(tmp_path / "a.db", scorer="fake:delay=0.01")
     # Treat the fake like an API backend: candidates are scored concurrently.
-    monkeypatch.setattr("tprompt.config.IN_PROCESS_KINDS", ("smollm2", "hf"))
+    monkeypatch.setattr("tprompt.config.specs.IN_PROCESS_KINDS", ("smollm2", "hf"))
     parallel_log, parallel = run_in_process(tmp_path / "b.db", scorer="fake:delay=0.01", concurrency=3)
     # Everything but the config in run.created (concurrency differs) is the same.
     assert comparable(parallel_log, parallel)[1:] == comparable(serial_log, serial)[1:]

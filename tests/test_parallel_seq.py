@@ -14,7 +14,7 @@ from test_graph import run_in_process
 
 
 def test_parallel_jobs_file_calls_under_their_own_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tprompt.config.IN_PROCESS_KINDS", ("smollm2", "hf"))  # score like an API model
+    monkeypatch.setattr("tprompt.config.specs.IN_PROCESS_KINDS", ("smollm2", "hf"))  # score like an API model
     db = tmp_path / "p.db"
     log, run_id = run_in_process(db, scorer="fake:delay=0.01", concurrency=3)
     scored = {e.seq: e.event for e in log.events(run_id) if e.type == "candidate.answered" and e.event.split == "train"}

@@ -1,38 +1,32 @@
-"""One typed configuration for a Transfer-Prompting run.
-
-Everything a run needs to be re-executed is in :class:`RunConfig`; it is stored
-whole in the ``run.created`` event, so ``replay --rerun`` and ``resume`` need
-nothing but the log. It sits below the stores (the events carry it typed);
-:mod:`tprompt.graph.config` re-exports it for the code that imports it there.
+"""The typed configuration of a run, :class:`RunConfig`: its fields, their defaults and bounds, and the rules
+over several of them. It is stored whole in the ``run.created`` event.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
-import tomllib
-from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    JsonValue,
     SerializerFunctionWrapHandler,
-    ValidationError,
     field_validator,
     model_serializer,
     model_validator,
 )
 
-from . import _cpu
-from ._yaml import load_yaml
-from .errors import ConfigError, UsageError, first_error
-from .evaluator.template import MAX_DESCRIPTION_CHARS, ChatTemplate
-from .judge.rubric import Rubric
+from ..evaluator.template import MAX_DESCRIPTION_CHARS, ChatTemplate
+from ..judge.rubric import Rubric
+from .specs import (
+    DEFAULT_PRECISION,
+    ExtraBody,
+    Precision,
+    check_base_url,
+    check_base_urls,
+    local_spec,
+    takes_extra_body,
+)
 
 DEFAULT_ORIGINAL_PROMPT = "Answer the question."
 
@@ -45,44 +39,6 @@ DEFAULT_REQUEST_TIMEOUT = 180.0
 DEFAULT_METRIC_TIMEOUT = 30.0
 
 Mode = Literal["auto", "generate", "logprob"]
-#: How a local model computes: fp32 weights, bf16 (CPUs with native bf16 matmul) or dynamic int8 linears.
-Precision = Literal["fp32", "bf16", "int8"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "int8")
-#: The precision of a config that names none as it is read back (every run stored before runs recorded
-#: theirs computed at fp32) and of ``get_model``. A new run's default is decided where its config is made
-#: (:func:`make_config`, by :func:`default_precision`): bf16 on a CPU with native bf16 matmul (98.5-100%
-#: argmax agreement with fp32 per task), else fp32; int8 agrees on 49-87% only.
-DEFAULT_PRECISION: Precision = "fp32"
-
-
-#: The kinds of model spec (``kind`` or ``kind:rest``) computed in this process, with no server: the embedded
-#: model, ``hf:`` and ``fake``. The one rule for "is this model local" (the scorer's concurrency, a Ray cell's
-#: resources, a run's default precision, whether a base URL applies).
-IN_PROCESS_KINDS: tuple[str, ...] = ("smollm2", "hf", "fake")
-
-
-def in_process_spec(spec: str | None) -> bool:
-    """Whether a model spec names a model computed in this process (no server): see :data:`IN_PROCESS_KINDS`."""
-    return bool(spec) and str(spec).strip().partition(":")[0] in IN_PROCESS_KINDS
-
-
-def local_spec(spec: str | None) -> bool:
-    """Whether a model spec names a model whose weights this process computes with (the embedded one or ``hf:``)."""
-    return in_process_spec(spec) and not str(spec).strip().startswith("fake")
-
-
-def default_precision(*specs: str | None) -> Precision:
-    """The precision a new run or evaluation computes at when none is given: the one rule for it.
-
-    bf16 when one of ``specs`` is a local model and the CPU multiplies bf16
-    natively (its argmax agreement with fp32 is 98.5-100% on each task
-    measured, see ``models.local.precision``), else fp32. A run records the precision
-    it was created with, so resuming it elsewhere never changes its arithmetic.
-    """
-    if any(s is not None and local_spec(s) for s in specs) and _cpu.bf16_native():
-        return "bf16"
-    return DEFAULT_PRECISION
-
 
 Budget = Literal["full", "racing"]
 #: How the proposer writes candidates: the paper's meta-prompt, or GEPA-style reflection on a parent's failures.
@@ -93,39 +49,6 @@ ParentSelection = Literal["best", "pareto"]
 Weight = Annotated[float, Field(allow_inf_nan=False)]
 #: A price in USD per million tokens: finite and not negative.
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-
-
-#: Request body keys tprompt sets itself (or langchain-openai sends for it): not for ``extra_body``.
-RESERVED_BODY_KEYS = frozenset({
-    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed", "n",
-    "logprobs", "top_logprobs", "stream", "stream_options", "tools", "tool_choice",
-})
-
-
-def takes_extra_body(spec: str | None) -> bool:
-    """Whether requests of the model ``spec`` carry ``extra_body`` (an OpenAI-compatible server: ``openai:``)."""
-    return bool(spec) and str(spec).strip().partition(":")[0] == "openai"
-
-
-def check_extra_body(value: dict[str, Any]) -> dict[str, Any]:
-    """``extra_body``, checked: a table of JSON values (finite numbers) with no key tprompt sets itself.
-
-    Raises:
-        ValueError: a reserved key, or a value JSON cannot carry (the message names the key).
-    """
-    for key, item in value.items():
-        if key in RESERVED_BODY_KEYS:
-            raise ValueError(f"{key} is set by tprompt itself; give only server parameters such as repeat_penalty")
-        try:
-            json.dumps(item, allow_nan=False)
-        except (TypeError, ValueError):
-            raise ValueError(f"{key}: {item!r} is not a JSON value (text, a finite number, true/false, "
-                             "a list or a table of them)") from None
-    return value
-
-
-#: Server parameters (``extra_body``): a table of JSON values, checked by :func:`check_extra_body`.
-ExtraBody = Annotated[dict[str, JsonValue], AfterValidator(check_extra_body)]
 
 
 class RecordedFile(BaseModel):
@@ -382,7 +305,7 @@ class RunConfig(BaseModel):
         if problem is not None:
             raise ValueError(f"original_prompt does not fit the template: it {problem}")
         if len(template.optimizable) > 1:
-            from .evaluator.tasks import bundled_names
+            from ..evaluator.tasks import bundled_names
 
             bundled = sorted(set(bundled_names()) & {*self.source_tasks, self.target_task})
             if bundled:
@@ -413,245 +336,16 @@ class RunConfig(BaseModel):
         return self.steps if stage == "source" else self.stage2_steps
 
 
-def check_base_url(url: str) -> str:
-    """``url`` without surrounding spaces or a trailing slash, if it is an http(s) URL with a host.
-
-    Raises:
-        ValueError: it is not one (the message says which).
-    """
-    text = url.strip().rstrip("/") if isinstance(url, str) else ""
-    try:
-        parts = urlsplit(text)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and text.isprintable()
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError(f"{url!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
-    return text
-
-
-def check_base_urls(urls: list[str]) -> list[str]:
-    """Several base URLs, each checked by :func:`check_base_url`: at least one, none twice.
-
-    Raises:
-        ValueError: the list is empty, holds a non-URL, or names an endpoint twice.
-    """
-    if not urls:
-        raise ValueError("the list of base URLs is empty: give at least one, e.g. [\"http://127.0.0.1:8000/v1\"]")
-    checked = [check_base_url(u) for u in urls]
-    twice = next((u for i, u in enumerate(checked) if u in checked[:i]), None)
-    if twice is not None:
-        raise ValueError(f"{twice} is listed twice: each endpoint once (--concurrency is per endpoint)")
-    return checked
-
-
-def base_urls(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
-    """A ``base_url`` setting as a tuple of endpoints (empty without one)."""
-    if value is None:
-        return ()
-    return (value,) if isinstance(value, str) else tuple(value)
-
-
-def check_target_only(target_only: bool, sources: list[str] | None, *,
-                      names: tuple[str, str] = ("--target-only", "--source")) -> None:
-    """A run asked to be target-only names no source task (the CLI's options, the new-run form's fields).
-
-    Raises:
-        UsageError: it does; ``names`` are how the caller calls the two.
-    """
-    if target_only and sources:
-        raise UsageError(f"{names[0]} runs no source stage, so it takes no {names[1]}",
-                         hint=f"leave out {names[1]}, or {names[0]} to transfer from the sources")
-
-
-def stage_rule(values: dict[str, Any], *, target_only: bool = False) -> dict[str, Any]:
-    """``values`` with the rule of which stages a run has applied (one rule, for the CLI and the TUI).
-
-    No source stage unless sources are named or the run is the bundled demo: a run that names a target
-    but no source task is target-only (``transfer = false``, no source tasks); a run naming neither is
-    the demo (ai2_science -> arc_challenge). An explicit ``transfer`` setting is kept as given.
-    ``target_only`` (``--target-only``, the new-run form's box; see :func:`check_target_only`) asks for no
-    source stage, over a settings file's sources.
-    """
-    if target_only:
-        return {**values, "transfer": False, "source_tasks": []}
-    if "transfer" in values:
-        return values
-    named = values.get("source_tasks")
-    if named or ("source_tasks" not in values and "target_task" not in values):
-        return values
-    return {**values, "transfer": False, "source_tasks": []}
-
-
-def make_config(values: dict[str, Any], *, where: str = "options") -> RunConfig:
-    """Validate ``values`` into a :class:`RunConfig`; one clear ConfigError on any problem."""
-    _check_keys(values, where)
-    for key, value in values.items():
-        _check_not_bool(key, value, where)
-    try:
-        config = RunConfig(**values)
-    except ValidationError as exc:
-        raise ConfigError(first_error(exc, where=where)) from exc
-    if "precision" not in values:  # a new config: this machine's default, written into it
-        precision = default_precision(config.proposer, config.scorer, config.judge)
-        if precision != config.precision:
-            config = config.model_copy(update={"precision": precision})
-    return config
-
-
-def read_settings_file(path: str | Path, *, what: str = "config file") -> dict[str, Any]:
-    """Read a TOML, JSON or YAML file whose top level is a table of keys.
-
-    Raises:
-        ConfigError: missing file, unreadable or invalid file, or not a table.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{what} {p} does not exist")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{what} {p}: {exc}") from exc
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".json":
-            data = json.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            data = load_yaml(text)
-        else:
-            data = tomllib.loads(text)
-    except Exception as exc:  # the parsers' own error types differ; all mean "not a valid file"
-        raise ConfigError(f"{what} {p}: {exc}".splitlines()[0]) from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what} {p}: expected a table of keys at the top level")
-    return data
-
-
-#: The most criteria a rubric may name: each is one more judge question on every answer.
-MAX_RUBRIC_CRITERIA = 50
-
-#: The formats a settings file may be written in.
-SETTINGS_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
-
-
-def load_rubric_file(path: str | Path) -> dict[str, Any]:
-    """Read a judge's rubric (TOML, JSON or YAML: ``criteria``, ``scale``, ``instruction``, ``name``, ``version``,
-    at the top level or under a ``[rubric]`` table) into the value of the config key ``rubric``, checked.
-
-    Raises:
-        ConfigError: the file is unreadable or the rubric is invalid (no criteria, a bad scale, ...).
-    """
-    if Path(path).suffix.lower() not in SETTINGS_SUFFIXES:
-        raise ConfigError(f"rubric file {path}: a rubric is a .toml, .json or .yaml file, not "
-                          f"{Path(path).suffix or 'a file without an extension'}")
-    data = read_settings_file(path, what="rubric file")
-    if set(data) == {"rubric"} and isinstance(data["rubric"], dict):
-        data = data["rubric"]
-    criteria = data.get("criteria")
-    if not criteria:
-        raise ConfigError(f"rubric file {path}: the rubric has no criteria: give at least one [[criteria]] "
-                          "with a name and a description")
-    if isinstance(criteria, list) and len(criteria) > MAX_RUBRIC_CRITERIA:
-        raise ConfigError(f"rubric file {path}: {len(criteria)} criteria; give at most {MAX_RUBRIC_CRITERIA} "
-                          "(each is one more judge question on every answer)")
-    check_values({"rubric": data}, where=f"rubric file {path}")
-    return data
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a run config file into a dict of run keys, each value checked on its own.
-
-    ``model`` sets both ``proposer`` and ``scorer`` (as ``--model`` does) unless the
-    file names them; ``prompt_file`` sets ``original_prompt`` from a text file or
-    a ``tprompt export`` JSON file (as ``--prompt-file`` does). Every value is checked here, so a bad value in the file is an
-    error even when a command-line option overrides it.
-
-    Raises:
-        ConfigError: the file is unreadable, has an unknown key or a bad value.
-    """
-    data = read_settings_file(path)
-    # Allow the run keys under a [run] table as well as at the top level.
-    if set(data) == {"run"} and isinstance(data["run"], dict):
-        data = data["run"]
-    data = dict(data)
-    if "model" in data:
-        model = data.pop("model")
-        data.setdefault("proposer", model)
-        data.setdefault("scorer", model)
-    if "prompt_file" in data:
-        found = _prompt_from_file(data, where=str(path))
-        data["original_prompt" if isinstance(found, str) else "template"] = found
-    check_values(data, where=str(path))
-    return data
-
-
-def _prompt_from_file(data: dict[str, Any], *, where: str) -> str | ChatTemplate:
-    """``prompt_file``: the original prompt, or the template, read from a file (:func:`read_prompt_source`)."""
-    from .prompt_file import read_prompt_source
-
-    name = data.pop("prompt_file")
-    if "original_prompt" in data:
-        raise ConfigError(f"{where}: give original_prompt or prompt_file, not both", key="prompt_file")
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{where}: prompt_file: expected a file name", key="prompt_file")
-    return read_prompt_source(name, what=f"{where}: prompt_file")
-
-
-def check_values(values: dict[str, Any], *, where: str) -> None:
-    """Check each value against its field alone (type and bounds; no cross-field rules).
-
-    Raises:
-        ConfigError: an unknown key, a bool where a number belongs, or a value out of bounds.
-    """
-    from pydantic import TypeAdapter
-
-    _check_keys(values, where)
-    for key, value in values.items():
-        field = RunConfig.model_fields[key]
-        _check_not_bool(key, value, where)
-        try:
-            kind: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-            TypeAdapter(kind).validate_python(value)
-        except ValidationError as exc:
-            raise ConfigError(first_error(exc, where=where, prefix=(key,)), key=key) from exc
-
-
-def _check_not_bool(key: str, value: Any, where: str) -> None:
-    # pydantic would take true as 1 for a number field; a config value that is a bool is a mistake there.
-    annotation = RunConfig.model_fields[key].annotation
-    if isinstance(value, bool) and annotation is not bool:
-        raise ConfigError(f"{where}: {key}: expected {_kind(annotation)}, got {str(value).lower()}", key=key)
-
-
-def _kind(annotation: Any) -> str:
-    return {int: "a whole number", float: "a number", str: "text"}.get(annotation, str(annotation))
-
-
-def _check_keys(values: dict[str, Any], where: str) -> None:
-    unknown = [k for k in values if k not in RunConfig.model_fields]
-    if unknown:
-        key = unknown[0]
-        close = difflib.get_close_matches(key, [*RunConfig.model_fields, "model", "prompt_file"], n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(RunConfig.model_fields)
-        raise ConfigError(f"{where}: unknown key {key!r}", hint=hint, key=key)
-
-
 __all__ = (
     "Budget",
+    "DEFAULT_METRIC_TIMEOUT",
     "DEFAULT_ORIGINAL_PROMPT",
+    "DEFAULT_REQUEST_TIMEOUT",
     "Mode",
+    "ParentSelection",
+    "Price",
+    "ProposerStyle",
     "RecordedFile",
     "RunConfig",
-    "base_urls",
-    "check_base_url",
-    "check_base_urls",
-    "ExtraBody",
-    "check_extra_body",
-    "takes_extra_body",
-    "load_config_file",
-    "check_target_only",
-    "load_rubric_file",
-    "make_config",
-    "read_settings_file",
-    "stage_rule",
+    "Weight",
 )
