@@ -5,6 +5,8 @@ The contract (docs/programs.md)::
     PROMPTS = {"summarize": "...", "answer": "..."}   # module level: each prompt's initial text
 
     def run(inputs: dict, *, prompts: dict[str, str], llm) -> str | dict: ...
+    # or a factory, told apart by its parameters:
+    def build(prompts: dict[str, str], llm) -> Runnable: ...   # invoked on each row's inputs
 
 ``inputs`` are the row's input fields (:func:`.template.row_values`), ``prompts``
 the candidate's texts by name, ``llm`` a LangChain chat model whose every call
@@ -26,6 +28,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import importlib
+import inspect
 import json
 import os
 import string
@@ -35,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigError, UsageError
 from .parsing import MISSING_CONFIDENCE, gold_answer, is_correct, parse_reply
@@ -49,6 +52,8 @@ if TYPE_CHECKING:
 
 #: The agent a program's calls are filed under (transcripts, spend).
 PROGRAM_AGENT = "program"
+#: How a program answers a row: called with it (``run``), or built into a Runnable that is invoked on it (``build``).
+ProgramKind = Literal["run", "build"]
 #: Longest error summary kept with a failed answer.
 MAX_ERROR_CHARS = 300
 
@@ -75,6 +80,9 @@ class Program:
     ref: str
     fn: Callable[..., Any]
     prompts: Mapping[str, str]
+    #: ``run``: ``fn(inputs, *, prompts, llm)`` answers a row; ``build``: ``fn(prompts, llm)`` returns a Runnable
+    #: (a LangChain runnable, a compiled LangGraph graph) whose ``invoke(inputs)`` answers it
+    kind: ProgramKind = "run"
     #: what it printed in this process (kept off the terminal and the ``--json`` output)
     output: ProgramOutput = field(default_factory=ProgramOutput, compare=False)
 
@@ -137,13 +145,31 @@ def load_program(ref: str) -> Program:
     if not callable(fn):
         raise ConfigError(f"{where}: {attr} is a {type(fn).__name__}, not a function",
                           hint="name a function run(inputs, *, prompts, llm)", key="program")
+    kind = _kind_of(fn)
+    if kind is None:
+        raise ConfigError(f"{where}: {attr} takes ({', '.join(inspect.signature(fn).parameters)}), neither "
+                          "run(inputs, *, prompts, llm) nor build(prompts, llm)",
+                          hint="name its parameters as in one of the two contracts of docs/programs.md", key="program")
     prompts = getattr(module, "PROMPTS", None)
     if not (isinstance(prompts, Mapping) and prompts and all(
             isinstance(k, str) and k.strip() and isinstance(v, str) for k, v in prompts.items())):
         found = "none" if prompts is None else type(prompts).__name__
         raise ConfigError(f"{where}: module {module_name} needs PROMPTS, a dict of prompt name to initial text "
                           f"(found {found})", hint='e.g. PROMPTS = {"answer": "Answer the question."}', key="program")
-    return Program(ref=ref, fn=fn, prompts=dict(prompts))
+    return Program(ref=ref, fn=fn, prompts=dict(prompts), kind=kind)
+
+
+def _kind_of(fn: Callable[..., Any]) -> ProgramKind | None:
+    """``run`` for a function of ``inputs`` (or one whose signature cannot be read), ``build`` for a factory of
+    ``(prompts, llm)`` (no ``inputs``), None for anything else."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: taken at its word as run(inputs, *, prompts, llm)
+        return "run"
+    if "inputs" in params:
+        return "run"
+    required = {n for n, p in params.items() if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return "build" if {"prompts", "llm"} <= set(params) and required <= {"prompts", "llm"} else None
 
 
 def one_line(exc: BaseException) -> str:
@@ -208,13 +234,29 @@ def _prints_kept() -> Iterator[None]:
                         setattr(sys, name, stream.stream)
 
 
-def _call_kept(program: Program, *args: Any, **kwargs: Any) -> Any:
-    """``program.fn(*args, **kwargs)`` with whatever it prints kept in ``program.output``."""
-    token = _PRINTED.set(program.output)
+def _call_kept(program: Program, inputs: dict[str, Any], prompts: dict[str, str], llm: Any) -> Any:
+    """What ``program`` answers for ``inputs``, whatever it prints kept in ``program.output``.
+
+    It runs apart from the LangChain config of the tprompt graph node that calls it (a LangGraph program is a
+    graph of its own, not a subgraph of tprompt's).
+
+    Raises:
+        TypeError: a ``build`` program returned something with no ``invoke``.
+    """
+    from langchain_core.runnables.config import var_child_runnable_config
+
+    printed, config = _PRINTED.set(program.output), var_child_runnable_config.set(None)
     try:
-        return program.fn(*args, **kwargs)
+        if program.kind == "run":
+            return program.fn(inputs, prompts=prompts, llm=llm)
+        runnable = program.fn(prompts, llm)
+        if not callable(getattr(runnable, "invoke", None)):
+            raise TypeError(f"{program.ref} returned a {type(runnable).__name__}, not a Runnable "
+                            "(a LangChain runnable or a compiled LangGraph graph, with invoke(inputs))")
+        return runnable.invoke(inputs)
     finally:
-        _PRINTED.reset(token)
+        var_child_runnable_config.reset(config)
+        _PRINTED.reset(printed)
 
 
 def prompt_ref(name: str, text: str) -> str:
@@ -283,7 +325,7 @@ def answer_program(
             error: str | None = None
             output: str | None = None
             try:
-                result = _call_kept(program, dict(row_values(ex)), prompts=dict(prompts), llm=llm)
+                result = _call_kept(program, dict(row_values(ex)), dict(prompts), llm)
                 output, error = _answer_of(result)
             except (CallsAbandoned, ModelCallFailed):
                 raise
@@ -296,15 +338,28 @@ def answer_program(
 
 
 def _answer_of(result: Any) -> tuple[str | None, str | None]:
-    """(output, error) of what the program returned: a string, or a dict whose ``answer`` is one."""
-    if isinstance(result, str):
-        return result, None
+    """(output, error) of what the program returned: a string, a message (its text content), or a dict (a
+    LangGraph state) whose ``answer`` is one of those."""
     if isinstance(result, Mapping):
         if "answer" not in result:
             return None, f"the program returned a dict without an 'answer' field (keys: {', '.join(map(str, result))})"
         answer = result["answer"]
-        return (answer, None) if isinstance(answer, str) else (str(answer), None)
+        return _text_of(answer) or str(answer), None
+    text = _text_of(result)
+    if text is not None:
+        return text, None
     return None, f"the program returned a {type(result).__name__}, not a string or a dict with an 'answer'"
+
+
+def _text_of(value: Any) -> str | None:
+    """A string as it is; a LangChain message's text (``content``, or ``text`` for a list of parts); else None."""
+    if isinstance(value, str):
+        return value
+    content = getattr(value, "content", None)
+    if isinstance(content, str):
+        return content
+    text = getattr(value, "text", None) if content is not None else None
+    return str(text) if isinstance(text, str) else None  # (langchain's TextAccessor is a str)
 
 
 def _scored(ex: Example, task: Task, output: str | None, error: str | None, call_ids: Sequence[str]) -> ScoredAnswer:
@@ -326,5 +381,5 @@ def _scored(ex: Example, task: Task, output: str | None, error: str | None, call
                         gold=gold_answer(ex, task), call_id=call_id)
 
 
-__all__ = ("MAX_ERROR_CHARS", "PROGRAM_AGENT", "Program", "ProgramOutput", "answer_program", "load_program", "one_line",
+__all__ = ("MAX_ERROR_CHARS", "PROGRAM_AGENT", "Program", "ProgramKind", "ProgramOutput", "answer_program", "load_program", "one_line",
            "prompt_names", "prompt_ref", "prompts_in")
