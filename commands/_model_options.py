@@ -1,13 +1,16 @@
 """The model options, defined once: every command that takes a model spec takes these.
 
 ``--model`` (the spec), ``--base-url``, ``--precision`` (local models),
-``--concurrency`` and ``--request-timeout``. Commands that continue a run whose model is pinned in
+``--concurrency`` and ``--request-timeout``; ``--extra-body`` (server parameters) on ``run`` and ``eval``. Commands that continue a run whose model is pinned in
 its config (``resume``, ``experiment``, ``replay --rerun``) take the two that
 change how calls are made, not what they answer: ``--concurrency`` and
 ``--request-timeout``.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import typer
 
@@ -68,3 +71,31 @@ def base_url_setting(urls: list[str] | None) -> str | list[str] | None:
             raise UsageError(f"--base-url: {checked[-1]} is given twice: give each endpoint once "
                              "(--concurrency is per endpoint)")
     return checked[0] if len(checked) == 1 else checked
+
+
+EXTRA_BODY_OPTION = typer.Option(
+    None, "--extra-body", metavar="JSON",
+    help="Server parameters sent in the body of every request to openai:MODEL specs, as a JSON object, e.g. "
+    "'{\"repeat_penalty\": 1.0}' (llama.cpp, Ollama); merged over a --config file's extra_body; part of the cache key.",
+)
+
+
+def extra_body_setting(text: str | None, base: dict[str, Any]) -> dict[str, Any] | None:
+    """The run setting ``extra_body`` from ``--extra-body JSON``, merged over ``base`` (a config file's values);
+    None without the option. The values are checked by ``make_config`` (reserved keys, JSON values).
+
+    Raises:
+        UsageError: the text is not a JSON object.
+    """
+    if text is None:
+        return None
+    example = "give one such as '{\"repeat_penalty\": 1.0}'"
+    try:
+        found = json.loads(text)
+    except ValueError as exc:
+        detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise UsageError(f"--extra-body: not JSON ({detail}); {example}") from exc
+    if not isinstance(found, dict):
+        kind = {list: "an array", str: "a string", bool: "true/false", type(None): "null"}.get(type(found), "a number")
+        raise UsageError(f"--extra-body: expected a JSON object, not {kind}; {example}")
+    return {**(base.get("extra_body") or {}), **found}

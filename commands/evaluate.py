@@ -14,22 +14,24 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from ..config import RunConfig, make_config
+from ..config import RunConfig, load_config_file, make_config
 from ..errors import UsageError
 from ..evaluator import LOGPROB_IFR_NOTE, Task, list_tasks, load_task
 from ..evaluator.template import ChatTemplate
 from ..graph.config import DEFAULT_ORIGINAL_PROMPT as DEFAULT_PROMPT
-from ..graph.resources import RunResources
+from ..graph.resources import RunResources, with_program
 from ..prompt_file import read_prompt_source
 from ._common import JSON_OPTION, SafeConsole, err, open_log, out, print_json, shorten
 from ._model_options import (
     BASE_URL_OPTION,
     CONCURRENCY_OPTION,
+    EXTRA_BODY_OPTION,
     MODEL_OPTION,
     PRECISION_OPTION,
     REQUEST_TIMEOUT_OPTION,
     base_url_setting,
     check_model_options,
+    extra_body_setting,
 )
 from ._score_options import (
     DESCRIPTION_OPTION,
@@ -75,12 +77,12 @@ def prompt_sources(prompts: list[str] | None, files: list[Path] | None) -> list[
     return sources or [PromptSource("default", DEFAULT_PROMPT)]
 
 
-def _configs(sources: list[PromptSource], values: dict[str, Any]) -> list[RunConfig]:
+def _configs(sources: list[PromptSource], values: dict[str, Any], *, where: str = "options") -> list[RunConfig]:
     """The run configuration each prompt is scored under: the same settings, its own prompt or template."""
     out = []
     for source in sources:
         key = "original_prompt" if isinstance(source.prompt, str) else "template"
-        out.append(make_config({**values, key: source.prompt}, where=f"options ({source.label})"))
+        out.append(make_config({**values, key: source.prompt}, where=f"{where} ({source.label})"))
     return out
 
 
@@ -91,14 +93,15 @@ def _open_all(configs: list[RunConfig], task: Task) -> list[RunResources]:
 
 def eval_cmd(
     ctx: typer.Context,
-    task: str = typer.Option(..., "--task", "-t", help="Bundled task name (see `tprompt tasks`) or a path to your own task (JSONL, CSV or folder)."),
-    prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", metavar="TEXT", help=f"A prompt to evaluate (the scorer's system message); repeat it to compare several. Default: the original prompt of a run, {DEFAULT_PROMPT!r}."),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Bundled task name (see `tprompt tasks`) or a path to your own task (JSONL, CSV or folder). Default: --config's target_task."),
+    prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", metavar="TEXT", help=f"A prompt to evaluate (the scorer's system message); repeat it to compare several. Default: --config's prompt, a --program's PROMPTS, else the original prompt of a run, {DEFAULT_PROMPT!r}."),
     prompt_file: Optional[list[Path]] = typer.Option(None, "--prompt-file", metavar="FILE", help="A prompt to evaluate, read from a file (repeat for several): text, a `tprompt export`, or your prompt template (JSON/TOML/YAML messages with {field} placeholders, or a LangChain dump), as `run --prompt-file` reads it."),
     model: Optional[str] = MODEL_OPTION,
     base_url: Optional[list[str]] = BASE_URL_OPTION,
     precision: Optional[str] = PRECISION_OPTION,
     concurrency: Optional[int] = CONCURRENCY_OPTION,
     request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
+    extra_body: Optional[str] = EXTRA_BODY_OPTION,
     mode: Optional[str] = MODE_OPTION,
     metric: Optional[list[str]] = METRIC_OPTION,
     weight: Optional[list[str]] = WEIGHT_OPTION,
@@ -106,9 +109,11 @@ def eval_cmd(
     judge: Optional[str] = JUDGE_OPTION,
     rubric: Optional[Path] = RUBRIC_OPTION,
     description: Optional[str] = DESCRIPTION_OPTION,
-    examples: int = typer.Option(20, "--examples", "-n", help="How many examples to score (drawn with --seed, as a run draws its --test-examples)."),
+    program: Optional[str] = typer.Option(None, "--program", metavar="MODULE:FUNCTION", help="Score your program (as `run --program`): it answers each row under the prompt set given (default: its PROMPTS); its calls are recorded under agent `program`."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A run's TOML or JSON settings file (as `run --config`): its task, prompt, models, metrics, judge, test_examples and seed; options override it."),
+    examples: Optional[int] = typer.Option(None, "--examples", "-n", help="How many examples to score (drawn with --seed, as a run draws its --test-examples). Default: --config's test_examples, else 20."),
     split: str = typer.Option("test", "--split", help="train or test."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the example draw (a run's --seed)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the example draw (a run's --seed). Default: --config's seed, else 0."),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip (and list) bad rows of a user task file instead of failing."),
     json_: bool = JSON_OPTION,
 ) -> None:
@@ -116,7 +121,7 @@ def eval_cmd(
 
     Several --prompt or --prompt-file options are scored on the same examples and shown side by side.
 
-    Model calls are cached in the database (--db), so repeating an evaluation is free: with a run's --seed, and -n its --test-examples, a run's prompts score what the run's table says.
+    Model calls are cached in the database (--db), so repeating an evaluation is free: with a run's --seed, and -n its --test-examples, a run's prompts score what the run's table says (or give the run's --config file).
 
     Example: tprompt eval --task mmlu/anatomy --prompt "Answer carefully." --prompt "Think first." --model fake -n 10
     """
@@ -125,22 +130,30 @@ def eval_cmd(
     url = base_url_setting(base_url)
     if split not in ("train", "test"):
         raise UsageError(f"unknown --split {split!r}", hint="use train or test")
-    limit = RunConfig.model_fields["test_examples"].metadata[-1].le  # a run's --test-examples bound
-    if examples < 1:
-        raise UsageError(f"--examples must be at least 1, not {examples}")
-    if examples > limit:
-        raise UsageError(f"--examples must be at most {limit}, not {examples}")
-    sources = prompt_sources(prompt, prompt_file)
-    model = DEFAULT_MODEL if model is None else model
+    base: dict[str, Any] = load_config_file(config) if config else {}
+    file_prompt = _file_prompt(base, config)
+    task = task or base.get("target_task")
+    if task is None:
+        raise UsageError("eval needs a task: give --task TASK (a bundled name or your file), or target_task in a --config file")
+    examples = base.get("test_examples", 20) if examples is None else examples
+    seed = base.get("seed", 0) if seed is None else seed
+    _check_examples(examples)
+    sources = prompt_sources(prompt, prompt_file) if prompt or prompt_file or file_prompt is None else [file_prompt]
+    given = bool(prompt or prompt_file or file_prompt)
+    program = program or base.get("program")
+    if program and not given:  # the program's own PROMPTS (with_program sets them)
+        sources = [PromptSource(f"{program} PROMPTS", DEFAULT_PROMPT)]
+    model = (base.get("scorer") or DEFAULT_MODEL) if model is None else model
     values: dict[str, Any] = {
-        "target_task": task, "transfer": False, "source_tasks": [], "proposer": model, "scorer": model, "seed": seed,
-        "test_examples": examples, **({"precision": precision} if precision else {}),
-        **{k: v for k, v in (("base_url", url), ("concurrency", concurrency), ("request_timeout", request_timeout))
+        **base, "target_task": task, "transfer": False, "source_tasks": [], "proposer": model, "scorer": model,
+        "seed": seed, "test_examples": examples, **({"precision": precision} if precision else {}),
+        **{k: v for k, v in (("base_url", url), ("concurrency", concurrency), ("request_timeout", request_timeout),
+                             ("program", program), ("extra_body", extra_body_setting(extra_body, base)))
            if v is not None},
     }
     values.update(scoring_settings(values, mode=mode, metric=metric, weight=weight, metric_timeout=metric_timeout,
                                    judge=judge, rubric=rubric, description=description))
-    configs = _configs(sources, values)
+    configs = [with_program(c, prompt_given=given) for c in _configs(sources, values, where=str(config) if config else "options")]
     the_task = load_task(task, skip_bad_rows=skip_bad_rows)
     for warning in the_task.warnings:
         err.print(f"warning: {warning}", highlight=False, markup=False)
@@ -156,6 +169,23 @@ def eval_cmd(
         print_json(eval_json(head, sources, results))
     else:
         _print_results(head, sources, results)
+
+
+def _check_examples(examples: int) -> None:
+    limit = RunConfig.model_fields["test_examples"].metadata[-1].le  # a run's --test-examples bound
+    if examples < 1:
+        raise UsageError(f"--examples must be at least 1, not {examples}")
+    if examples > limit:
+        raise UsageError(f"--examples must be at most {limit}, not {examples}")
+
+
+def _file_prompt(base: dict[str, Any], config: Path | None) -> PromptSource | None:
+    """The prompt a ``--config`` file names (``original_prompt``, or ``prompt_file``'s text or template), taken
+    out of ``base`` (each prompt scored sets its own); None when the file names none."""
+    template, text = base.pop("template", None), base.pop("original_prompt", None)
+    if template is None and text is None:
+        return None
+    return PromptSource(str(config), template if template is not None else text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,11 +34,13 @@ from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, short
 from ._model_options import (
     BASE_URL_OPTION,
     CONCURRENCY_OPTION,
+    EXTRA_BODY_OPTION,
     MODEL_OPTION,
     PRECISION_OPTION,
     REQUEST_TIMEOUT_OPTION,
     base_url_setting,
     check_model_options,
+    extra_body_setting,
 )
 from ._progress import RunProgress
 from ._score_options import (
@@ -268,6 +270,7 @@ def run(
     precision: Optional[str] = PRECISION_OPTION,
     concurrency: Optional[int] = CONCURRENCY_OPTION,
     request_timeout: Optional[float] = REQUEST_TIMEOUT_OPTION,
+    extra_body: Optional[str] = EXTRA_BODY_OPTION,
     judge: Optional[str] = JUDGE_OPTION,
     rubric: Optional[Path] = RUBRIC_OPTION,
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: pause the run when its paid model calls reach this."),
@@ -314,6 +317,7 @@ def run(
             budget=budget, proposer_style=proposer_style, parent_selection=parent_selection, original_prompt=prompt,
             seed=seed, name=name, base_url=url, precision=precision, concurrency=concurrency,
             request_timeout=request_timeout, review=review or None, program=program,
+            extra_body=extra_body_setting(extra_body, values),
         )
     )
     values = stage_rule(values, target_only=target_only)

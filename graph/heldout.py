@@ -10,7 +10,8 @@ objective, mode and models its config names), and appends nothing: the
 events are built, not stored. Every model call goes through the recorder, so
 it is cached in the database like a run's, filed under no run. Scoring the
 best prompt of a run with its settings (test split, ``test_examples``,
-``seed``) gives the run's own test metrics, from its cached calls.
+``seed``) gives the run's own test metrics, from its cached calls. A config with a
+``program`` has the program answer each row under the prompt set, as a run's test does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..evaluator import ScoreMode, answer_prompt
+from ..evaluator.program import PROGRAM_AGENT, answer_program
 from ..evaluator.scoring import ScoredAnswer
 from ..judge.answers import judge_answered
 from ..models import Recorder
@@ -77,12 +79,17 @@ def score_held_out(
     examples = ctx.examples(task.name, split, n)
     mode = ctx.mode_for(task)
     text = config.original_prompt
-    answers = answer_prompt(text, examples, task=task, model=resources.scorer, recorder=recorder.at("scorer"),
-                            mode=mode, template=ctx.template_for(task),
-                            progress=_labelled(progress, "scoring"))
+    if ctx.program is not None:  # the user's program answers each row under its prompt set, as in a run
+        answers = answer_program(ctx.program, text, examples, task=task, model=resources.scorer,
+                                 site=recorder.at(PROGRAM_AGENT), progress=_labelled(progress, "scoring"))
+    else:
+        answers = answer_prompt(text, examples, task=task, model=resources.scorer, recorder=recorder.at("scorer"),
+                                mode=mode, template=ctx.template_for(task),
+                                progress=_labelled(progress, "scoring"))
     # A held-out result in the event a run records (its role is a label here: the event is never stored).
     answered = TestAnswered(role="original", prompt_id=prompt_id_of(text), text=text, task=task.name, mode=mode,
-                            scorer_calls=len(answers), answers=stored_answers(answers))
+                            scorer_calls=len(answers),
+                            answers=stored_answers(answers, program=ctx.program is not None))
     judged = None
     rubric = config.judge_rubric
     if resources.judge is not None and rubric is not None:

@@ -106,6 +106,28 @@ def test_server_parameters_are_part_of_the_cache_key(stub, tmp_path: Path) -> No
     assert server.received == 2 and other.text != first.text
 
 
+def test_extra_body_option_of_run_and_eval_reaches_the_server_merged_over_the_config_file(
+        stub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 29: `--extra-body JSON` on run and eval, over a --config file's extra_body (its keys kept)."""
+    from tprompt.cli import main
+
+    server = stub("answer", logprobs=True)
+    config = tmp_path / "run.toml"
+    config.write_text('[extra_body]\ntop_k = 5\nrepeat_penalty = 1.1\n')
+    db = str(tmp_path / "t.db")
+    common = ["--model", SPEC, "--base-url", server.base_url, "--config", str(config),
+              "--extra-body", '{"repeat_penalty": 1.0}']
+    assert main(["--db", db, "run", "--target", "ai2_science", "--steps", "1", "--candidates", "1",
+                 "--examples", "2", "--test-examples", "2", *common]) == 0, capsys.readouterr().err
+    with EventLog(db, readonly=True) as log:
+        assert log.state(log.runs()[0].run_id).config.extra_body == {"top_k": 5, "repeat_penalty": 1.0}
+    sent = len(server.bodies)
+    assert sent and all(b.get("repeat_penalty") == 1.0 and b.get("top_k") == 5 for b in server.bodies)
+    assert main(["--db", db, "eval", "--task", "arc_challenge", "-n", "2", "--prompt", "Answer.", *common]) == 0, \
+        capsys.readouterr().err
+    assert len(server.bodies) > sent and all(b.get("repeat_penalty") == 1.0 for b in server.bodies[sent:])
+
+
 @pytest.mark.parametrize(("extra_body", "says"), [
     ({"max_tokens": 4}, "extra_body: max_tokens is set by tprompt itself"),
     ({"messages": []}, "extra_body: messages is set by tprompt itself"),

@@ -1,0 +1,108 @@
+"""`eval` takes `run`'s options (issue 29): `--program`, `--config` (the same file as `run --config`) and
+`--extra-body`, so a run's prompts score under eval what the run's test table says, from its cached calls."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tprompt.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The dates and program examples in a fresh working folder (their modules import from there)."""
+    for folder in ("dates", "program"):
+        for path in (ROOT / "examples" / folder).iterdir():
+            if path.is_file():
+                shutil.copy(path, tmp_path / path.name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_eval_program_scores_the_runs_prompt_sets_from_its_cache(here: Path, capsys) -> None:
+    db = str(here / "t.db")
+    code, out, err = cli(capsys, "--db", db, "run", "--program", "pubmed:run", "--target", "pubmedqa.jsonl",
+                         "--model", "fake", "--steps", "1", "--candidates", "2", "--examples", "3",
+                         "--test-examples", "4", "--json")
+    assert code == 0, err
+    table = {r["role"]: r for r in json.loads(out)["table"]}
+    code, out, err = cli(capsys, "--db", db, "eval", "--program", "pubmed:run", "--task", "pubmedqa.jsonl",
+                         "--model", "fake", "-n", "4", "--prompt", table["best_target"]["prompt"], "--json")
+    assert code == 0, err
+    (best,) = json.loads(out)["results"]
+    code, out, err = cli(capsys, "--db", db, "eval", "--program", "pubmed:run", "--task", "pubmedqa.jsonl",
+                         "--model", "fake", "-n", "4", "--json")
+    assert code == 0, err
+    (original,) = json.loads(out)["results"]
+    assert original["label"] == "pubmed:run PROMPTS"
+    for role, got in (("original", original), ("best_target", best)):
+        assert got["prompt_id"] == table[role]["prompt_id"]
+        assert got["objective"] == table[role]["objective"]
+        assert got["counts"]["model_calls"] == 0  # the program's calls, cached by the run
+        assert got["answers"] and all(a["call_id"] for a in got["answers"])
+
+
+def test_eval_config_is_the_runs_config_file(here: Path, capsys) -> None:
+    db = str(here / "t.db")
+    config = here / "dates.toml"
+    config.write_text('target_task = "dates.jsonl"\nprompt_file = "template.json"\nmodel = "fake"\n'
+                      'metrics = ["datemetrics:iso_date"]\ntest_examples = 5\nseed = 3\nsteps = 1\ncandidates = 2\n'
+                      'examples = 4\n')
+    code, out, err = cli(capsys, "--db", db, "run", "--config", str(config), "--json")
+    assert code == 0, err
+    table = {r["role"]: r for r in json.loads(out)["table"]}
+    code, out, err = cli(capsys, "--db", db, "eval", "--config", str(config), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["task"], data["model"], data["seed"]) == ("dates.jsonl", "fake", 3)
+    (original,) = data["results"]
+    assert original["label"] == str(config) and original["template"]
+    assert original["prompt_id"] == table["original"]["prompt_id"]
+    assert original["objective"] == table["original"]["objective"] and "iso_date" in original["metrics"]
+    assert original["counts"] == {**original["counts"], "examples": 5, "model_calls": 0, "cache_hits": 5}
+    # options override the file: another prompt, another example count
+    code, out, err = cli(capsys, "--db", db, "eval", "--config", str(config), "--prompt", "Reply with the date.",
+                         "-n", "2", "--json")
+    assert code == 0, err
+    (other,) = json.loads(out)["results"]
+    assert other["label"] == "prompt 1" and other["counts"]["examples"] == 2 and not other["template"]
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--extra-body", "{repeat_penalty: 1}"], "--extra-body: not JSON (Expecting property name enclosed in double "
+                                              "quotes at column 2); give one such as '{\"repeat_penalty\": 1.0}'"),
+    (["--extra-body", "[1, 2]"], "--extra-body: expected a JSON object, not an array"),
+    (["--extra-body", '{"max_tokens": 4}'], "extra_body: max_tokens is set by tprompt itself"),
+    (["--extra-body", '{"repeat_penalty": 1.0}'], "extra_body is sent to OpenAI-compatible servers"),
+    (["--config", "nope.toml"], "nope.toml"),
+    (["--program", "nosuchmod_prog:run"], "module nosuchmod_prog does not import"),
+])
+@pytest.mark.parametrize("command", ["run", "eval"])
+def test_bad_parity_options_one_line_nothing_written(here: Path, capsys, command: str, args: list[str],
+                                                      says: str) -> None:
+    task = ["--target", "dates.jsonl"] if command == "run" else ["--task", "dates.jsonl"]
+    code, out, err = cli(capsys, "--db", "t.db", command, *task, "--model", "fake", *args)
+    assert code == 2, err
+    assert err.count("\n") == 1 and says in err, err
+    assert out == "" and not (here / "t.db").exists()
+
+
+def test_eval_without_a_task_says_where_to_give_one(here: Path, capsys) -> None:
+    (here / "c.toml").write_text('model = "fake"\n')
+    code, out, err = cli(capsys, "--db", "t.db", "eval", "--config", "c.toml")
+    assert code == 2 and err.count("\n") == 1 and out == ""
+    assert "eval needs a task: give --task TASK" in err and not (here / "t.db").exists()
