@@ -193,7 +193,7 @@ class RunConfig(BaseModel):
     concurrency: int = Field(
         4, ge=1, le=64,
         description="Requests in flight at once to each endpoint of an API model (with several base URLs, the run "
-        "sends up to this many to each, their sum in all).",
+        "sends up to this many to each, their sum in all); also the rows a program answers at once.",
     )
     request_timeout: float = Field(
         DEFAULT_REQUEST_TIMEOUT, gt=0, le=86_400,

@@ -35,6 +35,7 @@ import string
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -299,13 +300,16 @@ def answer_program(
     model: ChatBackend,
     site: CallSite,
     progress: Callable[[int, int], None] | None = None,
+    width: int = 1,
 ) -> list[ScoredAnswer]:
     """``program`` answers ``examples`` of ``task`` under the candidate ``text`` (its prompt set).
 
-    Each row is one call of the program; its output is read as a reply to the
+    Each row is one call of the program, up to ``width`` rows at once (each in
+    a thread of its own, with its own ``llm``); the answers come back in row
+    order, whatever order they finish in. Its output is read as a reply to the
     user's own template is (:func:`.parsing.parse_reply`). A program that raises
     on a row, or returns no answer, gives a failed answer for it (wrong, its
-    ``error`` the one-line reason) and the next row is answered.
+    ``error`` the one-line reason) and the other rows are answered.
 
     Raises:
         ModelCallFailed: a model call failed after retries (the run fails, resumably).
@@ -316,25 +320,40 @@ def answer_program(
     from ..models.recorder import CallsAbandoned
 
     prompts = program.prompt_set(text)
-    answers: list[ScoredAnswer] = []
+
+    def answer(ex: Example) -> ScoredAnswer:
+        llm = RecordedChatModel(backend=model, site=site, prompt_refs=partial(prompts_in, prompts))
+        error: str | None = None
+        output: str | None = None
+        try:
+            output, error = _answer_of(_call_kept(program, dict(row_values(ex)), dict(prompts), llm))
+        except (CallsAbandoned, ModelCallFailed):
+            raise
+        except Exception as exc:  # the user's code failed on this row: a failed answer, the run goes on
+            error = one_line(exc)
+        return _scored(ex, task, output, error, llm.call_ids)
+
     if progress:
         progress(0, len(examples))
     with _prints_kept():
-        for ex in examples:
-            llm = RecordedChatModel(backend=model, site=site, prompt_refs=partial(prompts_in, prompts))
-            error: str | None = None
-            output: str | None = None
+        if width <= 1 or len(examples) <= 1:
+            answers = []
+            for ex in examples:
+                answers.append(answer(ex))
+                if progress:
+                    progress(len(answers), len(examples))
+            return answers
+        with ThreadPoolExecutor(max_workers=min(width, len(examples)), thread_name_prefix="tprompt-program") as pool:
+            futures = [pool.submit(contextvars.copy_context().run, answer, ex) for ex in examples]
             try:
-                result = _call_kept(program, dict(row_values(ex)), dict(prompts), llm)
-                output, error = _answer_of(result)
-            except (CallsAbandoned, ModelCallFailed):
-                raise
-            except Exception as exc:  # the user's code failed on this row: a failed answer, the run goes on
-                error = one_line(exc)
-            answers.append(_scored(ex, task, output, error, llm.call_ids))
-            if progress:
-                progress(len(answers), len(examples))
-    return answers
+                for done, fut in enumerate(as_completed(futures), start=1):
+                    fut.result()  # a pause or a failed model call: raised now, the rows not started dropped
+                    if progress:
+                        progress(done, len(examples))
+            finally:
+                for fut in futures:
+                    fut.cancel()
+        return [fut.result() for fut in futures]
 
 
 def _answer_of(result: Any) -> tuple[str | None, str | None]:

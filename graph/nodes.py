@@ -338,7 +338,8 @@ def score(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     stage = _stage(run)
     step = run.in_flight or 0
     appended: list[StoredEvent] = []
-    width = ctx.served_width if ctx.scorer_is_remote else 1
+    # (A program's job answers its rows `concurrency` at once itself: its jobs go one at a time.)
+    width = ctx.served_width if ctx.scorer_is_remote and ctx.program is None else 1
     for start in range(0, len(jobs), width):
         chunk = jobs[start : start + width]
         site = ctx.call_site(run, "scorer")  # job i's event will be appended at site.seq + i: its calls are filed there
@@ -414,7 +415,8 @@ def _answer(
     mode = ctx.mode_for(task)
     if ctx.program is not None:  # the user's program answers each row; its calls are filed under agent `program`
         answers = answer_program(ctx.program, prompt, examples, task=task, model=ctx.scorer,
-                                 site=replace(site, agent=PROGRAM_AGENT), progress=_progress(runtime, label))
+                                 site=replace(site, agent=PROGRAM_AGENT), progress=_progress(runtime, label),
+                                 width=ctx.served_width)
     else:
         answers = answer_prompt(
             prompt, examples, task=task, model=ctx.scorer, recorder=site, mode=mode,

@@ -6,6 +6,7 @@ import langchain.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -14,6 +15,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration
 from langchain_core.outputs import ChatResult as LCChatResult
+from pydantic import PrivateAttr
 
 from ..errors import BackendError
 from .types import ChatRequest, Message
@@ -87,7 +89,8 @@ class RecordedChatModel(BackendChatModel):
     Each call is one :class:`ChatRequest` through ``site`` (the run's recorder: cache, transcript row, cost),
     naming the prompts whose text it carries (``prompt_refs(messages)``: ``program.NAME@<sha12>``, in the cache
     key and the transcript). Identical requests within one example get sample indices 0, 1, ... so a program that
-    samples twice gets two answers, and the same two again from the cache. ``call_ids`` collects the
+    samples twice gets two answers, and the same two again from the cache (parallel ones: in the order they
+    start, so which branch gets which may differ between runs). ``call_ids`` collects the
     calls made, in order.
     """
 
@@ -98,6 +101,7 @@ class RecordedChatModel(BackendChatModel):
     max_tokens: int = 256
     call_ids: list[str] = []
     seen: dict[str, int] = {}
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     def _generate(
         self,
@@ -115,8 +119,9 @@ class RecordedChatModel(BackendChatModel):
             templates=tuple(self.prompt_refs(sent)) if self.prompt_refs is not None else (),
         )
         key = repr(request)
-        index = self.seen.get(key, 0)
-        self.seen[key] = index + 1
+        with self._lock:  # the program's own parallel calls (llm.batch, parallel graph branches)
+            index = self.seen.get(key, 0)
+            self.seen[key] = index + 1
         if index:
             request = replace(request, sample_index=index)
         result = self.site.chat(self.backend, [request])[0]

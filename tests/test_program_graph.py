@@ -109,3 +109,45 @@ def test_a_factory_returning_no_runnable_stops_at_the_first_set(
     err = capsys.readouterr().err
     said = "failed on every one of the run's first 4 examples (first: TypeError: prog_nothing:build returned a str"
     assert code == 1 and said in err and "not a Runnable" in err, err
+
+
+def test_a_program_answers_rows_concurrently_with_the_events_of_a_serial_run(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    serial, wide = tmp_path / "serial.db", tmp_path / "wide.db"
+    one = start(capsys, serial, "--concurrency", "1", model="fake:delay=0.01")
+    three = start(capsys, wide, "--concurrency", "3", model="fake:delay=0.01")
+    with EventLog(str(serial)) as a, EventLog(str(wide)) as b:
+        assert b.state(three).status == "completed"
+        assert comparable_events(a, one)[1:] == comparable_events(b, three)[1:]  # after run.created (its config)
+
+
+def test_rows_of_a_program_are_in_flight_together(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    write_module(folder, "prog_gate", (
+        "import threading\n"
+        "PROMPTS = {'answer': 'Answer yes, no or maybe.'}\n"
+        "gate, lock, started = threading.Barrier(2, timeout=30), threading.Lock(), []\n"
+        "def run(inputs, *, prompts, llm):\n"
+        "    with lock:\n"
+        "        started.append(1)\n"
+        "        mine = len(started)\n"
+        "    if mine <= 2:\n"
+        "        gate.wait()  # passes only with the first two rows in flight at once\n"
+        "    first, second = llm.batch([[('system', prompts['answer']), ('human', inputs['question'])],\n"
+        "                               [('human', 'Reply in exactly this format:\\nAnswer: yes')]])\n"
+        "    return second.content\n"
+    ))
+    db = tmp_path / "t.db"
+    capsys.readouterr()
+    assert main(["--db", str(db), "run", "--program", "prog_gate:run", "--target", "pubmedqa.jsonl", "--model",
+                 "fake", "--steps", "1", "--candidates", "1", "--examples", "4", "--test-examples", "4",
+                 "--concurrency", "2"]) == 0
+    run_id = run_id_of(capsys.readouterr().err)
+    with EventLog(str(db)) as log:
+        answers = [a for se in log.events(run_id) if isinstance(se.event, (CandidateAnswered, TestAnswered))
+                   for a in se.event.answers]
+    assert answers and all(a.error is None for a in answers)
+    # the two calls of each row's llm.batch (in parallel inside the row) both recorded
+    assert len([agent for agent, _ in program_calls(db, run_id) if agent == "program"]) == 2 * len(answers)
