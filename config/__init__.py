@@ -13,7 +13,7 @@ nothing but the log. It sits below the stores (the events carry it typed);
 
 from __future__ import annotations
 
-from .checks import check_target_only, check_values, make_config, stage_rule
+from .checks import check_target_only, check_values, checked_config, make_config, stage_rule
 from .files import MAX_RUBRIC_CRITERIA, SETTINGS_SUFFIXES, load_config_file, load_rubric_file, read_settings_file
 from .run import (
     DEFAULT_METRIC_TIMEOUT,
@@ -71,6 +71,7 @@ __all__ = (
     "check_extra_body",
     "check_target_only",
     "check_values",
+    "checked_config",
     "default_precision",
     "in_process_spec",
     "load_config_file",

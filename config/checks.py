@@ -45,15 +45,25 @@ def stage_rule(values: dict[str, Any], *, target_only: bool = False) -> dict[str
     return {**values, "transfer": False, "source_tasks": []}
 
 
-def make_config(values: dict[str, Any], *, where: str = "options") -> RunConfig:
-    """Validate ``values`` into a :class:`RunConfig`; one clear ConfigError on any problem."""
+def checked_config(values: dict[str, Any], *, where: str = "options") -> RunConfig:
+    """Validate ``values`` into a :class:`RunConfig` as given, deciding no default for this machine: its
+    ``model_fields_set`` are the keys of ``values`` (an experiment's ``[run]`` table is kept so).
+
+    Raises:
+        ConfigError: an unknown key, a bool where a number belongs, or any other invalid value (one line).
+    """
     _check_keys(values, where)
     for key, value in values.items():
         _check_not_bool(key, value, where)
     try:
-        config = RunConfig(**values)
+        return RunConfig(**values)
     except ValidationError as exc:
         raise ConfigError(first_error(exc, where=where)) from exc
+
+
+def make_config(values: dict[str, Any], *, where: str = "options") -> RunConfig:
+    """Validate ``values`` into a new run's :class:`RunConfig`; one clear ConfigError on any problem."""
+    config = checked_config(values, where=where)
     if "precision" not in values:  # a new config: this machine's default, written into it
         precision = default_precision(config.proposer, config.scorer, config.judge)
         if precision != config.precision:
@@ -100,4 +110,4 @@ def _check_keys(values: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: unknown key {key!r}", hint=hint, key=key)
 
 
-__all__ = ("check_target_only", "check_values", "make_config", "stage_rule")
+__all__ = ("check_target_only", "check_values", "checked_config", "make_config", "stage_rule")

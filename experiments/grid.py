@@ -27,9 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FieldSerializationInfo,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
-from ..config import ExtraBody, Precision, check_base_urls
+from ..config import ExtraBody, Precision, check_base_urls, checked_config
 from ..errors import ConfigError, UnknownRun, first_error
 from ..graph.config import RunConfig, make_config, read_settings_file
 from ..graph.rules import full_run_cost, steps_to_spend
@@ -113,7 +123,25 @@ class ExperimentConfig(BaseModel):
         None, description="Scorer-call budgets (training examples, both stages); default: one, the transfer "
         "arm's full cost under the run settings."
     )
-    run: dict[str, Any] = Field(default_factory=dict, description="RunConfig settings shared by every run.")
+    run: RunConfig = Field(
+        default_factory=RunConfig,
+        description="RunConfig settings shared by every run: the keys given are the config's fields set, and only "
+        "they are stored and passed on to the cells (a cell's defaults, such as precision, are decided for it).",
+    )
+
+    @field_validator("run", mode="before")
+    @classmethod
+    def _run(cls, value: Any, info: ValidationInfo) -> Any:
+        # The [run] table, checked as a run's options are (one line, naming the key); ``where`` comes from
+        # plan_experiment's validation context.
+        if not isinstance(value, dict):
+            return value
+        where = (info.context or {}).get("where", "experiment")
+        return checked_config(value, where=f"{where} [run]")
+
+    @field_serializer("run")
+    def _run_as_given(self, run: RunConfig, info: FieldSerializationInfo) -> Any:
+        return run.model_dump(mode=info.mode, exclude_unset=True)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -136,9 +164,9 @@ class ExperimentConfig(BaseModel):
         if "/" in self.name or not self.name.strip():
             raise ValueError(f"name {self.name!r}: use a non-empty name without '/'")
         for key in _CELL_KEYS:
-            if key in self.run:
+            if key in self.run.model_fields_set:
                 raise ValueError(f"run.{key} is set per cell by the experiment; use the grid keys instead")
-        if "patience" in self.run and self.run["patience"] is not None:
+        if self.run.patience is not None:
             raise ValueError("run.patience would end arms before they spend their budget; leave it out")
         for group in ("models", "sources", "targets", "seeds", "budgets"):
             values = getattr(self, group) or []
@@ -226,13 +254,13 @@ def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Exp
             transfer arm to reach its target stage.
     """
     try:
-        config = ExperimentConfig(**values)
+        config = ExperimentConfig.model_validate(values, context={"where": where})
     except ValidationError as exc:
         hint = None
         if exc.errors()[0].get("type") == "extra_forbidden":
             hint = "known keys: " + ", ".join(ExperimentConfig.model_fields)
         raise ConfigError(first_error(exc, where=where), hint=hint) from exc
-    base = make_config(dict(config.run), where=f"{where} [run]")
+    base = config.run
     cells: list[Cell] = []
     for model in config.models:
         for sources in config.sources:
@@ -271,7 +299,7 @@ def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Exp
         for cell in cells:
             model = models[cell.model]
             for arm in ARMS:
-                values_ = dict(config.run)
+                values_ = config.run.model_dump(exclude_unset=True)
                 values_.update(
                     name=f"{config.name}/{cell.key}/{arm}/s{seed}",
                     source_tasks=list(cell.sources) if arm == "transfer" else [],
@@ -316,7 +344,7 @@ def _normalized(config_json: str) -> Any:
     data = json.loads(config_json)
     try:
         return ExperimentConfig(**data).model_dump(mode="json")
-    except ValidationError:
+    except (ValidationError, ConfigError):
         return data
 
 

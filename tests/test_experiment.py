@@ -23,7 +23,7 @@ from tprompt.experiments.grid import (
     transfer_cost,
 )
 from tprompt.experiments.report import build_report, render_markdown, replay_test_answers, write_report
-from tprompt.graph import Runner, create_run, make_config
+from tprompt.graph import RunConfig, Runner, create_run, make_config
 from tprompt.stores import EventLog
 
 GRID = {
@@ -312,11 +312,26 @@ def test_rerunning_a_finished_experiment_runs_nothing(finished: tuple[Path, obje
         ({"targets": []}, "targets"),
         ({"seeds": [1, 1]}, "seeds lists the same entry twice"),
         ({"run": {**GRID["run"], "patience": 2}}, "patience"),
+        ({"run": {**GRID["run"], "steps": 0}}, r"^experiment \[run\]: steps: Input should be greater"),
+        ({"run": {**GRID["run"], "steps": True}}, r"^experiment \[run\]: steps: expected a whole number, got true"),
     ],
 )
 def test_bad_experiment_configs(change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         plan_experiment({**GRID, **change})
+
+
+def test_run_table_is_a_typed_config_stored_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    # [run] is a RunConfig whose fields set are the keys given: only they are stored and passed to the cells,
+    # so a default such as precision is decided for each cell's own models (bf16 for smollm2 on a bf16 CPU,
+    # none for fake), not once for the table's default models.
+    monkeypatch.setattr("tprompt._cpu.bf16_native", lambda: True)
+    run = {**GRID["run"], "request_timeout": 60}
+    experiment = plan_experiment({**GRID, "models": ["fake", "smollm2"], "run": run})
+    assert isinstance(experiment.config.run, RunConfig) and experiment.config.run.request_timeout == 60.0
+    assert experiment.config.model_dump(mode="json")["run"] == run
+    precision = {c.config.proposer: c.config.precision for c in experiment.runs}
+    assert precision == {"fake": "fp32", "smollm2": "bf16"}
 
 
 def test_changed_grid_under_the_same_name_is_refused(tmp_path: Path, cli) -> None:
