@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..config import RunConfig, load_config_file, make_config
-from ..errors import UsageError
+from ..errors import JudgeUnparseable, UsageError
 from ..evaluator import LOGPROB_IFR_NOTE, Task, list_tasks, load_task
 from ..evaluator.template import ChatTemplate
 from ..graph.config import DEFAULT_ORIGINAL_PROMPT as DEFAULT_PROMPT
@@ -205,8 +205,12 @@ def _score_all(ctx: typer.Context, resources: list[RunResources], *, split: str,
         for i, res in enumerate(resources):
             before = recorder.model_calls
             # a judge that cannot be read stops at its first batch, as in a run
-            score = score_held_out(res, log=log, recorder=recorder, split=split, n=n, progress=progress,
-                                   probe_judge=i == 0)
+            try:
+                score = score_held_out(res, log=log, recorder=recorder, split=split, n=n, progress=progress,
+                                       probe_judge=i == 0)
+            except JudgeUnparseable as exc:
+                exc.hint = "evaluate with another judge: --judge SPEC"
+                raise
             out.append(Scored(score, recorder.model_calls - before))
     return out
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from ..config import RecordedFile
-from ..errors import UsageError
+from ..errors import JudgeUnparseable, UsageError
 from ..evaluator import ObjectiveWeights, Task
 from ..evaluator.registry import metric_versions
 from ..judge.rubric import is_judge_metric, judge_metric
@@ -175,10 +175,12 @@ def rescore_run(
 
     ``judge`` (a model spec) or ``rubric`` (the config key's value) change the
     LLM judge: every answer set is judged again (judge calls only, through the
-    recorder, filed under the new run; 0 scorer calls).
+    recorder, filed under the new run; 0 scorer calls). The first answer set judged is a probe, as in a run:
+    when none of the judge's first replies can be read, nothing more is judged and no run is written.
 
     Raises:
-        UnknownRun, ConfigError (bad weights, metrics or rubric), UsageError (a run without recorded answers).
+        UnknownRun, ConfigError (bad weights, metrics or rubric), UsageError (a run without recorded answers),
+        JudgeUnparseable (the judge's first batch gave no score).
     """
     run_id = log.resolve(run_id)
     state = log.state(run_id)
@@ -208,6 +210,7 @@ def rescore_run(
     # criteria are weighable), then each metric's version is pinned as the new run records it.
     evaluation = Evaluation.open(config, tasks=tasks, task_names=answered_tasks(events))
     config = config.model_copy(update={"metric_versions": metric_versions(evaluation.metric_set)})
+    config = _record_new_modules(config)
     # The fork's own history starts after the lineage's run.created (seq 1) and its run.forked (seq 2).
     base = fold(events[:1], run_id=run_id).model_copy(
         update={"config": config, "target_task": state.target_task, "last_seq": 2}
@@ -221,6 +224,9 @@ def rescore_run(
     try:
         rejudge = _rejudge(log, recorder, new_id, config, evaluation) if recorder is not None else None
         rescored = rescore_events(events[1:], config, base, rejudge=rejudge, evaluation=evaluation)
+    except JudgeUnparseable as exc:
+        exc.hint = f"no run was written; rescore with another judge: tprompt rescore {run_id} --judge SPEC"
+        raise
     finally:
         if recorder is not None and log.path != ":memory:":
             recorder.close()
@@ -228,6 +234,16 @@ def rescore_run(
         run_id, 1, config=config, target_task=state.target_task or config.target_task, run_id=new_id,
         name=f"{state.name or run_id} rescored", events=rescored,
     )
+
+
+def _record_new_modules(config: RunConfig) -> RunConfig:
+    """``config`` with the file and hash of each metric module it names and has not recorded yet (a ``--metric
+    MODULE:FUNCTION`` added here), as a new run records them; the tasks and the recorded files stay as they are."""
+    from ..run_files import record_files
+
+    found = record_files(config, given=[*config.source_tasks, config.target_task]).files
+    files = {**found, **config.files}
+    return config if files == config.files else config.model_copy(update={"files": files})
 
 
 def answered_tasks(events: Sequence[StoredEvent]) -> list[str]:
@@ -241,15 +257,20 @@ def _rejudge(log: EventLog, recorder: Any, run_id: str, config: RunConfig, evalu
 
     assert config.judge_rubric is not None
     model = open_judge(config)
+    judged = 0
 
     def rejudge(answered: Answered, seq: int) -> Judged:
+        nonlocal judged
         task = evaluation.task(answered.task)
-        return judge_answered(
+        result = judge_answered(
             log, answered, rubric=config.judge_rubric, model=model,  # type: ignore[arg-type]
             site=recorder.at("judge", run_id=run_id, step=judge_step(answered), seq=seq), task=task,
             examples=task.sample(judge_examples(answered, config), split=answered.split, seed=config.seed),
             seed=config.seed,
+            probe=judged == 0,  # the first judging stops if the judge's replies cannot be read, as in a run
         )
+        judged += 1
+        return result
 
     return rejudge
 

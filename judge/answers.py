@@ -96,7 +96,7 @@ def judge_answered(
         sample = printable(" ".join(results[0].text.split()))
         raise JudgeUnparseable(
             f"judge {model.spec}: none of its first {len(results)} replies gave a score in the rubric's format "
-            f"({', '.join(c.name for c in rubric.criteria)}: <score> | <why>); the run stopped before judging more. "
+            f"({', '.join(c.name for c in rubric.criteria)}: <score> | <why>); tprompt stopped before judging more. "
             f'First reply: "{sample[:120]}"',
             spec=model.spec,
         )

@@ -131,6 +131,7 @@ def test_a_judge_eval_cannot_read_stops_at_its_first_batch(dates: Path, capsys) 
                          "--judge", "fake:garble=1", "--model", "fake", "-n", "12")
     assert code != 0 and out == "" and len(err.strip().splitlines()) == 1
     assert "judge fake:garble=1: none of its first 8 replies gave a score" in err
+    assert "tprompt stopped before judging more" in err and "(evaluate with another judge: --judge SPEC)" in err
     with sqlite3.connect(dates / "t.db") as conn:
         calls = dict(conn.execute("SELECT agent, count(*) FROM transcripts GROUP BY agent").fetchall())
     assert calls == {"scorer": 12, "judge": 8}  # not 12 judge calls

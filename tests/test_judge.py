@@ -380,3 +380,32 @@ def test_a_judge_whose_first_batch_parses_nothing_stops_the_run_in_one_line(
         forked = [r.run_id for r in log.runs() if r.run_id != run_id]
         state = log.state(forked[0])
     assert state.status == "completed" and state.judgements > 0 and state.config.judge == "fake"
+
+
+def test_a_rescore_judge_whose_first_batch_parses_nothing_stops_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run's rule (judge_answered's probe) in rescore --judge: was every recorded answer set judged first."""
+    from tprompt.cli import main
+    from tprompt.judge.answers import PROBE_BATCH
+
+    db = tmp_path / "t.db"
+    assert main(["--db", str(db), "run", "--target", "arc_challenge", "--model", "fake", "--steps", "1",
+                 "--candidates", "2", "--examples", "12", "--test-examples", "4"]) == 0, capsys.readouterr().err
+    with EventLog(db, readonly=True) as log:
+        (run_id,) = [r.run_id for r in log.runs()]
+        n_events = len(list(log.events(run_id)))
+    capsys.readouterr()
+    code = main(["--db", str(db), "rescore", run_id, "--judge", "fake:garble=1"])
+    captured = capsys.readouterr()
+    assert code != 0 and captured.out == "" and len(captured.err.strip().splitlines()) == 1, captured.err
+    assert f"judge fake:garble=1: none of its first {PROBE_BATCH} replies gave a score" in captured.err
+    assert "tprompt stopped before judging more" in captured.err
+    assert f"no run was written; rescore with another judge: tprompt --db {db} rescore {run_id} --judge SPEC" in captured.err
+    with EventLog(db, readonly=True) as log:
+        assert [r.run_id for r in log.runs()] == [run_id] and len(list(log.events(run_id))) == n_events
+    with sqlite3.connect(db) as conn:
+        judged = conn.execute("SELECT count(*) FROM transcripts WHERE agent = 'judge'").fetchone()[0]
+    assert judged == PROBE_BATCH  # not 2 x 12 + 4
+    capsys.readouterr()
+    assert main(["--db", str(db), "rescore", run_id, "--judge", "fake"]) == 0, capsys.readouterr().err

@@ -104,3 +104,40 @@ def _events(db: Path) -> int:
 
     with sqlite3.connect(db) as conn:
         return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+def test_rescore_records_the_metric_module_it_adds(own_run: tuple[Path, str, str], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """rescore --metric MODULE:FUNCTION records the module's file and hash as run does (was: the rescored run
+    named a module it could import only from the folder of that rescore)."""
+    import sys
+
+    from tprompt.run_files import content_hash
+
+    db, run_id, _ = own_run
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    module = f"added_{hashlib.sha1(str(tmp_path).encode()).hexdigest()[:10]}"
+    path = extra / f"{module}.py"
+    path.write_text(METRIC.replace("def iso_date", "def iso_strict"))
+    importlib.invalidate_caches()
+    metric_worker.reset()
+    monkeypatch.chdir(extra)
+    code, out, err = cli(capsys, "--db", str(db), "rescore", run_id, "--metric", f"{module}:iso_strict", "--json")
+    assert code == 0, err
+    new_id = json.loads(out)["run_id"]
+    code, out, _ = cli(capsys, "--db", str(db), "show", new_id, "--json")
+    recorded = json.loads(out)["config"]["files"][f"metric {module}"]
+    assert (recorded["path"], recorded["sha256"], recorded["root"]) == (str(path), content_hash(path), str(extra))
+
+    sys.modules.pop(module, None)
+    metric_worker.reset()
+    monkeypatch.chdir(tmp_path / "..")  # elsewhere: the module is found where the rescore recorded it
+    code, out, err = cli(capsys, "--db", str(db), "rescore", new_id, "--weight", "iso_strict=2", "--json")
+    assert code == 0, err
+    path.write_text(path.read_text() + "\n# edited\n")
+    n_events = _events(db)
+    code, _, err = cli(capsys, "--db", str(db), "rescore", new_id, "--weight", "iso_strict=3")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and f"its metric module {module} {path} changed" in err
+    assert _events(db) == n_events
