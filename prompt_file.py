@@ -112,6 +112,8 @@ def _structured(text: str, p: Path, what: str, text_only: bool) -> str | ChatTem
         return template_from_langchain_dict(data, where=where, text_only=text_only)
     if isinstance(data, Mapping) and data.get("format") == EXPORT_FORMAT:
         return _prompt_of_export(data, where, text_only)
+    if isinstance(data, Mapping) and data and all(isinstance(v, Mapping) and v.get("lc") == 1 for v in data.values()):
+        return _program_set_of_langchain(data, where, text_only)
     if isinstance(data, Mapping) and data.get("type") in ("text", "chat") and "prompt" in data:
         return _langfuse(data, where)
     if isinstance(data, list):
@@ -207,6 +209,17 @@ def template_from_langchain(obj: Any, *, where: str = "the LangChain prompt", na
             raise UsageError(f"{where}: message {i} has role {role!r}", hint="use system, human and ai messages")
         messages.append({"role": roles[role], "content": content})
     return from_messages(messages, name=name, where=where)
+
+
+def _program_set_of_langchain(data: Mapping[str, Any], where: str, text_only: bool) -> str | ChatTemplate:
+    """The prompt set of a program's LangChain export (templates keyed by prompt name; each carries the export)."""
+    first = next(iter(data.values()))
+    meta = ((first.get("kwargs") or {}).get("metadata") or {}).get("tprompt")
+    if not (isinstance(meta, Mapping) and meta.get("format") == EXPORT_FORMAT and "prompts" in meta):
+        raise UsageError(f"{where}: LangChain objects keyed by name, not a program's prompts exported by tprompt",
+                         hint="give one ChatPromptTemplate (langchain_core.load.dumps(prompt_template)), or "
+                              "tprompt export RUN --format langchain of a program's run")
+    return _prompt_of_export(meta, where, text_only)
 
 
 def _prompt_of_export(data: Mapping[str, Any], where: str, text_only: bool) -> str | ChatTemplate:

@@ -97,16 +97,36 @@ class PromptExport:
                     for m in self.template.messages if m.role != "system" or m.content.strip()]
         return ChatPromptTemplate(messages=messages, metadata=meta)  # type: ignore[arg-type]
 
+    def to_langchain_prompts(self) -> dict[str, ChatPromptTemplate]:
+        """A program's set as LangChain templates keyed by prompt name, each a system message holding the prompt.
+
+        A prompt that is a format string stays one (``{field}`` placeholders the program fills); any other is a
+        literal message. Each template's ``metadata["tprompt"]`` is the whole JSON export (every prompt, the
+        program, the provenance) with ``name``, the prompt's own name.
+        """
+        from langchain_core.messages import SystemMessage
+        from langchain_core.prompts import ChatPromptTemplate, SystemMessagePromptTemplate
+
+        assert self.prompts is not None
+        data = self.to_dict()
+        result = {}
+        for name, text in self.prompts.items():
+            message: Any
+            try:
+                message = SystemMessagePromptTemplate.from_template(text, template_format="f-string")
+            except (ValueError, KeyError, IndexError):  # literal braces, not a format string: sent as it is
+                message = SystemMessage(content=text)
+            result[name] = ChatPromptTemplate(messages=[message], metadata={"tprompt": {**data, "name": name}})
+        return result
+
     def render(self, format: str = "json") -> str:
         """The export as file contents: ``text`` (the prompt alone), ``json``, or ``langchain``
-        (``langchain_core.load.dumps`` of :meth:`to_langchain`; load it with ``langchain_core.load.loads``).
+        (``langchain_core.load.dumps`` of :meth:`to_langchain`, or for a program's set of
+        :meth:`to_langchain_prompts`; load it with ``langchain_core.load.loads``).
 
         Raises:
             UsageError: an unknown format.
         """
-        if self.prompts is not None and format not in ("text", "json"):
-            raise UsageError(f"a program's prompts export as text or json, not {format}",
-                             hint="use --format json (every prompt by name, with provenance)")
         if format == "text":
             if self.prompts is not None:
                 return "".join(f"[{name}]\n{text}\n\n" for name, text in self.prompts.items())
@@ -116,7 +136,8 @@ class PromptExport:
         if format == "langchain":
             from langchain_core.load import dumps
 
-            return dumps(self.to_langchain(), pretty=True) + "\n"
+            langchain = self.to_langchain() if self.prompts is None else self.to_langchain_prompts()
+            return dumps(langchain, pretty=True) + "\n"
         raise UsageError(f"unknown export format {format!r}", hint="use " + ", ".join(FORMATS))
 
 

@@ -38,7 +38,8 @@ def registry_prompt(found: PromptExport) -> tuple[str, str | list[dict[str, str]
         UsageError: a program's set of prompts (registries take one prompt; export it as JSON).
     """
     if found.prompts is not None:
-        raise UsageError("a program's prompts export as text or json, not to a prompt registry (one prompt each)",
+        raise UsageError("a program's prompts export as text, json or langchain, not to a prompt registry "
+                         "(one prompt each)",
                          hint="use tprompt export RUN --format json (every prompt by name, with provenance)")
     if found.template is None:
         return "text", found.prompt
