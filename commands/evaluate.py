@@ -201,17 +201,21 @@ def _score_all(ctx: typer.Context, resources: list[RunResources], *, split: str,
     from ..models import Recorder
 
     out = []
-    with open_log(ctx, readonly=False, create=True) as log, Recorder(log) as recorder, _progress(show) as progress:
-        for i, res in enumerate(resources):
-            before = recorder.model_calls
-            # a judge that cannot be read stops at its first batch, as in a run
-            try:
-                score = score_held_out(res, log=log, recorder=recorder, split=split, n=n, progress=progress,
-                                       probe_judge=i == 0)
-            except JudgeUnparseable as exc:
-                exc.hint = "evaluate with another judge: --judge SPEC"
-                raise
-            out.append(Scored(score, recorder.model_calls - before))
+    with open_log(ctx, readonly=False, create=True) as log:
+        # eval writes only the cache: it never reads the runs' tables, so it would write on into a file whose
+        # damage every other command stops at
+        log.store.check_undamaged()
+        with Recorder(log) as recorder, _progress(show) as progress:
+            for i, res in enumerate(resources):
+                before = recorder.model_calls
+                # a judge that cannot be read stops at its first batch, as in a run
+                try:
+                    score = score_held_out(res, log=log, recorder=recorder, split=split, n=n, progress=progress,
+                                           probe_judge=i == 0)
+                except JudgeUnparseable as exc:
+                    exc.hint = "evaluate with another judge: --judge SPEC"
+                    raise
+                out.append(Scored(score, recorder.model_calls - before))
     return out
 
 

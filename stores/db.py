@@ -247,6 +247,14 @@ def has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
+def damaged(name: str, finding: str) -> DatabaseDamaged:
+    """The error of a file whose pages are damaged: ``finding`` is SQLite's word for it."""
+    return DatabaseDamaged(
+        f"{name} is damaged ({finding})",
+        hint=f"restore it from a backup, or copy out what is readable: sqlite3 {name} .recover | sqlite3 new.db",
+    )
+
+
 def translate(exc: sqlite3.Error, name: str = "the database") -> StoreError:
     """Turn an sqlite3 error into the matching tprompt store error."""
     text = str(exc)
@@ -261,10 +269,7 @@ def translate(exc: sqlite3.Error, name: str = "the database") -> StoreError:
             f"{name} is read-only", hint="make it writable or pass --db to another file"
         )
     if "malformed" in low:
-        return DatabaseDamaged(
-            f"{name} is damaged ({text})",
-            hint=f"restore it from a backup, or copy out what is readable: sqlite3 {name} .recover | sqlite3 new.db",
-        )
+        return damaged(name, text)
     if "not a database" in low or "encrypted" in low:
         return NotATPromptDatabase(
             f"{name} is not a tprompt database ({text})",
@@ -365,6 +370,30 @@ class Store:
         """Whether the file has table ``name`` (a reader may open a file from before its migration)."""
         with self.reading() as conn:
             return has_table(conn, name)
+
+    def integrity_problems(self, *, foreign_keys: bool = True) -> list[str]:
+        """``PRAGMA integrity_check``'s findings (up to 5), and ``foreign_key_check``'s; empty when the file is sound.
+
+        Raises:
+            DatabaseDamaged: a page is so damaged that SQLite cannot even check the file.
+        """
+        with self.reading() as conn:
+            rows = [r[0] for r in conn.execute("PRAGMA integrity_check(5)")]
+            if foreign_keys:
+                rows += [f"foreign key: {r[0]} row {r[1]} names a missing {r[2]} row"
+                         for r in conn.execute("PRAGMA foreign_key_check").fetchall()[:5]]
+        return [] if rows == ["ok"] else [r for r in rows if r != "ok"]
+
+    def check_undamaged(self) -> None:
+        """Refuse a file with a damaged page before writing to it (a writer that never reads the damaged
+        table would otherwise write on; the readers of it fail there anyway). Reads the whole file.
+
+        Raises:
+            DatabaseDamaged: ``PRAGMA integrity_check`` finds damage.
+        """
+        problems = self.integrity_problems(foreign_keys=False)
+        if problems:
+            raise damaged(self.path, problems[0])
 
     def backup(self, path: str | os.PathLike[str]) -> None:
         """Copy the whole database, consistently, into a new file at ``path``."""

@@ -518,22 +518,12 @@ def _build(sources: Sequence[Path], tmp: Path, *, lineage: bool = True) -> Merge
             if lineage:
                 check_lineage(conn, names)
             conn.execute("PRAGMA foreign_keys = ON")
-        problems = integrity_problems(store, foreign_keys=lineage)
+        problems = store.integrity_problems(foreign_keys=lineage)
         if problems:
             raise DatabaseDamaged(f"the merged file {tmp} fails its integrity check ({problems[0]})",
                                   hint="nothing was written; report this as a bug")
     return counts
 
 
-def integrity_problems(store: Store, *, foreign_keys: bool = True) -> list[str]:
-    """``PRAGMA integrity_check``'s findings (up to 5), and ``foreign_key_check``'s; empty when the file is sound."""
-    with store.reading() as conn:
-        rows = [r[0] for r in conn.execute("PRAGMA integrity_check(5)")]
-        if foreign_keys:
-            rows += [f"foreign key: {r[0]} row {r[1]} names a missing {r[2]} row"
-                     for r in conn.execute("PRAGMA foreign_key_check").fetchall()[:5]]
-    return [] if rows == ["ok"] else [r for r in rows if r != "ok"]
-
-
-__all__ = ("MAX_ATTACHED", "MergeCounts", "check_lineage", "check_source", "integrity_problems", "merge_files",
+__all__ = ("MAX_ATTACHED", "MergeCounts", "check_lineage", "check_source", "merge_files",
            "merge_into", "merge_many")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from served_server import free_port
+from server_guard import start_guarded
 
 #: Bounds a hang only: a fresh server migrates its SQLite store first (~50 s on 2 loaded cores).
 READY_TIMEOUT_S = 300.0
@@ -57,11 +58,11 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     log = home / "server.log"
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     with log.open("w") as out:
-        proc = subprocess.Popen(
+        proc = start_guarded(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
              "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--default-artifact-root", str(home / "artifacts"),
              "--workers", "1"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=out, env=env,
         )
     server = MlflowServer(f"http://127.0.0.1:{port}", log)
     try:

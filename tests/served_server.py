@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from server_guard import start_guarded
 
 #: Bounds a hang only: loading the 135M model takes seconds.
 READY_TIMEOUT_S = 180.0
@@ -65,7 +66,7 @@ def start_transformers_serve(model_dir: Path, log: Path, *, extra: tuple[str, ..
         "--device", "cpu", "--dtype", "float32", "--log-level", "warning", *extra,
     ]
     with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = start_guarded(command, stdout=handle, env=env)
     base_url = f"http://127.0.0.1:{port}/v1"
     wait_ready(proc, base_url, log, what="transformers serve", timeout=READY_TIMEOUT_S)
     return proc, base_url

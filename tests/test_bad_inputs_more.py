@@ -134,10 +134,11 @@ def test_a_row_with_a_lone_surrogate_is_named_by_file_and_line(tmp_path: Path) -
 # --- damaged databases ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["runs", "show", "resume", "events", "run"])
+@pytest.mark.parametrize("command", ["runs", "show", "resume", "events", "run", "eval"])
 def test_a_database_with_a_page_overwritten(small_run: tuple[Path, str], tmp_path: Path, command: str) -> None:
     # was: sqlite3.DatabaseError: database disk image is malformed (a traceback from runs, show, resume, events);
-    # run said "is not a tprompt database", which sends the user to the wrong file
+    # run said "is not a tprompt database", which sends the user to the wrong file; eval (which reads no run)
+    # scored and wrote its answers into the damaged file, exit 0
     db = _copy(small_run[0], tmp_path / "m.db")
     conn = sqlite3.connect(db)
     page = conn.execute("PRAGMA page_size").fetchone()[0]
@@ -146,7 +147,8 @@ def test_a_database_with_a_page_overwritten(small_run: tuple[Path, str], tmp_pat
         f.seek(page)
         f.write(b"\xff" * page)
     before = db.read_bytes()
-    args = {"runs": [], "run": list(SMALL_RUN)}.get(command, [small_run[1]])
+    args = {"runs": [], "run": list(SMALL_RUN),
+            "eval": ["--task", "arc_challenge", "--prompt", "Answer.", "--model", "fake", "-n", "2"]}.get(command, [small_run[1]])
     line = one_line(tprompt(db, command, *args, check=False), code=1)
     assert "m.db is damaged (database disk image is malformed)" in line and ".recover" in line
     assert db.read_bytes() == before

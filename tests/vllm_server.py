@@ -44,6 +44,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # served_server, when run as a script or by a benchmark
 from served_server import Server, _tail, free_port, stop, wait_ready
+from server_guard import start_guarded
 
 VLLM_VERSION = "0.32.0"
 #: The distribution and exact release; its torch pin (2.13.0+cpu) is what the machine has on disk.
@@ -169,10 +170,8 @@ class VllmServer:
         port = free_port()
         started = time.monotonic()
         with open(self.log, "w") as handle:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(
-                server_command(python, self.model_dir, port, self.name), stdout=handle, stderr=subprocess.STDOUT,
-                env=server_env(self.scratch), start_new_session=True, cwd=self.scratch,
-            )
+            self.proc = start_guarded(server_command(python, self.model_dir, port, self.name), stdout=handle,
+                                      env=server_env(self.scratch), cwd=self.scratch)
         base_url = f"http://127.0.0.1:{port}/v1"
         try:
             wait_ready(self.proc, base_url, self.log, what="vLLM", timeout=READY_TIMEOUT_S)

@@ -1,0 +1,71 @@
+"""The test servers (MLflow, transformers serve, vLLM) die with the test process, even when it is killed with kill -9."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+DEADLINE = 120  # seconds: a bound on waiting under load, not a wait for something to happen
+
+# A server that starts a worker of its own (as MLflow starts uvicorn, vLLM its engine) and runs until killed.
+SERVER = """
+import os, signal, subprocess, sys
+worker = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
+print(os.getpid(), worker.pid, flush=True)
+signal.pause()
+"""
+
+# pytest's stand-in: it starts the server as the fixtures do, says the guard's pid, and runs until killed.
+PYTEST = f"""
+import signal, sys
+sys.path.insert(0, {str(TESTS)!r})
+from server_guard import start_guarded
+proc = start_guarded([sys.executable, "-c", {SERVER!r}])
+print(proc.pid, flush=True)
+signal.pause()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists() or not hasattr(os, "pidfd_open"),
+                    reason="reads the process table from /proc and waits on pidfds (Linux)")
+def test_a_server_and_its_workers_die_with_a_killed_test_process() -> None:
+    # was: the MLflow fixture's server (and its uvicorn worker) ran on after pytest was killed: its own
+    # session kept it from the terminal's signals, and the teardown that stops it never ran
+    stand_in = subprocess.Popen([sys.executable, "-c", PYTEST], stdout=subprocess.PIPE, text=True)
+    pids: list[int] = []
+    try:
+        assert stand_in.stdout is not None
+        pids.append(int(stand_in.stdout.readline()))  # the guard
+        pids.extend(int(p) for p in stand_in.stdout.readline().split())  # the server and its worker
+        assert len(pids) == 3 and all(_alive(p) for p in pids)
+        handles = [os.pidfd_open(p) for p in pids]  # not our children: wait on their pidfds, not waitpid
+        stand_in.kill()
+        stand_in.wait(timeout=DEADLINE)
+        try:
+            for fd in handles:  # a pidfd turns readable when its process exits; DEADLINE bounds a hang
+                select.select([fd], [], [], DEADLINE)
+        finally:
+            for fd in handles:
+                os.close(fd)
+        assert not [p for p in pids if _alive(p)], "the server outlived the test process that started it"
+    finally:
+        stand_in.kill()
+        stand_in.wait(timeout=DEADLINE)
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
