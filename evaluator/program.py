@@ -36,7 +36,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
@@ -131,7 +131,8 @@ def load_program(ref: str) -> Program:
     if added:
         sys.path.insert(0, cwd)
     try:
-        module = importlib.import_module(module_name)
+        with redirect_stdout(sys.stderr):  # what its import prints is diagnostics, not data (`--json` output)
+            module = importlib.import_module(module_name)
     except Exception as exc:  # whatever the module's import raised: the user's code, one line
         raise ConfigError(f"{where}: module {module_name} does not import ({one_line(exc)})",
                           hint="run tprompt from the folder that holds the module, or install its package",

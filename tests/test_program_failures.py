@@ -76,6 +76,7 @@ def test_what_a_program_prints_stays_off_the_terminal_and_the_json_output(
 ) -> None:
     write_module(folder, "prog_chatty", (
         "import sys\n"
+        "print('chatty import')  # on stderr, not in the --json output\n"
         "PROMPTS = {'answer': 'Answer yes, no or maybe.'}\n"
         "def run(inputs, *, prompts, llm):\n"
         "    print('[bold red]chatty out', inputs['question'][:20])\n"
@@ -88,8 +89,9 @@ def test_what_a_program_prints_stays_off_the_terminal_and_the_json_output(
     assert "chatty" not in out
     assert json.loads(out)["status"] == "completed"  # stdout is the JSON document alone
     mentioned = [line for line in err.splitlines() if "chatty" in line]
-    assert len(mentioned) == 1 and mentioned[0].startswith("program prog_chatty:run: printed ")
-    assert "(first: [bold red]chatty out" in mentioned[0]  # shown as text, not as markup
+    assert len(mentioned) == 2 and mentioned[0] == "chatty import"
+    assert mentioned[1].startswith("program prog_chatty:run: printed ")
+    assert "(first: [bold red]chatty out" in mentioned[1]  # shown as text, not as markup
 
 
 def test_a_declared_prompt_the_program_never_sends_is_one_line_naming_it(
