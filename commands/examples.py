@@ -56,7 +56,7 @@ def select(name: str | None) -> list[str]:
     files = example_files()
     if name is None:
         return files
-    wanted = name.strip("/")
+    wanted = name.strip("/").removeprefix("examples/")  # as the docs name them: examples/judge.toml
     chosen = [f for f in files if f == wanted or f.startswith(wanted + "/")]
     if not chosen:
         tops = sorted({f.split("/")[0] for f in files})
@@ -106,7 +106,7 @@ def examples_cmd(
     if json_:
         print_json([{"name": f, "path": str(ROOT / f), "about": about(f)} for f in files])
         return
-    if name is not None and files == [name.strip("/")]:
+    if name is not None and len(files) == 1 and not (ROOT / name.strip("/").removeprefix("examples/")).is_dir():
         out.file.write((ROOT / files[0]).read_text(encoding="utf-8"))
         return
     width = max(len(f) for f in files)

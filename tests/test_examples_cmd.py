@@ -43,6 +43,8 @@ def test_one_example_is_printed_as_it_is(capsys: pytest.CaptureFixture[str]) -> 
     code, out, _ = cli(capsys, "examples", "dates/template.json")
     assert code == 0
     assert out == (ROOT / "examples" / "dates" / "template.json").read_text()
+    code, out, _ = cli(capsys, "examples", "examples/judge.toml")  # as the docs name it
+    assert code == 0 and out == (ROOT / "examples" / "judge.toml").read_text()
 
 
 def test_copy_writes_dir_examples_where_the_docs_commands_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
