@@ -37,6 +37,7 @@ from typing import Any, cast
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from ..errors import UsageError
 from .context import RunContext
 from .nodes import NODES, GraphState, Node
 from .rules import next_node
@@ -117,10 +118,28 @@ def build_graph(
             choices = [c for c in _choices(out) if c == END or c in names]
             if out == "resume_at":
                 choices += [c for c in chain if c not in choices]
-            graph.add_conditional_edges(src, routers[out], {c: c for c in choices})
+            route = _must_revise(src, routers[out]) if src in chain else routers[out]
+            graph.add_conditional_edges(src, route, {c: c for c in choices})
         else:
             graph.add_edge(src, out)
     return graph.compile(name="transfer-prompting" if transfer else "target-only")
+
+
+def _must_revise(name: str, route: Router) -> Router:
+    """``route`` after the inserted node ``name``, which must record ``step.revised`` by its name: without it the
+    run would come back to ``name`` for ever (the rule tells that a chain node ran only by its revision)."""
+
+    def after(state: GraphState, runtime: Runtime[RunContext]) -> str:
+        nxt = route(state, runtime)
+        if nxt == name:
+            raise UsageError(
+                f"node {name!r}, inserted after propose, returned without recording step.revised by {name!r}: "
+                f"emit StepRevised(..., by={name!r}, candidates=...) with ctx.emit, the candidates unchanged if it "
+                "changes none (docs/python.md, \"The graph and its nodes\")")
+        return nxt
+
+    after.__name__ = after.__qualname__ = getattr(route, "__name__", "route")
+    return after
 
 
 def _choices(router: str) -> tuple[str, ...]:

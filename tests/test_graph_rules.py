@@ -414,7 +414,11 @@ def test_the_graph_refuses_a_destination_its_edges_do_not_allow(tmp_path) -> Non
     log = EventLog(tmp_path / "g.db")
     run_id = create_run(log, make_config({**SMALL, "transfer": False, "steps": 1}))
     graph = build_graph(transfer=False, nodes={"critic": silent_critic}, insert_after={"critic": "propose"})
-    with pytest.raises(KeyError, match="critic"):  # LangGraph: "critic" is not in the after_propose path map
+    from tprompt.errors import UsageError
+
+    # Before: LangGraph's bare KeyError ("critic" is not in the after_propose path map); now one line saying what to do.
+    with pytest.raises(UsageError, match="node 'critic', inserted after propose, returned without recording "
+                                         "step.revised by 'critic'"):
         Runner(log, run_id, graph=graph).run()
     types = [e.type for e in log.events(run_id)]
     assert types[-2:] == ["step.proposed", "run.failed"]  # step 1 proposed, then refused: nothing of it scored
