@@ -1,6 +1,9 @@
 """How often a run opens its resources before the graph's first node runs. Prints one line per function.
 
-Run: python benchmarks/count_resources.py [-- TPROMPT RUN ARGS...]
+Run: python benchmarks/count_resources.py [--db PATH] [-- TPROMPT ARGS...]
+
+``--db PATH`` runs the command on that database (a copy is not made: ``fork`` writes its fork there) instead
+of a scratch one, so commands that need a run first can be counted, e.g. ``--db runs.db -- fork r-1a2b3c``.
 
 Default command (issue 28): ``tprompt run --source ai2_science --target arc_challenge --judge fake
 --metric rouge_l --model fake`` (small sizes, a scratch database). Counted by a profile hook on the
@@ -44,6 +47,9 @@ def _targets() -> dict[Any, str]:
 
 def main() -> None:
     args = sys.argv[1:]
+    db_given = None
+    if args[:1] == ["--db"] and len(args) > 1:
+        db_given, args = args[1], args[2:]
     if args[:1] == ["--"]:
         args = args[1:]
     args = args or DEFAULT
@@ -67,7 +73,7 @@ def main() -> None:
             before_first["node"] = Counter({code.co_name: 1})
 
     with tempfile.TemporaryDirectory(prefix="tprompt-count-") as tmp:
-        db = str(Path(tmp) / "count.db")
+        db = db_given or str(Path(tmp) / "count.db")
         threading.setprofile(hook)
         sys.setprofile(hook)
         try:

@@ -23,7 +23,7 @@ from ..experiments.grid import (
     run_experiment,
 )
 from ..experiments.parallel import CellOutcome
-from ..graph.resources import ExecutionOptions
+from ..graph.resources import ExecutionOptions, RunResources
 from ..stores import EventLog, RunState
 from ._common import JSON_OPTION, err, open_log, out, prepare_output_dir, print_json, tprompt_cmd
 from ._model_options import CONCURRENCY_OPTION, REQUEST_TIMEOUT_OPTION, check_model_options
@@ -43,13 +43,14 @@ def _cell_row(cell_run: CellRun, state: RunState | None) -> dict[str, Any]:
     }
 
 
-def _execute_with_progress(json_: bool, concurrency: int | None = None, request_timeout: float | None = None):
-    def execute(log: EventLog, run_id: str, cell_run: CellRun, index: int, total: int) -> RunState:
+def _execute_with_progress(json_: bool, options: ExecutionOptions):
+    def execute(log: EventLog, run_id: str, cell_run: CellRun, index: int, total: int, /, *,
+                resources: RunResources | None = None) -> RunState:
         if not json_:
             err.print(f"[{index}/{total}] {cell_run.cell.key}  {ARM_LABELS[cell_run.arm]}  seed {cell_run.seed}  ({run_id})")
         return execute_run(
             log, run_id, json_=json_, on_pause="pausing: rerun the same `tprompt experiment` command to continue",
-            options=ExecutionOptions(concurrency=concurrency, request_timeout=request_timeout),
+            options=options, resources=resources,
         )
 
     return execute
@@ -125,7 +126,9 @@ def experiment(
                                             concurrency=concurrency, request_timeout=request_timeout)
             failures = [o for o in outcomes if o.failed]
         elif workers == 1:
-            recorded, _visited = run_experiment(log, planned, execute=_execute_with_progress(json_, concurrency, request_timeout), on_skip=skipped)
+            options = ExecutionOptions(concurrency=concurrency, request_timeout=request_timeout)
+            recorded, _visited = run_experiment(log, planned, execute=_execute_with_progress(json_, options),
+                                                on_skip=skipped, options=options)
         else:
             recorded, outcomes = _run_cells(log, planned, json_, skipped, workers=workers,
                                             concurrency=concurrency, request_timeout=request_timeout)

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import typer
 
 from ..errors import StoreError
-from ..graph import fork_run
+from ..graph import open_fork
 from ._common import JSON_OPTION, err, open_log, out, print_json, settings, tprompt_cmd
 from ._model_options import (
     BASE_URL_OPTION,
@@ -74,7 +74,7 @@ def fork(
             overrides[key] = value
     with open_log(ctx, readonly=False) as log:
         parent = log.resolve(run)
-        new_id = fork_run(
+        new_id, resources = open_fork(
             log, parent, at_seq=at, from_prompt_id=from_prompt, overrides=overrides,
             validate=not no_start or bool(overrides),
         )
@@ -90,7 +90,7 @@ def fork(
         if not json_:
             out.print(new_id)
             err.print(f"forked {parent} at seq {point}; running it")
-        state = execute(log, new_id, json_=json_)
+        state = execute(log, new_id, json_=json_, resources=resources)  # opened once, by open_fork
     if json_:
         report(state, json_=True)
     else:

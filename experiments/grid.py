@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import (
     BaseModel,
@@ -46,6 +46,9 @@ from ..graph.rules import full_run_cost, steps_to_spend
 from ..stores import EventLog
 from ..stores import experiments as experiments_table
 from ..stores.projection import RunState
+
+if TYPE_CHECKING:
+    from ..graph.resources import ExecutionOptions, RunResources
 
 Arm = Literal["target_only", "transfer"]
 
@@ -395,17 +398,30 @@ def cell_states(log: EventLog, experiment: Experiment) -> Iterator[tuple[CellRun
         yield cell_run, (log.state(run_id) if run_id else None)
 
 
-Execute = Callable[[EventLog, str, CellRun, int, int], RunState]
+class Execute(Protocol):
+    """Runs or resumes one cell's run: ``execute(log, run_id, cell_run, index, total, resources=...)``.
+
+    ``resources`` are the run's, opened already (by the experiment's preflight or its ``create_run``), or None:
+    give them to :class:`~tprompt.graph.runner.Runner` so the run does not open them again.
+    """
+
+    def __call__(self, log: EventLog, run_id: str, cell_run: CellRun, index: int, total: int, /, *,
+                 resources: RunResources | None = None) -> RunState: ...
 
 
-def _default_execute(log: EventLog, run_id: str, cell_run: CellRun, index: int, total: int) -> RunState:
+def _default_execute(log: EventLog, run_id: str, cell_run: CellRun, index: int, total: int, /, *,
+                     resources: RunResources | None = None) -> RunState:
     from ..graph.runner import Runner
 
-    return Runner(log, run_id).run()
+    return Runner(log, run_id, resources=resources).run()
 
 
-def preflight_experiment(experiment: Experiment) -> None:
+def preflight_experiment(experiment: Experiment, *, options: ExecutionOptions | None = None) -> dict[int, RunResources]:
     """Check every planned run's tasks and models (once per combination) before anything runs.
+
+    Returns:
+        the resources opened (with ``options``), by the index in ``experiment.runs`` of the run each was
+        opened for (the first of its combination): pass them on, so that run does not open them again.
 
     Raises:
         UnknownTask, UnknownModel, ConfigError: the first problem found.
@@ -413,12 +429,14 @@ def preflight_experiment(experiment: Experiment) -> None:
     from ..graph.api import preflight
 
     checked: set[tuple[Any, ...]] = set()
-    for cell_run in experiment.runs:
+    opened: dict[int, RunResources] = {}
+    for index, cell_run in enumerate(experiment.runs):
         c = cell_run.config
         key = (c.proposer, c.scorer, tuple(c.source_tasks), c.target_task, c.mode)
         if key not in checked:
-            preflight(cell_run.config)
+            opened[index] = preflight(cell_run.config, options=options)
             checked.add(key)
+    return opened
 
 
 def run_experiment(
@@ -427,12 +445,14 @@ def run_experiment(
     *,
     execute: Execute | None = None,
     on_skip: Callable[[CellRun, RunState, int, int], None] | None = None,
+    options: ExecutionOptions | None = None,
 ) -> tuple[Experiment, list[tuple[CellRun, RunState]]]:
     """Record ``experiment`` and run its cells in order; finished cells are skipped.
 
     Each cell is created (``create_run``) when missing and run or resumed with
-    ``execute(log, run_id, cell_run, index, total)`` (default: a plain
-    :class:`Runner`). The loop stops at the first run that does not complete
+    ``execute(log, run_id, cell_run, index, total, resources=...)`` (default: a plain
+    :class:`Runner`); a run's resources are opened once, with ``options`` (this
+    execution's), and passed on. The loop stops at the first run that does not complete
     (paused): rerunning continues from there.
 
     Returns:
@@ -441,14 +461,15 @@ def run_experiment(
     Raises:
         whatever ``execute`` raises (a failed run stays resumable).
     """
-    from ..graph.api import create_run
+    from ..graph.api import create_run, preflight
 
     execute = execute or _default_execute
-    preflight_experiment(experiment)
+    opened = preflight_experiment(experiment, options=options)
     experiment = record_experiment(log, experiment)
     visited: list[tuple[CellRun, RunState]] = []
     total = len(experiment.runs)
     for index, cell_run in enumerate(experiment.runs, start=1):
+        resources = opened.pop(index - 1, None)
         run_id = find_cell_run(log, cell_run)
         if run_id is not None:
             state = log.state(run_id)
@@ -458,8 +479,9 @@ def run_experiment(
                 visited.append((cell_run, state))
                 continue
         else:
-            run_id = create_run(log, cell_run.config)
-        state = execute(log, run_id, cell_run, index, total)
+            resources = resources or preflight(cell_run.config, options=options)
+            run_id = create_run(log, cell_run.config, resources=resources)
+        state = execute(log, run_id, cell_run, index, total, resources=resources)
         visited.append((cell_run, state))
         if state.status != "completed":
             break

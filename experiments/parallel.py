@@ -83,11 +83,11 @@ def prepare_runs(log: EventLog, experiment: Experiment) -> tuple[Experiment, lis
     """
     from ..graph.api import create_run
 
-    preflight_experiment(experiment)
+    opened = preflight_experiment(experiment)
     experiment = record_experiment(log, experiment)
     runs = []
-    for cell_run in experiment.runs:
-        run_id = find_cell_run(log, cell_run) or create_run(log, cell_run.config)
+    for index, cell_run in enumerate(experiment.runs):
+        run_id = find_cell_run(log, cell_run) or create_run(log, cell_run.config, resources=opened.pop(index, None))
         runs.append((cell_run, run_id))
     return experiment, runs
 

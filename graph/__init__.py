@@ -14,6 +14,7 @@ _WHERE = {
     "comparable_events": ".api",
     "create_run": ".api",
     "fork_run": ".api",
+    "open_fork": ".api",
     "preflight": ".api",
     "rerun_check": ".api",
     "build_graph": ".build",
@@ -30,7 +31,7 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:  # what a type checker sees; at run time each name loads on first use
-    from .api import comparable_events, create_run, fork_run, preflight, rerun_check
+    from .api import comparable_events, create_run, fork_run, open_fork, preflight, rerun_check
     from .build import build_graph, draw
     from .config import RunConfig, load_config_file, make_config
     from .context import RunContext
@@ -50,6 +51,7 @@ __all__ = (
     "create_run",
     "draw",
     "fork_run",
+    "open_fork",
     "load_config_file",
     "make_config",
     "preflight",

@@ -82,6 +82,21 @@ def fork_run(
     overrides: dict[str, Any] | None = None,
     validate: bool = True,
 ) -> str:
+    """Branch ``run_id``: see :func:`open_fork`, which also returns the fork's resources; returns the fork's id."""
+    return open_fork(log, run_id, at_seq=at_seq, from_prompt_id=from_prompt_id, overrides=overrides,
+                     validate=validate)[0]
+
+
+def open_fork(
+    log: EventLog,
+    run_id: str,
+    *,
+    at_seq: int | None = None,
+    from_prompt_id: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    validate: bool = True,
+    options: ExecutionOptions | None = None,
+) -> tuple[str, RunResources | None]:
     """Branch ``run_id`` at a seq, or after its source stage (or from one of its source prompts) onto a (new) target.
 
     Without ``at_seq`` the fork point is the end of the parent's source stage, so the
@@ -92,6 +107,10 @@ def fork_run(
     parent's source stage and the target stage is seeded with exactly that
     prompt. ``validate=False`` skips checking that the fork can run (tasks,
     models), for forks only meant to be inspected.
+
+    Returns:
+        the fork's id, and the resources opened to check it (None with ``validate=False``), with ``options``:
+        pass them to :class:`Runner` to run the fork without opening them again.
 
     Raises:
         UnknownRun, SeqOutOfRange, UsageError (no such prompt, or no fork point), ConfigError.
@@ -115,12 +134,14 @@ def fork_run(
         config = make_config({**config.model_dump(), **overrides}, where="fork options")
     # The fork point's target unless an override names another (they agree for runs made by create_run).
     target = str((overrides or {}).get("target_task") or at_state.target_task or config.target_task)
+    resources = None
     if validate:
         if from_prompt_id is not None and not config.transfer:
             raise UsageError("--from-prompt needs transfer on")
-        config = record_files(pinned(config, RunResources.open(config)))
+        resources = RunResources.open(config, options=options)
+        config = record_files(pinned(config, resources))
         target = config.target_task
-    return log.fork(
+    new_id = log.fork(
         run_id,
         at_seq,
         config=config,
@@ -128,6 +149,7 @@ def fork_run(
         from_prompt_id=from_prompt_id,
         name=config.name,
     )
+    return new_id, resources
 
 
 def _resolve_prompt(state: RunState, prompt_id: str) -> str:
@@ -233,4 +255,5 @@ def rerun_check(
     return True, f"the re-run produced the same {len(before)} events"
 
 
-__all__ = ("comparable_events", "create_run", "first_error", "fork_run", "pin_metrics", "preflight", "rerun_check")
+__all__ = ("comparable_events", "create_run", "first_error", "fork_run", "open_fork", "pin_metrics", "preflight",
+           "rerun_check")

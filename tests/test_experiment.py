@@ -228,9 +228,9 @@ def test_report_of_a_partial_experiment_says_so(tmp_path: Path) -> None:
     planned = plan_experiment({**GRID, "name": "part"})
     calls = []
 
-    def pause_the_third(log, run_id, cell_run, index, total):
+    def pause_the_third(log, run_id, cell_run, index, total, *, resources=None):
         calls.append(index)
-        runner = Runner(log, run_id)
+        runner = Runner(log, run_id, resources=resources)
         if index == 3:
             runner.request_pause()  # as if Ctrl-C came at once
         return runner.run()
