@@ -161,6 +161,25 @@ def load_program(ref: str) -> Program:
     return Program(ref=ref, fn=fn, prompts=dict(prompts), kind=kind)
 
 
+def program_ref(fn: Callable[..., Any]) -> str:
+    """``MODULE:FUNCTION`` naming ``fn``, a function at the top of an importable module (what a run records).
+
+    Raises:
+        UsageError: ``fn`` has no such import path (a lambda, a nested function, a method, a function of
+            ``__main__``), or that path names something else.
+        ConfigError: its module does not load as a program's (:func:`load_program`: no ``PROMPTS``, ...).
+    """
+    module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    ref = f"{module}:{name}"
+    hint = ("define the function at the top of a module that imports from the working folder or your package, "
+            "or pass program='MODULE:FUNCTION'")
+    if not (isinstance(module, str) and isinstance(name, str)) or module == "__main__" or "<" in name or "." in name:
+        raise UsageError(f"program {fn!r} has no import path a run can record ({ref})", hint=hint)
+    if load_program(ref).fn is not fn:
+        raise UsageError(f"program {ref}: importing it gives another object than the function passed", hint=hint)
+    return ref
+
+
 def _kind_of(fn: Callable[..., Any]) -> ProgramKind | None:
     """``run`` for a function of ``inputs`` (or one whose signature cannot be read), ``build`` for a factory of
     ``(prompts, llm)`` (no ``inputs``), None for anything else."""
@@ -401,5 +420,5 @@ def _scored(ex: Example, task: Task, output: str | None, error: str | None, call
                         gold=gold_answer(ex, task), call_id=call_id)
 
 
-__all__ = ("MAX_ERROR_CHARS", "PROGRAM_AGENT", "Program", "ProgramKind", "ProgramOutput", "answer_program", "load_program", "one_line",
-           "prompt_names", "prompt_ref", "prompts_in")
+__all__ = ("MAX_ERROR_CHARS", "PROGRAM_AGENT", "Program", "ProgramKind", "ProgramOutput", "answer_program", "load_program",
+           "one_line", "program_ref", "prompt_names", "prompt_ref", "prompts_in")

@@ -296,6 +296,8 @@ def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Exp
             "one target step",
             hint="raise budgets, or lower run.steps / candidates / examples / top_k",
         )
+    if base.program is not None:
+        from ..graph.resources import with_program  # (loads the program: a bad one is one line, before any run)
     models = {m.label: m for m in config.models}
     runs: list[CellRun] = []
     for seed in config.seeds:  # seeds outermost: a partial experiment has whole seeds
@@ -319,6 +321,8 @@ def plan_experiment(values: dict[str, Any], *, where: str = "experiment") -> Exp
                     target_steps=steps_to_spend(base, cell.budget),
                 )
                 run_config = make_config(values_, where=f"{where} cell {cell.key} ({arm}, seed {seed})")
+                if base.program is not None:  # its PROMPTS, unless [run] gives original_prompt
+                    run_config = with_program(run_config, prompt_given="original_prompt" in values_)
                 runs.append(CellRun(config.name, cell, arm, seed, run_config))
     return Experiment(config=config, cells=tuple(cells), runs=tuple(runs))
 

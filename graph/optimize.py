@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import UsageError
 from ..evaluator import Example, Task
 from ..evaluator._userfiles import input_fields
+from ..evaluator.program import program_ref
 from ..evaluator.task_model import LETTERS, SplitRuleError, infer_kind, split_rows
 from ..evaluator.template import MAX_DESCRIPTION_CHARS, ChatTemplate
 from ..prompt_file import template_from_langchain
@@ -31,7 +32,7 @@ from .build import build_graph
 from .config import make_config
 from .context import Objective
 from .nodes import Node
-from .resources import ExecutionOptions
+from .resources import ExecutionOptions, with_program
 from .runner import Runner, Update
 
 
@@ -137,6 +138,7 @@ def optimize(
     template: Any = None,
     max_cost: float | None = None,
     max_rollouts: int | None = None,
+    program: str | Callable[..., Any] | None = None,
     **config: Any,
 ) -> RunState:
     """Create and run one Transfer-Prompting run (or, ``transfer=False``, target-only); the final state.
@@ -156,6 +158,10 @@ def optimize(
         max_cost, max_rollouts: budgets of this execution, as ``run --max-cost``/``--max-rollouts``: USD of
             paid calls, or scorer calls on training examples. On reaching one the run pauses (its state's
             ``status`` is ``paused``) keeping every answer it paid for; resume it with a :class:`Runner`.
+        program: your program whose named prompts the run optimizes (docs/programs.md), as ``run --program``:
+            ``"MODULE:FUNCTION"``, or the function itself when it is defined at the top of an importable module
+            (the run records its import path, so ``tprompt resume`` finds it). The run starts from the module's
+            ``PROMPTS`` unless ``original_prompt`` names them.
         config: any other :class:`RunConfig` field (steps, candidates, ...).
     """
     options = ExecutionOptions(max_cost=max_cost, max_rollouts=max_rollouts)  # bad budgets: refused before any write
@@ -177,7 +183,9 @@ def optimize(
     if model is not None:
         values.setdefault("proposer", model)
         values.setdefault("scorer", model)
-    cfg = make_config(values, where="optimize()")
+    if program is not None:
+        values["program"] = program if isinstance(program, str) else program_ref(program)
+    cfg = with_program(make_config(values, where="optimize()"), prompt_given="original_prompt" in values)
     log = db if isinstance(db, EventLog) else EventLog(db)
     try:
         run_id = create_run(log, cfg, tasks=tasks)

@@ -36,8 +36,12 @@ def test_every_python_example_of_the_doc_runs(tmp_path: Path, monkeypatch: pytes
         statuses = {r.run_id: r.status for r in log.runs()}
     finally:
         log.close()
-    # The transfer run, the own-template (open-ended) run, the run from best.json and the run with a critic.
-    assert len(statuses) == 4 and set(statuses.values()) == {"completed"}, statuses
+    # The transfer run, the own-template (open-ended) run, the run from best.json, the program's run and the run
+    # with a critic.
+    assert len(statuses) == 5 and set(statuses.values()) == {"completed"}, statuses
     mine = namespace["mine"]
     assert mine.best_prompt  # type: ignore[attr-defined]
     assert (tmp_path / "best.json").exists()
+    from tprompt import export_prompt
+
+    assert list(export_prompt(namespace["app"]).prompts or {}) == ["recall", "answer"]  # type: ignore[arg-type]
