@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from ..config import check_base_url
+from ..config import check_base_url, check_execution_options
 from ..errors import UsageError
 
 MODEL_OPTION = typer.Option(
@@ -45,12 +45,8 @@ REQUEST_TIMEOUT_OPTION = typer.Option(
 )
 
 
-def check_model_options(concurrency: int | None, request_timeout: float | None) -> None:
-    """One clear UsageError for a value the model options cannot take."""
-    if concurrency is not None and not 1 <= concurrency <= 64:
-        raise UsageError(f"--concurrency must be between 1 and 64, not {concurrency}")
-    if request_timeout is not None and not 0 < request_timeout <= 86_400:
-        raise UsageError(f"--request-timeout must be a positive number of seconds (at most 86400), not {request_timeout:g}")
+#: One clear UsageError for a value the model options cannot take (the bounds of the run settings they set).
+check_model_options = check_execution_options
 
 
 def base_url_setting(urls: list[str] | None) -> str | list[str] | None:

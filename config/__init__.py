@@ -13,12 +13,14 @@ nothing but the log. It sits below the stores (the events carry it typed);
 
 from __future__ import annotations
 
-from .checks import check_target_only, check_values, checked_config, make_config, stage_rule
+from .checks import check_execution_options, check_target_only, check_values, checked_config, make_config, stage_rule
 from .files import MAX_RUBRIC_CRITERIA, SETTINGS_SUFFIXES, load_config_file, load_rubric_file, read_settings_file
 from .run import (
     DEFAULT_METRIC_TIMEOUT,
     DEFAULT_ORIGINAL_PROMPT,
     DEFAULT_REQUEST_TIMEOUT,
+    MAX_CONCURRENCY,
+    MAX_REQUEST_TIMEOUT,
     Budget,
     Mode,
     ParentSelection,
@@ -53,6 +55,8 @@ __all__ = (
     "DEFAULT_REQUEST_TIMEOUT",
     "ExtraBody",
     "IN_PROCESS_KINDS",
+    "MAX_CONCURRENCY",
+    "MAX_REQUEST_TIMEOUT",
     "MAX_RUBRIC_CRITERIA",
     "Mode",
     "PRECISIONS",
@@ -68,6 +72,7 @@ __all__ = (
     "base_urls",
     "check_base_url",
     "check_base_urls",
+    "check_execution_options",
     "check_extra_body",
     "check_target_only",
     "check_values",

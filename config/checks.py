@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import ValidationError
 
 from ..errors import ConfigError, UsageError, first_error
-from .run import RunConfig
+from .run import MAX_CONCURRENCY, MAX_REQUEST_TIMEOUT, RunConfig
 from .specs import default_precision
 
 
@@ -24,6 +24,20 @@ def check_target_only(target_only: bool, sources: list[str] | None, *,
     if target_only and sources:
         raise UsageError(f"{names[0]} runs no source stage, so it takes no {names[1]}",
                          hint=f"leave out {names[1]}, or {names[0]} to transfer from the sources")
+
+
+def check_execution_options(concurrency: int | None, request_timeout: float | None) -> None:
+    """This execution's ``--concurrency`` and ``--request-timeout`` (None: not given) within the bounds of the
+    run settings they override (:class:`RunConfig`'s ``concurrency`` and ``request_timeout``).
+
+    Raises:
+        UsageError: one of them is out of bounds (one line naming the option).
+    """
+    if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise UsageError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}, not {concurrency}")
+    if request_timeout is not None and not 0 < request_timeout <= MAX_REQUEST_TIMEOUT:
+        raise UsageError(f"--request-timeout must be a positive number of seconds (at most {MAX_REQUEST_TIMEOUT:g}), "
+                         f"not {request_timeout:g}")
 
 
 def stage_rule(values: dict[str, Any], *, target_only: bool = False) -> dict[str, Any]:
@@ -110,4 +124,4 @@ def _check_keys(values: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: unknown key {key!r}", hint=hint, key=key)
 
 
-__all__ = ("check_target_only", "check_values", "checked_config", "make_config", "stage_rule")
+__all__ = ("check_execution_options", "check_target_only", "check_values", "checked_config", "make_config", "stage_rule")

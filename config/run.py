@@ -35,6 +35,10 @@ DEFAULT_ORIGINAL_PROMPT = "Answer the question."
 #: A slow self-hosted model on a CPU writes a few tokens a second, and a server that takes one
 #: request at a time queues the others: 256 tokens behind a queue of a few fit in this.
 DEFAULT_REQUEST_TIMEOUT = 180.0
+#: The most requests in flight at once to one endpoint (``concurrency``, ``--concurrency``).
+MAX_CONCURRENCY = 64
+#: The longest a request may be waited for, in seconds (``request_timeout``, ``--request-timeout``).
+MAX_REQUEST_TIMEOUT = 86_400.0
 #: Seconds one call of a user metric (``metrics`` MODULE:FUNCTION), or its import, may take by default.
 DEFAULT_METRIC_TIMEOUT = 30.0
 
@@ -191,12 +195,12 @@ class RunConfig(BaseModel):
     )
     seed: int = Field(0, description="Seed of example sampling and of the proposer's sampling.")
     concurrency: int = Field(
-        4, ge=1, le=64,
+        4, ge=1, le=MAX_CONCURRENCY,
         description="Requests in flight at once to each endpoint of an API model (with several base URLs, the run "
         "sends up to this many to each, their sum in all); also the rows a program answers at once.",
     )
     request_timeout: float = Field(
-        DEFAULT_REQUEST_TIMEOUT, gt=0, le=86_400,
+        DEFAULT_REQUEST_TIMEOUT, gt=0, le=MAX_REQUEST_TIMEOUT,
         description="Seconds to wait for one request to a served (API) model before it is retried; "
         "a timed-out request is retried like a 503, then the run fails (resumably).",
     )
@@ -341,6 +345,8 @@ __all__ = (
     "DEFAULT_METRIC_TIMEOUT",
     "DEFAULT_ORIGINAL_PROMPT",
     "DEFAULT_REQUEST_TIMEOUT",
+    "MAX_CONCURRENCY",
+    "MAX_REQUEST_TIMEOUT",
     "Mode",
     "ParentSelection",
     "Price",

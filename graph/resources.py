@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ..config import check_execution_options
 from ..errors import ConfigError, UsageError, first_error
 from ..evaluator import ObjectiveWeights, Task, load_task, objective
 from ..evaluator.program import Program, load_program
@@ -59,11 +60,7 @@ class ExecutionOptions:
             raise UsageError(f"--max-cost must be a positive number of US dollars, not {self.max_cost}")
         if self.max_rollouts is not None and self.max_rollouts < 1:
             raise UsageError(f"--max-rollouts must be a positive number of scorer calls, not {self.max_rollouts}")
-        if self.concurrency is not None and not 1 <= self.concurrency <= 64:
-            raise UsageError(f"--concurrency must be between 1 and 64, not {self.concurrency}")
-        if self.request_timeout is not None and not 0 < self.request_timeout <= 86_400:
-            raise UsageError(
-                f"--request-timeout must be a positive number of seconds (at most 86400), not {self.request_timeout:g}")
+        check_execution_options(self.concurrency, self.request_timeout)
 
     def applied(self, config: RunConfig) -> RunConfig:
         """``config`` as this execution runs it: its ``concurrency`` and ``request_timeout`` replaced where given."""
