@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +11,22 @@ import pytest
 from mlflow_server import mlflow_server  # noqa: F401  (a session fixture: one MLflow server for the suite)
 
 from tprompt.stores import EventLog, PromptCandidate, RunCreated, prompt_id_of
+
+
+def cli_in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``tprompt ARGV`` run in this process: (exit code, stdout, stderr); an uncaught exception fails the test."""
+    from tprompt.cli import main
+
+    capsys.readouterr()
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """``cli(*args) -> (exit code, stdout, stderr)``: the CLI in this process (a test module may define its own)."""
+    return functools.partial(cli_in_process, capsys)
 
 
 def run_created(name: str | None = None, *, target_task: str = "target", **config: object) -> RunCreated:

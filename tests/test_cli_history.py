@@ -9,22 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import run_created
 
-from tprompt.cli import main
 from tprompt.config import RunConfig
 from tprompt.stores import CandidateScored, EventLog, RunPaused, StageStarted
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):
-    """``cli(*args) -> (exit code, stdout, stderr)``, run in-process (an uncaught exception fails the test)."""
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 @pytest.fixture

@@ -7,18 +7,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import cli_in_process as cli
 from conftest import run_created
 
-from tprompt.cli import main
 from tprompt.graph import Runner, create_run, make_config
 from tprompt.stores import EventLog
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def contents(db: Path) -> list[tuple]:

@@ -8,17 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from tprompt.cli import main
+from conftest import cli_in_process as cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from conftest import run_created
 from test_graph import run_in_process
 
 import tprompt as tp
-from tprompt.cli import main
 from tprompt.errors import UsageError
 from tprompt.evaluator import load_task
 from tprompt.evaluator.template import row_values
@@ -20,19 +19,6 @@ from tprompt.export import EXPORT_FORMAT, PromptExport, export_prompt, public_ur
 from tprompt.graph.config import load_config_file
 from tprompt.stores import CandidateScored, EventLog, StageStarted
 from tprompt.stores.events import PromptTested
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):
-    """``cli(*args) -> (exit code, stdout, stderr)``, in-process."""
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 @pytest.fixture(scope="module")

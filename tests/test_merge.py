@@ -122,20 +122,6 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             "fork": fork, "fork_only": fork_only}
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):
-    """``cli(*args) -> (exit code, stdout, stderr)``: the CLI in this process."""
-    from tprompt.cli import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
 def one_line_error(code: int, err: str) -> str:
     assert code != 0
     assert "Traceback" not in err

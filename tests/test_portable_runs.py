@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import cli_in_process as cli
 from test_own_task_cli import write_dates
 
-from tprompt.cli import main
 from tprompt.evaluator import metric_worker
 
 METRIC = '''import re
@@ -19,13 +19,6 @@ METRIC = '''import re
 def iso_date(example, answer):
     return 1.0 if re.fullmatch(r"\\\\d{4}-\\\\d{2}-\\\\d{2}", str(answer).strip()) else 0.0
 '''
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

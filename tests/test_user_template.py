@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tprompt.cli import main
 from tprompt.errors import UsageError
 from tprompt.evaluator import load_task
 from tprompt.evaluator.parsing import MISSING_CONFIDENCE, parse_reply
@@ -28,19 +27,6 @@ def _rows() -> list[dict[str, str]]:
     return [{"id": f"d{i}", "sentence": f"It happened on the {i + 1}th of {MONTHS[i % 6]}, 19{70 + i}.",
              "person": f"person {i} {{braces}}", "reference": f"19{70 + i}-{i % 6 + 1:02d}-{i + 1:02d}"}
             for i in range(12)]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):
-    """``cli(*args) -> (exit code, stdout, stderr)``, in-process."""
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 @pytest.fixture
