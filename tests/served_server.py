@@ -55,11 +55,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_transformers_serve(model_dir: Path, log: Path, *, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
-    """Start ``transformers serve MODEL_DIR`` on a free port; returns (process, base_url) once it answers."""
+def start_transformers_serve(model_dir: Path, log: Path, *, extra: tuple[str, ...] = (),
+                             threads: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Start ``transformers serve MODEL_DIR`` on a free port; returns (process, base_url) once it answers.
+
+    ``threads`` sets the server's torch threads (``OMP_NUM_THREADS``; default: torch's, one per core).
+    """
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     env.pop("OPENAI_BASE_URL", None)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     command = [
         sys.executable, "-c", "import sys; from transformers.cli.transformers import main; sys.exit(main())",
         "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
@@ -126,7 +132,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     model_dir = smollm2_dir()  # converts once if needed; the server reads the local copy only
     log = tmp_path_factory.mktemp("served") / "transformers-serve.log"
     try:
-        proc, base_url = start_transformers_serve(model_dir, log)
+        # One torch thread: a decode step's matmuls are tiny, and on a busy machine two threads wait on each other
+        # for a core at every operation (an eval of 4 questions: 22 s instead of 75 to 96 s at load average 6.7)
+        proc, base_url = start_transformers_serve(model_dir, log, threads=1)
     except RuntimeError as exc:
         pytest.fail(f"the OpenAI-compatible test server did not start: {exc}", pytrace=False)
     try:
