@@ -13,6 +13,9 @@ mean is lower. Here the front is a pure function of recorded events:
   metrics with a positive weight in the run's objective. Every value is
   brought to "higher is better" with the metric's spec (ECE-like metrics are
   flipped), so each (metric, task, example) is one key to be best on.
+  Accuracy and IFR are keys only on the tasks whose ``candidate.scored``
+  metrics name them: an open-ended task's answers carry no gold to be right
+  on, and its objective leaves both out.
 * :func:`pareto_frontier` is the rule: a candidate is on the front when it is
   best (ties included) on at least one key and no other candidate dominates it
   (at least as good on every key, better on one). A key a candidate was not
@@ -70,12 +73,14 @@ def example_scores(events: Iterable[StoredEvent | Event], stage: Stage,
 
     table: ScoreTable = {}
     scored: list[str] = []
+    answered: ScoreTable = {}  # accuracy and IFR per example, kept for the tasks whose scores name them
+    computed: dict[str, set[str]] = {}  # task -> the metrics its candidates were scored on
     for item in events:
         ev = item.event if isinstance(item, StoredEvent) else item
         if getattr(ev, "stage", None) != stage or getattr(ev, "split", "train") != "train":
             continue
         if isinstance(ev, CandidateAnswered):
-            row = table.setdefault(ev.prompt_id, {})
+            row = answered.setdefault(ev.prompt_id, {})
             for a in ev.answers:
                 for metric, hit in (("accuracy", a.correct), ("ifr", a.followed_format)):
                     if weighted(metric):
@@ -89,11 +94,14 @@ def example_scores(events: Iterable[StoredEvent | Event], stage: Stage,
         elif isinstance(ev, CandidateScored):
             if ev.prompt_id not in scored:
                 scored.append(ev.prompt_id)
+            computed.setdefault(ev.task, set()).update(ev.metrics, ev.undefined)
             row = table.setdefault(ev.prompt_id, {})
             for metric, per in ev.example_values.items():
                 if weighted(metric, plugin=True):
                     for example_id, got in per.items():
                         row[(metric, ev.task, example_id)] = _goodness(metric, got)
+    for pid, row in answered.items():  # an open-ended task has no accuracy or IFR: its answers are no such keys
+        table.setdefault(pid, {}).update({k: v for k, v in row.items() if k[0] in computed.get(k[1], ())})
     return {pid: table.get(pid, {}) for pid in scored}
 
 

@@ -71,9 +71,11 @@ def _answered(pid: str, correct: list[bool], stage: str = "source") -> Candidate
     )
 
 
-def _scored(pid: str, stage: str = "source", **extra: object) -> CandidateScored:
+def _scored(pid: str, stage: str = "source", metrics: dict[str, float] | None = None,
+            **extra: object) -> CandidateScored:
     return CandidateScored(stage=stage, step=1, prompt_id=pid, text=pid, task="t", n_examples=2,  # type: ignore[arg-type]
-                           metrics={}, objective=0.0, **extra)  # type: ignore[arg-type]
+                           metrics={"accuracy": 0.5, "ifr": 1.0} if metrics is None else metrics,
+                           objective=0.0, **extra)  # type: ignore[arg-type]
 
 
 def test_scores_come_from_the_recorded_answers_judgements_and_plugin_values() -> None:
@@ -98,3 +100,19 @@ def test_scores_come_from_the_recorded_answers_judgements_and_plugin_values() ->
     assert stage_frontier(events, "source", {"accuracy": 1.0, "rouge_l": 0.0}).members == ("b",)
     assert stage_frontier(events, "source", {"accuracy": 1.0}).members == ("a", "b")
     assert ("judge_fluency", "t", "e0") not in example_scores(events, "source", {"accuracy": 1.0})["b"]
+
+
+def test_an_open_ended_task_has_no_accuracy_or_ifr_keys() -> None:
+    # A free-text task scored by a plug-in alone: its answers' correct/followed_format are no metric of the
+    # run (the objective leaves them out), so they are no keys either; the pool counts the plug-in's 2 keys.
+    events = [
+        _answered("a", [False, False]), _scored("a", metrics={"iso_date": 0.5},
+                                                example_values={"iso_date": {"e0": 1.0, "e1": 0.0}}),
+        _answered("b", [False, False]), _scored("b", metrics={"iso_date": 0.5},
+                                                example_values={"iso_date": {"e0": 0.0, "e1": 1.0}}),
+    ]
+    weights = {"accuracy": 0.5, "ifr": 0.2}
+    assert example_scores(events, "source", weights)["a"] == {("iso_date", "t", "e0"): 1.0,
+                                                              ("iso_date", "t", "e1"): 0.0}
+    front = stage_frontier(events, "source", weights)
+    assert front.keys == 2 and front.wins == {"a": (("iso_date", "t", "e0"),), "b": (("iso_date", "t", "e1"),)}
