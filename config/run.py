@@ -296,8 +296,6 @@ class RunConfig(BaseModel):
             raise ValueError(f"program {program!r} is not MODULE:FUNCTION, e.g. mypkg.app:run")
         refused = (("template", self.template is not None, "a program sends its own messages: give no prompt template"),
                    ("mode", self.mode == "logprob", "a program's answer is its output: use mode generate or auto"),
-                   ("proposer_style", self.proposer_style != "paper",
-                    "the reflective proposer does not rewrite a program's prompts yet: use proposer_style paper"),
                    ("review", self.review, "review of a program's candidates is not built yet: leave review off"))
         for _key, bad, why in refused:
             if bad:

@@ -38,7 +38,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigError, UsageError
@@ -342,7 +341,14 @@ def answer_program(
     prompts = program.prompt_set(text)
 
     def answer(ex: Example) -> ScoredAnswer:
-        llm = RecordedChatModel(backend=model, site=site, prompt_refs=partial(prompts_in, prompts))
+        carried: set[str] = set()
+
+        def refs(messages: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+            found = prompts_in(prompts, messages)
+            carried.update(found)
+            return found
+
+        llm = RecordedChatModel(backend=model, site=site, prompt_refs=refs)
         error: str | None = None
         output: str | None = None
         try:
@@ -351,7 +357,8 @@ def answer_program(
             raise
         except Exception as exc:  # the user's code failed on this row: a failed answer, the run goes on
             error = one_line(exc)
-        return _scored(ex, task, output, error, llm.call_ids)
+        scored = _scored(ex, task, output, error, llm.call_ids)
+        return scored.model_copy(update={"prompts": tuple(n for n in prompts if prompt_ref(n, prompts[n]) in carried)})
 
     if progress:
         progress(0, len(examples))

@@ -59,6 +59,8 @@ class ScoredAnswer(BaseModel):
     cache_hit: bool = False
     #: a program's failure on this example (its one-line reason); None for a model's answer
     error: str | None = None
+    #: a program's answer: the names of its prompts the row's calls carried (None for a model's answer)
+    prompts: tuple[str, ...] | None = None
 
 
 class Evaluation(BaseModel):

@@ -36,13 +36,11 @@ from typing import Any, TypedDict
 
 from langgraph.runtime import Runtime
 
-from ..agents.prompts import PROGRAM_SECTION, PROPOSER_TEMPLATES, TEMPLATE_SECTION
+from ..agents.prompts import TEMPLATE_SECTION
 from ..agents.proposer import (
     build_meta_prompt,
     exemplar,
     meta_messages,
-    program_placeholders,
-    program_section,
     proposer_templates,
     select_candidates,
     template_section,
@@ -53,7 +51,6 @@ from ..errors import JudgeUnparseable, ProgramFailed
 from ..evaluator import ScoredAnswer, ScoreMode, Task, answer_prompt
 from ..evaluator.program import PROGRAM_AGENT, answer_program
 from ..evaluator.registry import MetricSet
-from ..evaluator.template import placeholder_change
 from ..judge.answers import judge_answered
 from ..judge.request import judgement_metrics
 from ..models import ChatRequest, Recorder
@@ -75,7 +72,6 @@ from ..stores.events import (
     TestAnswered,
     TransferSelected,
     program_candidate,
-    prompt_set_text,
 )
 from ..stores.projection import RunState
 from . import rules
@@ -174,7 +170,11 @@ def propose(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     if len(tasks) > 1:
         description += "\n(The instruction is also used for: " + ", ".join(tasks[1:]) + ".)"
     if ctx.program is not None:
-        return _propose_program(state, runtime, stage, step, description, exemplars)
+        from .program_steps import propose_program, propose_program_reflective
+
+        if config.proposer_style == "reflective":
+            return propose_program_reflective(state, runtime, stage, step, description)
+        return propose_program(state, runtime, stage, step, description, exemplars)
     if config.proposer_style == "reflective":
         return _propose_reflective(state, runtime, stage, step, description, template)
     history = [(h.text, h.objective) for h in run.history(stage)]
@@ -209,48 +209,6 @@ def propose(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     results = ctx.call_site(run, "proposer", step=step_label(stage, step)).chat(ctx.proposer, requests)
     return _emit_proposals(state, runtime, stage, step, [r.text for r in results], [r.call_id for r in results],
                            template, base)
-
-
-def _propose_program(state: GraphState, runtime: Runtime[RunContext], stage: Stage, step: int, description: str,
-                     exemplars: list[str]) -> Update:
-    """A program's step: every candidate rewrites one named prompt of the stage's best set, the others kept.
-
-    The prompt rewritten goes round the program's prompts by step (step 1 the
-    first, step 2 the second, ...); the history the proposer sees is that
-    prompt's texts with their sets' scores.
-    """
-    ctx, run = runtime.context, state["run"]
-    config, program = ctx.config, ctx.program
-    assert program is not None
-    name = program.names[(step - 1) % len(program.names)]
-    best = run.best(stage)
-    base = program.prompt_set(best.text if best is not None else rules.original(run, config).text)
-    scores: dict[str, float] = {}
-    for text, objective in ((h.text, h.objective) for h in run.history(stage)):
-        mine = program.prompt_set(text)[name]
-        scores[mine] = max(objective, scores.get(mine, objective))
-    meta = build_meta_prompt(
-        task_description=description, exemplars=exemplars, history=list(scores.items()),
-        transferred=[program.prompt_set(c.text)[name] for c in run.transferred] if stage == "target" else [],
-        source_tasks=run.source_tasks, history_size=config.history_size, template=program_section(base, name),
-    )
-    requests = [
-        ChatRequest(messages=meta_messages(meta), temperature=config.proposer_temperature,
-                    max_tokens=config.proposer_max_tokens, seed=config.seed, sample_index=i,
-                    templates=PROPOSER_TEMPLATES + (PROGRAM_SECTION.ref,))
-        for i in range(config.candidates)
-    ]
-    runtime.stream_writer({"label": f"{stage} step {step}: proposing {name}", "done": 0, "total": len(requests)})
-    results = ctx.call_site(run, "proposer", step=step_label(stage, step)).chat(ctx.proposer, requests)
-    checked = program_placeholders(base[name]) is not None
-    kept, rejected = select_candidates(
-        [r.text for r in results], known_texts=list(run.prompts.values()), max_chars=config.max_prompt_chars,
-        compose=lambda _i, instruction: prompt_set_text({**base, name: instruction}),
-        check=(lambda text: placeholder_change(base[name], program.prompt_set(text)[name])) if checked else None,
-    )
-    candidates = [program_candidate(program.prompt_set(c.text), changed=name) for c in kept]
-    return emit(state, runtime, StepProposed(stage=stage, step=step, candidates=candidates, rejected=rejected,
-                                             call_ids=[r.call_id for r in results]))
 
 
 def _emit_proposals(state: GraphState, runtime: Runtime[RunContext], stage: Stage, step: int, replies: list[str],
@@ -433,7 +391,7 @@ def stored_answers(answers: Sequence[ScoredAnswer], *, program: bool = False) ->
     return [
         Answer(example_id=a.example_id, parsed=a.parsed, confidence=a.confidence, followed_format=a.followed_format,
                correct=a.correct, call_id=a.call_id, output=a.raw if program and a.error is None else None,
-               error=a.error)
+               error=a.error, prompts=list(a.prompts) if a.prompts is not None else None)
         for a in answers
     ]
 

@@ -150,9 +150,10 @@ class StageStarted(Event):
     tasks: list[str]
 
 
-class StepProposed(Event):
+class StepProposed(Event, _OmitNone):
     """The proposer's candidates for one step (already de-duplicated and checked)."""
 
+    _omit_none: ClassVar[tuple[str, ...]] = ("changed_because",)
     type: Literal["step.proposed"] = "step.proposed"
     stage: Stage
     step: int
@@ -163,6 +164,8 @@ class StepProposed(Event):
     parent_id: str | None = None
     #: reflective style: the parent's training answers shown to the proposer, as (task, example id), in order
     shown: list[tuple[str, str]] = Field(default_factory=list)
+    #: a program's reflective step: why its candidates rewrite the prompt they name (``changed``)
+    changed_because: str | None = None
 
 
 class StepRevised(Event):
@@ -187,7 +190,7 @@ class Answer(_OmitNone):
     metrics score), or, when it raised, ``error`` (the exception's one-line summary; the answer is wrong).
     """
 
-    _omit_none: ClassVar[tuple[str, ...]] = ("output", "error")
+    _omit_none: ClassVar[tuple[str, ...]] = ("output", "error", "prompts")
 
     example_id: str
     parsed: str | None
@@ -198,6 +201,8 @@ class Answer(_OmitNone):
     call_id: str | None = None
     output: str | None = None
     error: str | None = None
+    #: a program's answer: the names of its prompts the row's calls carried, in the program's order
+    prompts: list[str] | None = None
 
 
 class CandidateAnswered(Event):
