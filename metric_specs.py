@@ -76,6 +76,9 @@ OPEN_METRICS: tuple[MetricSpec, ...] = tuple(
     )
 )
 
+#: What an open-ended task is scored with when its run names no metric.
+DEFAULT_OPEN_METRICS: tuple[str, ...] = ("rouge_l", "token_f1")
+
 #: The metrics' names, in table order.
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
 #: name -> whether a larger value is better.
@@ -162,6 +165,6 @@ def metric_columns(rows: Iterable[Mapping[str, object]]) -> list[str]:
     return known_first(names) or list(METRIC_NAMES)
 
 
-__all__ = ("BUILTIN_NAMES", "HIGHER_IS_BETTER", "JUDGE_PREFIX", "METRICS", "METRIC_NAMES", "OPEN_METRICS", "MetricSpec", "heading", "is_judge_metric",
+__all__ = ("BUILTIN_NAMES", "DEFAULT_OPEN_METRICS", "HIGHER_IS_BETTER", "JUDGE_PREFIX", "METRICS", "METRIC_NAMES", "OPEN_METRICS", "MetricSpec", "heading", "is_judge_metric",
            "is_registered", "known_first", "lower_is_better", "metric_columns", "metric_spec", "register_spec",
            "registered_names")

@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from ..config import load_rubric_file
+from ..metric_specs import DEFAULT_OPEN_METRICS, OPEN_METRICS
 
 MODE_OPTION = typer.Option(
     None, "--mode", metavar="MODE",
@@ -22,8 +23,9 @@ MODE_OPTION = typer.Option(
 )
 METRIC_OPTION = typer.Option(
     None, "--metric", metavar="NAME_OR_PATH",
-    help="A metric plug-in to compute (repeat): rouge_l, token_f1, exact_match, contains, regex_match, json_valid, "
-    "json_schema_valid, or MODULE:FUNCTION. Open-ended tasks default to rouge_l and token_f1.",
+    help="A metric plug-in to compute (repeat): "
+    f"{', '.join([*DEFAULT_OPEN_METRICS, *(m.name for m in OPEN_METRICS if m.name not in DEFAULT_OPEN_METRICS)])}, "
+    f"or MODULE:FUNCTION. Open-ended tasks default to {' and '.join(DEFAULT_OPEN_METRICS)}.",
 )
 WEIGHT_OPTION = typer.Option(
     None, "--weight", metavar="NAME=W", help="Objective weight of a metric (repeat), e.g. --weight rouge_l=2.",

@@ -18,6 +18,7 @@ from pydantic import (
 
 from ..evaluator.template import MAX_DESCRIPTION_CHARS, ChatTemplate
 from ..judge.rubric import Rubric
+from ..metric_specs import DEFAULT_OPEN_METRICS, OPEN_METRICS
 from .specs import (
     DEFAULT_PRECISION,
     ExtraBody,
@@ -170,8 +171,9 @@ class RunConfig(BaseModel):
     metrics: list[str] = Field(
         default_factory=list,
         description="Metric plug-ins computed on top of the seven (closed tasks) or instead of them (open-ended "
-        "tasks; default rouge_l and token_f1): built-in names (exact_match, token_f1, contains, regex_match, "
-        "json_valid, json_schema_valid, rouge_l) or import paths MODULE:FUNCTION. Each gets weight 1 unless weights say.",
+        f"tasks; default {' and '.join(DEFAULT_OPEN_METRICS)}): built-in names "
+        f"({', '.join(m.name for m in OPEN_METRICS)}) or import paths MODULE:FUNCTION. Each gets weight 1 unless "
+        "weights say.",
     )
     metric_versions: dict[str, str] = Field(
         default_factory=dict,

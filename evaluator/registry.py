@@ -41,7 +41,16 @@ from typing import Any, Literal, NamedTuple
 
 from ..errors import ConfigError, first_error
 from ..judge.rubric import JUDGE_PREFIX, Rubric, judge_metric
-from ..metric_specs import BUILTIN_NAMES, METRIC_NAMES, OPEN_METRICS, MetricSpec, metric_spec, register_spec, registered_names
+from ..metric_specs import (
+    BUILTIN_NAMES,
+    DEFAULT_OPEN_METRICS,
+    METRIC_NAMES,
+    OPEN_METRICS,
+    MetricSpec,
+    metric_spec,
+    register_spec,
+    registered_names,
+)
 from . import metric_worker, open_metrics
 from .metrics import compute_metrics
 from .objective import ObjectiveWeights
@@ -49,8 +58,6 @@ from .task_model import Example, Task
 
 Per = Literal["example", "set"]
 
-#: What an open-ended task is scored with when the run names no metric.
-DEFAULT_OPEN_METRICS: tuple[str, ...] = ("rouge_l", "token_f1")
 
 
 @dataclass(frozen=True)

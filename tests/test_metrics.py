@@ -229,6 +229,22 @@ def test_every_metric_is_in_the_table_once() -> None:
     assert set(ObjectiveWeights.model_fields) == set(METRIC_NAMES)  # one weight per metric
 
 
+def test_the_open_metrics_are_named_once_in_the_table() -> None:
+    # The built-in open-ended metrics: their specs are the table's, each paired with its function by name, and
+    # the config's and --metric's help list the table's names (not a copy of them).
+    from tprompt.commands._score_options import METRIC_OPTION
+    from tprompt.config import RunConfig
+    from tprompt.evaluator import open_metrics
+    from tprompt.evaluator.registry import builtin_names
+    from tprompt.metric_specs import DEFAULT_OPEN_METRICS, OPEN_METRICS
+
+    names = [m.name for m in OPEN_METRICS]
+    assert sorted(open_metrics.__all__) == sorted(names) == sorted(builtin_names())
+    assert set(DEFAULT_OPEN_METRICS) <= set(names)
+    described = RunConfig.model_fields["metrics"].description or ""
+    assert f"({', '.join(names)})" in described and all(n in (METRIC_OPTION.help or "") for n in names)
+
+
 def test_labels_and_directions_come_from_the_table() -> None:
     from tprompt.evaluator import HIGHER_IS_BETTER, PARETO_METRICS
     from tprompt.metric_specs import known_first, metric_spec
