@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,20 @@ import pytest
 from mlflow_server import mlflow_server  # noqa: F401  (a session fixture: one MLflow server for the suite)
 
 from tprompt.stores import EventLog, PromptCandidate, RunCreated, prompt_id_of
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (read from /proc: Linux)."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+#: A test that reads the process table from /proc and waits on pidfds runs on Linux only.
+needs_proc_and_pidfds = pytest.mark.skipif(not Path("/proc/self/stat").exists() or not hasattr(os, "pidfd_open"),
+                                           reason="reads the process table from /proc and waits on pidfds (Linux)")
 
 
 def cli_in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import needs_proc_and_pidfds, process_alive
 from test_experiment import tprompt, write_toml
 
 from tprompt.experiments.grid import load_experiment_file, plan_experiment
@@ -185,16 +186,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = (Path("/proc") / str(pid) / "stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-@pytest.mark.skipif(not Path("/proc/self/stat").exists() or not hasattr(os, "pidfd_open"),
-                    reason="reads the process table from /proc and waits on pidfds (Linux)")
+@needs_proc_and_pidfds
 def test_kill_9_of_the_driver_pauses_its_children(tmp_path: Path) -> None:
     """b1c1fa2: the children of a kill -9'd `experiment --workers 2` went on as orphans (issue 32)."""
     db = tmp_path / "orphans.db"
@@ -220,7 +212,7 @@ def test_kill_9_of_the_driver_pauses_its_children(tmp_path: Path) -> None:
         proc.kill()
         for c in _children(proc.pid):
             os.kill(c, signal.SIGKILL)
-    assert not any(_alive(c) for c in children), "the driver's children outlived it"
+    assert not any(process_alive(c) for c in children), "the driver's children outlived it"
     assert leases_held(db) == 0
     statuses = sorted(s for _, s, _ in by_name(db).values())
     # The two running cells paused (one may have been finishing its last step), the others were never started.

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from conftest import needs_proc_and_pidfds, process_alive
 
 TESTS = Path(__file__).resolve().parent
 DEADLINE = 120  # seconds: a bound on waiting under load, not a wait for something to happen
@@ -33,16 +33,7 @@ signal.pause()
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = (Path("/proc") / str(pid) / "stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-@pytest.mark.skipif(not Path("/proc/self/stat").exists() or not hasattr(os, "pidfd_open"),
-                    reason="reads the process table from /proc and waits on pidfds (Linux)")
+@needs_proc_and_pidfds
 def test_a_server_and_its_workers_die_with_a_killed_test_process() -> None:
     # was: the MLflow fixture's server (and its uvicorn worker) ran on after pytest was killed: its own
     # session kept it from the terminal's signals, and the teardown that stops it never ran
@@ -52,7 +43,7 @@ def test_a_server_and_its_workers_die_with_a_killed_test_process() -> None:
         assert stand_in.stdout is not None
         pids.append(int(stand_in.stdout.readline()))  # the guard
         pids.extend(int(p) for p in stand_in.stdout.readline().split())  # the server and its worker
-        assert len(pids) == 3 and all(_alive(p) for p in pids)
+        assert len(pids) == 3 and all(process_alive(p) for p in pids)
         handles = [os.pidfd_open(p) for p in pids]  # not our children: wait on their pidfds, not waitpid
         stand_in.kill()
         stand_in.wait(timeout=DEADLINE)
@@ -62,10 +53,10 @@ def test_a_server_and_its_workers_die_with_a_killed_test_process() -> None:
         finally:
             for fd in handles:
                 os.close(fd)
-        assert not [p for p in pids if _alive(p)], "the server outlived the test process that started it"
+        assert not [p for p in pids if process_alive(p)], "the server outlived the test process that started it"
     finally:
         stand_in.kill()
         stand_in.wait(timeout=DEADLINE)
         for pid in pids:
-            if _alive(pid):
+            if process_alive(pid):
                 os.kill(pid, signal.SIGKILL)
