@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 import os
+import select
 import shutil
-from collections.abc import Callable, Iterator
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow_server import mlflow_server  # noqa: F401  (a session fixture: one MLflow server for the suite)
@@ -26,6 +29,23 @@ def process_alive(pid: int) -> bool:
 #: A test that reads the process table from /proc and waits on pidfds runs on Linux only.
 needs_proc_and_pidfds = pytest.mark.skipif(not Path("/proc/self/stat").exists() or not hasattr(os, "pidfd_open"),
                                            reason="reads the process table from /proc and waits on pidfds (Linux)")
+
+
+def kill_and_wait_for(proc: subprocess.Popen[Any], pids: Sequence[int], deadline: float) -> None:
+    """Kill ``proc`` and wait until the processes ``pids`` have exited (``deadline`` seconds bounds a hang on each).
+
+    They need not be our children: each is waited on through its pidfd (readable once it exits), opened before
+    the kill. Linux only (:data:`needs_proc_and_pidfds`).
+    """
+    handles = [os.pidfd_open(p) for p in pids]
+    proc.kill()
+    proc.wait(timeout=deadline)
+    try:
+        for fd in handles:
+            select.select([fd], [], [], deadline)
+    finally:
+        for fd in handles:
+            os.close(fd)
 
 
 def cli_in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import sqlite3
 import subprocess
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import needs_proc_and_pidfds, process_alive
+from conftest import kill_and_wait_for, needs_proc_and_pidfds, process_alive
 from test_experiment import tprompt, write_toml
 
 from tprompt.experiments.grid import load_experiment_file, plan_experiment
@@ -199,15 +198,7 @@ def test_kill_9_of_the_driver_pauses_its_children(tmp_path: Path) -> None:
         assert wait_for_two_running(db, proc) >= 2, "the experiment ended before two cells ran at once"
         children = _children(proc.pid)
         assert len(children) == 2
-        handles = [os.pidfd_open(c) for c in children]  # not our children: wait on their pidfds, not waitpid
-        proc.kill()
-        proc.wait(timeout=DEADLINE)
-        try:
-            for fd in handles:  # a pidfd turns readable when its process exits; DEADLINE bounds a hang
-                select.select([fd], [], [], DEADLINE)
-        finally:
-            for fd in handles:
-                os.close(fd)
+        kill_and_wait_for(proc, children, DEADLINE)
     finally:
         proc.kill()
         for c in _children(proc.pid):

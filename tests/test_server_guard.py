@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import needs_proc_and_pidfds, process_alive
+from conftest import kill_and_wait_for, needs_proc_and_pidfds, process_alive
 
 TESTS = Path(__file__).resolve().parent
 DEADLINE = 120  # seconds: a bound on waiting under load, not a wait for something to happen
@@ -44,15 +43,7 @@ def test_a_server_and_its_workers_die_with_a_killed_test_process() -> None:
         pids.append(int(stand_in.stdout.readline()))  # the guard
         pids.extend(int(p) for p in stand_in.stdout.readline().split())  # the server and its worker
         assert len(pids) == 3 and all(process_alive(p) for p in pids)
-        handles = [os.pidfd_open(p) for p in pids]  # not our children: wait on their pidfds, not waitpid
-        stand_in.kill()
-        stand_in.wait(timeout=DEADLINE)
-        try:
-            for fd in handles:  # a pidfd turns readable when its process exits; DEADLINE bounds a hang
-                select.select([fd], [], [], DEADLINE)
-        finally:
-            for fd in handles:
-                os.close(fd)
+        kill_and_wait_for(stand_in, pids, DEADLINE)
         assert not [p for p in pids if process_alive(p)], "the server outlived the test process that started it"
     finally:
         stand_in.kill()
