@@ -95,12 +95,10 @@ class _Rows:
         if self.mc is not None and is_mc != self.mc:
             kind = "have options" if self.mc else "have no options"
             return self.bad(where, f"the first rows {kind}, this one does not match (mixed task)")
-        split = data.get("split")
-        if split is not None and split not in ("train", "test"):
-            return self.bad(where, f"'split' must be 'train' or 'test', not {split!r}")
-        row_id = str(data["id"]) if data.get("id") not in (None, "") else default_id
-        if row_id in self.ids:
-            return self.bad(where, f"duplicate id {row_id!r}")
+        placed = self._split_and_id(data, where, default_id)
+        if placed is None:
+            return None
+        split, row_id = placed
         answer_text = data.get("answer_text")
         if is_mc and not answer_text:
             assert choices is not None  # is_mc: the row has choices
@@ -113,10 +111,8 @@ class _Rows:
             answer_text=str(answer_text) if answer_text is not None else None,
             fields=fields,
         )
-        self.mc = is_mc
-        self.open = False
-        self.ids.add(row_id)
-        self.rows.append((example, split, where))
+        self.mc, self.open = is_mc, False
+        self._keep(example, split, where)
 
     def _add_open(self, data: dict[str, Any], question: str, fields: dict[str, str], where: str,
                   default_id: str) -> None:
@@ -141,16 +137,27 @@ class _Rows:
         schema = data.get("schema", data.get("json_schema"))
         if schema is not None and not isinstance(schema, dict):
             return self.bad(where, "'schema' must be a JSON Schema object")
+        placed = self._split_and_id(data, where, default_id)
+        if placed is None:
+            return None
+        split, row_id = placed
+        example = Example(id=row_id, question=question.strip(), references=tuple(refs), pattern=pattern,
+                          json_schema=schema, fields=fields)
+        self.open, self.mc = True, False
+        self._keep(example, split, where)
+
+    def _split_and_id(self, data: dict[str, Any], where: str, default_id: str) -> tuple[str | None, str] | None:
+        """A row's split (None: not given) and id, checked; None when the row is bad (reported by :meth:`bad`)."""
         split = data.get("split")
         if split is not None and split not in ("train", "test"):
             return self.bad(where, f"'split' must be 'train' or 'test', not {split!r}")
         row_id = str(data["id"]) if data.get("id") not in (None, "") else default_id
         if row_id in self.ids:
             return self.bad(where, f"duplicate id {row_id!r}")
-        example = Example(id=row_id, question=question.strip(), references=tuple(refs), pattern=pattern,
-                          json_schema=schema, fields=fields)
-        self.open, self.mc = True, False
-        self.ids.add(row_id)
+        return split, row_id
+
+    def _keep(self, example: Example, split: str | None, where: str) -> None:
+        self.ids.add(example.id)
         self.rows.append((example, split, where))
 
 

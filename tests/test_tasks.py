@@ -178,6 +178,23 @@ def test_bad_rows_name_file_and_line_or_are_skipped_and_reported(tmp_path, bad_l
     assert len(task.warnings) == 1 and task.warnings[0].startswith(f"{path}:4:") and reason in task.warnings[0]
 
 
+@pytest.mark.parametrize(
+    "bad_line, reason",
+    [
+        ({"id": "o0", "question": "Dup", "reference": "x"}, "duplicate id 'o0'"),
+        ({"id": "o9", "question": "Dev", "reference": "x", "split": "dev"}, "'split' must be 'train' or 'test'"),
+    ],
+)
+def test_bad_open_rows_share_the_split_and_id_rule(tmp_path, bad_line, reason):
+    rows = [{"id": f"o{i}", "question": f"Say {i}", "reference": str(i)} for i in range(6)]
+    path = _write_jsonl(tmp_path / "open.jsonl", rows[:3] + [bad_line] + rows[3:])
+    with pytest.raises(BadTaskFile, match=f"{path}:4: {reason}"):
+        load_task(str(path))
+    task = load_task(str(path), skip_bad_rows=True)
+    assert sorted(e.id for e in (*task.train, *task.test)) == [r["id"] for r in rows]
+    assert len(task.warnings) == 1 and reason in task.warnings[0]
+
+
 def test_bad_csv_rows_and_header(tmp_path):
     path = tmp_path / "q.csv"
     path.write_text("question,choices,answer\nQ1,a|b,A\n,a|b,A\nQ3,a|b,Z\nQ4,a|b,B\n")
