@@ -149,12 +149,14 @@ class _Rows:
     def _split_and_id(self, data: dict[str, Any], where: str, default_id: str) -> tuple[str | None, str] | None:
         """A row's split (None: not given) and id, checked; None when the row is bad (reported by :meth:`bad`)."""
         split = data.get("split")
-        if split is not None and split not in ("train", "test"):
-            return self.bad(where, f"'split' must be 'train' or 'test', not {split!r}")
         row_id = str(data["id"]) if data.get("id") not in (None, "") else default_id
-        if row_id in self.ids:
-            return self.bad(where, f"duplicate id {row_id!r}")
-        return split, row_id
+        if split is not None and split not in ("train", "test"):
+            self.bad(where, f"'split' must be 'train' or 'test', not {split!r}")
+        elif row_id in self.ids:
+            self.bad(where, f"duplicate id {row_id!r}")
+        else:
+            return split, row_id
+        return None
 
     def _keep(self, example: Example, split: str | None, where: str) -> None:
         self.ids.add(example.id)
