@@ -26,6 +26,7 @@ from ..stores.events import (
     Event,
     Judged,
     Judgement,
+    PromptCandidate,
     PromptTested,
     RunCompleted,
     RunCreated,
@@ -423,6 +424,38 @@ class Frontiers:
         return text
 
 
+def prompt_set(events: Iterable[StoredEvent], prompt_id: str) -> PromptCandidate | None:
+    """A program's candidate ``prompt_id`` as its step proposed it (its set and the prompt it rewrote), or None:
+    not a program's candidate."""
+    found = None
+    for se in events:
+        ev = se.event
+        if isinstance(ev, (StepProposed, StepRevised, TransferSelected)):
+            for c in ev.candidates if not isinstance(ev, TransferSelected) else ev.prompts:
+                if c.prompt_id == prompt_id and c.prompts is not None:
+                    found = c if found is None or c.changed is not None else found
+    return found
+
+
+def prompt_set_box(candidate: PromptCandidate) -> LiteralText:
+    """Every prompt of a program's candidate under its name, the one it rewrote marked."""
+    text = LiteralText()
+    for n, (name, body) in enumerate((candidate.prompts or {}).items()):
+        text.append(("\n\n" if n else "") + f"[{name}]", style="bold")
+        if name == candidate.changed:
+            text.append("  * rewritten in this step", style="bold yellow")
+        text.append("\n" + printable(body))
+    return text
+
+
+def prompt_set_line(candidate: PromptCandidate, width: int = 200) -> str:
+    """A program's candidate on one line: each prompt as ``[name] text``, the rewritten one as ``[name*]``."""
+    prompts = candidate.prompts or {}
+    each = max(20, width // max(1, len(prompts)))
+    return "  ".join(f"[{name}{'*' if name == candidate.changed else ''}] {one_line(body, each)}"
+                     for name, body in prompts.items())
+
+
 def best_prompts(state: RunState) -> list[tuple[str, ScoredPrompt]]:
     """(label, prompt) for the best prompts per stage: the stage's top-k when closed, else its best."""
     rows: list[tuple[str, ScoredPrompt]] = []
@@ -455,6 +488,9 @@ __all__ = (
     "metric_names",
     "one_line",
     "payload_json",
+    "prompt_set",
+    "prompt_set_box",
+    "prompt_set_line",
     "score_curve",
     "state_digest",
     "summarize",

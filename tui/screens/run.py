@@ -43,6 +43,9 @@ from ..data import (
     metric_names,
     one_line,
     payload_json,
+    prompt_set,
+    prompt_set_box,
+    prompt_set_line,
     score_curve,
     spend_text,
     state_digest,
@@ -287,12 +290,13 @@ class RunScreen(LiteralTitles, Screen[None]):
         self.query_one(ScorePlot).set_curves([score_curve(state, "source"), score_curve(state, "target")])
         rows = []
         for label, sp in best_prompts(state):
+            found = prompt_set(self.follower.events, sp.prompt_id)
             rows.append(
                 Row(
                     key=f"{label}|{sp.prompt_id}",
                     values=(label, sp.prompt_id, sp.step, sp.objective, sp.text),
                     cells=(LiteralText(label), LiteralText(sp.prompt_id), LiteralText(str(sp.step)), LiteralText(fmt(sp.objective)),
-                           LiteralText(one_line(sp.text, 200))),
+                           LiteralText(prompt_set_line(found) if found is not None else one_line(sp.text, 200))),
                 )
             )
         self.query_one("#best", SortedTable).set_rows(rows)
@@ -367,7 +371,9 @@ class RunScreen(LiteralTitles, Screen[None]):
             return
         text = LiteralText()
         text.append(f"{s.prompt_id} ({s.stage} step {s.step}, {s.task})\n", style="bold")
-        text.append(s.text)
+        assert self.follower is not None
+        found = prompt_set(self.follower.events, s.prompt_id)
+        text.append(prompt_set_box(found) if found is not None else LiteralText(s.text))
         judged = self.judgements.of_candidate(s)
         if judged:
             text.append(f"\n\njudgements ({len(judged)}: per answer and criterion)", style="bold")
