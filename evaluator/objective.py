@@ -1,10 +1,10 @@
 """One objective from many metrics, and the Pareto front of a set of candidates.
 
-The objective is a weighted mean of "goodness" terms in [0, 1]:
-accuracy, IFR, 1 - ECE, AUROC, PR-N, PR-P and 1 - Brier. Default weights
-(:class:`ObjectiveWeights`): accuracy 0.5, IFR 0.2, 1-ECE 0.1, AUROC 0.1,
-PR-N 0.05, PR-P 0.05, 1-Brier 0. Change them with ``ObjectiveWeights(...)``
-(or the run config). A built-in open-ended metric or a judge's can be weighted
+The objective is a weighted mean of "goodness" terms in [0, 1], one per metric
+of the table (:data:`tprompt.metric_specs.METRICS`: a lower-is-better metric
+counts as 1 - value). The default weights are :class:`ObjectiveWeights`' fields
+(docs/tasks.md says them; a test holds it to them). Change them with
+``ObjectiveWeights(...)`` (or the run config). A built-in open-ended metric or a judge's can be weighted
 by name too: ``ObjectiveWeights(rouge_l=1)``. A run's weights are checked
 against the metrics that run computes, and nothing else
 (:func:`tprompt.evaluator.registry.run_objective_weights`, validation context

@@ -62,7 +62,7 @@ def example_scores(events: Iterable[StoredEvent | Event], stage: Stage,
     """Per-example goodness of every candidate scored in ``stage``, over the metrics weighed above 0.
 
     ``weights`` are the run's objective weights by metric name (the seven's
-    defaults included: accuracy 0.5, IFR 0.2, ...). A metric plug-in they do
+    defaults included: ``ObjectiveWeights().model_dump()``). A metric plug-in they do
     not name weighs 1 (as in the objective), a judge criterion 0. Racing
     re-scores a candidate on a larger set at each rung: the latest value of a
     key is kept (the same answer, recorded again).

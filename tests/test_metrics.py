@@ -229,6 +229,19 @@ def test_every_metric_is_in_the_table_once() -> None:
     assert set(ObjectiveWeights.model_fields) == set(METRIC_NAMES)  # one weight per metric
 
 
+def test_the_documented_default_weights_are_the_objectives() -> None:
+    import re
+    from pathlib import Path
+
+    from tprompt.metric_specs import metric_spec
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "tasks.md").read_text(encoding="utf-8").split())
+    sentence = text[text.index("The objective is a weighted mean of"):].split(";")[0]
+    documented = {label.removeprefix("1 − "): float(w) for label, w in re.findall(r"(1 − \w+|[\w-]+) \(([\d.]+)\)", sentence)}
+    defaults = {metric_spec(name).label: w for name, w in ObjectiveWeights().model_dump().items()}
+    assert documented == defaults
+
+
 def test_the_open_metrics_are_named_once_in_the_table() -> None:
     # The built-in open-ended metrics: their specs are the table's, each paired with its function by name, and
     # the config's and --metric's help list the table's names (not a copy of them).
