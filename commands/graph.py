@@ -46,7 +46,7 @@ def review(
 
     Example: tprompt review r-1a2b3c --drop 2 --edit "1=Think step by step, then answer." --accept --resume
     """
-    from ..graph.review import max_prompt_chars, record_review, revise, waiting_candidates
+    from ..graph.review import max_prompt_chars, placeholder_check, record_review, revise, waiting_candidates
 
     with open_log(ctx, readonly=False) as log:
         run_id = log.resolve(run)
@@ -58,7 +58,7 @@ def review(
         if not accept:
             raise UsageError("--drop, --edit and --add take effect with --accept", hint="add --accept")
         kept = revise(cands, drop=drop or [], edit=_edits(edit or [], len(cands)), add=add or [],
-                      max_chars=max_prompt_chars(state))
+                      max_chars=max_prompt_chars(state), check=placeholder_check(state))
         record_review(log, run_id, kept)
         if not json_:
             err.print(f"review of {run_id} step {state.in_flight} recorded: {len(kept)} candidate(s) to score")

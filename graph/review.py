@@ -7,7 +7,7 @@ scores exactly the candidates kept. The CLI (``tprompt review``) and the TUI
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import UsageError
 from ..stores import EventLog
@@ -33,11 +33,14 @@ def revise(
     edit: Mapping[int, str] | None = None,
     add: Sequence[str] = (),
     max_chars: int | None = None,
+    check: Callable[[str], str | None] | None = None,
 ) -> list[PromptCandidate]:
     """The candidates after a person's decisions (1-based numbers); UsageError naming the first bad one.
 
     ``max_chars`` is the run's ``max_prompt_chars``: an edit or an added candidate
-    longer than that is refused, as the run rejects a longer proposal.
+    longer than that is refused, as the run rejects a longer proposal. ``check``
+    (:func:`placeholder_check`) says why a text breaks the run's template: such an
+    edit or added candidate is refused, as the run rejects such a proposal.
     """
     n = len(candidates)
     both = sorted(set(drop) & set(edit or {}))
@@ -51,6 +54,7 @@ def revise(
         if not text.strip():
             raise UsageError(f"the edit of candidate {i} is empty", hint="drop the candidate instead")
         _check_length(text, max_chars, f"the edit of candidate {i}")
+        _check_template(text, check, f"the edit of candidate {i}")
         if text != kept[i].text:
             kept[i] = PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="edited")
     for i in drop:
@@ -62,6 +66,7 @@ def revise(
         if not text.strip():
             raise UsageError("an added candidate is empty")
         _check_length(text, max_chars, "an added candidate")
+        _check_template(text, check, "an added candidate")
         out.append(PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="edited"))
     unique: dict[str, PromptCandidate] = {}
     for c in out:
@@ -73,6 +78,27 @@ def _check_length(text: str, max_chars: int | None, what: str) -> None:
     if max_chars is not None and len(text) > max_chars:
         raise UsageError(f"{what} has {len(text)} characters, more than the run's max_prompt_chars ({max_chars})",
                          hint=f"shorten it to {max_chars} characters or fewer")
+
+
+def _check_template(text: str, check: Callable[[str], str | None] | None, what: str) -> None:
+    problem = check(text) if check is not None else None
+    if problem is not None:
+        raise UsageError(f"{what} does not fit the run's prompt template: {problem}",
+                         hint="keep exactly the {field} placeholders of the message it rewrites; {{ or }} for a brace")
+
+
+def placeholder_check(state: RunState) -> Callable[[str], str | None] | None:
+    """Why a candidate text breaks the template the step ``state`` waits on is scored under (None: no template)."""
+    from ..evaluator.tasks import task_template
+    from .rules import stage_tasks
+
+    if state.config is None or state.stage is None:
+        return None
+    for task in stage_tasks(state, state.config, state.stage):
+        template = task_template(state.config.template, task)
+        if template is not None:
+            return template.placeholder_problem
+    return None
 
 
 def max_prompt_chars(state: RunState) -> int | None:
@@ -91,4 +117,4 @@ def record_review(log: EventLog, run_id: str, candidates: Sequence[PromptCandida
         return log.state(run_id)
 
 
-__all__ = ("max_prompt_chars", "record_review", "revise", "waiting_candidates")
+__all__ = ("max_prompt_chars", "placeholder_check", "record_review", "revise", "waiting_candidates")

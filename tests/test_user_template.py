@@ -334,3 +334,31 @@ def test_the_readme_example_runs_as_printed(cli, tmp_path: Path, monkeypatch: py
     code, _, err = cli("--db", str(db), "export", run_id, "--format", "langchain", "--out", str(out))
     assert code == 0, err
     assert isinstance(read_prompt_source(out), ChatTemplate)
+
+
+def test_review_refuses_an_edit_that_breaks_the_templates_placeholders(cli, tmp_path, own) -> None:
+    # was: accepted (a step.revised with "Reply with {date} only."), then resume failed the run for good:
+    # "the template names {date}, which the row lacks" (a failed run that fails again on every resume)
+    task, template = own
+    db = tmp_path / "t.db"
+    code, _, err = cli(*_run_args(db, task, "--prompt-file", str(template), "--review"))
+    assert code == 0, err
+    with EventLog(db) as log:
+        run_id = log.runs()[0].run_id
+
+    def revised() -> list[object]:
+        with EventLog(db, readonly=True) as log:
+            return [e for e in log.events(run_id) if e.type == "step.revised"]
+
+    for option, value, why in (("--edit", "1=Reply with {date} only.", "invents placeholder(s) {date}"),
+                               ("--add", "Say it for {person}.", "invents placeholder(s) {person}"),
+                               ("--add", "Reply with the date }", "bad placeholder")):
+        code, _, err = cli("--db", str(db), "review", run_id, option, value, "--accept")
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "does not fit the run's prompt template" in err and why in err, err
+        assert revised() == []  # nothing written
+    code, _, err = cli("--db", str(db), "review", run_id, "--edit", "1=Reply with the date only, {{as ISO}}.",
+                       "--accept", "--resume")
+    assert code == 0, err
+    with EventLog(db, readonly=True) as log:
+        assert log.state(run_id).status == "completed"

@@ -234,13 +234,13 @@ class TPromptApp(LiteralTitles, App[None]):
     @work(thread=True, group="runs")
     def review(self, run_id: str, decision: Any) -> None:
         """Worker: record a review (a ReviewDecision) of the step ``run_id`` waits on; resume it if asked."""
-        from ..graph.review import max_prompt_chars, record_review, revise, waiting_candidates
+        from ..graph.review import max_prompt_chars, placeholder_check, record_review, revise, waiting_candidates
 
         try:
             with EventLog(self.db_path) as writer:
                 state = writer.state(run_id)
                 kept = revise(waiting_candidates(state), drop=decision.drop, edit=decision.edit, add=decision.add,
-                              max_chars=max_prompt_chars(state))
+                              max_chars=max_prompt_chars(state), check=placeholder_check(state))
                 record_review(writer, run_id, kept)
         except TPromptError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", markup=False)
