@@ -175,7 +175,9 @@ def template_from_langchain(obj: Any, *, where: str = "the LangChain prompt", na
     """A :class:`ChatTemplate` from a LangChain ``ChatPromptTemplate`` (its messages, in order).
 
     f-string and mustache message templates are read; a ``MessagesPlaceholder``
-    (a list of messages from the row) is refused.
+    (a list of messages from the row) is refused. Partial variables (the
+    template's and a message's own, ``.partial(lang="en")``) are filled in as
+    LangChain fills them; one given as a function is refused (a run scores one fixed template).
 
     Raises:
         UsageError: not a ChatPromptTemplate, or a message of a kind tprompt cannot render.
@@ -202,6 +204,7 @@ def template_from_langchain(obj: Any, *, where: str = "the LangChain prompt", na
             elif prompt.template_format != "f-string":
                 raise UsageError(f"{where}: message {i} is a {prompt.template_format} template",
                                  hint="use f-string or mustache message templates")
+            content = _fill_partials(content, {**prompt.partial_variables, **obj.partial_variables}, f"{where}: message {i}")
         else:
             raise UsageError(f"{where}: message {i} is a {type(m).__name__}, which tprompt cannot render on a row",
                              hint="use system, human and ai message templates")
@@ -209,6 +212,32 @@ def template_from_langchain(obj: Any, *, where: str = "the LangChain prompt", na
             raise UsageError(f"{where}: message {i} has role {role!r}", hint="use system, human and ai messages")
         messages.append({"role": roles[role], "content": content})
     return from_messages(messages, name=name, where=where)
+
+
+def _fill_partials(content: str, values: Mapping[str, Any], where: str) -> str:
+    """``content`` (an f-string template) with its partial variables' values in, as literal text."""
+    import string
+
+    if not values:
+        return content
+    out = []
+    try:
+        parsed = list(string.Formatter().parse(content))
+    except ValueError:
+        return content  # a bad placeholder: from_messages says where
+    for literal, field, spec, conv in parsed:
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if field is None:
+            continue
+        if field not in values:
+            out.append("{" + field + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}")
+            continue
+        value = values[field]
+        if callable(value):
+            raise UsageError(f"{where}: partial variable {{{field}}} is a function; tprompt scores one fixed template",
+                             hint=f"give {field} a value (prompt.partial({field}=...)), or make it a field of the rows")
+        out.append(str(value).replace("{", "{{").replace("}", "}}"))
+    return "".join(out)
 
 
 def _program_set_of_langchain(data: Mapping[str, Any], where: str, text_only: bool) -> str | ChatTemplate:

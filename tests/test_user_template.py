@@ -319,6 +319,25 @@ def test_a_langchain_object_with_a_messages_placeholder_is_refused() -> None:
         template_from_langchain(prompt)
 
 
+def test_a_langchain_objects_partial_variables_are_filled_in_as_langchain_fills_them(tmp_path: Path) -> None:
+    # was: "the template names {lang}, which row d0 lacks ... rename the placeholder": a partial was taken for a field
+    from langchain_core.load import dumps
+    from langchain_core.prompts import ChatPromptTemplate, HumanMessagePromptTemplate, PromptTemplate
+
+    human = HumanMessagePromptTemplate(prompt=PromptTemplate.from_template("Tone {tone}. {sentence}").partial(tone="dry"))
+    prompt = ChatPromptTemplate.from_messages([("system", "Answer in {lang}, {{ISO}}."), human]).partial(lang="e{n}")
+    path = tmp_path / "lc.json"
+    path.write_text(dumps(prompt))
+    role = {"system": "system", "human": "user"}
+    for template in (template_from_langchain(prompt), read_prompt_source(path)):
+        assert isinstance(template, ChatTemplate) and template.fields == ("sentence",)
+        for row in _rows()[:3]:
+            expected = tuple((role[m.type], m.content) for m in prompt.format_messages(sentence=row["sentence"]))
+            assert template.render(template.original_text, {"sentence": row["sentence"]}) == expected
+    with pytest.raises(UsageError, match=r"partial variable \{lang\} is a function"):
+        template_from_langchain(prompt.partial(lang=lambda: "en"))
+
+
 def test_the_readme_example_runs_as_printed(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """README "What to do next": examples/dates, its template, rows and metric (on the fake model here)."""
     monkeypatch.chdir(Path(__file__).parents[1] / "examples" / "dates")
