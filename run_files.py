@@ -3,7 +3,8 @@
 A new run records each task given as a path by its absolute path (the config
 then names the task by that path) and each metric module (``MODULE:FUNCTION``)
 by its file and the folder it imports from, each with a sha256 of its content
-(``RunConfig.files``). ``resume``, ``replay --rerun`` and ``rescore`` check
+(``RunConfig.files``); a task file's description sidecar (``STEM.description.txt``)
+too, as the proposer reads it. ``resume``, ``replay --rerun`` and ``rescore`` check
 them first (:func:`check_files`): a file that changed or is gone is one clear
 error, unless the caller accepts the change (``rescore --accept-changed``),
 which records the new hashes in the new run.
@@ -25,6 +26,8 @@ from .errors import ConfigError
 METRIC_KEY = "metric "
 #: How a program's module is keyed in ``RunConfig.files``.
 PROGRAM_KEY = "program "
+#: How a task file's description sidecar (``STEM.description.txt``) is keyed in ``RunConfig.files``.
+DESCRIPTION_KEY = "description "
 
 
 def content_hash(path: Path) -> str:
@@ -58,6 +61,8 @@ def record_files(config: RunConfig, *, given: Collection[str] = ()) -> RunConfig
     ``given``: task names given as Python objects (kept as they are). Call it after the
     metrics were resolved (their modules are imported then).
     """
+    from .evaluator._userfiles import DESCRIPTION_SUFFIX
+
     files = dict(config.files)
 
     def absolute(name: str) -> str:
@@ -65,6 +70,9 @@ def record_files(config: RunConfig, *, given: Collection[str] = ()) -> RunConfig
             return name
         path = Path(name).expanduser().resolve()
         files[str(path)] = RecordedFile(path=str(path), sha256=content_hash(path))
+        sidecar = path.with_name(path.stem + DESCRIPTION_SUFFIX)  # a folder's description.txt is in its hash
+        if path.is_file() and sidecar.is_file():
+            files[DESCRIPTION_KEY + str(path)] = RecordedFile(path=str(sidecar), sha256=content_hash(sidecar))
         return str(path)
 
     sources = [absolute(n) for n in config.source_tasks]
@@ -118,7 +126,8 @@ def check_files(config: RunConfig, *, run_id: str, accept_changed: bool = False)
     for key, rec in config.files.items():
         path = Path(rec.path)
         what = (f"metric module {key.removeprefix(METRIC_KEY)}" if key.startswith(METRIC_KEY)
-                else f"program module {key.removeprefix(PROGRAM_KEY)}" if key.startswith(PROGRAM_KEY) else "task file")
+                else f"program module {key.removeprefix(PROGRAM_KEY)}" if key.startswith(PROGRAM_KEY)
+                else "task description file" if key.startswith(DESCRIPTION_KEY) else "task file")
         if not path.exists():
             raise ConfigError(f"run {run_id}: its {what} {rec.path} is gone",
                               hint="put it back at that path (the run recorded its content hash)", key="files")

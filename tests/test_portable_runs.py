@@ -134,3 +134,30 @@ def test_rescore_records_the_metric_module_it_adds(own_run: tuple[Path, str, str
     code, _, err = cli(capsys, "--db", str(db), "rescore", new_id, "--weight", "iso_strict=3")
     assert code == 2 and len(err.strip().splitlines()) == 1 and f"its metric module {module} {path} changed" in err
     assert _events(db) == n_events
+
+
+def test_a_changed_description_sidecar_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # was: not recorded, so a resumed run's proposer read the edited description silently (its requests changed)
+    from tprompt.run_files import content_hash
+
+    write_dates(tmp_path / "dates.jsonl")
+    sidecar = tmp_path / "dates.description.txt"
+    sidecar.write_text("Rewrite the date as YYYY-MM-DD.\n")
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "runs.db"
+    code, out, err = cli(capsys, "--db", str(db), "run", "--target", "dates.jsonl", "--model", "fake", "--steps", "2",
+                         "--candidates", "2", "--examples", "6", "--test-examples", "4", "--max-rollouts", "12", "--json")
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
+    sidecar.write_text("Rewrite the date in words.\n")
+    n_events = _events(db)
+    code, _, err = cli(capsys, "--db", str(db), "resume", run_id)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"its task description file {sidecar} changed since the run recorded it" in err
+    assert _events(db) == n_events
+    code, out, err = cli(capsys, "--db", str(db), "rescore", run_id, "--accept-changed", "--json")
+    assert code == 0, err
+    code, out, _ = cli(capsys, "--db", str(db), "show", json.loads(out)["run_id"], "--json")
+    recorded = json.loads(out)["config"]["files"][f"description {tmp_path / 'dates.jsonl'}"]
+    assert recorded["path"] == str(sidecar) and recorded["sha256"] == content_hash(sidecar)
