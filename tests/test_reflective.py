@@ -18,7 +18,7 @@ from tprompt.graph.resources import ExecutionOptions
 from tprompt.stores import EventLog
 from tprompt.stores.events import CandidateAnswered, StepProposed, TestAnswered
 
-cli, own = user_template.cli, user_template.own  # the fixtures of a run on the user's own task and template
+own = user_template.own  # the fixture of the user's own task and template (cli: conftest's fixture)
 
 SMALL = dict(source_tasks=["bbh/navigate"], target_task="bbh/web_of_lies", proposer="fake", scorer="fake", steps=2,
              candidates=2, top_k=2, examples=6, test_examples=6, mode="generate", proposer_style="reflective",
