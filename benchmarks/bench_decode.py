@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -103,7 +102,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline", type=Path, help="a directory whose tprompt is an older checkout")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--precision", default="fp32", help="fp32, bf16 or int8 (per-precision ratios in one run: bench_precision.py)")
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16, fp16 or int8 (per-precision ratios in one run: bench_precision.py)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -133,7 +132,9 @@ def main() -> None:
             rows["baseline"].append((result["s"], result["tokens"]))
         rows["stock"].append(run_stock(backend, reqs))
 
-    figures = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "n": args.n, "tokens": args.tokens}
+    from bench_precision import cpu_flags
+
+    figures = {"machine": cpu_flags(), "load_average_1min": round(os.getloadavg()[0], 2), "n": args.n, "tokens": args.tokens}
     for name, runs in rows.items():
         if not runs:
             continue
@@ -148,7 +149,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(figures, indent=2))
         return
-    print(f"greedy decoding, {args.n} ARC questions, up to {args.tokens} new tokens, SmolLM2-135M {args.precision}, {figures['machine']}")
+    print(f"greedy decoding, {args.n} ARC questions, up to {args.tokens} new tokens, SmolLM2-135M {args.precision}, {figures['machine']}; "
+          f"1-min load average {figures['load_average_1min']}")
     for name in ("tprompt", "baseline", "stock"):
         if name in figures:
             f = figures[name]

@@ -1,7 +1,9 @@
 """Answer agreement and speed of the embedded model at each precision against fp32 (issue 23).
 
 Run: python benchmarks/bench_precision.py [--n 200] [--tasks arc_challenge,medmcqa,pubmedqa]
-     [--generate 32] [--tokens 64] [--precisions int8,bf16] [--repeat 1] [--json]
+     [--generate 32] [--tokens 64] [--precisions fp16,int8,bf16] [--repeat 1] [--json]
+As an AVX2-only CPU on an AVX-512 one: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+     FBGEMM_ENABLE_INSTRUCTIONS=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/bench_precision.py ...
 
 For each task, the first ``--n`` test questions are scored in logprob mode
 (the scorer's own requests, as ``--mode logprob`` sends them) at fp32 and at
@@ -12,7 +14,8 @@ generate`` requests, ``--tokens`` new tokens at most) and the greedy texts
 identical to fp32's are counted. Speed: examples/s of the logprob scoring
 and generated tokens/s of the decoding, each precision's ratio to fp32,
 measured in this one run (precisions interleaved per repeat; medians).
-bf16 is skipped on a CPU without native bf16 matmul.
+bf16 is skipped on a CPU without native bf16 matmul. The machine line names the CPU's flags and the
+instruction set torch's kernels ran at (see ``ISA_CAPS``).
 """
 
 from __future__ import annotations
@@ -45,7 +48,22 @@ def cpu_flags() -> str:
                     break
     except OSError:
         pass
-    return f"{name or 'unknown CPU'}, {os.cpu_count()} cores, flags: {' '.join(f for f in wanted if f in flags) or 'none of ' + ','.join(wanted)}"
+    listed = ' '.join(f for f in wanted if f in flags) or 'none of ' + ','.join(wanted)
+    return f"{name or 'unknown CPU'}, {os.cpu_count()} cores, flags: {listed}; {kernels_used()}"
+
+
+#: Environment variables that cap the instruction set of torch's own kernels, oneDNN, fbgemm and MKL:
+#: all four set to AVX2 make an AVX-512 machine compute as an AVX2-only one does (ATen's CPU capability
+#: alone leaves oneDNN, fbgemm (the int8 and fp16 matmuls) and MKL (the fp32 ones) at AVX-512).
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "FBGEMM_ENABLE_INSTRUCTIONS", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def kernels_used() -> str:
+    """The instruction set torch's kernels run at, and any of :data:`ISA_CAPS` set in the environment."""
+    import torch
+
+    caps = ", ".join(f"{k}={os.environ[k]}" for k in ISA_CAPS if k in os.environ)
+    return f"torch kernels {torch.backends.cpu.get_cpu_capability()}" + (f" ({caps})" if caps else " (no ISA cap set)")
 
 
 def option_requests(task_name: str, n: int):
@@ -67,7 +85,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="arc_challenge,medmcqa,pubmedqa")
     parser.add_argument("--generate", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--precisions", default="int8,bf16")
+    parser.add_argument("--precisions", default="fp16,int8,bf16")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs of each precision; medians")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

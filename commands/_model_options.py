@@ -29,10 +29,10 @@ BASE_URL_OPTION = typer.Option(
     "same model and revision (replicas): requests are spread over them and fail over.",
 )
 PRECISION_OPTION = typer.Option(
-    None, "--precision", metavar="fp32|bf16|int8",
+    None, "--precision", metavar="fp32|bf16|fp16|int8",
     help="How a local model (smollm2, hf:...) computes: fp32, bf16 (bf16 matmuls; the default on CPUs with native "
-    "bf16 matmul, else fp32) or int8 (dynamic int8 linears: faster, answers differ more; see docs/models.md). "
-    "Part of the cache key.",
+    "bf16 matmul), fp16 (fp16 weights, fp32 activations; the default on other CPUs with AVX2) or int8 (dynamic int8 "
+    "linears: answers differ more; see docs/models.md). Part of the cache key.",
 )
 CONCURRENCY_OPTION = typer.Option(
     None, "--concurrency", metavar="N",

@@ -14,13 +14,13 @@ from pydantic import AfterValidator, JsonValue
 
 from .. import _cpu
 
-#: How a local model computes: fp32 weights, bf16 (CPUs with native bf16 matmul) or dynamic int8 linears.
-Precision = Literal["fp32", "bf16", "int8"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "int8")
+#: How a local model computes: fp32 weights, bf16 matmuls (CPUs with native bf16 matmul), fp16 weights
+#: (fp32 activations and sums) or dynamic int8 linears.
+Precision = Literal["fp32", "bf16", "fp16", "int8"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "fp16", "int8")
 #: The precision of a config that names none as it is read back (every run stored before runs recorded
 #: theirs computed at fp32) and of ``get_model``. A new run's default is decided where its config is made
-#: (:func:`make_config`, by :func:`default_precision`): bf16 on a CPU with native bf16 matmul (98.5-100%
-#: argmax agreement with fp32 per task), else fp32; int8 agrees on 49-87% only.
+#: (:func:`make_config`, by :func:`default_precision`).
 DEFAULT_PRECISION: Precision = "fp32"
 
 
@@ -43,14 +43,19 @@ def local_spec(spec: str | None) -> bool:
 def default_precision(*specs: str | None) -> Precision:
     """The precision a new run or evaluation computes at when none is given: the one rule for it.
 
-    bf16 when one of ``specs`` is a local model and the CPU multiplies bf16
-    natively (its argmax agreement with fp32 is 98.5-100% on each task
-    measured, see ``models.local.precision``), else fp32. A run records the precision
-    it was created with, so resuming it elsewhere never changes its arithmetic.
+    For a run with a local model among ``specs``, the fastest precision that
+    agrees with fp32's argmax on at least 97% of each bundled task of
+    ``benchmarks/bench_precision.py`` on this kind of CPU (docs/benchmarks.md):
+    bf16 where the CPU multiplies bf16 natively, else fp16 weights where it
+    has AVX2, FMA and F16C (fbgemm's fp16 matmul), else fp32. int8 never (49-89%).
+    A run records the precision it was created with, so resuming it elsewhere
+    never changes its arithmetic.
     """
-    if any(s is not None and local_spec(s) for s in specs) and _cpu.bf16_native():
+    if not any(s is not None and local_spec(s) for s in specs):
+        return DEFAULT_PRECISION
+    if _cpu.bf16_native():
         return "bf16"
-    return DEFAULT_PRECISION
+    return "fp16" if _cpu.fp16_weights_fast() else DEFAULT_PRECISION
 
 
 

@@ -13,6 +13,16 @@ them): atol 1e-2 on hidden states of about 1 (the fused q/k/v and gate/up
 matmuls may sum in another order before their bf16 rounding), and the greedy
 tokens must agree; the decoding steps' logits, atol 2e-2 (the bf16
 vocabulary projection).
+fp16 (fbgemm's packed fp16 weights, fp32 activations and sums; issue 34), the
+fused pass against the stock layers made fp16 by ``fp16_stock`` (the same fp16
+weights): atol 1e-5 on hidden states of about 1 (float summation order only),
+the greedy tokens equal; the decoding steps' logits atol 1e-3 (the fused
+pass's vocabulary projection is fp16 too, the stock model's fp32). On the real
+embedded model, the option argmax at fp16 equals fp32's on every one of the
+fixed questions of test_models_smollm2 (near-ties apart, measured 99-100% on
+100 test questions of each bundled task, docs/benchmarks.md).
+fbgemm's fp16 matmul runs on AVX2 and AVX-512 alike: nothing here is skipped on
+either kind of CPU.
 """
 
 from __future__ import annotations
@@ -164,6 +174,94 @@ def test_fused_bf16_decoding_follows_the_bf16_stock_model():
             token = expected.argmax(-1)
 
 
+def _fp16_fused_and_stock():
+    """The tiny Llama's fused pass at fp16 and a copy of it whose stock layers ``fp16_stock`` made fp16."""
+    model = _tiny_llama()
+    stock = copy.deepcopy(model)
+    precision.fp16_stock(stock)
+    fused = llama._FusedLlama.build(model, "fp16")
+    assert fused is not None
+    return fused, stock
+
+
+def test_fused_fp16_pass_equals_the_stock_layers_with_fp16_weights():
+    fused, stock = _fp16_fused_and_stock()
+    assert isinstance(fused.layers[0][2], precision.Fp16Weight)
+    ids, position_ids, rows, keep = _packed_inputs(prefix=0)
+    with torch.inference_mode():
+        expected = _stock_states(stock, ids, position_ids, rows, keep)
+        got = fused.forward(ids, position_ids, None, rows, keep)
+        plain = _stock_states(_tiny_llama(), ids, position_ids, rows, keep)
+        greedy, stock_greedy = fused.head(got).argmax(-1), stock.lm_head(expected).argmax(-1)
+    assert got.dtype == torch.float32
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.equal(got, plain)  # fp16 weights it is: not the fp32 numbers ...
+    assert torch.allclose(got, plain, atol=1e-2)  # ... but close to them
+    assert torch.equal(greedy, stock_greedy)
+
+
+def test_fused_fp16_decoding_follows_the_fp16_stock_model():
+    from transformers import DynamicCache
+
+    fused, stock = _fp16_fused_and_stock()
+    prompt = [5, 9, 3, 7]
+    ids = torch.tensor(prompt)
+    rows = packing._packed_rows(torch, [0], [len(prompt)], 0)
+    with torch.inference_mode():
+        kv: list = []
+        fused.forward(ids, torch.arange(len(prompt)).unsqueeze(0), None, rows, torch.tensor([len(prompt) - 1]), kv)
+        ours = fused.start_decode(kv, [len(prompt)], 0, len(prompt) + 4)
+        cache = DynamicCache(config=stock.config)
+        token = stock(input_ids=ids[None], past_key_values=cache, use_cache=True).logits[:, -1].argmax(-1)
+        for step in range(4):
+            at = torch.tensor([len(prompt) + step])
+            expected = stock(input_ids=token[:, None], position_ids=at[None], past_key_values=cache, use_cache=True).logits[:, -1]
+            got = fused.decode_step(ours, token, at)
+            assert torch.allclose(got, expected, atol=1e-3)
+            assert torch.equal(got.argmax(-1), expected.argmax(-1))
+            token = expected.argmax(-1)
+
+
+@pytest.mark.slow
+def test_fp16_gives_the_real_models_fp32_answers():
+    """The embedded model at fp16 picks fp32's option on each fixed question, within 0.01 of its probabilities."""
+    from test_models_smollm2 import QUESTIONS, options_request
+
+    requests = [options_request(q) for q in QUESTIONS]
+    fp32 = [p for p, _ in get_model("smollm2", precision="fp32").option_probs(requests)]
+    fp16 = [p for p, _ in get_model("smollm2", precision="fp16").option_probs(requests)]
+    for ref, got in zip(fp32, fp16):
+        assert got.index(max(got)) == ref.index(max(ref))
+        assert got == pytest.approx(ref, abs=1e-2)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ({"avx2", "fma", "f16c", "avx512f", "avx512_bf16"}, "bf16"),  # native bf16 matmul: bf16 (measured 2.65x, 98.5-100%)
+    ({"avx2", "fma", "f16c", "amx_bf16"}, "bf16"),
+    ({"avx2", "fma", "f16c", "avx512f", "avx512_vnni"}, "fp16"),  # AVX-512 without bf16
+    ({"avx2", "fma", "f16c"}, "fp16"),  # AVX2 only: fbgemm's fp16 weights
+    ({"avx", "sse4_2"}, "fp32"),  # no AVX2: nothing measured faster with the same answers
+    (set(), "fp32"),  # flags unreadable
+])
+def test_the_default_precision_follows_the_cpus_flags(monkeypatch, flags, expected):
+    from tprompt.config import default_precision
+
+    monkeypatch.setattr(_cpu, "flags", lambda: frozenset(flags))
+    monkeypatch.setattr(_cpu, "_onednn_bf16", lambda: True)
+    monkeypatch.setattr(_cpu, "_fbgemm", lambda: True)
+    assert default_precision("smollm2") == expected
+    assert default_precision("fake", "openai:gpt-4o-mini") == "fp32"  # no local model: fp32 whatever the CPU
+    monkeypatch.setattr(_cpu, "_onednn_bf16", lambda: False)  # oneDNN disagrees with the flags: no bf16
+    monkeypatch.setattr(_cpu, "_fbgemm", lambda: False)  # torch without fbgemm: no fp16
+    assert default_precision("smollm2") == "fp32"
+
+
+def test_fp16_without_fbgemms_fp16_matmul_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(_cpu, "fp16_weights_fast", lambda: False)
+    with pytest.raises(UsageError, match="fbgemm's fp16 matmul"):
+        get_model(f"hf:{_model_dir(tmp_path)}", precision="fp16")
+
+
 def test_a_new_run_computes_at_bf16_where_the_cpu_has_it_and_records_it(monkeypatch):
     from tprompt.config import RunConfig
 
@@ -175,6 +273,7 @@ def test_a_new_run_computes_at_bf16_where_the_cpu_has_it_and_records_it(monkeypa
     stored = make_config({}).model_dump()
     assert make_config(stored).precision == "bf16"  # a fork or resume keeps what the run recorded
     monkeypatch.setattr(_cpu, "bf16_native", lambda: False)
+    monkeypatch.setattr(_cpu, "fp16_weights_fast", lambda: False)
     assert make_config({}).precision == "fp32"
     assert make_config(stored).precision == "bf16"  # ... also on a CPU that cannot (get_model then refuses it)
     del stored["precision"]
@@ -192,8 +291,8 @@ def _model_dir(tmp_path: Path) -> Path:
 def test_each_precision_has_its_own_revision_and_fp32_keeps_its_own(tmp_path, monkeypatch):
     monkeypatch.setattr(_cpu, "bf16_native", lambda: True)
     spec = f"hf:{_model_dir(tmp_path)}"
-    revisions = {p: get_model(spec, precision=p).revision for p in ("fp32", "bf16", "int8")}
-    assert len(set(revisions.values())) == 3
+    revisions = {p: get_model(spec, precision=p).revision for p in ("fp32", "bf16", "fp16", "int8")}
+    assert len(set(revisions.values())) == 4
     assert revisions["fp32"] == dir_revision(tmp_path)  # what an fp32 run's cache rows were keyed on
     assert get_model(spec).revision == revisions["fp32"]
     # The embedded model: its fp32 revision is the one written in every existing cache.
@@ -212,8 +311,8 @@ def test_the_cache_key_differs_per_precision(tmp_path, monkeypatch):
     monkeypatch.setattr(_cpu, "bf16_native", lambda: True)
     spec = f"hf:{_model_dir(tmp_path)}"
     request = ChatRequest(messages=(("user", "hi"),))
-    keys = {cache_key(chat_request_body(get_model(spec, precision=p), request)) for p in ("fp32", "bf16", "int8")}
-    assert len(keys) == 3
+    keys = {cache_key(chat_request_body(get_model(spec, precision=p), request)) for p in ("fp32", "bf16", "fp16", "int8")}
+    assert len(keys) == 4
 
 
 # -- clear errors --------------------------------------------------------------------------------
@@ -235,9 +334,9 @@ def test_bf16_without_native_bf16_matmul_is_one_clear_error(tmp_path, monkeypatc
 
 def test_an_unknown_precision_is_one_clear_error(tmp_path):
     with pytest.raises(UsageError, match="unknown precision"):
-        get_model(f"hf:{_model_dir(tmp_path)}", precision="fp16")
+        get_model(f"hf:{_model_dir(tmp_path)}", precision="fp8")
     with pytest.raises(ConfigError, match="precision"):
-        make_config({"precision": "fp16"})
+        make_config({"precision": "fp8"})
 
 
 def test_the_cli_refuses_a_precision_for_the_fake_model(tmp_path):

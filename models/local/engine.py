@@ -45,7 +45,7 @@ from .packing import (
     _register_packed_attention,
     _Row,
 )
-from .precision import Precision, bf16_stock, quantize_stock, revision_with
+from .precision import Precision, bf16_stock, fp16_stock, quantize_stock, revision_with
 from .revision import revision_of
 from .threads import _threads_for, set_torch_threads
 
@@ -74,7 +74,7 @@ class ForwardStats:
 
 
 class LocalEngine:
-    """A transformers causal LM on the CPU, at fp32, bf16 or int8 (:mod:`.precision`).
+    """A transformers causal LM on the CPU, at fp32, bf16, fp16 or int8 (:mod:`.precision`).
 
     Attributes:
         revision: the weights' revision marked with the precision (part of the cache key).
@@ -132,6 +132,8 @@ class LocalEngine:
             quantize_stock(self.model)  # after the fused pass took its own int8 copy of the fp32 weights
         elif precision == "bf16":
             bf16_stock(self.model)  # the fused pass's bf16 matrices, shared (the fp32 weights are freed)
+        elif precision == "fp16":
+            fp16_stock(self.model)  # their own packed fp16 copies (the fp32 weights are freed)
 
     # -- text <-> tokens -----------------------------------------------------------
 

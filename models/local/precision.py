@@ -40,7 +40,7 @@ INT8_ENGINE = "x86"
 
 #: The mark of a precision in a model's revision. ``bf16w`` (bf16 weights, fp32 between the matmuls) is not
 #: ``bf16``, the all-bf16 model's mark of before: the cache never serves the one's answers to the other.
-_REVISION_MARKS: dict[str, str] = {"bf16": "bf16w", "int8": "int8"}
+_REVISION_MARKS: dict[str, str] = {"bf16": "bf16w", "fp16": "fp16w", "int8": "int8"}
 
 
 def revision_with(revision: str, precision: Precision) -> str:
@@ -67,7 +67,12 @@ def check_precision(spec: str, precision: str) -> Precision:
     if precision == "bf16" and not _cpu.bf16_native():
         raise UsageError(
             "--precision bf16 needs a CPU with native bf16 matmul (avx512_bf16 or amx_bf16); this one has neither",
-            hint="use --precision int8 or fp32",
+            hint="use --precision fp16 or fp32",
+        )
+    if precision == "fp16" and not _cpu.fp16_weights_fast():
+        raise UsageError(
+            "--precision fp16 needs fbgemm's fp16 matmul (a CPU with avx2, fma and f16c, and torch built with fbgemm)",
+            hint="use --precision fp32",
         )
     return precision  # type: ignore[return-value]
 
@@ -170,11 +175,71 @@ class Int8Weight:
         return self.mm(x).add_(residual)
 
 
-def weight_for(weight, precision: Precision) -> DenseWeight | Bf16Weight | Int8Weight:
+class Fp16Weight:
+    """A (in, out) matrix as fbgemm's packed fp16 weights: fp32 activations, fp32 sums, fp32 out."""
+
+    __slots__ = ("packed",)
+
+    def __init__(self, weight) -> None:
+        import torch
+
+        self.packed = torch.ops.quantized.linear_prepack_fp16(weight.detach().t().contiguous().float(), None)
+
+    def mm(self, x):
+        import torch
+
+        return torch.ops.quantized.linear_dynamic_fp16(x, self.packed)
+
+    def addmm(self, residual, x):
+        return self.mm(x).add_(residual)
+
+
+Weight = DenseWeight | Bf16Weight | Fp16Weight | Int8Weight
+
+
+def weight_for(weight, precision: Precision) -> Weight:
     """The fused layers' (in, out) matrix ``weight`` at ``precision``."""
     if precision == "int8":
         return Int8Weight(weight)
+    if precision == "fp16":
+        return Fp16Weight(weight)
     return Bf16Weight(weight) if precision == "bf16" else DenseWeight(weight)
+
+
+@lru_cache(maxsize=1)
+def _fp16_linear_class():
+    """The stock layers' fp16-weight linear (built on first use, as :func:`_bf16_linear_class`)."""
+    import torch
+
+    class Fp16Linear(torch.nn.Module):
+        """A Linear computed as :class:`Fp16Weight` (fbgemm's packed fp16 weights, fp32 in, sums and out)."""
+
+        def __init__(self, linear) -> None:
+            super().__init__()
+            self.in_features, self.out_features = linear.in_features, linear.out_features
+            self.weight = Fp16Weight(linear.weight.detach().t())
+            self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().float(), requires_grad=False)
+
+        def forward(self, x):
+            out = self.weight.mm(x.reshape(-1, self.in_features)).reshape(*x.shape[:-1], self.out_features)
+            return out if self.bias is None else out + self.bias
+
+    return Fp16Linear
+
+
+def fp16_stock(model) -> None:
+    """Make the decoder's linear layers fp16-weight ones in place (the vocabulary projection stays fp32).
+
+    Each packs its own fp16 copy (fbgemm's packed matrices cannot be sliced
+    out of the fused ones); the fp32 weights they replace are freed.
+    """
+    import torch
+
+    linear_class = _fp16_linear_class()
+    for parent in list(model.base_model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.Linear):
+                setattr(parent, name, linear_class(child))
 
 
 def quantize_stock(model) -> None:
@@ -220,5 +285,6 @@ def _use_int8_engine() -> str:
 
 
 __all__ = (
-    "DEFAULT_PRECISION", "PRECISIONS", "Precision", "bf16_stock", "check_precision", "default_precision", "revision_with",
+    "DEFAULT_PRECISION", "PRECISIONS", "Precision", "bf16_stock", "check_precision", "default_precision", "fp16_stock",
+    "revision_with",
 )
