@@ -13,9 +13,10 @@ them): atol 1e-2 on hidden states of about 1 (the fused q/k/v and gate/up
 matmuls may sum in another order before their bf16 rounding), and the greedy
 tokens must agree; the decoding steps' logits, atol 2e-2 (the bf16
 vocabulary projection).
-fp16 (fbgemm's packed fp16 weights, fp32 activations and sums; issue 34), the
-fused pass against the stock layers made fp16 by ``fp16_stock`` (the same fp16
-weights): atol 1e-5 on hidden states of about 1 (float summation order only),
+fp16 (weights rounded to fp16, fp32 activations and sums: fbgemm's packed fp16
+matmul below ``FP16_FBGEMM_ROWS`` rows, MKL's fp32 one above; issue 34), the two
+kernels against each other on the same rows, and the fused pass against the
+stock layers rounded by ``fp16_stock`` (the same fp16 values): atol 1e-5 on hidden states of about 1 (float summation order only),
 the greedy tokens equal; the decoding steps' logits atol 1e-3 (the fused
 pass's vocabulary projection is fp16 too, the stock model's fp32). On the real
 embedded model, the option argmax at fp16 equals fp32's on every one of the
@@ -198,6 +199,21 @@ def test_fused_fp16_pass_equals_the_stock_layers_with_fp16_weights():
     assert not torch.equal(got, plain)  # fp16 weights it is: not the fp32 numbers ...
     assert torch.allclose(got, plain, atol=1e-2)  # ... but close to them
     assert torch.equal(greedy, stock_greedy)
+
+
+def test_fp16_weights_give_the_same_products_through_fbgemm_and_mkl(monkeypatch):
+    """Few rows go through fbgemm's fp16 matmul, many through MKL on the same fp16 values: the same numbers."""
+    torch.manual_seed(7)
+    weight = torch.randn(48, 96) * 0.05
+    fp16 = precision.Fp16Weight(weight.clone())
+    assert torch.equal(fp16.dense, weight.half().float())  # the weights rounded to fp16, nothing else
+    x = torch.randn(precision.FP16_FBGEMM_ROWS, 48)
+    residual = torch.randn(precision.FP16_FBGEMM_ROWS, 96)
+    many, many_add = fp16.mm(x), fp16.addmm(residual, x)  # MKL
+    monkeypatch.setattr(precision, "FP16_FBGEMM_ROWS", 10**9)
+    few, few_add = fp16.mm(x), fp16.addmm(residual, x)  # fbgemm
+    assert torch.allclose(many, few, atol=1e-5) and torch.allclose(many_add, few_add, atol=1e-5)
+    assert not torch.allclose(few, x @ weight, atol=1e-6)  # not the fp32 weights' products
 
 
 def test_fused_fp16_decoding_follows_the_fp16_stock_model():

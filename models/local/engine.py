@@ -133,7 +133,7 @@ class LocalEngine:
         elif precision == "bf16":
             bf16_stock(self.model)  # the fused pass's bf16 matrices, shared (the fp32 weights are freed)
         elif precision == "fp16":
-            fp16_stock(self.model)  # their own packed fp16 copies (the fp32 weights are freed)
+            fp16_stock(self.model)  # rounded to fp16 values, as the fused pass's (views of them: no copy)
 
     # -- text <-> tokens -----------------------------------------------------------
 

@@ -75,7 +75,8 @@ class _FusedLlama:
         built = cls(model, fused)
         if precision in ("bf16", "fp16") and built.head.bias is None:
             # the decoding steps' vocabulary projection at that precision too (bf16: measured 1.25x tokens/s)
-            built.head = weight_for(model.get_output_embeddings().weight.detach().t(), precision).mm
+            head = model.get_output_embeddings().weight.detach().t()
+            built.head = weight_for(head if precision == "bf16" else head.contiguous(), precision).mm  # fp16: a copy, rounded
         return built
 
     def forward(self, input_ids, position_ids, prefix_kv, pk: _PackedRows, keep_idx, kv_out: list | None = None):

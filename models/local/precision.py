@@ -12,14 +12,21 @@
   98.5% / 99.0% / 100% argmax agreement (the whole model in bf16, as the
   first version of this did, gave 95.5% / 92.5% / 100%: the bf16 residual
   stream was most of the difference).
+* ``fp16``: the decoder's linear layers (and the decoding steps' vocabulary
+  projection) keep fp16 weights packed for fbgemm's fp16 matmul; activations
+  and sums stay fp32. The default where the CPU has no native bf16 but AVX2,
+  FMA and F16C (issue 34): 99% / 100% / 100% argmax agreement with fp32 on 100
+  questions of each task, 2.19x scoring and 1.45x decoding with every kernel
+  capped to AVX2 (docs/benchmarks.md).
 * ``int8``: torch's dynamic int8 linear (weights quantized once per output
   channel, symmetric, and prepacked; activations quantized per pass and per
   tensor) for every linear layer of the decoder; the embeddings, norms,
-  attention and the vocabulary projection stay fp32. Measured here (AVX-512
-  VNNI, 2 threads, busy machine) at 32 rows, the four matmuls of one layer:
-  fp32 35 ms, int8 with the ``x86`` engine 9.3 ms, ``fbgemm`` 11.5 ms, ``onednn``
-  21 ms; weight-only int8 (``torch._weight_int8pack_mm``) 160 ms with fp32
-  activations and 21 ms with bf16 ones, so dynamic int8 it is.
+  attention and the vocabulary projection stay fp32. The fastest (``x86``
+  engine: 3.8x fp32's matmuls at 32 rows on AVX-512 VNNI), but 49-89%
+  agreement; per-token and SmoothQuant-smoothed activations, 8-bit, or
+  sensitive layers kept apart reached 87-100% per task, weight-only int8
+  (``_weight_int8pack_mm``'s arithmetic) 83-100% (issue 34,
+  ``benchmarks/bench_int8_layers.py``): never a default.
 
 The precision is part of a model's revision (:func:`revision_with`), so
 answers computed at one precision are never served from the cache to another;
@@ -175,22 +182,48 @@ class Int8Weight:
         return self.mm(x).add_(residual)
 
 
-class Fp16Weight:
-    """A (in, out) matrix as fbgemm's packed fp16 weights: fp32 activations, fp32 sums, fp32 out."""
+#: Fewer rows than this go through fbgemm's fp16 matmul, more through MKL's fp32 one on the same
+#: fp16-rounded weights (the same products, summed in fp32 either way). Measured (the four matmuls of
+#: a layer, 2 threads, ``benchmarks/bench_matmul_kernels.py``): fbgemm 3.1-3.5x fp32 at 8 rows and
+#: about 2x at 32-256, but 0.7x at a scoring pack's 768 rows on AVX-512 (issue 34).
+FP16_FBGEMM_ROWS = 128
 
-    __slots__ = ("packed",)
+
+def round_to_fp16(weight):
+    """``weight`` (fp32) rounded in place to the nearest fp16 value, kept fp32; returned."""
+    import torch
+
+    with torch.no_grad():
+        return weight.copy_(weight.to(torch.float16))
+
+
+class Fp16Weight:
+    """A (in, out) matrix of fp16 values: fbgemm's packed fp16 matmul for a few rows, MKL's fp32 for many.
+
+    ``weight`` is rounded to fp16 in place (the stock layers' views of it
+    compute with the same fp16 values); fp32 activations, fp32 sums, fp32 out.
+    """
+
+    __slots__ = ("dense", "packed")
 
     def __init__(self, weight) -> None:
         import torch
 
-        self.packed = torch.ops.quantized.linear_prepack_fp16(weight.detach().t().contiguous().float(), None)
+        self.dense = round_to_fp16(weight.detach())
+        self.packed = torch.ops.quantized.linear_prepack_fp16(self.dense.t().contiguous(), None)
 
     def mm(self, x):
         import torch
 
+        if x.shape[0] >= FP16_FBGEMM_ROWS:
+            return torch.mm(x, self.dense)
         return torch.ops.quantized.linear_dynamic_fp16(x, self.packed)
 
     def addmm(self, residual, x):
+        import torch
+
+        if x.shape[0] >= FP16_FBGEMM_ROWS:
+            return torch.addmm(residual, x, self.dense)
         return self.mm(x).add_(residual)
 
 
@@ -206,40 +239,18 @@ def weight_for(weight, precision: Precision) -> Weight:
     return Bf16Weight(weight) if precision == "bf16" else DenseWeight(weight)
 
 
-@lru_cache(maxsize=1)
-def _fp16_linear_class():
-    """The stock layers' fp16-weight linear (built on first use, as :func:`_bf16_linear_class`)."""
-    import torch
-
-    class Fp16Linear(torch.nn.Module):
-        """A Linear computed as :class:`Fp16Weight` (fbgemm's packed fp16 weights, fp32 in, sums and out)."""
-
-        def __init__(self, linear) -> None:
-            super().__init__()
-            self.in_features, self.out_features = linear.in_features, linear.out_features
-            self.weight = Fp16Weight(linear.weight.detach().t())
-            self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().float(), requires_grad=False)
-
-        def forward(self, x):
-            out = self.weight.mm(x.reshape(-1, self.in_features)).reshape(*x.shape[:-1], self.out_features)
-            return out if self.bias is None else out + self.bias
-
-    return Fp16Linear
-
-
 def fp16_stock(model) -> None:
-    """Make the decoder's linear layers fp16-weight ones in place (the vocabulary projection stays fp32).
+    """Round the decoder's linear weights to fp16 in place (the vocabulary projection stays fp32).
 
-    Each packs its own fp16 copy (fbgemm's packed matrices cannot be sliced
-    out of the fused ones); the fp32 weights they replace are freed.
+    Where the fused pass was built they are views of its matrices, already
+    rounded (:class:`Fp16Weight`); the stock layers then multiply fp16 values
+    in fp32, as the fused pass does for many rows.
     """
     import torch
 
-    linear_class = _fp16_linear_class()
-    for parent in list(model.base_model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, torch.nn.Linear):
-                setattr(parent, name, linear_class(child))
+    for module in model.base_model.modules():
+        if isinstance(module, torch.nn.Linear):
+            round_to_fp16(module.weight.data)
 
 
 def quantize_stock(model) -> None:
