@@ -16,8 +16,8 @@
   projection) keep fp16 weights packed for fbgemm's fp16 matmul; activations
   and sums stay fp32. The default where the CPU has no native bf16 but AVX2,
   FMA and F16C (issue 34): 99% / 100% / 100% argmax agreement with fp32 on 100
-  questions of each task, 2.19x scoring and 1.45x decoding with every kernel
-  capped to AVX2 (docs/benchmarks.md).
+  questions of each task, decoding 1.41x fp32 with every kernel capped to AVX2
+  and 2.24x on AVX-512, scoring at fp32's speed (docs/benchmarks.md).
 * ``int8``: torch's dynamic int8 linear (weights quantized once per output
   channel, symmetric, and prepacked; activations quantized per pass and per
   tensor) for every linear layer of the decoder; the embeddings, norms,
