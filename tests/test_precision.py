@@ -182,6 +182,7 @@ def _fp16_fused_and_stock():
     precision.fp16_stock(stock)
     fused = llama._FusedLlama.build(model, "fp16")
     assert fused is not None
+    assert torch.equal(model.get_output_embeddings().weight, _tiny_llama().get_output_embeddings().weight)  # the head: not rounded
     return fused, stock
 
 

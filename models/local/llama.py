@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .packing import _PackedRows
-from .precision import Precision, weight_for
+from .precision import Bf16Weight, Fp16Weight, Precision, weight_for
 
 #: The same for the fused Llama pass (:class:`_FusedLlama`): with fewer
 #: elementwise passes over the activations bigger packs pay again (measured
@@ -76,7 +76,8 @@ class _FusedLlama:
         if precision in ("bf16", "fp16") and built.head.bias is None:
             # the decoding steps' vocabulary projection at that precision too (bf16: measured 1.25x tokens/s)
             head = model.get_output_embeddings().weight.detach().t()
-            built.head = weight_for(head if precision == "bf16" else head.contiguous(), precision).mm  # fp16: a copy, rounded
+            # fp16: packed only (a decoding batch is fewer rows than FP16_FBGEMM_ROWS); the tied embeddings stay fp32
+            built.head = (Bf16Weight(head) if precision == "bf16" else Fp16Weight(head, few_rows_only=True)).mm
         return built
 
     def forward(self, input_ids, position_ids, prefix_kv, pk: _PackedRows, keep_idx, kv_out: list | None = None):

@@ -202,27 +202,30 @@ class Fp16Weight:
 
     ``weight`` is rounded to fp16 in place (the stock layers' views of it
     compute with the same fp16 values); fp32 activations, fp32 sums, fp32 out.
+    With ``few_rows_only`` (the vocabulary projection of the decoding steps,
+    a batch of rows at most) no fp32 copy is kept and ``weight`` is left as it is.
     """
 
     __slots__ = ("dense", "packed")
 
-    def __init__(self, weight) -> None:
+    def __init__(self, weight, *, few_rows_only: bool = False) -> None:
         import torch
 
-        self.dense = round_to_fp16(weight.detach())
-        self.packed = torch.ops.quantized.linear_prepack_fp16(self.dense.t().contiguous(), None)
+        self.dense = None if few_rows_only else round_to_fp16(weight.detach())
+        source = weight.detach() if self.dense is None else self.dense
+        self.packed = torch.ops.quantized.linear_prepack_fp16(source.t().contiguous().float(), None)
 
     def mm(self, x):
         import torch
 
-        if x.shape[0] >= FP16_FBGEMM_ROWS:
+        if self.dense is not None and x.shape[0] >= FP16_FBGEMM_ROWS:
             return torch.mm(x, self.dense)
         return torch.ops.quantized.linear_dynamic_fp16(x, self.packed)
 
     def addmm(self, residual, x):
         import torch
 
-        if x.shape[0] >= FP16_FBGEMM_ROWS:
+        if self.dense is not None and x.shape[0] >= FP16_FBGEMM_ROWS:
             return torch.addmm(residual, x, self.dense)
         return self.mm(x).add_(residual)
 
