@@ -70,7 +70,7 @@ def run_stock(backend, reqs) -> tuple[float, int]:
     produced = 0
     for row in new.tolist():
         for t in row:
-            if t in backend.eos_ids:
+            if t in engine.eos_ids:
                 break
             produced += 1
     return elapsed, produced
