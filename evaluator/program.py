@@ -132,7 +132,7 @@ def load_program(ref: str) -> Program:
     try:
         with redirect_stdout(sys.stderr):  # what its import prints is diagnostics, not data (`--json` output)
             module = importlib.import_module(module_name)
-    except Exception as exc:  # whatever the module's import raised: the user's code, one line
+    except (Exception, SystemExit) as exc:  # whatever the module's import raised (sys.exit too): one line
         raise ConfigError(f"{where}: module {module_name} does not import ({one_line(exc)})",
                           hint="run tprompt from the folder that holds the module, or install its package",
                           key="program") from exc
@@ -355,7 +355,7 @@ def answer_program(
             output, error = _answer_of(_call_kept(program, dict(row_values(ex)), dict(prompts), llm))
         except (CallsAbandoned, ModelCallFailed):
             raise
-        except Exception as exc:  # the user's code failed on this row: a failed answer, the run goes on
+        except (Exception, SystemExit) as exc:  # the user's code failed on this row (sys.exit too): a failed answer
             error = one_line(exc)
         scored = _scored(ex, task, output, error, llm.call_ids)
         return scored.model_copy(update={"prompts": tuple(n for n in prompts if prompt_ref(n, prompts[n]) in carried)})

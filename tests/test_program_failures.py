@@ -129,3 +129,29 @@ def test_an_answer_made_with_no_recorded_call_is_reported(
     assert 0 < uncalled < len(answers)
     said = [line for line in err.splitlines() if "made no call through the llm" in line]
     assert len(said) == 1 and f"{uncalled}" in said[0].split("answer(s)")[0]
+
+
+def test_a_program_that_calls_sys_exit_is_a_failed_answer_and_at_import_one_line(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    """``sys.exit`` in user code is that row's failure, not the end of tprompt (as with metrics, issue 32)."""
+    write_module(folder, "prog_exits", (
+        "import sys\n"
+        "PROMPTS = {'answer': 'Answer yes, no or maybe.'}\n"
+        "seen = []\n"
+        "def run(inputs, *, prompts, llm):\n"
+        "    seen.append(1)\n"
+        "    if len(seen) == 1:\n"
+        "        sys.exit(3)\n"
+        f"    return {ASK}\n"
+    ))
+    code, _out, err = run_program(capsys, tmp_path / "t.db", "prog_exits:run")
+    assert code == 0, err
+    assert "program prog_exits:run: failed on 1 answer(s)" in err and "SystemExit" in err
+
+    write_module(folder, "prog_exits_at_import", "import sys\nsys.exit(0)\n")
+    db = tmp_path / "imp.db"
+    code, _out, err = run_program(capsys, db, "prog_exits_at_import:run")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "module prog_exits_at_import does not import (SystemExit" in lines[0], err
+    assert not db.exists()
