@@ -491,7 +491,9 @@ def show(
         for line in prompt_list(state):
             out.print(line)
     if data["transfer_gain"] is not None:
-        out.print(f"transfer gain on the test split (objective, best target - original): {data['transfer_gain']:+.3f}")
+        # A target-only run transferred nothing: the same difference, named for what it is.
+        what = "transfer gain" if state.config is None or state.config.transfer else "gain (target-only, no transfer)"
+        out.print(f"{what} on the test split (objective, best target - original): {data['transfer_gain']:+.3f}")
     if spend:
         out.print(spend_table(spend))
 

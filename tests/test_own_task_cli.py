@@ -48,6 +48,11 @@ def test_target_alone_has_no_source_stage_and_call_counts_equal_the_transcripts(
     assert shown["scorer_calls"]["target"] == made[0] == 6 * 3
     assert shown["scorer_calls"]["test"] == made[1]
     assert "fork" not in err.splitlines()[-1]  # a target-only run has no source prompts to transfer
+    capsys.readouterr()
+    assert main(["--db", db, "show", run_id]) == 0
+    text = capsys.readouterr().out
+    # was: "transfer gain on the test split" for a run that transferred nothing
+    assert "transfer gain" not in text and "gain (target-only, no transfer) on the test split" in text
 
 
 def test_target_only_flag_with_a_source_is_one_line_and_writes_nothing(
