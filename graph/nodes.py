@@ -32,7 +32,7 @@ import contextvars
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, TypedDict
+from typing import Any
 
 from langgraph.runtime import Runtime
 
@@ -78,23 +78,7 @@ from . import rules
 from .context import RunContext
 from .parents import choose_parent, parent_traces, reflection_batch
 from .rules import ScoreJob, closing_events, step_label
-
-
-class GraphState(TypedDict):
-    """The graph's state: the run's projection and the events the last node appended."""
-
-    run: RunState
-    events: list[StoredEvent]
-
-
-Update = dict[str, Any]
-Node = Callable[[GraphState, Runtime[RunContext]], Update]
-
-
-def emit(state: GraphState, runtime: Runtime[RunContext], *events: Event) -> Update:
-    """Append ``events`` after the run's last event; the state update saying so."""
-    stored, run = runtime.context.emit(state["run"], *events)
-    return {"run": run, "events": stored}
+from .state import GraphState, Node, Update, emit
 
 
 def _stage(run: RunState) -> Stage:

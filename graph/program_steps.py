@@ -37,6 +37,7 @@ from ..stores.events import (
 from . import rules
 from .parents import choose_parent, parent_traces, reflection_batch
 from .rules import step_label
+from .state import emit
 
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from ..stores.projection import RunState
     from .config import RunConfig
     from .context import RunContext
-    from .nodes import GraphState, Update
+    from .state import GraphState, Update
 
 
 def round_robin(names: Sequence[str], step: int) -> str:
@@ -112,8 +113,6 @@ def propose_program(state: GraphState, runtime: Runtime[RunContext], stage: Stag
 
     The history the proposer sees is that prompt's texts with their sets' scores.
     """
-    from .nodes import emit
-
     ctx, run = runtime.context, state["run"]
     config, program = ctx.config, ctx.program
     assert program is not None
@@ -148,8 +147,6 @@ def propose_program_reflective(state: GraphState, runtime: Runtime[RunContext], 
     prompt was chosen (``changed_because``): all functions of the events before
     it, so a resumed run proposes the same step from the cache.
     """
-    from .nodes import emit
-
     ctx, run = runtime.context, state["run"]
     config, program = ctx.config, ctx.program
     assert program is not None
