@@ -252,7 +252,11 @@ def test_the_open_metrics_are_named_once_in_the_table() -> None:
     from tprompt.metric_specs import DEFAULT_OPEN_METRICS, OPEN_METRICS
 
     names = [m.name for m in OPEN_METRICS]
-    assert sorted(open_metrics.__all__) == sorted(names) == sorted(builtin_names())
+    assert sorted(open_metrics.__all__) == sorted(names)
+    # Every built-in of the table is nameable without an import path; other names there are plug-ins an earlier
+    # test registered in this process (register_metric), never functions of open_metrics.
+    assert set(names) <= set(builtin_names())
+    assert not {n for n in builtin_names() if n not in names and hasattr(open_metrics, n)}
     assert set(DEFAULT_OPEN_METRICS) <= set(names)
     described = RunConfig.model_fields["metrics"].description or ""
     assert f"({', '.join(names)})" in described and all(n in (METRIC_OPTION.help or "") for n in names)
