@@ -173,7 +173,12 @@ async def test_judge_rationales_sit_beside_the_answer_and_the_reference(tmp_path
         # the scorer's call: its answer, the gold answer, and the judge's scores and rationales for it
         lines = [line.strip() for line in (await _open_call(pilot, app, answer.call_id)).splitlines()]
         at = lines.index(f"answer {answer.parsed!r}  confidence {fmt(answer.confidence)}: {'right' if answer.correct else 'wrong'}")
-        assert lines[at + 1].startswith(f"gold {example.answer})") and lines[at + 2] == "judge:"
+        assert lines[at + 1].startswith(f"gold {example.answer})")
+        if not answer.correct:  # a wrong answer: the accuracy metric's feedback on it comes before the judge's
+            assert lines[at + 2].startswith(f"feedback (accuracy): answered {answer.parsed}, the gold answer is "
+                                            f"{example.answer}")
+            at += 1
+        assert lines[at + 2] == "judge:"
         mine = [j for j in judged.judgements if j.example_id == answer.example_id]
         assert lines[at + 3] == f"{mine[0].criterion} {fmt(mine[0].score, 2)}" and lines[at + 4] == mine[0].rationale
         # the judge's call: the answer it judged and the reference, then its rationales
