@@ -228,7 +228,7 @@ def rescore_run(
         exc.hint = f"no run was written; rescore with another judge: tprompt rescore {run_id} --judge SPEC"
         raise
     finally:
-        if recorder is not None and log.path != ":memory:":
+        if recorder is not None:
             recorder.close()
     return log.fork(
         run_id, 1, config=config, target_task=state.target_task or config.target_task, run_id=new_id,

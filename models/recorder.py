@@ -84,7 +84,7 @@ class Recorder:
     Args:
         db: a database path (the recorder opens its own connection, so it can
             share the file with an :class:`EventLog` writing at the same time),
-            an :class:`EventLog` (its file, or its transcripts if in memory), or
+            an :class:`EventLog` (its connection and lock are shared), or
             an open :class:`~tprompt.stores.db.Store` to share.
         run_id: the run every call belongs to unless a call says otherwise.
         retries: attempts after the first for retryable errors.
@@ -108,8 +108,10 @@ class Recorder:
     ) -> None:
         self.prices = dict(prices or {})
         if isinstance(db, EventLog):
-            # An in-memory database exists only on the log's connection: share it (and its lock).
-            self.store = db.transcripts if db.path == ":memory:" else TranscriptStore(db.path)
+            # The log's connection and lock, shared: a run holds one connection to its file, closed with
+            # the log (a connection of the recorder's own, never closed by a Runner, kept the file's
+            # write-ahead log unmerged until garbage collection).
+            self.store = db.transcripts
         else:
             self.store = TranscriptStore(db)
         self.run_id = run_id

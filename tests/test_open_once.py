@@ -56,3 +56,17 @@ def test_experiment_opens_each_cell_run_once(tmp_path: Path, opened: Counter[str
     assert opened["load_task"] == 4 * 2 + 4 * 1  # transfer runs load two tasks, target-only runs one
     with EventLog(db, readonly=True) as log:
         assert len(log.runs()) == 8
+
+
+def test_a_run_holds_one_connection_to_its_file(tmp_path: Path) -> None:
+    """The runner's recorder shares the log's connection: once the log closes, the file is whole on its own.
+
+    The recorder used to open a second connection that nothing closed; SQLite merges the write-ahead log into the
+    file when the last connection closes, so until garbage collection the file's bytes changed under a
+    reader (`test_merge`'s "nothing written" digest failed in CI when the collector ran late)."""
+    db = tmp_path / "one.db"
+    log, run = run_in_process(db, steps=1, candidates=2)
+    with log:
+        assert log.state(run).status == "completed"
+    wal = Path(f"{db}-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
