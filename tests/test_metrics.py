@@ -229,6 +229,19 @@ def test_every_metric_is_in_the_table_once() -> None:
     assert set(ObjectiveWeights.model_fields) == set(METRIC_NAMES)  # one weight per metric
 
 
+def test_the_weights_keep_their_stored_order_and_the_objective_its_last_bit() -> None:
+    # The seven are declared twice on purpose: as the table's rows (display order: PR-P before PR-N) and as
+    # ObjectiveWeights' fields (pr_n before pr_p). The fields are not generated from the table: their order is
+    # the key order of every stored config's weights and the order the objective sums in, and the table's order
+    # changes this objective in its last bit (0.4958000000000001), so old runs would no longer replay equal.
+    from tprompt.metric_specs import METRIC_NAMES
+
+    assert tuple(ObjectiveWeights.model_fields) == ("accuracy", "ifr", "ece", "auroc", "pr_n", "pr_p", "brier")
+    assert set(ObjectiveWeights.model_fields) == set(METRIC_NAMES)
+    metrics = {"accuracy": 0.49, "ifr": 0.03, "ece": 0.043, "auroc": 0.703, "pr_p": 0.983, "pr_n": 0.593, "brier": 0.394}
+    assert objective(metrics) == 0.4958
+
+
 def test_the_documented_default_weights_are_the_objectives() -> None:
     import re
     from pathlib import Path
