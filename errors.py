@@ -178,6 +178,13 @@ class ConfigError(UsageError):
     code = "config"
 
 
+class RecordedFileChanged(TPromptError):
+    """A file a run recorded (task file, description sidecar, metric or program module) changed or is gone
+    since: the data moved under the run, the command was right (exit 1, as any data failure)."""
+
+    code = "run_files.changed"
+
+
 def first_error(exc: ValueError, *, where: str | None = None, prefix: tuple[str, ...] = ()) -> str:
     """The first problem of a pydantic ``ValidationError`` as one line, ``where: field.path: message``
     (``where=""``: ``field.path: message``; without ``where``, no location: the message alone); any other
@@ -232,5 +239,6 @@ __all__ = (
     "BadTaskFile",
     "first_error",
     "ConfigError",
+    "RecordedFileChanged",
     "AppCrashed",
 )

@@ -20,7 +20,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from .config import RecordedFile, RunConfig
-from .errors import ConfigError
+from .errors import RecordedFileChanged
 
 #: How a metric module is keyed in ``RunConfig.files``.
 METRIC_KEY = "metric "
@@ -120,7 +120,8 @@ def check_files(config: RunConfig, *, run_id: str, accept_changed: bool = False)
     Returns ``config`` with the current hashes when ``accept_changed`` (for a new run to record them).
 
     Raises:
-        ConfigError: a recorded file is gone, or (without ``accept_changed``) its content changed.
+        RecordedFileChanged: a recorded file is gone, or (without ``accept_changed``) its content changed (exit 1:
+            a data failure, not a mistake in the command).
     """
     files = dict(config.files)
     for key, rec in config.files.items():
@@ -129,12 +130,12 @@ def check_files(config: RunConfig, *, run_id: str, accept_changed: bool = False)
                 else f"program module {key.removeprefix(PROGRAM_KEY)}" if key.startswith(PROGRAM_KEY)
                 else "task description file" if key.startswith(DESCRIPTION_KEY) else "task file")
         if not path.exists():
-            raise ConfigError(f"run {run_id}: its {what} {rec.path} is gone",
+            raise RecordedFileChanged(f"run {run_id}: its {what} {rec.path} is gone",
                               hint="put it back at that path (the run recorded its content hash)", key="files")
         now = content_hash(path)
         if now != rec.sha256:
             if not accept_changed:
-                raise ConfigError(
+                raise RecordedFileChanged(
                     f"run {run_id}: its {what} {rec.path} changed since the run recorded it "
                     f"(sha256 {rec.sha256[:12]} then, {now[:12]} now)",
                     hint="restore that content, or rescore the run under the new one: "

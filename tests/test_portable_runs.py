@@ -71,7 +71,8 @@ def test_a_changed_task_file_is_refused_and_accepted_for_rescoring(own_run: tupl
     n_events = _events(db)
     for argv in (("resume", run_id), ("replay", run_id, "--rerun"), ("rescore", run_id, "--weight", "iso_date=2")):
         code, _, err = cli(capsys, "--db", str(db), *argv)
-        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        # exit 1: the data changed under a right command (README: 1 data or environment, 2 a mistake in the command)
+        assert code == 1 and len(err.strip().splitlines()) == 1, err
         assert f"its task file {task} changed since the run recorded it" in err
         assert f"tprompt --db {db} rescore {run_id} --accept-changed" in err
         assert _events(db) == n_events  # nothing written
@@ -89,7 +90,19 @@ def test_a_changed_metric_module_is_refused(own_run: tuple[Path, str, str], caps
     path = db.parent / "proj" / f"{module}.py"
     path.write_text(METRIC + "\n# edited\n")
     code, _, err = cli(capsys, "--db", str(db), "resume", run_id)
-    assert code == 2 and f"its metric module {module} {path} changed" in err
+    assert code == 1 and f"its metric module {module} {path} changed" in err
+
+
+def test_a_gone_task_file_is_a_data_failure(own_run: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    # was: exit 2, the code of a mistake in the command; the command was right, the data moved (exit 1)
+    db, run_id, _ = own_run
+    task = db.parent / "proj" / "dates.jsonl"
+    task.rename(task.with_suffix(".moved"))
+    n_events = _events(db)
+    code, _, err = cli(capsys, "--db", str(db), "resume", run_id)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"its task file {task} is gone (put it back at that path" in err
+    assert _events(db) == n_events
 
 
 def _events(db: Path) -> int:
@@ -132,7 +145,7 @@ def test_rescore_records_the_metric_module_it_adds(own_run: tuple[Path, str, str
     path.write_text(path.read_text() + "\n# edited\n")
     n_events = _events(db)
     code, _, err = cli(capsys, "--db", str(db), "rescore", new_id, "--weight", "iso_strict=3")
-    assert code == 2 and len(err.strip().splitlines()) == 1 and f"its metric module {module} {path} changed" in err
+    assert code == 1 and len(err.strip().splitlines()) == 1 and f"its metric module {module} {path} changed" in err
     assert _events(db) == n_events
 
 
@@ -153,7 +166,7 @@ def test_a_changed_description_sidecar_is_refused(tmp_path: Path, monkeypatch: p
     sidecar.write_text("Rewrite the date in words.\n")
     n_events = _events(db)
     code, _, err = cli(capsys, "--db", str(db), "resume", run_id)
-    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert f"its task description file {sidecar} changed since the run recorded it" in err
     assert _events(db) == n_events
     code, out, err = cli(capsys, "--db", str(db), "rescore", run_id, "--accept-changed", "--json")
