@@ -58,6 +58,8 @@ class PromptSource:
 
     label: str
     prompt: str | ChatTemplate
+    #: where it was given, as an error about this prompt alone names it (``--prompt-file best.json``)
+    origin: str = "the default prompt"
 
 
 def prompt_sources(prompts: list[str] | None, files: list[Path] | None) -> list[PromptSource]:
@@ -69,20 +71,25 @@ def prompt_sources(prompts: list[str] | None, files: list[Path] | None) -> list[
     """
     sources = []
     for i, text in enumerate(prompts or [], 1):
+        which = "--prompt" if len(prompts or []) == 1 else f"--prompt {i} of {len(prompts or [])}"
         if not text.strip():
-            which = "--prompt" if len(prompts or []) == 1 else f"--prompt {i} of {len(prompts or [])}"
             raise UsageError(f"{which} is empty", hint="give the prompt to evaluate, or leave --prompt out for the default")
-        sources.append(PromptSource(f"prompt {i}", text))
-    sources += [PromptSource(str(path), read_prompt_source(path)) for path in files or []]
+        sources.append(PromptSource(f"prompt {i}", text, which))
+    sources += [PromptSource(str(path), read_prompt_source(path), f"--prompt-file {path}") for path in files or []]
     return sources or [PromptSource("default", DEFAULT_PROMPT)]
 
 
 def _configs(sources: list[PromptSource], values: dict[str, Any], *, where: str = "options") -> list[RunConfig]:
-    """The run configuration each prompt is scored under: the same settings, its own prompt or template."""
+    """The run configuration each prompt is scored under: the same settings, its own prompt or template.
+
+    The shared settings are checked once, and a problem there is named as ``run`` names it (``where``: the
+    options, or the ``--config`` file); a problem of one prompt names that prompt (its ``origin``).
+    """
+    make_config(values, where=where)
     out = []
     for source in sources:
         key = "original_prompt" if isinstance(source.prompt, str) else "template"
-        out.append(make_config({**values, key: source.prompt}, where=f"{where} ({source.label})"))
+        out.append(make_config({**values, key: source.prompt}, where=source.origin))
     return out
 
 
@@ -142,7 +149,7 @@ def eval_cmd(
     given = bool(prompt or prompt_file or file_prompt)
     program = program or base.get("program")
     if program and not given:  # the program's own PROMPTS (with_program sets them)
-        sources = [PromptSource(f"{program} PROMPTS", DEFAULT_PROMPT)]
+        sources = [PromptSource(f"{program} PROMPTS", DEFAULT_PROMPT, f"--program {program}")]
     model = (base.get("scorer") or DEFAULT_MODEL) if model is None else model
     values: dict[str, Any] = {
         **base, "target_task": task, "transfer": False, "source_tasks": [], "proposer": model, "scorer": model,
@@ -185,7 +192,7 @@ def _file_prompt(base: dict[str, Any], config: Path | None) -> PromptSource | No
     template, text = base.pop("template", None), base.pop("original_prompt", None)
     if template is None and text is None:
         return None
-    return PromptSource(str(config), template if template is not None else text)
+    return PromptSource(str(config), template if template is not None else text, f"--config {config}")
 
 
 @dataclass(frozen=True, slots=True)

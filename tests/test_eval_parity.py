@@ -98,3 +98,24 @@ def test_eval_without_a_task_says_where_to_give_one(here: Path, capsys) -> None:
     code, out, err = cli(capsys, "--db", "t.db", "eval", "--config", "c.toml")
     assert code == 2 and err.count("\n") == 1 and out == ""
     assert "eval needs a task: give --task TASK" in err and not (here / "t.db").exists()
+
+
+def test_a_shared_option_error_names_the_option_as_run_does(here: Path, capsys) -> None:
+    # was: "options (default): mode: ..." (the default prompt's label, read as "the default options")
+    lines = {}
+    for command, task in (("run", "--target"), ("eval", "--task")):
+        code, out, err = cli(capsys, "--db", "t.db", command, task, "dates.jsonl", "--model", "fake", "--mode", "bogus")
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        lines[command] = err
+    assert lines["eval"] == lines["run"] == "error: options: mode: Input should be 'auto', 'generate' or 'logprob'\n"
+    code, _, err = cli(capsys, "--db", "t.db", "eval", "--task", "dates.jsonl", "--model", "fake",
+                       "--prompt", "a", "--prompt", "b", "--judge", " ")
+    assert code == 2 and err.startswith("error: options: judge is an empty model spec"), err
+    # a problem of one prompt names the option that gave it
+    (here / "two.json").write_text(json.dumps({"messages": [
+        {"role": "system", "content": "x"}, {"role": "user", "content": "{question}"},
+        {"role": "system", "content": "y", "optimize": True}]}))
+    code, _, err = cli(capsys, "--db", "t.db", "eval", "--task", "arc_challenge", "--model", "fake",
+                       "--prompt-file", "two.json")
+    assert code == 2 and err.startswith("error: --prompt-file two.json: the template has 2 optimizable messages"), err
+    assert not (here / "t.db").exists()
