@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import BackendError, ModelCallFailed
-from ..stores.db import Store
+from ..stores.db import Closing, Store
 from ..stores.log import EventLog
 from ..stores.transcripts import CacheEntry, NewCall, TranscriptStore, body_hash, canonical_json
 from ._retry import BACKOFF_S, RETRIES, with_retries
@@ -78,7 +78,7 @@ def new_call_id() -> str:
     return "c-" + uuid.uuid4().hex[:12]
 
 
-class Recorder:
+class Recorder(Closing):
     """Cache lookups, model calls and transcript rows for one database.
 
     Args:
@@ -124,12 +124,6 @@ class Recorder:
     def close(self) -> None:
         """Close the recorder's own connection (not a shared one)."""
         self.store.close()
-
-    def __enter__(self) -> Recorder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def at(self, agent: str, *, run_id: str | None = None, step: str | None = None, seq: int | None = None) -> CallSite:
         """This recorder bound to a call site: every call made through it is filed under these."""

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from ..errors import (
     DatabaseDamaged,
@@ -54,14 +54,18 @@ def default_busy_timeout() -> float:
     return max(value, 0.0)
 
 
-def _write_protected(name: str) -> bool:
-    # os.access says "writable" to root whatever the mode bits; a file with no
-    # write bit at all was marked read-only on purpose, so honour that too.
+def _writable(path: str | Path) -> bool | None:
+    """Whether ``path`` (a file or a folder) can be written; None when it cannot be looked at.
+
+    os.access sees a read-only mount (EROFS) and an immutable file or folder even for root, but says
+    "writable" to root whatever the mode bits: one with no write bit at all was marked read-only on
+    purpose, so that counts as read-only too.
+    """
     try:
-        no_write_bits = not (os.stat(name).st_mode & 0o222)
+        mode = os.stat(path).st_mode
     except OSError:
-        return False
-    return no_write_bits or not os.access(name, os.W_OK)
+        return None
+    return bool(mode & 0o222) and os.access(path, os.W_OK)
 
 
 def reader_uri(name: str) -> str:
@@ -77,23 +81,13 @@ def reader_uri(name: str) -> str:
     """
     path = Path(name).resolve()
     uri = path.as_uri()
-    if _folder_writable(path.parent):
+    if _writable(path.parent):
         return f"{uri}?mode=ro"
     try:
         wal_size = os.stat(f"{path}-wal").st_size
     except OSError:
         wal_size = 0
     return f"{uri}?mode=ro" if wal_size else f"{uri}?immutable=1"
-
-
-def _folder_writable(folder: Path) -> bool:
-    # os.access sees a read-only mount (EROFS) and an immutable folder even for root; root's
-    # permission bits it does not, so a folder with no write bit at all counts as read-only too.
-    try:
-        no_write_bits = not (os.stat(folder).st_mode & 0o222)
-    except OSError:
-        return False
-    return not no_write_bits and os.access(folder, os.W_OK)
 
 
 def open_database(
@@ -157,12 +151,12 @@ def connect(
     if readonly and not memory:
         conn = sqlite3.connect(reader_uri(name), uri=True, timeout=timeout, check_same_thread=False)
     else:
-        if not memory and Path(name).exists() and _write_protected(name):
+        if not memory and Path(name).exists() and _writable(name) is False:
             raise ReadOnlyDatabase(
                 f"database {name} is read-only",
                 hint="make it writable or pass --db to another file",
             )
-        if not memory and not _folder_writable(Path(name).resolve().parent):
+        if not memory and not _writable(Path(name).resolve().parent):
             raise ReadOnlyDatabase(
                 f"database {name} is in a folder that cannot be written ({Path(name).resolve().parent})",
                 hint="SQLite writes its -wal and -shm files beside the database: make the folder writable or "
@@ -307,7 +301,20 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-class Store:
+class Closing:
+    """Something with a ``close()`` that a ``with`` block closes at its end."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Store(Closing):
     """One open tprompt database: its connection, the lock that serializes its use, its path.
 
     Everything that reads or writes the file through this object runs its
@@ -344,12 +351,6 @@ class Store:
         """Close the connection (what was handed out stops working)."""
         with self._lock:
             self._conn.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from ..config import RunConfig
 from ..errors import ConflictError, CorruptEvent, SeqOutOfRange, StoreError, UnknownRun
-from .db import Store, has_table, now_iso
+from .db import Closing, Store, has_table, now_iso
 from .events import (
     EVENT_ADAPTER,
     EVENT_TYPES,
@@ -71,7 +71,13 @@ def new_run_id() -> str:
     return "r-" + uuid.uuid4().hex[:10]
 
 
-class EventLog:
+def _require_seq(run_id: str, seq: int, last: int, refusal: str, *, hint: str) -> None:
+    """Raise :class:`SeqOutOfRange` (``refusal`` says what cannot be done) unless 1 <= ``seq`` <= ``last``."""
+    if not 1 <= seq <= last:
+        raise SeqOutOfRange(f"run {run_id} has events 1..{last}; {refusal}", hint=hint, run_id=run_id, seq=seq)
+
+
+class EventLog(Closing):
     """Append and read events of runs in one SQLite database.
 
     One instance per thread or process is the simple rule; its use is
@@ -115,12 +121,6 @@ class EventLog:
         """Close the database if this log opened it."""
         if self._owned:
             self.store.close()
-
-    def __enter__(self) -> EventLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- runs ------------------------------------------------------------------------
 
@@ -174,13 +174,8 @@ class EventLog:
         run_id = run_id or new_run_id()
         with self.store.writing():
             parent_last = self._last_seq_locked(parent_run_id)
-            if not 1 <= at_seq <= parent_last:
-                raise SeqOutOfRange(
-                    f"run {parent_run_id} has events 1..{parent_last}; cannot fork at seq {at_seq}",
-                    hint="pick a seq from `tprompt events RUN`",
-                    run_id=parent_run_id,
-                    seq=at_seq,
-                )
+            _require_seq(parent_run_id, at_seq, parent_last, f"cannot fork at seq {at_seq}",
+                         hint="pick a seq from `tprompt events RUN`")
             stamp = now_iso()
             self._conn.execute(
                 "INSERT INTO runs (run_id, parent_run_id, parent_seq, status, name, created_at, updated_at)"
@@ -524,14 +519,7 @@ class EventLog:
 
     def check_seq(self, run_id: str, seq: int) -> None:
         """Raise :class:`SeqOutOfRange` unless ``seq`` is in ``run_id``'s history."""
-        last = self.last_seq(run_id)
-        if not 1 <= seq <= last:
-            raise SeqOutOfRange(
-                f"run {run_id} has events 1..{last}; there is no seq {seq}",
-                hint="`tprompt events RUN` lists them",
-                run_id=run_id,
-                seq=seq,
-            )
+        _require_seq(run_id, seq, self.last_seq(run_id), f"there is no seq {seq}", hint="`tprompt events RUN` lists them")
 
     def state(self, run_id: str, *, upto: int | None = None) -> RunState:
         """The run's state after the event ``upto`` (the last one by default)."""

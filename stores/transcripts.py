@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .db import Store, has_table, now_iso
+from .db import Closing, Store, has_table, now_iso
 from .holder import Holder, holder_alive
 
 
@@ -91,7 +91,7 @@ _COLUMNS = (
 )
 
 
-class TranscriptStore:
+class TranscriptStore(Closing):
     """Cache lookups and transcript rows in a tprompt database.
 
     Args:
@@ -115,12 +115,6 @@ class TranscriptStore:
         """Close the database if this object opened it."""
         if self._owned:
             self._store.close()
-
-    def __enter__(self) -> TranscriptStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- cache -------------------------------------------------------------------------
 
