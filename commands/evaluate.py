@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -60,6 +60,8 @@ class PromptSource:
     prompt: str | ChatTemplate
     #: where it was given, as an error about this prompt alone names it (``--prompt-file best.json``)
     origin: str = "the default prompt"
+    #: the template a text prompt is scored in (the one given beside it: :func:`in_template`)
+    template: ChatTemplate | None = None
 
 
 def prompt_sources(prompts: list[str] | None, files: list[Path] | None) -> list[PromptSource]:
@@ -79,6 +81,34 @@ def prompt_sources(prompts: list[str] | None, files: list[Path] | None) -> list[
     return sources or [PromptSource("default", DEFAULT_PROMPT)]
 
 
+def in_template(sources: list[PromptSource], fallback: ChatTemplate | None = None) -> list[PromptSource]:
+    """``sources`` with each text prompt scored in the template given beside it (a ``--prompt-file`` template,
+    else ``fallback``: the ``--config`` file's), as ``run`` scores ``--prompt`` in its config's template: the
+    text is the candidate in the template's optimizable message(s).
+
+    Raises:
+        UsageError: text prompts beside templates that differ outside their optimizable messages (which one?).
+    """
+    templates = [s for s in sources if isinstance(s.prompt, ChatTemplate)]
+    frames = {_frame(s.prompt): s for s in templates if isinstance(s.prompt, ChatTemplate)}
+    texts = [s for s in sources if isinstance(s.prompt, str)]
+    if not texts or (not frames and fallback is None):
+        return sources
+    if len(frames) > 1:
+        names = " and ".join(s.origin.removeprefix("--prompt-file ") for s in frames.values())
+        raise UsageError(f"{texts[0].origin} is scored in the template given beside it, and {names} are different "
+                         "templates", hint="evaluate each template in its own `tprompt eval`, or put the text in a "
+                         "copy of the template file and give that with --prompt-file")
+    template = templates[0].prompt if templates else fallback
+    assert isinstance(template, ChatTemplate)
+    return [replace(s, template=template) if isinstance(s.prompt, str) else s for s in sources]
+
+
+def _frame(template: ChatTemplate) -> tuple[tuple[str, str | None], ...]:
+    """What a template is apart from the text a candidate puts in it (its optimizable messages)."""
+    return tuple((m.role, None if m.optimizable else m.content) for m in template.messages)
+
+
 def _configs(sources: list[PromptSource], values: dict[str, Any], *, where: str = "options") -> list[RunConfig]:
     """The run configuration each prompt is scored under: the same settings, its own prompt or template.
 
@@ -88,8 +118,10 @@ def _configs(sources: list[PromptSource], values: dict[str, Any], *, where: str 
     make_config(values, where=where)
     out = []
     for source in sources:
-        key = "original_prompt" if isinstance(source.prompt, str) else "template"
-        out.append(make_config({**values, key: source.prompt}, where=source.origin))
+        prompt = ({"original_prompt": source.prompt} if isinstance(source.prompt, str) else {"template": source.prompt})
+        if source.template is not None:
+            prompt["template"] = source.template
+        out.append(make_config({**values, **prompt}, where=source.origin))
     return out
 
 
@@ -101,7 +133,7 @@ def _open_all(configs: list[RunConfig], task: Task) -> list[RunResources]:
 def eval_cmd(
     ctx: typer.Context,
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Bundled task name (see `tprompt tasks`) or a path to your own task (JSONL, CSV or folder). Default: --config's target_task."),
-    prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", metavar="TEXT", help=f"A prompt to evaluate (the scorer's system message); repeat it to compare several. Default: --config's prompt, a --program's PROMPTS, else the original prompt of a run, {DEFAULT_PROMPT!r}."),
+    prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", metavar="TEXT", help=f"A prompt to evaluate (the scorer's system message; beside a template --prompt-file or --config, the text of the template's optimizable message); repeat it to compare several. Default: --config's prompt, a --program's PROMPTS, else the original prompt of a run, {DEFAULT_PROMPT!r}."),
     prompt_file: Optional[list[Path]] = typer.Option(None, "--prompt-file", metavar="FILE", help="A prompt to evaluate, read from a file (repeat for several): text, a `tprompt export`, or your prompt template (JSON/TOML/YAML messages with {field} placeholders, or a LangChain dump), as `run --prompt-file` reads it."),
     model: Optional[str] = MODEL_OPTION,
     base_url: Optional[list[str]] = BASE_URL_OPTION,
@@ -146,6 +178,8 @@ def eval_cmd(
     seed = base.get("seed", 0) if seed is None else seed
     _check_examples(examples)
     sources = prompt_sources(prompt, prompt_file) if prompt or prompt_file or file_prompt is None else [file_prompt]
+    sources = in_template(sources, file_prompt.prompt if file_prompt and isinstance(file_prompt.prompt, ChatTemplate)
+                          else None)
     given = bool(prompt or prompt_file or file_prompt)
     program = program or base.get("program")
     if program and not given:  # the program's own PROMPTS (with_program sets them)
@@ -275,7 +309,7 @@ def eval_json(head: dict[str, Any], sources: list[PromptSource], results: list[S
             "label": source.label,
             "prompt": tested.text,
             "prompt_id": tested.prompt_id,
-            "template": not isinstance(source.prompt, str),
+            "template": source.template is not None or not isinstance(source.prompt, str),
             "mode": score.mode,
             "metrics": tested.metrics,
             "objective": tested.objective,

@@ -71,7 +71,8 @@ def test_eval_config_is_the_runs_config_file(here: Path, capsys) -> None:
                          "-n", "2", "--json")
     assert code == 0, err
     (other,) = json.loads(out)["results"]
-    assert other["label"] == "prompt 1" and other["counts"]["examples"] == 2 and not other["template"]
+    # scored in the file's template, as `run --config dates.toml --prompt TEXT` would score it
+    assert other["label"] == "prompt 1" and other["counts"]["examples"] == 2 and other["template"]
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -119,3 +120,37 @@ def test_a_shared_option_error_names_the_option_as_run_does(here: Path, capsys) 
                        "--prompt-file", "two.json")
     assert code == 2 and err.startswith("error: --prompt-file two.json: the template has 2 optimizable messages"), err
     assert not (here / "t.db").exists()
+
+
+def test_a_text_prompt_beside_a_template_is_scored_in_it(here: Path, capsys) -> None:
+    # was: --prompt TEXT beside --prompt-file template.json was scored in the bundled Q&A wrapper, silently
+    db = str(here / "t.db")
+    text = "Reply with the ISO date only."
+    common = ("--db", db, "eval", "--task", "dates.jsonl", "--model", "fake", "-n", "4", "--json")
+    code, out, err = cli(capsys, *common, "--prompt-file", "template.json", "--prompt", text)
+    assert code == 0, err
+    given, _original = json.loads(out)["results"]
+    assert given["template"] and given["prompt"] == text
+    # the scorer was sent the template rendered on the row with the text in its system message, nothing else
+    from tprompt.stores import EventLog
+
+    rows = {r["id"]: r for r in map(json.loads, (here / "dates.jsonl").read_text().splitlines()) if "id" in r}
+    with EventLog(db) as log:
+        for answer in given["answers"]:
+            row = log.transcripts.call(answer["call_id"])
+            assert row is not None
+            sent = json.loads(log.transcripts.body(row.request_hash) or "{}")["messages"]
+            sentence = rows[answer["example_id"]]["sentence"]
+            assert [m["content"] if isinstance(m, dict) else m[1] for m in sent] == [text, f"Sentence: {sentence}\nISO date:"]
+    # text that breaks the template's placeholders, or two different templates: one line naming it
+    code, out, err = cli(capsys, "--db", "u.db", "eval", "--task", "dates.jsonl", "--model", "fake",
+                         "--prompt-file", "template.json", "--prompt", "Date of {when}")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "--prompt: original_prompt does not fit the template: it invents placeholder(s) {when}" in err
+    other = {"messages": [{"role": "system", "content": "x"}, {"role": "user", "content": "S: {sentence}"}]}
+    (here / "other.json").write_text(json.dumps(other))
+    code, out, err = cli(capsys, "--db", "u.db", "eval", "--task", "dates.jsonl", "--model", "fake",
+                         "--prompt-file", "template.json", "--prompt-file", "other.json", "--prompt", text)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "--prompt is scored in the template given beside it, and template.json and other.json are different" in err
+    assert not (here / "u.db").exists()
