@@ -14,19 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-def timed(env: dict[str, str], cwd: str) -> float:
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tprompt.cli", "run"], env=env, cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+from _bench import medians, timed_cli
 
 
 def main() -> None:
@@ -43,13 +37,9 @@ def main() -> None:
             for name, extra in variants:  # interleaved
                 db = Path(tmp) / f"{name}-{i}.db"
                 env = {**os.environ, **extra, "TPROMPT_DB": str(db)}
-                times[name].append(timed(env, tmp))
+                times[name].append(timed_cli(["run"], env, tmp))
                 print(f"  {name}: {times[name][-1]:.1f} s", flush=True)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    line = f"tprompt run (the demo), medians of {args.repeat}: now {med['now']:.1f} s"
-    if "baseline" in med:
-        line += f", baseline {med['baseline']:.1f} s, now/baseline {med['now'] / med['baseline']:.2f}"
-    print(line)
+    print(medians(f"tprompt run (the demo), medians of {args.repeat}:", times, 1))
 
 
 if __name__ == "__main__":

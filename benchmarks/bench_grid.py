@@ -26,6 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench import cpu_flags
+
 from tprompt.graph import comparable_events
 from tprompt.stores import EventLog
 
@@ -39,17 +43,6 @@ def grid(delay: float) -> dict[str, Any]:
         "seeds": [0],
         "run": {"steps": 2, "candidates": 2, "examples": 4, "test_examples": 8, "mode": "logprob", "concurrency": 2},
     }
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
-    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{model}; {', '.join(simd) or 'no AVX2'}"
 
 
 def free_port() -> int:

@@ -26,22 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bench import cpu_flags
 from bench_store import created, stream
 
 from tprompt.stores import EventLog, Store
 from tprompt.stores.merge import merge_files, merge_into
 from tprompt.stores.transcripts import NewCall
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f in flags]
-    return f"{model}, flags: {' '.join(simd) or 'none of avx2/avx512'}"
 
 
 def shard(path: Path, tag: str, runs: int, events: int, calls: int, upto: float = 1.0) -> list[str]:

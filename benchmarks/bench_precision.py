@@ -31,25 +31,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _bench import cpu_flags as machine_flags  # noqa: E402  (found through HERE)
+
 PROMPT = "Let's think step by step."
 
 
 def cpu_flags() -> str:
     """The CPU's model name and the flags that decide the fast paths (AVX2, AVX-512, VNNI, BF16, AMX)."""
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-    name, flags = "", []
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            for line in info:
-                if line.startswith("model name") and not name:
-                    name = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    break
-    except OSError:
-        pass
-    listed = ' '.join(f for f in wanted if f in flags) or 'none of ' + ','.join(wanted)
-    return f"{name or 'unknown CPU'}, {os.cpu_count()} cores, flags: {listed}; {kernels_used()}"
+    return f"{machine_flags(wanted)}, {os.cpu_count()} cores; {kernels_used()}"
 
 
 #: Environment variables that cap the instruction set of torch's own kernels, oneDNN, fbgemm and MKL:

@@ -39,6 +39,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the test suite's server starter
+sys.path.insert(0, str(HERE))
+
+from _bench import cpu_flags  # noqa: E402  (found through HERE)
 
 
 def main() -> None:
@@ -121,17 +124,6 @@ def throughput(base_url: str, model_name: str, what: str, args: argparse.Namespa
         base = medians[levels[0]]
         print("  ratio to sequential: " + ", ".join(f"{lv}: {medians[lv] / base:.2f}x" for lv in levels))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-
-
-def cpu_flags() -> str:
-    """The CPU model and its vector extensions, as the other benchmarks print them."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    return f"{name}; " + " ".join(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4")))
 
 
 def agreement(base_url: str, model_name: str, n: int) -> None:

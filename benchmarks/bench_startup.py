@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench import medians, timed_cli
 
 COMMANDS = (["--version"], ["runs"], ["show", "RUN"])
 
@@ -35,13 +37,6 @@ def make_db(path: Path) -> str:
     Runner(log, run_id).run()
     log.close()
     return run_id
-
-
-def timed(args: list[str], env: dict[str, str], cwd: str) -> float:
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tprompt.cli", *args], env=env, cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -69,12 +64,8 @@ def main() -> None:
             for _ in range(args.repeat):
                 for name, (env, run_id) in variants.items():  # interleaved
                     argv = [run_id if a == "RUN" else a for a in command]
-                    times[name].append(timed(argv, env, tmp))
-            med = {k: statistics.median(v) for k, v in times.items()}
-            line = f"tprompt {' '.join(command):12s} now {med['now']:.2f} s"
-            if "baseline" in med:
-                line += f", baseline {med['baseline']:.2f} s, now/baseline {med['now'] / med['baseline']:.2f}"
-            print(line)
+                    times[name].append(timed_cli(argv, env, tmp))
+            print(medians(f"tprompt {' '.join(command):12s}", times, 2))
 
 
 if __name__ == "__main__":

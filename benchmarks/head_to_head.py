@@ -373,7 +373,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    from bench_served import cpu_flags
+    from _bench import cpu_flags
 
     if args.report:
         try:
