@@ -230,6 +230,12 @@ def rescore_run(
     finally:
         if recorder is not None:
             recorder.close()
+    if state.status in ("running", "paused", "failed") and rescored:
+        # The copy stands where its parent stood, and no process runs it: paused (resumable), for the
+        # parent's own reason when it was paused (a review, a budget), else for the rescore's.
+        pauses = [se.event for se in events if isinstance(se.event, RunPaused)]
+        reason = pauses[-1].reason if state.status == "paused" and pauses else "rescore"
+        rescored.append(RunPaused(reason=reason))
     return log.fork(
         run_id, 1, config=config, target_task=state.target_task or config.target_task, run_id=new_id,
         name=f"{state.name or run_id} rescored", events=rescored,

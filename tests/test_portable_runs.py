@@ -174,3 +174,20 @@ def test_a_changed_description_sidecar_is_refused(tmp_path: Path, monkeypatch: p
     code, out, _ = cli(capsys, "--db", str(db), "show", json.loads(out)["run_id"], "--json")
     recorded = json.loads(out)["config"]["files"][f"description {tmp_path / 'dates.jsonl'}"]
     assert recorded["path"] == str(sidecar) and recorded["sha256"] == content_hash(sidecar)
+
+
+def test_a_rescore_of_a_paused_run_is_paused_and_resumes(own_run: tuple[Path, str, str],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # was: listed as `running` (the rescore copies the history, not its pause), with no process running it
+    db, run_id, _ = own_run
+    code, out, err = cli(capsys, "--db", str(db), "rescore", run_id, "--weight", "iso_date=2", "--json")
+    assert code == 0, err
+    new_id = json.loads(out)["run_id"]
+    assert json.loads(out)["status"] == "paused"
+    code, out, err = cli(capsys, "--db", str(db), "runs", "--json")
+    assert code == 0, err
+    status = {r["run_id"]: r["status"] for r in json.loads(out)}
+    assert status[new_id] == status[run_id] == "paused"
+    code, out, err = cli(capsys, "--db", str(db), "resume", new_id, "--json")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "completed"
