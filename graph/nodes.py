@@ -489,7 +489,8 @@ def test(state: GraphState, runtime: Runtime[RunContext]) -> Update:
     return emit(
         state, runtime,
         TestAnswered(role=role, prompt_id=prompt.prompt_id, text=prompt.text, task=target,
-                     mode=mode, scorer_calls=len(answers), answers=answers),
+                     mode=mode, scorer_calls=rules.calls_of_test(run, prompt.prompt_id, target, len(answers)),
+                     answers=answers),
     )
 
 

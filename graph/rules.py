@@ -108,6 +108,14 @@ def untested_role(run: RunState, config: RunConfig) -> Role | None:
     return next((r for r in tested_roles(config.transfer) if r not in run.tested), None)
 
 
+def calls_of_test(run: RunState, prompt_id: str, task: str, n_answers: int) -> int:
+    """Scorer calls a test of ``prompt_id`` on ``task`` adds to the run's count: none when the run tested that
+    prompt there already under another role (the same requests: cache hits), as racing's re-asked rows add
+    none in training. ``scorer_calls`` counts the requests a run made, each once."""
+    again = any(t.prompt_id == prompt_id and t.task == task for t in run.tested.values())
+    return 0 if again else n_answers
+
+
 # -- tasks and prompts -----------------------------------------------------------------------------
 
 
@@ -348,6 +356,7 @@ __all__ = (
     "ScoreJob",
     "budget_left",
     "budget_spent",
+    "calls_of_test",
     "closing_events",
     "job_calls",
     "next_node",

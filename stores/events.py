@@ -239,7 +239,8 @@ class TestAnswered(Event):
     task: str
     split: Literal["test"] = "test"
     mode: Literal["generate", "logprob"] = "generate"
-    #: scorer calls this adds to the run's count
+    #: scorer calls this adds to the run's count (0 when the run tested the same prompt on the task already:
+    #: the same requests, cache hits)
     scorer_calls: int = 0
     answers: list[Answer]
 

@@ -43,7 +43,7 @@ def test_target_alone_has_no_source_stage_and_call_counts_equal_the_transcripts(
     assert shown["best"]["source"] is None
     with sqlite3.connect(db) as conn:
         made = dict(conn.execute("SELECT step LIKE 'test%', count(*) FROM transcripts WHERE agent = 'scorer' "
-                                 "GROUP BY step LIKE 'test%'").fetchall())
+                                 "AND NOT cache_hit GROUP BY step LIKE 'test%'").fetchall())
     # was: "target": 48 (16 x 3 prompts) where the transcripts hold 18 (6 x 3)
     assert shown["scorer_calls"]["target"] == made[0] == 6 * 3
     assert shown["scorer_calls"]["test"] == made[1]
@@ -84,3 +84,36 @@ def test_fork_of_a_target_only_run_without_at_is_one_line(tmp_path: Path, capsys
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"run {done['run_id']} is target-only: it has no source stage to transfer from" in err
     assert f"tprompt --db {db} events RUN" in err  # the hint names this database
+
+
+def test_scorer_calls_count_each_request_once_in_training_and_test(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`show`'s scorer_calls are the requests the run made, each once: racing's re-asked rows (training) and a
+    prompt tested again under another role (test) are cache hits, counted in neither (was: test counted them)."""
+    import hashlib
+    import importlib
+
+    from tprompt.evaluator import metric_worker
+
+    dates = write_dates(tmp_path / "dates.jsonl")
+    module = f"const_{hashlib.sha1(str(tmp_path).encode()).hexdigest()[:10]}"
+    (tmp_path / f"{module}.py").write_text("def one(example, answer):\n    return 1.0\n")
+    importlib.invalidate_caches()
+    metric_worker.reset()
+    monkeypatch.chdir(tmp_path)
+    db = str(tmp_path / "t.db")
+    # every prompt ties: the original stays the best, so the test asks the same requests twice
+    state, _ = run_json(capsys, "--db", db, "run", "--target", str(dates), "--model", "fake", "--steps", "2",
+                        "--candidates", "2", "--examples", "6", "--test-examples", "4", "--budget", "racing",
+                        "--metric", f"{module}:one", "--weight", "one=1", "--weight", "rouge_l=0",
+                        "--weight", "token_f1=0", "--json")
+    roles = {r["role"]: r["prompt_id"] for r in state["table"]}
+    assert roles["original"] == roles["best_target"]
+    shown, _ = run_json(capsys, "--db", db, "show", state["run_id"], "--json")
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT step LIKE 'test%', cache_hit, count(*) FROM transcripts WHERE agent = 'scorer' "
+                            "GROUP BY 1, 2").fetchall()
+    made = {(test, hit): n for test, hit, n in rows}
+    assert made[(0, 1)] > 0 and made[(1, 1)] == 4  # racing re-asks; the second test of the same prompt
+    assert shown["scorer_calls"] == {"target": made[(0, 0)], "test": made[(1, 0)]} and made[(1, 0)] == 4
