@@ -154,8 +154,10 @@ def program_lines(log: EventLog, run_id: str, ref: str, output: ProgramOutput | 
                              f"{len(first.answers)} examples; send prompts[{name!r}] in a call to llm "
                              "(each literal piece of its text must be in the messages), or drop it from PROMPTS")
     if output is not None and output.lines:
+        from ..evaluator.program_worker import log_path
+
         lines.append(f"program {ref}: printed {output.lines} line(s) while answering, kept off this output "
-                     f"(first: {output.first})")
+                     f"(first: {output.first}); in {log_path()}")
     return lines
 
 

@@ -42,6 +42,9 @@ MAX_CONCURRENCY = 64
 MAX_REQUEST_TIMEOUT = 86_400.0
 #: Seconds one call of a user metric (``metrics`` MODULE:FUNCTION), or its import, may take by default.
 DEFAULT_METRIC_TIMEOUT = 30.0
+#: Seconds a user's program (``program`` MODULE:FUNCTION) may compute on one row, or take to import, by default
+#: (its time waiting for its model calls not counted).
+DEFAULT_PROGRAM_TIMEOUT = 60.0
 
 Mode = Literal["auto", "generate", "logprob"]
 
@@ -222,6 +225,12 @@ class RunConfig(BaseModel):
         "each row through the llm tprompt gives it (docs/programs.md). original_prompt is then the JSON of the "
         "prompt set (default: PROMPTS).",
     )
+    program_timeout: float = Field(
+        DEFAULT_PROGRAM_TIMEOUT, gt=0, le=86_400,
+        description="Seconds the program (run in a worker process) may compute on one row, its time waiting for "
+        "its model calls not counted, and the longest its import may take; a row past it is a failed answer "
+        "(recorded, counted) and the run goes on.",
+    )
 
     @model_serializer(mode="wrap")
     def _without_unset_program(self, handler: SerializerFunctionWrapHandler) -> Any:
@@ -229,6 +238,7 @@ class RunConfig(BaseModel):
         data = handler(self)
         if isinstance(data, dict) and data.get("program", 0) is None:
             del data["program"]
+            data.pop("program_timeout", None)
         return data
 
     @model_validator(mode="before")
@@ -344,6 +354,7 @@ __all__ = (
     "Budget",
     "DEFAULT_METRIC_TIMEOUT",
     "DEFAULT_ORIGINAL_PROMPT",
+    "DEFAULT_PROGRAM_TIMEOUT",
     "DEFAULT_REQUEST_TIMEOUT",
     "MAX_CONCURRENCY",
     "MAX_REQUEST_TIMEOUT",

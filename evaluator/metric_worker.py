@@ -53,9 +53,7 @@ _BOOT = (
     "from multiprocessing.connection import Connection\n"
     "rx, tx = Connection({rx}, writable=False), Connection({tx}, readable=False)\n"
     "sys.path[:] = rx.recv()\n"
-    "from tprompt.evaluator import registry\n"
-    "from tprompt.evaluator.metric_worker import serve\n"
-    "serve(rx, tx, registry)\n"
+    "{serve}"
 )
 
 
@@ -103,9 +101,7 @@ def serve(rx: Connection, tx: Connection, registry: Any) -> None:
     """
     global _IN_WORKER
     _IN_WORKER = True
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C pauses the run; the run then ends this process
-    watch_parent(os.getppid(), lambda: os._exit(3), poll=_ORPHAN_POLL_S)  # even while a metric hangs
-    tx.send(("ready",))  # the user's time limits start now, not while this interpreter starts
+    child_ready(tx)
     while True:
         try:
             request = rx.recv()
@@ -117,6 +113,13 @@ def serve(rx: Connection, tx: Connection, registry: Any) -> None:
             _call(registry, request[1], request[2], tx)
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+def child_ready(tx: Connection) -> None:
+    """A worker child's setup, then ``("ready",)`` to its parent: Ctrl-C ignored, its own end when the parent's."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C pauses the run; the run then ends this process
+    watch_parent(os.getppid(), lambda: os._exit(3), poll=_ORPHAN_POLL_S)  # even while user code hangs
+    tx.send(("ready",))  # the user's time limits start now, not while this interpreter starts
 
 
 def _load(registry: Any, ref: str) -> tuple[Any, ...]:
@@ -142,16 +145,120 @@ def _call(registry: Any, ref: str, items: Sequence[tuple[Any, ...]], tx: Connect
 # --- the parent ----------------------------------------------------------------------------------------------------
 
 
-class MetricWorker:
-    """One child process importing and calling user metrics; restarted after a timeout or a crash."""
+class Worker:
+    """One child process serving user code over two pipes (its output to a log); killed on a timeout or a pause.
+
+    The machinery shared by user metrics (:class:`MetricWorker`) and programs
+    (:class:`~tprompt.evaluator.program_worker.ProgramWorker`): a fresh interpreter started with the
+    parent's working folder and import path, its SIGINT ignored, ending itself when its parent dies, its
+    stdout and stderr appended to :attr:`log`.
+    """
+
+    #: What the child runs after its boot lines (``rx``, ``tx`` are its pipes).
+    serve_code = ("from tprompt.evaluator import registry\n"
+                  "from tprompt.evaluator.metric_worker import serve\n"
+                  "serve(rx, tx, registry)\n")
+    #: Whose worker this is, in messages, and the config key its failures name.
+    what, key = "metric", "metrics"
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self._rx: Connection | None = None
         self._tx: Connection | None = None
-        self._loaded: dict[str, float] = {}  # ref -> the import timeout it loaded under (reloaded on restart)
         self._env: list[str] = []  # the working folder and import path the worker was started with
         self._lock = threading.Lock()
+
+    def log(self) -> Path:
+        """The file the worker's output goes to."""
+        return log_path()
+
+    def _restarted(self) -> None:
+        """Called once a fresh worker is ready (a subclass reloads what the last one had imported)."""
+
+    def _start(self, env: list[str] | None = None) -> None:
+        """Start the worker unless it runs. ``env`` (folder and import path) is given by an import only.
+
+        An import from another folder or import path than the worker's (a long-lived Python caller that
+        changed them) starts a fresh worker there. A call never does: it runs where its code was imported,
+        even when this process has since left that folder (a test or caller that restores ``sys.path``).
+        """
+        if self._proc is not None and self._proc.poll() is None:
+            if env is None or env == self._env:
+                return
+            self._forget()
+        self.close()
+        self._env = env or self._env or _here()
+        path = self.log()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        req_r, req_w = os.pipe()
+        res_r, res_w = os.pipe()
+        with open(path, "ab") as log:
+            log.write(f"--- {self.what} worker for process {os.getpid()}, "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT.format(rx=req_r, tx=res_w, serve=self.serve_code)],
+                pass_fds=(req_r, res_w), stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                cwd=self._env[0],
+            )
+        os.close(req_r)
+        os.close(res_w)
+        self._tx, self._rx = Connection(req_w, readable=False), Connection(res_r, writable=False)
+        self._tx.send(self._env)
+        try:
+            self._wait(START_TIMEOUT, None)
+        except (TimeoutError, EOFError):
+            self.close()
+            raise ConfigError(f"the {self.what} worker process did not start", key=self.key,
+                              hint=f"see {self.log()}") from None
+        self._restarted()
+
+    def _forget(self) -> None:
+        """Forget what the worker imported (it is replaced by one in another folder)."""
+
+    def _send(self, request: tuple[Any, ...]) -> None:
+        assert self._tx is not None
+        self._tx.send(request)
+
+    def _wait(self, timeout: float, abandoned: Callable[[], bool] | None) -> Any:
+        """The worker's next message; TimeoutError after ``timeout`` s, EOFError when it died."""
+        assert self._rx is not None
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if abandoned is not None and abandoned():
+                    raise MetricsAbandoned()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                if self._rx.poll(min(POLL_S, left)):
+                    return self._rx.recv()
+        except (TimeoutError, EOFError):
+            raise
+        except OSError as exc:
+            raise EOFError from exc
+        except BaseException:  # a pause, Ctrl-C or SIGTERM while user code runs: end the worker, then give way
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """End the worker (killed: it may be inside hung user code)."""
+        proc, self._proc = self._proc, None
+        for conn in (self._rx, self._tx):
+            if conn is not None:
+                conn.close()
+        self._rx = self._tx = None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class MetricWorker(Worker):
+    """One child process importing and calling user metrics; restarted after a timeout or a crash."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loaded: dict[str, float] = {}  # ref -> the import timeout it loaded under (reloaded on restart)
 
     def load(self, ref: str, *, timeout: float, abandoned: Callable[[], bool] | None = None) -> dict[str, Any]:
         """Import ``ref`` in the worker; its declared spec (``name``, ``version``, ``per``, ``keys``, ...).
@@ -213,78 +320,12 @@ class MetricWorker:
             got.append(value)
         return got
 
-    def _start(self, env: list[str] | None = None) -> None:
-        """Start the worker unless it runs. ``env`` (folder and import path) is given by an import only.
-
-        An import from another folder or import path than the worker's (a long-lived Python caller that
-        changed them) starts a fresh worker there. A call never does: it runs where its metric was imported,
-        even when this process has since left that folder (a test or caller that restores ``sys.path``).
-        """
-        if self._proc is not None and self._proc.poll() is None:
-            if env is None or env == self._env:
-                return
-            self._loaded.clear()
-        self.close()
-        self._env = env or self._env or _here()
-        path = log_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        req_r, req_w = os.pipe()
-        res_r, res_w = os.pipe()
-        with open(path, "ab") as log:
-            log.write(f"--- metric worker for process {os.getpid()}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOT.format(rx=req_r, tx=res_w)], pass_fds=(req_r, res_w),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd=self._env[0],
-            )
-        os.close(req_r)
-        os.close(res_w)
-        self._tx, self._rx = Connection(req_w, readable=False), Connection(res_r, writable=False)
-        self._tx.send(self._env)
-        try:
-            self._wait(START_TIMEOUT, None)
-        except (TimeoutError, EOFError):
-            self.close()
-            raise ConfigError("the metric worker process did not start", key="metrics",
-                              hint=f"see {log_path()}") from None
+    def _restarted(self) -> None:
         for ref, timeout in list(self._loaded.items()):
             self._load(ref, timeout, None)
 
-    def _send(self, request: tuple[Any, ...]) -> None:
-        assert self._tx is not None
-        self._tx.send(request)
-
-    def _wait(self, timeout: float, abandoned: Callable[[], bool] | None) -> Any:
-        """The worker's next message; TimeoutError after ``timeout`` s, EOFError when it died."""
-        assert self._rx is not None
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                if abandoned is not None and abandoned():
-                    raise MetricsAbandoned()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError
-                if self._rx.poll(min(POLL_S, left)):
-                    return self._rx.recv()
-        except (TimeoutError, EOFError):
-            raise
-        except OSError as exc:
-            raise EOFError from exc
-        except BaseException:  # a pause, Ctrl-C or SIGTERM while a metric runs: end the worker, then give way
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """End the worker (killed: it may be inside a hung metric)."""
-        proc, self._proc = self._proc, None
-        for conn in (self._rx, self._tx):
-            if conn is not None:
-                conn.close()
-        self._rx = self._tx = None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    def _forget(self) -> None:
+        self._loaded.clear()
 
 
 def _here() -> list[str]:
@@ -319,8 +360,8 @@ def note_failures(ref: str, failures: Sequence[tuple[str, str]]) -> None:
         log.writelines(f"{stamp} metric {ref} failed on example {ex}: {reason}\n" for ex, reason in failures)
 
 
-__all__ = ("DEFAULT_METRIC_TIMEOUT", "Failed", "MetricWorker", "MetricsAbandoned", "in_worker", "log_path", "note_failures", "one_line",
-           "reset", "serve", "worker")
+__all__ = ("DEFAULT_METRIC_TIMEOUT", "Failed", "MetricWorker", "MetricsAbandoned", "Worker", "child_ready", "in_worker", "log_path",
+           "note_failures", "one_line", "reset", "serve", "worker")
 
 
 def reset() -> None:

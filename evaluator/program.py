@@ -34,12 +34,12 @@ import os
 import string
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..config import DEFAULT_PROGRAM_TIMEOUT
 from ..errors import ConfigError, UsageError
 from .parsing import MISSING_CONFIDENCE, gold_answer, is_correct, parse_reply
 from .task_model import Example, Task
@@ -72,18 +72,25 @@ class ProgramOutput:
             if self.first is None and text.strip():
                 self.first = one_line_text(text)
 
+    def add_counted(self, lines: int, first: str | None) -> None:
+        """What one row printed, counted where it ran (the program worker)."""
+        with self._lock:
+            self.lines += lines
+            if self.first is None and first:
+                self.first = first
+
 
 @dataclass(frozen=True, slots=True)
 class Program:
-    """A loaded program: its import path, its function and its declared prompts (in declaration order)."""
+    """A loaded program: its import path and its declared prompts (in declaration order); its function lives in
+    the program worker (:mod:`.program_worker`), which imported it."""
 
     ref: str
-    fn: Callable[..., Any]
     prompts: Mapping[str, str]
     #: ``run``: ``fn(inputs, *, prompts, llm)`` answers a row; ``build``: ``fn(prompts, llm)`` returns a Runnable
     #: (a LangChain runnable, a compiled LangGraph graph) whose ``invoke(inputs)`` answers it
     kind: ProgramKind = "run"
-    #: what it printed in this process (kept off the terminal and the ``--json`` output)
+    #: what it printed while answering (kept in the program log, off the terminal and the ``--json`` output)
     output: ProgramOutput = field(default_factory=ProgramOutput, compare=False)
 
     @property
@@ -114,8 +121,26 @@ class Program:
         return dict(value)
 
 
-def load_program(ref: str) -> Program:
-    """Import ``MODULE:FUNCTION`` (the working folder first) and check it against the contract.
+def load_program(ref: str, *, timeout: float = DEFAULT_PROGRAM_TIMEOUT) -> Program:
+    """Import ``MODULE:FUNCTION`` in the program worker (the working folder first) and check it against the contract.
+
+    Raises:
+        ConfigError: one line: the module does not import (raises, exits, or takes longer than ``timeout``),
+            the function is missing or not callable, or the module's ``PROMPTS`` is missing or not a non-empty
+            ``{name: text}`` dict.
+    """
+    from .program_worker import worker
+
+    if ":" not in ref or not all(ref.partition(":")[::2]):
+        raise ConfigError(f"program {ref}: expected MODULE:FUNCTION, e.g. mypkg.app:run", key="program")
+    prompts, kind = worker().load(ref, timeout=timeout)
+    return Program(ref=ref, prompts=prompts, kind="build" if kind == "build" else "run")
+
+
+def import_program(ref: str) -> tuple[Callable[..., Any], dict[str, str], ProgramKind]:
+    """Import ``MODULE:FUNCTION`` (the working folder first) and check it: its function, PROMPTS and kind.
+
+    Called in the program worker (:mod:`.program_worker`): importing runs the user's code.
 
     Raises:
         ConfigError: one line: the module does not import, the function is missing or not callable, or the
@@ -130,8 +155,7 @@ def load_program(ref: str) -> Program:
     if added:
         sys.path.insert(0, cwd)
     try:
-        with redirect_stdout(sys.stderr):  # what its import prints is diagnostics, not data (`--json` output)
-            module = importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
     except (Exception, SystemExit) as exc:  # whatever the module's import raised (sys.exit too): one line
         raise ConfigError(f"{where}: module {module_name} does not import ({one_line(exc)})",
                           hint="run tprompt from the folder that holds the module, or install its package",
@@ -157,7 +181,7 @@ def load_program(ref: str) -> Program:
         found = "none" if prompts is None else type(prompts).__name__
         raise ConfigError(f"{where}: module {module_name} needs PROMPTS, a dict of prompt name to initial text "
                           f"(found {found})", hint='e.g. PROMPTS = {"answer": "Answer the question."}', key="program")
-    return Program(ref=ref, fn=fn, prompts=dict(prompts), kind=kind)
+    return fn, dict(prompts), kind
 
 
 def program_ref(fn: Callable[..., Any]) -> str:
@@ -174,8 +198,9 @@ def program_ref(fn: Callable[..., Any]) -> str:
             "or pass program='MODULE:FUNCTION'")
     if not (isinstance(module, str) and isinstance(name, str)) or module == "__main__" or "<" in name or "." in name:
         raise UsageError(f"program {fn!r} has no import path a run can record ({ref})", hint=hint)
-    if load_program(ref).fn is not fn:
+    if getattr(sys.modules.get(module), name, None) is not fn:
         raise UsageError(f"program {ref}: importing it gives another object than the function passed", hint=hint)
+    load_program(ref)  # the worker imports it as a run will: its problems are one line now
     return ref
 
 
@@ -202,81 +227,6 @@ def one_line_text(text: str) -> str:
     """The first non-empty line of ``text``, at most :data:`MAX_ERROR_CHARS` long."""
     line = next((t.strip() for t in text.splitlines() if t.strip()), "")
     return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
-
-
-#: Where a program's prints go while it answers (None: the thread is not running a program).
-_PRINTED: contextvars.ContextVar[ProgramOutput | None] = contextvars.ContextVar("tprompt_program_output",
-                                                                               default=None)
-
-
-class _Routed:
-    """``sys.stdout``/``sys.stderr`` while programs answer: a program's writes are kept, everyone else's pass."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        sink = _PRINTED.get()
-        if sink is None:
-            return int(self.stream.write(text) or 0)
-        sink.add(text)
-        return len(text)
-
-    def flush(self) -> None:
-        if _PRINTED.get() is None:
-            self.stream.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.stream, name)
-
-
-_routing = threading.Lock()
-_routed = 0
-
-
-@contextmanager
-def _prints_kept() -> Iterator[None]:
-    """Route ``sys.stdout`` and ``sys.stderr`` through :class:`_Routed` while any program answers (re-entrant)."""
-    global _routed
-    with _routing:
-        if _routed == 0:
-            sys.stdout, sys.stderr = _Routed(sys.stdout), _Routed(sys.stderr)  # type: ignore[assignment]
-        _routed += 1
-    try:
-        yield
-    finally:
-        with _routing:
-            _routed -= 1
-            if _routed == 0:
-                for name in ("stdout", "stderr"):
-                    stream = getattr(sys, name)
-                    if isinstance(stream, _Routed):  # (unless someone replaced it since)
-                        setattr(sys, name, stream.stream)
-
-
-def _call_kept(program: Program, inputs: dict[str, Any], prompts: dict[str, str], llm: Any) -> Any:
-    """What ``program`` answers for ``inputs``, whatever it prints kept in ``program.output``.
-
-    It runs apart from the LangChain config of the tprompt graph node that calls it (a LangGraph program is a
-    graph of its own, not a subgraph of tprompt's).
-
-    Raises:
-        TypeError: a ``build`` program returned something with no ``invoke``.
-    """
-    from langchain_core.runnables.config import var_child_runnable_config
-
-    printed, config = _PRINTED.set(program.output), var_child_runnable_config.set(None)
-    try:
-        if program.kind == "run":
-            return program.fn(inputs, prompts=prompts, llm=llm)
-        runnable = program.fn(prompts, llm)
-        if not callable(getattr(runnable, "invoke", None)):
-            raise TypeError(f"{program.ref} returned a {type(runnable).__name__}, not a Runnable "
-                            "(a LangChain runnable or a compiled LangGraph graph, with invoke(inputs))")
-        return runnable.invoke(inputs)
-    finally:
-        var_child_runnable_config.reset(config)
-        _PRINTED.reset(printed)
 
 
 def prompt_ref(name: str, text: str) -> str:
@@ -320,27 +270,33 @@ def answer_program(
     site: CallSite,
     progress: Callable[[int, int], None] | None = None,
     width: int = 1,
+    timeout: float = DEFAULT_PROGRAM_TIMEOUT,
+    abandoned: Callable[[], bool] | None = None,
 ) -> list[ScoredAnswer]:
     """``program`` answers ``examples`` of ``task`` under the candidate ``text`` (its prompt set).
 
-    Each row is one call of the program, up to ``width`` rows at once (each in
-    a thread of its own, with its own ``llm``); the answers come back in row
-    order, whatever order they finish in. Its output is read as a reply to the
-    user's own template is (:func:`.parsing.parse_reply`). A program that raises
-    on a row, or returns no answer, gives a failed answer for it (wrong, its
-    ``error`` the one-line reason) and the other rows are answered.
+    Each row is one call of the program in the program worker
+    (:mod:`.program_worker`), up to ``width`` rows at once, each with its own
+    ``llm`` whose calls are made here through ``site``; the answers come back in
+    row order, whatever order they finish in. Its output is read as a reply to
+    the user's own template is (:func:`.parsing.parse_reply`). A program that
+    raises, exits, ends its worker or computes longer than ``timeout`` on a row
+    gives a failed answer for it (wrong, its ``error`` the one-line reason), as
+    does one that returns no answer, and the other rows are answered (rows that
+    were running in a worker that died are run again, each alone).
 
     Raises:
         ModelCallFailed: a model call failed after retries (the run fails, resumably).
-        CallsAbandoned: the run is pausing.
+        CallsAbandoned: ``abandoned()`` turned True: the run is pausing (the worker is ended).
     """
-    from ..errors import ModelCallFailed
     from ..models.chat_model import RecordedChatModel
-    from ..models.recorder import CallsAbandoned
+    from .program_worker import WorkerLost, worker
 
     prompts = program.prompt_set(text)
+    abandoned = abandoned or getattr(model, "abandoned", None)
+    runner = worker()
 
-    def answer(ex: Example) -> ScoredAnswer:
+    def attempt(ex: Example, alone: bool) -> ScoredAnswer:
         carried: set[str] = set()
 
         def refs(messages: Sequence[tuple[str, str]]) -> tuple[str, ...]:
@@ -349,41 +305,41 @@ def answer_program(
             return found
 
         llm = RecordedChatModel(backend=model, site=site, prompt_refs=refs)
-        error: str | None = None
-        output: str | None = None
-        try:
-            output, error = _answer_of(_call_kept(program, dict(row_values(ex)), dict(prompts), llm))
-        except (CallsAbandoned, ModelCallFailed):
-            raise
-        except (Exception, SystemExit) as exc:  # the user's code failed on this row (sys.exit too): a failed answer
-            error = one_line(exc)
+        output, error, lines, first = runner.run_row(program.ref, model.spec, dict(row_values(ex)), prompts, llm,
+                                                     timeout=timeout, abandoned=abandoned, alone=alone)
+        program.output.add_counted(lines, first)
         scored = _scored(ex, task, output, error, llm.call_ids)
         return scored.model_copy(update={"prompts": tuple(n for n in prompts if prompt_ref(n, prompts[n]) in carried)})
 
+    def answer(ex: Example) -> ScoredAnswer:
+        try:
+            return attempt(ex, alone=width <= 1)
+        except WorkerLost:  # another row ended the worker, or this one: run alone, a loss is this row's own
+            return attempt(ex, alone=True)
+
     if progress:
         progress(0, len(examples))
-    with _prints_kept():
-        if width <= 1 or len(examples) <= 1:
-            answers = []
-            for ex in examples:
-                answers.append(answer(ex))
+    if width <= 1 or len(examples) <= 1:
+        answers = []
+        for ex in examples:
+            answers.append(answer(ex))
+            if progress:
+                progress(len(answers), len(examples))
+        return answers
+    with ThreadPoolExecutor(max_workers=min(width, len(examples)), thread_name_prefix="tprompt-program") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, answer, ex) for ex in examples]
+        try:
+            for done, fut in enumerate(as_completed(futures), start=1):
+                fut.result()  # a pause or a failed model call: raised now, the rows not started dropped
                 if progress:
-                    progress(len(answers), len(examples))
-            return answers
-        with ThreadPoolExecutor(max_workers=min(width, len(examples)), thread_name_prefix="tprompt-program") as pool:
-            futures = [pool.submit(contextvars.copy_context().run, answer, ex) for ex in examples]
-            try:
-                for done, fut in enumerate(as_completed(futures), start=1):
-                    fut.result()  # a pause or a failed model call: raised now, the rows not started dropped
-                    if progress:
-                        progress(done, len(examples))
-            finally:
-                for fut in futures:
-                    fut.cancel()
-        return [fut.result() for fut in futures]
+                    progress(done, len(examples))
+        finally:
+            for fut in futures:
+                fut.cancel()
+    return [fut.result() for fut in futures]
 
 
-def _answer_of(result: Any) -> tuple[str | None, str | None]:
+def answer_of(result: Any) -> tuple[str | None, str | None]:
     """(output, error) of what the program returned: a string, a message (its text content), or a dict (a
     LangGraph state) whose ``answer`` is one of those."""
     if isinstance(result, Mapping):
@@ -427,5 +383,5 @@ def _scored(ex: Example, task: Task, output: str | None, error: str | None, call
                         gold=gold_answer(ex, task), call_id=call_id)
 
 
-__all__ = ("MAX_ERROR_CHARS", "PROGRAM_AGENT", "Program", "ProgramKind", "ProgramOutput", "answer_program", "load_program",
-           "one_line", "program_ref", "prompt_names", "prompt_ref", "prompts_in")
+__all__ = ("MAX_ERROR_CHARS", "PROGRAM_AGENT", "Program", "ProgramKind", "ProgramOutput", "answer_of", "answer_program",
+           "import_program", "load_program", "one_line", "program_ref", "prompt_names", "prompt_ref", "prompts_in")

@@ -81,7 +81,8 @@ def score_held_out(
     text = config.original_prompt
     if ctx.program is not None:  # the user's program answers each row under its prompt set, as in a run
         answers = answer_program(ctx.program, text, examples, task=task, model=resources.scorer,
-                                 site=recorder.at(PROGRAM_AGENT), progress=_labelled(progress, "scoring"))
+                                 site=recorder.at(PROGRAM_AGENT), progress=_labelled(progress, "scoring"),
+                                 timeout=config.program_timeout, abandoned=resources.pause.is_set)
     else:
         answers = answer_prompt(text, examples, task=task, model=resources.scorer, recorder=recorder.at("scorer"),
                                 mode=mode, template=ctx.template_for(task),

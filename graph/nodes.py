@@ -358,7 +358,8 @@ def _answer(
     if ctx.program is not None:  # the user's program answers each row; its calls are filed under agent `program`
         answers = answer_program(ctx.program, prompt, examples, task=task, model=ctx.scorer,
                                  site=replace(site, agent=PROGRAM_AGENT), progress=_progress(runtime, label),
-                                 width=ctx.served_width)
+                                 width=ctx.served_width, timeout=ctx.config.program_timeout,
+                                 abandoned=ctx.pause.is_set)
     else:
         answers = answer_prompt(
             prompt, examples, task=task, model=ctx.scorer, recorder=site, mode=mode,

@@ -285,7 +285,7 @@ def open_program(config: RunConfig) -> Program | None:
     """
     if config.program is None:
         return None
-    program = load_program(config.program)
+    program = load_program(config.program, timeout=config.program_timeout)
     try:
         program.prompt_set(config.original_prompt)
     except UsageError as exc:
@@ -304,7 +304,7 @@ def with_program(config: RunConfig, *, prompt_given: bool = False) -> RunConfig:
     """
     if config.program is None or prompt_given:
         return config
-    return config.model_copy(update={"original_prompt": load_program(config.program).original_text})
+    return config.model_copy(update={"original_prompt": load_program(config.program, timeout=config.program_timeout).original_text})
 
 
 def open_judge(config: RunConfig) -> ChatBackend:

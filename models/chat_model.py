@@ -110,12 +110,19 @@ class RecordedChatModel(BackendChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> LCChatResult:
-        sent = to_messages(messages)
+        result = self.answer(to_messages(messages), tuple(stop or ()),
+                             temperature=float(kwargs.get("temperature", self.temperature)),
+                             max_tokens=int(kwargs.get("max_tokens", self.max_tokens)))
+        return chat_result(result.text, result.prompt_tokens, result.completion_tokens)
+
+    def answer(self, sent: tuple[Message, ...], stop: tuple[str, ...], *, temperature: float, max_tokens: int) -> Any:
+        """One call through the site (its :class:`~tprompt.models.types.ChatResult`): what ``invoke`` sends, also
+        for a program in a worker process (whose ``llm`` forwards each call's messages and parameters here)."""
         request = ChatRequest(
             messages=sent,
-            temperature=float(kwargs.get("temperature", self.temperature)),
-            max_tokens=int(kwargs.get("max_tokens", self.max_tokens)),
-            stop=tuple(stop or ()),
+            temperature=temperature,
+            max_tokens=max_tokens,
+            stop=stop,
             templates=tuple(self.prompt_refs(sent)) if self.prompt_refs is not None else (),
         )
         key = repr(request)
@@ -126,7 +133,7 @@ class RecordedChatModel(BackendChatModel):
             request = replace(request, sample_index=index)
         result = self.site.chat(self.backend, [request])[0]
         self.call_ids.append(result.call_id)
-        return chat_result(result.text, result.prompt_tokens, result.completion_tokens)
+        return result
 
 
 __all__ = ("BackendChatModel", "RecordedChatModel", "to_messages")
