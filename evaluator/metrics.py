@@ -23,7 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 
 # Names, labels and directions are the one metric table's; re-exported here.
-from ..metric_specs import HIGHER_IS_BETTER, METRIC_NAMES  # noqa: F401
+from ..metric_specs import HIGHER_IS_BETTER as HIGHER_IS_BETTER
+from ..metric_specs import METRIC_NAMES as METRIC_NAMES
 
 ArrayLike = Sequence[float] | Sequence[bool] | np.ndarray
 
@@ -44,7 +45,7 @@ def ifr(followed: ArrayLike) -> float | None:
     return float(f.mean()) if f.size else None
 
 
-def calibration_bins(correct: ArrayLike, confidence: ArrayLike, n_bins: int = 10):
+def calibration_bins(correct: ArrayLike, confidence: ArrayLike, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per non-empty equal-width bin: (mean accuracy, mean confidence, count).
 
     Bins are [0, 1/n], (1/n, 2/n], ..., assigned like scikit-learn's

@@ -107,7 +107,7 @@ def json_valid(example: Example, answer: str) -> float:
 
 @lru_cache(maxsize=256)
 def _validator(schema_json: str) -> Any:
-    import jsonschema  # type: ignore[import-untyped]  # imported on first use: most runs never validate a schema
+    import jsonschema  # imported on first use: most runs never validate a schema
 
     schema = json.loads(schema_json)
     return jsonschema.validators.validator_for(schema)(schema)
@@ -136,7 +136,7 @@ def _missing(error: Any) -> list[str]:
 
 @lru_cache(maxsize=1)
 def _rouge() -> Any:
-    from rouge_score import rouge_scorer  # type: ignore[import-untyped]  # imported on first use (it pulls in nltk)
+    from rouge_score import rouge_scorer  # imported on first use (it pulls in nltk)
 
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 

@@ -121,7 +121,7 @@ class _Child:
 
         proxy_class()
         child_ready(self.tx)
-        sys.stdout, sys.stderr = _Routed(sys.stdout), _Routed(sys.stderr)  # type: ignore[assignment]
+        sys.stdout, sys.stderr = _Routed(sys.stdout), _Routed(sys.stderr)
         while True:
             try:
                 request = self.rx.recv()

@@ -262,11 +262,11 @@ def metric_versions(metrics: MetricSet) -> dict[str, str]:
 def _check_value(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"returned {type(value).__name__}, not a number")
-    value = float(value)
+    number = float(value)
     lo, hi = metric_spec(name).range
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise ValueError(f"returned {value}, outside its range [{lo}, {hi}]")
-    return value
+    if not math.isfinite(number) or not lo <= number <= hi:
+        raise ValueError(f"returned {number}, outside its range [{lo}, {hi}]")
+    return number
 
 
 #: Longest feedback text kept per example and metric (the rest is cut: events stay small).

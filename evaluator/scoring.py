@@ -170,7 +170,7 @@ def score_prompt(
     # A Recorder is bound here; anything else already is a call site (chat / option_probs of (model, requests)).
     calls = recorder.at("scorer") if hasattr(recorder, "at") else recorder
     answers = answer_prompt(
-        prompt, examples, task=task, model=model, recorder=calls, mode=mode,  # type: ignore[arg-type]
+        prompt, examples, task=task, model=model, recorder=calls, mode=mode,
         progress=progress, batch_size=batch_size, max_tokens=max_tokens, template=template,
     )
     logprob = mode == "logprob"
@@ -234,7 +234,9 @@ def answer_prompt(
 
 
 
-def _rows_reported(progress: Callable[[int, int], None] | None, start: int, size: int, total: int):
+def _rows_reported(
+    progress: Callable[[int, int], None] | None, start: int, size: int, total: int
+) -> contextlib.AbstractContextManager[None]:
     """While a batch is answered, ``progress`` per row the model reports done (a local model answers a batch
     in one call: without this, 0/N and then a jump)."""
     from ..models.row_progress import rows_progress

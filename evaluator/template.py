@@ -238,7 +238,7 @@ def from_messages(raw: Sequence[Any], *, name: str, where: str) -> ChatTemplate:
     if not isinstance(raw, (list, tuple)) or not raw:
         raise UsageError(f"{where}: 'messages' must be a non-empty list of messages",
                          hint='e.g. [{"role": "system", "content": "..."}, {"role": "user", "content": "{question}"}]')
-    items: list[tuple[str, str, bool | None]] = []
+    items: list[tuple[Role, str, bool | None]] = []
     for i, m in enumerate(raw, 1):
         if isinstance(m, (list, tuple)) and len(m) == 2:
             role, content, optimize = m[0], m[1], None
@@ -265,7 +265,7 @@ def from_messages(raw: Sequence[Any], *, name: str, where: str) -> ChatTemplate:
             placeholders_of(content)
         except UsageError as exc:
             raise UsageError(f"{where}: message {i}: {exc.message}", hint=exc.hint) from exc
-        messages.append(TemplateMessage(role=role, content=content, optimize=optimize))  # type: ignore[arg-type]
+        messages.append(TemplateMessage(role=role, content=content, optimize=optimize))
     template = ChatTemplate(name=name, messages=tuple(messages))
     template.check(where)
     return template

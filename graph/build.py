@@ -34,10 +34,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
+from langchain_core.runnables.graph import Graph
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from ..errors import UsageError
+from .config import RunConfig
 from .context import RunContext
 from .nodes import NODES, GraphState, Node
 from .rules import next_node
@@ -149,7 +151,7 @@ def _choices(router: str) -> tuple[str, ...]:
     raise KeyError(router)
 
 
-def recursion_limit(config: Any, n_nodes: int) -> int:
+def recursion_limit(config: RunConfig, n_nodes: int) -> int:
     """An upper bound on the graph's steps for one execution of ``config`` (LangGraph's recursion limit)."""
     rungs = config.racing_rungs if config.budget == "racing" else 1
     per_step = n_nodes + 2 * rungs
@@ -159,7 +161,7 @@ def recursion_limit(config: Any, n_nodes: int) -> int:
 
 def draw(*, transfer: bool = True, judge: bool = False, fmt: str = "mermaid") -> str:
     """The graph as LangGraph draws it (with the judge node if ``judge``): Mermaid source or ASCII art."""
-    drawable = build_graph(transfer=transfer, judge=judge).get_graph()
+    drawable: Graph = build_graph(transfer=transfer, judge=judge).get_graph()
     return drawable.draw_ascii() if fmt == "ascii" else drawable.draw_mermaid()
 
 

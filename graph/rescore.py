@@ -54,7 +54,7 @@ from ..stores.events import (
     TestAnswered,
     TestJudged,
 )
-from ..stores.projection import RunState, answer_key, fold
+from ..stores.projection import AnswerKey, RunState, answer_key, fold
 from .config import RunConfig
 from .nodes import evaluate_answers, judge_extra
 from .resources import Evaluation, open_judge
@@ -107,8 +107,8 @@ def rescore_events(
     """
     if evaluation is None:
         evaluation = Evaluation.open(config, tasks=tasks, task_names=answered_tasks(run_events))
-    answers: dict[tuple, Answered] = {}
-    judged: dict[tuple, Judged] = {}
+    answers: dict[AnswerKey, Answered] = {}
+    judged: dict[AnswerKey, Judged] = {}
     had_judge = any(isinstance(se.event, (CandidateJudged, TestJudged)) for se in run_events)
     state = base
     out: list[Event] = []

@@ -7,7 +7,8 @@ run's events keep a single writer) and marks the request handled.
 
 from __future__ import annotations
 
-from .log import EventLog, now_iso
+from .db import now_iso
+from .log import EventLog
 
 
 def request_pause(log: EventLog, run_id: str) -> None:

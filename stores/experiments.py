@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from .log import EventLog, now_iso
+from .db import now_iso
+from .log import EventLog
 
 
 def record(log: EventLog, name: str, config_json: str) -> tuple[str, str]:
@@ -30,7 +31,7 @@ def listed(log: EventLog) -> list[tuple[str, str, str]]:
     if not log.store.has_table("experiments"):
         return []
     with log.store.reading() as conn:
-        return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+        return [tuple(r) for r in conn.execute(
             "SELECT experiment_id, name, created_at FROM experiments ORDER BY created_at")]
 
 
@@ -46,7 +47,7 @@ def matching(log: EventLog, ref: str) -> list[tuple[str, str]]:
             rows = conn.execute(
                 "SELECT experiment_id, config FROM experiments WHERE experiment_id LIKE ?", (ref + "%",)
             ).fetchall()
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    return [tuple(r) for r in rows]
 
 
 def root_runs_named(log: EventLog, name: str) -> list[str]:

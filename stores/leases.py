@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..errors import RunBusy
+from .db import now_iso
 from .holder import Holder, holder_alive, process_start
-from .log import EventLog, now_iso
+from .log import EventLog
 
 
 def lease_holder(log: EventLog, run_id: str) -> Holder | None:

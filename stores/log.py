@@ -234,7 +234,7 @@ class EventLog(Closing):
             if self._conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 return run_id
             escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            matches = [
+            matches: list[str] = [
                 r[0]
                 for r in self._conn.execute(
                     "SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\' LIMIT 3", (escaped + "%",)

@@ -24,6 +24,7 @@ from .events import (
     Metrics,
     PromptCandidate,
     PromptTested,
+    Role,
     RunCompleted,
     RunCreated,
     RunFailed,
@@ -43,6 +44,9 @@ from .events import (
 )
 
 Status = Literal["new", "created", "running", "paused", "completed", "failed"]
+#: What ties an answer set to its judgement and its score: ``("test", role)`` for a held-out test,
+#: ``(stage, step, prompt_id, task, rung)`` for a candidate (see :func:`answer_key`).
+AnswerKey = tuple[Literal["test"], Role] | tuple[Stage, int, str, str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +302,7 @@ def _revised(b: _Builder, ev: StepRevised) -> None:
         b.prompts[c.prompt_id] = c.text
 
 
-def _evaluated(b: _Builder, key: tuple) -> None:
+def _evaluated(b: _Builder, key: AnswerKey) -> None:
     """Drop the answers the evaluator has just scored (key: what identifies them)."""
     if b.unevaluated:
         b.unevaluated = [a for a in b.unevaluated if answer_key(a) != key]
@@ -313,7 +317,7 @@ def _judged(b: _Builder, ev: Judged) -> None:
     b.data["judge_unparsed"] = b.data["judge_unparsed"] + ev.unparsed
 
 
-def answer_key(a: Answered | Judged | CandidateScored | PromptTested) -> tuple:
+def answer_key(a: Answered | Judged | CandidateScored | PromptTested) -> AnswerKey:
     """What ties an answer set (``candidate.answered``, ``test.answered``) to its judgement and its score."""
     if isinstance(a, (TestAnswered, TestJudged, PromptTested)):
         return ("test", a.role)
@@ -466,4 +470,4 @@ def apply(state: RunState, event: StoredEvent) -> RunState:
     return fold([event], state=state)
 
 
-__all__ = ("RunState", "ScoredPrompt", "TestResult", "answer_key", "apply", "fold", "prompt_objectives")
+__all__ = ("AnswerKey", "RunState", "ScoredPrompt", "TestResult", "answer_key", "apply", "fold", "prompt_objectives")

@@ -312,7 +312,7 @@ class TranscriptStore(Closing):
             " AND cache_hit = 0 AND error IS NULL GROUP BY agent, stage ORDER BY agent, stage"
         )
         with self._store.reading() as conn:
-            return [tuple(r) for r in conn.execute(sql, list(run_ids))]  # type: ignore[misc]
+            return [tuple(r) for r in conn.execute(sql, list(run_ids))]
 
     def call(self, call_id: str) -> TranscriptRow | None:
         """One row by its call id or a unique prefix of it."""
