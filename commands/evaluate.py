@@ -118,7 +118,7 @@ def _configs(sources: list[PromptSource], values: dict[str, Any], *, where: str 
     make_config(values, where=where)
     out = []
     for source in sources:
-        prompt = ({"original_prompt": source.prompt} if isinstance(source.prompt, str) else {"template": source.prompt})
+        prompt: dict[str, str | ChatTemplate] = ({"original_prompt": source.prompt} if isinstance(source.prompt, str) else {"template": source.prompt})
         if source.template is not None:
             prompt["template"] = source.template
         out.append(make_config({**values, **prompt}, where=source.origin))
