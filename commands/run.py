@@ -17,7 +17,7 @@ from .._signals import Interrupts
 from ..config import check_target_only, stage_rule
 from ..errors import UsageError
 from ..evaluator.program import PROGRAM_AGENT, ProgramOutput, prompt_names
-from ..graph import Runner, create_run, load_config_file, make_config, preflight
+from ..graph import Runner, load_config_file, make_config, open_run, preflight
 from ..graph.parents import run_frontier
 from ..graph.resources import ExecutionOptions, RunResources, with_program
 from ..graph.rules import rollouts_used
@@ -333,7 +333,7 @@ def run(
             err.print(Text(f"warning: {line}"), soft_wrap=True)
     otel_target(otel)  # so does a bad --otel URL or a missing otel extra
     with open_log(ctx, readonly=False, create=True) as log:
-        run_id = create_run(log, cfg, resources=resources)
+        run_id, resources = open_run(log, cfg, resources=resources)  # named as the run recorded them
         if not json_:
             err.print(f"run {run_id} created in {log.path}")
         state = execute(log, run_id, json_=json_, options=options, resources=resources, otel=otel)

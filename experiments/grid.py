@@ -465,7 +465,7 @@ def run_experiment(
     Raises:
         whatever ``execute`` raises (a failed run stays resumable).
     """
-    from ..graph.api import create_run, preflight
+    from ..graph.api import open_run, preflight
 
     execute = execute or _default_execute
     opened = preflight_experiment(experiment, options=options)
@@ -483,8 +483,9 @@ def run_experiment(
                 visited.append((cell_run, state))
                 continue
         else:
-            resources = resources or preflight(cell_run.config, options=options)
-            run_id = create_run(log, cell_run.config, resources=resources)
+            # the cell's Runner gets them as the run recorded them (task files by absolute path)
+            run_id, resources = open_run(log, cell_run.config,
+                                         resources=resources or preflight(cell_run.config, options=options))
         state = execute(log, run_id, cell_run, index, total, resources=resources)
         visited.append((cell_run, state))
         if state.status != "completed":

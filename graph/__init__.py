@@ -15,6 +15,7 @@ _WHERE = {
     "create_run": ".api",
     "fork_run": ".api",
     "open_fork": ".api",
+    "open_run": ".api",
     "preflight": ".api",
     "rerun_check": ".api",
     "build_graph": ".build",
@@ -31,7 +32,7 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:  # what a type checker sees; at run time each name loads on first use
-    from .api import comparable_events, create_run, fork_run, open_fork, preflight, rerun_check
+    from .api import comparable_events, create_run, fork_run, open_fork, open_run, preflight, rerun_check
     from .build import build_graph, draw
     from .config import RunConfig, load_config_file, make_config
     from .context import RunContext
@@ -52,6 +53,7 @@ __all__ = (
     "draw",
     "fork_run",
     "open_fork",
+    "open_run",
     "load_config_file",
     "make_config",
     "preflight",

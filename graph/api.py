@@ -53,24 +53,42 @@ def create_run(
     ``tasks``: tasks given as Python objects, by the names ``config`` uses
     (pass them again to :class:`Runner` to run or resume it). ``resources``:
     the run's resources opened already (:func:`preflight`) for ``config``;
-    opened here otherwise.
+    opened here otherwise. :func:`open_run` also returns them, for the run.
+    """
+    return open_run(log, config, run_id=run_id, tasks=tasks, resources=resources)[0]
+
+
+def open_run(
+    log: EventLog,
+    config: RunConfig,
+    *,
+    run_id: str | None = None,
+    tasks: Mapping[str, Task] | None = None,
+    resources: RunResources | None = None,
+) -> tuple[str, RunResources]:
+    """:func:`create_run`, returning the run's id and its resources as the run recorded them.
+
+    The run records its task files by absolute path (:func:`~tprompt.run_files.record_files`); the resources
+    returned name them so (:meth:`RunResources.recorded_as`, nothing reopened): pass them to :class:`Runner`
+    to run the new run without opening them again.
     """
     if resources is None or not resources.matches(pinned(config, resources)):
         resources = RunResources.open(config, tasks=tasks)
     # paths made absolute, contents hashed: the run works from any folder
-    config = record_files(pinned(config, resources), given=dict(tasks or {}))
-    text = config.original_prompt
+    recorded = record_files(pinned(config, resources), given=dict(tasks or {}))
+    resources = resources.recorded_as(recorded)
+    text = recorded.original_prompt
     original = PromptCandidate(prompt_id=prompt_id_of(text), text=text, origin="original")
     if resources.program is not None:
         original = program_candidate(resources.program.prompt_set(text), origin="original")
     created = RunCreated(
-        config=config,
-        source_tasks=list(config.source_tasks) if config.transfer else [],
-        target_task=config.target_task,
+        config=recorded,
+        source_tasks=list(recorded.source_tasks) if recorded.transfer else [],
+        target_task=recorded.target_task,
         original_prompt=original,
-        name=config.name,
+        name=recorded.name,
     )
-    return log.create_run(created, run_id=run_id)
+    return log.create_run(created, run_id=run_id), resources
 
 
 def fork_run(
@@ -140,6 +158,7 @@ def open_fork(
             raise UsageError("--from-prompt needs transfer on")
         resources = RunResources.open(config, options=options)
         config = record_files(pinned(config, resources))
+        resources = resources.recorded_as(config)
         target = config.target_task
     new_id = log.fork(
         run_id,
@@ -240,8 +259,8 @@ def rerun_check(
                 )
                 resources = None
             else:
-                resources = RunResources.open(original.config, options=options)
-                new_id = create_run(scratch, original.config, resources=resources)
+                new_id, resources = open_run(scratch, original.config,
+                                             resources=RunResources.open(original.config, options=options))
             Runner(scratch, new_id, options=options, resources=resources).run(on_update)
             again = comparable_events(scratch, new_id, own_only=original.parent_run_id is not None)
         before = comparable_events(log, run_id, own_only=original.parent_run_id is not None)
@@ -255,5 +274,5 @@ def rerun_check(
     return True, f"the re-run produced the same {len(before)} events"
 
 
-__all__ = ("comparable_events", "create_run", "first_error", "fork_run", "open_fork", "pin_metrics", "preflight",
-           "rerun_check")
+__all__ = ("comparable_events", "create_run", "first_error", "fork_run", "open_fork", "open_run", "pin_metrics",
+           "preflight", "rerun_check")

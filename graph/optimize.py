@@ -27,12 +27,12 @@ from ..evaluator.template import MAX_DESCRIPTION_CHARS, ChatTemplate
 from ..prompt_file import template_from_langchain
 from ..stores import EventLog
 from ..stores.projection import RunState
-from .api import create_run
+from .api import open_run
 from .build import build_graph
 from .config import make_config
 from .context import Objective
 from .nodes import Node
-from .resources import ExecutionOptions, with_program
+from .resources import ExecutionOptions, RunResources, with_program
 from .runner import Runner, Update
 
 
@@ -188,11 +188,14 @@ def optimize(
     cfg = with_program(make_config(values, where="optimize()"), prompt_given="original_prompt" in values)
     log = db if isinstance(db, EventLog) else EventLog(db)
     try:
-        run_id = create_run(log, cfg, tasks=tasks)
+        # opened once: the run is created and run on the same resources
+        run_id, resources = open_run(log, cfg, tasks=tasks, resources=RunResources.open(
+            cfg, tasks=tasks, options=options, objective_fn=objective))
         graph = None
         if nodes or insert_after:
             graph = build_graph(transfer=cfg.transfer, judge=cfg.judge is not None, nodes=nodes, insert_after=insert_after)
-        return Runner(log, run_id, tasks=tasks, objective=objective, graph=graph, options=options).run(on_update)
+        return Runner(log, run_id, tasks=tasks, objective=objective, graph=graph, options=options,
+                      resources=resources).run(on_update)
     finally:
         if not isinstance(db, EventLog):
             log.close()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -274,6 +274,32 @@ class RunResources:
     def matches(self, config: RunConfig) -> bool:
         """Whether these resources were opened for a run recorded with ``config`` (execution options aside)."""
         return self.options.applied(config) == self.config
+
+    def recorded_as(self, recorded: RunConfig) -> RunResources:
+        """These resources for the new run recorded with ``recorded``: the config they were opened for, as
+        :func:`tprompt.run_files.record_files` recorded it (its tasks given by path named by their absolute path,
+        its files hashed). Nothing is reopened: each path task is the one already loaded, named by its recorded
+        path, as a resume loads it, so they :meth:`match <matches>` the run they are handed with.
+
+        Raises:
+            ValueError: ``recorded`` differs from these resources' config in more than the recorded fields
+                (``source_tasks``, ``target_task``, ``files``): they were not opened for that run.
+        """
+        paths = {"source_tasks": recorded.source_tasks, "target_task": recorded.target_task, "files": recorded.files}
+        config = self.options.applied(recorded)
+        if (config != self.config.model_copy(update=paths)
+                or len(recorded.source_tasks) != len(self.config.source_tasks)):
+            raise ValueError("recorded_as: the recorded config is not the one these resources were opened for")
+        if config == self.config:
+            return self
+        renamed = dict(zip([*self.config.source_tasks, self.config.target_task],
+                           [*recorded.source_tasks, recorded.target_task], strict=True))
+        tasks = {}
+        for name, task in self.tasks.items():
+            new = renamed.get(name, name)
+            tasks[new] = task if new == name else task.model_copy(update={"name": new})
+        evaluation = replace(self.evaluation, config=config, tasks=MappingProxyType(tasks))
+        return replace(self, config=config, evaluation=evaluation)
 
 
 def open_program(config: RunConfig) -> Program | None:

@@ -149,28 +149,39 @@ async def test_sorting_tables(recorded: Path) -> None:
         assert steps == sorted(steps)
 
 
+async def fork_best_source_prompt(pilot: Any, app: TPromptApp, run_id: str) -> ForkScreen:
+    """Open ``run_id``, select the first row of its best-prompts tab (its best source prompt), press f: the fork
+    dialog, forking from that prompt."""
+    await open_run(pilot, app, run_id)
+    await pilot.press("2")
+    table(app, "#best").move_cursor(row=0)
+    await pilot.press("f")
+    await wait_for(pilot, lambda: isinstance(app.screen, ForkScreen))
+    assert isinstance(app.screen, ForkScreen)
+    return app.screen
+
+
+async def fork_onto(pilot: Any, app: TPromptApp, modal: ForkScreen, target: str) -> str:
+    """Fork onto ``target`` from the fork dialog ``modal``; the fork's id, once the app's workers are done."""
+    parent = modal.run_id
+    modal.query_one("#fork-target", Input).value = target
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run_id != parent)
+    new_id = app.screen.run_id
+    await app.workers.wait_for_complete()
+    return new_id
+
+
 async def test_fork_from_ui_opens_the_new_run(recorded: Path) -> None:
     app = create_app(recorded, cursor_blink=False, poll_interval=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await open_run(pilot, app, DEMO_RUN)
         with EventLog(recorded, readonly=True) as log:
             best = log.state(DEMO_RUN).best("source")
         assert best is not None
-        # the best-prompts tab: its first row is the best source prompt; fork from it
-        await pilot.press("2")
-        best_table = table(app, "#best")
-        best_table.move_cursor(row=0)
-        await pilot.press("f")
-        await wait_for(pilot, lambda: isinstance(app.screen, ForkScreen))
-        modal = app.screen
+        modal = await fork_best_source_prompt(pilot, app, DEMO_RUN)
         assert modal.query_one("#fork-point", Select).value == best.prompt_id
-        target = modal.query_one("#fork-target", Input)
-        target.value = "bbh/causal_judgement"
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run_id != DEMO_RUN)
-        new_id = app.screen.run_id
-        await app.workers.wait_for_complete()
+        new_id = await fork_onto(pilot, app, modal, "bbh/causal_judgement")
         with EventLog(recorded, readonly=True) as log:
             state = log.state(new_id)
         assert state.parent_run_id == DEMO_RUN

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App
@@ -22,6 +22,9 @@ from ..errors import AppCrashed, ReadOnlyDatabase, TPromptError
 from ..stores import EventLog
 from ..stores.control import request_pause
 from .widgets import LiteralTitles
+
+if TYPE_CHECKING:
+    from ..graph.resources import RunResources
 
 #: Longest a quit waits for the runs started here to reach a safe point (seconds).
 QUIT_WAIT_S = 120.0
@@ -125,11 +128,11 @@ class TPromptApp(LiteralTitles, App[None]):
     # -- actions --------------------------------------------------------------------------
 
     def action_new_run(self) -> None:
-        from .screens.modals import NewRunScreen
+        from .screens.modals import NewRunRequest, NewRunScreen
 
-        def chosen(values: dict[str, Any] | None) -> None:
-            if values is not None:
-                self.start_new_run(values)
+        def chosen(request: NewRunRequest | None) -> None:
+            if request is not None:
+                self.start_new_run(request.values, resources=request.resources)
 
         self.push_screen(NewRunScreen(), chosen)
 
@@ -186,8 +189,12 @@ class TPromptApp(LiteralTitles, App[None]):
             self.progress[run_id] = f"{update.label}: {update.done}/{update.total}"
 
     @work(thread=True, group="runs")
-    def execute_run(self, run_id: str) -> None:
-        """Worker: execute ``run_id`` with its own writable log until it completes or pauses."""
+    def execute_run(self, run_id: str, resources: RunResources | None = None) -> None:
+        """Worker: execute ``run_id`` with its own writable log until it completes or pauses.
+
+        ``resources``: the run's resources if opened already (a run just created or forked here); the
+        runner opens them otherwise.
+        """
         from ..graph import Runner
 
         try:
@@ -196,7 +203,7 @@ class TPromptApp(LiteralTitles, App[None]):
                     return  # the app quit before this run started: nothing is written
                 # The runner also honours `tprompt pause RUN`; quitting pauses the run even if
                 # it came while the runner was being built.
-                runner = Runner(writer, run_id, pause_check=self._quitting.is_set)
+                runner = Runner(writer, run_id, pause_check=self._quitting.is_set, resources=resources)
                 with self._runners_lock:
                     self.runners[run_id] = runner
                 try:
@@ -214,22 +221,26 @@ class TPromptApp(LiteralTitles, App[None]):
             )
 
     @work(thread=True, group="runs")
-    def start_new_run(self, values: dict[str, Any]) -> None:
-        """Worker: validate and create a run from the form, open it, and execute it."""
-        from ..graph import create_run, make_config
+    def start_new_run(self, values: dict[str, Any], resources: RunResources | None = None) -> None:
+        """Worker: validate and create a run from the form, open it, and execute it.
+
+        ``resources``: the run's resources, opened by the form's check (opened here otherwise); the run
+        is created and executed on them.
+        """
+        from ..graph import make_config, open_run
 
         try:
             config = make_config(values, where="new run")
             with EventLog(self.db_path) as writer:
-                run_id = create_run(writer, config)
+                run_id, resources = open_run(writer, config, resources=resources)
         except TPromptError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
-        self.call_from_thread(self._open_and_run, run_id)
+        self.call_from_thread(self._open_and_run, run_id, resources)
 
-    def _open_and_run(self, run_id: str) -> None:
+    def _open_and_run(self, run_id: str, resources: RunResources | None = None) -> None:
         self.open_run(run_id)
-        self.execute_run(run_id)
+        self.execute_run(run_id, resources)
 
     @work(thread=True, group="runs")
     def review(self, run_id: str, decision: Any) -> None:
@@ -260,12 +271,13 @@ class TPromptApp(LiteralTitles, App[None]):
         target_task: str,
         start: bool,
     ) -> None:
-        """Worker: fork ``run_id`` onto ``target_task``, open the new run, optionally execute it."""
-        from ..graph import fork_run
+        """Worker: fork ``run_id`` onto ``target_task``, open the new run, optionally execute it (on the resources
+        opened to check the fork)."""
+        from ..graph import open_fork
 
         try:
             with EventLog(self.db_path) as writer:
-                new_id = fork_run(
+                new_id, resources = open_fork(
                     writer,
                     run_id,
                     at_seq=at_seq,
@@ -275,13 +287,13 @@ class TPromptApp(LiteralTitles, App[None]):
         except TPromptError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
-        self.call_from_thread(self._after_fork, new_id, start)
+        self.call_from_thread(self._after_fork, new_id, start, resources)
 
-    def _after_fork(self, run_id: str, start: bool) -> None:
+    def _after_fork(self, run_id: str, start: bool, resources: RunResources | None = None) -> None:
         self.notify(f"forked: {run_id}", markup=False)
         self.open_run(run_id)
         if start:
-            self.execute_run(run_id)
+            self.execute_run(run_id, resources)
 
 
 def create_app(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.text import Text
 from textual import work
@@ -19,6 +19,9 @@ from ..._text import printable
 from ...errors import TPromptError
 from ..data import fmt, one_line
 from ..widgets import LiteralInput, LiteralStatic, LiteralText, diff_text, literal
+
+if TYPE_CHECKING:
+    from ...graph.resources import RunResources
 
 
 def _task_names() -> list[str]:
@@ -38,6 +41,15 @@ class ForkRequest:
     from_prompt_id: str | None
     target_task: str
     start: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewRunRequest:
+    """What the new-run form returns: the run's ``RunConfig`` values, and its resources, opened to check them
+    (the run is created and run on them, not opened again)."""
+
+    values: dict[str, Any]
+    resources: RunResources
 
 
 T = TypeVar("T")
@@ -238,8 +250,8 @@ def _defaults() -> dict[str, str]:
     return values
 
 
-class NewRunScreen(_FormModal[dict[str, Any] | None]):
-    """The new-run form; returns validated RunConfig values (or None when cancelled)."""
+class NewRunScreen(_FormModal[NewRunRequest | None]):
+    """The new-run form; returns validated RunConfig values with the run's opened resources (None when cancelled)."""
 
     OK_BUTTON = "new-ok"
 
@@ -336,11 +348,11 @@ class NewRunScreen(_FormModal[dict[str, Any] | None]):
         from ...graph import preflight
 
         try:
-            preflight(config)
+            resources = preflight(config)
         except TPromptError as exc:
             self.app.call_from_thread(self._error, str(exc))
             return
-        self.app.call_from_thread(self.dismiss, values)
+        self.app.call_from_thread(self.dismiss, NewRunRequest(values, resources))
 
     def _error(self, message: str) -> None:
         self._checking = False
@@ -377,4 +389,4 @@ class DiffScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
-__all__ = ("DiffScreen", "ForkRequest", "ForkScreen", "NewRunScreen")
+__all__ = ("DiffScreen", "ForkRequest", "ForkScreen", "NewRunRequest", "NewRunScreen")
