@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,10 +30,22 @@ def cpu_flags(wanted: Iterable[str] = ("avx2", "avx512f", "avx512_vnni", "avx512
 
 def timed_cli(args: list[str], env: Mapping[str, str], cwd: str) -> float:
     """Seconds one ``python -m tprompt.cli ARGS`` process takes, start to exit (output discarded)."""
+    return timed_cli_cpu(args, env, cwd)[0]
+
+
+def timed_cli_cpu(args: list[str], env: Mapping[str, str], cwd: str) -> tuple[float, float]:
+    """Wall seconds of one ``python -m tprompt.cli ARGS`` process, and its CPU seconds (user + system).
+
+    The CPU time is what the process cost whatever else the machine runs: on a loaded machine its
+    wall time grows with the load, its CPU time far less.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "tprompt.cli", *args], env=dict(env), cwd=cwd, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def medians(label: str, times: Mapping[str, list[float]], digits: int) -> str:

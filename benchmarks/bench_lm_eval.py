@@ -1,6 +1,6 @@
 """The scorer against lm-evaluation-harness on the same questions (issue 13). Prints figures; not a test.
 
-Run: python benchmarks/bench_lm_eval.py [--n 48] [--threads 1] [--repeat 3] [--venv DIR]
+Run: python benchmarks/bench_lm_eval.py [--n 48] [--threads 1] [--repeat 3] [--precision P] [--venv DIR]
 
 lm-evaluation-harness is never a dependency of tprompt: it is installed in a
 virtual environment of its own (``--venv``, default
@@ -12,7 +12,11 @@ format (the benchmark's system prompt, the question and its lettered options
 as the user turn, the chat template's assistant opening) and the letters as
 the options:
 
-* tprompt: ``TransformersBackend.option_probs`` on all questions in one call;
+* tprompt: ``TransformersBackend.option_probs`` on all questions in one call, at
+  ``--precision`` (default: the precision a new run gets on this CPU,
+  ``config.default_precision``); at a precision other than fp32 tprompt's fp32
+  answers are computed too (untimed) and the share of questions where the two
+  pick the same letter is printed;
 * lm-eval: its HF backend (``HFLM``, ``batch_size=8``), a ``multiple_choice``
   task over the same rows with ``apply_chat_template`` and the same system
   instruction, an empty target delimiter (the option is the assistant's
@@ -83,6 +87,10 @@ metric_list:
 """
 
 
+def argmax(values) -> int:
+    return max(range(len(values)), key=values.__getitem__)
+
+
 def lm_eval_python(venv: Path) -> Path:
     """The lm-eval environment's python, made on first use."""
     import transformers
@@ -96,16 +104,22 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--precision", help="tprompt's precision (default: the default for new runs on this CPU)")
     parser.add_argument("--venv", type=Path, default=CACHE / "bench-lm-eval")
     args = parser.parse_args()
 
     os.environ["TPROMPT_TORCH_THREADS"] = str(args.threads)
+    from bench_precision import cpu_flags
+
+    from tprompt.config import default_precision
     from tprompt.models import OptionsRequest, get_model
     from tprompt.models._fetch import smollm2_dir
+    from tprompt.models.local.precision import check_precision
 
+    precision = check_precision("smollm2", args.precision or default_precision("smollm2"))
     examples = load_examples(args.n)
     python = lm_eval_python(args.venv)
-    backend = get_model("smollm2")
+    backend = get_model("smollm2", precision=precision)
     requests = [
         # No answer prefix: the option is the assistant's first token, as lm-eval scores it here.
         OptionsRequest(messages=(("system", SYSTEM), ("user", user_text(ex))), options=tuple(LETTERS[: len(ex["choices"])]),
@@ -118,6 +132,10 @@ def main() -> None:
         t0 = time.perf_counter()
         ours = backend.option_probs(requests)
         ours_times.append(time.perf_counter() - t0)
+    fp32_same = None
+    if precision != "fp32":  # the same questions at fp32, untimed: how often the precision keeps fp32's answer
+        fp32_picks = [argmax(p) for p, _ in get_model("smollm2").option_probs(requests)]
+        fp32_same = sum(a == argmax(p) for a, (p, _) in zip(fp32_picks, ours))
 
     with tempfile.TemporaryDirectory() as tmp:
         rows = Path(tmp) / "rows.jsonl"
@@ -136,7 +154,7 @@ def main() -> None:
             raise SystemExit(f"lm-eval failed:\n{done.stderr[-3000:]}")
         theirs = json.loads(done.stdout.strip().splitlines()[-1])
 
-    our_picks = [max(range(len(p)), key=p.__getitem__) for p, _ in ours]
+    our_picks = [argmax(p) for p, _ in ours]
     same = sum(a == b for a, b in zip(our_picks, theirs["picks"]))
     worst = 0.0
     for (p, _), lls in zip(ours, theirs["logliks"]):
@@ -144,12 +162,15 @@ def main() -> None:
         z = sum(math.exp(x - top) for x in lls)
         worst = max(worst, max(abs(a - math.exp(x - top) / z) for a, x in zip(p, lls)))
     ours_s, theirs_s = statistics.median(ours_times), statistics.median(theirs["times"])
-    print(f"ARC-Challenge, {len(examples)} questions, SmolLM2-135M fp32, {args.threads} torch thread(s), "
-          f"{os.cpu_count()} cores, medians of {args.repeat}")
+    print(f"ARC-Challenge, {len(examples)} questions, SmolLM2-135M (tprompt at {precision}, lm-eval fp32), "
+          f"{args.threads} torch thread(s), medians of {args.repeat}; {cpu_flags()}; "
+          f"1-min load average {os.getloadavg()[0]:.2f}")
     print(f"  tprompt option_probs          {ours_s:7.2f} s   (runs {[round(t, 2) for t in ours_times]})")
     print(f"  lm-eval HFLM (batch 8)        {theirs_s:7.2f} s   (runs {[round(t, 2) for t in theirs['times']]})")
     print(f"  lm-eval / tprompt time: {theirs_s / ours_s:.2f}x")
     print(f"  same answer: {same}/{len(examples)}; largest option-probability difference {worst:.4f}")
+    if fp32_same is not None:
+        print(f"  tprompt {precision} picks tprompt fp32's answer: {fp32_same}/{len(examples)} ({fp32_same / len(examples):.1%})")
 
 
 if __name__ == "__main__":

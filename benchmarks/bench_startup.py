@@ -2,7 +2,7 @@
 
 Run: python benchmarks/bench_startup.py [--repeat 5] [--baseline DIR]
 
-Times whole processes (`python -m tprompt.cli ...`) on a database holding one
+Times whole processes (wall and CPU time) (`python -m tprompt.cli ...`) on a database holding one
 fake-model run: `--version`, `runs` and `show RUN`. With ``--baseline DIR`` (a
 directory holding an older tprompt checkout as the package ``tprompt``, e.g. a
 symlink ``DIR/tprompt -> /path/to/old/worktree``), the same commands run with
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench import medians, timed_cli
+from _bench import medians, timed_cli_cpu
 
 COMMANDS = (["--version"], ["runs"], ["show", "RUN"])
 
@@ -61,11 +61,15 @@ def main() -> None:
             variants[name] = (env, made.stdout.strip().splitlines()[-1])
         for command in COMMANDS:
             times: dict[str, list[float]] = {k: [] for k in variants}
+            cpu: dict[str, list[float]] = {k: [] for k in variants}
             for _ in range(args.repeat):
                 for name, (env, run_id) in variants.items():  # interleaved
                     argv = [run_id if a == "RUN" else a for a in command]
-                    times[name].append(timed_cli(argv, env, tmp))
-            print(medians(f"tprompt {' '.join(command):12s}", times, 2))
+                    wall, used = timed_cli_cpu(argv, env, tmp)
+                    times[name].append(wall)
+                    cpu[name].append(used)
+            print(medians(f"tprompt {' '.join(command):12s} wall", times, 2), flush=True)
+            print(medians(f"tprompt {' '.join(command):12s} CPU ", cpu, 2), flush=True)
 
 
 if __name__ == "__main__":
