@@ -2,7 +2,7 @@
 
 Run: python benchmarks/bench_startup.py [--repeat 5] [--baseline DIR]
 
-Times whole processes (wall and CPU time) (`python -m tprompt.cli ...`) on a database holding one
+Times whole processes, wall and CPU time (`python -m tprompt.cli ...`), on a database holding one
 fake-model run: `--version`, `runs` and `show RUN`. With ``--baseline DIR`` (a
 directory holding an older tprompt checkout as the package ``tprompt``, e.g. a
 symlink ``DIR/tprompt -> /path/to/old/worktree``), the same commands run with
