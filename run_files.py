@@ -20,7 +20,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from .config import RecordedFile, RunConfig
-from .errors import RecordedFileChanged
+from .errors import ConfigError, RecordedFileChanged
 
 #: How a metric module is keyed in ``RunConfig.files``.
 METRIC_KEY = "metric "
@@ -114,6 +114,43 @@ def _file_of(module_name: str) -> str | None:
     return origin if origin and origin not in ("built-in", "frozen") else None
 
 
+def module_ref(ref: str, *, what: str) -> str:
+    """``MODULE:FUNCTION`` for a ``--metric`` or ``--program`` given as a file, ``path/to/file.py:function``
+    (``file:function``, with the file's folder put first on the import path); any other ``ref`` as it is.
+
+    The run records that module's file, hash and folder as it records an import path's
+    (:func:`record_files`), so a resumed run finds it from any folder.
+
+    Raises:
+        ConfigError: one line naming the file: it is not there, its name is no module name, or another module
+            of that name would be imported in its place.
+    """
+    path_part, sep, function = ref.strip().rpartition(":")
+    if not sep or not path_part.endswith(".py"):
+        return ref
+    path = Path(path_part).expanduser()
+    where = f"{what} {ref.strip()}"
+    if not path.is_file():
+        raise ConfigError(f"{where}: no such file {path}", key=what,
+                          hint=f"give the path of a Python file, e.g. --{what} my_{what}s.py:{function or 'run'}")
+    path = path.resolve()
+    module = path.stem
+    if not module.isidentifier():
+        raise ConfigError(f"{where}: {path.name} is not a Python module name", key=what,
+                          hint="rename the file with letters, digits and _ only (it is imported by that name)")
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+        from .evaluator import metric_worker
+
+        metric_worker.reset()  # user metrics import in a worker that copies sys.path when it starts
+    found = _file_of(module)  # as the metric worker and the program loader import it (the working folder first)
+    if found is None or Path(found).resolve() != path:
+        raise ConfigError(f"{where}: module {module} would import {found or 'another module'}, not {path}", key=what,
+                          hint="rename the file to a name no other module has")
+    return f"{module}:{function}"
+
+
 def check_files(config: RunConfig, *, run_id: str, accept_changed: bool = False) -> RunConfig:
     """Refuse a run whose recorded files changed or are gone; put its metric modules' folders on the import path.
 
@@ -149,4 +186,4 @@ def check_files(config: RunConfig, *, run_id: str, accept_changed: bool = False)
     return config.model_copy(update={"files": files}) if files != config.files else config
 
 
-__all__ = ("METRIC_KEY", "PROGRAM_KEY", "check_files", "content_hash", "record_files")
+__all__ = ("METRIC_KEY", "PROGRAM_KEY", "check_files", "content_hash", "module_ref", "record_files")

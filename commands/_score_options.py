@@ -25,7 +25,7 @@ METRIC_OPTION = typer.Option(
     None, "--metric", metavar="NAME_OR_PATH",
     help="A metric plug-in to compute (repeat): "
     f"{', '.join([*DEFAULT_OPEN_METRICS, *(m.name for m in OPEN_METRICS if m.name not in DEFAULT_OPEN_METRICS)])}, "
-    f"or MODULE:FUNCTION. Open-ended tasks default to {' and '.join(DEFAULT_OPEN_METRICS)}.",
+    f"or MODULE:FUNCTION (or path/to/file.py:FUNCTION). Open-ended tasks default to {' and '.join(DEFAULT_OPEN_METRICS)}.",
 )
 WEIGHT_OPTION = typer.Option(
     None, "--weight", metavar="NAME=W", help="Objective weight of a metric (repeat), e.g. --weight rouge_l=2.",
@@ -65,7 +65,7 @@ def scoring_settings(
     its, weights merged into its, the rest replace its. Values are checked by ``make_config``.
 
     Raises:
-        ConfigError: the rubric file is unreadable or invalid.
+        ConfigError: the rubric file is unreadable or invalid; a metric file that cannot be imported as given.
         UsageError: a weight is not NAME=NUMBER.
     """
     out: dict[str, Any] = {}
@@ -74,7 +74,9 @@ def scoring_settings(
     given = {"mode": mode, "judge": judge, "description": description, "metric_timeout": metric_timeout}
     out.update({k: v for k, v in given.items() if v is not None})
     if metric:
-        out["metrics"] = [*base.get("metrics", []), *metric]
+        from ..run_files import module_ref
+
+        out["metrics"] = [*base.get("metrics", []), *(module_ref(m, what="metric") for m in metric)]
     if weight:
         from ..graph.rescore import parse_weights
 

@@ -21,6 +21,7 @@ from ..evaluator.template import ChatTemplate
 from ..graph.config import DEFAULT_ORIGINAL_PROMPT as DEFAULT_PROMPT
 from ..graph.resources import RunResources, with_program
 from ..prompt_file import read_prompt_source
+from ..run_files import module_ref
 from ._common import JSON_OPTION, SafeConsole, err, open_log, out, print_json, shorten
 from ._model_options import (
     BASE_URL_OPTION,
@@ -181,7 +182,7 @@ def eval_cmd(
     sources = in_template(sources, file_prompt.prompt if file_prompt and isinstance(file_prompt.prompt, ChatTemplate)
                           else None)
     given = bool(prompt or prompt_file or file_prompt)
-    program = program or base.get("program")
+    program = module_ref(program, what="program") if program else base.get("program")
     if program and not given:  # the program's own PROMPTS (with_program sets them)
         sources = [PromptSource(f"{program} PROMPTS", DEFAULT_PROMPT, f"--program {program}")]
     model = (base.get("scorer") or DEFAULT_MODEL) if model is None else model

@@ -124,19 +124,19 @@ def rescore(
     """
     from ..config import load_rubric_file
     from ..graph.rescore import parse_weights, rescore_run
-    from ..run_files import check_files
+    from ..run_files import check_files, module_ref
 
     weights = parse_weights(weight or [])
     rubric_value = load_rubric_file(rubric) if rubric is not None else None
     if not weights and not metric and judge is None and rubric_value is None and not accept_changed:
         raise UsageError("give at least one --weight NAME=W, --metric NAME, --judge SPEC, --rubric FILE "
                          "or --accept-changed", hint="e.g. tprompt rescore RUN --weight accuracy=1")
+    metrics = [module_ref(m, what="metric") for m in metric or ()]
     with open_log(ctx, readonly=False) as log:
         run_id = log.resolve(run)
         config = log.state(run_id).config
         files = check_files(config, run_id=run_id, accept_changed=accept_changed).files if config else None
-        new_id = rescore_run(log, run_id, weights, metrics=metric or (), judge=judge, rubric=rubric_value,
-                             files=files)
+        new_id = rescore_run(log, run_id, weights, metrics=metrics, judge=judge, rubric=rubric_value, files=files)
         state = log.state(new_id)
         judge_calls = sum(n for a, _st, n, *_ in log.transcripts.spend([new_id]) if a == "judge")
     if not json_:

@@ -23,7 +23,7 @@ from ..graph.resources import ExecutionOptions, RunResources, with_program
 from ..graph.rules import rollouts_used
 from ..metric_specs import METRIC_NAMES, metric_columns
 from ..prompt_file import read_prompt_source
-from ..run_files import check_files
+from ..run_files import check_files, module_ref
 from ..stores import EventLog, RunState
 from ..stores.control import request_pause
 from ..stores.events import CandidateAnswered, TestAnswered
@@ -318,7 +318,8 @@ def run(
             candidates=candidates, top_k=top_k, examples=examples, test_examples=test_examples,
             budget=budget, proposer_style=proposer_style, parent_selection=parent_selection, original_prompt=prompt,
             seed=seed, name=name, base_url=url, precision=precision, concurrency=concurrency,
-            request_timeout=request_timeout, review=review or None, program=program,
+            request_timeout=request_timeout, review=review or None,
+            program=module_ref(program, what="program") if program else None,
             extra_body=extra_body_setting(extra_body, values),
         )
     )

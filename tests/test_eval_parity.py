@@ -154,3 +154,20 @@ def test_a_text_prompt_beside_a_template_is_scored_in_it(here: Path, capsys) -> 
     assert code == 2 and out == "" and err.count("\n") == 1, err
     assert "--prompt is scored in the template given beside it, and template.json and other.json are different" in err
     assert not (here / "u.db").exists()
+
+
+def test_a_program_given_as_a_file_is_the_same_program(here: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    # was: "--program ./pubmed.py:run" -> "module ./pubmed.py does not import"; a file path is read as its module
+    import sys
+
+    monkeypatch.delitem(sys.modules, "pubmed", raising=False)  # an earlier test's, from its own folder
+    db = str(here / "t.db")
+    common = ("--db", db, "eval", "--task", "pubmedqa.jsonl", "--model", "fake", "-n", "3", "--json")
+    code, out, err = cli(capsys, *common, "--program", "pubmed:run")
+    assert code == 0, err
+    (by_module,) = json.loads(out)["results"]
+    code, out, err = cli(capsys, *common, "--program", str(here / "pubmed.py") + ":run")
+    assert code == 0, err
+    (by_file,) = json.loads(out)["results"]
+    assert by_file["label"] == "pubmed:run PROMPTS" and by_file["objective"] == by_module["objective"]
+    assert by_file["counts"]["model_calls"] == 0  # the same requests: from the cache

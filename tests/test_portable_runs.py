@@ -191,3 +191,58 @@ def test_a_rescore_of_a_paused_run_is_paused_and_resumes(own_run: tuple[Path, st
     code, out, err = cli(capsys, "--db", str(db), "resume", new_id, "--json")
     assert code == 0, err
     assert json.loads(out)["status"] == "completed"
+
+
+def test_a_metric_given_as_a_file_is_recorded_and_found_from_anywhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # was: "cannot import metrics/x.py (ModuleNotFoundError ...)": only import paths were accepted
+    from tprompt.run_files import content_hash
+
+    proj, lib = tmp_path / "proj", tmp_path / "lib"
+    proj.mkdir()
+    lib.mkdir()
+    write_dates(proj / "dates.jsonl")
+    module = f"filemetric_{hashlib.sha1(str(tmp_path).encode()).hexdigest()[:10]}"
+    path = lib / f"{module}.py"
+    path.write_text(METRIC)
+    metric_worker.reset()
+    monkeypatch.chdir(proj)
+    db = tmp_path / "runs.db"
+    for bad, says in ((f"../lib/nope_{module}.py:iso_date", "no such file"),):
+        code, out, err = cli(capsys, "--db", str(db), "run", "--target", "dates.jsonl", "--metric", bad, "--model", "fake")
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and f"metric {bad}: {says}" in err, err
+        assert not db.exists()
+    code, out, err = cli(capsys, "--db", str(db), "run", "--target", "dates.jsonl", "--metric",
+                         f"../lib/{module}.py:iso_date", "--model", "fake", "--steps", "2", "--candidates", "2",
+                         "--examples", "6", "--test-examples", "4", "--max-rollouts", "12", "--json")
+    assert code == 0, err
+    state = json.loads(out)
+    assert state["status"] == "paused"
+    code, out, _ = cli(capsys, "--db", str(db), "show", state["run_id"], "--json")
+    config = json.loads(out)["config"]
+    assert config["metrics"] == [f"{module}:iso_date"]  # recorded as the import path it is, with its file
+    recorded = config["files"][f"metric {module}"]
+    assert (recorded["path"], recorded["sha256"], recorded["root"]) == (str(path), content_hash(path), str(lib))
+    import sys
+
+    sys.modules.pop(module, None)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(lib)])
+    metric_worker.reset()
+    monkeypatch.chdir(tmp_path / "..")
+    n_events = _events(db)
+    code, out, err = cli(capsys, "--db", str(db), "resume", state["run_id"], "--json")
+    assert code == 0, err
+    done = json.loads(out)
+    assert done["status"] == "completed" and _events(db) > n_events and "iso_date" in json.dumps(done["table"])
+
+
+def test_a_metric_file_whose_name_is_no_module_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    write_dates(tmp_path / "dates.jsonl")
+    (tmp_path / "my-metric.py").write_text(METRIC)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "--db", "t.db", "eval", "--task", "dates.jsonl", "--metric", "my-metric.py:iso_date",
+                         "--model", "fake")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "metric my-metric.py:iso_date: my-metric.py is not a Python module name (rename the file" in err
+    assert not (tmp_path / "t.db").exists()
