@@ -8,7 +8,9 @@ the request hash. Spec options, comma separated: ``seed=N``, ``delay=S``
 (seconds per request, so tests can kill a run mid-flight), ``transient=N``
 (the first N calls raise a retryable error), ``fail=1`` (every call fails),
 ``gate=PATH`` (every call waits until the file PATH exists, so a test can hold
-a run in flight for exactly as long as it needs, whatever the machine's load),
+a run in flight for exactly as long as it needs, whatever the machine's load;
+with ``gate_after=N`` the first N requests this backend gets pass without waiting,
+so a test can hold a run inside a batch, after the answers it needs are recorded),
 ``calls=PATH`` (every request appends one line to the file PATH as it is sent, so a
 test can count the calls paid across processes and machines, killed ones included),
 ``garble=1`` (as a judge, every reply is prose with no score in it).
@@ -85,6 +87,7 @@ class FakeBackend(ChatBackend):
         self.transient = 0
         self.fail = False
         self.gate = ""
+        self.gate_after = 0
         self.calls_file = ""
         self.garble = False
         _, _, options = spec.partition(":")
@@ -105,6 +108,10 @@ class FakeBackend(ChatBackend):
                     self.fail = value not in ("", "0", "false")
                 elif key == "gate" and value:
                     self.gate = value
+                elif key == "gate_after":
+                    self.gate_after = int(value)
+                    if self.gate_after < 0:
+                        raise ValueError(key)
                 elif key == "calls" and value:
                     self.calls_file = value
                 elif key == "garble":
@@ -117,12 +124,15 @@ class FakeBackend(ChatBackend):
                     hint="use fake, fake:seed=3, fake:delay=0.2 or fake:seed=3,delay=0.2 (delay in seconds, >= 0)",
                 ) from None
         self._calls = 0
+        self._requests = 0  # requests received (a call may carry several): what gate_after counts
         self._lock = threading.Lock()
 
     def _enter_call(self, count: int) -> None:
         with self._lock:
             self._calls += 1
             calls = self._calls
+            gated = self._requests + count > self.gate_after  # this call carries a request past the first N
+            self._requests += count
         if self.calls_file:
             # One O_APPEND write per call: lines from concurrent processes never interleave.
             fd = os.open(self.calls_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -134,7 +144,7 @@ class FakeBackend(ChatBackend):
             raise BackendError(f"the fake model {self.spec} fails every call (fail=1)")
         if calls <= self.transient:
             raise TransientBackendError(f"the fake model {self.spec}: transient failure {calls} of {self.transient}")
-        if self.gate:
+        if self.gate and gated:
             self._wait_for_gate()
         if self.delay:
             time.sleep(self.delay * count)

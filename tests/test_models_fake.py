@@ -80,13 +80,15 @@ def test_option_probs_sum_to_one_and_are_deterministic():
     assert len({p for p, _ in first}) > 1
 
 
-def test_delay_is_per_request():
+def test_delay_is_per_request(monkeypatch):
     import time
 
+    waited: list[float] = []  # what the fake asks time.sleep for (not slept: the wait asked is what is checked)
+    monkeypatch.setattr(time, "sleep", waited.append)
     fake = FakeBackend("fake:delay=0.05")
-    t0 = time.perf_counter()
     fake.generate([scorer_request(i) for i in range(4)])
-    assert time.perf_counter() - t0 >= 0.2
+    fake.option_probs([OptionsRequest(messages=(("user", "q"),), options=("A", "B"))] * 2)
+    assert waited == [pytest.approx(0.2), pytest.approx(0.1)]
 
 
 def test_calls_option_counts_every_request_sent(tmp_path):
@@ -110,7 +112,20 @@ def test_transient_and_fail_options():
         FakeBackend("fake:fail=1").generate([scorer_request()])
 
 
-@pytest.mark.parametrize("spec", ["fake:speed=3", "fake:seed=x", "nonsense", "hf:", "openai:", "mystery:model"])
+def test_gate_after_lets_the_first_requests_pass_and_holds_the_rest(tmp_path, monkeypatch):
+    fake = FakeBackend(f"fake:gate={tmp_path / 'gate'},gate_after=3")
+    held: list[int] = []  # calls that waited at the gate (recorded, not waited: the gate file never exists here)
+    monkeypatch.setattr(fake, "_wait_for_gate", lambda: held.append(fake._requests))
+    fake.generate([scorer_request(0), scorer_request(1)])
+    fake.option_probs([OptionsRequest(messages=(("user", "q"),), options=("A", "B"))])
+    assert held == []  # requests 1-3
+    fake.generate([scorer_request(3), scorer_request(4)])  # a call carrying the 4th request waits
+    fake.generate([scorer_request(5)])
+    assert held == [5, 6]
+
+
+@pytest.mark.parametrize("spec", ["fake:speed=3", "fake:seed=x", "nonsense", "hf:", "openai:", "mystery:model",
+                                  "fake:gate_after=-1", "fake:gate_after=x"])
 def test_bad_specs_are_unknown_models(spec):
     with pytest.raises(UnknownModel):
         get_model(spec)

@@ -97,6 +97,23 @@ def scripted() -> Iterator[Callable[..., Scripted]]:
         s.close()
 
 
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The seconds each ``time.sleep`` in this process was asked to wait during the test (then waited, as asked).
+
+    A retry's wait is checked as what the client asked for, never as how long something took.
+    """
+    asked: list[float] = []
+    sleep = time.sleep
+
+    def recorded(seconds: float) -> None:
+        asked.append(seconds)
+        sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", recorded)
+    return asked
+
+
 def backend(url: str, **kw) -> ApiBackend:
     return ApiBackend("openai", "m", spec="openai:m", base_url=url, **kw)
 
@@ -120,16 +137,15 @@ def test_no_key_is_needed_with_a_base_url_but_is_without(monkeypatch: pytest.Mon
     assert ApiBackend("openai", "m", spec="openai:m").revision == "openai:m@http://127.0.0.1:9/v1"
 
 
-def test_retry_after_is_honoured_then_the_answer_arrives(scripted) -> None:
+def test_retry_after_is_honoured_then_the_answer_arrives(scripted, waits: list[float]) -> None:
     server = scripted(lambda n: (429, {"retry-after": "0.6"}, {"error": {"message": "slow down"}}) if n < 2
                       else (200, {}, completion("C")))
     (text, prompt, _completion_tokens), = backend(server.base_url).generate([ChatRequest(messages=(("user", "q"),))])
     assert text == "C" and prompt == 7
-    gaps = [b - a for a, b in zip(server.arrivals, server.arrivals[1:])]
-    assert len(server.arrivals) == 3 and min(gaps) >= 0.6
+    assert len(server.arrivals) == 3 and waits.count(0.6) == 2  # each 429's Retry-After waited before the retry
 
 
-def test_retries_run_out_into_a_recorded_resumable_failure(scripted, tmp_path) -> None:
+def test_retries_run_out_into_a_recorded_resumable_failure(scripted, tmp_path, waits: list[float]) -> None:
     server = scripted(lambda n: (503, {"retry-after": "0.3"}, {"error": {"message": "overloaded"}}))
     model = backend(server.base_url)
     with pytest.raises(TransientBackendError) as info:
@@ -137,11 +153,12 @@ def test_retries_run_out_into_a_recorded_resumable_failure(scripted, tmp_path) -
     assert info.value.retry_after == pytest.approx(0.3) and info.value.status == 503
     with Recorder(tmp_path / "t.db", retries=1, backoff_s=0.01) as rec:
         before = len(server.arrivals)
-        started = time.monotonic()
+        waits.clear()
         with pytest.raises(ModelCallFailed) as failed:
             rec.chat(model, [ChatRequest(messages=(("user", "q"),))], agent="scorer")
-        # the recorder's one retry waited the server's 0.3 s, not its own 0.01 s
-        assert time.monotonic() - started >= 0.3 * 7
+        # 3 client retries per attempt, each after the server's 0.3 s, and the recorder's one retry waited the
+        # server's 0.3 s too, not its own 0.01 s
+        assert waits.count(0.3) == 3 * 2 + 1 and 0.01 not in waits
         assert len(server.arrivals) - before == 2 * 4  # (1 + 1 recorder retry) x (1 + 3 client retries)
     assert "resume" in str(failed.value) and failed.value.call_ids
 
