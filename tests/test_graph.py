@@ -10,13 +10,17 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from tprompt.errors import ConfigError, UnknownTask, UsageError
 from tprompt.graph import Runner, comparable_events, create_run, fork_run, make_config
 from tprompt.stores import EventLog
+
+T = TypeVar("T")
 
 SMALL = dict(
     source_tasks=["ai2_science"],
@@ -68,25 +72,43 @@ def start_run_process(db: Path, **overrides: object) -> subprocess.Popen[str]:
     )
 
 
-def wait_for_row(db: Path, sql: str, proc: subprocess.Popen[str], timeout: float = 120) -> tuple:
-    """The first row ``sql`` returns from ``db``, polled read-only until it exists.
+def wait_until(ready: Callable[[], T | None], proc: subprocess.Popen[str], what: str, timeout: float = 120) -> T:
+    """The first result of ``ready()`` that is not None, polled until there is one.
 
     The timeout only bounds a hang; a process that exits first fails the wait at once.
     """
     deadline = time.monotonic() + timeout
     while True:
-        if db.exists():
-            try:
-                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
-                    row = conn.execute(sql).fetchone()
-            except sqlite3.OperationalError:  # the schema is not there yet
-                row = None
-            if row is not None:
-                return row
+        got = ready()
+        if got is not None:
+            return got
         if proc.poll() is not None:
-            raise AssertionError(f"the process exited ({proc.returncode}) before {sql!r} returned a row")
-        assert time.monotonic() < deadline, f"no row from {sql!r} after {timeout} s"
+            raise AssertionError(f"the process exited ({proc.returncode}) before {what}")
+        assert time.monotonic() < deadline, f"not {what} after {timeout} s"
         time.sleep(0.02)
+
+
+def wait_for_row(db: Path, sql: str, proc: subprocess.Popen[str], timeout: float = 120) -> tuple:
+    """The first row ``sql`` returns from ``db``, polled read-only until it exists.
+
+    The timeout only bounds a hang; a process that exits first fails the wait at once.
+    """
+
+    def row() -> tuple | None:
+        if not db.exists():
+            return None
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+                return conn.execute(sql).fetchone()
+        except sqlite3.OperationalError:  # the schema is not there yet
+            return None
+
+    return wait_until(row, proc, f"{sql!r} returned a row", timeout)
+
+
+def lines(path: Path) -> int:
+    """Lines in the file ``path`` (0 while it does not exist)."""
+    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def cli_args(**overrides: object) -> list[str]:
@@ -169,37 +191,34 @@ def test_transfer_off_is_the_target_only_baseline(tmp_path: Path) -> None:
     assert set(state.tested) == {"original", "best_target"}
 
 
-@pytest.mark.parametrize("kill_after", [3, 9, 17, 30])
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, kill_after: int) -> None:
-    reference_log, reference = run_in_process(tmp_path / "ref.db", scorer="fake:delay=0.02")
+# Scorer requests answered before the kill (of 75): none; in source step 1, its first candidate answered; target; test
+@pytest.mark.parametrize("answered", [0, 9, 30, 70])
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, answered: int) -> None:
+    gate, sent = tmp_path / "gate", tmp_path / "sent"
+    # The scorer answers `answered` requests, then holds the next one at the gate until the test opens it. The same
+    # spec (the same gate path) in both runs: their configs, and so their events, can be compared.
+    scorer = f"fake:gate={gate},gate_after={answered},calls={sent}"
+    gate.touch()
+    reference_log, reference = run_in_process(tmp_path / "ref.db", scorer=scorer)
+    assert answered < lines(sent)  # the hold falls inside the run
+    gate.unlink()
+    sent.unlink()
     db = tmp_path / "crash.db"
-    env = {**os.environ, "TPROMPT_DB": str(db)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tprompt.cli", "run", "--json", *cli_args(scorer="fake:delay=0.02")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_run_process(db, scorer=scorer)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if db.exists():
-                try:
-                    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-                        count = conn.execute("SELECT count(*) FROM events").fetchone()[0]
-                except sqlite3.Error:
-                    count = 0
-                if count >= kill_after:
-                    break
-            if proc.poll() is not None:
-                break
-            time.sleep(0.01)
+        # The kill waits on state: the held request was sent (the fake writes its line before the gate), so the
+        # process stands inside that call with the answers before it recorded.
+        wait_until(lambda: lines(sent) > answered or None, proc, f"request {answered + 1} was sent")
         proc.send_signal(signal.SIGKILL)
     finally:
+        proc.kill()
         proc.wait()
     log = EventLog(db)
     (run,) = log.runs()
-    assert log.state(run.run_id).status != "completed"
+    assert log.state(run.run_id).status == "running"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        assert conn.execute("SELECT count(*) FROM transcripts WHERE agent = 'scorer'").fetchone() == (answered,)
+    gate.touch()
     out = tprompt(db, "resume", run.run_id, "--json")
     assert json.loads(out.stdout)["status"] == "completed"
     assert comparable(log, run.run_id) == comparable(reference_log, reference)
