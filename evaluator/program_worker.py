@@ -45,7 +45,7 @@ from typing import Any
 
 from ..config import DEFAULT_PROGRAM_TIMEOUT
 from ..errors import ConfigError, ModelCallFailed
-from .metric_worker import POLL_S, Worker, _here, child_ready
+from .metric_worker import POLL_S, START_TIMEOUT, Worker, _here, child_ready
 
 #: What one row of a program gave: its output, its error (one line), how many lines it printed and the first.
 RowResult = tuple[str | None, str | None, int, str | None]
@@ -115,12 +115,9 @@ class _Child:
             self.tx.send(message)
 
     def serve(self) -> None:
-        from langchain_core.runnables.config import var_child_runnable_config  # noqa: F401  (before any time limit)
-
-        from . import program  # noqa: F401
-
-        proxy_class()
         child_ready(self.tx)
+        # LangChain is imported beside the program's import (the parent, told "warm", starts no row before it).
+        threading.Thread(target=self._warm, daemon=True, name="tprompt-warm").start()
         sys.stdout, sys.stderr = _Routed(sys.stdout), _Routed(sys.stderr)
         while True:
             try:
@@ -138,8 +135,16 @@ class _Child:
                     slot.reply = request[2]
                     slot.done.set()
 
+    def _warm(self) -> None:
+        from langchain_core.runnables.config import var_child_runnable_config  # noqa: F401
+
+        from . import _program_code  # noqa: F401
+
+        proxy_class()
+        self.send(("warm", "warm"))
+
     def _load(self, ref: str) -> tuple[Any, ...]:
-        from .program import import_program, one_line
+        from ._program_code import import_program, one_line
 
         printed = io.StringIO()
         try:
@@ -165,7 +170,7 @@ class _Child:
     def _row(self, rid: int, ref: str, spec: str, inputs: dict[str, Any], prompts: dict[str, str]) -> None:
         from langchain_core.runnables.config import var_child_runnable_config
 
-        from .program import ProgramOutput, answer_of, one_line
+        from ._program_code import ProgramOutput, answer_of, one_line
 
         fn, kind = self.programs[ref]
         output = ProgramOutput()
@@ -278,6 +283,8 @@ class _Generation:
     queues: dict[Any, queue.Queue[tuple[Any, ...]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     send_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: set once the worker imported LangChain (a row's time limit starts after it)
+    warm: threading.Event = field(default_factory=threading.Event)
     dead: bool = False
 
     def register(self, key: Any) -> queue.Queue[tuple[Any, ...]] | None:
@@ -304,6 +311,9 @@ class _Generation:
         try:
             while True:
                 message = self.rx.recv()
+                if message[0] == "warm":
+                    self.warm.set()
+                    continue
                 with self.lock:
                     q = self.queues.get(message[1])
                 if q is not None:
@@ -450,6 +460,7 @@ class ProgramWorker(Worker):
                 q = gen.register(rid) if gen is not None else None
                 if gen is not None and q is not None:
                     try:
+                        self._await_warm(gen, abandoned)
                         gen.send(("row", rid, ref, spec, dict(inputs), dict(prompts)))
                         return self._serve(gen, q, llm, timeout, abandoned, alone)
                     finally:
@@ -465,6 +476,17 @@ class ProgramWorker(Worker):
                             self._loaded[ref] = timeout
                     except ConfigError as exc:
                         return None, exc.message, 0, None
+
+    def _await_warm(self, gen: _Generation, abandoned: Callable[[], bool] | None) -> None:
+        """Wait until ``gen``'s worker imported LangChain (or died: the row then finds it lost)."""
+        from ..models.recorder import CallsAbandoned
+
+        deadline = time.monotonic() + START_TIMEOUT
+        while not gen.warm.wait(POLL_S) and not gen.dead:
+            if (abandoned is not None and abandoned()) or time.monotonic() > deadline:
+                self._kill(gen)
+                if abandoned is not None and abandoned():
+                    raise CallsAbandoned()
 
     def _serve(self, gen: _Generation, q: queue.Queue[tuple[Any, ...]], llm: Any, timeout: float,
                abandoned: Callable[[], bool] | None, alone: bool) -> RowResult:
