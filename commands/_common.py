@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import IntEnum
@@ -69,6 +70,7 @@ out = SafeConsole(soft_wrap=False, highlight=False, width=None if sys.stdout.isa
 err = SafeConsole(stderr=True, highlight=False, soft_wrap=True)  # hints stay one line: copied, they run
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON on stdout and nothing else.")
+RUN_ARGUMENT = typer.Argument(..., help="Run id (or a unique prefix).")
 
 
 def settings(ctx: typer.Context) -> Settings:
@@ -123,6 +125,17 @@ def open_log(ctx: typer.Context, *, readonly: bool = True, create: bool = False)
     from ..stores import EventLog
 
     return EventLog(path, readonly=readonly, create=create)
+
+
+@contextlib.contextmanager
+def open_run(ctx: typer.Context, run: str, *, readonly: bool = True) -> Iterator[tuple[EventLog, str]]:
+    """The database as :func:`open_log` opens it, and the id of the run ``run`` names (a unique prefix resolved).
+
+    Raises:
+        UnknownRun: no run, or more than one, matches ``run``.
+    """
+    with open_log(ctx, readonly=readonly) as log:
+        yield log, log.resolve(run)
 
 
 def print_json(data: Any) -> None:

@@ -16,12 +16,12 @@ from rich.text import Text
 
 from ..errors import UsageError
 from ..export import FORMATS, STAGES, PromptExport, export_prompt, lost_to_original
-from ._common import check_output_file, err, open_log, out, tprompt_cmd, write_atomically
+from ._common import RUN_ARGUMENT, check_output_file, err, open_log, out, tprompt_cmd, write_atomically
 
 
 def export(
     ctx: typer.Context,
-    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    run: str = RUN_ARGUMENT,
     stage: Optional[str] = typer.Option(
         None, "--stage", metavar="STAGE",
         help="source or target. Default: target once it has a scored prompt, else source.",

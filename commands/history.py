@@ -12,7 +12,7 @@ from .._text import printable
 from ..errors import UsageError
 from ..stores import RunState
 from ..stores.listing import run_summaries
-from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, settings, shorten
+from ._common import JSON_OPTION, RUN_ARGUMENT, err, fmt_num, open_log, open_run, out, print_json, settings, shorten
 from ._model_options import CONCURRENCY_OPTION, REQUEST_TIMEOUT_OPTION, check_model_options
 
 
@@ -70,15 +70,14 @@ def runs(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
 
 def events(
     ctx: typer.Context,
-    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    run: str = RUN_ARGUMENT,
     json_: bool = JSON_OPTION,
 ) -> None:
     """List a run's events (its fork ancestors' included): seq, type, payload.
 
     Example: tprompt events r-1a2b3c --json
     """
-    with open_log(ctx) as log:
-        run_id = log.resolve(run)
+    with open_run(ctx, run) as (log, run_id):
         rows = list(log.events(run_id))
     if json_:
         print_json(
@@ -121,7 +120,7 @@ def events(
 
 def replay(
     ctx: typer.Context,
-    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    run: str = RUN_ARGUMENT,
     to: Optional[int] = typer.Option(None, "--to", help="Show the state after this seq (default: the last)."),
     rerun: bool = typer.Option(
         False,
@@ -145,8 +144,7 @@ def replay(
         from ..graph.resources import ExecutionOptions
         from ..run_files import check_files
 
-        with open_log(ctx) as log:
-            run_id = log.resolve(run)
+        with open_run(ctx, run) as (log, run_id):
             config = log.state(run_id).config
             if config is not None:
                 check_files(config, run_id=run_id)
@@ -157,8 +155,7 @@ def replay(
         else:
             (out if same else err).print(Text(f"{run_id}: {why}"))
         raise typer.Exit(0 if same else 1)
-    with open_log(ctx) as log:
-        run_id = log.resolve(run)
+    with open_run(ctx, run) as (log, run_id):
         state = log.state(run_id, upto=to)
     if json_:
         print_json(state_json(state))

@@ -30,7 +30,7 @@ from ..stores.events import CandidateAnswered, TestAnswered
 from ..stores.frontier import Frontier
 from ..stores.leases import holder_alive, lease_holder
 from ..stores.summary import ROLE_LABELS, test_rows, test_title
-from ._common import JSON_OPTION, err, fmt_num, open_log, out, print_json, shorten, tprompt_cmd
+from ._common import JSON_OPTION, RUN_ARGUMENT, err, fmt_num, open_log, open_run, out, print_json, shorten, tprompt_cmd
 from ._model_options import (
     BASE_URL_OPTION,
     CONCURRENCY_OPTION,
@@ -373,7 +373,7 @@ def _pin_base_url(cfg: Any) -> Any:
 
 def resume(
     ctx: typer.Context,
-    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    run: str = RUN_ARGUMENT,
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD: pause again when the run's paid calls reach this."),
     max_rollouts: Optional[int] = typer.Option(None, "--max-rollouts", metavar="N", help="Pause again before the run's scorer calls on training examples would go past N (counted from the run's start)."),
     concurrency: Optional[int] = CONCURRENCY_OPTION,
@@ -398,8 +398,7 @@ def resume(
                                request_timeout=request_timeout, force=force)
     check_model_options(concurrency, request_timeout)
     otel_target(otel)
-    with open_log(ctx, readonly=False) as log:
-        run_id = log.resolve(run)
+    with open_run(ctx, run, readonly=False) as (log, run_id):
         state = log.state(run_id)
         if state.status == "completed":
             err.print(f"run {run_id} is already completed")
@@ -415,14 +414,13 @@ def resume(
 
 def pause(
     ctx: typer.Context,
-    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    run: str = RUN_ARGUMENT,
 ) -> None:
     """Ask a run that is running in another terminal to pause at the next safe point.
 
     Example: tprompt pause r-1a2b3c
     """
-    with open_log(ctx, readonly=False) as log:
-        run_id = log.resolve(run)
+    with open_run(ctx, run, readonly=False) as (log, run_id):
         state = log.state(run_id)
         if state.status in ("completed", "failed", "paused"):
             raise UsageError(f"run {run_id} is {state.status}; there is nothing to pause")
@@ -437,15 +435,14 @@ def pause(
 
 def show(
     ctx: typer.Context,
-    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    run: str = RUN_ARGUMENT,
     json_: bool = JSON_OPTION,
 ) -> None:
     """Config, lineage, best prompts per stage with metrics, scorer calls and transfer gain.
 
     Example: tprompt show r-1a2b3c --json
     """
-    with open_log(ctx) as log:
-        run_id = log.resolve(run)
+    with open_run(ctx, run) as (log, run_id):
         state = log.state(run_id)
         lineage = [(s.run_id, s.first_seq, s.last_seq) for s in log.lineage(run_id)]
         spend = log.transcripts.spend([run_id])

@@ -18,7 +18,7 @@ from rich.text import Text
 from ..errors import UsageError
 from ..stores import EventLog, StoredEvent
 from ..stores.events import CandidateScored, PromptTested, RunCompleted, RunFailed, RunPaused, StageCompleted, StepCompleted
-from ._common import JSON_OPTION, err, open_log, out, print_json, tprompt_cmd
+from ._common import JSON_OPTION, RUN_ARGUMENT, err, open_run, out, print_json, tprompt_cmd
 
 if TYPE_CHECKING:
     from ..telemetry.otlp import LiveExport, OtlpTarget
@@ -85,7 +85,7 @@ def _say(live: LiveExport, where: OtlpTarget) -> None:
 
 def trace(
     ctx: typer.Context,
-    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    run: str = RUN_ARGUMENT,
     otlp: Optional[str] = typer.Option(
         None, "--otlp", metavar="URL",
         help="The OTLP/HTTP collector, e.g. http://127.0.0.1:4318. Default: OTEL_EXPORTER_OTLP_ENDPOINT.",
@@ -107,8 +107,7 @@ def trace(
                          hint="pass --otlp URL or set OTEL_EXPORTER_OTLP_ENDPOINT, e.g. http://127.0.0.1:4318")
     from ..telemetry.otlp import SpanSender, build, export_spans
 
-    with open_log(ctx) as log:
-        run_id = log.resolve(run)
+    with open_run(ctx, run) as (log, run_id):
         run_trace, calls = build(log, run_id)
         sender = SpanSender(where)
         try:

@@ -12,12 +12,12 @@ from rich.text import Text
 from ..errors import UsageError
 from ..evaluator.program import prompt_names
 from ..stores.transcripts import TranscriptRow
-from ._common import JSON_OPTION, fmt_num, open_log, out, print_json, shorten
+from ._common import JSON_OPTION, RUN_ARGUMENT, fmt_num, open_run, out, print_json, shorten
 
 
 def transcript(
     ctx: typer.Context,
-    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    run: str = RUN_ARGUMENT,
     agent: Optional[str] = typer.Option(None, "--agent", help="Only calls of this agent (proposer, scorer, ...)."),
     call: Optional[str] = typer.Option(None, "--call", help="Print this call in full (id or unique prefix)."),
     prompt: Optional[str] = typer.Option(
@@ -30,8 +30,7 @@ def transcript(
 
     Example: tprompt transcript r-1a2b3c --agent proposer
     """
-    with open_log(ctx) as log:
-        run_id = log.resolve(run)
+    with open_run(ctx, run) as (log, run_id):
         segments = [(s.run_id, s.first_seq, s.last_seq) for s in log.lineage(run_id)]
         store = log.transcripts
         if call:
