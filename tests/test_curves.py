@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from _tui_db import DEMO_RUN, FORK_RUN, build_recorded_db, deterministic
+from _tui_db import DEMO_RUN, FORK_RUN
 from conftest import run_created
 
 from tprompt.stores import EventLog, PromptCandidate, prompt_id_of
@@ -59,12 +58,8 @@ def _old_report_points(log: EventLog, run_id: str) -> list[tuple[str, int, float
     return points
 
 
-def test_the_curve_is_what_the_report_plotted(tmp_path: Path) -> None:
-    path = tmp_path / "recorded.db"
-    with pytest.MonkeyPatch.context() as mp:
-        deterministic(mp)
-        build_recorded_db(path)
-    with EventLog(path, readonly=True) as log:
+def test_the_curve_is_what_the_report_plotted(recorded: Path) -> None:
+    with EventLog(recorded, readonly=True) as log:
         for run_id in (DEMO_RUN, FORK_RUN):
             state = log.state(run_id)
             points = []

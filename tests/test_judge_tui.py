@@ -8,11 +8,10 @@ import pytest
 from _tui_db import screen_text
 from test_graph import run_in_process
 from test_judge import JUDGED
-from test_tui import SIZE, keys_of, open_run, table, wait_for
+from test_tui import keys_of, open_run, running, table, wait_for
 from textual.widgets import Select
 
 from tprompt.stores.events import Judged
-from tprompt.tui import create_app
 from tprompt.tui.data import describe
 
 pytestmark = pytest.mark.anyio
@@ -30,9 +29,7 @@ async def test_the_run_view_lists_judgements_and_the_judges_transcripts(tmp_path
     log.close()
     line = describe(judged[0])
     assert line.startswith(f"{judged[0].event.prompt_id} on ") and "relevance" in line and "faithfulness" in line
-    app = create_app(db, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db) as (app, pilot):
         screen = await open_run(pilot, app, run_id)
         events = table(app, "#events")
         await wait_for(pilot, lambda: events.row_count >= judged[-1].seq)

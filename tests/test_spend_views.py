@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 from test_graph import run_in_process
-from test_tui import SIZE, open_run
+from test_tui import open_run, running
 
 from tprompt.experiments.report import build_report, render_markdown
 from tprompt.stores import EventLog
-from tprompt.tui import create_app
 
 
 @pytest.fixture
@@ -44,9 +43,7 @@ async def test_tui_scores_tab_shows_spend(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     log, run_id = run_in_process(db, prices=PRICES)
     log.close()
-    app = create_app(db, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db) as (app, pilot):
         await open_run(pilot, app, run_id)
         await pilot.press("2")
         await pilot.pause()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,12 @@ from textual.widgets import Checkbox, Input, Select, TextArea
 from tprompt.stores import EventLog, PromptCandidate, prompt_id_of
 from tprompt.stores.control import pause_requested
 from tprompt.stores.events import CandidateScored, StageStarted, StepProposed
+from tprompt.stores.projection import ScoredPrompt
 from tprompt.tui import TPromptApp, create_app
 from tprompt.tui.screens.modals import DiffScreen, ForkScreen, NewRunScreen
 from tprompt.tui.screens.run import RunScreen
 from tprompt.tui.screens.runs import RunsScreen
-from tprompt.tui.widgets import SortedTable
+from tprompt.tui.widgets import LiteralStatic, SortedTable
 
 SIZE = (150, 45)
 
@@ -51,6 +53,33 @@ def keys_of(t: SortedTable) -> list[str]:
     return [r.key for r in t.rows_shown]
 
 
+@contextlib.asynccontextmanager
+async def running(db: Path, run_id: str | None = None, **options: Any) -> AsyncIterator[tuple[TPromptApp, Any]]:
+    """The app on ``db`` (opened on ``run_id`` if given) and the pilot driving it (no cursor blink, the suite's
+    size), its first screen mounted."""
+    app = create_app(db, run_id, cursor_blink=False, **options)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        yield app, pilot
+
+
+async def candidate_boxes(pilot: Any, app: TPromptApp, run_id: str, n: int) -> list[tuple[ScoredPrompt, str]]:
+    """Open run ``run_id``'s Candidates tab (``n`` rows) and select each row in turn, top to bottom: its score and
+    the text its box then shows."""
+    screen = await open_run(pilot, app, run_id)
+    await pilot.press("3")
+    candidates = table(app, "#candidates")
+    await wait_for(pilot, lambda: candidates.row_count == n)
+    candidates.focus()
+    boxes = []
+    for row, key in enumerate(keys_of(candidates)):
+        candidates.move_cursor(row=row)
+        await pilot.pause()
+        score = next(s for s in screen.follower.state.scores if str(s.seq) == key)
+        boxes.append((score, str(screen.query_one("#candidate-text", LiteralStatic).render())))
+    return boxes
+
+
 async def open_run(pilot: Any, app: TPromptApp, run_id: str) -> RunScreen:
     runs = table(app, "#runs-table")
     runs.move_cursor(row=runs.get_row_index(run_id))
@@ -63,9 +92,7 @@ async def open_run(pilot: Any, app: TPromptApp, run_id: str) -> RunScreen:
 
 
 async def test_browser_to_run_to_event_to_transcript(recorded: Path) -> None:
-    app = create_app(recorded, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(recorded) as (app, pilot):
         runs = table(app, "#runs-table")
         assert sorted(keys_of(runs)) == sorted([DEMO_RUN, FORK_RUN, MARKUP_RUN])
         # filter: only the fork mentions college_biology
@@ -126,9 +153,7 @@ async def test_browser_to_run_to_event_to_transcript(recorded: Path) -> None:
 
 
 async def test_sorting_tables(recorded: Path) -> None:
-    app = create_app(recorded, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(recorded) as (app, pilot):
         runs = table(app, "#runs-table")
         runs.sort_by(0, reverse=False)
         await pilot.pause()
@@ -173,9 +198,7 @@ async def fork_onto(pilot: Any, app: TPromptApp, modal: ForkScreen, target: str)
 
 
 async def test_fork_from_ui_opens_the_new_run(recorded: Path) -> None:
-    app = create_app(recorded, cursor_blink=False, poll_interval=0.1)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(recorded, poll_interval=0.1) as (app, pilot):
         with EventLog(recorded, readonly=True) as log:
             best = log.state(DEMO_RUN).best("source")
         assert best is not None
@@ -197,9 +220,7 @@ async def test_fork_from_ui_opens_the_new_run(recorded: Path) -> None:
 
 
 async def test_fork_at_selected_event(recorded: Path) -> None:
-    app = create_app(recorded, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(recorded) as (app, pilot):
         await open_run(pilot, app, DEMO_RUN)
         events = table(app, "#events")
         # On a loaded machine the timeline may still be filling: wait for seq 6.
@@ -220,9 +241,7 @@ async def test_fork_at_selected_event(recorded: Path) -> None:
 
 
 async def test_fork_errors_are_shown_not_raised(recorded: Path) -> None:
-    app = create_app(recorded, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(recorded) as (app, pilot):
         await open_run(pilot, app, DEMO_RUN)
         await pilot.press("f")
         await wait_for(pilot, lambda: isinstance(app.screen, ForkScreen))
@@ -239,9 +258,7 @@ async def test_fork_errors_are_shown_not_raised(recorded: Path) -> None:
 async def test_live_events_appear_without_restart(db_path: Path) -> None:
     with EventLog(db_path) as writer:
         first = writer.create_run(run_created("live"), run_id="r-live000001")
-    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db_path, poll_interval=0.05) as (app, pilot):
         assert keys_of(table(app, "#runs-table")) == [first]
         # another process creates a run: the browser shows it
         with EventLog(db_path) as writer:
@@ -276,9 +293,7 @@ async def test_live_events_appear_without_restart(db_path: Path) -> None:
 
 
 async def test_new_run_form_runs_in_a_worker_and_dashboard_follows(db_path: Path) -> None:
-    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db_path, poll_interval=0.05) as (app, pilot):
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
         form = app.screen
@@ -315,9 +330,7 @@ async def test_new_run_form_runs_in_a_worker_and_dashboard_follows(db_path: Path
 
 async def test_new_run_form_without_source_tasks_is_target_only(db_path: Path) -> None:
     # was: an empty source field kept the default ai2_science source stage (issue 29)
-    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db_path, poll_interval=0.05) as (app, pilot):
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
         form = app.screen
@@ -329,9 +342,7 @@ async def test_new_run_form_without_source_tasks_is_target_only(db_path: Path) -
 
 
 async def test_pause_and_resume_a_run_started_here(db_path: Path) -> None:
-    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db_path, poll_interval=0.05) as (app, pilot):
         values = {
             # slow enough that the run is still going when "p" is pressed, even on a loaded machine
             "source_tasks": ["bbh/navigate"], "target_task": "bbh/web_of_lies", "proposer": "fake:delay=0.2",
@@ -454,9 +465,7 @@ def test_create_app_makes_a_missing_database(tmp_path: Path) -> None:
 
 
 async def test_quitting_pauses_runs_started_here(db_path: Path) -> None:
-    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db_path, poll_interval=0.05) as (app, pilot):
         app.start_new_run(
             {
                 "source_tasks": ["ai2_science"], "target_task": "arc_challenge", "proposer": "fake:delay=0.05",
@@ -480,9 +489,7 @@ async def test_a_run_in_another_process_shows_up_live(db_path: Path) -> None:
     import sys
 
     EventLog(db_path).close()
-    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db_path, poll_interval=0.05) as (app, pilot):
         assert table(app, "#runs-table").row_count == 0
         proc = subprocess.Popen(
             [sys.executable, "-m", "tprompt.cli", "--db", str(db_path), "run", "--source", "ai2_science",
@@ -546,9 +553,7 @@ async def test_a_damaged_event_is_reported_not_fatal(db_path: Path) -> None:
             " VALUES (?, 3, 'broken', 'candidate.scored', 1, '{\"type\": \"candidate.scored\"}', '2026-01-01')",
             (bad,),
         )
-    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db_path, poll_interval=0.05) as (app, pilot):
         runs = table(app, "#runs-table")
         assert sorted(keys_of(runs)) == sorted([good, bad])
         assert "unreadable" in screen_text(app)
@@ -562,9 +567,7 @@ async def test_a_damaged_event_is_reported_not_fatal(db_path: Path) -> None:
 
 
 async def test_graph_tab_highlights_the_node_of_the_selected_event(recorded: Path) -> None:
-    app = create_app(recorded, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(recorded) as (app, pilot):
         await open_run(pilot, app, DEMO_RUN)
         events = table(app, "#events")
         with EventLog(recorded, readonly=True) as log:
@@ -593,9 +596,7 @@ async def test_review_dialog_records_the_decision_and_resumes(tmp_path: Path) ->
         state = Runner(log, run_id).run()
     assert state.status == "paused" and state.awaiting_review()
     texts = [c.text for c in state.pending]
-    app = create_app(db, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db) as (app, pilot):
         await open_run(pilot, app, run_id)
         assert "press v" in screen_text(app)
         await pilot.press("v")
@@ -628,9 +629,7 @@ async def test_a_long_run_shows_a_window_of_its_events(recorded: Path, monkeypat
     with EventLog(recorded, readonly=True) as log:
         n_events = log.last_seq(DEMO_RUN)
     assert n_events > 2 * 12
-    app = create_app(recorded, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(recorded) as (app, pilot):
         await open_run(pilot, app, DEMO_RUN)
         events = table(app, "#events")
         assert events.row_count == 12 and events.total_rows == n_events

@@ -5,8 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
-from _tui_db import DEMO_RUN, FORK_RUN, MARKUP_PROMPT, build_recorded_db, deterministic
+from _tui_db import DEMO_RUN, FORK_RUN, MARKUP_PROMPT
 from conftest import run_created
 from rich.text import Text
 
@@ -25,15 +24,6 @@ from tprompt.tui.data import (
 )
 from tprompt.tui.transcripts import Transcripts, system_prompt
 from tprompt.tui.widgets import diff_text, plot_text
-
-
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "recorded.db"
-    with pytest.MonkeyPatch.context() as mp:
-        deterministic(mp)
-        build_recorded_db(path)
-    return path
 
 
 def _scored(step: int, text: str, objective: float, *, rung: int = 0, task: str = "source") -> CandidateScored:

@@ -45,11 +45,9 @@ def anyio_backend() -> str:
 @pytest.mark.anyio
 async def test_the_candidates_tab_shows_the_pareto_pool(tmp_path: Path) -> None:
     """A candidate's box says whether it is in its stage's Pareto pool, as ``tprompt show`` projects it."""
-    from test_tui import SIZE, keys_of, open_run, table, wait_for
+    from test_tui import candidate_boxes, running
 
     from tprompt.graph.parents import run_frontier
-    from tprompt.tui import create_app
-    from tprompt.tui.widgets import LiteralStatic
 
     db = tmp_path / "p.db"
     state = optimize(db, target="arc_challenge", model="fake", steps=2, candidates=2, examples=6, test_examples=2,
@@ -59,20 +57,9 @@ async def test_the_candidates_tab_shows_the_pareto_pool(tmp_path: Path) -> None:
     front = run_frontier(list(log.events(state.run_id)), state.config, "target")
     log.close()
     assert front.members and set(front.candidates) - set(front.members), "some candidates out of the pool"
-    app = create_app(db, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        screen = await open_run(pilot, app, state.run_id)
-        await pilot.press("3")
-        candidates = table(app, "#candidates")
-        await wait_for(pilot, lambda: candidates.row_count == len(state.scores))
-        candidates.focus()
+    async with running(db) as (app, pilot):
         seen = set()
-        for row, key in enumerate(keys_of(candidates)):
-            candidates.move_cursor(row=row)
-            await pilot.pause()
-            s = next(s for s in screen.follower.state.scores if str(s.seq) == key)
-            box = str(screen.query_one("#candidate-text", LiteralStatic).render())
+        for s, box in await candidate_boxes(pilot, app, state.run_id, len(state.scores)):
             assert f"Pareto pool, target stage: {len(front.members)} of {len(front.candidates)} candidates" in box
             member = s.prompt_id in front.members
             assert (f"{s.prompt_id} is in the pool" in box) == member

@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 from _tui_db import screen_text
 from test_graph import run_in_process
-from test_tui import SIZE, keys_of, open_run, table, wait_for
+from test_tui import keys_of, open_run, running, table, wait_for
 from textual.widgets import Select
 
 from tprompt.stores.events import CandidateJudged, CandidateScored
-from tprompt.tui import create_app
 from tprompt.tui.widgets import LiteralStatic
 
 pytestmark = pytest.mark.anyio
@@ -46,9 +45,7 @@ def _line(j) -> str:  # type: ignore[no-untyped-def]
 
 async def test_candidates_show_the_runs_metrics_by_label_and_their_judgements(open_judged) -> None:  # type: ignore[no-untyped-def]
     db, run_id, judged, scored = open_judged
-    app = create_app(db, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db) as (app, pilot):
         screen = await open_run(pilot, app, run_id)
         await pilot.press("3")
         candidates = table(app, "#candidates")
@@ -80,9 +77,7 @@ async def test_candidates_show_the_runs_metrics_by_label_and_their_judgements(op
 
 async def test_a_judge_call_shows_the_judgements_it_returned(open_judged) -> None:  # type: ignore[no-untyped-def]
     db, run_id, judged, _ = open_judged
-    app = create_app(db, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db) as (app, pilot):
         screen = await open_run(pilot, app, run_id)
         await pilot.press("4")
         await pilot.pause()

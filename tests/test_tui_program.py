@@ -8,13 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_tui import SIZE, keys_of, open_run, table, wait_for
+from test_tui import candidate_boxes, running, table, wait_for
 
 from tprompt import optimize
 from tprompt.stores import EventLog
 from tprompt.stores.events import StepProposed
-from tprompt.tui import create_app
-from tprompt.tui.widgets import LiteralStatic
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "program"
 NAMES = ("summarize", "answer")
@@ -39,20 +37,9 @@ async def test_the_candidates_box_and_the_best_prompts_list_every_prompt_of_the_
         sets = {c.prompt_id: c for se in log.events(state.run_id) if isinstance(se.event, StepProposed)
                 for c in se.event.candidates}
     assert {c.changed for c in sets.values()} == {None, *NAMES}
-    app = create_app(db, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        screen = await open_run(pilot, app, state.run_id)
-        await pilot.press("3")
-        candidates = table(app, "#candidates")
-        await wait_for(pilot, lambda: candidates.row_count == len(state.scores))
-        candidates.focus()
+    async with running(db) as (app, pilot):
         marked = set()
-        for row, key in enumerate(keys_of(candidates)):
-            candidates.move_cursor(row=row)
-            await pilot.pause()
-            s = next(s for s in screen.follower.state.scores if str(s.seq) == key)
-            box = str(screen.query_one("#candidate-text", LiteralStatic).render())
+        for s, box in await candidate_boxes(pilot, app, state.run_id, len(state.scores)):
             c = sets[s.prompt_id]
             assert c.prompts is not None
             for name in NAMES:  # every prompt under its name, with its text

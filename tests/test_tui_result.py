@@ -10,7 +10,7 @@ from _tui_db import DEMO_RUN, screen_text
 from conftest import run_created
 from test_graph import run_in_process
 from test_judge import JUDGED
-from test_tui import SIZE, open_run, table, wait_for
+from test_tui import open_run, running, table, wait_for
 from textual.widgets import Checkbox, Input, TabbedContent
 
 from tprompt.evaluator import load_task
@@ -37,9 +37,7 @@ async def test_scores_tab_shows_the_held_out_test_table(recorded: Path) -> None:
     with EventLog(recorded, readonly=True) as log:
         state = log.state(DEMO_RUN)
     assert set(state.tested) == {"original", "best_source", "best_target"}
-    app = create_app(recorded, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(recorded) as (app, pilot):
         await open_run(pilot, app, DEMO_RUN)
         await pilot.press("2")
         tested = table(app, "#tested")
@@ -61,9 +59,7 @@ async def test_scores_tab_shows_the_held_out_test_table(recorded: Path) -> None:
 async def test_scores_tab_says_when_the_run_has_no_test_result(db_path: Path) -> None:
     with EventLog(db_path) as writer:
         run_id = writer.create_run(run_created("untested"), run_id="r-untested01")
-    app = create_app(db_path, run_id, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db_path, run_id) as (app, pilot):
         await pilot.press("2")
         await wait_for(pilot, lambda: app.screen.query_one(TabbedContent).active == "tab-scores")
         assert not table(app, "#tested").display
@@ -72,9 +68,7 @@ async def test_scores_tab_says_when_the_run_has_no_test_result(db_path: Path) ->
 
 async def test_every_digit_switches_tabs_from_every_tab(recorded: Path) -> None:
     # was: from Transcripts, 5 did nothing (the search box's digit went... nowhere; the tab kept the focus)
-    app = create_app(recorded, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(recorded) as (app, pilot):
         screen = await open_run(pilot, app, DEMO_RUN)
         tabs = screen.query_one(TabbedContent)
         for start_key, start_tab in TAB_KEYS.items():
@@ -225,9 +219,7 @@ async def test_a_bad_new_run_is_one_line_in_the_form_and_nothing_is_written(
     rubric.write_text(RUBRIC)
     fields = {"proposer": "fake", "scorer": "fake", "target_task": "bbh/web_of_lies", **fields}
     fields = {k: str(rubric) if v == "RUBRIC" else v for k, v in fields.items()}
-    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db_path, poll_interval=0.05) as (app, pilot):
         form = await _fill_new_run(pilot, app, fields, target_only=target_only)
         await pilot.click("#new-ok")
         box = form.query_one("#new-error", LiteralStatic)
@@ -243,9 +235,7 @@ async def test_the_new_run_form_starts_a_target_only_judged_run_with_its_metrics
     fields = {"source_tasks": "", "target_task": "bbh/web_of_lies", "proposer": "fake", "scorer": "fake", "steps": "1",
               "candidates": "1", "examples": "2", "test_examples": "2", "metrics": "exact_match, contains",
               "judge": "fake", "rubric": str(rubric)}
-    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db_path, poll_interval=0.05) as (app, pilot):
         await _fill_new_run(pilot, app, {**fields, "source_tasks": "bbh/navigate"}, target_only=True)
         app.screen.query_one("#new-source_tasks", Input).value = ""
         await pilot.click("#new-ok")
@@ -276,9 +266,7 @@ async def test_a_form_cancelled_while_its_run_is_checked_starts_nothing(db_path:
         release.wait(60)
 
     monkeypatch.setattr(tprompt.graph, "preflight", slow_preflight)
-    app = create_app(db_path, cursor_blink=False, poll_interval=0.05)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db_path, poll_interval=0.05) as (app, pilot):
         form = await _fill_new_run(pilot, app, {"proposer": "fake", "scorer": "fake"}, target_only=False)
         await pilot.click("#new-ok")
         await wait_for(pilot, started.is_set)
