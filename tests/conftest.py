@@ -100,41 +100,40 @@ def new_run() -> Callable[..., str]:
     return make
 
 
-@pytest.fixture(scope="session")
-def recorded_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database recorded once per session by real fake-model runs (fixed ids and times)."""
-    from _tui_db import build_recorded_db, deterministic
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A completed Transfer-Prompting run on the fake model (source and target stages, tested), once per module:
+    its database and run id."""
+    from test_graph import run_in_process
 
-    path = tmp_path_factory.mktemp("recorded") / "recorded.db"
-    with pytest.MonkeyPatch.context() as mp:
-        deterministic(mp)
-        build_recorded_db(path)
-    return path
-
-
-@pytest.fixture
-def recorded(recorded_master: Path, tmp_path: Path) -> Path:
-    """A private copy of the recorded database (tests may write to it)."""
-    path = tmp_path / "tprompt.db"
-    shutil.copy(recorded_master, path)
-    return path
+    db = tmp_path_factory.mktemp("finished") / "t.db"
+    log, run_id = run_in_process(db)
+    log.close()
+    return db, run_id
 
 
-@pytest.fixture(scope="session")
-def hostile_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database whose every text holds terminal escapes and markup (fixed ids and times)."""
-    from _tui_db import build_evil_db, deterministic
+def _session_database(name: str, build: str, copy_name: str) -> tuple[Any, Any]:
+    """Two fixtures: ``NAME_master``, the database ``_tui_db.BUILD`` writes once per session (fixed ids and times),
+    and ``NAME``, a private copy of it named ``COPY_NAME`` (tests may write to it)."""
 
-    path = tmp_path_factory.mktemp("hostile") / "hostile.db"
-    with pytest.MonkeyPatch.context() as mp:
-        deterministic(mp)
-        build_evil_db(path)
-    return path
+    @pytest.fixture(scope="session", name=f"{name}_master")
+    def master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        import _tui_db
+
+        path = tmp_path_factory.mktemp(name) / f"{name}.db"
+        with pytest.MonkeyPatch.context() as mp:
+            _tui_db.deterministic(mp)
+            getattr(_tui_db, build)(path)
+        return path
+
+    @pytest.fixture(name=name)
+    def copy(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+        return Path(shutil.copy(request.getfixturevalue(f"{name}_master"), tmp_path / copy_name))
+
+    return master, copy
 
 
-@pytest.fixture
-def hostile(hostile_master: Path, tmp_path: Path) -> Path:
-    """A private copy of the hostile database (tests may write to it)."""
-    path = tmp_path / "hostile.db"
-    shutil.copy(hostile_master, path)
-    return path
+#: recorded: a finished run, its fork onto another target and a markup-laden run, by real fake-model runs
+recorded_master, recorded = _session_database("recorded", "build_recorded_db", "tprompt.db")
+#: hostile: every text holds terminal escapes and markup
+hostile_master, hostile = _session_database("hostile", "build_evil_db", "hostile.db")

@@ -42,6 +42,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -207,14 +209,42 @@ class StubServer:
         self.httpd.server_close()
 
 
-@pytest.fixture
-def stub() -> Iterator[Callable[..., StubServer]]:
-    servers: list[StubServer] = []
+class _Closable(Protocol):
+    def close(self) -> None: ...
 
-    def make(*args, **kwargs) -> StubServer:
-        servers.append(StubServer(*args, **kwargs))
+
+S = TypeVar("S", bound=_Closable)
+
+
+def servers_of(kind: Callable[..., S]) -> Iterator[Callable[..., S]]:
+    """A fixture's body: a maker of ``kind`` servers (its arguments theirs), every one made closed at the end."""
+    servers: list[S] = []
+
+    def make(*args: Any, **kwargs: Any) -> S:
+        servers.append(kind(*args, **kwargs))
         return servers[-1]
 
     yield make
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def stub() -> Iterator[Callable[..., StubServer]]:
+    yield from servers_of(StubServer)
+
+
+def completed_events(db: Path, run_id: str, server_keys: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
+    """A completed run's comparable events, without the config keys that name a server (the stubs differ by port,
+    not by answers)."""
+    from tprompt.graph.api import comparable_events
+    from tprompt.stores import EventLog
+
+    with EventLog(db, readonly=True) as log:
+        assert log.state(run_id).status == "completed"
+        rows = comparable_events(log, run_id)
+    for _, payload in rows:
+        if isinstance(payload.get("config"), dict):
+            for key in server_keys:
+                payload["config"].pop(key, None)
+    return rows

@@ -215,15 +215,12 @@ def anyio_backend() -> str:
 async def test_tui_review_refuses_a_candidate_longer_than_the_run_accepts(
         paused_for_review: tuple[Path, str]) -> None:
     # was: accepted (the dialog recorded the 201-character candidate)
-    from test_tui import SIZE, open_run, wait_for
+    from test_tui import open_run, running, wait_for
     from textual.widgets import Input
 
-    from tprompt.tui import create_app
 
     db, run_id = paused_for_review
-    app = create_app(db, cursor_blink=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+    async with running(db) as (app, pilot):
         await open_run(pilot, app, run_id)
         await pilot.press("v")
         await pilot.pause()
@@ -333,19 +330,11 @@ def test_reader_uri_opens_immutable_only_where_nothing_can_be_written(tmp_path: 
 def test_pause_of_a_run_whose_process_was_killed(tmp_path: Path) -> None:
     # was: "pause requested for r-...; its process pauses after the work in flight" (exit 0; no process ever
     # would), and the request was left in the database
-    import signal
 
-    from test_graph import start_run_process, wait_for_row
+    from test_graph import killed_in_a_call, wait_for_row
 
-    db, gate = tmp_path / "k.db", tmp_path / "gate"
-    gate.touch()
-    proc = start_run_process(db, scorer=f"fake:gate={gate}")
-    try:
-        wait_for_row(db, "SELECT 1 FROM events WHERE type = 'candidate.scored'", proc)
-        gate.unlink()  # the next model call waits: the kill lands with the run "running"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+    db = tmp_path / "k.db"
+    proc = killed_in_a_call(db, tmp_path / "gate")
     (run_id,) = wait_for_row(db, "SELECT run_id FROM runs", proc)
     line = one_line(tprompt(db, "pause", run_id, check=False), code=2)
     assert f"run {run_id} is not running: its process {proc.pid} is gone" in line

@@ -23,7 +23,6 @@ import stub_openai
 
 from tprompt.errors import ConfigError, ModelCallFailed
 from tprompt.graph import Runner, create_run, make_config
-from tprompt.graph.api import comparable_events
 from tprompt.models import ChatRequest, Recorder, _endpoints, api, get_model
 from tprompt.models.api import CLIENT_RETRIES, ApiBackend
 from tprompt.stores import EventLog
@@ -38,14 +37,7 @@ RUN = dict(source_tasks=["ai2_science"], target_task="arc_challenge", steps=1, c
 
 
 def _events(db: Path, run_id: str) -> list[tuple[str, dict[str, Any]]]:
-    """The run's comparable events, without the base URLs (the servers differ by port, not by answers)."""
-    with EventLog(db, readonly=True) as log:
-        assert log.state(run_id).status == "completed"
-        rows = comparable_events(log, run_id)
-    for _, payload in rows:
-        if isinstance(payload.get("config"), dict):
-            payload["config"].pop("base_url")
-    return rows
+    return stub_openai.completed_events(db, run_id, ("base_url",))
 
 
 def _run(db: Path, base_url: str | list[str]) -> str:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from conftest import run_created
-from test_graph import run_in_process
 
 import tprompt as tp
 from tprompt.errors import UsageError
@@ -19,15 +18,6 @@ from tprompt.export import EXPORT_FORMAT, PromptExport, export_prompt, public_ur
 from tprompt.graph.config import load_config_file
 from tprompt.stores import CandidateScored, EventLog, StageStarted
 from tprompt.stores.events import PromptTested
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A completed Transfer-Prompting run on the fake model (source and target stages, tested)."""
-    db = tmp_path_factory.mktemp("export") / "t.db"
-    log, run_id = run_in_process(db)
-    log.close()
-    return db, run_id
 
 
 def _hand_made(db: Path, *scores: CandidateScored, **config: object) -> str:

@@ -111,6 +111,37 @@ def lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+def killed_in_a_call(db: Path, gate: Path) -> subprocess.Popen[str]:
+    """``tprompt run`` of the small config, SIGKILLed after its first candidate.scored while its next model call
+    waits at ``gate`` (so the run is left "running", with work in flight): the dead process."""
+    gate.touch()
+    proc = start_run_process(db, scorer=f"fake:gate={gate}")
+    try:
+        wait_for_row(db, "SELECT 1 FROM events WHERE type = 'candidate.scored'", proc)
+        gate.unlink()  # the next model call waits
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    return proc
+
+
+def resume_killed(db: Path) -> tuple[EventLog, str]:
+    """The one run of ``db``, killed before it completed, resumed by ``tprompt resume`` to completion: its log and id."""
+    log = EventLog(db)
+    (run,) = log.runs()
+    assert log.state(run.run_id).status != "completed"
+    assert json.loads(tprompt(db, "resume", run.run_id, "--json").stdout)["status"] == "completed"
+    return log, run.run_id
+
+
+def released(proc: subprocess.Popen[str], gate: Path) -> tuple[dict, str]:
+    """Open ``gate`` for a ``tprompt run --json`` process held there and let it exit 0: its result and stderr."""
+    gate.touch()
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    return json.loads(stdout), stderr
+
+
 def cli_args(**overrides: object) -> list[str]:
     cfg = {**SMALL, **overrides}
     args = []
@@ -251,15 +282,13 @@ def test_ctrl_c_pauses_and_exits_zero(tmp_path: Path) -> None:
         # stage.started is written by the graph, so Ctrl-C's handler is installed by then.
         wait_for_row(db, "SELECT 1 FROM events WHERE type = 'stage.started'", proc)
         proc.send_signal(signal.SIGINT)
-        gate.touch()
-        stdout, stderr = proc.communicate(timeout=120)
+        result, stderr = released(proc, gate)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, stderr
-    assert json.loads(stdout)["status"] == "paused"
+    assert result["status"] == "paused"
     assert "Traceback" not in stderr
-    out = tprompt(db, "resume", json.loads(stdout)["run_id"], "--json")
+    out = tprompt(db, "resume", result["run_id"], "--json")
     assert json.loads(out.stdout)["status"] == "completed"
 
 
@@ -418,12 +447,10 @@ def test_pause_command_from_another_terminal(tmp_path: Path) -> None:
         (run_id,) = wait_for_row(db, "SELECT run_id FROM runs WHERE status = 'running'", proc)
         asked = tprompt(db, "pause", run_id)  # the run is held at the gate until now
         assert "pause requested" in asked.stderr
-        gate.touch()
-        stdout, stderr = proc.communicate(timeout=120)
+        result, _ = released(proc, gate)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, stderr
-    assert json.loads(stdout)["status"] == "paused"
+    assert result["status"] == "paused"
     assert tprompt(db, "pause", run_id, check=False).returncode == 2  # nothing to pause now
     assert json.loads(tprompt(db, "resume", run_id, "--json").stdout)["status"] == "completed"

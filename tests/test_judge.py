@@ -17,6 +17,7 @@ from test_graph import (
     SMALL,
     cli_args,
     comparable,
+    resume_killed,
     run_in_process,
     tprompt,
     wait_for_row,
@@ -267,11 +268,8 @@ def test_sigkill_in_a_judged_run_then_resume_equals_uninterrupted(tmp_path: Path
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
-    log = EventLog(db)
-    (run,) = log.runs()
-    assert log.state(run.run_id).status != "completed"
-    tprompt(db, "resume", run.run_id, "--json")
-    assert comparable(log, run.run_id) == comparable(ref_log, ref)
+    log, run_id = resume_killed(db)
+    assert comparable(log, run_id) == comparable(ref_log, ref)
     with sqlite3.connect(db) as conn:
         twice = conn.execute("SELECT count(*) FROM (SELECT cache_key FROM transcripts WHERE cache_hit = 0 AND error IS"
                              " NULL GROUP BY cache_key HAVING count(*) > 1)").fetchone()[0]

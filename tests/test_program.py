@@ -42,6 +42,23 @@ def start(capsys: pytest.CaptureFixture[str], db: Path, *extra: str, model: str 
     return run_id_of(err)
 
 
+def run_program(capsys: pytest.CaptureFixture[str], db: Path, program: str, *extra: str) -> tuple[int, str, str]:
+    """``tprompt run --program PROGRAM`` on pubmedqa, one step of one candidate on 4 examples: exit code, stdout,
+    stderr."""
+    capsys.readouterr()
+    code = main(["--db", str(db), "run", "--program", program, "--target", "pubmedqa.jsonl", "--model", "fake",
+                 "--steps", "1", "--candidates", "1", "--examples", "4", "--test-examples", "4", *extra])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def exported_json(capsys: pytest.CaptureFixture[str], db: Path, run_id: str) -> dict:
+    """``tprompt export RUN --format json``, read."""
+    capsys.readouterr()
+    assert main(["--db", str(db), "export", run_id, "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
 def calls_paid(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
@@ -95,9 +112,7 @@ def test_show_and_export_give_every_prompt_of_the_best_set(
 ) -> None:
     db = tmp_path / "t.db"
     run_id = start(capsys, db)
-    capsys.readouterr()
-    assert main(["--db", str(db), "export", run_id, "--format", "json"]) == 0
-    exported = json.loads(capsys.readouterr().out)
+    exported = exported_json(capsys, db, run_id)
     assert list(exported["prompts"]) == NAMES and exported["program"] == "pubmed:run"
     assert exported["prompt"] == json.dumps(exported["prompts"], ensure_ascii=False)
     assert main(["--db", str(db), "export", run_id]) == 0

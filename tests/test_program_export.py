@@ -3,13 +3,12 @@ each with the whole export (provenance) in its metadata, read back as a new prog
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from langchain_core.load import loads
 from langchain_core.prompts import ChatPromptTemplate
-from test_program import NAMES, folder, start  # noqa: F401  (folder: a fixture)
+from test_program import NAMES, exported_json, folder, start  # noqa: F401  (folder: a fixture)
 
 from tprompt.cli import main
 from tprompt.stores import EventLog
@@ -21,9 +20,7 @@ def test_the_langchain_export_of_a_program_holds_every_prompt_by_name_with_prove
 ) -> None:
     db = tmp_path / "t.db"
     run_id = start(capsys, db)
-    capsys.readouterr()
-    assert main(["--db", str(db), "export", run_id, "--format", "json"]) == 0
-    exported = json.loads(capsys.readouterr().out)
+    exported = exported_json(capsys, db, run_id)
     out = tmp_path / "best.langchain.json"
     assert main(["--db", str(db), "export", run_id, "--format", "langchain", "--out", str(out)]) == 0
     templates = loads(out.read_text(), allowed_objects="core")

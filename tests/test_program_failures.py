@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_program import folder, run_id_of, write_module  # noqa: F401  (folder: a fixture)
+from test_program import folder, run_id_of, run_program, write_module  # noqa: F401  (folder: a fixture)
 
 from tprompt.cli import main
 from tprompt.stores import EventLog
@@ -16,14 +16,6 @@ from tprompt.stores.events import CandidateAnswered, TestAnswered
 
 ASK = ("llm.invoke([('system', prompts['answer']), ('human', 'Question: ' + inputs['question'] + "
        "'\\nReply in exactly this format:\\nAnswer: <one of yes / no / maybe>')]).content")
-
-
-def run_program(capsys: pytest.CaptureFixture[str], db: Path, program: str, *extra: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(["--db", str(db), "run", "--program", program, "--target", "pubmedqa.jsonl", "--model", "fake",
-                 "--steps", "1", "--candidates", "1", "--examples", "4", "--test-examples", "4", *extra])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_a_program_failing_on_every_example_of_the_first_set_stops_the_run_in_one_line_and_resumes(

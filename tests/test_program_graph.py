@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_program import NAMES, RUN, folder, run_id_of, start, write_module  # noqa: F401  (folder: a fixture)
+from test_program import NAMES, RUN, folder, run_id_of, run_program, start, write_module  # noqa: F401  (folder: a fixture)
 
 from tprompt.cli import main
 from tprompt.evaluator.program import load_program
@@ -68,10 +68,8 @@ def test_a_langchain_runnable_factory_is_a_program(
         "    return prompt | llm | StrOutputParser()\n"
     ))
     db = tmp_path / "t.db"
-    capsys.readouterr()
-    assert main(["--db", str(db), "run", "--program", "prog_chain:build", "--target", "pubmedqa.jsonl", "--model",
-                 "fake", "--steps", "1", "--candidates", "1", "--examples", "4", "--test-examples", "4"]) == 0
-    err = capsys.readouterr().err
+    code, _, err = run_program(capsys, db, "prog_chain:build")
+    assert code == 0
     run_id = run_id_of(err)
     assert "program prog_chain:build" not in err  # no failure, print or unused-prompt line
     with EventLog(str(db)) as log:
@@ -140,11 +138,9 @@ def test_rows_of_a_program_are_in_flight_together(
         "    return second.content\n"
     ))
     db = tmp_path / "t.db"
-    capsys.readouterr()
-    assert main(["--db", str(db), "run", "--program", "prog_gate:run", "--target", "pubmedqa.jsonl", "--model",
-                 "fake", "--steps", "1", "--candidates", "1", "--examples", "4", "--test-examples", "4",
-                 "--concurrency", "2"]) == 0
-    run_id = run_id_of(capsys.readouterr().err)
+    code, _, err = run_program(capsys, db, "prog_gate:run", "--concurrency", "2")
+    assert code == 0
+    run_id = run_id_of(err)
     with EventLog(str(db)) as log:
         answers = [a for se in log.events(run_id) if isinstance(se.event, (CandidateAnswered, TestAnswered))
                    for a in se.event.answers]

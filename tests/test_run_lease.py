@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from test_graph import SMALL, start_run_process, wait_for_row
+from test_graph import SMALL, killed_in_a_call, wait_for_row
 
 from tprompt.errors import RunBusy
 from tprompt.graph import Runner, create_run, make_config
@@ -69,14 +68,7 @@ def test_a_run_held_elsewhere_is_not_touched(tmp_path: Path) -> None:
 
 def test_two_resumes_at_once_one_runs_the_other_says_why(tmp_path: Path) -> None:
     db, gate = tmp_path / "r.db", tmp_path / "gate"
-    gate.touch()
-    proc = start_run_process(db, scorer=f"fake:gate={gate}")
-    try:
-        wait_for_row(db, "SELECT 1 FROM events WHERE type = 'candidate.scored'", proc)
-        gate.unlink()  # the next model call waits: the kill lands with work in flight
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+    killed_in_a_call(db, gate)
     log = EventLog(db)
     (run,) = log.runs()
     run_id = run.run_id

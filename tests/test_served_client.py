@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from stub_openai import servers_of
 
 from tprompt.errors import MissingCredentials, ModelCallFailed, TransientBackendError
 from tprompt.models import ChatRequest, Recorder
@@ -86,15 +87,7 @@ class Scripted:
 
 @pytest.fixture
 def scripted() -> Iterator[Callable[..., Scripted]]:
-    servers: list[Scripted] = []
-
-    def make(*args, **kwargs) -> Scripted:
-        servers.append(Scripted(*args, **kwargs))
-        return servers[-1]
-
-    yield make
-    for s in servers:
-        s.close()
+    yield from servers_of(Scripted)
 
 
 @pytest.fixture

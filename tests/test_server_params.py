@@ -24,7 +24,6 @@ from tprompt.config import load_config_file
 from tprompt.errors import ConfigError, UsageError
 from tprompt.experiments.grid import load_experiment_file, plan_experiment
 from tprompt.graph import Runner, create_run, make_config
-from tprompt.graph.api import comparable_events
 from tprompt.models import ChatRequest, Recorder, get_model
 from tprompt.stores import EventLog
 
@@ -53,15 +52,7 @@ def _run(db: Path, values: dict[str, Any]) -> str:
 
 
 def _events(db: Path, run_id: str) -> list[tuple[str, dict[str, Any]]]:
-    """The run's comparable events, without what names the server (the stubs differ by port, not by answers)."""
-    with EventLog(db, readonly=True) as log:
-        assert log.state(run_id).status == "completed"
-        rows = comparable_events(log, run_id)
-    for _, payload in rows:
-        if isinstance(payload.get("config"), dict):
-            for key in _SERVER_KEYS:
-                payload["config"].pop(key, None)
-    return rows
+    return stub_openai.completed_events(db, run_id, _SERVER_KEYS)
 
 
 def test_extra_body_reaches_a_llama_cpp_like_server_and_its_answers_are_the_penalty_free_ones(

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_graph import cli_args, run_in_process
+from test_graph import cli_args
 
 HEAVY = ("torch", "transformers", "langgraph", "langchain", "langchain_core", "textual")
 
@@ -27,14 +27,6 @@ print("HEAVY=" + json.dumps(heavy), file=sys.stderr)
 """
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    db = tmp_path_factory.mktemp("startup") / "t.db"
-    log, run_id = run_in_process(db)
-    log.close()
-    return db, run_id
-
-
 @pytest.mark.parametrize(
     "args",
     [
@@ -43,8 +35,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         ["run", "--help"], ["pause", "RUN"], ["export", "RUN"], ["export", "RUN", "--format", "json"],
     ],
 )
-def test_reading_commands_import_no_model_or_graph_library(recorded: tuple[Path, str], args: list[str]) -> None:
-    db, run_id = recorded
+def test_reading_commands_import_no_model_or_graph_library(finished: tuple[Path, str], args: list[str]) -> None:
+    db, run_id = finished
     argv = ["--db", str(db), *[run_id if a == "RUN" else a for a in args]]
     proc = subprocess.run([sys.executable, "-c", PROBE % (list(HEAVY),), json.dumps(argv)],
                           capture_output=True, text=True, timeout=300)
@@ -122,10 +114,10 @@ print("IMPORTED=" + json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 
 
-def test_runs_imports_neither_the_graph_nor_the_scorer_nor_pandas(recorded: tuple[Path, str]) -> None:
+def test_runs_imports_neither_the_graph_nor_the_scorer_nor_pandas(finished: tuple[Path, str]) -> None:
     """b1c1fa2: `tprompt runs` imported every command module (the graph, the scorer, numpy) and sqlite-utils
     (which imports pandas where it is installed): 2-4 s on this machine, ~1 s without them (issue 34)."""
-    db, _ = recorded
+    db, _ = finished
     proc = subprocess.run([sys.executable, "-c", LISTING_PROBE, str(db)], capture_output=True, text=True, timeout=300)
     assert "runs in" in proc.stdout, proc.stdout + proc.stderr
     line = [x for x in proc.stderr.splitlines() if x.startswith("IMPORTED=")]
