@@ -58,8 +58,23 @@ T = TypeVar("T")
 class _FormModal(ModalScreen[T]):
     """A modal form: its OK button or Enter in a field submits, Escape or any other button cancels."""
 
-    OK_BUTTON = ""
+    OK_BUTTON = ""  # its id: ``FORM-ok``; the form's error line is ``FORM-error``, its other button ``FORM-cancel``
+    FOCUS = ""  # the field focused when the form opens ("" for Textual's choice)
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def _error_and_buttons(self, ok: str) -> ComposeResult:
+        """The form's error line, then its ``ok`` and Cancel buttons."""
+        form = self.OK_BUTTON.removesuffix("-ok")
+        yield LiteralStatic(id=f"{form}-error")
+        with Horizontal(classes="buttons"):
+            yield Button(ok, variant="primary", id=self.OK_BUTTON)
+            yield Button("Cancel", id=f"{form}-cancel")
+
+    def on_mount(self) -> None:
+        app: Any = self.app
+        app.no_blink(self)
+        if self.FOCUS:
+            self.query_one(self.FOCUS, Input).focus()
 
     def _submit(self) -> None:  # pragma: no cover - every form overrides it
         raise TypeError(f"{type(self).__name__} must define _submit")
@@ -81,6 +96,7 @@ class ForkScreen(_FormModal[ForkRequest | None]):
     """Fork a run at the selected event, or from one of its source prompts, onto a target task."""
 
     OK_BUTTON = "fork-ok"
+    FOCUS = "#fork-target"
 
     def __init__(
         self,
@@ -119,15 +135,7 @@ class ForkScreen(_FormModal[ForkRequest | None]):
                 id="fork-target",
             )
             yield Checkbox("run the fork now", value=True, id="fork-start")
-            yield LiteralStatic(id="fork-error")
-            with Horizontal(classes="buttons"):
-                yield Button("Fork", variant="primary", id="fork-ok")
-                yield Button("Cancel", id="fork-cancel")
-
-    def on_mount(self) -> None:
-        app: Any = self.app
-        app.no_blink(self)
-        self.query_one("#fork-target", Input).focus()
+            yield from self._error_and_buttons("Fork")
 
     def _submit(self) -> None:
         target = self.query_one("#fork-target", Input).value.strip()
@@ -175,14 +183,7 @@ class ReviewScreen(_FormModal[ReviewDecision | None]):
                 yield Label("add a candidate of your own (optional)")
                 yield LiteralInput(placeholder="a prompt", id="review-add")
             yield Checkbox("resume the run now", value=True, id="review-resume")
-            yield LiteralStatic(id="review-error")
-            with Horizontal(classes="buttons"):
-                yield Button("Accept", variant="primary", id="review-ok")
-                yield Button("Cancel", id="review-cancel")
-
-    def on_mount(self) -> None:
-        app: Any = self.app
-        app.no_blink(self)
+            yield from self._error_and_buttons("Accept")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         pass  # Enter in a text field must not accept the whole review
@@ -254,6 +255,7 @@ class NewRunScreen(_FormModal[NewRunRequest | None]):
     """The new-run form; returns validated RunConfig values with the run's opened resources (None when cancelled)."""
 
     OK_BUTTON = "new-ok"
+    FOCUS = "#new-source_tasks"
 
     def __init__(self, initial: dict[str, str] | None = None) -> None:
         super().__init__()
@@ -283,15 +285,7 @@ class NewRunScreen(_FormModal[NewRunRequest | None]):
                     )
                     yield Label("target only")
                     yield Checkbox("no source stage", value=False, id="new-target_only", compact=True)
-            yield LiteralStatic(id="new-error")
-            with Horizontal(classes="buttons"):
-                yield Button("Start", variant="primary", id="new-ok")
-                yield Button("Cancel", id="new-cancel")
-
-    def on_mount(self) -> None:
-        app: Any = self.app
-        app.no_blink(self)
-        self.query_one("#new-source_tasks", Input).focus()
+            yield from self._error_and_buttons("Start")
 
     def values(self) -> dict[str, Any]:
         """The form as RunConfig values, by the CLI's rules (``tprompt run``): empty fields keep the defaults, no
