@@ -278,6 +278,11 @@ def _choose_runs(conn: sqlite3.Connection, s: str, name: str, run_ids: Collectio
     )
 
 
+def _ran_differently(message: str, run_id: str, seq: int | None) -> MergeConflict:
+    return MergeConflict(message, hint="the files ran the same run id differently; merge only one of them",
+                         run_id=run_id, seq=seq)
+
+
 def _check_conflicts(conn: sqlite3.Connection, s: str, name: str, dst_name: str) -> None:
     row = conn.execute(
         "SELECT m.run_id, d.parent_run_id, d.parent_seq, r.parent_run_id, r.parent_seq FROM temp.merge_runs m"
@@ -286,11 +291,8 @@ def _check_conflicts(conn: sqlite3.Connection, s: str, name: str, dst_name: str)
     ).fetchone()
     if row is not None:
         run_id, dp, ds, sp, ss = row
-        raise MergeConflict(
-            f"run {run_id} differs between {dst_name} and {name}: forked from {dp or 'nothing'} at seq {ds}"
-            f" in one, from {sp or 'nothing'} at seq {ss} in the other",
-            hint="the files ran the same run id differently; merge only one of them", run_id=run_id, seq=None,
-        )
+        raise _ran_differently(f"run {run_id} differs between {dst_name} and {name}: forked from {dp or 'nothing'} at"
+                               f" seq {ds} in one, from {sp or 'nothing'} at seq {ss} in the other", run_id, None)
     row = conn.execute(
         f"SELECT e.run_id, min(e.seq) FROM temp.merge_runs m JOIN {s}.events e ON e.run_id = m.run_id"
         " JOIN main.events d ON d.run_id = e.run_id AND d.seq = e.seq"
@@ -300,10 +302,7 @@ def _check_conflicts(conn: sqlite3.Connection, s: str, name: str, dst_name: str)
     ).fetchone()
     if row is not None:
         run_id, seq = row
-        raise MergeConflict(
-            f"run {run_id} has different events at seq {seq} in {dst_name} and in {name}",
-            hint="the files ran the same run id differently; merge only one of them", run_id=run_id, seq=seq,
-        )
+        raise _ran_differently(f"run {run_id} has different events at seq {seq} in {dst_name} and in {name}", run_id, seq)
     row = conn.execute(
         f"SELECT e.event_id, e.run_id, e.seq, d.run_id, d.seq FROM temp.merge_runs m JOIN {s}.events e"
         " ON e.run_id = m.run_id JOIN main.events d ON d.event_id = e.event_id"

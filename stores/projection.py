@@ -117,6 +117,10 @@ class TestResult(BaseModel):
     undefined: dict[str, int] = {}
 
 
+#: What a test result takes from its prompt.tested event (all but the seq, which is the event's).
+_TESTED = tuple(name for name in TestResult.model_fields if name != "seq")
+
+
 class RunState(BaseModel):
     """Everything known about a run after some prefix of its events."""
 
@@ -392,17 +396,7 @@ def _transfer(b: _Builder, ev: TransferSelected) -> None:
 
 
 def _tested(b: _Builder, ev: PromptTested, seq: int) -> None:
-    b.tested[ev.role] = TestResult(
-        role=ev.role,
-        prompt_id=ev.prompt_id,
-        text=ev.text,
-        task=ev.task,
-        n_examples=ev.n_examples,
-        metrics=ev.metrics,
-        objective=ev.objective,
-        seq=seq,
-        undefined=ev.undefined,
-    )
+    b.tested[ev.role] = TestResult(seq=seq, **{name: getattr(ev, name) for name in _TESTED})
     b.scorer_calls["test"] = b.scorer_calls.get("test", 0) + ev.scorer_calls
     _evaluated(b, ("test", ev.role))
 

@@ -41,8 +41,8 @@ class CacheEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class TranscriptRow:
-    """One model call as it is listed (bodies are loaded on demand)."""
+class CallPlace:
+    """Which call it was and where it was made: the first columns of a transcript row."""
 
     call_id: str
     run_id: str | None
@@ -52,6 +52,12 @@ class TranscriptRow:
     model: str
     kind: str
     cache_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptRow(CallPlace):
+    """One model call as it is listed (bodies are loaded on demand)."""
+
     request_hash: str
     response_hash: str | None
     prompt_tokens: int | None
@@ -64,17 +70,9 @@ class TranscriptRow:
 
 
 @dataclass(frozen=True, slots=True)
-class NewCall:
+class NewCall(CallPlace):
     """What the recorder writes for one call."""
 
-    call_id: str
-    run_id: str | None
-    seq: int | None
-    step: str | None
-    agent: str
-    model: str
-    kind: str
-    cache_key: str
     request: str  # canonical JSON body
     response: str | None  # None when the call failed
     prompt_tokens: int | None
