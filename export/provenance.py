@@ -311,15 +311,3 @@ def public_url(url: str | None) -> str | None:
         return None
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
-
-__all__ = (
-    "EXPORT_FORMAT",
-    "EXPORT_FORMAT_VERSION",
-    "FORMATS",
-    "PromptExport",
-    "default_stage",
-    "export_prompt",
-    "lost_to_original",
-    "public_url",
-    "read_prompt_file",
-)

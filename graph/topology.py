@@ -9,27 +9,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from ..stores.events import (
-    CandidateAnswered,
-    CandidateJudged,
-    CandidateScored,
-    PromptTested,
-    RunCompleted,
-    RunCreated,
-    RunFailed,
-    RunForked,
-    RunPaused,
-    RunResumed,
-    StageCompleted,
-    StageStarted,
-    StepCompleted,
-    StepProposed,
-    StepRevised,
-    StoredEvent,
-    TestAnswered,
-    TestJudged,
-    TransferSelected,
-)
+from ..stores import events
 
 START, END = "__start__", "__end__"
 
@@ -83,35 +63,35 @@ def successors(transfer: bool = True, judge: bool = False) -> dict[str, list[str
     return {n: out[n] for n in ORDER if n not in dropped}
 
 
-def node_of(stored: StoredEvent, *, transfer: bool = True) -> str | None:
+def node_of(stored: events.StoredEvent, *, transfer: bool = True) -> str | None:
     """The node that appends an event like ``stored`` (None for the driver's marks: resume, pause, failure)."""
     ev = stored.event
     match ev:
-        case StageStarted() | StepProposed(step=0):
+        case events.StageStarted() | events.StepProposed(step=0):
             if ev.stage == "source":
                 return "start_source"
             return "transfer" if transfer else "start_target"
-        case StepProposed():
+        case events.StepProposed():
             return "propose"
-        case StepRevised():
+        case events.StepRevised():
             return ev.by
-        case CandidateAnswered():
+        case events.CandidateAnswered():
             return "score"
-        case TestAnswered():
+        case events.TestAnswered():
             return "test"
-        case CandidateJudged() | TestJudged():
+        case events.CandidateJudged() | events.TestJudged():
             return "judge"
-        case CandidateScored() | PromptTested():
+        case events.CandidateScored() | events.PromptTested():
             return "evaluate"
-        case StepCompleted() | StageCompleted():
+        case events.StepCompleted() | events.StageCompleted():
             return "close_step"
-        case TransferSelected():
+        case events.TransferSelected():
             return "transfer"
-        case RunCompleted():
+        case events.RunCompleted():
             return "finish"
-        case RunPaused():
+        case events.RunPaused():
             return "review" if ev.reason == "review" else None
-        case RunCreated() | RunForked() | RunResumed() | RunFailed():
+        case events.RunCreated() | events.RunForked() | events.RunResumed() | events.RunFailed():
             return None
         case _:
             assert_never(ev)
