@@ -128,7 +128,7 @@ def open_log(ctx: typer.Context, *, readonly: bool = True, create: bool = False)
 
 
 @contextlib.contextmanager
-def open_run(ctx: typer.Context, run: str, *, readonly: bool = True) -> Iterator[tuple[EventLog, str]]:
+def log_and_run(ctx: typer.Context, run: str, *, readonly: bool = True) -> Iterator[tuple[EventLog, str]]:
     """The database as :func:`open_log` opens it, and the id of the run ``run`` names (a unique prefix resolved).
 
     Raises:

@@ -12,7 +12,7 @@ from rich.text import Text
 from ..errors import UsageError
 from ..metric_specs import METRIC_NAMES
 from ..stores.events import PromptCandidate
-from ._common import JSON_OPTION, err, open_run, out, print_json, tprompt_cmd
+from ._common import JSON_OPTION, err, log_and_run, out, print_json, tprompt_cmd
 from .run import execute, report
 
 
@@ -48,7 +48,7 @@ def review(
     """
     from ..graph.review import max_prompt_chars, placeholder_check, record_review, revise, waiting_candidates
 
-    with open_run(ctx, run, readonly=False) as (log, run_id):
+    with log_and_run(ctx, run, readonly=False) as (log, run_id):
         state = log.state(run_id)
         cands = waiting_candidates(state)
         if not (accept or drop or edit or add):
@@ -131,7 +131,7 @@ def rescore(
         raise UsageError("give at least one --weight NAME=W, --metric NAME, --judge SPEC, --rubric FILE "
                          "or --accept-changed", hint="e.g. tprompt rescore RUN --weight accuracy=1")
     metrics = [module_ref(m, what="metric") for m in metric or ()]
-    with open_run(ctx, run, readonly=False) as (log, run_id):
+    with log_and_run(ctx, run, readonly=False) as (log, run_id):
         config = log.state(run_id).config
         files = check_files(config, run_id=run_id, accept_changed=accept_changed).files if config else None
         new_id = rescore_run(log, run_id, weights, metrics=metrics, judge=judge, rubric=rubric_value, files=files)

@@ -12,7 +12,7 @@ from .._text import printable
 from ..errors import UsageError
 from ..stores import RunState
 from ..stores.listing import run_summaries
-from ._common import JSON_OPTION, RUN_ARGUMENT, err, fmt_num, open_log, open_run, out, print_json, settings, shorten
+from ._common import JSON_OPTION, RUN_ARGUMENT, err, fmt_num, log_and_run, open_log, out, print_json, settings, shorten
 from ._model_options import CONCURRENCY_OPTION, REQUEST_TIMEOUT_OPTION, check_model_options
 
 
@@ -77,7 +77,7 @@ def events(
 
     Example: tprompt events r-1a2b3c --json
     """
-    with open_run(ctx, run) as (log, run_id):
+    with log_and_run(ctx, run) as (log, run_id):
         rows = list(log.events(run_id))
     if json_:
         print_json(
@@ -144,7 +144,7 @@ def replay(
         from ..graph.resources import ExecutionOptions
         from ..run_files import check_files
 
-        with open_run(ctx, run) as (log, run_id):
+        with log_and_run(ctx, run) as (log, run_id):
             config = log.state(run_id).config
             if config is not None:
                 check_files(config, run_id=run_id)
@@ -155,7 +155,7 @@ def replay(
         else:
             (out if same else err).print(Text(f"{run_id}: {why}"))
         raise typer.Exit(0 if same else 1)
-    with open_run(ctx, run) as (log, run_id):
+    with log_and_run(ctx, run) as (log, run_id):
         state = log.state(run_id, upto=to)
     if json_:
         print_json(state_json(state))

@@ -30,7 +30,7 @@ from ..stores.events import CandidateAnswered, TestAnswered
 from ..stores.frontier import Frontier
 from ..stores.leases import holder_alive, lease_holder
 from ..stores.summary import ROLE_LABELS, test_rows, test_title
-from ._common import JSON_OPTION, RUN_ARGUMENT, err, fmt_num, open_log, open_run, out, print_json, shorten, tprompt_cmd
+from ._common import JSON_OPTION, RUN_ARGUMENT, err, fmt_num, log_and_run, open_log, out, print_json, shorten, tprompt_cmd
 from ._model_options import (
     BASE_URL_OPTION,
     CONCURRENCY_OPTION,
@@ -398,7 +398,7 @@ def resume(
                                request_timeout=request_timeout, force=force)
     check_model_options(concurrency, request_timeout)
     otel_target(otel)
-    with open_run(ctx, run, readonly=False) as (log, run_id):
+    with log_and_run(ctx, run, readonly=False) as (log, run_id):
         state = log.state(run_id)
         if state.status == "completed":
             err.print(f"run {run_id} is already completed")
@@ -420,7 +420,7 @@ def pause(
 
     Example: tprompt pause r-1a2b3c
     """
-    with open_run(ctx, run, readonly=False) as (log, run_id):
+    with log_and_run(ctx, run, readonly=False) as (log, run_id):
         state = log.state(run_id)
         if state.status in ("completed", "failed", "paused"):
             raise UsageError(f"run {run_id} is {state.status}; there is nothing to pause")
@@ -442,7 +442,7 @@ def show(
 
     Example: tprompt show r-1a2b3c --json
     """
-    with open_run(ctx, run) as (log, run_id):
+    with log_and_run(ctx, run) as (log, run_id):
         state = log.state(run_id)
         lineage = [(s.run_id, s.first_seq, s.last_seq) for s in log.lineage(run_id)]
         spend = log.transcripts.spend([run_id])

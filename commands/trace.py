@@ -18,7 +18,7 @@ from rich.text import Text
 from ..errors import UsageError
 from ..stores import EventLog, StoredEvent
 from ..stores.events import CandidateScored, PromptTested, RunCompleted, RunFailed, RunPaused, StageCompleted, StepCompleted
-from ._common import JSON_OPTION, RUN_ARGUMENT, err, open_run, out, print_json, tprompt_cmd
+from ._common import JSON_OPTION, RUN_ARGUMENT, err, log_and_run, out, print_json, tprompt_cmd
 
 if TYPE_CHECKING:
     from ..telemetry.otlp import LiveExport, OtlpTarget
@@ -107,7 +107,7 @@ def trace(
                          hint="pass --otlp URL or set OTEL_EXPORTER_OTLP_ENDPOINT, e.g. http://127.0.0.1:4318")
     from ..telemetry.otlp import SpanSender, build, export_spans
 
-    with open_run(ctx, run) as (log, run_id):
+    with log_and_run(ctx, run) as (log, run_id):
         run_trace, calls = build(log, run_id)
         sender = SpanSender(where)
         try:

@@ -12,7 +12,7 @@ from rich.text import Text
 from ..errors import UsageError
 from ..evaluator.program import prompt_names
 from ..stores.transcripts import TranscriptRow
-from ._common import JSON_OPTION, RUN_ARGUMENT, fmt_num, open_run, out, print_json, shorten
+from ._common import JSON_OPTION, RUN_ARGUMENT, fmt_num, log_and_run, out, print_json, shorten
 
 
 def transcript(
@@ -30,7 +30,7 @@ def transcript(
 
     Example: tprompt transcript r-1a2b3c --agent proposer
     """
-    with open_run(ctx, run) as (log, run_id):
+    with log_and_run(ctx, run) as (log, run_id):
         segments = [(s.run_id, s.first_seq, s.last_seq) for s in log.lineage(run_id)]
         store = log.transcripts
         if call:

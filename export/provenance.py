@@ -24,7 +24,7 @@ from ..evaluator.template import ChatTemplate
 
 # The file format and reading a prompt back live below the stores: a run config file can name
 # an exported prompt (``prompt_file``).
-from ..prompt_file import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, read_prompt_file
+from ..prompt_file import EXPORT_FORMAT, EXPORT_FORMAT_VERSION
 from ..stores.events import METRIC_NAMES, Stage
 from ..stores.projection import RunState, ScoredPrompt
 
