@@ -16,34 +16,9 @@ from .._text import printable, printable_json
 from ..errors import TPromptError
 from ..evaluator import registry as _registry  # noqa: F401  (registers the built-in plug-in metrics' labels)
 from ..metric_specs import known_first
-from ..stores import EventLog, RunState, StoredEvent, fold
+from ..stores import EventLog, RunState, StoredEvent, events, fold
 from ..stores.curves import Curve, score_curve
-from ..stores.events import (
-    Answered,
-    CandidateAnswered,
-    CandidateJudged,
-    CandidateScored,
-    Event,
-    Judged,
-    Judgement,
-    PromptCandidate,
-    PromptTested,
-    RunCompleted,
-    RunCreated,
-    RunFailed,
-    RunForked,
-    RunPaused,
-    RunResumed,
-    Stage,
-    StageCompleted,
-    StageStarted,
-    StepCompleted,
-    StepProposed,
-    StepRevised,
-    TestAnswered,
-    TestJudged,
-    TransferSelected,
-)
+from ..stores.events import Answered, Event, Judged, Judgement, PromptCandidate, Stage
 from ..stores.frontier import Frontier
 from ..stores.listing import run_summaries
 from ..stores.log import gc_paused
@@ -53,24 +28,24 @@ from ._literal import LiteralText
 
 #: style of the event column, by event class (every class has one; a test checks)
 EVENT_STYLE: dict[type[Event], str] = {
-    RunCreated: "bold",
-    RunForked: "bold magenta",
-    StageStarted: "bold cyan",
-    StageCompleted: "bold cyan",
-    StepProposed: "yellow",
-    StepRevised: "italic yellow",
-    CandidateAnswered: "dim",
-    TestAnswered: "dim",
-    CandidateJudged: "blue",
-    TestJudged: "blue",
-    CandidateScored: "",
-    StepCompleted: "green",
-    TransferSelected: "magenta",
-    PromptTested: "bold green",
-    RunPaused: "cyan",
-    RunResumed: "cyan",
-    RunCompleted: "bold green",
-    RunFailed: "bold red",
+    events.RunCreated: "bold",
+    events.RunForked: "bold magenta",
+    events.StageStarted: "bold cyan",
+    events.StageCompleted: "bold cyan",
+    events.StepProposed: "yellow",
+    events.StepRevised: "italic yellow",
+    events.CandidateAnswered: "dim",
+    events.TestAnswered: "dim",
+    events.CandidateJudged: "blue",
+    events.TestJudged: "blue",
+    events.CandidateScored: "",
+    events.StepCompleted: "green",
+    events.TransferSelected: "magenta",
+    events.PromptTested: "bold green",
+    events.RunPaused: "cyan",
+    events.RunResumed: "cyan",
+    events.RunCompleted: "bold green",
+    events.RunFailed: "bold red",
 }
 
 
@@ -191,44 +166,44 @@ def describe(se: StoredEvent) -> str:
     """A plain one-line summary of an event (model text included verbatim; render it literally)."""
     ev = se.event
     match ev:
-        case RunCreated():
+        case events.RunCreated():
             return f"{', '.join(ev.source_tasks) or '-'} -> {ev.target_task}"
-        case RunForked():
+        case events.RunForked():
             base = f"from {ev.parent_run_id} at seq {ev.parent_seq} onto {ev.target_task}"
             return base + (f" (prompt {ev.from_prompt_id})" if ev.from_prompt_id else "")
-        case StageStarted():
+        case events.StageStarted():
             return ", ".join(ev.tasks)
-        case StepProposed():
+        case events.StepProposed():
             text = f"{len(ev.candidates)} candidate(s)"
             if ev.rejected:
                 text += f", {len(ev.rejected)} rejected"
             if ev.parent_id is not None:  # the reflective style: the parent, and its answers the proposer read
                 text += f", improving {ev.parent_id} from {len(ev.shown)} answer(s) with feedback"
             return text
-        case StepRevised():
+        case events.StepRevised():
             return f"{len(ev.candidates)} candidate(s) after {ev.by}"
-        case CandidateAnswered() | TestAnswered():
+        case events.CandidateAnswered() | events.TestAnswered():
             right = sum(a.correct for a in ev.answers)
             return f"{ev.prompt_id} on {ev.task} {answers_where(ev)}: {right}/{len(ev.answers)} right"
-        case CandidateJudged() | TestJudged():
+        case events.CandidateJudged() | events.TestJudged():
             return judged_summary(ev)
-        case CandidateScored():
+        case events.CandidateScored():
             rung = f" rung {ev.rung}" if ev.rung else ""
             return f"{ev.prompt_id} on {ev.task}{rung}: {fmt(ev.objective)} ({ev.n_examples} ex)"
-        case StepCompleted():
+        case events.StepCompleted():
             stop = " (stop)" if ev.stop else ""
             return f"best {ev.best_prompt_id or '-'} {fmt(ev.best_objective)}{stop}"
-        case StageCompleted():
+        case events.StageCompleted():
             return "top-k " + ", ".join(ev.top_k)
-        case TransferSelected():
+        case events.TransferSelected():
             return f"{len(ev.prompts)} prompt(s) -> {ev.target_task}"
-        case PromptTested():
+        case events.PromptTested():
             return f"{ev.role} {ev.prompt_id}: {fmt(ev.objective)} on {ev.n_examples} test ex"
-        case RunPaused():
+        case events.RunPaused():
             return ev.reason
-        case RunFailed():
+        case events.RunFailed():
             return one_line(ev.error, 60)
-        case RunResumed() | RunCompleted():
+        case events.RunResumed() | events.RunCompleted():
             return ""
         case _:
             assert_never(ev)
@@ -236,7 +211,7 @@ def describe(se: StoredEvent) -> str:
 
 def answers_where(ev: Answered | Judged) -> str:
     """Which answers an answer set or its judgement is about: ``test (original)``, ``rung 1`` or ``train``."""
-    if isinstance(ev, (TestAnswered, TestJudged)):
+    if isinstance(ev, (events.TestAnswered, events.TestJudged)):
         return f"test ({ev.role})"
     return f"rung {ev.rung}" if ev.rung else "train"
 
@@ -344,16 +319,16 @@ class Judgements:
     """A run's ``candidate.judged`` and ``test.judged`` events, indexed by candidate and by judge call, grown as the run is followed."""
 
     def __init__(self) -> None:
-        self._by_prompt: dict[tuple[str, str], list[CandidateJudged]] = {}
+        self._by_prompt: dict[tuple[str, str], list[events.CandidateJudged]] = {}
         self._by_call: dict[str, list[tuple[Judged, list[Judgement]]]] = {}
 
-    def add(self, events: Iterable[StoredEvent]) -> None:
-        """Index the judged events among ``events``."""
-        for se in events:
+    def add(self, stored: Iterable[StoredEvent]) -> None:
+        """Index the judged events among ``stored``."""
+        for se in stored:
             ev = se.event
-            if not isinstance(ev, (CandidateJudged, TestJudged)):
+            if not isinstance(ev, (events.CandidateJudged, events.TestJudged)):
                 continue
-            if isinstance(ev, CandidateJudged):
+            if isinstance(ev, events.CandidateJudged):
                 self._by_prompt.setdefault((ev.prompt_id, ev.task), []).append(ev)
             for j in ev.judgements:
                 if j.call_id:
@@ -399,15 +374,15 @@ class Frontiers:
     def __init__(self) -> None:
         self._cache: dict[Stage, tuple[int, Frontier]] = {}
 
-    def text(self, events: list[StoredEvent], state: RunState, stage: Stage, prompt_id: str) -> LiteralText:
+    def text(self, stored: list[StoredEvent], state: RunState, stage: Stage, prompt_id: str) -> LiteralText:
         """Whether ``prompt_id`` is in ``stage``'s pool, the keys it is best on, and the pool's members."""
         if state.config is None:
             return LiteralText()
         cached = self._cache.get(stage)
-        if cached is None or cached[0] != len(events):
+        if cached is None or cached[0] != len(stored):
             from ..graph.parents import run_frontier
 
-            cached = (len(events), run_frontier(events, state.config, stage))
+            cached = (len(stored), run_frontier(stored, state.config, stage))
             self._cache[stage] = cached
         front = cached[1]
         if not front.candidates:
@@ -424,14 +399,14 @@ class Frontiers:
         return text
 
 
-def prompt_set(events: Iterable[StoredEvent], prompt_id: str) -> PromptCandidate | None:
+def prompt_set(stored: Iterable[StoredEvent], prompt_id: str) -> PromptCandidate | None:
     """A program's candidate ``prompt_id`` as its step proposed it (its set and the prompt it rewrote), or None:
     not a program's candidate."""
     found = None
-    for se in events:
+    for se in stored:
         ev = se.event
-        if isinstance(ev, (StepProposed, StepRevised, TransferSelected)):
-            for c in ev.candidates if not isinstance(ev, TransferSelected) else ev.prompts:
+        if isinstance(ev, (events.StepProposed, events.StepRevised, events.TransferSelected)):
+            for c in ev.candidates if not isinstance(ev, events.TransferSelected) else ev.prompts:
                 if c.prompt_id == prompt_id and c.prompts is not None:
                     found = c if found is None or c.changed is not None else found
     return found
