@@ -71,15 +71,14 @@ class BackendChatModel(BaseChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> LCChatResult:
-        request = ChatRequest(
-            messages=to_messages(messages),
-            temperature=float(kwargs.get("temperature", self.temperature)),
-            max_tokens=int(kwargs.get("max_tokens", self.max_tokens)),
-            top_p=float(kwargs.get("top_p", self.top_p)),
-            stop=tuple(stop or ()),
-            seed=kwargs.get("seed", self.seed),
-            sample_index=int(kwargs.get("sample_index", 0)),
-        )
+        return self._reply(to_messages(messages), tuple(stop or ()), float(kwargs.get("temperature", self.temperature)),
+                           int(kwargs.get("max_tokens", self.max_tokens)), kwargs)
+
+    def _reply(self, sent: tuple[Message, ...], stop: tuple[str, ...], temperature: float, max_tokens: int,
+               kwargs: dict[str, Any]) -> LCChatResult:
+        request = ChatRequest(messages=sent, temperature=temperature, max_tokens=max_tokens, stop=stop,
+                              top_p=float(kwargs.get("top_p", self.top_p)), seed=kwargs.get("seed", self.seed),
+                              sample_index=int(kwargs.get("sample_index", 0)))
         return chat_result(*self.backend.generate([request])[0])
 
 
@@ -103,16 +102,10 @@ class RecordedChatModel(BackendChatModel):
     seen: dict[str, int] = {}
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: Any = None,
-        **kwargs: Any,
-    ) -> LCChatResult:
-        result = self.answer(to_messages(messages), tuple(stop or ()),
-                             temperature=float(kwargs.get("temperature", self.temperature)),
-                             max_tokens=int(kwargs.get("max_tokens", self.max_tokens)))
+    def _reply(self, sent: tuple[Message, ...], stop: tuple[str, ...], temperature: float, max_tokens: int,
+               kwargs: dict[str, Any]) -> LCChatResult:
+        # a program's call: top_p and seed stay ChatRequest's defaults (answer counts the sample index)
+        result = self.answer(sent, stop, temperature=temperature, max_tokens=max_tokens)
         return chat_result(result.text, result.prompt_tokens, result.completion_tokens)
 
     def answer(self, sent: tuple[Message, ...], stop: tuple[str, ...], *, temperature: float, max_tokens: int) -> Any:

@@ -113,9 +113,7 @@ def decode(engine, batch, reqs: Sequence[ChatRequest], prefix_len: int, prefix_k
                     cache=cache, use_cache=True, logits_to_keep=1,
                 )
                 step_logits, cache = out.logits[:, -1, :], out.cache
-            engine.stats.count_pass(threads)
-            engine.stats.tokens += len(active)
-            engine.stats.padded_tokens += state.rows if state is not None else len(active)
+            engine.stats.count_pass(threads, len(active), state.rows if state is not None else len(active))
     for b in range(n):
         if texts[b] is None:
             texts[b] = engine.finish(produced[b], reqs[b].stop)

@@ -25,6 +25,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ...errors import BackendError, ModelUnavailable
 from ..row_progress import rows_done
@@ -67,10 +68,20 @@ class ForwardStats:
         self.option_logits = 0
         self.threads = {}
 
-    def count_pass(self, threads: int) -> None:
-        """One more forward pass, run on ``threads`` torch threads."""
+    def count_pass(self, threads: int, tokens: int, padded: int | None = None, context: int = 0) -> None:
+        """One more forward pass, run on ``threads`` torch threads over ``tokens`` real tokens (``padded`` with the
+        padding; the same by default) whose attention contexts add up to ``context``."""
         self.forward_calls += 1
         self.threads[threads] = self.threads.get(threads, 0) + 1
+        self.tokens += tokens
+        self.padded_tokens += tokens if padded is None else padded
+        self.context_tokens += context
+
+
+def _stock_pass(module: Any, input_ids: Any, mask: Any, position_ids: Any, cache: Any, **kwargs: Any) -> Any:
+    """One pass of a stock transformers module (the model, or its base model) that extends ``cache``."""
+    return module(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, cache=cache, use_cache=True,
+                  **kwargs)
 
 
 class LocalEngine:
@@ -311,31 +322,13 @@ class LocalEngine:
                 states = self.fused.forward(input_ids[0], position_ids, prefix_kv, extra["packed_rows"], keep_idx, kv_out)
                 are_logits = False
             elif self._option_head is not None:
-                out = self.model.base_model(
-                    input_ids=input_ids,
-                    attention_mask=mask,
-                    position_ids=position_ids,
-                    cache=cache,
-                    use_cache=True,
-                    **extra,
-                )
+                out = _stock_pass(self.model.base_model, input_ids, mask, position_ids, cache, **extra)
                 states, are_logits = out.last_hidden_state[0, keep_idx], False
             else:
-                out = self.model(
-                    input_ids=input_ids,
-                    attention_mask=mask,
-                    position_ids=position_ids,
-                    cache=cache,
-                    use_cache=True,
-                    logits_to_keep=keep_idx,
-                    **extra,
-                )
+                out = _stock_pass(self.model, input_ids, mask, position_ids, cache, logits_to_keep=keep_idx, **extra)
                 states, are_logits = out.logits[0], True
                 self.stats.logit_rows += len(keep_idx)
-        self.stats.count_pass(threads)
-        self.stats.tokens += total
-        self.stats.padded_tokens += total
-        self.stats.context_tokens += sum(prefix_len * n + n * (n + 1) // 2 for n in lengths)
+        self.stats.count_pass(threads, total, context=sum(prefix_len * n + n * (n + 1) // 2 for n in lengths))
         return states, are_logits
 
     # -- generation ----------------------------------------------------------------------
@@ -376,10 +369,7 @@ class LocalEngine:
             out = self.model.base_model(
                 input_ids=ids, cache=DynamicCache(config=self.model.config), use_cache=True
             )
-        self.stats.count_pass(threads)
-        self.stats.tokens += length
-        self.stats.padded_tokens += length
-        self.stats.context_tokens += length * (length + 1) // 2
+        self.stats.count_pass(threads, length, context=length * (length + 1) // 2)
         kv = [(layer.keys, layer.values) for layer in out.cache.layers]
         return length, kv
 
@@ -407,18 +397,8 @@ class LocalEngine:
         else:
             cache = DynamicCache([(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv])
         with _threads_for(n * width) as threads:
-            out = self.model(
-                input_ids=input_ids,
-                attention_mask=mask,
-                position_ids=position_ids,
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=keep,
-            )
-        real = sum(len(s) for s in suffixes)
-        self.stats.count_pass(threads)
-        self.stats.tokens += real
-        self.stats.padded_tokens += n * width
-        self.stats.context_tokens += sum(prefix_len * len(s) + len(s) * (len(s) + 1) // 2 for s in suffixes)
+            out = _stock_pass(self.model, input_ids, mask, position_ids, cache, logits_to_keep=keep)
+        self.stats.count_pass(threads, sum(len(s) for s in suffixes), n * width,
+                              context=sum(prefix_len * len(s) + len(s) * (len(s) + 1) // 2 for s in suffixes))
         self.stats.logit_rows += n * keep
         return out.logits, out.cache, mask, position_ids[:, -1]
