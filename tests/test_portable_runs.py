@@ -21,6 +21,18 @@ def iso_date(example, answer):
 '''
 
 
+def paused_after_a_step(capsys: pytest.CaptureFixture[str], db: Path, metric: str) -> dict:
+    """``tprompt run`` of dates.jsonl scored by ``metric`` (MODULE:FUNCTION), paused by its rollout budget after
+    its first step: its --json result."""
+    code, out, err = cli(capsys, "--db", str(db), "run", "--target", "dates.jsonl", "--metric", metric, "--model",
+                         "fake", "--steps", "2", "--candidates", "2", "--examples", "6", "--test-examples", "4",
+                         "--max-rollouts", "12", "--json")
+    assert code == 0, err
+    state = json.loads(out)
+    assert state["status"] == "paused"
+    return state
+
+
 @pytest.fixture
 def own_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[Path, str, str]:
     """A run of a task file and a metric module given by relative names in folder proj/, paused after its first step."""
@@ -34,12 +46,7 @@ def own_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     metric_worker.reset()  # the metrics worker of an earlier test imports from that test's folder
     monkeypatch.chdir(proj)
     db = tmp_path / "runs.db"
-    code, out, err = cli(capsys, "--db", str(db), "run", "--target", "dates.jsonl", "--metric",
-                         f"{module}:iso_date", "--model", "fake", "--steps", "2", "--candidates", "2",
-                         "--examples", "6", "--test-examples", "4", "--max-rollouts", "12", "--json")
-    assert code == 0, err
-    state = json.loads(out)
-    assert state["status"] == "paused"
+    state = paused_after_a_step(capsys, db, f"{module}:iso_date")
     monkeypatch.syspath_prepend(str(tmp_path))  # nothing of proj/ stays importable by accident
     import sys
 
@@ -212,12 +219,7 @@ def test_a_metric_given_as_a_file_is_recorded_and_found_from_anywhere(
         code, out, err = cli(capsys, "--db", str(db), "run", "--target", "dates.jsonl", "--metric", bad, "--model", "fake")
         assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and f"metric {bad}: {says}" in err, err
         assert not db.exists()
-    code, out, err = cli(capsys, "--db", str(db), "run", "--target", "dates.jsonl", "--metric",
-                         f"../lib/{module}.py:iso_date", "--model", "fake", "--steps", "2", "--candidates", "2",
-                         "--examples", "6", "--test-examples", "4", "--max-rollouts", "12", "--json")
-    assert code == 0, err
-    state = json.loads(out)
-    assert state["status"] == "paused"
+    state = paused_after_a_step(capsys, db, f"../lib/{module}.py:iso_date")
     code, out, _ = cli(capsys, "--db", str(db), "show", state["run_id"], "--json")
     config = json.loads(out)["config"]
     assert config["metrics"] == [f"{module}:iso_date"]  # recorded as the import path it is, with its file
