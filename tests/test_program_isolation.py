@@ -149,3 +149,22 @@ def test_a_pause_while_every_row_hangs_is_prompt_and_resumes_to_the_same_events(
     with EventLog(str(folder / "ref.db")) as ref, EventLog(str(folder / "t.db")) as log:
         (ref_run,) = ref.runs()
         assert comparable_events(log, run_id) == comparable_events(ref, ref_run.run_id)
+
+
+def test_what_a_row_writes_to_its_file_descriptors_goes_to_the_program_log(folder: Path) -> None:
+    """A print is counted and logged; a write straight to fd 1 or 2 (a subprocess, C code) is logged too (it
+    reached the terminal, and the --json output, while programs ran in the run's process)."""
+    (folder / "loud.py").write_text(
+        "import os\nPROMPTS = {'answer': 'Answer yes, no or maybe.'}\n"
+        "def run(inputs, *, prompts, llm):\n"
+        "    print('\\x1b[31mprinted by the row')\n"
+        "    os.write(1, b'\\x1b[2Jraw fd 1\\n')\n"
+        "    os.write(2, b'raw fd 2\\n')\n"
+        f"    return {ASK}\n")
+    proc = _cli(folder, str(folder / "t.db"), *_run_args("loud:run"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "completed"  # stdout is the JSON document alone
+    assert "raw fd" not in proc.stderr and "\x1b" not in proc.stdout + proc.stderr
+    log = (folder / "home" / "logs" / "programs.log").read_text()
+    assert "printed by the row" in log and "raw fd 1" in log and "raw fd 2" in log
+    assert "program loud:run: printed " in " ".join(proc.stderr.split())
