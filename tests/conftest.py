@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import select
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,41 @@ def process_alive(pid: int) -> bool:
 #: A test that reads the process table from /proc and waits on pidfds runs on Linux only.
 needs_proc_and_pidfds = pytest.mark.skipif(not Path("/proc/self/stat").exists() or not hasattr(os, "pidfd_open"),
                                            reason="reads the process table from /proc and waits on pidfds (Linux)")
+
+
+def worker_inside(proc: subprocess.Popen[Any], mark: Path, timeout: float = 300) -> int:
+    """The pid a worker writes to ``mark`` once it is inside the user's code, polled while the run ``proc`` lives
+    (``timeout`` bounds a hang only)."""
+    deadline = time.monotonic() + timeout
+    while not (mark.exists() and mark.read_text()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return int(mark.read_text())
+
+
+def paused_by(sig: int, proc: subprocess.Popen[str], worker_pid: int) -> dict[str, Any]:
+    """Send ``sig`` to ``tprompt run --json`` held inside a worker's call: the run must pause at once (not after
+    the worker's own timeout), exit 0 and end the worker. Its result."""
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    result: dict[str, Any] = json.loads(out)
+    assert result["status"] == "paused"
+    wait_gone(worker_pid)  # the run ended the worker stuck in the user's code
+    return result
+
+
+def wait_gone(pid: int, timeout: float = 60) -> None:
+    """Wait until there is no process ``pid`` (``timeout`` bounds a hang only)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
 
 def kill_and_wait_for(proc: subprocess.Popen[Any], pids: Sequence[int], deadline: float) -> None:

@@ -11,10 +11,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import paused_by, wait_gone, worker_inside
 from test_cli_mistakes import one_line
 
 from tprompt.evaluator import load_task, metric_worker
@@ -109,13 +109,6 @@ def f(example, answer):
 """
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
 
 def _start_hanging_run(tmp_path: Path, mark: Path) -> subprocess.Popen[str]:
     _module(tmp_path, HANGS)
@@ -123,11 +116,7 @@ def _start_hanging_run(tmp_path: Path, mark: Path) -> subprocess.Popen[str]:
         [sys.executable, "-m", "tprompt.cli", "run", "--json", "--model", "fake", *OPEN, "--metric", "usermetrics:f"],
         env=_env(tmp_path, METRIC_MARK=str(mark)), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
-    deadline = time.monotonic() + 300  # bounds a hang only: the metric marks the moment it is inside the call
-    while not (mark.exists() and mark.read_text()):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    worker_inside(proc, mark)  # the metric marks the moment it is inside the call
     return proc
 
 
@@ -135,15 +124,7 @@ def _start_hanging_run(tmp_path: Path, mark: Path) -> subprocess.Popen[str]:
 def test_a_hanging_metric_does_not_stop_a_pause(tmp_path: Path, sig: signal.Signals) -> None:
     mark = tmp_path / "in_metric"
     proc = _start_hanging_run(tmp_path, mark)
-    worker_pid = int(mark.read_text())
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=120)  # the default metric_timeout is 30 s: a pause must not wait for it
-    assert proc.returncode == 0, err
-    assert json.loads(out)["status"] == "paused"
-    deadline = time.monotonic() + 60
-    while not _gone(worker_pid):  # the run ended the worker stuck in the metric
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    paused_by(sig, proc, int(mark.read_text()))  # the default metric_timeout is 30 s: a pause must not wait for it
 
 
 def test_the_worker_of_a_killed_run_ends_with_it(tmp_path: Path) -> None:
@@ -152,10 +133,7 @@ def test_the_worker_of_a_killed_run_ends_with_it(tmp_path: Path) -> None:
     worker_pid = int(mark.read_text())
     proc.kill()
     proc.communicate()
-    deadline = time.monotonic() + 60
-    while not _gone(worker_pid):  # it notices its parent is gone even inside a hung metric
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_gone(worker_pid)  # it notices its parent is gone even inside a hung metric
 
 
 def test_a_metric_past_metric_timeout_is_undefined_there_and_the_run_finishes(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import paused_by, worker_inside
 from test_cli_mistakes import one_line
 
 from tprompt.graph.api import comparable_events
@@ -107,13 +107,6 @@ def test_a_program_that_hangs_at_import_is_one_line_and_nothing_is_written(folde
     assert not (folder / "t.db").exists()
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_pause_while_every_row_hangs_is_prompt_and_resumes_to_the_same_events(folder: Path, sig: signal.Signals
@@ -127,23 +120,11 @@ def test_a_pause_while_every_row_hangs_is_prompt_and_resumes_to_the_same_events(
     proc = subprocess.Popen([sys.executable, "-m", "tprompt.cli", "--db", str(folder / "t.db"), *_run_args("hangs:run")],
                             env=_env(folder, MARK=str(mark)), cwd=folder, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300  # bounds a hang only: the program marks the moment it is inside a row
-    while not (mark.exists() and mark.read_text()):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    worker_pid = int(mark.read_text())
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=120)  # the default program_timeout is 60 s: a pause must not wait for it
-    assert proc.returncode == 0, err
-    assert json.loads(out)["status"] == "paused"
-    deadline = time.monotonic() + 60
-    while not _gone(worker_pid):  # the run ended the worker stuck in the program
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    worker_pid = worker_inside(proc, mark)  # the program marks the moment it is inside a row
+    paused = paused_by(sig, proc, worker_pid)  # the default program_timeout is 60 s: a pause must not wait for it
 
     (folder / "HANG").unlink()
-    run_id = json.loads(out)["run_id"]
+    run_id = paused["run_id"]
     resumed = _cli(folder, str(folder / "t.db"), "resume", run_id, "--json")
     assert resumed.returncode == 0, resumed.stderr
     with EventLog(str(folder / "ref.db")) as ref, EventLog(str(folder / "t.db")) as log:
