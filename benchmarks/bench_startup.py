@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench import medians, timed_cli_cpu
+from _bench import cpu_flags, medians, timed_cli_cpu
 
 COMMANDS = (["--version"], ["runs"], ["show", "RUN"])
 
@@ -48,7 +48,7 @@ def main() -> None:
     if args.make_db:
         print(make_db(Path(args.make_db)))
         return
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
+    print(f"machine: {cpu_flags()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         variants: dict[str, tuple[dict[str, str], str]] = {}
