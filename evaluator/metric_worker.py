@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .._signals import watch_parent
 from ..config import DEFAULT_METRIC_TIMEOUT
@@ -333,20 +333,40 @@ def _here() -> list[str]:
     return [os.getcwd(), *(p for p in sys.path if isinstance(p, str))]
 
 
-_WORKER: MetricWorker | None = None
-_WORKER_LOCK = threading.Lock()
+W = TypeVar("W", bound=Worker)
+
+
+class OnePerProcess(Generic[W]):
+    """This process's one worker of a kind: started on first use, ended at exit."""
+
+    def __init__(self, make: Callable[[], W]) -> None:
+        self._make = make
+        self._worker: W | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> W:
+        with self._lock:
+            if self._worker is None:
+                import atexit
+
+                self._worker = self._make()
+                atexit.register(self._worker.close)
+            return self._worker
+
+    def reset(self) -> None:
+        """End the worker and forget what it imported (its next use starts afresh)."""
+        with self._lock:
+            if self._worker is not None:
+                self._worker.close()
+                self._worker._forget()
+
+
+_WORKER = OnePerProcess(MetricWorker)
 
 
 def worker() -> MetricWorker:
     """This process's metric worker (started on first use, ended at exit)."""
-    global _WORKER
-    with _WORKER_LOCK:
-        if _WORKER is None:
-            import atexit
-
-            _WORKER = MetricWorker()
-            atexit.register(_WORKER.close)
-        return _WORKER
+    return _WORKER.get()
 
 
 def note_failures(ref: str, failures: Sequence[tuple[str, str]]) -> None:
@@ -360,13 +380,10 @@ def note_failures(ref: str, failures: Sequence[tuple[str, str]]) -> None:
         log.writelines(f"{stamp} metric {ref} failed on example {ex}: {reason}\n" for ex, reason in failures)
 
 
-__all__ = ("DEFAULT_METRIC_TIMEOUT", "Failed", "MetricWorker", "MetricsAbandoned", "Worker", "child_ready", "in_worker", "log_path",
+__all__ = ("DEFAULT_METRIC_TIMEOUT", "Failed", "MetricWorker", "MetricsAbandoned", "OnePerProcess", "Worker", "child_ready", "in_worker", "log_path",
            "note_failures", "one_line", "reset", "serve", "worker")
 
 
 def reset() -> None:
     """End this process's worker and forget what it imported (the next use starts afresh, e.g. after a module changed)."""
-    with _WORKER_LOCK:
-        if _WORKER is not None:
-            _WORKER.close()
-            _WORKER._loaded.clear()
+    _WORKER.reset()

@@ -45,7 +45,7 @@ from typing import Any
 
 from ..config import DEFAULT_PROGRAM_TIMEOUT
 from ..errors import ConfigError, ModelCallFailed
-from .metric_worker import POLL_S, START_TIMEOUT, Worker, _here, child_ready
+from .metric_worker import POLL_S, START_TIMEOUT, OnePerProcess, Worker, _here, child_ready
 
 #: What one row of a program gave: its output, its error (one line), how many lines it printed and the first.
 RowResult = tuple[str | None, str | None, int, str | None]
@@ -551,28 +551,17 @@ def _call_in_thread(llm: Any, qid: int, payload: tuple[Any, ...], q: queue.Queue
                      name="tprompt-program-call").start()
 
 
-_WORKER: ProgramWorker | None = None
-_WORKER_LOCK = threading.Lock()
+_WORKER = OnePerProcess(ProgramWorker)
 
 
 def worker() -> ProgramWorker:
     """This process's program worker (started on first use, ended at exit)."""
-    global _WORKER
-    with _WORKER_LOCK:
-        if _WORKER is None:
-            import atexit
-
-            _WORKER = ProgramWorker()
-            atexit.register(_WORKER.close)
-        return _WORKER
+    return _WORKER.get()
 
 
 def reset() -> None:
     """End this process's program worker and forget what it imported (the next use starts afresh)."""
-    with _WORKER_LOCK:
-        if _WORKER is not None:
-            _WORKER.close()
-            _WORKER._loaded.clear()
+    _WORKER.reset()
 
 
 __all__ = ("ProgramCallFailed", "ProgramWorker", "RowResult", "WorkerLost", "log_path", "reset", "serve", "worker")
