@@ -46,6 +46,7 @@ from ..graph.rules import full_run_cost, steps_to_spend
 from ..stores import EventLog
 from ..stores import experiments as experiments_table
 from ..stores.projection import RunState
+from ..stores.summary import ROLE_LABELS
 
 if TYPE_CHECKING:
     from ..graph.resources import ExecutionOptions, RunResources
@@ -62,12 +63,11 @@ ARM_LABELS: dict[str, str] = {
     "transfer": "Transfer-Prompting",
 }
 
-#: How arms and a single run's tested roles are labelled in tables and plots.
-ROLE_LABELS: dict[str, str] = {
-    "original": "original prompt",
-    "best_source": "best source prompt",
-    "best_target": "best target prompt",
-    **{k: v for k, v in ARM_LABELS.items() if k != "original"},
+#: How arms and a single run's tested roles are labelled in reports and plots: a role as ``show`` names it
+#: (:data:`~tprompt.stores.summary.ROLE_LABELS`) with "prompt", an arm by :data:`ARM_LABELS`.
+REPORT_LABELS: dict[str, str] = {
+    **{role: f"{label} prompt" for role, label in ROLE_LABELS.items()},
+    **ARM_LABELS,
 }
 
 #: Run keys an experiment sets per cell; giving them under [run] is a mistake.
@@ -502,7 +502,7 @@ __all__ = (
     "Experiment",
     "ExperimentConfig",
     "ModelPair",
-    "ROLE_LABELS",
+    "REPORT_LABELS",
     "cell_states",
     "find_cell_run",
     "find_experiment",

@@ -35,7 +35,7 @@ from ..metric_specs import metric_spec
 from ..stores import EventLog
 from ..stores.curves import score_curve
 from ..stores.events import ROLES, Stage
-from .grid import ROLE_LABELS
+from .grid import REPORT_LABELS
 from .plot_data import candidate_points, replay_test_answers
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def group_figures(log: EventLog, group: Group) -> list[tuple[str, str, Figure]]:
 
 
 def _label(arm: str) -> str:
-    return ROLE_LABELS.get(arm, arm)
+    return REPORT_LABELS.get(arm, arm)
 
 
 def _legend_outside(fig: Figure, axes: Sequence[Axes]) -> None:

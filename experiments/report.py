@@ -21,7 +21,7 @@ from ..models.pricing import SPEND_COLUMNS, spend_rows
 from ..stores import EventLog
 from ..stores.events import tested_roles
 from ..stores.projection import RunState
-from .grid import ROLE_LABELS, Experiment, cell_states
+from .grid import REPORT_LABELS, Experiment, cell_states
 from .plot_data import candidate_points, replay_test_answers
 from .report_model import COLUMNS, ArmSample, Group, Report, RunRef, Stat, columns_of
 
@@ -144,14 +144,14 @@ def table_rows(group: Group, columns: Sequence[str] = COLUMNS) -> tuple[list[lis
         if not group.arm_samples(arm):
             continue
         summary = group.summary(arm)
-        values.append([ROLE_LABELS.get(arm, arm), str(len(group.arm_samples(arm)))]
+        values.append([REPORT_LABELS.get(arm, arm), str(len(group.arm_samples(arm)))]
                       + [fmt_stat(summary.get(c, none)) for c in columns])
     changes = []
     for arm in group.arms[1:]:
         if not group.arm_samples(arm) or not group.arm_samples("original"):
             continue
         change = group.change(arm)
-        changes.append([ROLE_LABELS.get(arm, arm) + " − original", str(change["objective"].n)]
+        changes.append([REPORT_LABELS.get(arm, arm) + " − original", str(change["objective"].n)]
                        + [fmt_stat(change.get(c, none), signed=True) for c in columns])
     if "transfer" in group.arms and group.arm_samples("transfer") and group.arm_samples("target_only"):
         change = group.change("transfer", base="target_only")
@@ -209,14 +209,14 @@ def render_markdown(report: Report, *, images: dict[int, list[tuple[str, str]]] 
             out += ["<details><summary>Prompts tested</summary>", ""]
             for s in sorted(best, key=lambda s: (group.arms.index(s.arm) if s.arm in group.arms else 9, s.seed)):
                 text = " ".join(s.text.split()).replace("<", "&lt;")  # inside <details>: no stray tags
-                out += [f"- {ROLE_LABELS.get(s.arm, s.arm)}, seed {s.seed} (`{s.run_id}`): {text}"]
+                out += [f"- {REPORT_LABELS.get(s.arm, s.arm)}, seed {s.seed} (`{s.run_id}`): {text}"]
             out += ["", "</details>", ""]
     out += ["## Runs", ""]
     rows = []
     for group in report.groups:
         for r in group.runs:
             budget = str(group.budget) if group.budget is not None else "-"
-            rows.append([group.title.split(" · budget")[0], ROLE_LABELS.get(r.arm, r.arm), str(r.seed), f"`{r.run_id}`",
+            rows.append([group.title.split(" · budget")[0], REPORT_LABELS.get(r.arm, r.arm), str(r.seed), f"`{r.run_id}`",
                          r.status, str(r.train_calls), budget])
     out += [_md_table(["cell", "arm", "seed", "run", "status", "train scorer calls", "budget"], rows), ""]
     out += ["## Spend", ""]
@@ -295,7 +295,7 @@ __all__ = (
     "Stat",
     "build_report",
     "columns_of",
-    "ROLE_LABELS",
+    "REPORT_LABELS",
     "candidate_points",
     "fmt_stat",
     "render_markdown",
