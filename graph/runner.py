@@ -115,6 +115,8 @@ class Runner:
             names = stage_tasks(self.state, recorded, "source") + stage_tasks(self.state, recorded, "target")
             # Unknown tasks, a metric that no longer imports or changed version, fail here, before anything is written.
             resources = RunResources.open(recorded, tasks=tasks, task_names=names, options=options, objective_fn=objective)
+        # A runner is a fresh execution: resources an earlier one paused (their flag up) must not pause this one.
+        resources.pause.clear()
         self.resources = resources
         self.options = resources.options
         self.force = self.options.force

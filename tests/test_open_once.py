@@ -164,3 +164,15 @@ async def test_ui_new_run_opens_its_resources_once(db_path: Path, opened: Counte
         await wait_for(pilot, lambda: screen.follower.state.status == "completed")
         await app.workers.wait_for_complete()
     assert opened == ONE_OPEN
+
+
+def test_resources_of_a_paused_execution_run_the_next_one(tmp_path: Path) -> None:
+    """A new Runner on resources an earlier execution paused is a fresh start: it runs (it used to pause at once and
+    do nothing, as the pause flag lives in the resources and stayed up)."""
+    config = make_config({**SMALL, "steps": 1, "candidates": 2})
+    with EventLog(tmp_path / "p.db") as log:
+        run_id, res = open_new_run(log, config)
+        checks = iter(range(100))
+        assert Runner(log, run_id, resources=res, pause_check=lambda: next(checks) >= 1).run().status == "paused"
+        assert res.pause.is_set()
+        assert Runner(log, run_id, resources=res).run().status == "completed"
